@@ -1,0 +1,34 @@
+"""stagegen: write the backward pass of a Python function as readable, staged source code.
+
+    >>> import stagegen
+    >>> text = stagegen.generate(source, function="f")   # the f_backward module, as text
+    >>> stagegen.verify(source, function="f")            # proven against SymPy
+
+Importing stagegen is light: SymPy and black load only when they are needed.
+"""
+
+from .errors import StagegenError, VerificationError
+
+__version__ = "0.1.0"
+__all__ = ["generate", "verify", "staged", "StagegenError", "VerificationError", "__version__"]
+
+
+def generate(source, function=None, *, wrt=None, split=False, filename="<string>"):
+    """The text of the backward module for ``source`` (see stagegen.api.generate)."""
+    from .api import generate as _generate
+
+    return _generate(source, function, wrt=wrt, split=split, filename=filename)
+
+
+def verify(source_or_function, function=None, *, wrt=None, split=False, points=5, filename="<string>"):
+    """Check the generated backward against SymPy; returns a report, raises VerificationError."""
+    from .verify import verify as _verify
+
+    return _verify(source_or_function, function, wrt=wrt, split=split, points=points, filename=filename)
+
+
+def staged(func=None, *, wrt=None, verify=False, split=False):
+    """Decorator: attach ``func.backward`` and ``func.backward_source`` (see stagegen.decorator)."""
+    from .decorator import staged as _staged
+
+    return _staged(func, wrt=wrt, verify=verify, split=split)

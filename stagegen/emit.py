@@ -1,0 +1,136 @@
+"""Emit: Backward -> the text of the generated module.
+
+This file prints each statement; the jinja2 templates in ``templates/`` own the module's
+layout (header, imports, signature, sections); black owns the formatting. The same input
+always gives byte-identical output: nothing here depends on time, paths or set order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .expr import Call, Const, Printer, walk
+from .reverse import Backward
+
+
+@dataclass
+class RenderedFunction:
+    backward_name: str
+    parameters: str
+    docstring: str
+    signature_line: str
+    dependent: str
+    independent: str
+    notes: list[str]
+    replay: list[str]
+    setup: list[str]
+    blocks: list[dict]
+    zero: list[str]
+    returns: str
+
+
+def template_dir() -> Path:
+    """templates/ sits inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "module.py.j2").is_file():
+            return candidate
+    raise FileNotFoundError("stagegen's templates/ directory is missing: reinstall stagegen")
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        keep_trailing_newline=True,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _uses_math(backward: Backward) -> bool:
+    exprs = [s.expr for s in backward.replay] + [st.value for b in backward.blocks for st in b.statements]
+    return any(isinstance(n, Const) or (isinstance(n, Call) and n.fn not in ("abs", "max", "min")) for e in exprs for n in walk(e))
+
+
+def _math_alias(backwards: list[Backward]) -> str:
+    """``math``, unless a user name or a gradient name in the module is already ``math``."""
+    taken: set[str] = set()
+    for b in backwards:
+        taken |= b.program.user_names | set(b.gradient_names.values())
+    for candidate in ("math", "math_", "_math", "pymath"):
+        if candidate not in taken:
+            return candidate
+    k = 1
+    while f"math_{k}" in taken:
+        k += 1
+    return f"math_{k}"
+
+
+def _comment(stage_number: int, text: str = "") -> str:
+    return f"  # ({stage_number}) {text}".rstrip()
+
+
+def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
+    p = b.program
+    replay = [f"{s.target} = {printer(s.expr)}{_comment(s.number, s.comment)}" for s in b.replay]
+    setup = [f"{b.gradient_of(q.name)} = [0.0] * len({q.name})" for q in p.params if q.is_list and q.name in b.wrt]
+    blocks = []
+    for block in b.blocks:
+        lines = []
+        for st in block.statements:
+            op = "+=" if st.accumulate else "="
+            lines.append(f"{printer(st.gradient)} {op} {printer(st.value)}{_comment(st.stage)}")
+        blocks.append({"header": f"{block.stage.target} = {printer(block.stage.expr)}", "lines": lines})
+    zero = [f"{b.gradient_of(n)} = 0.0  # {n} does not reach the output" for n in b.zero]
+    grads = [b.gradient_of(n) for n in b.wrt]
+    returns = ", ".join(grads)
+
+    params = []
+    for q in p.params:
+        params.append(f"{q.name}={q.default}" if q.default is not None else q.name)
+    upstream_default = "1.0"
+    params.append(f"{b.upstream}={upstream_default}")
+    output_name = f"the output {p.returned_name}" if p.returned_name else "the returned value"
+    wrt_text = ", ".join(b.wrt)
+    result = f"({returns})" if len(grads) > 1 else returns
+    notes = [f"the gradient of `{value}` is named `{grad}` (`d{value}` is already a name in {p.name})" for value, grad in b.renamed]
+    return RenderedFunction(
+        backward_name=f"{p.name}_backward",
+        parameters=", ".join(params),
+        docstring=f"Gradient of {p.name} with respect to {wrt_text}, scaled by the upstream gradient {b.upstream}.",
+        signature_line=f"{p.name}_backward({', '.join(params)}) -> {result}",
+        dependent=output_name,
+        independent=wrt_text,
+        notes=notes,
+        replay=replay,
+        setup=setup,
+        blocks=blocks,
+        zero=zero,
+        returns=returns,
+    )
+
+
+def render(backwards: list[Backward], source_name: str, command: str) -> str:
+    """The generated module, formatted by black."""
+    math_name = _math_alias(backwards)
+    printer = Printer(math_name)
+    functions = [_render_function(b, printer) for b in backwards]
+    text = _environment().get_template("module.py.j2").render(
+        source_name=source_name,
+        command=command,
+        functions=functions,
+        uses_math=any(_uses_math(b) for b in backwards),
+        math_name=math_name,
+    )
+    return format_code(text)
+
+
+def format_code(text: str) -> str:
+    import black
+
+    return black.format_str(text, mode=black.Mode())

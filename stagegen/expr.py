@@ -1,0 +1,447 @@
+"""Scalar expressions: the one representation every stage of the pipeline shares.
+
+Nodes are frozen dataclasses, so two expressions that read the same compare equal; that is
+what lets the reverse sweep recognise a stage's own output inside its local gradient and
+write ``(1 - sigy) * sigy`` instead of recomputing the sigmoid.
+
+The constructors at the bottom (``add``, ``mul``, ...) simplify as they build, so derived
+gradients never carry ``1 * d``, ``+ 0`` or ``--x`` noise. User expressions are built with
+the plain classes and printed back as the user wrote them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Union
+
+
+class Expr:
+    """Base of all expression nodes."""
+
+    __slots__ = ()
+
+    def children(self) -> tuple["Expr", ...]:
+        return ()
+
+
+@dataclass(frozen=True)
+class Num(Expr):
+    value: Union[int, float]
+    text: str = field(default="", compare=False)  # the user's spelling, e.g. "1e3"
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    name: str  # "pi" or "e", printed as math.pi / math.e
+
+
+@dataclass(frozen=True)
+class Var(Expr):
+    name: str  # a parameter or a stage target, by its name in the generated code
+
+
+@dataclass(frozen=True)
+class Elem(Expr):
+    name: str  # a list parameter (or its gradient list)
+    index: int
+
+
+@dataclass(frozen=True)
+class Neg(Expr):
+    operand: Expr
+
+    def children(self):
+        return (self.operand,)
+
+
+@dataclass(frozen=True)
+class Bin(Expr):
+    op: str  # + - * / **
+    left: Expr
+    right: Expr
+
+    def children(self):
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    fn: str  # a key of gates.FUNCTIONS: "exp", "log", "max", ...
+    args: tuple[Expr, ...]
+
+    def children(self):
+        return self.args
+
+
+@dataclass(frozen=True)
+class Compare(Expr):
+    op: str  # > >= < <=
+    left: Expr
+    right: Expr
+
+    def children(self):
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class And(Expr):
+    items: tuple[Expr, ...]
+
+    def children(self):
+        return self.items
+
+
+@dataclass(frozen=True)
+class Cond(Expr):
+    test: Expr
+    body: Expr
+    orelse: Expr
+
+    def children(self):
+        return (self.test, self.body, self.orelse)
+
+
+Leaf = Union[Var, Elem]
+ZERO = Num(0)
+ONE = Num(1)
+
+
+# ---------------------------------------------------------------------------- traversal
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """Every node, parents before children, left to right."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(node.children()))
+
+
+def leaves(e: Expr) -> list[Leaf]:
+    """The variables and list elements an expression reads, in order of first appearance."""
+    seen: dict[Leaf, None] = {}
+    for node in walk(e):
+        if isinstance(node, (Var, Elem)):
+            seen.setdefault(node, None)
+    return list(seen)
+
+
+def rebuild(e: Expr, kids: tuple[Expr, ...]) -> Expr:
+    if isinstance(e, Neg):
+        return Neg(kids[0])
+    if isinstance(e, Bin):
+        return Bin(e.op, kids[0], kids[1])
+    if isinstance(e, Call):
+        return Call(e.fn, kids)
+    if isinstance(e, Compare):
+        return Compare(e.op, kids[0], kids[1])
+    if isinstance(e, And):
+        return And(kids)
+    if isinstance(e, Cond):
+        return Cond(kids[0], kids[1], kids[2])
+    return e
+
+
+def transform(e: Expr, fn: Callable[[Expr], Expr | None]) -> Expr:
+    """Rebuild ``e`` top-down; where ``fn`` returns an expression, that node is replaced."""
+    replaced = fn(e)
+    if replaced is not None:
+        return replaced
+    kids = e.children()
+    if not kids:
+        return e
+    new = tuple(transform(k, fn) for k in kids)
+    return e if new == kids else rebuild(e, new)
+
+
+def substitute(e: Expr, mapping: dict[Expr, Expr]) -> Expr:
+    return transform(e, mapping.get)
+
+
+def size(e: Expr) -> int:
+    return sum(1 for _ in walk(e))
+
+
+# ---------------------------------------------------------------------------- printing
+
+# Python's operator precedence, low to high.
+_COND, _AND, _CMP, _ADD, _MUL, _UNARY, _POW, _ATOM = 0, 2, 4, 6, 7, 8, 9, 10
+_BIN_PREC = {"+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "**": _POW}
+
+
+def _prec(e: Expr) -> int:
+    if isinstance(e, Num):
+        return _UNARY if e.value < 0 else _ATOM
+    if isinstance(e, Neg):
+        return _UNARY
+    if isinstance(e, Bin):
+        return _BIN_PREC[e.op]
+    if isinstance(e, Compare):
+        return _CMP
+    if isinstance(e, And):
+        return _AND
+    if isinstance(e, Cond):
+        return _COND
+    return _ATOM
+
+
+def format_number(value: Union[int, float]) -> str:
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return str(value)
+    if math.isinf(value):
+        return "math.inf" if value > 0 else "-math.inf"
+    return repr(value)
+
+
+class Printer:
+    """Prints expressions as Python source with the fewest parentheses that keep the meaning,
+    plus a few that help the reader: ``(a / b) * c`` and ``(1 - s) * s``."""
+
+    def __init__(self, math_name: str = "math"):
+        self.math_name = math_name
+
+    def __call__(self, e: Expr) -> str:
+        return self.text(e)
+
+    def _wrap(self, e: Expr, parens: bool) -> str:
+        inner = self.text(e)
+        return f"({inner})" if parens else inner
+
+    def text(self, e: Expr) -> str:
+        m = self.math_name
+        if isinstance(e, Num):
+            return e.text or format_number(e.value)
+        if isinstance(e, Const):
+            return f"{m}.{e.name}"
+        if isinstance(e, Var):
+            return e.name
+        if isinstance(e, Elem):
+            return f"{e.name}[{e.index}]"
+        if isinstance(e, Neg):
+            inner = e.operand
+            if isinstance(inner, Bin) and inner.op in ("*", "/"):
+                # -(a * b) prints as -a * b: negation is exact, so the value is the same.
+                return self.text(Bin(inner.op, _negated(inner.left), inner.right))
+            return "-" + self._wrap(inner, _prec(inner) < _UNARY)
+        if isinstance(e, Bin):
+            p = _BIN_PREC[e.op]
+            if e.op == "**":
+                # ** binds tighter than a unary minus on its left, looser on its right.
+                left = self._wrap(e.left, _prec(e.left) <= _POW)
+                right = self._wrap(e.right, _prec(e.right) < _UNARY)
+                if _simple_power_operand(e.left) and _simple_power_operand(e.right):
+                    return f"{left}**{right}"  # black's spelling, so comments match the code
+            else:
+                readable = e.op == "*" and isinstance(e.left, Bin) and e.left.op == "/"
+                left = self._wrap(e.left, _prec(e.left) < p or readable)
+                right = self._wrap(e.right, _prec(e.right) <= p)
+            return f"{left} {e.op} {right}"
+        if isinstance(e, Call):
+            args = ", ".join(self.text(a) for a in e.args)
+            if e.fn in ("abs", "max", "min"):
+                return f"{e.fn}({args})"
+            return f"{m}.{e.fn}({args})"
+        if isinstance(e, Compare):
+            left = self._wrap(e.left, _prec(e.left) <= _CMP)
+            right = self._wrap(e.right, _prec(e.right) <= _CMP)
+            return f"{left} {e.op} {right}"
+        if isinstance(e, And):
+            return " and ".join(self._wrap(i, _prec(i) <= _AND) for i in e.items)
+        if isinstance(e, Cond):
+            body = self._wrap(e.body, _prec(e.body) <= _COND)
+            test = self._wrap(e.test, _prec(e.test) <= _COND)
+            return f"{body} if {test} else {self.text(e.orelse)}"
+        raise TypeError(f"cannot print {e!r}")
+
+
+def _negated(e: Expr) -> Expr:
+    if isinstance(e, Bin) and e.op in ("*", "/"):
+        return Bin(e.op, _negated(e.left), e.right)
+    if isinstance(e, Neg):
+        return e.operand
+    return Neg(e)
+
+
+def _simple_power_operand(e: Expr) -> bool:
+    if isinstance(e, Neg):
+        e = e.operand
+    return isinstance(e, (Var, Num, Const))
+
+
+def to_source(e: Expr, math_name: str = "math") -> str:
+    return Printer(math_name).text(e)
+
+
+# ---------------------------------------------------------------------------- simplifying constructors
+
+
+def is_num(e: Expr, value=None) -> bool:
+    return isinstance(e, Num) and (value is None or e.value == value)
+
+
+def num(value: Union[int, float]) -> Expr:
+    """A number; negative ones as Neg so that printing and matching stay uniform."""
+    if value < 0:
+        return Neg(Num(-value))
+    return Num(value)
+
+
+def _number_value(e: Expr):
+    if isinstance(e, Num):
+        return e.value
+    if isinstance(e, Neg) and isinstance(e.operand, Num):
+        return -e.operand.value
+    return None
+
+
+def _fold(op: str, a, b):
+    """Fold two numbers when the result is exact enough to print back; None otherwise."""
+    try:
+        if op == "+":
+            r = a + b
+        elif op == "-":
+            r = a - b
+        elif op == "*":
+            r = a * b
+        elif op == "/":
+            r = a / b
+        else:
+            if isinstance(a, int) and isinstance(b, int) and 0 <= b <= 64:
+                r = a**b
+            else:
+                return None
+    except (ZeroDivisionError, OverflowError):
+        return None
+    if isinstance(r, float) and not math.isfinite(r):
+        return None
+    return r
+
+
+def neg(a: Expr) -> Expr:
+    v = _number_value(a)
+    if v is not None:
+        return num(-v)
+    if isinstance(a, Neg):
+        return a.operand
+    if isinstance(a, Bin) and a.op == "-":
+        return Bin("-", a.right, a.left)
+    return Neg(a)
+
+
+def add(a: Expr, b: Expr) -> Expr:
+    va, vb = _number_value(a), _number_value(b)
+    if va is not None and vb is not None:
+        r = _fold("+", va, vb)
+        if r is not None:
+            return num(r)
+    if va == 0:
+        return b
+    if vb == 0:
+        return a
+    if isinstance(b, Neg):
+        return sub(a, b.operand)
+    if isinstance(a, Neg):
+        return sub(b, a.operand)
+    if a == b:
+        return mul(Num(2), a)
+    return Bin("+", a, b)
+
+
+def sub(a: Expr, b: Expr) -> Expr:
+    va, vb = _number_value(a), _number_value(b)
+    if va is not None and vb is not None:
+        r = _fold("-", va, vb)
+        if r is not None:
+            return num(r)
+    if vb == 0:
+        return a
+    if va == 0:
+        return neg(b)
+    if isinstance(b, Neg):
+        return add(a, b.operand)
+    if a == b:
+        return Num(0)
+    return Bin("-", a, b)
+
+
+def mul(a: Expr, b: Expr) -> Expr:
+    va, vb = _number_value(a), _number_value(b)
+    if va is not None and vb is not None:
+        r = _fold("*", va, vb)
+        if r is not None:
+            return num(r)
+    if va == 0 or vb == 0:
+        return Num(0)
+    if va == 1:
+        return b
+    if vb == 1:
+        return a
+    if va == -1:
+        return neg(b)
+    if vb == -1:
+        return neg(a)
+    if isinstance(a, Neg):
+        return neg(mul(a.operand, b))
+    if isinstance(b, Neg):
+        return neg(mul(a, b.operand))
+    # A selector times a factor: move the factor into the branches that are not zero,
+    # so a max gate reads ``dz = dm if z >= w else 0.0``.
+    if isinstance(a, Cond):
+        return Cond(a.test, mul(a.body, b), mul(a.orelse, b))
+    if isinstance(b, Cond):
+        return Cond(b.test, mul(a, b.body), mul(a, b.orelse))
+    # Numbers go first, and gather: 2 * (3 * x) -> 6 * x.
+    if vb is not None:
+        a, b, va, vb = b, a, vb, va
+    if va is not None and isinstance(b, Bin) and b.op == "*":
+        inner = _number_value(b.left)
+        if inner is not None:
+            r = _fold("*", va, inner)
+            if r is not None:
+                return mul(num(r), b.right)
+    if a == b:
+        return Bin("**", a, Num(2))
+    return Bin("*", a, b)
+
+
+def div(a: Expr, b: Expr) -> Expr:
+    va, vb = _number_value(a), _number_value(b)
+    if va is not None and vb is not None:
+        r = _fold("/", va, vb)
+        if r is not None:
+            return num(r)
+    if va == 0:
+        return Num(0)
+    if vb == 1:
+        return a
+    if vb == -1:
+        return neg(a)
+    if isinstance(a, Neg):
+        return neg(div(a.operand, b))
+    if isinstance(b, Neg):
+        return neg(div(a, b.operand))
+    return Bin("/", a, b)
+
+
+def power(a: Expr, b: Expr) -> Expr:
+    vb = _number_value(b)
+    if vb == 1:
+        return a
+    if vb == 0:
+        return Num(1)
+    va = _number_value(a)
+    if va is not None and vb is not None:
+        r = _fold("**", va, vb)
+        if r is not None:
+            return num(r)
+    return Bin("**", a, b)
+
+
+def select(test: Expr, body: Expr, orelse: Expr) -> Expr:
+    if body == orelse:
+        return body
+    return Cond(test, body, orelse)

@@ -1,0 +1,191 @@
+"""The gate table: every operation stagegen differentiates, with its local gradients.
+
+One entry per gate, read the way the notes' gate table reads. Each rule receives the gate's
+output ``out`` and its inputs, and returns the partial derivative with respect to each input,
+built with the simplifying constructors of ``expr``. Rules prefer the cached output where it
+is cheaper and numerically better (exp -> out, tanh -> 1 - out**2, sigmoid -> (1 - out) * out).
+
+Compound right-hand sides are differentiated by chaining these rules through the expression
+(``local_gradients``), so a stage like ``sigy = 1.0 / (1 + math.exp(-y))`` stays one gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .expr import (
+    And,
+    Bin,
+    Call,
+    Compare,
+    Cond,
+    Const,
+    Elem,
+    Expr,
+    Neg,
+    Num,
+    Var,
+    add,
+    div,
+    mul,
+    neg,
+    num,
+    power,
+    sub,
+)
+
+Rule = Callable[..., tuple[Expr, ...]]  # (out, *inputs) -> one partial per input
+
+ONE_F, ZERO_F = Num(1.0), Num(0.0)
+
+
+@dataclass(frozen=True)
+class Gate:
+    arity: tuple[int, int | None]  # fewest and most inputs (None: any number)
+    rule: Rule
+    behaviour: str  # how the gate treats the gradient, in the notes' words
+
+
+def _call(fn: str, *args: Expr) -> Expr:
+    return Call(fn, args)
+
+
+def _over_sqrt_one_minus_square(a: Expr) -> Expr:
+    return div(Num(1), _call("sqrt", sub(Num(1), power(a, Num(2)))))
+
+
+def _pow_rule(out: Expr, a: Expr, b: Expr) -> tuple[Expr, Expr]:
+    if isinstance(b, Num) or (isinstance(b, Neg) and isinstance(b.operand, Num)):
+        exponent = b.value if isinstance(b, Num) else -b.operand.value
+        return mul(b, power(a, num(exponent - 1))), Num(0)
+    return mul(b, power(a, sub(b, Num(1)))), mul(out, _call("log", a))
+
+
+def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str]):
+    """max/min: the gradient goes to the winning input; a tie goes to the first of them."""
+
+    def rule(out: Expr, *args: Expr) -> tuple[Expr, ...]:
+        partials = []
+        for i, a in enumerate(args):
+            tests = [Compare(strict, a, b) for b in args[:i]] + [Compare(pick, a, b) for b in args[i + 1 :]]
+            test = tests[0] if len(tests) == 1 else And(tuple(tests))
+            partials.append(Cond(test, ONE_F, ZERO_F))
+        return tuple(partials)
+
+    return rule
+
+
+def _log_rule(out: Expr, a: Expr, base: Expr | None = None) -> tuple[Expr, ...]:
+    if base is None:
+        return (div(Num(1), a),)
+    log_base = _call("log", base)
+    return div(Num(1), mul(a, log_base)), neg(div(out, mul(base, log_base)))
+
+
+def _atan2_rule(out: Expr, y: Expr, x: Expr) -> tuple[Expr, Expr]:
+    r2 = add(power(x, Num(2)), power(y, Num(2)))
+    return div(x, r2), neg(div(y, r2))
+
+
+# The operators, one entry each.
+OPERATORS: dict[str, Gate] = {
+    "+": Gate((2, 2), lambda out, a, b: (Num(1), Num(1)), "the add gate distributes the gradient to both inputs"),
+    "-": Gate((2, 2), lambda out, a, b: (Num(1), neg(Num(1))), "the subtract gate passes the gradient on, negated for the second input"),
+    "*": Gate((2, 2), lambda out, a, b: (b, a), "the mul gate swaps its inputs: each input's gradient is the other input times the output gradient"),
+    "/": Gate((2, 2), lambda out, a, b: (div(Num(1), b), div(neg(a), power(b, Num(2)))), "the divide gate: 1/b for the numerator, -a/b**2 for the denominator"),
+    "**": Gate((2, 2), _pow_rule, "the power gate: b * a**(b - 1) for the base, out * log(a) for the exponent"),
+    "neg": Gate((1, 1), lambda out, a: (neg(Num(1)),), "the negate gate flips the sign of the gradient"),
+}
+
+# The functions, one entry each: math.<name>, or the builtins abs, max, min.
+FUNCTIONS: dict[str, Gate] = {
+    "exp": Gate((1, 1), lambda out, a: (out,), "exp: the local gradient is the output itself"),
+    "expm1": Gate((1, 1), lambda out, a: (add(out, Num(1)),), "expm1: the local gradient is out + 1"),
+    "log": Gate((1, 2), _log_rule, "log: the local gradient is 1/x"),
+    "log2": Gate((1, 1), lambda out, a: (div(Num(1), mul(a, _call("log", Num(2)))),), "log2: 1 / (x ln 2)"),
+    "log10": Gate((1, 1), lambda out, a: (div(Num(1), mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)"),
+    "log1p": Gate((1, 1), lambda out, a: (div(Num(1), add(Num(1), a)),), "log1p: 1 / (1 + x)"),
+    "sqrt": Gate((1, 1), lambda out, a: (div(Num(0.5), out),), "sqrt: 0.5 / out"),
+    "sin": Gate((1, 1), lambda out, a: (_call("cos", a),), "sin: cos x"),
+    "cos": Gate((1, 1), lambda out, a: (neg(_call("sin", a)),), "cos: -sin x"),
+    "tan": Gate((1, 1), lambda out, a: (add(Num(1), power(out, Num(2))),), "tan: 1 + out**2"),
+    "asin": Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),), "asin: 1 / sqrt(1 - x**2)"),
+    "acos": Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)"),
+    "atan": Gate((1, 1), lambda out, a: (div(Num(1), add(Num(1), power(a, Num(2)))),), "atan: 1 / (1 + x**2)"),
+    "atan2": Gate((2, 2), _atan2_rule, "atan2(y, x): x / r**2 for y, -y / r**2 for x"),
+    "sinh": Gate((1, 1), lambda out, a: (_call("cosh", a),), "sinh: cosh x"),
+    "cosh": Gate((1, 1), lambda out, a: (_call("sinh", a),), "cosh: sinh x"),
+    "tanh": Gate((1, 1), lambda out, a: (sub(Num(1), power(out, Num(2))),), "tanh: 1 - out**2"),
+    "erf": Gate((1, 1), lambda out, a: (mul(div(Num(2), _call("sqrt", Const("pi"))), _call("exp", neg(power(a, Num(2))))),), "erf: 2/sqrt(pi) * exp(-x**2)"),
+    "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output"),
+    "pow": Gate((2, 2), _pow_rule, "pow: like **"),
+    "abs": Gate((1, 1), lambda out, a: (Cond(Compare(">", a, Num(0)), ONE_F, Cond(Compare("<", a, Num(0)), Num(-1.0), ZERO_F)),), "abs: the gradient passes with the input's sign (0 at 0)"),
+    "max": Gate((2, None), _route(">=", ">"), "the max gate routes the gradient to the larger input (a tie goes to the first)"),
+    "min": Gate((2, None), _route("<=", "<"), "the min gate routes the gradient to the smaller input (a tie goes to the first)"),
+}
+
+MATH_CONSTANTS = {"pi", "e", "tau"}
+
+SIGMOID = Gate((1, 1), lambda out, a: (mul(sub(Num(1), out), out),), "the sigmoid gate: (1 - out) * out, from the cached output")
+
+
+def sigmoid_input(e: Expr) -> Expr | None:
+    """The u of 1 / (1 + exp(-u)) (either order of the sum), or None: the notes' sigmoid gate."""
+    if not (isinstance(e, Bin) and e.op == "/" and isinstance(e.left, Num) and e.left.value == 1):
+        return None
+    den = e.right
+    if not (isinstance(den, Bin) and den.op == "+"):
+        return None
+    for one, ex in ((den.left, den.right), (den.right, den.left)):
+        if (
+            isinstance(one, Num)
+            and one.value == 1
+            and isinstance(ex, Call)
+            and ex.fn == "exp"
+            and isinstance(ex.args[0], Neg)
+        ):
+            return ex.args[0].operand
+    return None
+
+
+def gate_of(e: Expr) -> tuple[Gate, tuple[Expr, ...]] | None:
+    """The gate an expression node applies, and its inputs (None for leaves)."""
+    u = sigmoid_input(e)
+    if u is not None:
+        return SIGMOID, (u,)
+    if isinstance(e, Bin):
+        return OPERATORS[e.op], (e.left, e.right)
+    if isinstance(e, Neg):
+        return OPERATORS["neg"], (e.operand,)
+    if isinstance(e, Call):
+        return FUNCTIONS[e.fn], e.args
+    return None
+
+
+def local_gradients(e: Expr, out: Expr | None = None) -> dict[Expr, Expr]:
+    """The partial derivative of ``e`` with respect to every variable it reads.
+
+    One reverse pass through the expression tree: each node's adjoint is its parent's adjoint
+    times the gate's partial; a variable read twice sums its paths. When ``out`` is given
+    (the stage's own output variable), the root's value is read from it instead of being
+    recomputed, which is how exp, tanh and sigmoid reuse the cached forward value.
+    """
+    grads: dict[Expr, Expr] = {}
+    stack: list[tuple[Expr, Expr]] = [(e, Num(1))]
+    while stack:
+        node, adjoint = stack.pop()
+        if isinstance(node, (Var, Elem)):
+            grads[node] = add(grads[node], adjoint) if node in grads else adjoint
+            continue
+        found = gate_of(node)
+        if found is None:  # a number or a constant: no gradient to pass on
+            continue
+        gate, inputs = found
+        node_value = out if (out is not None and node is e) else node
+        partials = gate.rule(node_value, *inputs)
+        # Push in reverse so inputs are visited left to right (the order readers expect).
+        for child, partial in reversed(list(zip(inputs, partials))):
+            stack.append((child, mul(adjoint, partial)))
+    # Visit order is depth-first from the left; keep the first-appearance order for output.
+    return grads

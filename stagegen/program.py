@@ -1,0 +1,54 @@
+"""The forward function as the rest of the pipeline sees it: parameters, numbered stages, output.
+
+Every stage binds a fresh name (re-assignments are versioned: ``y``, ``y_1``, ...), so an
+expression means the same thing wherever it is read: that is what makes pruning, reordering
+and substitution safe downstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .expr import Expr, Var
+
+
+@dataclass
+class Param:
+    name: str
+    is_list: bool = False
+    length: int = 0  # for a list: highest constant index read, plus one
+    default: str | None = None  # the default's source text, kept in the backward signature
+
+
+@dataclass
+class Stage:
+    number: int  # the #(n) of the forward line
+    target: str  # its name in the generated code
+    user_name: str  # the name the user wrote (differs from target after a re-assignment)
+    expr: Expr
+    line: int = 0  # where the user wrote it
+    col: int = 0
+    comment: str = ""  # the user's trailing comment, kept on the forward replay
+
+
+@dataclass
+class Program:
+    name: str
+    params: list[Param]
+    stages: list[Stage]
+    output: Var  # the returned value
+    returned_name: str | None  # the user's name for it; None when an expression is returned
+    filename: str = "<string>"
+    line: int = 0
+    docstring: str = ""
+    user_names: set[str] = field(default_factory=set)  # every name the function reads or binds
+
+    def param(self, name: str) -> Param | None:
+        for p in self.params:
+            if p.name == name:
+                return p
+        return None
+
+    @property
+    def stage_of(self) -> dict[str, Stage]:
+        return {s.target: s for s in self.stages}
