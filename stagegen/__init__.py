@@ -22,7 +22,7 @@ def generate(source, function=None, *, wrt=None, split=False, filename="<string>
 
 def verify(source_or_function, function=None, *, wrt=None, split=False, points=5, filename="<string>"):
     """Check the generated backward against SymPy; returns a report, raises VerificationError."""
-    from .verify import verify as _verify
+    from .proof import verify as _verify
 
     return _verify(source_or_function, function, wrt=wrt, split=split, points=points, filename=filename)
 

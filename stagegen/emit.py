@@ -71,6 +71,11 @@ def _math_alias(backwards: list[Backward]) -> str:
     return f"math_{k}"
 
 
+def _shorten(text: str, limit: int = 80) -> str:
+    """A stage as a one-line comment; a long one is cut (the forward line has it whole)."""
+    return text if len(text) <= limit else text[: limit - 4].rstrip() + " ..."
+
+
 def _comment(stage_number: int, text: str = "") -> str:
     return f"  # ({stage_number}) {text}".rstrip()
 
@@ -85,7 +90,7 @@ def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
         for st in block.statements:
             op = "+=" if st.accumulate else "="
             lines.append(f"{printer(st.gradient)} {op} {printer(st.value)}{_comment(st.stage)}")
-        blocks.append({"header": f"{block.stage.target} = {printer(block.stage.expr)}", "lines": lines})
+        blocks.append({"header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"), "lines": lines})
     zero = [f"{b.gradient_of(n)} = 0.0  # {n} does not reach the output" for n in b.zero]
     grads = [b.gradient_of(n) for n in b.wrt]
     returns = ", ".join(grads)

@@ -318,7 +318,18 @@ def _fold(op: str, a, b):
         return None
     if isinstance(r, float) and not math.isfinite(r):
         return None
+    if isinstance(r, float) and not _exact(op, a, b, r):
+        return None  # 1 / 9 stays 1 / 9: a rounded constant would change the gradient's last bits
     return r
+
+
+def _exact(op: str, a, b, r: float) -> bool:
+    """Whether the folded float's decimal spelling is exactly the true result."""
+    from fractions import Fraction
+
+    fa, fb = Fraction(repr(a)), Fraction(repr(b))
+    true = {"+": fa + fb, "-": fa - fb, "*": fa * fb, "/": fa / fb if fb else None}.get(op)
+    return true is not None and Fraction(repr(r)) == true
 
 
 def neg(a: Expr) -> Expr:
@@ -375,7 +386,7 @@ def mul(a: Expr, b: Expr) -> Expr:
         if r is not None:
             return num(r)
     if va == 0 or vb == 0:
-        return Num(0)
+        return a if va == 0 else b  # keeps 0.0 a float
     if va == 1:
         return b
     if vb == 1:
@@ -388,6 +399,10 @@ def mul(a: Expr, b: Expr) -> Expr:
         return neg(mul(a.operand, b))
     if isinstance(b, Neg):
         return neg(mul(a, b.operand))
+    # (1 / 9) * d reads better, and rounds once, as d / 9.
+    for x, y in ((a, b), (b, a)):
+        if isinstance(x, Bin) and x.op == "/" and _number_value(x.left) == 1 and _number_value(x.right) is not None:
+            return div(y, x.right)
     # A selector times a factor: move the factor into the branches that are not zero,
     # so a max gate reads ``dz = dm if z >= w else 0.0``.
     if isinstance(a, Cond):
