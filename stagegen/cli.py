@@ -89,9 +89,9 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 class Run:
-    def __init__(self, args, out=sys.stdout, err=sys.stderr):
+    def __init__(self, args, out=None, err=None):
         self.args = args
-        self.out, self.err = out, err
+        self.out, self.err = out or sys.stdout, err or sys.stderr
         self.style = Style(err)
         self.status = OK
 

@@ -267,7 +267,9 @@ def _sampled_equal(program, stage, ours, theirs, conv, rng, of) -> str:
         if abs(a - b) > sp.Float(10) ** (-DIGITS + 10) * (1 + abs(b)):
             raise VerificationError(
                 f"local gradient of stage ({stage.number}) `{stage.target}` with respect to `{_leaf_text(of)}` "
-                f"is {ours}, but SymPy's derivative is {theirs} (they differ at {subs})",
+                f"is {ours}, but SymPy's derivative is {theirs} (they differ at "
+                + ", ".join(f"{k}={float(v):.6g}" for k, v in subs.items())
+                + ")",
                 "this is a bug in stagegen: please report it with this function",
                 filename=program.filename,
                 line=stage.line,
@@ -393,7 +395,10 @@ def check_program(program: Program, backward: Backward, backward_fn, points: int
         for name, g, w in zip(reference.wrt_inputs, got, want):
             w = float(w) * upstream
             err = abs(g - w)
-            if not math.isfinite(g) or err > RTOL * max(abs(w), 1e-3 * scale * upstream):
+            # Relative to the gradient, or to a thousandth of the largest component when the
+            # gradient is near zero (a 50-digit reference is never exactly the float 0.0).
+            rel = err / max(abs(w), 1e-3 * scale * upstream)
+            if not math.isfinite(g) or rel > RTOL:
                 raise VerificationError(
                     f"{program.name}_backward gives d{name} = {g!r} at {point}, but SymPy's derivative is {w!r}",
                     "this is a bug in stagegen: please report it with this function",
@@ -402,7 +407,7 @@ def check_program(program: Program, backward: Backward, backward_fn, points: int
                     col=1,
                 )
             report.max_abs_error = max(report.max_abs_error, err)
-            report.max_rel_error = max(report.max_rel_error, err / max(abs(w), 1e-300) if w else err)
+            report.max_rel_error = max(report.max_rel_error, rel)
         report.points.append(dict(point))
     if not report.points:
         report.notes.append(f"no point where {program.name} is defined was found in {tries} random tries")

@@ -1,0 +1,102 @@
+"""The public API's promises: determinism, a light import, never running the user's module,
+and a non-editable install that finds its templates."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import stagegen
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGED = (ROOT / "examples" / "staged.py").read_text()
+
+
+def test_same_input_same_bytes_across_processes():
+    code = "import sys, stagegen; sys.stdout.write(stagegen.generate(sys.stdin.read()))"
+    outputs = set()
+    for seed in ("0", "1", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        result = subprocess.run([sys.executable, "-c", code], input=STAGED, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        outputs.add(result.stdout)
+    assert len(outputs) == 1
+    assert outputs.pop() == stagegen.generate(STAGED)
+
+
+def test_import_is_light():
+    code = "import sys, stagegen; print(sorted(m for m in ('sympy', 'black', 'jinja2') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_generation_never_runs_the_users_module(tmp_path):
+    source = textwrap.dedent(
+        """
+        import os
+        open(os.path.join(os.path.dirname(__file__), "ran.txt"), "w").write("ran")
+        raise SystemExit("the module was executed")
+
+        def f(x):
+            return x * x
+        """
+    )
+    path = tmp_path / "sideeffect.py"
+    path.write_text(source)
+    result = subprocess.run([sys.executable, "-m", "stagegen", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "ran.txt").exists()
+    assert (tmp_path / "sideeffect_backward.py").exists()
+
+
+def test_generated_module_needs_only_the_standard_library():
+    text = stagegen.generate(STAGED)
+    imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
+    assert imports == ["import math"]
+
+
+def test_wrt_validation():
+    with pytest.raises(stagegen.StagegenError, match="not a parameter"):
+        stagegen.generate(STAGED, wrt=["z"])
+
+
+def test_wrt_keeps_parameter_order_and_returns_bare_for_one():
+    ns = {}
+    exec(stagegen.generate(STAGED, wrt=["y", "x"]), ns)
+    both = ns["f_backward"](3.0, -4.0)
+    ns = {}
+    exec(stagegen.generate(STAGED, wrt="y"), ns)
+    only_y = ns["f_backward"](3.0, -4.0)
+    assert isinstance(only_y, float) and only_y == pytest.approx(both[1])
+
+
+@pytest.mark.slow
+def test_non_editable_wheel_install_finds_its_templates(tmp_path):
+    """Build the wheel, install it into a directory of its own, and generate from there."""
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    wheels = list(wheel_dir.glob("stagegen-*.whl"))
+    assert len(wheels) == 1
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheels[0])],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr
+    assert (site / "stagegen" / "templates" / "module.py.j2").is_file()
+    code = "import stagegen, sys; print(stagegen.__file__); sys.stdout.write(stagegen.generate(sys.stdin.read()))"
+    env = dict(os.environ, PYTHONPATH=str(site))
+    result = subprocess.run([sys.executable, "-c", code], input=STAGED, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    first, _, module = result.stdout.partition("\n")
+    assert first.startswith(str(site))
+    assert module == stagegen.generate(STAGED)
