@@ -87,37 +87,36 @@ def decode_source(data: bytes, filename: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = data[: exc.start]
-        line = before.count(b"\n") + 1
-        col = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise StagegenError(
-            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
-            "save the file as UTF-8",
-            filename=filename,
-            line=line,
-            col=col,
+        shown = data.decode("utf-8", errors="replace")  # for the source line under the message
+        before = data[: exc.start].decode("utf-8", errors="replace")
+        line = before.count("\n") + 1
+        col = len(before) - (before.rfind("\n") + 1) + 1
+        raise Source(shown, filename).error_at(
+            line, col, f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})", "save the file as UTF-8"
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise StagegenError(
-            "file contains a NUL byte: it is not Python source",
-            "pass a .py file",
-            filename=filename,
-            line=line,
-            col=1,
-        )
+    check_no_nul(Source(text, filename))
     return text
 
 
+def check_no_nul(source: Source) -> None:
+    if "\x00" in source.text:
+        before = source.text[: source.text.index("\x00")]
+        line = before.count("\n") + 1
+        col = len(before) - (before.rfind("\n") + 1) + 1
+        raise source.error_at(line, col, "file contains a NUL byte: it is not Python source", "pass a .py file")
+
+
 def parse_source(source: Source) -> ast.Module:
+    check_no_nul(source)
     try:
         return ast.parse(source.text, filename=source.filename)
     except SyntaxError as exc:
         line = exc.lineno or 1
         col = exc.offset or 1
-        raise source.error_at(line, col, f"invalid syntax: {exc.msg}", "fix the syntax; the file must be valid Python") from None
+        message = exc.msg if exc.msg.startswith("invalid syntax") else f"invalid syntax: {exc.msg}"
+        raise source.error_at(line, col, message, "fix the syntax; the file must be valid Python") from None
     except (ValueError, MemoryError, RecursionError) as exc:
         raise source.error_at(1, 1, f"cannot parse this file: {exc}", "pass a valid Python module") from None
 
@@ -269,6 +268,7 @@ class FunctionReader:
             line=fn.lineno + self.src.line_offset,
             docstring=docstring,
             user_names=self.user_names | set(self.versions.taken),
+            def_line=(" " * self.src.col_offset + self.src.lines[fn.lineno - 1]) if fn.lineno <= len(self.src.lines) else "",
         )
 
     # -- parameters --------------------------------------------------------------------
@@ -474,7 +474,7 @@ class FunctionReader:
     def _call(self, node: ast.Call) -> Expr:
         fn = self._function_name(node.func)
         if node.keywords:
-            raise self.src.error(node.keywords[0].value, "keyword arguments are not supported", "pass arguments by position")
+            raise self.src.error(node.keywords[0], "keyword arguments are not supported", "pass arguments by position")
         for a in node.args:
             if isinstance(a, ast.Starred):
                 raise self.src.error(a, "starred arguments are not supported", "list the arguments one by one")

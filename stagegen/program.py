@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import StagegenError
 from .expr import Expr, Var
 
 
@@ -42,6 +43,12 @@ class Program:
     line: int = 0
     docstring: str = ""
     user_names: set[str] = field(default_factory=set)  # every name the function reads or binds
+    def_line: str = ""  # the source text of the `def` line, for errors about the whole function
+
+    def error(self, message: str, hint: str = "", error_class=StagegenError) -> StagegenError:
+        """An error about the function as a whole, located at its `def` line."""
+        col = len(self.def_line) - len(self.def_line.lstrip()) + 1
+        return error_class(message, hint, filename=self.filename, line=self.line, col=col, source_line=self.def_line)
 
     def param(self, name: str) -> Param | None:
         for p in self.params:

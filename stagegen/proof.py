@@ -384,12 +384,10 @@ def check_program(program: Program, backward: Backward, backward_fn, points: int
         except (ValueError, ZeroDivisionError, OverflowError):
             continue  # a float-only failure (overflow in the forward replay): not a wrong gradient
         if len(got) != len(want):
-            raise VerificationError(
+            raise program.error(
                 f"{program.name}_backward returned {len(got)} gradients, expected {len(want)}",
                 "this is a bug in stagegen: please report it with this function",
-                filename=program.filename,
-                line=program.line,
-                col=1,
+                VerificationError,
             )
         scale = max([1.0] + [abs(float(w)) for w in want])
         for name, g, w in zip(reference.wrt_inputs, got, want):
@@ -399,12 +397,10 @@ def check_program(program: Program, backward: Backward, backward_fn, points: int
             # gradient is near zero (a 50-digit reference is never exactly the float 0.0).
             rel = err / max(abs(w), 1e-3 * scale * upstream)
             if not math.isfinite(g) or rel > RTOL:
-                raise VerificationError(
+                raise program.error(
                     f"{program.name}_backward gives d{name} = {g!r} at {point}, but SymPy's derivative is {w!r}",
                     "this is a bug in stagegen: please report it with this function",
-                    filename=program.filename,
-                    line=program.line,
-                    col=1,
+                    VerificationError,
                 )
             report.max_abs_error = max(report.max_abs_error, err)
             report.max_rel_error = max(report.max_rel_error, rel)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import StagegenError
 from .expr import Elem, Expr, Num, Var, leaves, mul
 from .gates import local_gradients
 from .program import Program, Stage
@@ -78,16 +77,10 @@ def resolve_wrt(program: Program, wrt) -> list[str]:
         wrt = [w.strip() for w in wrt.split(",") if w.strip()]
     wrt = list(wrt)
     if not wrt:
-        raise StagegenError(f"wrt is empty for `{program.name}`", f"name at least one parameter: {', '.join(names)}", filename=program.filename, line=program.line, col=1)
+        raise program.error(f"wrt is empty for `{program.name}`", f"name at least one parameter: {', '.join(names)}")
     for w in wrt:
         if w not in names:
-            raise StagegenError(
-                f"wrt names `{w}`, which is not a parameter of `{program.name}`",
-                f"parameters: {', '.join(names)}",
-                filename=program.filename,
-                line=program.line,
-                col=1,
-            )
+            raise program.error(f"wrt names `{w}`, which is not a parameter of `{program.name}`", f"parameters: {', '.join(names)}")
     return [n for n in names if n in wrt]
 
 
@@ -115,10 +108,7 @@ def differentiate(program: Program, wrt=None) -> Backward:
     # Gradient names: the upstream first (it is part of the signature), then every value.
     taken = set(program.user_names) | {p.name for p in program.params} | {s.target for s in stages}
     names = _GradientNames(taken)
-    if program.returned_name is not None:
-        upstream = names.assign(output, f"d{program.returned_name}")
-    else:
-        upstream = names.assign(output)
+    upstream = names.assign(output, f"d{program.returned_name or 'out'}")
     for p in program.params:
         if p.name in wrt_names:
             names.assign(p.name)
