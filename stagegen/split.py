@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
+from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var, rebuild
 from .gates import sigmoid_input
 from .program import Program, Stage
 
@@ -104,14 +104,7 @@ class _Splitter:
             return e
         # The compound sides of a division are its numerator and denominator, as in the notes.
         roles = ("num", "den") if isinstance(e, Bin) and e.op == "/" else (None,) * len(kids)
-        new_kids = tuple(self._operand(k, origin, memo, role) for k, role in zip(kids, roles))
-        if isinstance(e, Neg):
-            return Neg(new_kids[0])
-        if isinstance(e, Bin):
-            return Bin(e.op, new_kids[0], new_kids[1])
-        if isinstance(e, Call):
-            return Call(e.fn, new_kids)
-        return e
+        return rebuild(e, tuple(self._operand(k, origin, memo, role) for k, role in zip(kids, roles)))
 
     def _operand(self, e: Expr, origin: Stage, memo: dict, role: str | None = None) -> Expr:
         if _is_operand(e):

@@ -75,9 +75,10 @@ def test_wrt_keeps_parameter_order_and_returns_bare_for_one():
 
 
 @pytest.mark.slow
-def test_non_editable_wheel_install_finds_its_templates(tmp_path):
-    """Build the wheel, install it into a directory of its own, and generate from there."""
-    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+def test_non_editable_install_in_a_fresh_venv(tmp_path):
+    """Build the wheel, install it (not editable) into a new virtual environment, and run that
+    environment's stagegen command: the templates must ship inside the package."""
+    wheel_dir, venv = tmp_path / "wheel", tmp_path / "venv"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(ROOT)],
         capture_output=True,
@@ -86,17 +87,21 @@ def test_non_editable_wheel_install_finds_its_templates(tmp_path):
     assert build.returncode == 0, build.stderr
     wheels = list(wheel_dir.glob("stagegen-*.whl"))
     assert len(wheels) == 1
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheels[0])],
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    install = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheels[0])], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import stagegen.emit as e; print(e.template_dir())"],
         capture_output=True,
         text=True,
+        cwd=tmp_path,
     )
-    assert install.returncode == 0, install.stderr
-    assert (site / "stagegen" / "templates" / "module.py.j2").is_file()
-    code = "import stagegen, sys; print(stagegen.__file__); sys.stdout.write(stagegen.generate(sys.stdin.read()))"
-    env = dict(os.environ, PYTHONPATH=str(site))
-    result = subprocess.run([sys.executable, "-c", code], input=STAGED, capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    first, _, module = result.stdout.partition("\n")
-    assert first.startswith(str(site))
-    assert module == stagegen.generate(STAGED)
+    assert "site-packages" in where.stdout and where.stdout.strip().endswith("stagegen/templates"), where
+    model = tmp_path / "staged.py"
+    model.write_text(STAGED)
+    run = subprocess.run([str(bin_dir / "stagegen"), "staged.py"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "proven against SymPy" in run.stderr
+    golden = (ROOT / "examples" / "staged_backward.py").read_text()
+    assert (tmp_path / "staged_backward.py").read_text() == golden
