@@ -83,7 +83,9 @@ def _comment(stage_number: int, text: str = "") -> str:
 def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
     p = b.program
     replay = [f"{s.target} = {printer(s.expr)}{_comment(s.number, s.comment)}" for s in b.replay]
-    setup = [f"{b.gradient_of(q.name)} = [0.0] * len({q.name})" for q in p.params if q.is_list and q.name in b.wrt]
+    # A list gradient as long as the list passed in (`len` may be one of the user's names).
+    zeros = "[0.0] * len({})" if "len" not in p.user_names else "[0.0 for _ in {}]"
+    setup = [f"{b.gradient_of(q.name)} = {zeros.format(q.name)}" for q in p.params if q.is_list and q.name in b.wrt]
     blocks = []
     for block in b.blocks:
         lines = []

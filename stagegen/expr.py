@@ -409,8 +409,9 @@ def mul(a: Expr, b: Expr) -> Expr:
         return Cond(a.test, mul(a.body, b), mul(a.orelse, b))
     if isinstance(b, Cond):
         return Cond(b.test, mul(a, b.body), mul(a, b.orelse))
-    # Numbers go first, and gather: 2 * (3 * x) -> 6 * x.
-    if vb is not None:
+    # Numbers and constants go first (so x * pi + pi * x is seen as a double), and
+    # numbers gather: 2 * (3 * x) -> 6 * x.
+    if vb is not None or (isinstance(b, Const) and va is None and not isinstance(a, Const)):
         a, b, va, vb = b, a, vb, va
     if va is not None and isinstance(b, Bin) and b.op == "*":
         inner = _number_value(b.left)

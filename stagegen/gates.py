@@ -59,7 +59,8 @@ def _pow_rule(out: Expr, a: Expr, b: Expr) -> tuple[Expr, Expr]:
     if isinstance(b, Num) or (isinstance(b, Neg) and isinstance(b.operand, Num)):
         exponent = b.value if isinstance(b, Num) else -b.operand.value
         return mul(b, power(a, num(exponent - 1))), Num(0)
-    return mul(b, power(a, sub(b, Num(1)))), mul(out, _call("log", a))
+    log_a = Num(1) if a == Const("e") else _call("log", a)  # d(e**b)/db is the output itself
+    return mul(b, power(a, sub(b, Num(1)))), mul(out, log_a)
 
 
 def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str]):

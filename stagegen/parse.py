@@ -500,6 +500,8 @@ class FunctionReader:
             name = func.id
             if name in self.env:
                 raise self.src.error(func, f"`{name}` is a number here, not a function", "call a math function, abs, max or min")
+            if name in self.assigned_later and (name in self.names.functions or name in BUILTINS):
+                raise self.src.error(func, f"`{name}` is assigned in this function, so here it is not the function `{name}`", f"rename the local `{name}`")
             if name in self.names.functions:
                 return self.names.functions[name]
             if name in BUILTINS:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .expr import Elem, Expr, Num, Var, leaves, mul
 from .gates import local_gradients
+from .names import usable
 from .program import Program, Stage
 
 Leaf = Var | Elem
@@ -61,12 +62,16 @@ class _GradientNames:
             return self.names[value]
         first = preferred or f"d{value}"
         candidates = [first, f"d_{value}", f"grad_{value}"] + [f"d{value}_{k}" for k in range(1, 1000)]
-        chosen = next(c for c in candidates if c not in self.taken)
+        chosen = next(c for c in candidates if usable(c, self.taken))
         self.taken.add(chosen)
         self.names[value] = chosen
         if chosen != f"d{value}":
             self.renamed.append((value, chosen))
         return chosen
+
+
+def _is_zero(e: Expr) -> bool:
+    return isinstance(e, Num) and e.value == 0
 
 
 def resolve_wrt(program: Program, wrt) -> list[str]:
@@ -90,19 +95,21 @@ def differentiate(program: Program, wrt=None) -> Backward:
     stages = program.stages
     output = program.output.name
 
-    # Which values reach the output, and which depend on a requested input.
+    # Which values reach the output; their local gradients (a zero one is no path).
     reaches: set[str] = {output}
+    locals_of: dict[str, dict[Leaf, Expr]] = {}
     for stage in reversed(stages):
         if stage.target in reaches:
-            reaches.update(leaf.name for leaf in leaves(stage.expr))
-    active: set[Leaf] = set()
-    for name in wrt_names:
-        active.add(Var(name))  # a scalar parameter; list elements are marked as they are read
+            grads = local_gradients(stage.expr, Var(stage.target))
+            locals_of[stage.target] = {leaf: g for leaf, g in grads.items() if not _is_zero(g)}
+            reaches.update(leaf.name for leaf in locals_of[stage.target])
+    # Which of those depend on a requested input.
+    active: set[Leaf] = {Var(name) for name in wrt_names}  # list elements are added as they are read
     for stage in stages:
-        for leaf in leaves(stage.expr):
+        for leaf in locals_of.get(stage.target, ()):
             if isinstance(leaf, Elem) and leaf.name in wrt_names:
                 active.add(leaf)
-        if stage.target in reaches and any(l in active for l in leaves(stage.expr)):
+        if any(leaf in active for leaf in locals_of.get(stage.target, ())):
             active.add(Var(stage.target))
 
     # Gradient names: the upstream first (it is part of the signature), then every value.
@@ -121,8 +128,8 @@ def differentiate(program: Program, wrt=None) -> Backward:
             continue
         d_stage = Var(names.assign(stage.target))
         statements = []
-        for leaf, local in local_gradients(stage.expr, Var(stage.target)).items():
-            if leaf not in active or (isinstance(local, Num) and local.value == 0):
+        for leaf, local in locals_of[stage.target].items():
+            if leaf not in active:
                 continue
             grad_name = names.assign(leaf.name)
             gradient: Leaf = Var(grad_name) if isinstance(leaf, Var) else Elem(grad_name, leaf.index)

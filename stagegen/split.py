@@ -13,6 +13,7 @@ import dataclasses
 
 from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var, rebuild
 from .gates import sigmoid_input
+from .names import usable
 from .program import Program, Stage
 
 _MAX_NAME = 9
@@ -79,14 +80,12 @@ class _Splitter:
         self.stages: list[Stage] = []
 
     def fresh(self, base: str) -> str:
-        if base not in self.taken and base not in _BUILTINS:
-            self.taken.add(base)
-            return base
-        k = 1
-        while f"{base}_{k}" in self.taken:
-            k += 1
-        self.taken.add(f"{base}_{k}")
-        return f"{base}_{k}"
+        if not base.isidentifier():  # e.g. "2sqr" from the constant 2 ** 2
+            base = "t"
+        candidates = [base] + [f"{base}_{k}" for k in range(1, 10_000)]
+        chosen = next(c for c in candidates if usable(c, self.taken) and c not in _BUILTINS)
+        self.taken.add(chosen)
+        return chosen
 
     def stage(self, original: Stage) -> None:
         memo: dict[Expr, Expr] = {}
