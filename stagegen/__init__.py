@@ -20,11 +20,15 @@ def generate(source, function=None, *, wrt=None, split=False, filename="<string>
     return _generate(source, function, wrt=wrt, split=split, filename=filename)
 
 
-def verify(source_or_function, function=None, *, wrt=None, split=False, points=5, filename="<string>"):
+def verify(
+    source_or_function, function=None, *, wrt=None, split=False, points=5, filename="<string>"
+):
     """Check the generated backward against SymPy; returns a report, raises VerificationError."""
     from .proof import verify as _verify
 
-    return _verify(source_or_function, function, wrt=wrt, split=split, points=points, filename=filename)
+    return _verify(
+        source_or_function, function, wrt=wrt, split=split, points=points, filename=filename
+    )
 
 
 def staged(func=None, *, wrt=None, verify=False, split=False):

@@ -21,7 +21,10 @@ class Build:
 
 def regenerate_command(filename: str, functions=None, *, wrt=None, split=False) -> str:
     """The CLI command that writes the same module again (run from the source's directory)."""
-    parts = ["stagegen", os.path.basename(filename) if filename and not filename.startswith("<") else "FILE.py"]
+    parts = [
+        "stagegen",
+        os.path.basename(filename) if filename and not filename.startswith("<") else "FILE.py",
+    ]
     for name in functions or ():
         parts += ["--function", name]
     if wrt:
@@ -31,7 +34,9 @@ def regenerate_command(filename: str, functions=None, *, wrt=None, split=False) 
     return " ".join(parts)
 
 
-def build_programs(programs: list[Program], filename: str, functions=None, *, wrt=None, split=False) -> Build:
+def build_programs(
+    programs: list[Program], filename: str, functions=None, *, wrt=None, split=False
+) -> Build:
     from .emit import render
 
     if split:
@@ -40,17 +45,23 @@ def build_programs(programs: list[Program], filename: str, functions=None, *, wr
         programs = [split_program(p) for p in programs]
     backwards = [differentiate(p, wrt) for p in programs]
     source_name = os.path.basename(filename) if not filename.startswith("<") else filename
-    text = render(backwards, source_name, regenerate_command(filename, functions, wrt=wrt, split=split))
+    text = render(
+        backwards, source_name, regenerate_command(filename, functions, wrt=wrt, split=split)
+    )
     return Build(backwards, text, filename)
 
 
-def build(source: str, function=None, *, wrt=None, split=False, filename: str = "<string>") -> Build:
+def build(
+    source: str, function=None, *, wrt=None, split=False, filename: str = "<string>"
+) -> Build:
     functions = [function] if isinstance(function, str) else (list(function) if function else None)
     programs = read_programs(source, filename, functions)
     return build_programs(programs, filename, functions, wrt=wrt, split=split)
 
 
-def generate(source: str, function=None, *, wrt=None, split: bool = False, filename: str = "<string>") -> str:
+def generate(
+    source: str, function=None, *, wrt=None, split: bool = False, filename: str = "<string>"
+) -> str:
     """The text of the backward module of ``source`` (of every top-level function when
     ``function`` is None). Raises StagegenError, located, for anything outside the language."""
     return build(source, function, wrt=wrt, split=split, filename=filename).text

@@ -53,8 +53,14 @@ def _environment():
 
 
 def _uses_math(backward: Backward) -> bool:
-    exprs = [s.expr for s in backward.replay] + [st.value for b in backward.blocks for st in b.statements]
-    return any(isinstance(n, Const) or (isinstance(n, Call) and n.fn not in ("abs", "max", "min")) for e in exprs for n in walk(e))
+    exprs = [s.expr for s in backward.replay] + [
+        st.value for b in backward.blocks for st in b.statements
+    ]
+    return any(
+        isinstance(n, Const) or (isinstance(n, Call) and n.fn not in ("abs", "max", "min"))
+        for e in exprs
+        for n in walk(e)
+    )
 
 
 def _math_alias(backwards: list[Backward]) -> str:
@@ -85,14 +91,23 @@ def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
     replay = [f"{s.target} = {printer(s.expr)}{_comment(s.number, s.comment)}" for s in b.replay]
     # A list gradient as long as the list passed in (`len` may be one of the user's names).
     zeros = "[0.0] * len({})" if "len" not in p.user_names else "[0.0 for _ in {}]"
-    setup = [f"{b.gradient_of(q.name)} = {zeros.format(q.name)}" for q in p.params if q.is_list and q.name in b.wrt]
+    setup = [
+        f"{b.gradient_of(q.name)} = {zeros.format(q.name)}"
+        for q in p.params
+        if q.is_list and q.name in b.wrt
+    ]
     blocks = []
     for block in b.blocks:
         lines = []
         for st in block.statements:
             op = "+=" if st.accumulate else "="
             lines.append(f"{printer(st.gradient)} {op} {printer(st.value)}{_comment(st.stage)}")
-        blocks.append({"header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"), "lines": lines})
+        blocks.append(
+            {
+                "header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"),
+                "lines": lines,
+            }
+        )
     zero = [f"{b.gradient_of(n)} = 0.0  # {n} does not reach the output" for n in b.zero]
     grads = [b.gradient_of(n) for n in b.wrt]
     returns = ", ".join(grads)
@@ -105,7 +120,10 @@ def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
     output_name = f"the output {p.returned_name}" if p.returned_name else "the returned value"
     wrt_text = ", ".join(b.wrt)
     result = f"({returns})" if len(grads) > 1 else returns
-    notes = [f"the gradient of `{value}` is named `{grad}` (`d{value}` is already a name in {p.name})" for value, grad in b.renamed]
+    notes = [
+        f"the gradient of `{value}` is named `{grad}` (`d{value}` is already a name in {p.name})"
+        for value, grad in b.renamed
+    ]
     return RenderedFunction(
         backward_name=f"{p.name}_backward",
         parameters=", ".join(params),
@@ -127,12 +145,16 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
     math_name = _math_alias(backwards)
     printer = Printer(math_name)
     functions = [_render_function(b, printer) for b in backwards]
-    text = _environment().get_template("module.py.j2").render(
-        source_name=source_name,
-        command=command,
-        functions=functions,
-        uses_math=any(_uses_math(b) for b in backwards),
-        math_name=math_name,
+    text = (
+        _environment()
+        .get_template("module.py.j2")
+        .render(
+            source_name=source_name,
+            command=command,
+            functions=functions,
+            uses_math=any(_uses_math(b) for b in backwards),
+            math_name=math_name,
+        )
     )
     return format_code(text)
 

@@ -62,7 +62,9 @@ class VerificationError(StagegenError):
 class Source:
     """A module's text and name, so that any stage can point back into it."""
 
-    def __init__(self, text: str, filename: str = "<string>", line_offset: int = 0, col_offset: int = 0):
+    def __init__(
+        self, text: str, filename: str = "<string>", line_offset: int = 0, col_offset: int = 0
+    ):
         self.text = text
         self.filename = filename
         # The decorator parses a function cut out of its file; offsets map back to the file.

@@ -401,7 +401,12 @@ def mul(a: Expr, b: Expr) -> Expr:
         return neg(mul(a, b.operand))
     # (1 / 9) * d reads better, and rounds once, as d / 9.
     for x, y in ((a, b), (b, a)):
-        if isinstance(x, Bin) and x.op == "/" and _number_value(x.left) == 1 and _number_value(x.right) is not None:
+        if (
+            isinstance(x, Bin)
+            and x.op == "/"
+            and _number_value(x.left) == 1
+            and _number_value(x.right) is not None
+        ):
             return div(y, x.right)
     # A selector times a factor: move the factor into the branches that are not zero,
     # so a max gate reads ``dz = dm if z >= w else 0.0``.

@@ -69,12 +69,18 @@ def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str
     def rule(out: Expr, *args: Expr) -> tuple[Expr, ...]:
         partials = []
         for i, a in enumerate(args):
-            tests = [Compare(strict, a, b) for b in args[:i]] + [Compare(pick, a, b) for b in args[i + 1 :]]
+            tests = [Compare(strict, a, b) for b in args[:i]] + [
+                Compare(pick, a, b) for b in args[i + 1 :]
+            ]
             test = tests[0] if len(tests) == 1 else And(tuple(tests))
             partials.append(Cond(test, ONE_F, ZERO_F))
         return tuple(partials)
 
     return rule
+
+
+def _sign(a: Expr) -> Expr:
+    return Cond(Compare(">", a, Num(0)), ONE_F, Cond(Compare("<", a, Num(0)), Num(-1.0), ZERO_F))
 
 
 def _log_rule(out: Expr, a: Expr, base: Expr | None = None) -> tuple[Expr, ...]:
@@ -89,46 +95,54 @@ def _atan2_rule(out: Expr, y: Expr, x: Expr) -> tuple[Expr, Expr]:
     return div(x, r2), neg(div(y, r2))
 
 
-# The operators, one entry each.
+# The tables below are kept one line per gate, like the notes' gate table (black leaves them be).
+# fmt: off
+ONE, TWO = Num(1), Num(2)
+
 OPERATORS: dict[str, Gate] = {
-    "+": Gate((2, 2), lambda out, a, b: (Num(1), Num(1)), "the add gate distributes the gradient to both inputs"),
-    "-": Gate((2, 2), lambda out, a, b: (Num(1), neg(Num(1))), "the subtract gate passes the gradient on, negated for the second input"),
-    "*": Gate((2, 2), lambda out, a, b: (b, a), "the mul gate swaps its inputs: each input's gradient is the other input times the output gradient"),
-    "/": Gate((2, 2), lambda out, a, b: (div(Num(1), b), div(neg(a), power(b, Num(2)))), "the divide gate: 1/b for the numerator, -a/b**2 for the denominator"),
-    "**": Gate((2, 2), _pow_rule, "the power gate: b * a**(b - 1) for the base, out * log(a) for the exponent"),
-    "neg": Gate((1, 1), lambda out, a: (neg(Num(1)),), "the negate gate flips the sign of the gradient"),
+    "+":   Gate((2, 2), lambda out, a, b: (ONE, ONE),                          "the add gate distributes the gradient to both inputs"),
+    "-":   Gate((2, 2), lambda out, a, b: (ONE, neg(ONE)),                     "the subtract gate passes the gradient on, negated for the second input"),
+    "*":   Gate((2, 2), lambda out, a, b: (b, a),                              "the mul gate swaps its inputs"),
+    "/":   Gate((2, 2), lambda out, a, b: (div(ONE, b), div(neg(a), power(b, TWO))), "the divide gate: 1/b for the numerator, -a/b**2 for the denominator"),
+    "**":  Gate((2, 2), _pow_rule,                                             "the power gate: b * a**(b - 1) for the base, out * log(a) for the exponent"),
+    "neg": Gate((1, 1), lambda out, a: (neg(ONE),),                            "the negate gate flips the sign of the gradient"),
 }
 
-# The functions, one entry each: math.<name>, or the builtins abs, max, min.
+# The functions: math.<name>, or the builtins abs, max, min.
 FUNCTIONS: dict[str, Gate] = {
-    "exp": Gate((1, 1), lambda out, a: (out,), "exp: the local gradient is the output itself"),
-    "expm1": Gate((1, 1), lambda out, a: (add(out, Num(1)),), "expm1: the local gradient is out + 1"),
-    "log": Gate((1, 2), _log_rule, "log: the local gradient is 1/x"),
-    "log2": Gate((1, 1), lambda out, a: (div(Num(1), mul(a, _call("log", Num(2)))),), "log2: 1 / (x ln 2)"),
-    "log10": Gate((1, 1), lambda out, a: (div(Num(1), mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)"),
-    "log1p": Gate((1, 1), lambda out, a: (div(Num(1), add(Num(1), a)),), "log1p: 1 / (1 + x)"),
-    "sqrt": Gate((1, 1), lambda out, a: (div(Num(0.5), out),), "sqrt: 0.5 / out"),
-    "sin": Gate((1, 1), lambda out, a: (_call("cos", a),), "sin: cos x"),
-    "cos": Gate((1, 1), lambda out, a: (neg(_call("sin", a)),), "cos: -sin x"),
-    "tan": Gate((1, 1), lambda out, a: (add(Num(1), power(out, Num(2))),), "tan: 1 + out**2"),
-    "asin": Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),), "asin: 1 / sqrt(1 - x**2)"),
-    "acos": Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)"),
-    "atan": Gate((1, 1), lambda out, a: (div(Num(1), add(Num(1), power(a, Num(2)))),), "atan: 1 / (1 + x**2)"),
-    "atan2": Gate((2, 2), _atan2_rule, "atan2(y, x): x / r**2 for y, -y / r**2 for x"),
-    "sinh": Gate((1, 1), lambda out, a: (_call("cosh", a),), "sinh: cosh x"),
-    "cosh": Gate((1, 1), lambda out, a: (_call("sinh", a),), "cosh: sinh x"),
-    "tanh": Gate((1, 1), lambda out, a: (sub(Num(1), power(out, Num(2))),), "tanh: 1 - out**2"),
-    "erf": Gate((1, 1), lambda out, a: (mul(div(Num(2), _call("sqrt", Const("pi"))), _call("exp", neg(power(a, Num(2))))),), "erf: 2/sqrt(pi) * exp(-x**2)"),
+    "exp":   Gate((1, 1), lambda out, a: (out,),                               "exp: the local gradient is the output itself"),
+    "expm1": Gate((1, 1), lambda out, a: (add(out, ONE),),                     "expm1: out + 1"),
+    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x"),
+    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)"),
+    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)"),
+    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)"),
+    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out"),
+    "sin":   Gate((1, 1), lambda out, a: (_call("cos", a),),                   "sin: cos x"),
+    "cos":   Gate((1, 1), lambda out, a: (neg(_call("sin", a)),),              "cos: -sin x"),
+    "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2"),
+    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)"),
+    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)"),
+    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, power(a, TWO))),), "atan: 1 / (1 + x**2)"),
+    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r**2 for y, -y / r**2 for x"),
+    "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x"),
+    "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x"),
+    "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2"),
+    "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(power(a, TWO)))),), "erf: 2/sqrt(pi) * exp(-x**2)"),
     "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output"),
-    "pow": Gate((2, 2), _pow_rule, "pow: like **"),
-    "abs": Gate((1, 1), lambda out, a: (Cond(Compare(">", a, Num(0)), ONE_F, Cond(Compare("<", a, Num(0)), Num(-1.0), ZERO_F)),), "abs: the gradient passes with the input's sign (0 at 0)"),
-    "max": Gate((2, None), _route(">=", ">"), "the max gate routes the gradient to the larger input (a tie goes to the first)"),
-    "min": Gate((2, None), _route("<=", "<"), "the min gate routes the gradient to the smaller input (a tie goes to the first)"),
+    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **"),
+    "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)"),
+    "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)"),
+    "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)"),
 }
+# fmt: on
 
 MATH_CONSTANTS = {"pi", "e", "tau"}
 
-SIGMOID = Gate((1, 1), lambda out, a: (mul(sub(Num(1), out), out),), "the sigmoid gate: (1 - out) * out, from the cached output")
+SIGMOID = Gate(
+    (1, 1),
+    lambda out, a: (mul(sub(Num(1), out), out),),
+    "the sigmoid gate: (1 - out) * out, from the cached output",
+)
 
 
 def sigmoid_input(e: Expr) -> Expr | None:

@@ -8,4 +8,9 @@ CALLED_BUILTINS = frozenset({"len", "abs", "max", "min"})
 
 
 def usable(name: str, taken) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name) and name not in CALLED_BUILTINS and name not in taken
+    return (
+        name.isidentifier()
+        and not keyword.iskeyword(name)
+        and name not in CALLED_BUILTINS
+        and name not in taken
+    )

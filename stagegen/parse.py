@@ -35,50 +35,101 @@ _OP_SPELLING = {
 
 # Statements outside the language: (message, what to do instead).
 _STATEMENTS = {
-    ast.If: ("`if` statements are not supported yet", "choose between values with max(), min() or abs()"),
+    ast.If: (
+        "`if` statements are not supported yet",
+        "choose between values with max(), min() or abs()",
+    ),
     ast.For: ("`for` loops are not supported yet", "unroll the loop into one stage per step"),
     ast.While: ("`while` loops are not supported yet", "unroll the loop into one stage per step"),
     ast.AsyncFor: ("`async for` is not supported", "write straight-line code in a plain def"),
-    ast.Try: ("`try` statements are not supported", "keep error handling outside the function you differentiate"),
-    ast.With: ("`with` statements are not supported", "keep the context manager outside the function you differentiate"),
+    ast.Try: (
+        "`try` statements are not supported",
+        "keep error handling outside the function you differentiate",
+    ),
+    ast.With: (
+        "`with` statements are not supported",
+        "keep the context manager outside the function you differentiate",
+    ),
     ast.AsyncWith: ("`async with` is not supported", "write straight-line code in a plain def"),
-    ast.FunctionDef: ("nested functions are not supported", "define the helper at module level and inline its body here"),
-    ast.AsyncFunctionDef: ("nested functions are not supported", "define the helper at module level and inline its body here"),
-    ast.ClassDef: ("class definitions inside the function are not supported", "define classes at module level, and pass numbers in"),
+    ast.FunctionDef: (
+        "nested functions are not supported",
+        "define the helper at module level and inline its body here",
+    ),
+    ast.AsyncFunctionDef: (
+        "nested functions are not supported",
+        "define the helper at module level and inline its body here",
+    ),
+    ast.ClassDef: (
+        "class definitions inside the function are not supported",
+        "define classes at module level, and pass numbers in",
+    ),
     ast.Delete: ("`del` is not supported", "stop using the name instead of deleting it"),
     ast.Global: ("`global` is not supported", "pass the value in as a parameter"),
     ast.Nonlocal: ("`nonlocal` is not supported", "pass the value in as a parameter"),
-    ast.Raise: ("`raise` is not supported", "check inputs before calling the function you differentiate"),
-    ast.Assert: ("`assert` is not supported", "check inputs before calling the function you differentiate"),
-    ast.Import: ("imports inside the function are not supported", "import at the top of the module"),
-    ast.ImportFrom: ("imports inside the function are not supported", "import at the top of the module"),
+    ast.Raise: (
+        "`raise` is not supported",
+        "check inputs before calling the function you differentiate",
+    ),
+    ast.Assert: (
+        "`assert` is not supported",
+        "check inputs before calling the function you differentiate",
+    ),
+    ast.Import: (
+        "imports inside the function are not supported",
+        "import at the top of the module",
+    ),
+    ast.ImportFrom: (
+        "imports inside the function are not supported",
+        "import at the top of the module",
+    ),
 }
 if hasattr(ast, "Match"):
-    _STATEMENTS[ast.Match] = ("`match` statements are not supported", "choose between values with max(), min() or abs()")
+    _STATEMENTS[ast.Match] = (
+        "`match` statements are not supported",
+        "choose between values with max(), min() or abs()",
+    )
 if hasattr(ast, "TryStar"):
     _STATEMENTS[ast.TryStar] = _STATEMENTS[ast.Try]
 
 # Expressions outside the language.
 _EXPRESSIONS = {
-    ast.Compare: ("comparisons are not values here", "use max(), min() or abs() to choose between values"),
+    ast.Compare: (
+        "comparisons are not values here",
+        "use max(), min() or abs() to choose between values",
+    ),
     ast.BoolOp: ("`and`/`or` are not values here", "use max() or min() to choose between values"),
-    ast.IfExp: ("conditional expressions are not supported yet", "choose between values with max(), min() or abs()"),
-    ast.NamedExpr: ("the walrus operator := is not supported", "assign the value in a statement of its own"),
+    ast.IfExp: (
+        "conditional expressions are not supported yet",
+        "choose between values with max(), min() or abs()",
+    ),
+    ast.NamedExpr: (
+        "the walrus operator := is not supported",
+        "assign the value in a statement of its own",
+    ),
     ast.Lambda: ("lambda is not supported", "write the expression inline"),
     ast.ListComp: ("comprehensions are not supported", "write one stage per element"),
     ast.SetComp: ("comprehensions are not supported", "write one stage per element"),
     ast.DictComp: ("comprehensions are not supported", "write one stage per element"),
     ast.GeneratorExp: ("generator expressions are not supported", "write the terms out: a + b + c"),
     ast.JoinedStr: ("f-strings are not numbers", "compute with numbers only"),
-    ast.List: ("list values are not supported", "read list parameters element by element, w[0], and return one number"),
-    ast.Tuple: ("tuple values are not supported", "return one number; unpack as `a, b = e1, e2` if you need two names"),
+    ast.List: (
+        "list values are not supported",
+        "read list parameters element by element, w[0], and return one number",
+    ),
+    ast.Tuple: (
+        "tuple values are not supported",
+        "return one number; unpack as `a, b = e1, e2` if you need two names",
+    ),
     ast.Set: ("set values are not supported", "compute with numbers only"),
     ast.Dict: ("dict values are not supported", "compute with numbers only"),
     ast.Yield: ("`yield` is not supported", "return one value"),
     ast.YieldFrom: ("`yield from` is not supported", "return one value"),
     ast.Await: ("`await` is not supported", "write a plain def"),
     ast.Starred: ("starred expressions are not supported", "list the values one by one"),
-    ast.Slice: ("slices are not supported", "read one element at a time with a constant index, w[0]"),
+    ast.Slice: (
+        "slices are not supported",
+        "read one element at a time with a constant index, w[0]",
+    ),
 }
 
 
@@ -92,7 +143,10 @@ def decode_source(data: bytes, filename: str) -> str:
         line = before.count("\n") + 1
         col = len(before) - (before.rfind("\n") + 1) + 1
         raise Source(shown, filename).error_at(
-            line, col, f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})", "save the file as UTF-8"
+            line,
+            col,
+            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+            "save the file as UTF-8",
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -105,7 +159,9 @@ def check_no_nul(source: Source) -> None:
         before = source.text[: source.text.index("\x00")]
         line = before.count("\n") + 1
         col = len(before) - (before.rfind("\n") + 1) + 1
-        raise source.error_at(line, col, "file contains a NUL byte: it is not Python source", "pass a .py file")
+        raise source.error_at(
+            line, col, "file contains a NUL byte: it is not Python source", "pass a .py file"
+        )
 
 
 def parse_source(source: Source) -> ast.Module:
@@ -116,9 +172,13 @@ def parse_source(source: Source) -> ast.Module:
         line = exc.lineno or 1
         col = exc.offset or 1
         message = exc.msg if exc.msg.startswith("invalid syntax") else f"invalid syntax: {exc.msg}"
-        raise source.error_at(line, col, message, "fix the syntax; the file must be valid Python") from None
+        raise source.error_at(
+            line, col, message, "fix the syntax; the file must be valid Python"
+        ) from None
     except (ValueError, MemoryError, RecursionError) as exc:
-        raise source.error_at(1, 1, f"cannot parse this file: {exc}", "pass a valid Python module") from None
+        raise source.error_at(
+            1, 1, f"cannot parse this file: {exc}", "pass a valid Python module"
+        ) from None
 
 
 @dataclass
@@ -145,7 +205,11 @@ class MathNames:
             elif isinstance(node, ast.ImportFrom):
                 for alias in node.names:
                     bound = alias.asname or alias.name
-                    if node.module == "math" and alias.name in FUNCTIONS and alias.name not in BUILTINS:
+                    if (
+                        node.module == "math"
+                        and alias.name in FUNCTIONS
+                        and alias.name not in BUILTINS
+                    ):
                         names.functions[bound] = alias.name
                     elif node.module == "math" and alias.name in MATH_CONSTANTS:
                         names.constants[bound] = alias.name
@@ -170,9 +234,17 @@ class MathNames:
         for name, value in namespace.items():
             if value is math:
                 names.modules.add(name)
-            elif callable(value) and getattr(value, "__module__", None) == "math" and value.__name__ in FUNCTIONS:
+            elif (
+                callable(value)
+                and getattr(value, "__module__", None) == "math"
+                and value.__name__ in FUNCTIONS
+            ):
                 names.functions[name] = value.__name__
-            elif isinstance(value, float) and name in ("pi", "e", "tau") and value == getattr(math, name):
+            elif (
+                isinstance(value, float)
+                and name in ("pi", "e", "tau")
+                and value == getattr(math, name)
+            ):
                 names.constants[name] = name
             elif not name.startswith("__"):
                 names.module_names.add(name)
@@ -216,7 +288,9 @@ class _Versions:
 class FunctionReader:
     """Turns one ``def`` into a Program, refusing whatever falls outside the language."""
 
-    def __init__(self, source: Source, names: MathNames, module_functions: set[str], comments: dict[int, str]):
+    def __init__(
+        self, source: Source, names: MathNames, module_functions: set[str], comments: dict[int, str]
+    ):
         self.src = source
         self.names = names
         self.module_functions = module_functions
@@ -250,12 +324,20 @@ class FunctionReader:
         for i, stmt in enumerate(body):
             if isinstance(stmt, ast.Return):
                 if i != len(body) - 1:
-                    raise self.src.error(body[i + 1], "code after `return` never runs", "remove it, or move the return to the end")
+                    raise self.src.error(
+                        body[i + 1],
+                        "code after `return` never runs",
+                        "remove it, or move the return to the end",
+                    )
                 output, returned_name = self._return(stmt)
             else:
                 self._statement(stmt)
         if output is None:
-            raise self.src.error(fn, f"function `{fn.name}` has no return statement", "end it with `return <the value to differentiate>`")
+            raise self.src.error(
+                fn,
+                f"function `{fn.name}` has no return statement",
+                "end it with `return <the value to differentiate>`",
+            )
         for p in params:
             p.is_list = p.name in self.list_params
         return Program(
@@ -268,7 +350,11 @@ class FunctionReader:
             line=fn.lineno + self.src.line_offset,
             docstring=docstring,
             user_names=self.user_names | set(self.versions.taken),
-            def_line=(" " * self.src.col_offset + self.src.lines[fn.lineno - 1]) if fn.lineno <= len(self.src.lines) else "",
+            def_line=(
+                (" " * self.src.col_offset + self.src.lines[fn.lineno - 1])
+                if fn.lineno <= len(self.src.lines)
+                else ""
+            ),
         )
 
     # -- parameters --------------------------------------------------------------------
@@ -276,15 +362,29 @@ class FunctionReader:
     def _params(self, fn) -> list[Param]:
         a = fn.args
         if a.vararg:
-            raise self.src.error(a.vararg, f"*{a.vararg.arg} is not supported", "list the parameters one by one")
+            raise self.src.error(
+                a.vararg, f"*{a.vararg.arg} is not supported", "list the parameters one by one"
+            )
         if a.kwarg:
-            raise self.src.error(a.kwarg, f"**{a.kwarg.arg} is not supported", "list the parameters one by one")
+            raise self.src.error(
+                a.kwarg, f"**{a.kwarg.arg} is not supported", "list the parameters one by one"
+            )
         if a.kwonlyargs:
-            raise self.src.error(a.kwonlyargs[0], "keyword-only parameters are not supported", "make them positional (drop the `*`)")
+            raise self.src.error(
+                a.kwonlyargs[0],
+                "keyword-only parameters are not supported",
+                "make them positional (drop the `*`)",
+            )
         positional = list(a.posonlyargs) + list(a.args)
         if not positional:
-            raise self.src.error(fn, f"function `{fn.name}` takes no parameters: there is nothing to differentiate", "add the inputs as parameters")
-        defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+            raise self.src.error(
+                fn,
+                f"function `{fn.name}` takes no parameters: there is nothing to differentiate",
+                "add the inputs as parameters",
+            )
+        defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(
+            a.defaults
+        )
         params = []
         for arg, default in zip(positional, defaults):
             text = None
@@ -294,7 +394,11 @@ class FunctionReader:
                 except ValueError:
                     value = None
                 if not _is_numeric_literal(value):
-                    raise self.src.error(default, "a default value must be a number or a list of numbers", "write the value as a literal, e.g. `y=2.0`")
+                    raise self.src.error(
+                        default,
+                        "a default value must be a number or a list of numbers",
+                        "write the value as a literal, e.g. `y=2.0`",
+                    )
                 text = ast.get_source_segment(self.src.text, default) or repr(value)
             params.append(Param(arg.arg, default=text))
         return params
@@ -304,7 +408,11 @@ class FunctionReader:
     def _statement(self, stmt: ast.stmt) -> None:
         if isinstance(stmt, ast.Assign):
             if len(stmt.targets) != 1:
-                raise self.src.error(stmt, "chained assignment `a = b = ...` is not supported", "assign one name per statement")
+                raise self.src.error(
+                    stmt,
+                    "chained assignment `a = b = ...` is not supported",
+                    "assign one name per statement",
+                )
             self._assign(stmt.targets[0], stmt.value, stmt)
         elif isinstance(stmt, ast.AnnAssign):
             if stmt.value is not None:
@@ -321,11 +429,19 @@ class FunctionReader:
             inner = stmt.value
             if isinstance(inner, (ast.Yield, ast.YieldFrom, ast.Await)):
                 raise self.src.error(inner, *_EXPRESSIONS[type(inner)])
-            raise self.src.error(stmt, "this expression's value is thrown away", "assign it to a name, or remove it (printing is not supported)")
+            raise self.src.error(
+                stmt,
+                "this expression's value is thrown away",
+                "assign it to a name, or remove it (printing is not supported)",
+            )
         elif type(stmt) in _STATEMENTS:
             raise self.src.error(stmt, *_STATEMENTS[type(stmt)])
         else:
-            raise self.src.error(stmt, f"`{type(stmt).__name__}` statements are not supported", "write straight-line assignments and one return")
+            raise self.src.error(
+                stmt,
+                f"`{type(stmt).__name__}` statements are not supported",
+                "write straight-line assignments and one return",
+            )
 
     def _assign(self, target: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
         if isinstance(target, ast.Name):
@@ -335,12 +451,20 @@ class FunctionReader:
             if any(not isinstance(t, ast.Name) for t in target.elts):
                 bad = next(t for t in target.elts if not isinstance(t, ast.Name))
                 if isinstance(bad, ast.Starred):
-                    raise self.src.error(bad, "starred unpacking is not supported", "unpack a fixed number of names")
+                    raise self.src.error(
+                        bad, "starred unpacking is not supported", "unpack a fixed number of names"
+                    )
                 raise self._mutation(bad)
             if not isinstance(value, (ast.Tuple, ast.List)):
-                raise self.src.error(value, "only a tuple written out can be unpacked", "write `a, b = e1, e2`")
+                raise self.src.error(
+                    value, "only a tuple written out can be unpacked", "write `a, b = e1, e2`"
+                )
             if len(value.elts) != len(target.elts):
-                raise self.src.error(value, f"{len(target.elts)} names but {len(value.elts)} values", "give one value per name")
+                raise self.src.error(
+                    value,
+                    f"{len(target.elts)} names but {len(value.elts)} values",
+                    "give one value per name",
+                )
             # All values are read before any name is bound: `a, b = b, a` swaps.
             values = [self.expr(v) for v in value.elts]
             for t, v in zip(target.elts, values):
@@ -355,7 +479,11 @@ class FunctionReader:
             raise self.src.error(stmt, f"`{spelled}=` is not supported", "use += -= *= /= or **=")
         if not isinstance(stmt.target, ast.Name):
             raise self._mutation(stmt.target)
-        current = self._load(ast.Name(id=stmt.target.id, ctx=ast.Load(), lineno=stmt.lineno, col_offset=stmt.col_offset))
+        current = self._load(
+            ast.Name(
+                id=stmt.target.id, ctx=ast.Load(), lineno=stmt.lineno, col_offset=stmt.col_offset
+            )
+        )
         self._bind(stmt.target, Bin(op, current, self.expr(stmt.value)), stmt)
 
     def _bind(self, target: ast.Name, value: Expr, stmt: ast.stmt) -> None:
@@ -370,17 +498,29 @@ class FunctionReader:
                 expr=value,
                 line=target.lineno + self.src.line_offset,
                 col=target.col_offset + 1 + self.src.col_offset,
-                comment=self.comments.get(getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno, ""),
+                comment=self.comments.get(
+                    getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno, ""
+                ),
             )
         )
 
     def _return(self, stmt: ast.Return) -> tuple[Var, str | None]:
         if stmt.value is None:
-            raise self.src.error(stmt, "`return` without a value", "return the value to differentiate")
+            raise self.src.error(
+                stmt, "`return` without a value", "return the value to differentiate"
+            )
         if isinstance(stmt.value, (ast.Tuple, ast.List)):
-            raise self.src.error(stmt.value, "returning several values is not supported", "return one number (the value to differentiate)")
+            raise self.src.error(
+                stmt.value,
+                "returning several values is not supported",
+                "return one number (the value to differentiate)",
+            )
         value = self.expr(stmt.value)
-        if isinstance(stmt.value, ast.Name) and isinstance(value, Var) and stmt.value.id not in self.params:
+        if (
+            isinstance(stmt.value, ast.Name)
+            and isinstance(value, Var)
+            and stmt.value.id not in self.params
+        ):
             return value, stmt.value.id
         # An expression, or a parameter returned as it is: the output becomes a stage of its own.
         name = self.versions.fresh("out", "out" not in self.user_names and "out" not in self.env)
@@ -393,7 +533,9 @@ class FunctionReader:
                 expr=value,
                 line=stmt.lineno + self.src.line_offset,
                 col=stmt.col_offset + 1 + self.src.col_offset,
-                comment=self.comments.get(getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno, ""),
+                comment=self.comments.get(
+                    getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno, ""
+                ),
             )
         )
         return Var(name), None
@@ -401,10 +543,20 @@ class FunctionReader:
     def _mutation(self, target: ast.expr) -> StagegenError:
         if isinstance(target, ast.Subscript):
             base = target.value.id if isinstance(target.value, ast.Name) else "a value"
-            return self.src.error(target, f"assigning into `{base}[...]` mutates it, which is not supported", f"bind a new name instead, e.g. `{base}0 = ...`")
+            return self.src.error(
+                target,
+                f"assigning into `{base}[...]` mutates it, which is not supported",
+                f"bind a new name instead, e.g. `{base}0 = ...`",
+            )
         if isinstance(target, ast.Attribute):
-            return self.src.error(target, "assigning to an attribute mutates an object, which is not supported", "bind a new name instead")
-        return self.src.error(target, "this assignment target is not supported", "assign to a plain name")
+            return self.src.error(
+                target,
+                "assigning to an attribute mutates an object, which is not supported",
+                "bind a new name instead",
+            )
+        return self.src.error(
+            target, "this assignment target is not supported", "assign to a plain name"
+        )
 
     # -- expressions -------------------------------------------------------------------
 
@@ -425,8 +577,14 @@ class FunctionReader:
             if isinstance(node.op, ast.UAdd):
                 return self.expr(node.operand)
             if isinstance(node.op, ast.Not):
-                raise self.src.error(node, "`not` gives a boolean, not a number", "compute with numbers only")
-            raise self.src.error(node, "the bitwise operator `~` is not supported on real numbers", "use arithmetic: + - * / **")
+                raise self.src.error(
+                    node, "`not` gives a boolean, not a number", "compute with numbers only"
+                )
+            raise self.src.error(
+                node,
+                "the bitwise operator `~` is not supported on real numbers",
+                "use arithmetic: + - * / **",
+            )
         if isinstance(node, ast.Call):
             return self._call(node)
         if isinstance(node, ast.Attribute):
@@ -435,7 +593,11 @@ class FunctionReader:
             return self._subscript(node)
         if type(node) in _EXPRESSIONS:
             raise self.src.error(node, *_EXPRESSIONS[type(node)])
-        raise self.src.error(node, f"`{type(node).__name__}` expressions are not supported", "use numbers, names, + - * / ** and math functions")
+        raise self.src.error(
+            node,
+            f"`{type(node).__name__}` expressions are not supported",
+            "use numbers, names, + - * / ** and math functions",
+        )
 
     def _constant(self, node: ast.Constant) -> Expr:
         v = node.value
@@ -455,93 +617,194 @@ class FunctionReader:
         name = node.id
         if name in self.env:
             if name in self.params and self.env[name] == Var(name) and name in self.list_params:
-                raise self.src.error(node, f"`{name}` is a list here", f"read one element with a constant index, e.g. `{name}[0]`")
+                raise self.src.error(
+                    node,
+                    f"`{name}` is a list here",
+                    f"read one element with a constant index, e.g. `{name}[0]`",
+                )
             if name in self.params and self.env[name] == Var(name):
                 self.scalar_params.add(name)
             return self.env[name]
         if name in self.names.constants:
             return Const(self.names.constants[name])
         if name in self.names.functions or name in BUILTINS:
-            raise self.src.error(node, f"`{name}` is a function, used here as a value", f"call it: `{name}(...)`")
+            raise self.src.error(
+                node, f"`{name}` is a function, used here as a value", f"call it: `{name}(...)`"
+            )
         if name in self.assigned_later:
-            raise self.src.error(node, f"`{name}` is used before it is assigned", f"assign `{name}` before this line")
+            raise self.src.error(
+                node, f"`{name}` is used before it is assigned", f"assign `{name}` before this line"
+            )
         if name in self.names.modules:
-            raise self.src.error(node, f"the module `{name}` is used as a value", f"call one of its functions, e.g. `{name}.exp(...)`")
+            raise self.src.error(
+                node,
+                f"the module `{name}` is used as a value",
+                f"call one of its functions, e.g. `{name}.exp(...)`",
+            )
         if name in self.names.module_names or name in self.names.other_imports:
-            raise self.src.error(node, f"`{name}` is a module-level name; stagegen reads only parameters and local names", f"pass `{name}` in as a parameter, or write its value")
-        raise self.src.error(node, f"name `{name}` is not defined", "assign it first, or add it as a parameter")
+            raise self.src.error(
+                node,
+                f"`{name}` is a module-level name; stagegen reads only parameters and local names",
+                f"pass `{name}` in as a parameter, or write its value",
+            )
+        raise self.src.error(
+            node, f"name `{name}` is not defined", "assign it first, or add it as a parameter"
+        )
 
     def _call(self, node: ast.Call) -> Expr:
         fn = self._function_name(node.func)
         if node.keywords:
-            raise self.src.error(node.keywords[0], "keyword arguments are not supported", "pass arguments by position")
+            raise self.src.error(
+                node.keywords[0],
+                "keyword arguments are not supported",
+                "pass arguments by position",
+            )
         for a in node.args:
             if isinstance(a, ast.Starred):
-                raise self.src.error(a, "starred arguments are not supported", "list the arguments one by one")
+                raise self.src.error(
+                    a, "starred arguments are not supported", "list the arguments one by one"
+                )
         gate = FUNCTIONS[fn]
         low, high = gate.arity
         n = len(node.args)
         if n < low or (high is not None and n > high):
             shown = "math." + fn if fn not in BUILTINS else fn
             if fn in ("max", "min") and n == 1:
-                raise self.src.error(node, f"`{fn}` of a single argument (an iterable) is not supported", f"list the values: `{fn}(a, b)`")
+                raise self.src.error(
+                    node,
+                    f"`{fn}` of a single argument (an iterable) is not supported",
+                    f"list the values: `{fn}(a, b)`",
+                )
             want = f"{low}" if low == high else (f"{low} or {high}" if high else f"at least {low}")
-            raise self.src.error(node, f"`{shown}` takes {want} argument{'s' if want != '1' else ''}, not {n}", "pass the right number of arguments")
+            raise self.src.error(
+                node,
+                f"`{shown}` takes {want} argument{'s' if want != '1' else ''}, not {n}",
+                "pass the right number of arguments",
+            )
         return Call(fn, tuple(self.expr(a) for a in node.args))
 
     def _function_name(self, func: ast.expr) -> str:
         """The gate-table name of a call's function, or a located error."""
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in self.names.modules and func.value.id not in self.env:
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in self.names.modules
+            and func.value.id not in self.env
+        ):
             name = func.attr
             if name in FUNCTIONS and name not in BUILTINS:
                 return name
-            raise self.src.error(func, f"`math.{name}` is not supported", f"use one of: {SUPPORTED_FUNCTIONS}")
+            raise self.src.error(
+                func, f"`math.{name}` is not supported", f"use one of: {SUPPORTED_FUNCTIONS}"
+            )
         if isinstance(func, ast.Name):
             name = func.id
             if name in self.env:
-                raise self.src.error(func, f"`{name}` is a number here, not a function", "call a math function, abs, max or min")
+                raise self.src.error(
+                    func,
+                    f"`{name}` is a number here, not a function",
+                    "call a math function, abs, max or min",
+                )
             if name in self.assigned_later and (name in self.names.functions or name in BUILTINS):
-                raise self.src.error(func, f"`{name}` is assigned in this function, so here it is not the function `{name}`", f"rename the local `{name}`")
+                raise self.src.error(
+                    func,
+                    f"`{name}` is assigned in this function, so here it is not the function `{name}`",
+                    f"rename the local `{name}`",
+                )
             if name in self.names.functions:
                 return self.names.functions[name]
             if name in BUILTINS:
                 return name
             if name == self.fn.name:
-                raise self.src.error(func, f"recursion (`{name}` calls itself) is not supported", "write the computation as straight-line stages")
+                raise self.src.error(
+                    func,
+                    f"recursion (`{name}` calls itself) is not supported",
+                    "write the computation as straight-line stages",
+                )
             if name in self.module_functions:
-                raise self.src.error(func, f"calling another function (`{name}`) is not supported yet", "inline its body into this function")
+                raise self.src.error(
+                    func,
+                    f"calling another function (`{name}`) is not supported yet",
+                    "inline its body into this function",
+                )
             if name in FUNCTIONS:
-                raise self.src.error(func, f"`{name}` is not imported", f"write `math.{name}(...)` with `import math`, or `from math import {name}`")
-            raise self.src.error(func, f"unknown function `{name}`", f"use one of: {SUPPORTED_FUNCTIONS}")
+                raise self.src.error(
+                    func,
+                    f"`{name}` is not imported",
+                    f"write `math.{name}(...)` with `import math`, or `from math import {name}`",
+                )
+            raise self.src.error(
+                func, f"unknown function `{name}`", f"use one of: {SUPPORTED_FUNCTIONS}"
+            )
         if isinstance(func, ast.Attribute):
             owner = ast.unparse(func.value)
             if isinstance(func.value, ast.Name) and func.value.id in self.names.modules:
-                raise self.src.error(func.value, f"`{owner}` is a local name here, so `{owner}.{func.attr}` does not reach the math module", f"rename the local `{owner}`")
+                raise self.src.error(
+                    func.value,
+                    f"`{owner}` is a local name here, so `{owner}.{func.attr}` does not reach the math module",
+                    f"rename the local `{owner}`",
+                )
             if isinstance(func.value, ast.Name) and func.value.id == "math":
-                raise self.src.error(func, "`math` is not imported", "add `import math` at the top of the module")
+                raise self.src.error(
+                    func, "`math` is not imported", "add `import math` at the top of the module"
+                )
             if isinstance(func.value, ast.Name) and func.value.id in self.names.other_imports:
-                raise self.src.error(func, f"`{owner}.{func.attr}` is not supported (only the math module is)", f"use one of: {SUPPORTED_FUNCTIONS}")
-            raise self.src.error(func, f"method calls (`{owner}.{func.attr}(...)`) are not supported", "call a math function on numbers instead")
-        raise self.src.error(func, "this kind of call is not supported", f"call one of: {SUPPORTED_FUNCTIONS}")
+                raise self.src.error(
+                    func,
+                    f"`{owner}.{func.attr}` is not supported (only the math module is)",
+                    f"use one of: {SUPPORTED_FUNCTIONS}",
+                )
+            raise self.src.error(
+                func,
+                f"method calls (`{owner}.{func.attr}(...)`) are not supported",
+                "call a math function on numbers instead",
+            )
+        raise self.src.error(
+            func, "this kind of call is not supported", f"call one of: {SUPPORTED_FUNCTIONS}"
+        )
 
     def _attribute(self, node: ast.Attribute) -> Expr:
-        if isinstance(node.value, ast.Name) and node.value.id in self.names.modules and node.value.id not in self.env:
+        if (
+            isinstance(node.value, ast.Name)
+            and node.value.id in self.names.modules
+            and node.value.id not in self.env
+        ):
             if node.attr in MATH_CONSTANTS:
                 return Const(node.attr)
             if node.attr in FUNCTIONS:
-                raise self.src.error(node, f"`math.{node.attr}` is a function, used here as a value", f"call it: `math.{node.attr}(...)`")
-            raise self.src.error(node, f"`math.{node.attr}` is not supported", "use math.pi, math.e or math.tau, or a supported function")
+                raise self.src.error(
+                    node,
+                    f"`math.{node.attr}` is a function, used here as a value",
+                    f"call it: `math.{node.attr}(...)`",
+                )
+            raise self.src.error(
+                node,
+                f"`math.{node.attr}` is not supported",
+                "use math.pi, math.e or math.tau, or a supported function",
+            )
         if isinstance(node.value, ast.Name) and node.value.id == "math":
-            raise self.src.error(node, "`math` is not imported", "add `import math` at the top of the module")
-        raise self.src.error(node, f"attribute access (`{ast.unparse(node)}`) is not supported", "pass the number in as a parameter")
+            raise self.src.error(
+                node, "`math` is not imported", "add `import math` at the top of the module"
+            )
+        raise self.src.error(
+            node,
+            f"attribute access (`{ast.unparse(node)}`) is not supported",
+            "pass the number in as a parameter",
+        )
 
     def _subscript(self, node: ast.Subscript) -> Expr:
         if not isinstance(node.value, ast.Name):
-            raise self.src.error(node, "only list parameters can be indexed", "index a parameter: `w[0]`")
+            raise self.src.error(
+                node, "only list parameters can be indexed", "index a parameter: `w[0]`"
+            )
         name = node.value.id
         if name not in self.params or self.env.get(name) != Var(name):
             if name in self.env:
-                raise self.src.error(node, f"`{name}` is a number here; only list parameters can be indexed", "index a list parameter, e.g. `w[0]`")
+                raise self.src.error(
+                    node,
+                    f"`{name}` is a number here; only list parameters can be indexed",
+                    "index a list parameter, e.g. `w[0]`",
+                )
             self._load(node.value)  # raises the right "not defined" error
         index_node = node.slice
         if isinstance(index_node, ast.Slice):
@@ -549,14 +812,32 @@ class FunctionReader:
         index = None
         if isinstance(index_node, ast.Constant) and type(index_node.value) is int:
             index = index_node.value
-        elif isinstance(index_node, ast.UnaryOp) and isinstance(index_node.op, ast.USub) and isinstance(index_node.operand, ast.Constant):
-            raise self.src.error(index_node, "negative indices are not supported", "count from the front: `w[0]`, `w[1]`, ...")
+        elif (
+            isinstance(index_node, ast.UnaryOp)
+            and isinstance(index_node.op, ast.USub)
+            and isinstance(index_node.operand, ast.Constant)
+        ):
+            raise self.src.error(
+                index_node,
+                "negative indices are not supported",
+                "count from the front: `w[0]`, `w[1]`, ...",
+            )
         if index is None:
-            raise self.src.error(index_node, "a list index must be a constant integer", "write the index as a number, e.g. `w[0]`")
+            raise self.src.error(
+                index_node,
+                "a list index must be a constant integer",
+                "write the index as a number, e.g. `w[0]`",
+            )
         if index < 0:
-            raise self.src.error(index_node, "negative indices are not supported", "count from the front: `w[0]`, `w[1]`, ...")
+            raise self.src.error(
+                index_node,
+                "negative indices are not supported",
+                "count from the front: `w[0]`, `w[1]`, ...",
+            )
         if name in self.scalar_params:
-            raise self.src.error(node, f"`{name}` is used both as a number and as a list", "use it one way only")
+            raise self.src.error(
+                node, f"`{name}` is used both as a number and as a list", "use it one way only"
+            )
         self.list_params.add(name)
         p = self.params[name]
         p.length = max(p.length, index + 1)
@@ -565,25 +846,47 @@ class FunctionReader:
     def _bad_operator(self, node: ast.BinOp) -> Expr:
         spelled = _OP_SPELLING.get(type(node.op), "?")
         if spelled == "//":
-            raise self.src.error(node, "floor division `//` is not differentiable", "use true division `/`")
+            raise self.src.error(
+                node, "floor division `//` is not differentiable", "use true division `/`"
+            )
         if spelled == "%":
-            raise self.src.error(node, "the modulo operator `%` is not supported", "use + - * / ** and math functions")
+            raise self.src.error(
+                node,
+                "the modulo operator `%` is not supported",
+                "use + - * / ** and math functions",
+            )
         if spelled == "@":
-            raise self.src.error(node, "matrix multiplication `@` is not supported on scalars", "multiply numbers with `*`")
-        raise self.src.error(node, f"the bitwise operator `{spelled}` is not supported on real numbers", "use + - * / ** and math functions")
+            raise self.src.error(
+                node,
+                "matrix multiplication `@` is not supported on scalars",
+                "multiply numbers with `*`",
+            )
+        raise self.src.error(
+            node,
+            f"the bitwise operator `{spelled}` is not supported on real numbers",
+            "use + - * / ** and math functions",
+        )
 
     # -- helpers -----------------------------------------------------------------------
 
     def _all_names(self, fn) -> set[str]:
         """Every name the function binds or reads, except the math module it calls through."""
         names = {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
-        stored = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-        loaded = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        stored = {
+            n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+        }
+        loaded = {
+            n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+        }
         return names | stored | (loaded - self.names.modules)
 
 
 def _is_string_statement(stmt: ast.stmt) -> bool:
-    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
 
 
 def _is_numeric_literal(value) -> bool:
@@ -618,7 +921,11 @@ def read_programs(
     if functions is None:
         chosen = defs
         if not chosen:
-            raise StagegenError("no function definitions found", "define the forward function with `def`", filename=filename)
+            raise StagegenError(
+                "no function definitions found",
+                "define the forward function with `def`",
+                filename=filename,
+            )
     else:
         chosen = []
         for name in functions:

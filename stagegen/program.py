@@ -48,7 +48,14 @@ class Program:
     def error(self, message: str, hint: str = "", error_class=StagegenError) -> StagegenError:
         """An error about the function as a whole, located at its `def` line."""
         col = len(self.def_line) - len(self.def_line.lstrip()) + 1
-        return error_class(message, hint, filename=self.filename, line=self.line, col=col, source_line=self.def_line)
+        return error_class(
+            message,
+            hint,
+            filename=self.filename,
+            line=self.line,
+            col=col,
+            source_line=self.def_line,
+        )
 
     def param(self, name: str) -> Param | None:
         for p in self.params:

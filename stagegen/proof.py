@@ -108,7 +108,11 @@ class _SymPy:
         sp = self.sp
         c = lambda x: self.convert(x, values)  # noqa: E731
         if isinstance(e, Num):
-            return sp.Integer(e.value) if isinstance(e.value, int) else sp.Rational(repr(float(e.value)))
+            return (
+                sp.Integer(e.value)
+                if isinstance(e.value, int)
+                else sp.Rational(repr(float(e.value)))
+            )
         if isinstance(e, Const):
             return {"pi": sp.pi, "e": sp.E, "tau": 2 * sp.pi}[e.name]
         if isinstance(e, (Var, Elem)):
@@ -118,7 +122,13 @@ class _SymPy:
             return -c(e.operand)
         if isinstance(e, Bin):
             a, b = c(e.left), c(e.right)
-            return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b, "**": lambda: a**b}[e.op]()
+            return {
+                "+": lambda: a + b,
+                "-": lambda: a - b,
+                "*": lambda: a * b,
+                "/": lambda: a / b,
+                "**": lambda: a**b,
+            }[e.op]()
         if isinstance(e, Call):
             args = [c(a) for a in e.args]
             return self.function(e.fn, args)
@@ -245,7 +255,9 @@ def _mp_value(sp, expr, subs: dict):
     return value
 
 
-def _check_locals(program: Program, backward: Backward, conv: _SymPy, rng: random.Random) -> list[LocalCheck]:
+def _check_locals(
+    program: Program, backward: Backward, conv: _SymPy, rng: random.Random
+) -> list[LocalCheck]:
     sp = conv.sp
     checks = []
     for block in backward.blocks:
@@ -267,7 +279,10 @@ def _sampled_equal(program, stage, ours, theirs, conv, rng, of) -> str:
     inputs = sorted({conv.symbol(l) for l in leaves(stage.expr)}, key=str)
     agreed = 0
     for attempt in range(60):
-        subs = {s: sp.Rational(repr(rng.uniform(-2, 2) if attempt % 2 else rng.uniform(0.2, 2))) for s in inputs}
+        subs = {
+            s: sp.Rational(repr(rng.uniform(-2, 2) if attempt % 2 else rng.uniform(0.2, 2)))
+            for s in inputs
+        }
         try:
             a, b = _mp_value(sp, ours, subs), _mp_value(sp, theirs, subs)
         except (ValueError, TypeError, ZeroDivisionError):
@@ -328,35 +343,49 @@ class _Reference:
             for s in program.stages:
                 composed[s.target] = conv.convert(s.expr, composed)
             self.output = composed[program.output.name]
-            self.gradient = [sp.diff(self.output, conv.symbols.get(n) or sp.Symbol(n, real=True)) for n in self.wrt_inputs]
+            self.gradient = [
+                sp.diff(self.output, conv.symbols.get(n) or sp.Symbol(n, real=True))
+                for n in self.wrt_inputs
+            ]
         else:
             self.method = "the chain rule stage by stage with SymPy's local derivatives (50 digits)"
             self.stage_exprs = [(s.target, conv.convert(s.expr, {})) for s in program.stages]
             self.stage_partials = [
-                (target, {str(sym): sp.diff(rhs, sym) for sym in rhs.free_symbols}) for target, rhs in self.stage_exprs
+                (target, {str(sym): sp.diff(rhs, sym) for sym in rhs.free_symbols})
+                for target, rhs in self.stage_exprs
             ]
 
     def at(self, point: dict[str, float]):
         sp = self.conv.sp
-        subs = {self.conv.symbols.get(n) or sp.Symbol(n, real=True): sp.Rational(repr(v)) for n, v in point.items()}
+        subs = {
+            self.conv.symbols.get(n) or sp.Symbol(n, real=True): sp.Rational(repr(v))
+            for n, v in point.items()
+        }
         if hasattr(self, "gradient"):
             self.output_value = _mp_value(sp, self.output, subs)  # outside the domain raises
             return [_mp_value(sp, g, subs) for g in self.gradient]
         # Forward-mode tangents, one input at a time, numerically: linear in the program.
         values = {str(k): v for k, v in subs.items()}
         for target, rhs in self.stage_exprs:
-            values[target] = _mp_value(sp, rhs, {sp.Symbol(k, real=True): v for k, v in values.items()})
+            values[target] = _mp_value(
+                sp, rhs, {sp.Symbol(k, real=True): v for k, v in values.items()}
+            )
             if not _float_range([values[target]]):
                 raise ValueError("a stage leaves float range")
         self.output_value = values[self.program.output.name]
         gradient = []
         for name in self.wrt_inputs:
             tangent = {name: sp.Integer(1)}
-            for (target, rhs), (_, partials) in zip(self.stage_exprs, self.stage_partials):
+            for (target, _), (_, partials) in zip(self.stage_exprs, self.stage_partials):
                 t = 0
                 for sym_name, partial in partials.items():
                     if sym_name in tangent and tangent[sym_name] != 0:
-                        t += _mp_value(sp, partial, {sp.Symbol(k, real=True): v for k, v in values.items()}) * tangent[sym_name]
+                        t += (
+                            _mp_value(
+                                sp, partial, {sp.Symbol(k, real=True): v for k, v in values.items()}
+                            )
+                            * tangent[sym_name]
+                        )
                 tangent[target] = t
             gradient.append(sp.N(tangent.get(self.program.output.name, 0), DIGITS))
         return gradient
@@ -372,7 +401,9 @@ def _flatten(result, backward: Backward, program: Program) -> list[float]:
     return flat
 
 
-def check_program(program: Program, backward: Backward, backward_fn, points: int = 5) -> FunctionReport:
+def check_program(
+    program: Program, backward: Backward, backward_fn, points: int = 5
+) -> FunctionReport:
     conv = _SymPy()
     rng = _rng(program)
     report = FunctionReport(program.name, len(program.stages))
@@ -393,7 +424,11 @@ def check_program(program: Program, backward: Backward, backward_fn, points: int
             continue  # the float forward or gradient would overflow here
         upstream = 1.0 if len(report.points) % 2 == 0 else 2.5
         try:
-            got = _flatten(backward_fn(*_arguments(program, point), **{backward.upstream: upstream}), backward, program)
+            got = _flatten(
+                backward_fn(*_arguments(program, point), **{backward.upstream: upstream}),
+                backward,
+                program,
+            )
         except (ValueError, ZeroDivisionError, OverflowError):
             continue  # a float-only failure (overflow in the forward replay): not a wrong gradient
         if len(got) != len(want):
@@ -419,7 +454,9 @@ def check_program(program: Program, backward: Backward, backward_fn, points: int
             report.max_rel_error = max(report.max_rel_error, rel)
         report.points.append(dict(point))
     if not report.points:
-        report.notes.append(f"no point where {program.name} is defined was found in {tries} random tries")
+        report.notes.append(
+            f"no point where {program.name} is defined was found in {tries} random tries"
+        )
     return report
 
 
@@ -432,11 +469,16 @@ def check_build(build, points: int = 5) -> VerificationReport:
 
     namespace = load_backward_module(build.text, build.filename)
     return VerificationReport(
-        [check_program(b.program, b, namespace[f"{b.program.name}_backward"], points) for b in build.backwards]
+        [
+            check_program(b.program, b, namespace[f"{b.program.name}_backward"], points)
+            for b in build.backwards
+        ]
     )
 
 
-def verify(source_or_function, function=None, *, wrt=None, split=False, points=5, filename="<string>") -> VerificationReport:
+def verify(
+    source_or_function, function=None, *, wrt=None, split=False, points=5, filename="<string>"
+) -> VerificationReport:
     """Generate the backward of a source text (or of a function object) and prove it.
 
     Returns a VerificationReport; raises VerificationError on any disagreement and
@@ -446,7 +488,9 @@ def verify(source_or_function, function=None, *, wrt=None, split=False, points=5
 
     if callable(source_or_function):
         programs = programs_of_function(source_or_function)
-        result = build_programs(programs, programs[0].filename, [programs[0].name], wrt=wrt, split=split)
+        result = build_programs(
+            programs, programs[0].filename, [programs[0].name], wrt=wrt, split=split
+        )
     else:
         result = build(source_or_function, function, wrt=wrt, split=split, filename=filename)
     return check_build(result, points)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .expr import Elem, Expr, Num, Var, leaves, mul
+from .expr import Elem, Expr, Leaf, Num, Var, leaves, mul
 from .gates import local_gradients
 from .names import usable
 from .program import Program, Stage
-
-Leaf = Var | Elem
 
 
 @dataclass
@@ -43,7 +41,9 @@ class Backward:
     blocks: list[Block]  # in reverse stage order
     gradient_names: dict[str, str]  # forward name -> its gradient's name
     zero: list[str]  # requested parameters that no path connects to the output
-    renamed: list[tuple[str, str]] = field(default_factory=list)  # (forward name, gradient name) not d<name>
+    renamed: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (forward name, gradient name) not d<name>
 
     def gradient_of(self, param: str) -> str:
         return self.gradient_names[param]
@@ -61,7 +61,9 @@ class _GradientNames:
         if value in self.names:
             return self.names[value]
         first = preferred or f"d{value}"
-        candidates = [first, f"d_{value}", f"grad_{value}"] + [f"d{value}_{k}" for k in range(1, 1000)]
+        candidates = [first, f"d_{value}", f"grad_{value}"] + [
+            f"d{value}_{k}" for k in range(1, 1000)
+        ]
         chosen = next(c for c in candidates if usable(c, self.taken))
         self.taken.add(chosen)
         self.names[value] = chosen
@@ -82,10 +84,15 @@ def resolve_wrt(program: Program, wrt) -> list[str]:
         wrt = [w.strip() for w in wrt.split(",") if w.strip()]
     wrt = list(wrt)
     if not wrt:
-        raise program.error(f"wrt is empty for `{program.name}`", f"name at least one parameter: {', '.join(names)}")
+        raise program.error(
+            f"wrt is empty for `{program.name}`", f"name at least one parameter: {', '.join(names)}"
+        )
     for w in wrt:
         if w not in names:
-            raise program.error(f"wrt names `{w}`, which is not a parameter of `{program.name}`", f"parameters: {', '.join(names)}")
+            raise program.error(
+                f"wrt names `{w}`, which is not a parameter of `{program.name}`",
+                f"parameters: {', '.join(names)}",
+            )
     return [n for n in names if n in wrt]
 
 
@@ -104,7 +111,9 @@ def differentiate(program: Program, wrt=None) -> Backward:
             locals_of[stage.target] = {leaf: g for leaf, g in grads.items() if not _is_zero(g)}
             reaches.update(leaf.name for leaf in locals_of[stage.target])
     # Which of those depend on a requested input.
-    active: set[Leaf] = {Var(name) for name in wrt_names}  # list elements are added as they are read
+    active: set[Leaf] = {
+        Var(name) for name in wrt_names
+    }  # list elements are added as they are read
     for stage in stages:
         for leaf in locals_of.get(stage.target, ()):
             if isinstance(leaf, Elem) and leaf.name in wrt_names:
@@ -132,7 +141,9 @@ def differentiate(program: Program, wrt=None) -> Backward:
             if leaf not in active:
                 continue
             grad_name = names.assign(leaf.name)
-            gradient: Leaf = Var(grad_name) if isinstance(leaf, Var) else Elem(grad_name, leaf.index)
+            gradient: Leaf = (
+                Var(grad_name) if isinstance(leaf, Var) else Elem(grad_name, leaf.index)
+            )
             statements.append(
                 GradStatement(
                     gradient=gradient,

@@ -19,7 +19,21 @@ from .program import Program, Stage
 _MAX_NAME = 9
 _OP_LETTER = {"+": "p", "-": "m", "*": "t", "/": "d"}
 _OP_WORD = {"+": "total", "-": "diff", "*": "prod", "/": "quot", "**": "power"}
-_BUILTINS = {"abs", "max", "min", "pow", "sum", "round", "len", "list", "math", "id", "input", "type", "range"}
+_BUILTINS = {
+    "abs",
+    "max",
+    "min",
+    "pow",
+    "sum",
+    "round",
+    "len",
+    "list",
+    "math",
+    "id",
+    "input",
+    "type",
+    "range",
+}
 
 
 def _is_operand(e: Expr) -> bool:
@@ -76,7 +90,11 @@ def _describe(e: Expr) -> str:
 class _Splitter:
     def __init__(self, program: Program):
         self.program = program
-        self.taken = set(program.user_names) | {s.target for s in program.stages} | {p.name for p in program.params}
+        self.taken = (
+            set(program.user_names)
+            | {s.target for s in program.stages}
+            | {p.name for p in program.params}
+        )
         self.stages: list[Stage] = []
 
     def fresh(self, base: str) -> str:
@@ -103,7 +121,9 @@ class _Splitter:
             return e
         # The compound sides of a division are its numerator and denominator, as in the notes.
         roles = ("num", "den") if isinstance(e, Bin) and e.op == "/" else (None,) * len(kids)
-        return rebuild(e, tuple(self._operand(k, origin, memo, role) for k, role in zip(kids, roles)))
+        return rebuild(
+            e, tuple(self._operand(k, origin, memo, role) for k, role in zip(kids, roles))
+        )
 
     def _operand(self, e: Expr, origin: Stage, memo: dict, role: str | None = None) -> Expr:
         if _is_operand(e):
@@ -115,7 +135,9 @@ class _Splitter:
         if role and (described in _OP_WORD.values() or len(described) > 4):
             described = role
         name = self.fresh(described)
-        self.stages.append(dataclasses.replace(origin, target=name, user_name=name, expr=gate, comment=""))
+        self.stages.append(
+            dataclasses.replace(origin, target=name, user_name=name, expr=gate, comment="")
+        )
         memo[e] = Var(name)
         return memo[e]
 
@@ -134,4 +156,6 @@ def split_program(program: Program) -> Program:
     for stage in program.stages:
         splitter.stage(stage)
     stages = [dataclasses.replace(s, number=i) for i, s in enumerate(splitter.stages, start=1)]
-    return dataclasses.replace(program, stages=stages, user_names=program.user_names | splitter.taken)
+    return dataclasses.replace(
+        program, stages=stages, user_names=program.user_names | splitter.taken
+    )

@@ -20,7 +20,9 @@ def test_same_input_same_bytes_across_processes():
     outputs = set()
     for seed in ("0", "1", "12345"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
-        result = subprocess.run([sys.executable, "-c", code], input=STAGED, capture_output=True, text=True, env=env)
+        result = subprocess.run(
+            [sys.executable, "-c", code], input=STAGED, capture_output=True, text=True, env=env
+        )
         assert result.returncode == 0, result.stderr
         outputs.add(result.stdout)
     assert len(outputs) == 1
@@ -35,19 +37,19 @@ def test_import_is_light():
 
 
 def test_generation_never_runs_the_users_module(tmp_path):
-    source = textwrap.dedent(
-        """
+    source = textwrap.dedent("""
         import os
         open(os.path.join(os.path.dirname(__file__), "ran.txt"), "w").write("ran")
         raise SystemExit("the module was executed")
 
         def f(x):
             return x * x
-        """
-    )
+        """)
     path = tmp_path / "sideeffect.py"
     path.write_text(source)
-    result = subprocess.run([sys.executable, "-m", "stagegen", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "stagegen", str(path)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "ran.txt").exists()
     assert (tmp_path / "sideeffect_backward.py").exists()
@@ -89,7 +91,11 @@ def test_non_editable_install_in_a_fresh_venv(tmp_path):
     assert len(wheels) == 1
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-    install = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheels[0])], capture_output=True, text=True)
+    install = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheels[0])],
+        capture_output=True,
+        text=True,
+    )
     assert install.returncode == 0, install.stderr
     where = subprocess.run(
         [str(bin_dir / "python"), "-c", "import stagegen.emit as e; print(e.template_dir())"],
@@ -97,10 +103,14 @@ def test_non_editable_install_in_a_fresh_venv(tmp_path):
         text=True,
         cwd=tmp_path,
     )
-    assert "site-packages" in where.stdout and where.stdout.strip().endswith("stagegen/templates"), where
+    assert "site-packages" in where.stdout and where.stdout.strip().endswith(
+        "stagegen/templates"
+    ), where
     model = tmp_path / "staged.py"
     model.write_text(STAGED)
-    run = subprocess.run([str(bin_dir / "stagegen"), "staged.py"], capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(
+        [str(bin_dir / "stagegen"), "staged.py"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert run.returncode == 0, run.stderr
     assert "proven against SymPy" in run.stderr
     golden = (ROOT / "examples" / "staged_backward.py").read_text()

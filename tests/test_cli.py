@@ -11,8 +11,7 @@ import pytest
 from stagegen import cli
 from stagegen import gates
 
-GOOD = textwrap.dedent(
-    """
+GOOD = textwrap.dedent("""
     import math
 
     def f(x, y):
@@ -22,8 +21,7 @@ GOOD = textwrap.dedent(
 
     def g(a):
         return a**3
-    """
-)
+    """)
 
 
 @pytest.fixture
@@ -34,7 +32,9 @@ def model(tmp_path):
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "stagegen", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "stagegen", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_writes_backward_beside_the_source(model):
@@ -53,7 +53,9 @@ def test_writes_backward_beside_the_source(model):
 def test_console_script_is_installed(model):
     exe = shutil.which("stagegen")
     assert exe, "the stagegen console script is not on PATH"
-    result = subprocess.run([exe, "--stdout", "--no-verify", str(model)], capture_output=True, text=True)
+    result = subprocess.run(
+        [exe, "--stdout", "--no-verify", str(model)], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "def f_backward" in result.stdout
 
 

@@ -60,7 +60,9 @@ def test_decorator_error_points_into_this_file():
 
     err = info.value
     assert err.filename.endswith("test_decorator.py")
-    line = next(i for i, text in enumerate(open(__file__).read().splitlines(), 1) if "y = x % 2" in text)
+    line = next(
+        i for i, text in enumerate(open(__file__).read().splitlines(), 1) if "y = x % 2" in text
+    )
     assert err.line == line
     assert err.col == open(__file__).read().splitlines()[line - 1].index("x % 2") + 1
     assert "modulo" in err.message
@@ -74,18 +76,14 @@ def test_function_without_source_says_so():
 
 def test_decorator_reads_imports_from_the_functions_globals(tmp_path):
     module = tmp_path / "usesfrom.py"
-    module.write_text(
-        textwrap.dedent(
-            """
+    module.write_text(textwrap.dedent("""
             from math import exp as e
             import stagegen
 
             @stagegen.staged
             def f(x):
                 return e(2 * x)
-            """
-        )
-    )
+            """))
     code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import usesfrom, math; print(usesfrom.f.backward(0.25))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -35,236 +35,506 @@ def case(name, source, line, col, says, *, bug=None):
 
 CASES = [
     # -- statements outside the language ---------------------------------------------------
-    case("if", """\
+    case(
+        "if",
+        """\
         def f(x, y):
             if x > y:
                 x = y
             return x
-        """, 2, 5, "`if` statements are not supported yet"),
-    case("for", """\
+        """,
+        2,
+        5,
+        "`if` statements are not supported yet",
+    ),
+    case(
+        "for",
+        """\
         def f(x, y):
             for i in range(3):
                 x = x * y
             return x
-        """, 2, 5, "`for` loops are not supported yet"),
-    case("while", """\
+        """,
+        2,
+        5,
+        "`for` loops are not supported yet",
+    ),
+    case(
+        "while",
+        """\
         def f(x, y):
             while x < y:
                 x = x * 2
             return x
-        """, 2, 5, "`while` loops are not supported yet"),
-    case("try", """\
+        """,
+        2,
+        5,
+        "`while` loops are not supported yet",
+    ),
+    case(
+        "try",
+        """\
         def f(x, y):
             try:
                 z = x / y
             except ZeroDivisionError:
                 z = x
             return z
-        """, 2, 5, "`try`"),
-    case("with", """\
+        """,
+        2,
+        5,
+        "`try`",
+    ),
+    case(
+        "with",
+        """\
         def f(x, y):
             with open("log") as fh:
                 z = x * y
             return z
-        """, 2, 5, "`with`"),
-    case("match", """\
+        """,
+        2,
+        5,
+        "`with`",
+    ),
+    case(
+        "match",
+        """\
         def f(x, y):
             match x:
                 case 1:
                     pass
             return x
-        """, 2, 5, "`match`"),
-    case("nested-def", """\
+        """,
+        2,
+        5,
+        "`match`",
+    ),
+    case(
+        "nested-def",
+        """\
         def f(x, y):
             def g(t):
                 return t * 2
             return g(x)
-        """, 2, 5, "nested functions"),
-    case("nested-class", """\
+        """,
+        2,
+        5,
+        "nested functions",
+    ),
+    case(
+        "nested-class",
+        """\
         def f(x, y):
             class Box:
                 pass
             return x
-        """, 2, 5, "class definitions"),
-    case("del", """\
+        """,
+        2,
+        5,
+        "class definitions",
+    ),
+    case(
+        "del",
+        """\
         def f(x, y):
             z = x * y
             del z
             return x
-        """, 3, 5, "`del`"),
-    case("global", """\
+        """,
+        3,
+        5,
+        "`del`",
+    ),
+    case(
+        "global",
+        """\
         G = 2.0
         def f(x, y):
             global G
             return x * G
-        """, 3, 5, "`global`"),
-    case("nonlocal", """\
+        """,
+        3,
+        5,
+        "`global`",
+    ),
+    case(
+        "nonlocal",
+        """\
         def f(x, y):
             nonlocal z
             return x
-        """, 2, 5, "`nonlocal`"),
-    case("yield", """\
+        """,
+        2,
+        5,
+        "`nonlocal`",
+    ),
+    case(
+        "yield",
+        """\
         def f(x, y):
             yield x
             return x
-        """, 2, 5, "`yield`"),
-    case("yield-as-value", """\
+        """,
+        2,
+        5,
+        "`yield`",
+    ),
+    case(
+        "yield-as-value",
+        """\
         def f(x, y):
             z = yield x
             return z
-        """, 2, 9, "`yield`"),
-    case("async-def", """\
+        """,
+        2,
+        9,
+        "`yield`",
+    ),
+    case(
+        "async-def",
+        """\
         import math
         async def f(x, y):
             return x * y
-        """, 2, 1, "async"),
-    case("await", """\
+        """,
+        2,
+        1,
+        "async",
+    ),
+    case(
+        "await",
+        """\
         def f(x, y):
             z = await x
             return z
-        """, 2, 9, "`await`"),
-    case("assert", """\
+        """,
+        2,
+        9,
+        "`await`",
+    ),
+    case(
+        "assert",
+        """\
         def f(x, y):
             assert x > 0
             return x
-        """, 2, 5, "`assert`"),
-    case("raise", """\
+        """,
+        2,
+        5,
+        "`assert`",
+    ),
+    case(
+        "raise",
+        """\
         def f(x, y):
             raise ValueError("no")
             return x
-        """, 2, 5, "`raise`"),
-    case("import-inside", """\
+        """,
+        2,
+        5,
+        "`raise`",
+    ),
+    case(
+        "import-inside",
+        """\
         def f(x, y):
             import math
             return math.exp(x)
-        """, 2, 5, "imports inside the function"),
-    case("expression-statement", """\
+        """,
+        2,
+        5,
+        "imports inside the function",
+    ),
+    case(
+        "expression-statement",
+        """\
         def f(x, y):
             print(x)
             return x
-        """, 2, 5, "thrown away"),
+        """,
+        2,
+        5,
+        "thrown away",
+    ),
     # -- names and calls ---------------------------------------------------------------------
-    case("attribute-access", """\
+    case(
+        "attribute-access",
+        """\
         def f(a, y):
             return a.x * y
-        """, 2, 12, "attribute access (`a.x`)"),
-    case("method-call", """\
+        """,
+        2,
+        12,
+        "attribute access (`a.x`)",
+    ),
+    case(
+        "method-call",
+        """\
         def f(x, y):
             return x.conjugate() * y
-        """, 2, 12, "method calls (`x.conjugate(...)`)"),
-    case("unknown-function", """\
+        """,
+        2,
+        12,
+        "method calls (`x.conjugate(...)`)",
+    ),
+    case(
+        "unknown-function",
+        """\
         def f(x, y):
             return foo(x) * y
-        """, 2, 12, "unknown function `foo`"),
-    case("unsupported-math-function", """\
+        """,
+        2,
+        12,
+        "unknown function `foo`",
+    ),
+    case(
+        "unsupported-math-function",
+        """\
         import math
         def f(x, y):
             return math.floor(x) * y
-        """, 3, 12, "`math.floor` is not supported"),
-    case("numpy-call", """\
+        """,
+        3,
+        12,
+        "`math.floor` is not supported",
+    ),
+    case(
+        "numpy-call",
+        """\
         import numpy as np
         def f(x, y):
             return np.exp(x) * y
-        """, 3, 12, "`np.exp` is not supported"),
-    case("math-not-imported", """\
+        """,
+        3,
+        12,
+        "`np.exp` is not supported",
+    ),
+    case(
+        "math-not-imported",
+        """\
         def f(x, y):
             return math.exp(x)
-        """, 2, 12, "`math` is not imported"),
-    case("math-function-not-imported", """\
+        """,
+        2,
+        12,
+        "`math` is not imported",
+    ),
+    case(
+        "math-function-not-imported",
+        """\
         def f(x, y):
             return exp(x)
-        """, 2, 12, "`exp` is not imported"),
-    case("math-function-as-value", """\
+        """,
+        2,
+        12,
+        "`exp` is not imported",
+    ),
+    case(
+        "math-function-as-value",
+        """\
         import math
         def f(x, y):
             return math.exp
-        """, 3, 12, "`math.exp` is a function"),
-    case("unsupported-math-constant", """\
+        """,
+        3,
+        12,
+        "`math.exp` is a function",
+    ),
+    case(
+        "unsupported-math-constant",
+        """\
         import math
         def f(x, y):
             return math.inf * x
-        """, 3, 12, "`math.inf` is not supported"),
-    case("builtin-as-value", """\
+        """,
+        3,
+        12,
+        "`math.inf` is not supported",
+    ),
+    case(
+        "builtin-as-value",
+        """\
         def f(x, y):
             return abs
-        """, 2, 12, "`abs` is a function"),
-    case("calling-a-number", """\
+        """,
+        2,
+        12,
+        "`abs` is a function",
+    ),
+    case(
+        "calling-a-number",
+        """\
         def f(x, y):
             z = x(3)
             return z
-        """, 2, 9, "`x` is a number here"),
-    case("starred-argument", """\
+        """,
+        2,
+        9,
+        "`x` is a number here",
+    ),
+    case(
+        "starred-argument",
+        """\
         def f(x, y):
             return max(*[x, y])
-        """, 2, 16, "starred arguments"),
-    case("keyword-argument", """\
+        """,
+        2,
+        16,
+        "starred arguments",
+    ),
+    case(
+        "keyword-argument",
+        """\
         import math
         def f(x, y):
             return math.log(x, base=2)
-        """, 3, 24, "keyword arguments are not supported"),
-    case("arity-exp", """\
+        """,
+        3,
+        24,
+        "keyword arguments are not supported",
+    ),
+    case(
+        "arity-exp",
+        """\
         import math
         def f(x, y):
             return math.exp(x, y)
-        """, 3, 12, "`math.exp` takes 1 argument, not 2"),
-    case("arity-atan2", """\
+        """,
+        3,
+        12,
+        "`math.exp` takes 1 argument, not 2",
+    ),
+    case(
+        "arity-atan2",
+        """\
         import math
         def f(x, y):
             return math.atan2(x)
-        """, 3, 12, "`math.atan2` takes 2 arguments, not 1"),
-    case("max-single-argument", """\
+        """,
+        3,
+        12,
+        "`math.atan2` takes 2 arguments, not 1",
+    ),
+    case(
+        "max-single-argument",
+        """\
         def f(x, y):
             return max(x)
-        """, 2, 12, "`max` of a single argument"),
-    case("used-before-assignment", """\
+        """,
+        2,
+        12,
+        "`max` of a single argument",
+    ),
+    case(
+        "used-before-assignment",
+        """\
         def f(x, y):
             z = w * x
             w = y
             return z
-        """, 2, 9, "`w` is used before it is assigned"),
-    case("undefined-name", """\
+        """,
+        2,
+        9,
+        "`w` is used before it is assigned",
+    ),
+    case(
+        "undefined-name",
+        """\
         def f(x, y):
             return x * q
-        """, 2, 16, "name `q` is not defined"),
-    case("module-level-constant", """\
+        """,
+        2,
+        16,
+        "name `q` is not defined",
+    ),
+    case(
+        "module-level-constant",
+        """\
         SCALE = 2.0
         def f(x, y):
             return x * SCALE
-        """, 3, 16, "`SCALE` is a module-level name"),
-    case("recursion", """\
+        """,
+        3,
+        16,
+        "`SCALE` is a module-level name",
+    ),
+    case(
+        "recursion",
+        """\
         def f(x, y):
             return f(y, x)
-        """, 2, 12, "recursion"),
-    case("calls-another-function", """\
+        """,
+        2,
+        12,
+        "recursion",
+    ),
+    case(
+        "calls-another-function",
+        """\
         def g(t):
             return t * 2
         def f(x, y):
             return g(x) * y
-        """, 4, 12, "calling another function (`g`)"),
+        """,
+        4,
+        12,
+        "calling another function (`g`)",
+    ),
     # -- literals and operators --------------------------------------------------------------
-    case("string", """\
+    case(
+        "string",
+        """\
         def f(x, y):
             z = "abc"
             return x
-        """, 2, 9, "strings are not numbers"),
-    case("none", """\
+        """,
+        2,
+        9,
+        "strings are not numbers",
+    ),
+    case(
+        "none",
+        """\
         def f(x, y):
             z = None
             return x
-        """, 2, 9, "`None` is not a number"),
-    case("true", """\
+        """,
+        2,
+        9,
+        "`None` is not a number",
+    ),
+    case(
+        "true",
+        """\
         def f(x, y):
             return x * True
-        """, 2, 16, "`True` is a boolean"),
-    case("complex", """\
+        """,
+        2,
+        16,
+        "`True` is a boolean",
+    ),
+    case(
+        "complex",
+        """\
         def f(x, y):
             return x * 2j
-        """, 2, 16, "complex numbers"),
+        """,
+        2,
+        16,
+        "complex numbers",
+    ),
     *[
-        case(f"operator {op}", f"""\
+        case(
+            f"operator {op}",
+            f"""\
             def f(x, y):
                 return x {op} y
-            """, 2, 12, says)
+            """,
+            2,
+            12,
+            says,
+        )
         for op, says in [
             ("//", "floor division `//`"),
             ("%", "modulo operator `%`"),
@@ -276,199 +546,445 @@ CASES = [
             ("@", "matrix multiplication `@`"),
         ]
     ],
-    case("invert", """\
+    case(
+        "invert",
+        """\
         def f(x, y):
             return ~x
-        """, 2, 12, "`~`"),
-    case("not", """\
+        """,
+        2,
+        12,
+        "`~`",
+    ),
+    case(
+        "not",
+        """\
         def f(x, y):
             return not x
-        """, 2, 12, "`not` gives a boolean"),
-    case("comparison", """\
+        """,
+        2,
+        12,
+        "`not` gives a boolean",
+    ),
+    case(
+        "comparison",
+        """\
         def f(x, y):
             z = x < y
             return z
-        """, 2, 9, "comparisons are not values"),
-    case("and", """\
+        """,
+        2,
+        9,
+        "comparisons are not values",
+    ),
+    case(
+        "and",
+        """\
         def f(x, y):
             return x and y
-        """, 2, 12, "`and`/`or` are not values"),
-    case("or", """\
+        """,
+        2,
+        12,
+        "`and`/`or` are not values",
+    ),
+    case(
+        "or",
+        """\
         def f(x, y):
             return x or y
-        """, 2, 12, "`and`/`or` are not values"),
-    case("conditional-expression", """\
+        """,
+        2,
+        12,
+        "`and`/`or` are not values",
+    ),
+    case(
+        "conditional-expression",
+        """\
         def f(x, y):
             return x if x > y else y
-        """, 2, 12, "conditional expressions"),
-    case("walrus", """\
+        """,
+        2,
+        12,
+        "conditional expressions",
+    ),
+    case(
+        "walrus",
+        """\
         def f(x, y):
             z = (w := x) * y
             return z
-        """, 2, 10, "walrus"),
-    case("lambda", """\
+        """,
+        2,
+        10,
+        "walrus",
+    ),
+    case(
+        "lambda",
+        """\
         def f(x, y):
             g = lambda t: t * 2
             return g(x)
-        """, 2, 9, "lambda"),
-    case("list-comprehension", """\
+        """,
+        2,
+        9,
+        "lambda",
+    ),
+    case(
+        "list-comprehension",
+        """\
         def f(x, y):
             z = [t * 2 for t in (x, y)]
             return x
-        """, 2, 9, "comprehensions"),
-    case("set-comprehension", """\
+        """,
+        2,
+        9,
+        "comprehensions",
+    ),
+    case(
+        "set-comprehension",
+        """\
         def f(x, y):
             z = {t * 2 for t in (x, y)}
             return x
-        """, 2, 9, "comprehensions"),
-    case("dict-comprehension", """\
+        """,
+        2,
+        9,
+        "comprehensions",
+    ),
+    case(
+        "dict-comprehension",
+        """\
         def f(x, y):
             z = {t: t * 2 for t in (x, y)}
             return x
-        """, 2, 9, "comprehensions"),
-    case("generator-expression", """\
+        """,
+        2,
+        9,
+        "comprehensions",
+    ),
+    case(
+        "generator-expression",
+        """\
         def f(x, y):
             z = (t * 2 for t in (x, y))
             return x
-        """, 2, 9, "generator expressions"),
-    case("f-string", """\
+        """,
+        2,
+        9,
+        "generator expressions",
+    ),
+    case(
+        "f-string",
+        """\
         def f(x, y):
             z = f"{x}"
             return x
-        """, 2, 9, "f-strings"),
-    case("list-literal", """\
+        """,
+        2,
+        9,
+        "f-strings",
+    ),
+    case(
+        "list-literal",
+        """\
         def f(x, y):
             z = [x, y]
             return x
-        """, 2, 9, "list values"),
-    case("set-literal", """\
+        """,
+        2,
+        9,
+        "list values",
+    ),
+    case(
+        "set-literal",
+        """\
         def f(x, y):
             return {x}
-        """, 2, 12, "set values"),
-    case("dict-literal", """\
+        """,
+        2,
+        12,
+        "set values",
+    ),
+    case(
+        "dict-literal",
+        """\
         def f(x, y):
             return {x: y}
-        """, 2, 12, "dict values"),
-    case("tuple-return", """\
+        """,
+        2,
+        12,
+        "dict values",
+    ),
+    case(
+        "tuple-return",
+        """\
         def f(x, y):
             return x, y
-        """, 2, 12, "returning several values"),
+        """,
+        2,
+        12,
+        "returning several values",
+    ),
     # -- assignments ---------------------------------------------------------------------------
-    case("subscript-assignment", """\
+    case(
+        "subscript-assignment",
+        """\
         def f(v, y):
             v[0] = y
             return y
-        """, 2, 5, "assigning into `v[...]` mutates it"),
-    case("attribute-assignment", """\
+        """,
+        2,
+        5,
+        "assigning into `v[...]` mutates it",
+    ),
+    case(
+        "attribute-assignment",
+        """\
         def f(a, y):
             a.x = y
             return y
-        """, 2, 5, "assigning to an attribute"),
-    case("augmented-subscript-assignment", """\
+        """,
+        2,
+        5,
+        "assigning to an attribute",
+    ),
+    case(
+        "augmented-subscript-assignment",
+        """\
         def f(v, y):
             v[0] += y
             return y
-        """, 2, 5, "assigning into `v[...]` mutates it"),
-    case("floordiv-assignment", """\
+        """,
+        2,
+        5,
+        "assigning into `v[...]` mutates it",
+    ),
+    case(
+        "floordiv-assignment",
+        """\
         def f(x, y):
             x //= y
             return x
-        """, 2, 5, "`//=` is not supported"),
-    case("chained-assignment", """\
+        """,
+        2,
+        5,
+        "`//=` is not supported",
+    ),
+    case(
+        "chained-assignment",
+        """\
         def f(x, y):
             a = b = x
             return a * y
-        """, 2, 5, "chained assignment"),
-    case("unpack-non-tuple", """\
+        """,
+        2,
+        5,
+        "chained assignment",
+    ),
+    case(
+        "unpack-non-tuple",
+        """\
         def f(x, y):
             a, b = x
             return a * b
-        """, 2, 12, "only a tuple written out can be unpacked"),
-    case("unpack-length-mismatch", """\
+        """,
+        2,
+        12,
+        "only a tuple written out can be unpacked",
+    ),
+    case(
+        "unpack-length-mismatch",
+        """\
         def f(x, y):
             a, b = x, y, x
             return a * b
-        """, 2, 12, "2 names but 3 values"),
-    case("starred-unpacking", """\
+        """,
+        2,
+        12,
+        "2 names but 3 values",
+    ),
+    case(
+        "starred-unpacking",
+        """\
         def f(x, y):
             a, *b = x, y
             return a
-        """, 2, 8, "starred unpacking"),
+        """,
+        2,
+        8,
+        "starred unpacking",
+    ),
     # -- the shape of the function -------------------------------------------------------------
-    case("no-return", """\
+    case(
+        "no-return",
+        """\
         def f(x, y):
             z = x * y
-        """, 1, 1, "no return statement"),
-    case("bare-return", """\
+        """,
+        1,
+        1,
+        "no return statement",
+    ),
+    case(
+        "bare-return",
+        """\
         def f(x, y):
             z = x * y
             return
-        """, 3, 5, "`return` without a value"),
-    case("code-after-return", """\
+        """,
+        3,
+        5,
+        "`return` without a value",
+    ),
+    case(
+        "code-after-return",
+        """\
         def f(x, y):
             return x * y
             z = x
-        """, 3, 5, "code after `return`"),
-    case("star-args", """\
+        """,
+        3,
+        5,
+        "code after `return`",
+    ),
+    case(
+        "star-args",
+        """\
         def f(x, *rest):
             return x
-        """, 1, 11, "*rest is not supported"),
-    case("star-star-kwargs", """\
+        """,
+        1,
+        11,
+        "*rest is not supported",
+    ),
+    case(
+        "star-star-kwargs",
+        """\
         def f(x, **opts):
             return x
-        """, 1, 12, "**opts is not supported"),
-    case("keyword-only-parameter", """\
+        """,
+        1,
+        12,
+        "**opts is not supported",
+    ),
+    case(
+        "keyword-only-parameter",
+        """\
         def f(x, *, y):
             return x * y
-        """, 1, 13, "keyword-only parameters"),
-    case("non-literal-default", """\
+        """,
+        1,
+        13,
+        "keyword-only parameters",
+    ),
+    case(
+        "non-literal-default",
+        """\
         import math
         def f(x, y=math.pi):
             return x * y
-        """, 2, 12, "a default value must be a number"),
-    case("no-parameters", """\
+        """,
+        2,
+        12,
+        "a default value must be a number",
+    ),
+    case(
+        "no-parameters",
+        """\
         def f():
             return 1.0
-        """, 1, 1, "takes no parameters"),
+        """,
+        1,
+        1,
+        "takes no parameters",
+    ),
     # -- list parameters -----------------------------------------------------------------------
-    case("negative-index", """\
+    case(
+        "negative-index",
+        """\
         def f(w, y):
             return w[-1] * y
-        """, 2, 14, "negative indices"),
-    case("non-constant-index", """\
+        """,
+        2,
+        14,
+        "negative indices",
+    ),
+    case(
+        "non-constant-index",
+        """\
         def f(w, i):
             return w[i]
-        """, 2, 14, "a list index must be a constant integer"),
-    case("slice", """\
+        """,
+        2,
+        14,
+        "a list index must be a constant integer",
+    ),
+    case(
+        "slice",
+        """\
         def f(w, y):
             return w[0:2]
-        """, 2, 14, "slices are not supported"),
-    case("indexing-a-local-number", """\
+        """,
+        2,
+        14,
+        "slices are not supported",
+    ),
+    case(
+        "indexing-a-local-number",
+        """\
         def f(w, y):
             z = y
             return z[0]
-        """, 3, 12, "`z` is a number here"),
-    case("list-parameter-then-scalar", """\
+        """,
+        3,
+        12,
+        "`z` is a number here",
+    ),
+    case(
+        "list-parameter-then-scalar",
+        """\
         def f(w, y):
             z = w[0] * y
             return z + w
-        """, 3, 16, "`w` is a list here"),
-    case("scalar-parameter-then-list", """\
+        """,
+        3,
+        16,
+        "`w` is a list here",
+    ),
+    case(
+        "scalar-parameter-then-list",
+        """\
         def f(w, y):
             z = w * y
             return z + w[0]
-        """, 3, 16, "`w` is used both as a number and as a list"),
+        """,
+        3,
+        16,
+        "`w` is used both as a number and as a list",
+    ),
     # -- the text itself -----------------------------------------------------------------------
-    case("syntax-error", """\
+    case(
+        "syntax-error",
+        """\
         def f(x, y)
             return x
-        """, 1, 12, "invalid syntax: expected ':'"),
-    case("non-ascii-column", """\
+        """,
+        1,
+        12,
+        "invalid syntax: expected ':'",
+    ),
+    case(
+        "non-ascii-column",
+        """\
         def f(x, y):
             # café: the comment above says naïve things
             zé = x % y  # über
             return zé
-        """, 3, 10, "modulo operator `%`"),
+        """,
+        3,
+        10,
+        "modulo operator `%`",
+    ),
     case("nul-in-api-source", "def f(x, y):\n    return x\x00\n", 2, 13, "NUL"),
 ]
 
@@ -483,7 +999,7 @@ def assert_caret(shown: str, caret: str, source_line: str, col: int) -> None:
     """The rendered source line is the real one, and the caret sits under column ``col``."""
     assert shown.strip() == source_line.strip()
     assert caret.strip() == "^"
-    assert shown[caret.index("^"):] == source_line[col - 1:]
+    assert shown[caret.index("^") :] == source_line[col - 1 :]
 
 
 @pytest.mark.parametrize("source, line, col, says", CASES)
@@ -571,7 +1087,11 @@ def assert_refused(result: subprocess.CompletedProcess, tmp_path: Path) -> None:
     assert list(tmp_path.glob("*_backward.py")) == []
 
 
-CLI_CASES = [p for p in CASES if p.id in {"if", "unknown-function", "undefined-name", "syntax-error", "non-ascii-column"}]
+CLI_CASES = [
+    p
+    for p in CASES
+    if p.id in {"if", "unknown-function", "undefined-name", "syntax-error", "non-ascii-column"}
+]
 
 
 @pytest.mark.parametrize("source, line, col, says", CLI_CASES)
@@ -603,9 +1123,20 @@ def byte_case(name, data, line, col, says, bug=None):
 
 
 BYTE_CASES = [
-    byte_case("non-utf8", b"def f(x, y):\n    # caf\xe9\n    return x\n", 2, 10, "not valid UTF-8 (byte 0xe9)"),
-    byte_case("non-utf8-after-non-ascii", "def f(x, y):\n    # é ".encode() + b"\xff\n    return x\n", 2, 9,
-              "not valid UTF-8 (byte 0xff)"),
+    byte_case(
+        "non-utf8",
+        b"def f(x, y):\n    # caf\xe9\n    return x\n",
+        2,
+        10,
+        "not valid UTF-8 (byte 0xe9)",
+    ),
+    byte_case(
+        "non-utf8-after-non-ascii",
+        "def f(x, y):\n    # é ".encode() + b"\xff\n    return x\n",
+        2,
+        9,
+        "not valid UTF-8 (byte 0xff)",
+    ),
     byte_case("nul", b"def f(x, y):\n\x00    return x\n", 2, 1, "NUL byte"),
     byte_case("nul-mid-line", b"def f(x, y):\n    return x\x00\n", 2, 13, "NUL byte"),
 ]

@@ -44,12 +44,16 @@ def test_golden_is_current(source):
     golden = (EXAMPLES / f"{source.stem}_backward.py").read_text(encoding="utf-8")
     options = regenerate_options(golden)
     text = stagegen.generate(source.read_text(encoding="utf-8"), filename=str(source), **options)
-    assert text == golden, f"{source.name}: regenerate with the command in its header and review the diff"
+    assert (
+        text == golden
+    ), f"{source.name}: regenerate with the command in its header and review the diff"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
 def test_example_is_proven(source):
-    options = regenerate_options((EXAMPLES / f"{source.stem}_backward.py").read_text(encoding="utf-8"))
+    options = regenerate_options(
+        (EXAMPLES / f"{source.stem}_backward.py").read_text(encoding="utf-8")
+    )
     report = stagegen.verify(source.read_text(encoding="utf-8"), filename=str(source), **options)
     for f in report.functions:
         assert f.local_checks and len(f.points) == 5, str(report)
@@ -57,7 +61,9 @@ def test_example_is_proven(source):
 
 
 def test_cli_check_passes_on_examples(capsys):
-    default = [str(p) for p in SOURCES if "--split" not in (EXAMPLES / f"{p.stem}_backward.py").read_text()]
+    default = [
+        str(p) for p in SOURCES if "--split" not in (EXAMPLES / f"{p.stem}_backward.py").read_text()
+    ]
     assert cli_main(["--check", "--no-verify", *default]) == 0
 
 

@@ -13,7 +13,9 @@ def logistic_chain(steps: int) -> str:
 
 
 def test_small_function_uses_the_symbolic_whole_derivative():
-    report = stagegen.verify("import math\ndef f(x, y):\n    q = math.sin(x) * y\n    return q + x\n")
+    report = stagegen.verify(
+        "import math\ndef f(x, y):\n    q = math.sin(x) * y\n    return q + x\n"
+    )
     f = report["f"]
     assert f.reference.startswith("SymPy's symbolic derivative")
     assert len(f.points) == 5 and all(c.method == "symbolic" for c in f.local_checks)
