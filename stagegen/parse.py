@@ -685,12 +685,7 @@ class FunctionReader:
 
     def _function_name(self, func: ast.expr) -> str:
         """The gate-table name of a call's function, or a located error."""
-        if (
-            isinstance(func, ast.Attribute)
-            and isinstance(func.value, ast.Name)
-            and func.value.id in self.names.modules
-            and func.value.id not in self.env
-        ):
+        if self._is_math_attribute(func):
             name = func.attr
             if name in FUNCTIONS and name not in BUILTINS:
                 return name
@@ -744,10 +739,7 @@ class FunctionReader:
                     f"`{owner}` is a local name here, so `{owner}.{func.attr}` does not reach the math module",
                     f"rename the local `{owner}`",
                 )
-            if isinstance(func.value, ast.Name) and func.value.id == "math":
-                raise self.src.error(
-                    func, "`math` is not imported", "add `import math` at the top of the module"
-                )
+            self._check_math_imported(func)
             if isinstance(func.value, ast.Name) and func.value.id in self.names.other_imports:
                 raise self.src.error(
                     func,
@@ -763,12 +755,23 @@ class FunctionReader:
             func, "this kind of call is not supported", f"call one of: {SUPPORTED_FUNCTIONS}"
         )
 
-    def _attribute(self, node: ast.Attribute) -> Expr:
-        if (
-            isinstance(node.value, ast.Name)
+    def _is_math_attribute(self, node: ast.expr) -> bool:
+        """Whether ``node`` is ``<math module>.<name>`` (and the module is not shadowed)."""
+        return (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
             and node.value.id in self.names.modules
             and node.value.id not in self.env
-        ):
+        )
+
+    def _check_math_imported(self, node: ast.Attribute) -> None:
+        if isinstance(node.value, ast.Name) and node.value.id == "math":
+            raise self.src.error(
+                node, "`math` is not imported", "add `import math` at the top of the module"
+            )
+
+    def _attribute(self, node: ast.Attribute) -> Expr:
+        if self._is_math_attribute(node):
             if node.attr in MATH_CONSTANTS:
                 return Const(node.attr)
             if node.attr in FUNCTIONS:
@@ -782,10 +785,7 @@ class FunctionReader:
                 f"`math.{node.attr}` is not supported",
                 "use math.pi, math.e or math.tau, or a supported function",
             )
-        if isinstance(node.value, ast.Name) and node.value.id == "math":
-            raise self.src.error(
-                node, "`math` is not imported", "add `import math` at the top of the module"
-            )
+        self._check_math_imported(node)
         raise self.src.error(
             node,
             f"attribute access (`{ast.unparse(node)}`) is not supported",
