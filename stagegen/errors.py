@@ -70,7 +70,20 @@ class Source:
         # The decorator parses a function cut out of its file; offsets map back to the file.
         self.line_offset = line_offset
         self.col_offset = col_offset
-        self.lines = text.splitlines()
+        # Split as the parser does (not str.splitlines, which also breaks at form feeds),
+        # so that line numbers from ``ast`` index this list.
+        self.lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+    def segment(self, node) -> str | None:
+        """The source text of a one-line node; ast.get_source_segment re-splits the whole
+        module on every call, which made parsing quadratic in the file's length."""
+        line, end = node.lineno, getattr(node, "end_lineno", None)
+        if end != line or not 0 < line <= len(self.lines):
+            import ast
+
+            return ast.get_source_segment(self.text, node)
+        raw = self.lines[line - 1].encode("utf-8")
+        return raw[node.col_offset : node.end_col_offset].decode("utf-8")
 
     def error(self, node, message: str, hint: str = "") -> StagegenError:
         """A located error at an ``ast`` node (or anything with lineno/col_offset)."""

@@ -399,7 +399,7 @@ class FunctionReader:
                         "a default value must be a number or a list of numbers",
                         "write the value as a literal, e.g. `y=2.0`",
                     )
-                text = ast.get_source_segment(self.src.text, default) or repr(value)
+                text = self.src.segment(default) or repr(value)
             params.append(Param(arg.arg, default=text))
         return params
 
@@ -604,7 +604,7 @@ class FunctionReader:
         if isinstance(v, bool):
             raise self.src.error(node, f"`{v}` is a boolean, not a number", "write 1.0 or 0.0")
         if isinstance(v, (int, float)):
-            return Num(v, ast.get_source_segment(self.src.text, node) or repr(v))
+            return Num(v, self.src.segment(node) or repr(v))
         if isinstance(v, complex):
             raise self.src.error(node, "complex numbers are not supported", "use real numbers")
         if isinstance(v, (str, bytes)):

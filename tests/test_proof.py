@@ -1,5 +1,7 @@
 """The proof itself: both reference methods, points near overflow, and that it catches errors."""
 
+import math
+
 import pytest
 
 import stagegen
@@ -28,6 +30,79 @@ def test_deep_chain_uses_the_stage_by_stage_reference_and_skips_overflow(steps):
     assert f.reference.startswith("the chain rule stage by stage")
     assert len(f.points) == 5
     assert f.max_rel_error < 1e-9
+
+
+def mixed_chain(stages: int) -> str:
+    """A long chain over several gates, forking on r at every stage."""
+    steps = [
+        "x = r * x * (1 - x)",
+        "x = math.sin(x) + 0.5 * x",
+        "x = math.tanh(x * r) + 0.1",
+        "x = math.sqrt(x * x + 1) - math.log(r + 1)",
+    ]
+    body = "\n".join("    " + steps[i % len(steps)] for i in range(stages))
+    return f"import math\n\n\ndef chain(x, r):\n{body}\n    return x\n"
+
+
+@pytest.mark.slow
+def test_a_thousand_stage_chain_is_proven_stage_by_stage():
+    f = stagegen.verify(mixed_chain(1000))["chain"]
+    assert f.stages >= 1000 and len(f.local_checks) >= 1750
+    assert all(c.method == "symbolic" for c in f.local_checks)
+    assert f.reference.startswith("the chain rule stage by stage")
+    assert len(f.points) == 5 and f.max_rel_error < 1e-9
+
+
+def test_both_references_agree(monkeypatch):
+    """The stage-by-stage reference gives SymPy's whole-function derivative, to 40 digits."""
+    from stagegen import proof
+    from stagegen.api import build
+
+    backward = build(mixed_chain(4), None).backwards[0]
+    point = {"x": 0.3, "r": 0.7}
+    whole = proof._Reference(backward.program, backward, proof._SymPy())
+    monkeypatch.setattr(proof, "SYMBOLIC_TREE_LIMIT", 0)
+    staged = proof._Reference(backward.program, backward, proof._SymPy())
+    assert whole.method.startswith("SymPy's symbolic") and staged.method.startswith(
+        "the chain rule"
+    )
+    import mpmath
+
+    with mpmath.workdps(50):
+        for a, b in zip(whole.at(point), staged.at(point)):
+            a = mpmath.mpf(a._mpf_)  # SymPy Float -> mpmath, all 50 digits
+            assert abs(a - b) < 1e-40 * (1 + abs(a))
+
+
+def test_stage_by_stage_reference_refuses_points_outside_the_domain(monkeypatch):
+    from stagegen import proof
+    from stagegen.api import build
+
+    backward = build(
+        "import math\ndef f(x):\n    y = math.log(x)\n    return y * y\n", None
+    ).backwards[0]
+    monkeypatch.setattr(proof, "SYMBOLIC_TREE_LIMIT", 0)
+    reference = proof._Reference(backward.program, backward, proof._SymPy())
+    with pytest.raises(ValueError):
+        reference.at({"x": -1.0})
+    [gradient] = reference.at({"x": 2.0})
+    assert abs(float(gradient) - 2 * math.log(2) / 2) < 1e-15
+
+
+def test_a_wrong_gradient_deep_in_a_long_chain_is_caught(monkeypatch):
+    from stagegen import reverse
+
+    original = reverse.differentiate
+
+    def drop_accumulations(program, wrt=None):
+        backward = original(program, wrt)
+        for block in backward.blocks:
+            block.statements = [s for s in block.statements if not s.accumulate]
+        return backward
+
+    monkeypatch.setattr("stagegen.api.differentiate", drop_accumulations)
+    with pytest.raises(stagegen.VerificationError, match="but SymPy's derivative is"):
+        stagegen.verify(mixed_chain(200))
 
 
 def test_branching_gates_are_sampled_and_say_so():
