@@ -4,11 +4,15 @@
 # gaussian_nll_backward(x, mu, sigma=1.0, dnll=1.0) -> (dx, dmu, dsigma)
 #     reverse mode: the gradient of the output nll with respect to x, mu, sigma
 
+import math
+
 
 def gaussian_nll_backward(x, mu, sigma=1.0, dnll=1.0):
     """Gradient of gaussian_nll with respect to x, mu, sigma, scaled by the upstream gradient dnll."""
-    # forward pass (only the values the backward pass reads)
+    # forward pass (the values the backward pass reads, and domain checks:
+    # stages replayed only so that it raises where the forward raises)
     z = (x - mu) / sigma  # (1)
+    nll = 0.5 * z**2 + math.log(sigma) + 0.5 * math.log(2 * math.pi)  # (2) domain check
     # backprop nll = 0.5 * z**2 + math.log(sigma) + 0.5 * math.log(2 * math.pi)
     dz = z * dnll  # (2)
     dsigma = (1 / sigma) * dnll  # (2)

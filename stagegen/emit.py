@@ -25,6 +25,7 @@ class RenderedFunction:
     independent: str
     notes: list[str]
     replay: list[str]
+    checks_domain: bool  # some replayed stages are there only to raise where the forward does
     setup: list[str]
     blocks: list[dict]
     zero: list[str]
@@ -86,9 +87,16 @@ def _comment(stage_number: int, text: str = "") -> str:
     return f"  # ({stage_number}) {text}".rstrip()
 
 
+_DOMAIN_CHECK = "domain check"  # replayed so that the backward raises where f does
+
+
 def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
     p = b.program
-    replay = [f"{s.target} = {printer(s.expr)}{_comment(s.number, s.comment)}" for s in b.replay]
+    replay = [
+        f"{s.target} = {printer(s.expr)}"
+        + _comment(s.number, _DOMAIN_CHECK if s.target in b.domain_checks else s.comment)
+        for s in b.replay
+    ]
     # A list gradient as long as the list passed in (`len` may be one of the user's names).
     zeros = "[0.0] * len({})" if "len" not in p.user_names else "[0.0 for _ in {}]"
     setup = [
@@ -133,6 +141,7 @@ def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
         independent=wrt_text,
         notes=notes,
         replay=replay,
+        checks_domain=bool(b.domain_checks),
         setup=setup,
         blocks=blocks,
         zero=zero,

@@ -138,6 +138,13 @@ FUNCTIONS: dict[str, Gate] = {
 
 MATH_CONSTANTS = {"pi", "e", "tau"}
 
+# Functions that raise a math domain error outside their domain (log(-2), sqrt(-1), ...).
+# The backward replays every stage on a path to the output that calls one, even when no
+# gradient reads its value: d/dx log(x) = 1/x would otherwise give a number at x = -2,
+# where the forward raises. Other gates raise in the backward by themselves (a division's
+# local gradient divides by the same value; exp's reads the overflowing output).
+DOMAIN_CHECKED = {"log", "log2", "log10", "log1p", "sqrt", "asin", "acos", "pow"}
+
 SIGMOID = Gate(
     (1, 1),
     lambda out, a: (mul(sub(Num(1), out), out),),

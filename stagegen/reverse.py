@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .domain import may_raise
 from .expr import Elem, Expr, Leaf, Num, Var, leaves, mul
 from .gates import local_gradients
 from .names import usable
@@ -41,9 +42,10 @@ class Backward:
     blocks: list[Block]  # in reverse stage order
     gradient_names: dict[str, str]  # forward name -> its gradient's name
     zero: list[str]  # requested parameters that no path connects to the output
-    renamed: list[tuple[str, str]] = field(
-        default_factory=list
-    )  # (forward name, gradient name) not d<name>
+    # (forward name, gradient name) where the gradient is not called d<name>
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    # replayed stages whose values nothing reads: kept so the backward raises where f does
+    domain_checks: set[str] = field(default_factory=set)
 
     def gradient_of(self, param: str) -> str:
         return self.gradient_names[param]
@@ -160,15 +162,16 @@ def differentiate(program: Program, wrt=None) -> Backward:
         if statements:
             blocks.append(Block(stage, statements))
 
-    # Forward replay: the stages whose values the gradient statements read, and what those need.
-    needed: set[str] = set()
+    # Forward replay: the stages whose values the gradient statements read, and what those
+    # read in turn. Stages on a path to the output whose math calls may raise outside their
+    # domain are replayed too, so that the backward raises where the forward does.
+    read: set[str] = set()
     for block in blocks:
         for st in block.statements:
-            needed.update(l.name for l in leaves(st.local) if isinstance(l, Var))
-    for stage in reversed(stages):
-        if stage.target in needed:
-            needed.update(l.name for l in leaves(stage.expr) if isinstance(l, Var))
-    replay = [s for s in stages if s.target in needed]
+            read.update(l.name for l in leaves(st.local) if isinstance(l, Var))
+    read = _with_inputs(stages, read)
+    domain_checks = _with_inputs(stages, may_raise(program) & reaches) - read
+    replay = [s for s in stages if s.target in read or s.target in domain_checks]
 
     zero = [n for n in wrt_names if not params[n].is_list and Var(names.assign(n)) not in written]
     return Backward(
@@ -180,4 +183,14 @@ def differentiate(program: Program, wrt=None) -> Backward:
         gradient_names=names.names,
         zero=zero,
         renamed=names.renamed,
+        domain_checks=domain_checks,
     )
+
+
+def _with_inputs(stages: list[Stage], targets: set[str]) -> set[str]:
+    """The targets and every stage value they are computed from."""
+    needed = set(targets)
+    for stage in reversed(stages):
+        if stage.target in needed:
+            needed.update(l.name for l in leaves(stage.expr) if isinstance(l, Var))
+    return needed
