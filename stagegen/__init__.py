@@ -10,7 +10,15 @@ Importing stagegen is light: SymPy and black load only when they are needed.
 from .errors import StagegenError, VerificationError
 
 __version__ = "0.1.0"
-__all__ = ["generate", "verify", "staged", "StagegenError", "VerificationError", "__version__"]
+__all__ = [
+    "generate",
+    "verify",
+    "staged",
+    "explain",
+    "StagegenError",
+    "VerificationError",
+    "__version__",
+]
 
 
 def generate(source, function=None, *, wrt=None, split=False, filename="<string>"):
@@ -36,3 +44,12 @@ def staged(func=None, *, wrt=None, verify=False, split=False):
     from .decorator import staged as _staged
 
     return _staged(func, wrt=wrt, verify=verify, split=split)
+
+
+def explain(target, function=None, *, split=False, at=None, **values):
+    """``explain(func, x=3, y=-4)``: the forward and backward of ``func`` with every value, local
+    gradient and gate named; ``str()`` gives the text, notebooks show HTML with the circuit.
+    Also ``explain(source_text, "f", x=3, y=-4)``; no values: symbolic (see stagegen.explain)."""
+    from .explanation import explain as _explain
+
+    return _explain(target, function, split=split, at=at, **values)

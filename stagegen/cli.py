@@ -197,7 +197,80 @@ class Run:
             self.out.write("".join(diff))
 
 
+def _explain_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stagegen explain",
+        description="Explain one function's forward and backward pass: each stage's value, each "
+        "gradient statement's local gradient, the gradient flowing in and the result, in the "
+        "terms of the gates (add distributes, mul swaps, max routes, gradients add at forks).",
+        epilog="exit status: 0 ok, 2 bad input or usage",
+    )
+    p.add_argument("target", metavar="FILE.py::FUNC", help="the function to explain")
+    p.add_argument(
+        "--at",
+        action="append",
+        metavar="x=3,y=-4",
+        help="the point (lists as w=[2,-3]); without it, the explanation is symbolic",
+    )
+    p.add_argument(
+        "--split", action="store_true", help="explain the elementary-gate version (as --split)"
+    )
+    p.add_argument("--format", choices=["text", "markdown", "html"], default="text")
+    p.add_argument(
+        "--graph", metavar="OUT.svg", help="also draw the circuit: .svg, .dot or .png (if possible)"
+    )
+    return p
+
+
+def explain_main(argv: list[str], out=None, err=None) -> int:
+    """``stagegen explain FILE.py::FUNC --at x=3,y=-4``: see stagegen.explain."""
+    out, err = out or sys.stdout, err or sys.stderr
+    args = _explain_parser().parse_args(argv)
+    style = Style(err)
+    filename, _, function = args.target.partition("::")
+    path = Path(filename)
+    try:
+        if not path.is_file():
+            raise StagegenError(f"no such file: {filename}", "check the path", filename=filename)
+        from .explanation import explain_source, parse_at
+        from .parse import decode_source
+
+        point = parse_at(args.at) if args.at else None
+        text = decode_source(path.read_bytes(), str(path))
+        ex = explain_source(text, function or None, point, split=args.split, filename=str(path))
+        if args.format == "markdown":
+            rendered = ex.markdown()
+        elif args.format == "html":
+            from .narrate import render_html
+
+            rendered = render_html(ex, standalone=True)
+        else:
+            rendered = ex.text(color=Style(out).on)
+        if args.graph:
+            from .circuit import circuit_of, write
+
+            how = write(circuit_of(ex), args.graph)
+            print(f"{style.ok('drew')} {args.graph} ({how})", file=err)
+        out.write(rendered)
+        return OK
+    except StagegenError as exc:
+        print(exc.render(), file=err)
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return FAILED
+    except Exception as exc:  # a bug in stagegen: say so plainly, without a traceback
+        print(
+            f"{args.target}: internal error in stagegen: {type(exc).__name__}: {exc} — please report this with the file",
+            file=err,
+        )
+        return INTERNAL
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "explain":
+        return explain_main(argv[1:])
     args = _parser().parse_args(argv)
     run = Run(args)
     for name in args.files:

@@ -1,0 +1,536 @@
+"""The circuit of an Explanation, drawn the way the notes draw it: inputs on the left, gates as
+nodes, the output on the right, and on every wire its forward value (green, above) and the
+gradient flowing back along it (red, below).
+
+Pure Python, no system package: a layered layout (columns by depth; long wires pass through
+waypoints in the columns they cross; rows ordered by the barycentre of their neighbours and
+placed by least squares under a minimum gap), then SVG written by hand. The same
+explanation always gives the same bytes. ``to_dot`` writes the same graph for Graphviz, and
+``write`` makes a PNG where a converter is available.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape, quoteattr
+
+from .errors import StagegenError
+from .expr import Bin, Call, Elem, Neg, Num, Var, leaves
+from .explanation import PRINT, Explanation, short
+
+VALUE_COLOUR = "#1a7f37"  # green, as in the notes' diagrams
+GRADIENT_COLOUR = "#cf222e"  # red
+INK = "#24292f"
+FONT = 13  # px, monospace
+CHAR = 0.6 * FONT  # width of one monospace character
+GATE_R = 21
+LANE = 44  # vertical distance between the input lanes of one gate
+GAP = 24  # least vertical gap between two things in a column
+CURVE = 46  # horizontal room for a wire to bend between columns
+MARGIN = 24
+LABEL_LIMIT = 26  # characters; longer symbolic labels are cut
+
+
+@dataclass
+class Node:
+    id: str  # an input ("x", "w[0]"), a stage's target, or "output"
+    kind: str  # input | gate | output
+    label: str  # what is written on it: "x", "+", "*", "max", "σ", ...
+    title: str  # the full stage, for a tooltip
+    note: str = ""  # under an input: its total gradient ("dx = -4")
+    layer: int = 0
+    y: float = 0.0
+    ports: int = 1  # how many input lanes
+
+    @property
+    def half_width(self) -> float:
+        """Half the room the node takes in its column (an input's note included)."""
+        if self.kind == "input":
+            return max(self.box_half_width, (len(self.note) * CHAR + 8) / 2)
+        return self.box_half_width
+
+    @property
+    def box_half_width(self) -> float:
+        """Half the width of what is drawn: the circle, or the box around the label."""
+        if self.kind == "gate" and len(self.label) <= 3:
+            return GATE_R
+        return (max(len(self.label), 3 if self.kind != "gate" else 0) * CHAR + 18) / 2
+
+    @property
+    def height(self) -> float:
+        own = 2 * GATE_R if self.kind == "gate" else 28 + (18 if self.note else 0)
+        return max(own, self.ports * LANE - (LANE - 2 * GATE_R) if self.ports > 1 else own)
+
+
+@dataclass
+class Wire:
+    source: str
+    target: str
+    value: str  # green, above
+    gradient: str  # red, below
+    port: int = 0  # which input lane of the target
+    waypoints: list = field(default_factory=list)  # heights where it crosses the columns between
+
+
+@dataclass
+class Circuit:
+    title: str
+    nodes: list[Node]
+    wires: list[Wire]
+    symbolic: bool = False
+
+    def node(self, id: str) -> Node:
+        return next(n for n in self.nodes if n.id == id)
+
+
+# ---------------------------------------------------------------------------- the graph
+
+
+def gate_label(expr) -> str:
+    """A gate's symbol, with constant operands written in: ``+``, ``* 2.0``, ``1.0 /``, ``σ``."""
+    from .gates import sigmoid_input
+
+    if sigmoid_input(expr) is not None:
+        return "σ"
+    if isinstance(expr, Bin):
+        left_const = _constant(expr.left)
+        right_const = _constant(expr.right)
+        if right_const is not None and left_const is None:
+            return f"{expr.op}{right_const}" if expr.op == "**" else f"{expr.op} {right_const}"
+        if left_const is not None and right_const is None:
+            return f"{left_const} {expr.op}"
+        if _is_leaf(expr.left) and _is_leaf(expr.right):
+            return expr.op
+    if isinstance(expr, Neg) and _is_leaf(expr.operand):
+        return "-"
+    if isinstance(expr, Call) and all(_is_leaf(a) or _constant(a) for a in expr.args):
+        return expr.fn
+    if isinstance(expr, (Var, Elem)):
+        return "="
+    return PRINT(expr)  # a compound stage: its expression
+
+
+def _is_leaf(e) -> bool:
+    return isinstance(e, (Var, Elem))
+
+
+def _constant(e) -> str | None:
+    if isinstance(e, Num) or (isinstance(e, Neg) and isinstance(e.operand, Num)):
+        return PRINT(e)
+    return None
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= LABEL_LIMIT else text[: LABEL_LIMIT - 1] + "…"
+
+
+def circuit_of(ex: Explanation) -> Circuit:
+    program = ex.program
+    nodes: list[Node] = []
+    for g in ex.inputs:
+        note = ""
+        if not ex.symbolic:
+            note = f"{g.gradient} = {short(g.value)}" if g.value is not None else ""
+        nodes.append(Node(g.name, "input", g.name, g.name, note))
+    for step in ex.forward:
+        s = step.stage
+        nodes.append(Node(s.target, "gate", gate_label(s.expr), f"({s.number}) {step.code}"))
+    out_name = program.returned_name or "out"
+    nodes.append(Node("output", "output", out_name, f"the output {out_name}"))
+
+    contribution = {}  # (input text, stage target) -> the gradient along that wire
+    for block in ex.blocks:
+        for step in block.steps:
+            label = _cut(step.code.split("=", 1)[1].strip()) if ex.symbolic else None
+            contribution[(step.of, block.stage.target)] = (
+                label if ex.symbolic else short(step.contribution)
+            )
+    wires = []
+    for step in ex.forward:
+        s = step.stage
+        for leaf in leaves(s.expr):
+            name = leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
+            value = name if ex.symbolic else short(ex.value_of(name))
+            gradient = contribution.get((name, s.target), "0")
+            wires.append(Wire(name, s.target, value, gradient))
+    last = ex.output
+    wires.append(
+        Wire(
+            last,
+            "output",
+            last if ex.symbolic else short(ex.value_of(last)),
+            ex.upstream if ex.symbolic else "1",
+        )
+    )
+    where = (
+        "symbolic" if ex.symbolic else ", ".join(f"{k} = {_point(v)}" for k, v in ex.point.items())
+    )
+    circuit = Circuit(f"{program.name}: {where}", nodes, wires, ex.symbolic)
+    layout(circuit)
+    return circuit
+
+
+def _point(v) -> str:
+    return "[" + ", ".join(short(x) for x in v) + "]" if isinstance(v, list) else short(v)
+
+
+# ---------------------------------------------------------------------------- layout
+
+
+class _Waypoint:
+    """Where a long wire crosses a column: a point that takes a row like a node does."""
+
+    height = 4.0
+
+    def __init__(self, wire: Wire, index: int):
+        self.wire, self.index = wire, index
+        self.y = 0.0
+
+
+@dataclass
+class _Link:
+    """A piece of wire between two adjacent columns, with where it meets each end
+    (a vertical offset from the item's centre: a gate's input lane, or 0)."""
+
+    wire: Wire
+    left: object
+    left_offset: float
+    right: object
+    right_offset: float
+
+
+def _lane(node: Node, w: Wire) -> float:
+    return (w.port - (node.ports - 1) / 2) * LANE
+
+
+def layout(c: Circuit) -> None:
+    """Columns by depth, rows by barycentre, then least-squares heights under a gap."""
+    by_id = {n.id: n for n in c.nodes}
+    incoming: dict[str, list[Wire]] = {n.id: [] for n in c.nodes}
+    for w in c.wires:
+        incoming[w.target].append(w)
+    for n in c.nodes:  # nodes come in dependency order: inputs, stages, output
+        sources = [by_id[w.source].layer for w in incoming[n.id]]
+        n.layer = 0 if n.kind == "input" else 1 + max(sources, default=0)  # constants: column 1
+        n.ports = max(1, len(incoming[n.id]))
+        for port, w in enumerate(incoming[n.id]):
+            w.port = port
+    columns: dict[int, list] = {}
+    for n in c.nodes:
+        columns.setdefault(n.layer, []).append(n)
+    links: list[_Link] = []
+    for w in c.wires:
+        src, dst = by_id[w.source], by_id[w.target]
+        chain: list = [src]
+        for k, layer in enumerate(range(src.layer + 1, dst.layer)):
+            point = _Waypoint(w, k)
+            columns[layer].append(point)
+            chain.append(point)
+        chain.append(dst)
+        for a, b in zip(chain, chain[1:]):
+            links.append(_Link(w, a, 0.0, b, 0.0))
+        w.waypoints = chain[1:-1]
+    order = [columns[k] for k in sorted(columns)]
+    _order_rows(order, links)
+    # A gate's input lanes follow the rows its wires come from, so they do not cross.
+    rank = {id(item): k for column in order for k, item in enumerate(column)}
+    arriving = sorted(
+        (l for l in links if isinstance(l.right, Node)), key=lambda l: rank[id(l.left)]
+    )
+    for n in c.nodes:
+        for port, l in enumerate(l for l in arriving if l.right is n):
+            l.wire.port = port
+    for l in arriving:
+        l.right_offset = _lane(l.right, l.wire)
+    _place_rows(order, links)
+    for w in c.wires:
+        w.waypoints = [(w.waypoints[k].y) for k in range(len(w.waypoints))]
+
+
+def _order_rows(order: list[list], links: list[_Link]) -> None:
+    """Barycentre sweeps: each column sorted by the mean row of what it is wired to."""
+    for sweep in range(6):
+        forward = sweep % 2 == 0
+        indices = range(1, len(order)) if forward else range(len(order) - 2, -1, -1)
+        for i in indices:
+            rank = {id(x): k for k, x in enumerate(order[i - 1 if forward else i + 1])}
+            scored = []
+            for k, item in enumerate(order[i]):
+                if forward:
+                    ranks = [rank[id(l.left)] for l in links if l.right is item]
+                else:
+                    ranks = [rank[id(l.right)] for l in links if l.left is item]
+                scored.append((sum(ranks) / len(ranks) if ranks else k, k, item))
+            order[i] = [item for _, _, item in sorted(scored, key=lambda t: (t[0], t[1]))]
+
+
+def _place_rows(order: list[list], links: list[_Link]) -> None:
+    """Heights: each item as level as it can be with what it is wired to, each column kept in
+    order with a minimum gap (least squares, by pooling adjacent violators)."""
+    for column in order:  # start stacked
+        y = 0.0
+        for item in column:
+            item.y = y + item.height / 2
+            y += item.height + GAP
+    for sweep in range(10):
+        forward = sweep % 2 == 0
+        indices = range(1, len(order)) if forward else range(len(order) - 2, -1, -1)
+        for i in indices:
+            wanted = []
+            for item in order[i]:
+                if forward:
+                    ys = [
+                        l.left.y + l.left_offset - l.right_offset for l in links if l.right is item
+                    ]
+                else:
+                    ys = [
+                        l.right.y + l.right_offset - l.left_offset for l in links if l.left is item
+                    ]
+                wanted.append(sum(ys) / len(ys) if ys else item.y)
+            for item, y in zip(order[i], _spaced(wanted, [x.height for x in order[i]])):
+                item.y = y
+    top = min(item.y - item.height / 2 for column in order for item in column)
+    for column in order:
+        for item in column:
+            item.y = round(item.y - top + MARGIN + 34, 2)  # room for the title
+
+
+def _spaced(wanted: list[float], heights: list[float]) -> list[float]:
+    """The positions closest to ``wanted`` (least squares) that keep the order and the gaps."""
+    offsets = [0.0]
+    for a, b in zip(heights, heights[1:]):
+        offsets.append(offsets[-1] + a / 2 + GAP + b / 2)
+    blocks: list[list[float]] = []  # [mean, count]: pooled adjacent violators
+    for t in (w - o for w, o in zip(wanted, offsets)):
+        blocks.append([t, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, n2 = blocks.pop()
+            m1, n1 = blocks.pop()
+            blocks.append([(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2])
+    flat = [m for m, n in blocks for _ in range(int(n))]
+    return [z + o for z, o in zip(flat, offsets)]
+
+
+# ---------------------------------------------------------------------------- SVG
+
+
+def _columns(c: Circuit) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
+    """Per column: the centre x, the half-width of its widest node, the length of its lanes."""
+    layers = sorted({n.layer for n in c.nodes})
+    half = {k: 0.0 for k in layers}
+    for n in c.nodes:
+        half[n.layer] = max(half[n.layer], n.half_width)
+    lane = {k: 0.0 for k in layers}
+    by_id = {n.id: n for n in c.nodes}
+    for w in c.wires:
+        k = by_id[w.target].layer
+        lane[k] = max(lane[k], max(len(w.value), len(w.gradient)) * CHAR + 16, 56.0)
+    x: dict[int, float] = {}
+    for k in layers:
+        if k == layers[0]:
+            x[k] = MARGIN + half[k]
+        else:
+            x[k] = x[k - 1] + half[k - 1] + CURVE + lane[k] + 8 + half[k]
+    return x, half, lane
+
+
+def _num(v: float) -> str:
+    return f"{v:.1f}".rstrip("0").rstrip(".")
+
+
+def _bend(x0: float, y0: float, x1: float, y1: float) -> str:
+    if abs(y0 - y1) < 0.05:
+        return f" L{_num(x1)},{_num(y1)}"
+    dx = (x1 - x0) / 2
+    return f" C{_num(x0 + dx)},{_num(y0)} {_num(x1 - dx)},{_num(y1)} {_num(x1)},{_num(y1)}"
+
+
+def _entry(node: Node, x: float, from_x: float, from_y: float) -> tuple[float, float]:
+    """Where a wire arriving at (from_x, from_y) meets the node's outline."""
+    if node.kind == "gate" and len(node.label) <= 3:
+        dx, dy = from_x - x, from_y - node.y
+        d = math.hypot(dx, dy) or 1.0
+        return x + GATE_R * dx / d, node.y + GATE_R * dy / d
+    if node.kind == "gate":
+        return x - node.box_half_width, min(max(from_y, node.y - 12), node.y + 12)
+    return x - node.box_half_width, node.y
+
+
+def _text(x, y, text, *, size=FONT, fill=INK, anchor="middle", weight=None, cls=None) -> str:
+    attrs = f'x="{_num(x)}" y="{_num(y)}" font-size="{size}" fill="{fill}" text-anchor="{anchor}"'
+    if weight:
+        attrs += f' font-weight="{weight}"'
+    if cls:
+        attrs = f'class="{cls}" ' + attrs
+    return f"<text {attrs}>{escape(text)}</text>"
+
+
+def to_svg(c: Circuit) -> str:
+    x, half, lane = _columns(c)
+    by_id = {n.id: n for n in c.nodes}
+    legend = "green, above a wire: the value it carries · red, below: the gradient flowing back"
+    width = max(
+        [x[n.layer] + n.half_width + MARGIN for n in c.nodes]
+        + [2 * MARGIN + len(legend) * 0.6 * 12, 2 * MARGIN + len(c.title) * 0.6 * 14]
+    )
+    bottom = max(n.y + n.height / 2 for n in c.nodes)
+    for w in c.wires:
+        bottom = max([bottom] + [y + 20 for y in w.waypoints])
+    height = bottom + 52
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(width)}" height="{_num(height)}" '
+        f'viewBox="0 0 {_num(width)} {_num(height)}" '
+        'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace">',
+        f"<title>{escape(c.title)}</title>",
+        f'<rect width="{_num(width)}" height="{_num(height)}" fill="white"/>',
+        _text(MARGIN, MARGIN + 6, c.title, size=14, anchor="start", weight="bold"),
+        '<g class="wires">',
+    ]
+    for w in c.wires:
+        src, dst = by_id[w.source], by_id[w.target]
+        k0, k1 = src.layer, dst.layer
+        px, py = x[k0] + src.box_half_width, src.y
+        path = f"M{_num(px)},{_num(py)}"
+        for k, wy in zip(range(k0 + 1, k1), w.waypoints):
+            start = x[k] - half[k] - 8 - lane[k]
+            path += _bend(px, py, start, wy) + f" L{_num(x[k] + half[k])},{_num(wy)}"
+            px, py = x[k] + half[k], wy
+        lane_y = dst.y + _lane(dst, w)
+        lane_start = x[k1] - half[k1] - 8 - lane[k1]
+        lane_end = x[k1] - half[k1] - 8
+        path += _bend(px, py, lane_start, lane_y) + f" L{_num(lane_end)},{_num(lane_y)}"
+        ex, ey = _entry(dst, x[k1], lane_end, lane_y)
+        path += f" L{_num(ex)},{_num(ey)}"
+        mid = (lane_start + lane_end) / 2
+        out += [
+            f'<g class="wire" data-from={quoteattr(w.source)} data-to={quoteattr(w.target)}>',
+            f'<path d="{path}" fill="none" stroke="{INK}" stroke-width="1.4"/>',
+            _text(mid, lane_y - 6, w.value, fill=VALUE_COLOUR, cls="value"),
+            _text(mid, lane_y + 16, w.gradient, fill=GRADIENT_COLOUR, cls="gradient"),
+            "</g>",
+        ]
+    out.append("</g>")
+    out.append('<g class="nodes">')
+    for n in c.nodes:
+        cx = x[n.layer]
+        out.append(
+            f'<g class="node {n.kind}" data-name={quoteattr(n.id)}><title>{escape(n.title)}</title>'
+        )
+        if n.kind == "gate" and len(n.label) <= 3:
+            out.append(
+                f'<circle cx="{_num(cx)}" cy="{_num(n.y)}" r="{GATE_R}" fill="white" '
+                f'stroke="{INK}" stroke-width="1.6"/>'
+            )
+            out.append(_text(cx, n.y + 5, n.label, size=15 if len(n.label) == 1 else FONT))
+        elif n.kind == "gate":
+            w2 = n.box_half_width
+            out.append(
+                f'<rect x="{_num(cx - w2)}" y="{_num(n.y - 17)}" width="{_num(2 * w2)}" height="34" '
+                f'rx="8" fill="white" stroke="{INK}" stroke-width="1.6"/>'
+            )
+            out.append(_text(cx, n.y + 4, n.label))
+        else:
+            w2 = n.box_half_width
+            out.append(
+                f'<rect x="{_num(cx - w2)}" y="{_num(n.y - 14)}" width="{_num(2 * w2)}" height="28" '
+                f'rx="4" fill="#f6f8fa" stroke="#8c959f"/>'
+            )
+            out.append(_text(cx, n.y + 5, n.label, weight="bold"))
+            if n.note:
+                out.append(_text(cx, n.y + 30, n.note, size=12, fill=GRADIENT_COLOUR))
+        out.append("</g>")
+    out.append("</g>")
+    out.append(_text(MARGIN, height - 16, legend, size=12, fill="#57606a", anchor="start"))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------- DOT and files
+
+
+def _dot_id(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(c: Circuit) -> str:
+    """The same graph for Graphviz: ``dot -Tsvg`` lays it out its own way."""
+    lines = [
+        f"digraph {_dot_id(c.title)} {{",
+        "  rankdir=LR;",
+        '  node [fontname="monospace"]; edge [fontname="monospace", arrowsize=0.6];',
+        f"  label={_dot_id(c.title)}; labelloc=t;",
+    ]
+    for n in c.nodes:
+        shape = {"input": "box", "output": "plaintext"}.get(
+            n.kind, "circle" if len(n.label) <= 3 else "box"
+        )
+        extra = ', style="rounded"' if n.kind == "gate" and shape == "box" else ""
+        label = n.label + (f"\\n{n.note}" if n.note else "")
+        lines.append(
+            f"  {_dot_id(n.id)} [shape={shape}, label={_dot_id(label)}, tooltip={_dot_id(n.title)}{extra}];"
+        )
+    for w in c.wires:
+        label = (
+            f'<<font color="{VALUE_COLOUR}">{escape(w.value)}</font><br/>'
+            f'<font color="{GRADIENT_COLOUR}">{escape(w.gradient)}</font>>'
+        )
+        lines.append(f"  {_dot_id(w.source)} -> {_dot_id(w.target)} [label={label}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write(c: Circuit, path: str) -> str:
+    """Write the circuit as .svg, .dot or .png (by the file's suffix); returns a note on how."""
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if suffix == "svg":
+        _save(path, to_svg(c).encode("utf-8"))
+        return "drawn by stagegen"
+    if suffix in ("dot", "gv"):
+        _save(path, to_dot(c).encode("utf-8"))
+        return "Graphviz source"
+    if suffix == "png":
+        _save(path, _png(c))
+        return "PNG"
+    raise StagegenError(
+        f"cannot draw a circuit as `.{suffix or path}`",
+        "name the file .svg (always works), .dot (Graphviz source) or .png",
+        filename="--graph",
+    )
+
+
+def _save(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise StagegenError(
+            f"cannot write {path}: {exc.strerror or exc}", "check the directory", filename="--graph"
+        ) from None
+
+
+def _png(c: Circuit) -> bytes:
+    """Our SVG through a converter that is installed (cairosvg, rsvg-convert), else Graphviz."""
+    svg = to_svg(c).encode("utf-8")
+    try:
+        import cairosvg  # optional; not a dependency
+
+        return cairosvg.svg2png(bytestring=svg)
+    except Exception:  # not installed, or its native library is missing
+        pass
+    for command, data in (
+        (["rsvg-convert", "--format=png"], svg),
+        (["dot", "-Tpng"], to_dot(c).encode("utf-8")),
+    ):
+        if shutil.which(command[0]):
+            done = subprocess.run(command, input=data, capture_output=True)
+            if done.returncode == 0 and done.stdout:
+                return done.stdout
+    raise StagegenError(
+        "cannot make a PNG here: no SVG converter is installed (cairosvg, rsvg-convert or "
+        "Graphviz's dot)",
+        "write --graph FILE.svg instead (every browser shows it), or install one of those",
+        filename="--graph",
+    )

@@ -1,0 +1,706 @@
+"""Explain: one function's forward and backward pass, stage by stage, at a point or symbolically.
+
+This module computes; it never words or draws. It takes the pipeline's results (the Program
+and the Backward, exactly as ``stagegen FILE.py`` would generate them) and evaluates, at the
+point, every stage's value and, for every gradient statement, its local gradient, the gradient
+flowing in and the result, keeping track of which earlier contributions a ``+=`` adds to. It
+also names each stage's gate from the gate table. ``narrate`` turns an Explanation into words,
+``circuit`` into a drawing.
+
+Numbers come from evaluating our own expressions, printed the way the generated module prints
+them, so every value is the one the generated backward computes (the user's module is never
+imported or run). The gradient on each input is compared with SymPy's derivative (50 digits) and
+with a central finite difference of the forward.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from . import gates
+from .errors import StagegenError
+from .expr import Call, Const, Elem, Expr, Neg, Num, Printer, Var, walk
+from .program import Program, Stage
+from .reverse import Backward
+
+PRINT = Printer("math")
+_NAMESPACE = {"__builtins__": {}, "math": math, "abs": abs, "max": max, "min": min}
+
+# ---------------------------------------------------------------------------- numbers
+
+
+def short(value) -> str:
+    """A value as people write it: integers without ``.0``, short decimals exactly
+    (``0.5``, ``-2.25``), anything longer to 4 significant digits (``0.7311``)."""
+    if value is None:
+        return "?"
+    v = float(value)
+    if v == 0:
+        return "0"
+    if not math.isfinite(v):
+        return repr(v)
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    text = repr(v)
+    digits = text.lstrip("-").split("e")[0].replace(".", "").lstrip("0")
+    if len(digits) <= 6 and "e" not in text:
+        return text
+    return f"{v:.4g}"
+
+
+def precise(value) -> str:
+    """A value to 10 significant digits, for comparisons (integers still without ``.0``)."""
+    if value is None:
+        return "?"
+    v = float(value)
+    if v == 0:
+        return "0"
+    if math.isfinite(v) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:.10g}"
+
+
+# ---------------------------------------------------------------------------- gates by name
+
+_OPERATOR_NAMES = {
+    "+": "add",
+    "-": "subtract",
+    "*": "mul",
+    "/": "divide",
+    "**": "power",
+    "neg": "negate",
+}
+
+
+def _gate_names() -> dict[int, str]:
+    names = {id(g): _OPERATOR_NAMES[op] for op, g in gates.OPERATORS.items()}
+    names.update({id(g): fn for fn, g in gates.FUNCTIONS.items()})
+    names[id(gates.SIGMOID)] = "sigmoid"
+    return names
+
+
+def gate_name(gate: gates.Gate) -> str:
+    return _gate_names().get(id(gate), "gate")
+
+
+def _is_operand(e: Expr) -> bool:
+    """Inputs that sit directly on a gate: names, list elements, numbers, constants."""
+    if isinstance(e, Neg) and isinstance(e.operand, Num):
+        return True
+    return isinstance(e, (Var, Elem, Num, Const))
+
+
+def gates_in(e: Expr) -> list[str]:
+    """The names of the gates an expression applies, outermost first, each once."""
+    found: list[str] = []
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        g = gates.gate_of(node)
+        if g is None:
+            continue
+        name = gate_name(g[0])
+        if name not in found:
+            found.append(name)
+        stack.extend(reversed(g[1]))
+    return found
+
+
+@dataclass
+class GateInfo:
+    """What a stage's right-hand side is, in the notes' terms."""
+
+    name: str  # "add", "mul", "max", "sigmoid", ... ; "compound" or "copy"
+    behaviour: str  # the gate table's sentence, or a description of a compound stage
+    elementary: bool  # one gate whose inputs are names or numbers
+    inputs: tuple[Expr, ...] = ()  # the gate's inputs when elementary
+    parts: list[str] = field(default_factory=list)  # the gates inside a compound stage
+
+
+def gate_info(expr: Expr) -> GateInfo:
+    found = gates.gate_of(expr)
+    if found is None:
+        return GateInfo("copy", "a copy passes the gradient on unchanged", True, (expr,))
+    gate, inputs = found
+    if all(_is_operand(i) for i in inputs):
+        return GateInfo(gate_name(gate), gate.behaviour, True, inputs, [gate_name(gate)])
+    parts = gates_in(expr)
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    behaviour = f"a compound stage ({listed} gates): each local gradient chains through them"
+    return GateInfo("compound", behaviour, False, inputs, parts)
+
+
+# ---------------------------------------------------------------------------- the explanation
+
+
+@dataclass
+class ForwardStep:
+    stage: Stage
+    code: str  # "q = x + y"
+    gate: GateInfo
+    value: float | None  # None when explaining symbolically
+
+
+@dataclass
+class BackwardStep:
+    """One gradient statement: ``gradient (=|+=) local * upstream``."""
+
+    code: str  # "dq = z * df"
+    stage: Stage
+    gradient: str  # "dq", "dw[0]"
+    accumulate: bool
+    of: str  # the forward value whose gradient this is: "q", "w[0]"
+    local: str  # the local gradient as code: "z"
+    upstream: str  # the gradient flowing in: "df"
+    reason: (
+        str  # why the local gradient is what it is, in the gate's terms ("" if the header says it)
+    )
+    earlier: list[int]  # for +=: the stages whose contributions it adds to
+    local_value: float | None = None
+    upstream_value: float | None = None
+    contribution: float | None = None  # local * upstream, as the generated code computes it
+    before: float | None = None  # for +=: the gradient before this statement
+    result: float | None = None  # the gradient after it
+
+
+@dataclass
+class BackwardBlock:
+    stage: Stage
+    header: str  # "f = q * z"
+    gate: GateInfo
+    steps: list[BackwardStep]
+
+
+@dataclass
+class InputGradient:
+    name: str  # "x", "w[0]"
+    gradient: str  # "dx", "dw[0]"
+    stages: list[int]  # the stages whose statements write it (empty: no path to the output)
+    value: float | None = None
+    sympy: float | None = None
+    finite_difference: float | None = None
+
+    @property
+    def agrees_with_sympy(self) -> bool | None:
+        if self.value is None or self.sympy is None:
+            return None
+        return math.isclose(self.value, self.sympy, rel_tol=1e-9, abs_tol=1e-12)
+
+    @property
+    def agrees_with_finite_difference(self) -> bool | None:
+        if self.value is None or self.finite_difference is None:
+            return None
+        scale = max(1.0, abs(self.value))
+        return abs(self.value - self.finite_difference) <= 1e-5 * scale
+
+
+@dataclass
+class Explanation:
+    program: Program  # the program explained (the split one with --split)
+    backward: Backward
+    point: dict[str, float | list[float]] | None  # None: symbolic
+    forward: list[ForwardStep]
+    upstream: str  # "df"
+    blocks: list[BackwardBlock]
+    inputs: list[InputGradient]
+    split: bool = False
+    notes: list[str] = field(default_factory=list)  # e.g. why SymPy gave no value
+
+    @property
+    def symbolic(self) -> bool:
+        return self.point is None
+
+    @property
+    def output(self) -> str:
+        return self.program.output.name
+
+    @property
+    def output_value(self) -> float | None:
+        return self.forward[-1].value if self.forward else None
+
+    def value_of(self, name: str) -> float | None:
+        """The forward value of a stage, a parameter or a list element ("w[0]") at the point."""
+        if self.point is None:
+            return None
+        for step in self.forward:
+            if step.stage.target == name:
+                return step.value
+        base, _, index = name.partition("[")
+        value = self.point.get(base)
+        if isinstance(value, list):
+            return value[int(index.rstrip("]"))] if index else None
+        return value
+
+    # Rendering lives in narrate.py and circuit.py; these are the conveniences.
+    def text(self, color: bool = False) -> str:
+        from .narrate import render_text
+
+        return render_text(self, color=color)
+
+    def markdown(self) -> str:
+        from .narrate import render_markdown
+
+        return render_markdown(self)
+
+    def html(self) -> str:
+        from .narrate import render_html
+
+        return render_html(self)
+
+    def svg(self) -> str:
+        from .circuit import circuit_of, to_svg
+
+        return to_svg(circuit_of(self))
+
+    def dot(self) -> str:
+        from .circuit import circuit_of, to_dot
+
+        return to_dot(circuit_of(self))
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+
+# ---------------------------------------------------------------------------- the point
+
+
+def parse_at(specs) -> dict[str, float | list[float]]:
+    """``--at x=3,y=-4`` (repeatable; lists as ``w=[2,-3,-3]``) -> {"x": 3.0, "y": -4.0}."""
+    if isinstance(specs, str):
+        specs = [specs]
+    values: dict[str, float | list[float]] = {}
+    for spec in specs:
+        for item in _top_level_split(spec):
+            name, eq, text = item.partition("=")
+            name, text = name.strip(), text.strip()
+            if not eq or not name.isidentifier() or not text:
+                raise _at_error(
+                    f"cannot read `{item.strip()}`", "write NAME=NUMBER pairs: --at x=3,y=-4"
+                )
+            if name in values:
+                raise _at_error(f"`{name}` is given twice", "give each input once")
+            values[name] = _number_or_list(name, text)
+    return values
+
+
+def _top_level_split(spec: str) -> list[str]:
+    items, depth, current = [], 0, ""
+    for ch in spec:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    items.append(current)
+    return [i for i in items if i.strip()] or [spec]
+
+
+def _number_or_list(name: str, text: str) -> float | list[float]:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if isinstance(value, (list, tuple)) and all(_is_number(v) for v in value) and value:
+        return [float(v) for v in value]
+    if _is_number(value):
+        return float(value)
+    raise _at_error(
+        f"`{name}={text}` is not a number", "write a number (3, -4, 0.5, 1e-3) or a list [2, -3]"
+    )
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _at_error(message: str, hint: str) -> StagegenError:
+    return StagegenError(message, hint, filename="--at")
+
+
+def bind_point(program: Program, values: dict) -> dict[str, float | list[float]]:
+    """The values of every parameter, checked against the program's parameters."""
+    names = [p.name for p in program.params]
+    signature = f"{program.name}({', '.join(names)})"
+    for name in values:
+        if program.param(name) is None:
+            raise program.error(
+                f"`{name}` is not a parameter of `{program.name}`",
+                f"give values for the parameters of {signature}",
+            )
+    point: dict[str, float | list[float]] = {}
+    for p in program.params:
+        if p.name not in values:
+            if p.default is not None and _is_number(_literal(p.default)):
+                point[p.name] = float(_literal(p.default))
+                continue
+            example = f"{p.name}=[...]" if p.is_list else f"{p.name}=1.5"
+            raise program.error(
+                f"no value for `{p.name}`", f"add {example} to the point (it takes {signature})"
+            )
+        v = values[p.name]
+        if p.is_list:
+            if not isinstance(v, list) or len(v) < p.length:
+                raise program.error(
+                    f"`{p.name}` is a list: {program.name} reads {p.name}[0] to {p.name}[{p.length - 1}]",
+                    f"give {p.name}=[...] with at least {p.length} numbers",
+                )
+            point[p.name] = [float(x) for x in v]
+        else:
+            if isinstance(v, (list, tuple)) or not _is_number(v):
+                raise program.error(
+                    f"`{p.name}` takes one number, not {v!r}", f"give {p.name}=NUMBER"
+                )
+            point[p.name] = float(v)
+    return point
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def flat_point(program: Program, point: dict) -> dict[str, float]:
+    """{"x": 3.0, "w[0]": 2.0, ...}: one entry per scalar input the program reads."""
+    flat: dict[str, float] = {}
+    for p in program.params:
+        if p.is_list:
+            for i in range(p.length):
+                flat[f"{p.name}[{i}]"] = point[p.name][i]
+        else:
+            flat[p.name] = point[p.name]
+    return flat
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+@lru_cache(maxsize=2048)
+def _compiled(code: str):
+    return compile(code, "<stagegen explain>", "eval")
+
+
+def _evaluate(e: Expr, env: dict) -> float:
+    value = eval(_compiled(PRINT(e)), _NAMESPACE, env)  # our own printed expression, not user code
+    if isinstance(value, complex) or not math.isfinite(value):
+        raise ValueError("the result is not a finite real number")
+    return float(value)
+
+
+def forward_values(program: Program, point: dict) -> dict:
+    """Every stage's value at the point; raises ``_Undefined`` at the first stage that fails."""
+    env = {k: (list(v) if isinstance(v, list) else v) for k, v in point.items()}
+    for stage in program.stages:
+        try:
+            env[stage.target] = _evaluate(stage.expr, env)
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError) as exc:
+            raise _Undefined(stage, exc) from None
+    return env
+
+
+class _Undefined(Exception):
+    def __init__(self, stage: Stage, exc: Exception):
+        self.stage, self.exc = stage, exc
+
+
+def _source_line(program: Program, line: int, source_text: str | None) -> str:
+    if source_text is not None and not program.filename.endswith(".py"):
+        lines = source_text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+    return linecache.getline(program.filename, line).rstrip("\n")
+
+
+def _domain_error(
+    program: Program, stage: Stage, exc: Exception, what: str, source_text, flat: dict
+) -> StagegenError:
+    reason = str(exc) or type(exc).__name__
+    at = ", ".join(f"{k}={short(v)}" for k, v in flat.items())
+    return StagegenError(
+        f"{what} of stage ({stage.number}) `{stage.target} = {PRINT(stage.expr)}` is undefined "
+        f"at this point ({reason})",
+        "choose a point inside the function's domain" + (f" (explained at {at})" if at else ""),
+        filename=program.filename,
+        line=stage.line,
+        col=stage.col,
+        source_line=_source_line(program, stage.line, source_text),
+    )
+
+
+# ---------------------------------------------------------------------------- building it
+
+
+def _leaf_text(leaf) -> str:
+    return leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
+
+
+def _reason(info: GateInfo, stage: Stage, leaf, env: dict | None) -> str:
+    """Why this input's local gradient is what it is, in the gate's own terms."""
+    of = _leaf_text(leaf)
+    if not info.elementary:
+        return ""
+    count = sum(1 for i in info.inputs if i == leaf)
+    if count > 1:
+        return f"{of} enters the {info.name} gate {count} times: its paths add"
+    position = info.inputs.index(leaf) if leaf in info.inputs else 0
+    if info.name in ("add", "copy"):
+        return "passed on unchanged"
+    if info.name == "subtract":
+        return "passed on negated" if position == 1 else "passed on unchanged"
+    if info.name == "mul":
+        return f"{of} gets the other input, {PRINT(info.inputs[1 - position])}"
+    if info.name == "negate":
+        return "the sign flips"
+    if info.name in ("max", "min"):
+        if env is None:
+            return (
+                f"1 when {of} is the {'larger' if info.name == 'max' else 'smaller'} input, else 0"
+            )
+        return _routing(info, stage, leaf, env)
+    return ""  # the block's header says it (the gate table's sentence)
+
+
+def _routing(info: GateInfo, stage: Stage, leaf, env: dict) -> str:
+    """Why the max (min) gate routes the gradient to this input or not, with the values."""
+    of = _leaf_text(leaf)
+    mine = _evaluate(leaf, env)
+    others = [(PRINT(o), _evaluate(o, env)) for o in info.inputs if o != leaf]
+    won = _evaluate(gates.local_gradients(stage.expr)[leaf], env) != 0
+    more = "larger" if info.name == "max" else "smaller"
+    less = "smaller" if info.name == "max" else "larger"
+    if won and any(v == mine for _, v in others):
+        return f"{of} = {short(mine)} ties for the {more}: a tie goes to the first"
+    compared = ", ".join(f"{name} = {short(v)}" for name, v in others)
+    if won:
+        return (
+            f"{of} = {short(mine)} is the {more} input (against {compared}): it gets the gradient"
+        )
+    return f"{of} = {short(mine)} is not the {more} input ({compared}): {less} inputs get nothing"
+
+
+def explain_backward(
+    backward: Backward,
+    values: dict | None = None,
+    *,
+    split: bool = False,
+    source_text: str | None = None,
+) -> Explanation:
+    """Explain one generated backward, at the point ``values`` or symbolically (None)."""
+    program = backward.program
+    point = bind_point(program, values) if values is not None else None
+    env: dict | None = None
+    if point is not None:
+        flat = flat_point(program, point)
+        try:
+            env = forward_values(program, point)
+        except _Undefined as u:
+            raise _domain_error(program, u.stage, u.exc, "the value", source_text, flat) from None
+
+    forward = [
+        ForwardStep(
+            stage=s,
+            code=f"{s.target} = {PRINT(s.expr)}",
+            gate=gate_info(s.expr),
+            value=env[s.target] if env is not None else None,
+        )
+        for s in program.stages
+    ]
+
+    gradient_names = backward.gradient_names
+    if env is not None:
+        env[backward.upstream] = 1.0
+        for p in program.params:
+            if p.is_list and p.name in backward.wrt:
+                env[gradient_names[p.name]] = [0.0] * len(point[p.name])
+    written_by: dict[str, list[int]] = {}  # gradient text -> stages that wrote to it
+    blocks = []
+    for block in backward.blocks:
+        stage = block.stage
+        info = gate_info(stage.expr)
+        upstream = gradient_names[stage.target]
+        steps = []
+        for st in block.statements:
+            grad = PRINT(st.gradient)
+            step = BackwardStep(
+                code=f"{grad} {'+=' if st.accumulate else '='} {PRINT(st.value)}",
+                stage=stage,
+                gradient=grad,
+                accumulate=st.accumulate,
+                of=_leaf_text(st.of),
+                local=PRINT(st.local),
+                upstream=upstream,
+                reason="",
+                earlier=list(written_by.get(grad, [])),
+            )
+            if env is not None:
+                try:
+                    step.reason = _reason(info, stage, st.of, env)
+                    step.local_value = _evaluate(st.local, env)
+                    step.upstream_value = float(env[upstream])
+                    step.contribution = _evaluate(st.value, env)
+                except (ValueError, ZeroDivisionError, OverflowError, TypeError) as exc:
+                    raise _domain_error(
+                        program, stage, exc, f"the local gradient on `{step.of}`", source_text, flat
+                    ) from None
+                step.before = _read(env, st.gradient) if st.accumulate else None
+                step.result = (
+                    step.before + step.contribution if st.accumulate else step.contribution
+                )
+                _write(env, st.gradient, step.result)
+            else:
+                step.reason = _reason(info, stage, st.of, None)
+            written_by.setdefault(grad, []).append(stage.number)
+            steps.append(step)
+        blocks.append(BackwardBlock(stage, f"{stage.target} = {PRINT(stage.expr)}", info, steps))
+
+    inputs = []
+    for p in program.params:
+        if p.name not in backward.wrt:
+            continue
+        d = gradient_names[p.name]
+        names = (
+            [(f"{p.name}[{i}]", f"{d}[{i}]") for i in range(p.length)]
+            if p.is_list
+            else [(p.name, d)]
+        )
+        for name, grad in names:
+            g = InputGradient(name, grad, written_by.get(grad, []))
+            if env is not None:
+                g.value = _read_text(env, grad) if g.stages else 0.0
+            inputs.append(g)
+
+    explanation = Explanation(
+        program=program,
+        backward=backward,
+        point=point,
+        forward=forward,
+        upstream=backward.upstream,
+        blocks=blocks,
+        inputs=inputs,
+        split=split,
+    )
+    if point is not None:
+        _compare(explanation)
+    return explanation
+
+
+def _read(env: dict, leaf) -> float:
+    return env[leaf.name][leaf.index] if isinstance(leaf, Elem) else env[leaf.name]
+
+
+def _write(env: dict, leaf, value: float) -> None:
+    if isinstance(leaf, Elem):
+        env[leaf.name][leaf.index] = value
+    else:
+        env[leaf.name] = value
+
+
+def _read_text(env: dict, grad: str) -> float:
+    base, _, index = grad.partition("[")
+    return env[base][int(index.rstrip("]"))] if index else env[base]
+
+
+# ---------------------------------------------------------------------------- the checks
+
+
+def _compare(ex: Explanation) -> None:
+    """Fill in SymPy's gradient (50 digits) and a central finite difference for every input."""
+    program, point = ex.program, ex.point
+    flat = flat_point(program, point)
+    try:
+        from .proof import _Reference, _SymPy
+
+        reference = _Reference(program, ex.backward, _SymPy())
+        exact = dict(zip(reference.wrt_inputs, reference.at(flat)))
+        for g in ex.inputs:
+            if g.name in exact:
+                g.sympy = float(exact[g.name])
+    except (ValueError, TypeError, ZeroDivisionError):
+        ex.notes.append("SymPy's derivative is not defined at this point")
+    for g in ex.inputs:
+        g.finite_difference = _central_difference(program, point, g.name)
+
+
+def _central_difference(program: Program, point: dict, name: str) -> float | None:
+    base, _, index = name.partition("[")
+
+    def at(delta: float) -> float:
+        moved = {k: (list(v) if isinstance(v, list) else v) for k, v in point.items()}
+        if index:
+            moved[base][int(index.rstrip("]"))] += delta
+        else:
+            moved[base] += delta
+        return forward_values(program, moved)[program.output.name]
+
+    x = point[base][int(index.rstrip("]"))] if index else point[base]
+    h = 1e-5 * max(1.0, abs(x))
+    try:
+        return (at(h) - at(-h)) / (2 * h)
+    except _Undefined:
+        return None
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def explain_source(
+    source: str,
+    function: str | None = None,
+    values: dict | None = None,
+    *,
+    split: bool = False,
+    filename: str = "<string>",
+) -> Explanation:
+    """Explain ``function`` of a module's source text (the only function when None)."""
+    from .parse import read_programs
+
+    programs = read_programs(source, filename, [function] if function else None)
+    if len(programs) > 1:
+        names = ", ".join(p.name for p in programs)
+        raise StagegenError(
+            f"{len(programs)} functions here: say which one to explain",
+            f"name one of: {names} (FILE.py::NAME on the command line)",
+            filename=filename,
+        )
+    return _explain_program(programs[0], values, split=split, source_text=source)
+
+
+def explain_function(func, values: dict | None = None, *, split: bool = False) -> Explanation:
+    """Explain a live function object (its source is read, never run)."""
+    from .introspect import programs_of_function
+
+    return _explain_program(programs_of_function(func)[0], values, split=split)
+
+
+def _explain_program(
+    program: Program, values, *, split: bool, source_text: str | None = None
+) -> Explanation:
+    from .reverse import differentiate
+
+    if split:
+        from .split import split_program
+
+        program = split_program(program)
+    return explain_backward(differentiate(program), values, split=split, source_text=source_text)
+
+
+def explain(target, function=None, *, split: bool = False, at: dict | None = None, **values):
+    """``explain(func, x=3, y=-4)`` or ``explain(source_text, "f", x=3, y=-4)``.
+
+    With no values, the explanation is symbolic. Pass ``at={...}`` instead of keywords when a
+    parameter is named ``split``, ``function`` or ``at``."""
+    point = dict(at or {}, **values) or None
+    if isinstance(target, str):
+        return explain_source(target, function, point, split=split)
+    if not callable(target):
+        raise TypeError("explain() takes a function or a module's source text")
+    return explain_function(target, point, split=split)

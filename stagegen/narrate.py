@@ -1,0 +1,264 @@
+"""Narrate: an Explanation in words, as text (ANSI-coloured or plain), markdown or HTML.
+
+The words are built once, as rows of highlighted pieces (``highlight.Piece``), and every format
+lays out the same rows: the forward with each stage's value, the backward with each statement's
+local gradient, the gradient flowing in and the result (and, for ``+=``, the contributions it
+adds to), then the gradient on each input beside SymPy's value and a finite difference.
+Markdown and HTML page layout live in the jinja2 templates ``explain.md.j2``/``explain.html.j2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .explanation import BackwardStep, Explanation, precise, short
+from .highlight import Piece, ansi, code_pieces, spans
+
+INDENT = "    "
+COMMENT_COLUMN_LIMIT = 44  # trailing comments align up to this code width
+
+
+@dataclass
+class Row:
+    code: str = ""  # a line of Python; "" for a comment line of its own
+    note: list[Piece] = field(default_factory=list)
+    kind: str = "code"  # code | header (a "# backprop ..." line) | detail (under a statement)
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[Row]
+
+
+@dataclass
+class Document:
+    title: str
+    sections: list[Section]
+    gradient_names: set[str]
+    notes: list[str]
+
+
+# ---------------------------------------------------------------------------- the words
+
+
+def document(ex: Explanation) -> Document:
+    p = ex.program
+    where = "" if p.filename.startswith("<") else f" from {p.filename}"
+    if ex.symbolic:
+        at = "symbolically: the local-gradient formulas (give --at for numbers)"
+    else:
+        at = "at " + ", ".join(f"{k} = {_point_text(v)}" for k, v in ex.point.items())
+    split = ", split into elementary gates" if ex.split else ""
+    title = f"{p.name}{where}{split}, {at}"
+    sections = [_forward(ex), _backward(ex), _inputs(ex)]
+    return Document(title, sections, set(ex.backward.gradient_names.values()), ex.notes)
+
+
+def _point_text(v) -> str:
+    return "[" + ", ".join(short(x) for x in v) + "]" if isinstance(v, list) else short(v)
+
+
+def _forward(ex: Explanation) -> Section:
+    rows = []
+    for step in ex.forward:
+        s = step.stage
+        note: list[Piece] = [("dim", f"({s.number}) ")]
+        if ex.symbolic:
+            note.append(("gate", _gate_phrase(step.gate.name)))
+        else:
+            note += [("text", f"{s.target} becomes "), ("value", short(step.value))]
+        if s.comment:
+            note.append(("dim", f" — {s.comment}"))
+        rows.append(Row(step.code, note))
+    title = "forward: the stages and their gates" if ex.symbolic else "forward: each stage's value"
+    return Section(title, rows)
+
+
+def _gate_phrase(name: str) -> str:
+    if name in ("compound", "copy"):
+        return f"a {name} stage"
+    return f"{name} gate"
+
+
+def _backward(ex: Explanation) -> Section:
+    up = ex.upstream
+    start: list[Piece] = [
+        (
+            "text",
+            f"the gradient of {ex.output} with respect to itself: the backward pass starts here",
+        )
+    ]
+    rows = [Row(f"{up} = 1.0", start)]
+    for block in ex.blocks:
+        rows.append(
+            Row(
+                "",
+                [
+                    ("comment", f"backprop {block.header}"),
+                    ("dim", " — "),
+                    ("gate", block.gate.behaviour),
+                ],
+                "header",
+            )
+        )
+        for step in block.steps:
+            rows.append(Row(step.code, [("dim", f"({step.stage.number})")]))
+            rows += [Row("", note, "detail") for note in _step_notes(ex, step)]
+    for name in ex.backward.zero:
+        grad = ex.backward.gradient_of(name)
+        rows.append(Row(f"{grad} = 0.0", [("text", f"{name} does not reach the output")]))
+    title = "backward: each gradient is a local gradient times the gradient flowing in"
+    return Section(title, rows)
+
+
+def _step_notes(ex: Explanation, step: BackwardStep) -> list[list[Piece]]:
+    local: list[Piece] = [("text", f"local ∂{step.stage.target}/∂{step.of} = {step.local}")]
+    if not ex.symbolic and not _is_number_text(step.local):
+        local += [("text", " = "), ("local", short(step.local_value))]
+    if step.reason:
+        local.append(("dim", f" ({step.reason})"))
+    earlier = ", ".join(f"({n})" for n in step.earlier)
+    if ex.symbolic:
+        flow: list[Piece] = [("text", f"× {step.upstream} flowing in")]
+        if step.accumulate:
+            flow.append(
+                ("text", f"; gradients add at a fork: adds to {step.gradient} from {earlier}")
+            )
+        return [local, flow]
+    flow = [
+        ("text", f"× {step.upstream} = "),
+        ("grad", short(step.upstream_value)),
+        ("text", " flowing in → "),
+    ]
+    if not step.accumulate:
+        return [local, flow + [("text", f"{step.gradient} = "), ("grad", short(step.result))]]
+    fork: list[Piece] = [
+        ("text", f"gradients add at a fork: {step.gradient} = "),
+        ("grad", short(step.before)),
+        ("dim", f" (from {earlier})"),
+        ("text", " + "),
+        ("grad", _signed(step.contribution)),
+        ("text", " = "),
+        ("grad", short(step.result)),
+    ]
+    return [local, flow + [("grad", short(step.contribution))], fork]
+
+
+def _signed(value) -> str:
+    text = short(value)
+    return f"({text})" if text.startswith("-") else text
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _inputs(ex: Explanation) -> Section:
+    rows = []
+    for g in ex.inputs:
+        stages = ", ".join(f"({n})" for n in g.stages) or "nowhere: no path to the output"
+        if ex.symbolic:
+            written = "the sum of what " if len(g.stages) > 1 else "written at "
+            rows.append(Row(g.gradient, [("text", f"{written}{stages}")]))
+            continue
+        note: list[Piece] = [("text", "SymPy "), ("grad", precise(g.sympy))]
+        note += [("text", ", finite difference "), ("grad", _fd(g.finite_difference))]
+        agree = g.agrees_with_sympy
+        if agree is False:
+            note.append(("bad", " ✗ differs from SymPy"))
+        elif g.agrees_with_finite_difference is False:
+            note.append(("bad", " ✓ SymPy; the finite difference differs (a kink here?)"))
+        elif agree:
+            note.append(("ok", " ✓ agree"))
+        rows.append(Row(f"{g.gradient} = {precise(g.value)}", note))
+    if ex.symbolic:
+        title = "gradient on each input: where its contributions come from"
+    else:
+        title = "gradient on each input, beside SymPy's value and a central finite difference"
+    return Section(title, rows)
+
+
+def _fd(value) -> str:
+    return "undefined" if value is None else f"{value:.7g}"
+
+
+# ---------------------------------------------------------------------------- layout
+
+
+def _lines(section: Section, gradient_names, paint) -> list[str]:
+    """Each row as one painted line, trailing comments aligned (paint: pieces -> str)."""
+    widths = [len(r.code) for r in section.rows if r.code and len(r.code) <= COMMENT_COLUMN_LIMIT]
+    column = max(widths, default=0)
+    out = []
+    for r in section.rows:
+        if r.code:
+            pad = " " * max(column - len(r.code), 0)
+            line = paint(code_pieces(r.code, gradient_names))
+            if r.note:
+                line += pad + paint([("comment", "  # ")] + r.note)
+        else:
+            lead = "# " if r.kind == "header" else "#   "
+            line = paint([("comment", lead)] + r.note)
+        out.append(line)
+    return out
+
+
+def render_text(ex: Explanation, color: bool = False) -> str:
+    doc = document(ex)
+    paint = lambda pieces: ansi(pieces, color)  # noqa: E731
+    out = [paint([("heading", doc.title)])]
+    for section in doc.sections:
+        out += ["", paint([("heading", section.title)])]
+        out += [INDENT + line for line in _lines(section, doc.gradient_names, paint)]
+    out += [""] + [paint([("dim", f"note: {n}")]) for n in doc.notes] if doc.notes else []
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def template(name: str):
+    """A jinja2 template of templates/ (explain.md.j2, explain.html.j2, tour.md.j2)."""
+    from .emit import template_dir
+
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        keep_trailing_newline=True,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template(name)
+
+
+def render_markdown(ex: Explanation, svg_path: str | None = None) -> str:
+    doc = document(ex)
+    plain = lambda pieces: ansi(pieces, False)  # noqa: E731
+    sections = [
+        {"title": s.title, "lines": _lines(s, doc.gradient_names, plain)} for s in doc.sections
+    ]
+    return template("explain.md.j2").render(
+        title=doc.title, sections=sections, notes=doc.notes, svg_path=svg_path
+    )
+
+
+def render_html(ex: Explanation, standalone: bool = False) -> str:
+    """One self-contained piece of HTML (a whole page with ``standalone``): code and circuit."""
+    import html
+
+    doc = document(ex)
+    sections = [
+        {"title": html.escape(s.title), "lines": _lines(s, doc.gradient_names, spans)}
+        for s in doc.sections
+    ]
+    return template("explain.html.j2").render(
+        title=html.escape(doc.title),
+        sections=sections,
+        notes=[html.escape(n) for n in doc.notes],
+        # Inline SVG in HTML needs no namespace declaration: the page names no URL at all.
+        svg=ex.svg().replace(' xmlns="http://www.w3.org/2000/svg"', "", 1),
+        standalone=standalone,
+    )
