@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="stagegen",
         description="Write the backward (gradient) function of each FILE.py as FILE_backward.py, "
         "in the staged style, proven against SymPy.",
-        epilog="exit status: 0 ok, 1 verification failed or --check found stale files, 2 bad input or usage",
+        epilog="exit status: 0 ok, 1 verification failed or --check found stale files, 2 bad input or usage. "
+        "See also: stagegen explain FILE.py::FUNC --at x=3,y=-4 (stagegen explain --help).",
     )
     p.add_argument(
         "files", nargs="+", metavar="FILE.py", help="Python modules holding forward functions"
@@ -239,7 +240,10 @@ def explain_main(argv: list[str], out=None, err=None) -> int:
         text = decode_source(path.read_bytes(), str(path))
         ex = explain_source(text, function or None, point, split=args.split, filename=str(path))
         if args.format == "markdown":
-            rendered = ex.markdown()
+            from .narrate import render_markdown
+
+            svg = args.graph if args.graph and args.graph.lower().endswith(".svg") else None
+            rendered = render_markdown(ex, svg_path=svg)
         elif args.format == "html":
             from .narrate import render_html
 

@@ -117,8 +117,7 @@ class GateInfo:
     name: str  # "add", "mul", "max", "sigmoid", ... ; "compound" or "copy"
     behaviour: str  # the gate table's sentence, or a description of a compound stage
     elementary: bool  # one gate whose inputs are names or numbers
-    inputs: tuple[Expr, ...] = ()  # the gate's inputs when elementary
-    parts: list[str] = field(default_factory=list)  # the gates inside a compound stage
+    inputs: tuple[Expr, ...] = ()  # the gate's inputs
 
 
 def gate_info(expr: Expr) -> GateInfo:
@@ -127,11 +126,11 @@ def gate_info(expr: Expr) -> GateInfo:
         return GateInfo("copy", "a copy passes the gradient on unchanged", True, (expr,))
     gate, inputs = found
     if all(_is_operand(i) for i in inputs):
-        return GateInfo(gate_name(gate), gate.behaviour, True, inputs, [gate_name(gate)])
+        return GateInfo(gate_name(gate), gate.behaviour, True, inputs)
     parts = gates_in(expr)
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     behaviour = f"a compound stage ({listed} gates): each local gradient chains through them"
-    return GateInfo("compound", behaviour, False, inputs, parts)
+    return GateInfo("compound", behaviour, False, inputs)
 
 
 # ---------------------------------------------------------------------------- the explanation
@@ -414,7 +413,8 @@ class _Undefined(Exception):
 
 
 def _source_line(program: Program, line: int, source_text: str | None) -> str:
-    if source_text is not None and not program.filename.endswith(".py"):
+    """The source line, from the text the program was read from, else from its file."""
+    if source_text is not None:
         lines = source_text.splitlines()
         return lines[line - 1] if 0 < line <= len(lines) else ""
     return linecache.getline(program.filename, line).rstrip("\n")
@@ -428,7 +428,7 @@ def _domain_error(
     return StagegenError(
         f"{what} of stage ({stage.number}) `{stage.target} = {PRINT(stage.expr)}` is undefined "
         f"at this point ({reason})",
-        "choose a point inside the function's domain" + (f" (explained at {at})" if at else ""),
+        f"choose a point inside the function's domain (this one is {at})",
         filename=program.filename,
         line=stage.line,
         col=stage.col,
@@ -450,7 +450,8 @@ def _reason(info: GateInfo, stage: Stage, leaf, env: dict | None) -> str:
         return ""
     count = sum(1 for i in info.inputs if i == leaf)
     if count > 1:
-        return f"{of} enters the {info.name} gate {count} times: its paths add"
+        times = "twice" if count == 2 else f"{count} times"
+        return f"{of} enters the {info.name} gate {times}: its paths add"
     position = info.inputs.index(leaf) if leaf in info.inputs else 0
     if info.name in ("add", "copy"):
         return "passed on unchanged"

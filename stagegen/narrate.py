@@ -68,6 +68,8 @@ def _forward(ex: Explanation) -> Section:
             note.append(("gate", _gate_phrase(step.gate.name)))
         else:
             note += [("text", f"{s.target} becomes "), ("value", short(step.value))]
+        if s.user_name != s.target:
+            note.append(("dim", f" — your `{s.user_name}`, re-assigned"))
         if s.comment:
             note.append(("dim", f" — {s.comment}"))
         rows.append(Row(step.code, note))
@@ -120,12 +122,12 @@ def _step_notes(ex: Explanation, step: BackwardStep) -> list[list[Piece]]:
         local.append(("dim", f" ({step.reason})"))
     earlier = ", ".join(f"({n})" for n in step.earlier)
     if ex.symbolic:
-        flow: list[Piece] = [("text", f"× {step.upstream} flowing in")]
+        local.append(("text", f", × {step.upstream} flowing in"))
         if step.accumulate:
-            flow.append(
+            local.append(
                 ("text", f"; gradients add at a fork: adds to {step.gradient} from {earlier}")
             )
-        return [local, flow]
+        return [local]
     flow = [
         ("text", f"× {step.upstream} = "),
         ("grad", short(step.upstream_value)),
@@ -163,7 +165,7 @@ def _inputs(ex: Explanation) -> Section:
     for g in ex.inputs:
         stages = ", ".join(f"({n})" for n in g.stages) or "nowhere: no path to the output"
         if ex.symbolic:
-            written = "the sum of what " if len(g.stages) > 1 else "written at "
+            written = "the sum of the contributions from " if len(g.stages) > 1 else "written at "
             rows.append(Row(g.gradient, [("text", f"{written}{stages}")]))
             continue
         note: list[Piece] = [("text", "SymPy "), ("grad", precise(g.sympy))]
@@ -220,18 +222,11 @@ def render_text(ex: Explanation, color: bool = False) -> str:
 
 
 def template(name: str):
-    """A jinja2 template of templates/ (explain.md.j2, explain.html.j2, tour.md.j2)."""
-    from .emit import template_dir
+    """A jinja2 template of templates/ (explain.md.j2, explain.html.j2, tour.md.j2), from the
+    same environment that renders the generated modules."""
+    from .emit import _environment
 
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir())),
-        keep_trailing_newline=True,
-        autoescape=False,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template(name)
+    return _environment().get_template(name)
 
 
 def render_markdown(ex: Explanation, svg_path: str | None = None) -> str:

@@ -183,7 +183,7 @@ def test_symbolic_explanation_has_formulas_and_no_numbers():
     assert "local ∂f/∂num = invden (num gets the other input, invden)" in text
     assert "local ∂sigx/∂x = (1 - sigx) * sigx" in text
     assert "gradients add at a fork: adds to dx from (4), (3)" in text
-    assert re.search(r"^\s+dx\s+# the sum of what \(4\), \(3\), \(2\)", text, re.M)
+    assert re.search(r"^\s+dx\s+# the sum of the contributions from \(4\), \(3\), \(2\)", text, re.M)
     assert not re.search(r"= -?\d+\.\d{3}", text)  # no evaluated numbers anywhere
 
 
