@@ -72,7 +72,7 @@ class Wire:
     value: str  # green, above
     gradient: str  # red, below
     port: int = 0  # which input lane of the target
-    waypoints: list = field(default_factory=list)  # heights where it crosses the columns between
+    waypoints: list[float] = field(default_factory=list)  # its heights in the columns it crosses
 
 
 @dataclass
@@ -185,8 +185,7 @@ class _Waypoint:
 
     height = 4.0
 
-    def __init__(self, wire: Wire, index: int):
-        self.wire, self.index = wire, index
+    def __init__(self):
         self.y = 0.0
 
 
@@ -216,23 +215,22 @@ def layout(c: Circuit) -> None:
         sources = [by_id[w.source].layer for w in incoming[n.id]]
         n.layer = 0 if n.kind == "input" else 1 + max(sources, default=0)  # constants: column 1
         n.ports = max(1, len(incoming[n.id]))
-        for port, w in enumerate(incoming[n.id]):
-            w.port = port
     columns: dict[int, list] = {}
     for n in c.nodes:
         columns.setdefault(n.layer, []).append(n)
     links: list[_Link] = []
+    crossing: dict[int, list[_Waypoint]] = {}
     for w in c.wires:
         src, dst = by_id[w.source], by_id[w.target]
         chain: list = [src]
-        for k, layer in enumerate(range(src.layer + 1, dst.layer)):
-            point = _Waypoint(w, k)
+        for layer in range(src.layer + 1, dst.layer):
+            point = _Waypoint()
             columns[layer].append(point)
             chain.append(point)
         chain.append(dst)
         for a, b in zip(chain, chain[1:]):
             links.append(_Link(w, a, 0.0, b, 0.0))
-        w.waypoints = chain[1:-1]
+        crossing[id(w)] = chain[1:-1]
     order = [columns[k] for k in sorted(columns)]
     _order_rows(order, links)
     # A gate's input lanes follow the rows its wires come from, so they do not cross.
@@ -247,7 +245,7 @@ def layout(c: Circuit) -> None:
         l.right_offset = _lane(l.right, l.wire)
     _place_rows(order, links)
     for w in c.wires:
-        w.waypoints = [(w.waypoints[k].y) for k in range(len(w.waypoints))]
+        w.waypoints = [point.y for point in crossing[id(w)]]
 
 
 def _order_rows(order: list[list], links: list[_Link]) -> None:

@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from . import gates
 from .errors import StagegenError
-from .expr import Call, Const, Elem, Expr, Neg, Num, Printer, Var, walk
+from .expr import Const, Elem, Expr, Neg, Num, Printer, Var
 from .program import Program, Stage
 from .reverse import Backward
 

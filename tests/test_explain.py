@@ -2,7 +2,6 @@
 the gates' terms, symbolic mode, --split, the formats, the notebook object and the CLI."""
 
 import math
-import os
 import re
 import subprocess
 import sys
@@ -183,7 +182,9 @@ def test_symbolic_explanation_has_formulas_and_no_numbers():
     assert "local ∂f/∂num = invden (num gets the other input, invden)" in text
     assert "local ∂sigx/∂x = (1 - sigx) * sigx" in text
     assert "gradients add at a fork: adds to dx from (4), (3)" in text
-    assert re.search(r"^\s+dx\s+# the sum of the contributions from \(4\), \(3\), \(2\)", text, re.M)
+    assert re.search(
+        r"^\s+dx\s+# the sum of the contributions from \(4\), \(3\), \(2\)", text, re.M
+    )
     assert not re.search(r"= -?\d+\.\d{3}", text)  # no evaluated numbers anywhere
 
 
