@@ -7,9 +7,11 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .parse import read_programs
-from .program import Program
-from .reverse import Backward, differentiate
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the pipeline loads on first use: a warm @staged import never needs it
+    from .program import Program
+    from .reverse import Backward
 
 
 @dataclass
@@ -56,6 +58,7 @@ def build_programs(
     programs: list[Program], filename: str, functions=None, *, wrt=None, split=False
 ) -> Build:
     from .emit import render
+    from .reverse import differentiate
 
     if split:
         from .split import split_program
@@ -72,6 +75,8 @@ def build_programs(
 def build(
     source: str, function=None, *, wrt=None, split=False, filename: str = "<string>"
 ) -> Build:
+    from .parse import read_programs
+
     functions = [function] if isinstance(function, str) else (list(function) if function else None)
     with collector_paused():
         programs = read_programs(source, filename, functions)

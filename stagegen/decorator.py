@@ -8,27 +8,49 @@
     f.backward_source       # the generated module, as the CLI would write it
 
 The function object itself is returned, so calling it costs nothing extra. Errors in the
-forward surface at import, located in the function's own file.
+forward surface at import, located in the function's own file. Generated modules (and proof
+reports) are cached on disk (see stagegen.cache), so a warm import neither parses, generates
+nor loads black, jinja2 or SymPy.
 """
 
 from __future__ import annotations
 
-from .api import build_programs, load_backward_module
-from .introspect import programs_of_function
+from . import __version__, cache
+from .api import load_backward_module
+from .introspect import function_source
 
 
 def staged(func=None, *, wrt=None, verify=False, split=False):
     def attach(f):
-        programs = programs_of_function(f)
-        program = programs[0]
-        result = build_programs(programs, program.filename, [program.name], wrt=wrt, split=split)
-        if verify:
-            from .proof import check_build
+        source = function_source(f)
+        wrt_text = wrt if isinstance(wrt, str) or wrt is None else ",".join(wrt)
+        entry = cache.key(
+            __version__, source.fingerprint(), f"wrt={wrt_text}", f"split={split}", f"{verify=}"
+        )
+        hit = cache.load(entry)
+        if hit is not None and (hit[1] is not None or not verify):
+            text, report = hit
+            if verify:
+                from .proof import VerificationReport
 
-            f.verification = check_build(result)
-        namespace = load_backward_module(result.text, program.filename)
-        f.backward = namespace[f"{program.name}_backward"]
-        f.backward_source = result.text
+                f.verification = VerificationReport.from_dict(report)
+        else:
+            # Generate (and prove); errors are raised here, located, and never cached.
+            from .api import build_programs
+            from .introspect import programs_of_source
+
+            programs = programs_of_source(source)
+            result = build_programs(programs, source.filename, [source.name], wrt=wrt, split=split)
+            text, report = result.text, None
+            if verify:
+                from .proof import check_build
+
+                f.verification = check_build(result)
+                report = f.verification.to_dict()
+            cache.store(entry, text, report)
+        namespace = load_backward_module(text, source.filename)
+        f.backward = namespace[f"{source.name}_backward"]
+        f.backward_source = text
         return f
 
     if func is not None:

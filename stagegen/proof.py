@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from .errors import VerificationError
 from .expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Num, Var, leaves, size
@@ -78,6 +78,17 @@ class VerificationReport:
 
     def __str__(self) -> str:
         return "\n".join(f.summary() for f in self.functions)
+
+    def to_dict(self) -> dict:
+        return {"functions": [asdict(f) for f in self.functions]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "VerificationReport":
+        functions = []
+        for f in data["functions"]:
+            checks = [LocalCheck(**c) for c in f["local_checks"]]
+            functions.append(FunctionReport(**{**f, "local_checks": checks}))
+        return cls(functions)
 
     def __getitem__(self, name: str) -> FunctionReport:
         for f in self.functions:

@@ -1,6 +1,12 @@
+import os
+import tempfile
 import textwrap
 
 import pytest
+
+# The decorator's on-disk cache goes to a fresh directory for the test run, never to the
+# user's own cache (set before any test module decorates a function at import).
+os.environ["STAGEGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="stagegen-test-cache-")
 
 import stagegen
 from stagegen.api import load_backward_module

@@ -177,7 +177,7 @@ def test_internal_errors_have_no_traceback(model, monkeypatch, capsys):
     def boom(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr("stagegen.api.differentiate", boom)
+    monkeypatch.setattr("stagegen.reverse.differentiate", boom)
     status = cli.main(["--no-verify", str(model)])
     err = capsys.readouterr().err
     assert status == 3
