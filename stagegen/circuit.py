@@ -232,23 +232,29 @@ def layout(c: Circuit) -> None:
             links.append(_Link(w, a, 0.0, b, 0.0))
         crossing[id(w)] = chain[1:-1]
     order = [columns[k] for k in sorted(columns)]
-    _order_rows(order, links)
+    into: dict[int, list[_Link]] = {}  # the links arriving at each item, and leaving it
+    out_of: dict[int, list[_Link]] = {}
+    for link in links:
+        into.setdefault(id(link.right), []).append(link)
+        out_of.setdefault(id(link.left), []).append(link)
+    _order_rows(order, into, out_of)
     # A gate's input lanes follow the rows its wires come from, so they do not cross.
     rank = {id(item): k for column in order for k, item in enumerate(column)}
     arriving = sorted(
         (l for l in links if isinstance(l.right, Node)), key=lambda l: rank[id(l.left)]
     )
-    for n in c.nodes:
-        for port, l in enumerate(l for l in arriving if l.right is n):
-            l.wire.port = port
+    ports: dict[int, int] = {}
+    for l in arriving:
+        l.wire.port = ports.get(id(l.right), 0)
+        ports[id(l.right)] = l.wire.port + 1
     for l in arriving:
         l.right_offset = _lane(l.right, l.wire)
-    _place_rows(order, links)
+    _place_rows(order, into, out_of)
     for w in c.wires:
         w.waypoints = [point.y for point in crossing[id(w)]]
 
 
-def _order_rows(order: list[list], links: list[_Link]) -> None:
+def _order_rows(order: list[list], into: dict, out_of: dict) -> None:
     """Barycentre sweeps: each column sorted by the mean row of what it is wired to."""
     for sweep in range(6):
         forward = sweep % 2 == 0
@@ -258,14 +264,14 @@ def _order_rows(order: list[list], links: list[_Link]) -> None:
             scored = []
             for k, item in enumerate(order[i]):
                 if forward:
-                    ranks = [rank[id(l.left)] for l in links if l.right is item]
+                    ranks = [rank[id(l.left)] for l in into.get(id(item), ())]
                 else:
-                    ranks = [rank[id(l.right)] for l in links if l.left is item]
+                    ranks = [rank[id(l.right)] for l in out_of.get(id(item), ())]
                 scored.append((sum(ranks) / len(ranks) if ranks else k, k, item))
             order[i] = [item for _, _, item in sorted(scored, key=lambda t: (t[0], t[1]))]
 
 
-def _place_rows(order: list[list], links: list[_Link]) -> None:
+def _place_rows(order: list[list], into: dict, out_of: dict) -> None:
     """Heights: each item as level as it can be with what it is wired to, each column kept in
     order with a minimum gap (least squares, by pooling adjacent violators)."""
     for column in order:  # start stacked
@@ -280,12 +286,10 @@ def _place_rows(order: list[list], links: list[_Link]) -> None:
             wanted = []
             for item in order[i]:
                 if forward:
-                    ys = [
-                        l.left.y + l.left_offset - l.right_offset for l in links if l.right is item
-                    ]
+                    ys = [l.left.y + l.left_offset - l.right_offset for l in into.get(id(item), ())]
                 else:
                     ys = [
-                        l.right.y + l.right_offset - l.left_offset for l in links if l.left is item
+                        l.right.y + l.right_offset - l.left_offset for l in out_of.get(id(item), ())
                     ]
                 wanted.append(sum(ys) / len(ys) if ys else item.y)
             for item, y in zip(order[i], _spaced(wanted, [x.height for x in order[i]])):
