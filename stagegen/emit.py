@@ -1,8 +1,9 @@
 """Emit: Backward -> the text of the generated module.
 
 This file prints each statement; the jinja2 templates in ``templates/`` own the module's
-layout (header, imports, signature, sections); black owns the formatting. The same input
-always gives byte-identical output: nothing here depends on time, paths or set order.
+layout (header, imports, signature, sections) in black's style, and layout.py has black
+format the lines that need it. The same input always gives byte-identical output: nothing
+here depends on time, paths or set order.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .expr import Call, Const, Printer, walk
+from .layout import format_code
 from .reverse import Backward
 
 
@@ -166,9 +168,3 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
         )
     )
     return format_code(text)
-
-
-def format_code(text: str) -> str:
-    import black
-
-    return black.format_str(text, mode=black.Mode())
