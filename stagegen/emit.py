@@ -44,7 +44,8 @@ def template_dir() -> Path:
 
 
 @lru_cache(maxsize=1)
-def _environment():
+def environment():
+    """The jinja2 environment over templates/ (generated modules and explanations alike)."""
     import jinja2
 
     return jinja2.Environment(
@@ -157,7 +158,7 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
     printer = Printer(math_name)
     functions = [_render_function(b, printer) for b in backwards]
     text = (
-        _environment()
+        environment()
         .get_template("module.py.j2")
         .render(
             source_name=source_name,

@@ -45,6 +45,7 @@ class Gate:
     arity: tuple[int, int | None]  # fewest and most inputs (None: any number)
     rule: Rule
     behaviour: str  # how the gate treats the gradient, in the notes' words
+    name: str = ""  # what explanations call it: "add", "mul", "tanh" (the key, for functions)
 
 
 def _call(fn: str, *args: Expr) -> Expr:
@@ -100,39 +101,39 @@ def _atan2_rule(out: Expr, y: Expr, x: Expr) -> tuple[Expr, Expr]:
 ONE, TWO = Num(1), Num(2)
 
 OPERATORS: dict[str, Gate] = {
-    "+":   Gate((2, 2), lambda out, a, b: (ONE, ONE),                          "the add gate distributes the gradient to both inputs"),
-    "-":   Gate((2, 2), lambda out, a, b: (ONE, neg(ONE)),                     "the subtract gate passes the gradient on, negated for the second input"),
-    "*":   Gate((2, 2), lambda out, a, b: (b, a),                              "the mul gate swaps its inputs"),
-    "/":   Gate((2, 2), lambda out, a, b: (div(ONE, b), div(neg(a), power(b, TWO))), "the divide gate: 1/b for the numerator, -a/b**2 for the denominator"),
-    "**":  Gate((2, 2), _pow_rule,                                             "the power gate: b * a**(b - 1) for the base, out * log(a) for the exponent"),
-    "neg": Gate((1, 1), lambda out, a: (neg(ONE),),                            "the negate gate flips the sign of the gradient"),
+    "+":   Gate((2, 2), lambda out, a, b: (ONE, ONE),                          "the add gate distributes the gradient to both inputs", "add"),
+    "-":   Gate((2, 2), lambda out, a, b: (ONE, neg(ONE)),                     "the subtract gate passes the gradient on, negated for the second input", "subtract"),
+    "*":   Gate((2, 2), lambda out, a, b: (b, a),                              "the mul gate swaps its inputs", "mul"),
+    "/":   Gate((2, 2), lambda out, a, b: (div(ONE, b), div(neg(a), power(b, TWO))), "the divide gate: 1/b for the numerator, -a/b**2 for the denominator", "divide"),
+    "**":  Gate((2, 2), _pow_rule,                                             "the power gate: b * a**(b - 1) for the base, out * log(a) for the exponent", "power"),
+    "neg": Gate((1, 1), lambda out, a: (neg(ONE),),                            "the negate gate flips the sign of the gradient", "negate"),
 }
 
 # The functions: math.<name>, or the builtins abs, max, min.
 FUNCTIONS: dict[str, Gate] = {
-    "exp":   Gate((1, 1), lambda out, a: (out,),                               "exp: the local gradient is the output itself"),
-    "expm1": Gate((1, 1), lambda out, a: (add(out, ONE),),                     "expm1: out + 1"),
-    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x"),
-    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)"),
-    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)"),
-    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)"),
-    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out"),
-    "sin":   Gate((1, 1), lambda out, a: (_call("cos", a),),                   "sin: cos x"),
-    "cos":   Gate((1, 1), lambda out, a: (neg(_call("sin", a)),),              "cos: -sin x"),
-    "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2"),
-    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)"),
-    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)"),
-    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, power(a, TWO))),), "atan: 1 / (1 + x**2)"),
-    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r**2 for y, -y / r**2 for x"),
-    "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x"),
-    "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x"),
-    "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2"),
-    "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(power(a, TWO)))),), "erf: 2/sqrt(pi) * exp(-x**2)"),
-    "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output"),
-    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **"),
-    "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)"),
-    "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)"),
-    "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)"),
+    "exp":   Gate((1, 1), lambda out, a: (out,),                               "exp: the local gradient is the output itself", "exp"),
+    "expm1": Gate((1, 1), lambda out, a: (add(out, ONE),),                     "expm1: out + 1", "expm1"),
+    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x", "log"),
+    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)", "log2"),
+    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)", "log10"),
+    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)", "log1p"),
+    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out", "sqrt"),
+    "sin":   Gate((1, 1), lambda out, a: (_call("cos", a),),                   "sin: cos x", "sin"),
+    "cos":   Gate((1, 1), lambda out, a: (neg(_call("sin", a)),),              "cos: -sin x", "cos"),
+    "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2", "tan"),
+    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin"),
+    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos"),
+    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, power(a, TWO))),), "atan: 1 / (1 + x**2)", "atan"),
+    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r**2 for y, -y / r**2 for x", "atan2"),
+    "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x", "sinh"),
+    "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x", "cosh"),
+    "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2", "tanh"),
+    "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(power(a, TWO)))),), "erf: 2/sqrt(pi) * exp(-x**2)", "erf"),
+    "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output", "hypot"),
+    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow"),
+    "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)", "abs"),
+    "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max"),
+    "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min"),
 }
 # fmt: on
 
@@ -149,6 +150,7 @@ SIGMOID = Gate(
     (1, 1),
     lambda out, a: (mul(sub(Num(1), out), out),),
     "the sigmoid gate: (1 - out) * out, from the cached output",
+    "sigmoid",
 )
 
 

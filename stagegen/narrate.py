@@ -224,9 +224,9 @@ def render_text(ex: Explanation, color: bool = False) -> str:
 def template(name: str):
     """A jinja2 template of templates/ (explain.md.j2, explain.html.j2, tour.md.j2), from the
     same environment that renders the generated modules."""
-    from .emit import _environment
+    from .emit import environment
 
-    return _environment().get_template(name)
+    return environment().get_template(name)
 
 
 def render_markdown(ex: Explanation, svg_path: str | None = None) -> str:

@@ -454,6 +454,13 @@ def _real(value):
     return value
 
 
+def reference_gradient(program: Program, backward: Backward, point: dict[str, float]) -> dict:
+    """SymPy's gradient at a point, in 50 digits: {input name (``w[0]`` for list elements): value}.
+    Raises ValueError (or ZeroDivisionError) where the function is not defined."""
+    reference = _Reference(program, backward, _SymPy())
+    return dict(zip(reference.wrt_inputs, reference.at(point)))
+
+
 def _flatten(result, backward: Backward, program: Program) -> list[float]:
     """The backward's return value as one flat list in the order of _input_names."""
     results = [result] if len(backward.wrt) == 1 else list(result)

@@ -213,3 +213,17 @@ def test_a_file_of_ten_thousand_stages(tmp_path):
     assert dx == pytest.approx((f(0.3 + h, 0.9) - f(0.3 - h, 0.9)) / (2 * h), rel=1e-5, abs=1e-9)
     assert abs(dr) > 0.01  # r feeds every stage: a real gradient, not a vanishing one
     assert dr == pytest.approx((f(0.3, 0.9 + h) - f(0.3, 0.9 - h)) / (2 * h), rel=1e-5)
+
+
+def test_written_files_get_ordinary_permissions(model):
+    """The temporary file is owner-only; the file it becomes must not be."""
+    old = os.umask(0o022)
+    try:
+        assert run(model.name, cwd=model.parent).returncode == 0
+    finally:
+        os.umask(old)
+    written = model.parent / "model_backward.py"
+    assert written.stat().st_mode & 0o777 == 0o644
+    written.chmod(0o664)  # regenerating keeps what the user chose
+    assert run(model.name, "--force", cwd=model.parent).returncode == 0
+    assert written.stat().st_mode & 0o777 == 0o664
