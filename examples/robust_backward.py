@@ -18,6 +18,7 @@ def robust_backward(pred, target, delta=1.0, dloss=1.0):
     dr += dsmall if r <= delta else 0.0  # (2)
     ddelta += dsmall if delta < r else 0.0  # (2)
     # backprop r = abs(pred - target)
-    dpred = dr if pred - target > 0 else -dr if pred - target < 0 else 0.0  # (1)
-    dtarget = -(dr if pred - target > 0 else -dr if pred - target < 0 else 0.0)  # (1)
+    dr_in = dr if pred - target > 0 else -dr if pred - target < 0 else 0.0  # (1)
+    dpred = dr_in  # (1)
+    dtarget = -dr_in  # (1)
     return dpred, dtarget, ddelta

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .expr import Call, Const, Printer, walk
-from .layout import format_code
+from .layout import LINE_LENGTH, format_code
 from .reverse import Backward
 
 
@@ -112,7 +112,12 @@ def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
         lines = []
         for st in block.statements:
             op = "+=" if st.accumulate else "="
-            lines.append(f"{printer(st.gradient)} {op} {printer(st.value)}{_comment(st.stage)}")
+            line = f"{printer(st.gradient)} {op} {printer(st.value)}"
+            with_note = line + _comment(st.stage, st.note)
+            # A note never forces black to wrap a statement: it is left out instead.
+            lines.append(
+                with_note if len(with_note) + 4 <= LINE_LENGTH else line + _comment(st.stage)
+            )
         blocks.append(
             {
                 "header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"),

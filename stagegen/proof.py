@@ -21,7 +21,22 @@ import random
 from dataclasses import asdict, dataclass, field
 
 from .errors import VerificationError
-from .expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Num, Var, leaves, size
+from .expr import (
+    And,
+    Bin,
+    Call,
+    Compare,
+    Cond,
+    Const,
+    Elem,
+    Expr,
+    Neg,
+    Num,
+    Var,
+    leaves,
+    mul,
+    size,
+)
 from .program import Program
 from .reverse import Backward
 
@@ -275,7 +290,11 @@ def _check_locals(
         stage = block.stage
         rhs = conv.convert(stage.expr, {})
         for st in block.statements:
-            ours = conv.convert(st.local, {stage.target: rhs})
+            if st.intermediate:
+                continue  # checked through the statements that read it
+            # What is printed: the factor times the intermediate's local gradient, if any.
+            local = mul(st.factor, st.via.local) if st.via is not None else st.local
+            ours = conv.convert(local, {stage.target: rhs})
             theirs = sp.diff(rhs, conv.symbol(st.of))
             method = _is_zero(sp, ours - theirs, size(stage.expr))
             if method is None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .domain import may_raise
-from .expr import Elem, Expr, Leaf, Num, Var, leaves, mul
-from .gates import local_gradients
+from .expr import Elem, Expr, Leaf, Neg, Num, Var, leaves, mul
+from .gates import gate_of, local_gradients
 from .names import usable
 from .program import Program, Stage
 
@@ -25,6 +25,14 @@ class GradStatement:
     local: Expr  # the local gradient alone (for explanations)
     of: Leaf  # the forward value whose gradient this is
     stage: int  # the #(n) it comes from
+    # A compound stage whose inputs all meet in one inner node, tanh(w * x + b) say, first
+    # writes that node's gradient (an "intermediate" statement, for no forward value); the
+    # statements for the inputs then read it: value = factor * d<node>, and local is still
+    # the whole local gradient, factor times the intermediate's local.
+    via: "GradStatement | None" = None
+    factor: Expr | None = None
+    intermediate: bool = False
+    note: str = ""  # said after the #(n) comment
 
 
 @dataclass
@@ -59,23 +67,48 @@ class _GradientNames:
         self.names: dict[str, str] = {}
         self.renamed: list[tuple[str, str]] = []
 
-    def assign(self, value: str, preferred: str | None = None) -> str:
+    def assign(self, value: str, preferred: str | None = None, base: str | None = None) -> str:
+        """The gradient name of ``value``; ``base`` replaces it in the fallback names (and a
+        value with a base of its own is not a user's name, so its renaming is not noted)."""
         if value in self.names:
             return self.names[value]
-        first = preferred or f"d{value}"
-        candidates = [first, f"d_{value}", f"grad_{value}"] + [
-            f"d{value}_{k}" for k in range(1, 1000)
-        ]
+        stem = base or value
+        first = preferred or f"d{stem}"
+        candidates = [first, f"d_{stem}", f"grad_{stem}"] + [f"d{stem}_{k}" for k in range(1, 1000)]
         chosen = next(c for c in candidates if usable(c, self.taken))
         self.taken.add(chosen)
         self.names[value] = chosen
-        if chosen != f"d{value}":
+        if chosen != f"d{value}" and base is None:
             self.renamed.append((value, chosen))
         return chosen
 
 
 def _is_zero(e: Expr) -> bool:
     return isinstance(e, Num) and e.value == 0
+
+
+def _shared_input(stage: Stage, active: set[Leaf]) -> tuple[str, Expr, dict] | None:
+    """(gate name, adjoint, factors) when the stage is one gate on a compound input that
+    carries two or more active inputs, and the gate's local gradient is worth computing once:
+    ``h = tanh(wh * h0 + wx * x + b)`` writes ``dh_in = (1 - h**2) * dh`` and then
+    ``dwh = h0 * dh_in``, ``dx = wx * dh_in``, ... as one would by hand."""
+    found = gate_of(stage.expr)
+    if found is None:
+        return None
+    gate, inputs = found
+    carrying = [i for i, child in enumerate(inputs) if any(l in active for l in leaves(child))]
+    if len(carrying) != 1:
+        return None
+    inner = inputs[carrying[0]]
+    if isinstance(inner, (Var, Elem)):
+        return None
+    factors = {l: g for l, g in local_gradients(inner).items() if l in active and not _is_zero(g)}
+    if len(factors) < 2:
+        return None
+    adjoint = gate.rule(Var(stage.target), *inputs)[carrying[0]]
+    if isinstance(adjoint, Num) or (isinstance(adjoint, Neg) and isinstance(adjoint.operand, Num)):
+        return None  # a number is as cheap to repeat as to name
+    return gate.name, adjoint, factors
 
 
 def resolve_wrt(program: Program, wrt) -> list[str]:
@@ -139,6 +172,22 @@ def differentiate(program: Program, wrt=None) -> Backward:
             continue
         d_stage = Var(names.assign(stage.target))
         statements = []
+        shared = _shared_input(stage, {l for l in locals_of[stage.target] if l in active})
+        if shared is not None:
+            gate_name, adjoint, factors = shared
+            # A key no forward name can have, so the intermediate never shares a user's gradient.
+            d_inner = Var(names.assign(f"{stage.target} input", base=f"{stage.target}_in"))
+            via = GradStatement(
+                gradient=d_inner,
+                accumulate=False,
+                value=mul(adjoint, d_stage),
+                local=adjoint,
+                of=Var(f"{stage.target}_in"),
+                stage=stage.number,
+                intermediate=True,
+                note=f"at the {gate_name}'s input",
+            )
+            statements.append(via)
         for leaf, local in locals_of[stage.target].items():
             if leaf not in active:
                 continue
@@ -146,16 +195,18 @@ def differentiate(program: Program, wrt=None) -> Backward:
             gradient: Leaf = (
                 Var(grad_name) if isinstance(leaf, Var) else Elem(grad_name, leaf.index)
             )
-            statements.append(
-                GradStatement(
-                    gradient=gradient,
-                    accumulate=gradient in written,
-                    value=mul(local, d_stage),
-                    local=local,
-                    of=leaf,
-                    stage=stage.number,
-                )
+            statement = GradStatement(
+                gradient=gradient,
+                accumulate=gradient in written,
+                value=mul(local, d_stage),
+                local=local,
+                of=leaf,
+                stage=stage.number,
             )
+            if shared is not None:
+                statement.via, statement.factor = via, factors[leaf]
+                statement.value = mul(factors[leaf], via.gradient)
+            statements.append(statement)
             written.add(gradient)
             if isinstance(leaf, Var):
                 has_gradient.add(leaf.name)
