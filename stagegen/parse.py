@@ -301,6 +301,14 @@ class FunctionReader:
     def read(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> Program:
         if isinstance(fn, ast.AsyncFunctionDef):
             raise self.src.error(fn, "async functions are not supported", "write a plain `def`")
+        for decorator in fn.decorator_list:
+            if not _is_staged_decorator(decorator):
+                raise self.src.error(
+                    decorator,
+                    "a decorator may change what the function computes, and stagegen "
+                    "differentiates the body as written",
+                    "remove the decorator (only stagegen's own @staged is allowed)",
+                )
         self.fn = fn
         self.user_names = self._all_names(fn)
         self.versions = _Versions(self.user_names)
@@ -899,6 +907,15 @@ def _is_numeric_literal(value) -> bool:
     return False
 
 
+def _is_staged_decorator(node: ast.expr) -> bool:
+    """@staged, @staged(...), @stagegen.staged and @stagegen.staged(...)."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr == "staged" and isinstance(node.value, ast.Name)
+    return isinstance(node, ast.Name) and node.id == "staged"
+
+
 def function_defs(module: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
     return [n for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
@@ -917,7 +934,16 @@ def read_programs(
     source = Source(text, filename, line_offset, col_offset)
     module = parse_source(source)
     defs = function_defs(module)
-    by_name = {d.name: d for d in defs}
+    by_name: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+    for d in defs:
+        wanted = functions is None or d.name in functions
+        if d.name in by_name and wanted:
+            raise source.error(
+                d,
+                f"`{d.name}` is defined twice (first at line {by_name[d.name].lineno + line_offset})",
+                "Python keeps only the last definition: rename or remove one",
+            )
+        by_name[d.name] = d
     if functions is None:
         chosen = defs
         if not chosen:
