@@ -1,0 +1,7 @@
+"""python -m stagegen.bench: run the benchmark suite."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,268 @@
+"""The benchmark suite (stagegen.bench): its functions, its competitors' correctness, and the
+structure of a tiny run. No timing is asserted: timings live in the benchmark's output."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+import stagegen
+from stagegen.api import generate, load_backward_module
+from stagegen.bench import competitors, programs, report, sympygrad
+from stagegen.bench.cli import main
+from stagegen.bench.handwritten import neuron_hand, staged_hand
+from stagegen.bench.timing import Contender, interleaved
+
+
+def generated(bf):
+    return load_backward_module(generate(bf.source, bf.name))[f"{bf.name}_backward"]
+
+
+def numeric_gradient(bf, h=1e-6):
+    """Central differences over the flat inputs (independent of every tool)."""
+    f = bf.forward()
+    flat = bf.flat_point
+    out = []
+    for i in range(len(flat)):
+        up, down = list(flat), list(flat)
+        up[i] += h
+        down[i] -= h
+        fu = f(*programs.unflatten(up, bf.layout))
+        fd = f(*programs.unflatten(down, bf.layout))
+        out.append((fu - fd) / (2 * h))
+    return out
+
+
+# ---------------------------------------------------------------------------- the functions
+
+
+def test_random_program_is_deterministic_and_exactly_sized():
+    a = programs.random_program(60, seed=4)
+    b = programs.random_program(60, seed=4)
+    assert a.source == b.source and a.point == b.point
+    assert a.source != programs.random_program(60, seed=5).source
+    body = [line for line in a.source.splitlines() if line.startswith("    v")]
+    assert len(body) == 60
+    compile(a.source, "<test>", "exec")
+
+
+def test_random_program_values_stay_bounded_over_the_proof_range():
+    import random
+
+    bf = programs.random_program(300, seed=2)
+    f = bf.forward()
+    rng = random.Random(0)
+    for _ in range(200):
+        value = f(*[rng.uniform(-2.0, 2.0) for _ in bf.point])
+        assert math.isfinite(value) and abs(value) <= programs.LIMIT
+
+
+def test_random_program_every_stage_reaches_the_output():
+    """No dead code: every input and every value is read by a later stage or returned."""
+    import re
+
+    bf = programs.random_program(120, seed=7)
+    lines = [line.strip() for line in bf.source.splitlines() if line.startswith("    v")]
+    read = set()
+    for line in lines:
+        read |= set(re.findall(r"\b[vx]\d+\b", line.split(" = ", 1)[1]))
+    returned = bf.source.rstrip().splitlines()[-1].split()[-1]
+    targets = [line.split(" = ")[0] for line in lines]
+    inputs = [f"x{i}" for i in range(len(bf.point))]
+    assert set(targets + inputs) - read == {returned}
+
+
+def test_random_program_generates_and_proves():
+    bf = programs.random_program(25, seed=11)
+    report_ = stagegen.verify(bf.source, bf.name)
+    assert report_.functions[0].points  # checked end to end at some points
+
+
+@pytest.mark.parametrize("bf", [programs.staged_example(), programs.neuron()], ids=lambda b: b.key)
+def test_notes_hand_written_code_agrees_with_generated_and_numeric(bf):
+    hand = {"staged": staged_hand, "neuron": neuron_hand}[bf.key]
+    got = competitors.to_floats(hand(*bf.point))
+    want = competitors.to_floats(generated(bf)(*bf.point))
+    assert competitors.max_rel_diff(got, want) < 1e-12
+    assert competitors.max_rel_diff(numeric_gradient(bf), want) < 1e-6
+
+
+def test_notes_examples_match_the_notes_figures():
+    # The notes' neuron: dx = [0.39, -0.59], dw = [-0.20, -0.39, 0.20] at w=[2,-3,-3], x=[-1,-2].
+    dw, dx = neuron_hand([2.0, -3.0, -3.0], [-1.0, -2.0])
+    assert [round(v, 2) for v in dx] == [0.39, -0.59]
+    assert [round(v, 2) for v in dw] == [-0.20, -0.39, 0.20]
+
+
+# ---------------------------------------------------------------------------- competitors
+
+
+@pytest.mark.parametrize("tool", ["autograd", "torch", "jax", "micrograd"])
+@pytest.mark.parametrize("key", ["staged", "neuron", "chain5", "random40"])
+def test_competitor_gradients_agree_with_generated(tool, key):
+    package = {k: p for k, _, p in competitors.TOOLS}[tool]
+    pytest.importorskip(package)
+    bf = programs.by_key(key)
+    try:
+        p = competitors.prepare(tool, bf)
+    except competitors.Skip as skip:
+        assert tool == "micrograd" and "cannot express" in str(skip)
+        return
+    want = competitors.to_floats(generated(bf)(*bf.point))
+    assert competitors.max_rel_diff(p.gradient(), want) < 1e-9
+    p.fn(*p.args)  # the timed call runs
+
+
+def test_sympy_gradient_agrees_and_budget_skips():
+    bf = programs.staged_example()
+    built = sympygrad.build(bf, budget=60)
+    fn = sympygrad.compile_gradient(built["code"])
+    want = competitors.to_floats(generated(bf)(*bf.point))
+    assert competitors.max_rel_diff(competitors.to_floats(fn(*bf.flat_point)), want) < 1e-12
+    assert sympygrad.build(programs.logistic_chain(5), budget=0.0)["skipped"].startswith("build >")
+
+
+def test_a_wrong_competitor_is_reported_and_not_timed(monkeypatch, tmp_path):
+    def wrong(bf, **_):
+        fn = staged_hand
+        return competitors.Prepared(fn, bf.point, lambda: [1.0, 2.0])
+
+    monkeypatch.setitem(competitors.PREPARE, "hand", wrong)
+    from stagegen.bench.suite import Options, gradients
+
+    rows = gradients(Options(functions=["staged"], tools=["hand"], rounds=1, batch=0.0005))
+    cell = rows[0]["tools"]["hand"]
+    assert cell["status"] == "wrong" and "time_s" not in cell
+    text = report.render(
+        {"machine": _machine(), "options": vars(Options()), "gradients": rows}, report.Style()
+    )
+    assert "WRONG" in text
+
+
+def _machine():
+    from stagegen.bench.suite import machine
+
+    return machine()
+
+
+def test_interleaved_timing_gives_every_contender_every_round():
+    timings = interleaved(
+        [Contender("a", abs, (-1.0,)), Contender("b", max, (1.0, 2.0))], rounds=3, batch=0.0005
+    )
+    assert [len(timings.samples[k]) for k in "ab"] == [3, 3]
+    assert timings.ratio("a", "b") > 0 and timings.median("a") > 0
+
+
+# ---------------------------------------------------------------------------- a tiny run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = [
+        "--quick",
+        "--out",
+        str(out),
+        "--functions",
+        "staged,neuron,chain5",
+        "--rounds",
+        "1",
+        "--batch",
+        "0.0005",
+        "--sizes",
+        "10,20",
+        "--import-reps",
+        "1",
+    ]
+    assert main(argv) == 0
+    return out
+
+
+def test_tiny_run_writes_the_table_json_and_plot(tiny_run):
+    md = (tiny_run / "results.md").read_text()
+    for row in ("notes' staged example", "notes' neuron", "logistic map, 5 steps"):
+        assert md.count(f"| {row} |") == 3  # runtime, ratios and one-off cost tables
+    assert "machine: " in md and "Python" in md or "CPython" in md
+    for target in (
+        "generated / hand-written, notes' example",
+        "(forward + backward) / forward, every function",
+        "`import stagegen` loads neither sympy nor black",
+        "@staged per function at import, warm cache",
+    ):
+        assert target in md
+    assert (tiny_run / "results.txt").read_text().startswith("stagegen benchmark")
+    try:
+        import matplotlib  # noqa: F401
+
+        assert (tiny_run / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    except ImportError:
+        assert not (tiny_run / "benchmark.png").exists()
+
+
+def test_tiny_run_gradients_agree_across_tools(tiny_run):
+    results = json.loads((tiny_run / "results.json").read_text())
+    rows = {r["key"]: r for r in results["gradients"]}
+    assert list(rows) == ["staged", "neuron", "chain5"]
+    for row in rows.values():
+        assert row["tools"]["generated"]["time_s"] > 0
+        assert row["fb_over_f"] > 1
+        for tool, cell in row["tools"].items():
+            if cell["status"] == "ok" and tool != "forward":
+                assert cell["max_rel_diff"] <= 1e-6, (row["key"], tool)
+                assert cell["time_s"] > 0
+            elif cell["status"] != "ok":
+                assert cell["status"] == "skipped" and cell["reason"], (row["key"], tool)
+    assert rows["staged"]["tools"]["hand"]["status"] == "ok"
+    assert rows["chain5"]["tools"]["hand"]["status"] == "skipped"
+    staged = programs.staged_example()
+    assert rows["staged"]["gradient"] == pytest.approx(list(staged_hand(*staged.point)), rel=1e-12)
+    for tool in ("autograd", "torch", "micrograd", "jax"):
+        cell = rows["chain5"]["tools"][tool]
+        if competitors.installed(tool):
+            assert cell["status"] == "ok", cell
+        else:
+            assert cell["reason"] == "not installed"
+
+
+def test_tiny_run_generation_and_import_parts(tiny_run):
+    results = json.loads((tiny_run / "results.json").read_text())
+    gen = results["generation"]
+    assert [r["stages"] for r in gen["rows"]] == [10, 20]
+    assert all(r["generate_s"] > 0 and r["verify_s"] > 0 for r in gen["rows"])
+    assert gen["growth"]["generate_s"]["doubling"] == pytest.approx(
+        {"from": 10, "to": 20, "ratio": gen["growth"]["generate_s"]["doubling"]["ratio"]}
+    )
+    imp = results["import"]
+    assert imp["functions"] == 10
+    assert imp["cold_module_s"] > 0 and imp["warm_module_s"] > 0
+    assert "sympy" not in imp["import_stagegen_loaded"]
+
+
+def test_render_an_earlier_run_from_the_command_line(tiny_run, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stagegen.bench",
+            "--render",
+            str(tiny_run / "results.json"),
+            "--out",
+            str(tmp_path),
+            "--no-plot",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Targets (issue 5)" in done.stdout
+    assert "PASS" in done.stdout or "MISS" in done.stdout  # plain words when piped
+    assert (tmp_path / "results.md").exists()
+
+
+def test_unknown_function_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--functions", "nonsense"])
+    assert exc.value.code == 2
