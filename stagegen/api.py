@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -38,18 +39,35 @@ def regenerate_command(filename: str, functions=None, *, wrt=None, split=False) 
     return " ".join(parts)
 
 
+RECURSION_LIMIT = 12_000
+
+
 @contextmanager
-def collector_paused():
-    """Pause the cyclic garbage collector around one generation or proof.
+def working_on(filename: str):
+    """Around one generation or proof: the cyclic garbage collector paused, room for deep
+    expressions, and an expression too deep even for that reported as bad input.
 
     They allocate many small objects (expression trees, black's syntax tree, SymPy terms) and
     free them by reference counting; the collector's full passes over a growing heap made a
     10,000-stage file several times slower than it needs to be."""
     was_enabled = gc.isenabled()
     gc.disable()
+    # A flat sum of hundreds of terms is an expression tree hundreds of levels deep, and the
+    # printer and the SymPy conversion recurse through it.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
     try:
         yield
+    except RecursionError:
+        from .errors import StagegenError
+
+        raise StagegenError(
+            "an expression is nested too deeply to differentiate",
+            "split it into several assignments",
+            filename=filename,
+        ) from None
     finally:
+        sys.setrecursionlimit(limit)
         if was_enabled:
             gc.enable()
 
@@ -60,11 +78,11 @@ def build_programs(
     from .emit import render
     from .reverse import differentiate
 
-    if split:
-        from .split import split_program
+    with working_on(filename):
+        if split:
+            from .split import split_program
 
-        programs = [split_program(p) for p in programs]
-    with collector_paused():
+            programs = [split_program(p) for p in programs]
         backwards = [differentiate(p, wrt) for p in programs]
         source_name = os.path.basename(filename) if not filename.startswith("<") else filename
         command = regenerate_command(filename, functions, wrt=wrt, split=split)
@@ -78,7 +96,7 @@ def build(
     from .parse import read_programs
 
     functions = [function] if isinstance(function, str) else (list(function) if function else None)
-    with collector_paused():
+    with working_on(filename):
         programs = read_programs(source, filename, functions)
     return build_programs(programs, filename, functions, wrt=wrt, split=split)
 

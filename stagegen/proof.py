@@ -554,10 +554,10 @@ def check_program(
 
 def check_build(build, points: int = 5) -> VerificationReport:
     """Prove every function of a generated module (see the module docstring)."""
-    from .api import collector_paused, load_backward_module
+    from .api import load_backward_module, working_on
 
     namespace = load_backward_module(build.text, build.filename)
-    with collector_paused():
+    with working_on(build.filename):
         return VerificationReport(
             [
                 check_program(b.program, b, namespace[f"{b.program.name}_backward"], points)
