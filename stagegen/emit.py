@@ -136,10 +136,7 @@ def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
     output_name = f"the output {p.returned_name}" if p.returned_name else "the returned value"
     wrt_text = ", ".join(b.wrt)
     result = f"({returns})" if len(grads) > 1 else returns
-    notes = [
-        f"the gradient of `{value}` is named `{grad}` (`d{value}` is already a name in {p.name})"
-        for value, grad in b.renamed
-    ]
+    notes = [f"the gradient of {value} is named `{grad}` ({why})" for value, grad, why in b.renamed]
     return RenderedFunction(
         backward_name=f"{p.name}_backward",
         parameters=", ".join(params),

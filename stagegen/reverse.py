@@ -50,8 +50,8 @@ class Backward:
     blocks: list[Block]  # in reverse stage order
     gradient_names: dict[str, str]  # forward name -> its gradient's name
     zero: list[str]  # requested parameters that no path connects to the output
-    # (forward name, gradient name) where the gradient is not called d<name>
-    renamed: list[tuple[str, str]] = field(default_factory=list)
+    # (name, gradient name, why): gradients not called d<name>, for the header's notes
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)
     # replayed stages whose values nothing reads: kept so the backward raises where f does
     domain_checks: set[str] = field(default_factory=set)
 
@@ -60,16 +60,35 @@ class Backward:
 
 
 class _GradientNames:
-    """d<name> for every value, or a deterministic alternative when the user already has that name."""
+    """d<name> for every value, or a deterministic alternative when that name is taken: by one of
+    the user's names, or by the gradient of another value. Each such renaming is recorded with
+    the true reason, in the user's own names (versions such as x_2 are shown as x)."""
 
-    def __init__(self, taken: set[str]):
-        self.taken = set(taken)
+    def __init__(self, function: str, user_names: set[str], shown: dict[str, str]):
+        self.function = function
+        self.user_names = set(user_names)
+        self.taken = set(user_names)
+        self.shown = shown  # internal value name -> the name the user wrote
         self.names: dict[str, str] = {}
-        self.renamed: list[tuple[str, str]] = []
+        self.owner: dict[str, str] = {}  # gradient name -> what it is the gradient of
+        # (the value as the user wrote it, its gradient's name, why d<value> was not used)
+        self.renamed: list[tuple[str, str, str]] = []
 
-    def assign(self, value: str, preferred: str | None = None, base: str | None = None) -> str:
-        """The gradient name of ``value``; ``base`` replaces it in the fallback names (and a
-        value with a base of its own is not a user's name, so its renaming is not noted)."""
+    def _shown(self, value: str) -> str:
+        return self.shown.get(value) or f"`{value}`"
+
+    def assign(
+        self,
+        value: str,
+        preferred: str | None = None,
+        base: str | None = None,
+        *,
+        what: str | None = None,
+        noted: bool = True,
+    ) -> str:
+        """The gradient name of ``value``; ``base`` replaces it in the fallback names, ``what``
+        describes it in notes ("the upstream gradient"), and ``noted=False`` keeps a renaming
+        out of the notes (for names the user never wrote)."""
         if value in self.names:
             return self.names[value]
         stem = base or value
@@ -78,8 +97,15 @@ class _GradientNames:
         chosen = next(c for c in candidates if usable(c, self.taken))
         self.taken.add(chosen)
         self.names[value] = chosen
-        if chosen != f"d{value}" and base is None:
-            self.renamed.append((value, chosen))
+        self.owner[chosen] = what or f"the gradient of {self._shown(value)}"
+        if chosen != first and noted:
+            if first in self.user_names:
+                why = f"is already a name in {self.function}"
+            elif first in self.owner:
+                why = f"is taken by {self.owner[first]}"
+            else:
+                why = "is reserved"  # a keyword, or a builtin the generated code calls
+            self.renamed.append((self._shown(value), chosen, f"`{first}` {why}"))
         return chosen
 
 
@@ -158,8 +184,16 @@ def differentiate(program: Program, wrt=None) -> Backward:
 
     # Gradient names: the upstream first (it is part of the signature), then every value.
     taken = set(program.user_names) | {p.name for p in program.params} | {s.target for s in stages}
-    names = _GradientNames(taken)
-    upstream = names.assign(output, f"d{program.returned_name or 'out'}")
+    shown = {st.target: f"`{st.user_name or st.target}`" for st in stages}
+    if not program.returned_name:
+        shown[output] = "the returned value"
+    names = _GradientNames(program.name, taken, shown)
+    upstream = names.assign(
+        output,
+        f"d{program.returned_name or 'out'}",
+        program.returned_name or "out",
+        what="the upstream gradient",
+    )
     for p in program.params:
         if p.name in wrt_names:
             names.assign(p.name)
@@ -176,7 +210,9 @@ def differentiate(program: Program, wrt=None) -> Backward:
         if shared is not None:
             gate_name, adjoint, factors = shared
             # A key no forward name can have, so the intermediate never shares a user's gradient.
-            d_inner = Var(names.assign(f"{stage.target} input", base=f"{stage.target}_in"))
+            d_inner = Var(
+                names.assign(f"{stage.target} input", base=f"{stage.target}_in", noted=False)
+            )
             via = GradStatement(
                 gradient=d_inner,
                 accumulate=False,

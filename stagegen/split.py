@@ -95,13 +95,20 @@ class _Splitter:
             | {s.target for s in program.stages}
             | {p.name for p in program.params}
         )
+        # Nor d<name> of the user's names: an invented `den` beside a parameter `en` would take
+        # the name of en's gradient. (Kept apart: these are not names anyone has bound.)
+        self.avoided = {f"d{name}" for name in self.taken}
         self.stages: list[Stage] = []
 
     def fresh(self, base: str) -> str:
         if not base.isidentifier():  # e.g. "2sqr" from the constant 2 ** 2
             base = "t"
         candidates = [base] + [f"{base}_{k}" for k in range(1, 10_000)]
-        chosen = next(c for c in candidates if usable(c, self.taken) and c not in _BUILTINS)
+        chosen = next(
+            c
+            for c in candidates
+            if usable(c, self.taken) and c not in _BUILTINS and c not in self.avoided
+        )
         self.taken.add(chosen)
         return chosen
 

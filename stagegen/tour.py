@@ -17,7 +17,15 @@ from pathlib import Path
 from .explanation import explain_source, parse_at
 from .narrate import render_markdown
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _checkout() -> Path:
+    """The source checkout: where this package sits when installed editable, else the current
+    directory (a regular install puts the package in site-packages, far from examples/)."""
+    beside = Path(__file__).resolve().parent.parent
+    return beside if (beside / "examples").is_dir() else Path.cwd()
+
+
+ROOT = _checkout()
 
 
 @dataclass

@@ -425,7 +425,7 @@ def test_tour_is_up_to_date():
     """examples/tour.md and its pictures are what `python -m stagegen.tour` writes now."""
     from stagegen import tour
 
-    files = tour.build()
+    files = tour.build(EXAMPLES.parent)
     assert set(files) == {"tour.md"} | {stop.svg for stop in tour.STOPS}
     for name, text in files.items():
         on_disk = (EXAMPLES / name).read_text(encoding="utf-8")
