@@ -89,22 +89,6 @@ def test_stage_by_stage_reference_refuses_points_outside_the_domain(monkeypatch)
     assert abs(float(gradient) - 2 * math.log(2) / 2) < 1e-15
 
 
-def test_a_wrong_gradient_deep_in_a_long_chain_is_caught(monkeypatch):
-    from stagegen import reverse
-
-    original = reverse.differentiate
-
-    def drop_accumulations(program, wrt=None):
-        backward = original(program, wrt)
-        for block in backward.blocks:
-            block.statements = [s for s in block.statements if not s.accumulate]
-        return backward
-
-    monkeypatch.setattr("stagegen.reverse.differentiate", drop_accumulations)
-    with pytest.raises(stagegen.VerificationError, match="but SymPy's derivative is"):
-        stagegen.verify(mixed_chain(200))
-
-
 def test_branching_gates_are_sampled_and_say_so():
     f = stagegen.verify("def f(x, y):\n    m = max(x, y)\n    return m * x\n")["f"]
     methods = {c.stage: c.method for c in f.local_checks}
@@ -122,8 +106,9 @@ def test_a_last_bit_error_in_a_local_gradient_is_caught(monkeypatch):
         stagegen.verify("def f(x):\n    y = x / 3\n    return y * y\n")
 
 
-def test_a_wrong_end_to_end_gradient_is_caught(monkeypatch):
-    """Break the reverse sweep (drop every += contribution): the end-to-end check fails."""
+@pytest.fixture
+def sweep_without_accumulation(monkeypatch):
+    """Break the reverse sweep on purpose: every += contribution is dropped."""
     from stagegen import reverse
 
     original = reverse.differentiate
@@ -135,8 +120,16 @@ def test_a_wrong_end_to_end_gradient_is_caught(monkeypatch):
         return backward
 
     monkeypatch.setattr("stagegen.reverse.differentiate", drop_accumulations)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["def f(x):\n    a = x * x\n    b = a + x\n    return b\n", mixed_chain(200)],
+    ids=["short, symbolic reference", "200-stage chain, stage-by-stage reference"],
+)
+def test_a_wrong_end_to_end_gradient_is_caught(sweep_without_accumulation, source):
     with pytest.raises(stagegen.VerificationError, match="but SymPy's derivative is"):
-        stagegen.verify("def f(x):\n    a = x * x\n    b = a + x\n    return b\n")
+        stagegen.verify(source)
 
 
 def test_report_text_names_methods_and_error():
