@@ -175,7 +175,10 @@ def _prec(e: Expr) -> int:
     if isinstance(e, Num):
         return _UNARY if e.value < 0 else _ATOM
     if isinstance(e, Neg):
-        return _UNARY
+        # -(a * b) prints as -a * b (see Printer), so it binds like the product, not like a
+        # unary minus: as the right side of / or ** it needs its parentheses.
+        inner = e.operand
+        return _BIN_PREC[inner.op] if isinstance(inner, Bin) and inner.op in ("*", "/") else _UNARY
     if isinstance(e, Bin):
         return _BIN_PREC[e.op]
     if isinstance(e, Compare):
