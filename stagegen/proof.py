@@ -186,8 +186,8 @@ class _SymPy:
             return sp.log(1 + args[0])
         if fn == "expm1":
             return sp.exp(args[0]) - 1
-        if fn == "atan2":
-            return sp.atan2(args[0], args[1])
+        if fn == "atan2":  # Python's atan2(0, 0) is 0; SymPy's is nan
+            return sp.Integer(0) if args[0] == 0 and args[1] == 0 else sp.atan2(*args)
         if fn == "hypot":
             return sp.sqrt(sum(a**2 for a in args))
         if fn == "pow":
@@ -274,13 +274,6 @@ def _is_zero(sp, d, stage_size: int) -> str | None:
     return None
 
 
-def _mp_value(sp, expr, subs: dict):
-    value = expr.evalf(DIGITS, subs=subs)
-    if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or not value.is_real:
-        raise ValueError("not finite")
-    return value
-
-
 def _check_locals(
     program: Program, backward: Backward, conv: _SymPy, rng: random.Random
 ) -> list[LocalCheck]:
@@ -307,17 +300,15 @@ def _sampled_equal(program, stage, ours, theirs, conv, rng, of) -> str:
     """Compare two local gradients at random points of the stage's own inputs, in 50 digits."""
     sp = conv.sp
     inputs = sorted({conv.symbol(l) for l in leaves(stage.expr)}, key=str)
+    both = _MpmathFunction(f"local gradient of stage ({stage.number})", inputs, [ours, theirs])
     agreed = 0
     for attempt in range(60):
-        subs = {
-            s: sp.Rational(repr(rng.uniform(-2, 2) if attempt % 2 else rng.uniform(0.2, 2)))
-            for s in inputs
-        }
+        subs = {s: rng.uniform(-2, 2) if attempt % 2 else rng.uniform(0.2, 2) for s in inputs}
         try:
-            a, b = _mp_value(sp, ours, subs), _mp_value(sp, theirs, subs)
+            a, b = both.at(subs)
         except (ValueError, TypeError, ZeroDivisionError):
             continue
-        if abs(a - b) > sp.Float(10) ** (-DIGITS + 10) * (1 + abs(b)):
+        if abs(a - b) > 10.0 ** (-DIGITS + 10) * (1 + abs(b)):
             raise VerificationError(
                 f"local gradient of stage ({stage.number}) `{stage.target}` with respect to `{_leaf_text(of)}` "
                 f"is {ours}, but SymPy's derivative is {theirs} (they differ at "
@@ -367,18 +358,22 @@ class _Reference:
         self.program, self.backward, self.conv = program, backward, conv
         sp = conv.sp
         self.wrt_inputs = [n for n in _input_names(program) if n.split("[")[0] in backward.wrt]
+        self.chain = self.whole = None
         if _tree_sizes(program) <= SYMBOLIC_TREE_LIMIT:
-            self.method = "SymPy's symbolic derivative of the whole function"
-            composed: dict = {}
-            for s in program.stages:
-                composed[s.target] = conv.convert(s.expr, composed)
-            self.output = composed[program.output.name]
-            self.gradient = [
-                sp.diff(self.output, conv.symbols.get(n) or sp.Symbol(n, real=True))
-                for n in self.wrt_inputs
-            ]
-            self.chain = None
-        else:
+            try:
+                composed: dict = {}
+                for s in program.stages:
+                    composed[s.target] = conv.convert(s.expr, composed)
+                output = composed[program.output.name]
+                inputs = [conv.symbols.get(n) or sp.Symbol(n, real=True) for n in _input_names(program)]
+                gradient = [sp.diff(output, inputs[_input_names(program).index(n)]) for n in self.wrt_inputs]
+                self.whole = _MpmathFunction(f"{program.name}", inputs, [output, *gradient])
+                self.method = "SymPy's symbolic derivative of the whole function"
+            except (ValueError, TypeError):
+                # SymPy refuses some compositions (Max of a nan, from atan2(0, 0)); the stage
+                # by stage route below never composes them.
+                self.whole = None
+        if self.whole is None:
             self.method = "the chain rule stage by stage with SymPy's local derivatives (50 digits)"
             self.chain = _ChainRule(program, conv, self.wrt_inputs)
 
@@ -387,88 +382,120 @@ class _Reference:
         if self.chain is not None:
             self.output_value, gradient = self.chain.at(point)
             return gradient
-        sp = self.conv.sp
-        subs = {
-            # the exact binary value of the float the backward is given
-            self.conv.symbols.get(n) or sp.Symbol(n, real=True): sp.Rational(v)
-            for n, v in point.items()
-        }
-        self.output_value = _mp_value(sp, self.output, subs)  # outside the domain raises
-        return [_mp_value(sp, g, subs) for g in self.gradient]
+        self.output_value, *gradient = self.whole.at(point)  # outside the domain raises
+        return gradient
 
 
-class _ChainRule:
-    """The chain rule applied stage by stage, in forward mode, with SymPy's local derivatives.
+class _MpmathCode:
+    """SymPy expressions printed as straight-line mpmath code and compiled once, so a reference
+    is evaluated per point in 50-digit floats. (evalf with exact substitution can run for
+    minutes: it raises exact rationals to rational powers inside Max and Min.)"""
 
-    SymPy differentiates each stage on its own (so the work is linear in the program), and its
-    mpmath printer turns every stage and every local derivative into one straight-line Python
-    function, compiled once and run per point in 50-digit arithmetic. Forward-mode tangents,
-    one input at a time, are a different route from the reverse sweep being checked."""
-
-    def __init__(self, program: Program, conv: _SymPy, wrt_inputs: list[str]):
+    def __init__(self):
         from sympy.printing.pycode import MpmathPrinter
 
-        sp = conv.sp
-        names: dict = {}  # SymPy symbol -> Python identifier in the compiled function
-
-        def name_of(symbol) -> str:
-            if symbol not in names:
-                names[symbol] = f"v{len(names)}"
-            return names[symbol]
+        self.names: dict = {}  # SymPy symbol -> Python identifier in the compiled function
+        name_of = self.name_of
 
         class Printer(MpmathPrinter):
             def _print_Symbol(self, symbol):
                 return name_of(symbol)
 
-        printer = Printer()
-        inputs = [sp.Symbol(n, real=True) for n in _input_names(program)]
-        args = [name_of(conv.symbols.get(str(s), s)) for s in inputs]
+        self.printer = Printer()
+
+    def name_of(self, symbol) -> str:
+        if symbol not in self.names:
+            self.names[symbol] = f"v{len(self.names)}"
+        return self.names[symbol]
+
+    def text(self, expr) -> str:
+        return self.printer.doprint(expr)
+
+    def compile(self, title: str, inputs: list, body: list[str], result: str):
+        """A Python function of the input symbols (taking floats) running ``body``."""
+        import mpmath
+
+        lines = [f"def function({', '.join(self.name_of(s) for s in inputs)}):"]
+        lines += [f"    {line}" for line in body] + [f"    return {result}"]
+        namespace = {"mpmath": mpmath, "real": _real, "one": mpmath.mpf(1), "zero": mpmath.mpf(0)}
+        exec(compile("\n".join(lines), f"<{title}>", "exec"), namespace)
+        function = namespace["function"]
+
+        def run(*values):
+            with mpmath.workdps(DIGITS):
+                return function(*(mpmath.mpf(v) for v in values))
+
+        return run
+
+
+class _MpmathFunction:
+    """Several SymPy expressions of the same inputs, evaluated together at a point."""
+
+    def __init__(self, title: str, inputs: list, exprs: list):
+        code = _MpmathCode()
+        self.inputs = inputs
+        results = ", ".join(f"real({code.text(e)})" for e in exprs)
+        self.run = code.compile(title, inputs, [], f"[{results}]")
+
+    def at(self, point: dict) -> list:
+        """Values in the order of the expressions; ``point`` maps each input (symbol or
+        name) to a float, in the order of the inputs."""
+        return self.run(*point.values())
+
+
+class _ChainRule:
+    """The chain rule applied stage by stage, in forward mode, with SymPy's local derivatives.
+
+    SymPy differentiates each stage on its own (so the work is linear in the program), and
+    every stage and local derivative becomes one straight-line mpmath function. Forward-mode
+    tangents, one input at a time, are a different route from the reverse sweep being checked."""
+
+    def __init__(self, program: Program, conv: _SymPy, wrt_inputs: list[str]):
+        sp = conv.sp
+        code = _MpmathCode()
+        name_of = code.name_of
+        inputs = [conv.symbols.get(n) or sp.Symbol(n, real=True) for n in _input_names(program)]
+        for symbol in inputs:
+            name_of(symbol)
         body = []
         partials = []  # per stage: (target identifier, [(input identifier, partial identifier)])
         for number, stage in enumerate(program.stages):
             rhs = conv.convert(stage.expr, {})
             target = name_of(sp.Symbol(stage.target, real=True))
-            body.append(f"{target} = real({printer.doprint(rhs)})")
+            body.append(f"{target} = real({code.text(rhs)})")
             terms = []
             for k, symbol in enumerate(sorted(rhs.free_symbols, key=str)):
                 local = f"p{number}_{k}"
-                body.append(f"{local} = real({printer.doprint(sp.diff(rhs, symbol))})")
+                body.append(f"{local} = real({code.text(sp.diff(rhs, symbol))})")
                 terms.append((name_of(symbol), local))
             partials.append((target, terms))
         output = name_of(sp.Symbol(program.output.name, real=True))
-        lines = [f"def chain({', '.join(args)}):", *(f"    {line}" for line in body)]
-        lines.append("    gradient = []")
+        body.append("gradient = []")
         for name in wrt_inputs:
             seed = name_of(conv.symbols.get(name) or sp.Symbol(name, real=True))
-            lines.append(f"    t = {{{seed!r}: one}}")
+            body.append(f"t = {{{seed!r}: one}}")
             for target, terms in partials:
                 used = " + ".join(f"t.get({i!r}, zero) * {p}" for i, p in terms) or "zero"
-                lines.append(f"    t[{target!r}] = {used}")
-            lines.append(f"    gradient.append(t.get({output!r}, zero))")
-        lines.append(f"    return {output}, gradient")
-        import mpmath
-
-        namespace = {"mpmath": mpmath, "real": _real, "one": mpmath.mpf(1), "zero": mpmath.mpf(0)}
-        exec(
-            compile("\n".join(lines), f"<reference chain rule for {program.name}>", "exec"),
-            namespace,
+                body.append(f"t[{target!r}] = {used}")
+            body.append(f"gradient.append(t.get({output!r}, zero))")
+        self.run = code.compile(
+            f"reference chain rule for {program.name}", inputs, body, f"{output}, gradient"
         )
-        self.function = namespace["chain"]
-        self.mpmath = mpmath
 
     def at(self, point: dict[str, float]):
-        mp = self.mpmath
-        with mp.workdps(DIGITS):
-            return self.function(*(mp.mpf(v) for v in point.values()))
+        return self.run(*point.values())
 
 
 def _real(value):
     """A stage's 50-digit value, or ValueError where the function leaves its domain or floats."""
     import mpmath
 
-    if isinstance(value, (int, float)):
-        value = mpmath.mpf(value)
-    if not isinstance(value, mpmath.mpf) or not mpmath.isfinite(value) or abs(value) > FLOAT_LIMIT:
+    if not isinstance(value, mpmath.mpf):
+        try:  # ints, floats and constants such as mpmath.e; complex values are outside
+            value = mpmath.mpf(value)
+        except (TypeError, ValueError):
+            raise ValueError("outside the domain") from None
+    if not mpmath.isfinite(value) or abs(value) > FLOAT_LIMIT:
         raise ValueError("outside the domain")
     return value
 

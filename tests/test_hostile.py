@@ -611,12 +611,6 @@ def test_stagegens_own_decorator_is_accepted(tmp_path, monkeypatch, capsys):
     assert namespace["f_backward"](2.0) == 12.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the proof models math.atan2(0, 0) as SymPy's nan (Python gives 0.0), and "
-    "SymPy's Max then raises ValueError 'The argument 'nan' is not comparable': the CLI says "
-    "'internal error in stagegen' (exit 3). Found by the fuzz run's verify test",
-)
 def test_atan2_of_zero_and_zero_inside_max(tmp_path, monkeypatch, capsys):
     """atan2(0.0, 0.0) is 0.0 in Python, so this forward is defined everywhere (it is max(0, a))."""
     source = "import math\n\n\ndef f(a):\n    t = a - a\n    return max(math.atan2(t, t), a)\n"

@@ -1236,14 +1236,6 @@ def f(a, b):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the proof of this 6-statement function runs for more than 5 minutes (still "
-    "running at 5 min 17 s): SymPy's evalf of the whole-function derivative (Max/Min, hypot) at "
-    "one of the sampled points, proof.py _Reference.at -> _mp_value; a program of the same shape "
-    "without the dead `t1 -= t1` (other sample points) is proven in 0.9 s. Found by the on-demand "
-    "run of test_verify_accepts_generated_programs, which did not finish",
-)
 def test_proof_of_a_small_program_finishes(tmp_path):
     """Generous: the proof of such a function takes about a second; 20 s means it is stuck."""
     path = tmp_path / "slow.py"
