@@ -5,6 +5,7 @@ Gradient runtime of the generated backward against the notes' hand-written code,
 where it can express the function); the gradient's cost relative to the forward; generation and
 verification time against program size; import cost. Prints a table, writes it as Markdown
 (``results.md``), as JSON (``results.json``) and as a plot (``benchmark.png``).
+The NumPy two-layer net's gradient (issue 6) has its own: ``python -m stagegen.bench.layers``.
 
 The competitors are optional: ``pip install ".[bench]"``. Nothing here is imported by
 ``import stagegen``.
