@@ -82,6 +82,12 @@ def build_programs(
         if split:
             from .split import split_program
 
+            for p in programs:
+                if p.numpy:
+                    raise p.error(
+                        f"--split is not supported for array code (`{p.name}`)",
+                        "write one operation per line yourself, or leave out --split",
+                    )
             programs = [split_program(p) for p in programs]
         backwards = [differentiate(p, wrt) for p in programs]
         source_name = os.path.basename(filename) if not filename.startswith("<") else filename

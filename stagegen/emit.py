@@ -57,6 +57,8 @@ def environment():
 
 
 def _uses_math(backward: Backward) -> bool:
+    if backward.program.numpy:
+        return False
     exprs = [s.expr for s in backward.replay] + [
         st.value for b in backward.blocks for st in b.statements
     ]
@@ -158,7 +160,15 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
     """The generated module, formatted by black."""
     math_name = _math_alias(backwards)
     printer = Printer(math_name)
-    functions = [_render_function(b, printer) for b in backwards]
+    np_name = next((b.program.numpy for b in backwards if b.program.numpy), None)
+    functions = []
+    for b in backwards:
+        if b.program.numpy:
+            from .arrays.emit import render_array_function
+
+            functions.append(render_array_function(b, np_name))
+        else:
+            functions.append(_render_function(b, printer))
     text = (
         environment()
         .get_template("module.py.j2")
@@ -168,6 +178,7 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
             functions=functions,
             uses_math=any(_uses_math(b) for b in backwards),
             math_name=math_name,
+            np_name=np_name,
         )
     )
     return format_code(text)

@@ -190,6 +190,7 @@ class MathNames:
     constants: dict[str, str] = field(default_factory=dict)  # local name -> "pi" / "e" / "tau"
     other_imports: set[str] = field(default_factory=set)  # names bound by any other import
     module_names: set[str] = field(default_factory=set)  # other names bound at module level
+    numpy: set[str] = field(default_factory=set)  # names bound to the numpy module
 
     @classmethod
     def from_module(cls, module: ast.Module) -> "MathNames":
@@ -200,6 +201,8 @@ class MathNames:
                     bound = alias.asname or alias.name.split(".")[0]
                     if alias.name == "math":
                         names.modules.add(bound)
+                    elif alias.name == "numpy":
+                        names.numpy.add(bound)
                     else:
                         names.other_imports.add(bound)
             elif isinstance(node, ast.ImportFrom):
@@ -234,6 +237,8 @@ class MathNames:
         for name, value in namespace.items():
             if value is math:
                 names.modules.add(name)
+            elif getattr(value, "__name__", None) == "numpy" and hasattr(value, "ndarray"):
+                names.numpy.add(name)
             elif (
                 callable(value)
                 and getattr(value, "__module__", None) == "math"
@@ -748,6 +753,14 @@ class FunctionReader:
                     f"rename the local `{owner}`",
                 )
             self._check_math_imported(func)
+            if isinstance(func.value, ast.Name) and func.value.id in self.names.numpy:
+                raise self.src.error(
+                    func,
+                    f"`{owner}.{func.attr}` is not supported in scalar code "
+                    "(no parameter has a shape annotation)",
+                    f'annotate the array parameters with their shapes, e.g. `x: "N, D"`; '
+                    f"for numbers use one of: {SUPPORTED_FUNCTIONS}",
+                )
             if isinstance(func.value, ast.Name) and func.value.id in self.names.other_imports:
                 raise self.src.error(
                     func,
@@ -967,4 +980,21 @@ def read_programs(
     module_functions = set(by_name)
     comments = comments_by_line(text)
     reader = FunctionReader(source, math_names, module_functions, comments)
-    return [reader.read(d) for d in chosen]
+    programs = []
+    for d in chosen:
+        if is_array_function(d):
+            from .arrays.parse import ArrayReader  # NumPy's language loads only when used
+
+            programs.append(ArrayReader(source, math_names, module_functions, comments).read(d))
+        else:
+            programs.append(reader.read(d))
+    return programs
+
+
+def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A function whose parameters carry shape annotations (``x: "N, D"``) is array code."""
+    args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+    return any(
+        isinstance(a.annotation, ast.Constant) and isinstance(a.annotation.value, str)
+        for a in args
+    )

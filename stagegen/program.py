@@ -19,6 +19,10 @@ class Param:
     is_list: bool = False
     length: int = 0  # for a list: highest constant index read, plus one
     default: str | None = None  # the default's source text, kept in the backward signature
+    # Array functions only: the annotated shape (None for a plain number), and whether the
+    # parameter is read as indices (integer labels, which have no gradient).
+    shape: tuple | None = None
+    labels: bool = False
 
 
 @dataclass
@@ -44,6 +48,10 @@ class Program:
     docstring: str = ""
     user_names: set[str] = field(default_factory=set)  # every name the function reads or binds
     def_line: str = ""  # the source text of the `def` line, for errors about the whole function
+    # Array functions only: the name NumPy is imported as, and every value's type, keyed by
+    # stage target or parameter name: arrays.parse.Type (shape, kind).
+    numpy: str | None = None
+    types: dict = field(default_factory=dict)
 
     def error(self, message: str, hint: str = "", error_class=StagegenError) -> StagegenError:
         """An error about the function as a whole, located at its `def` line."""

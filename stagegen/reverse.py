@@ -158,6 +158,10 @@ def resolve_wrt(program: Program, wrt) -> list[str]:
 
 
 def differentiate(program: Program, wrt=None) -> Backward:
+    if program.numpy:
+        from .arrays.reverse import differentiate_arrays
+
+        return differentiate_arrays(program, wrt)
     wrt_names = resolve_wrt(program, wrt)
     params = {p.name: p for p in program.params}
     stages = program.stages

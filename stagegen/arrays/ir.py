@@ -1,0 +1,264 @@
+"""Array expressions: the scalar nodes of ``expr`` (Var, Num, Neg, Bin, Call, Compare) plus the
+NumPy operations of the array language, and a printer for both.
+
+A ``Call`` here names a NumPy function (``exp``, ``maximum``, ...), printed ``np.exp(...)``.
+Nodes keep the user's spelling (``x.dot(w)``, ``x @ w``, ``np.dot(x, w)``; ``x.sum(...)`` or
+``np.sum(x, ...)``), so the forward replay reads as the user wrote it; the gradient code is
+always written in one house style, the one a course's solutions use: ``x.T.dot(dout)``,
+``dout.sum(axis=0)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..expr import _ATOM, _MUL, Bin, Call, Compare, Expr, Neg, Num, Printer, _prec
+
+
+@dataclass(frozen=True)
+class Dim(Expr):
+    """A dimension named in a shape annotation ("N"), bound at the top of the backward."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Dot(Expr):
+    left: Expr
+    right: Expr
+    spelling: str = "dot"  # "dot" (a.dot(b)), "@", or "np.dot"
+
+    def children(self):
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class Transpose(Expr):
+    operand: Expr
+    spelling: str = ".T"  # or "np.transpose"
+
+    def children(self):
+        return (self.operand,)
+
+
+@dataclass(frozen=True)
+class Reshape(Expr):
+    operand: Expr
+    shape: tuple[Expr, ...]  # dimensions as expressions; Num(-1) for "the rest"
+    spelling: str = "method"  # or "np"
+
+    def children(self):
+        return (self.operand, *self.shape)
+
+
+@dataclass(frozen=True)
+class Reduce(Expr):
+    fn: str  # sum, mean, max
+    operand: Expr
+    axis: tuple[int, ...] | None  # None: every axis
+    keepdims: bool = False
+    spelling: str = "np"  # "np" (np.sum(x, ...)) or "method" (x.sum(...))
+    axis_text: str = ""  # how the user wrote the axis, kept for the replay
+
+    def children(self):
+        return (self.operand,)
+
+
+@dataclass(frozen=True)
+class FullSlice(Expr):
+    """``:`` inside an index."""
+
+
+@dataclass(frozen=True)
+class NewAxis(Expr):
+    """``None`` inside an index."""
+
+
+@dataclass(frozen=True)
+class Index(Expr):
+    operand: Expr
+    items: tuple[Expr, ...]  # FullSlice, NewAxis, or integer-array expressions
+
+    def children(self):
+        return (self.operand, *self.items)
+
+
+@dataclass(frozen=True)
+class ShapeRead(Expr):
+    operand: Expr  # a parameter
+    axis: int
+
+    def children(self):
+        return (self.operand,)
+
+
+@dataclass(frozen=True)
+class Arange(Expr):
+    stop: Expr
+
+    def children(self):
+        return (self.stop,)
+
+
+# Nodes only the gradient code uses.
+
+
+@dataclass(frozen=True)
+class BroadcastTo(Expr):
+    operand: Expr
+    shape: tuple[Expr, ...]
+
+    def children(self):
+        return (self.operand, *self.shape)
+
+
+@dataclass(frozen=True)
+class Zeros(Expr):
+    shape: tuple[Expr, ...]
+
+    def children(self):
+        return self.shape
+
+
+@dataclass(frozen=True)
+class Outer(Expr):
+    left: Expr
+    right: Expr
+
+    def children(self):
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True)
+class Copy(Expr):
+    operand: Expr
+
+    def children(self):
+        return (self.operand,)
+
+
+# Which nodes are differentiable functions of their array operand (the rest are integer
+# arithmetic, masks and shapes, which carry no gradient).
+NOT_DIFFERENTIABLE = (ShapeRead, Arange, Dim)
+
+
+def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
+    """``e`` with new children (the array counterpart of ``expr.rebuild``)."""
+    from ..expr import rebuild
+
+    if isinstance(e, Dot):
+        return Dot(kids[0], kids[1], e.spelling)
+    if isinstance(e, Transpose):
+        return Transpose(kids[0], e.spelling)
+    if isinstance(e, Reshape):
+        return Reshape(kids[0], tuple(kids[1:]), e.spelling)
+    if isinstance(e, Reduce):
+        return Reduce(e.fn, kids[0], e.axis, e.keepdims, e.spelling, e.axis_text)
+    if isinstance(e, Index):
+        return Index(kids[0], tuple(kids[1:]))
+    if isinstance(e, ShapeRead):
+        return ShapeRead(kids[0], e.axis)
+    if isinstance(e, Arange):
+        return Arange(kids[0])
+    return rebuild(e, kids)
+
+
+class ArrayPrinter(Printer):
+    """Prints array expressions; ``np`` is the name NumPy is imported as."""
+
+    def __init__(self, np_name: str = "np"):
+        super().__init__(np_name)
+        self.np = np_name
+
+    def _receiver(self, e: Expr) -> str:
+        """The object of a method call or attribute: parenthesised unless it is an atom."""
+        return self._wrap(e, _prec(e) < _ATOM or (isinstance(e, Num) and e.value < 0))
+
+    def _tuple(self, items) -> str:
+        texts = [self.text(i) for i in items]
+        return f"({texts[0]},)" if len(texts) == 1 else f"({', '.join(texts)})"
+
+    def _reduce_args(self, e: Reduce) -> list[str]:
+        args = []
+        if e.axis is not None:
+            axis = e.axis_text or (str(e.axis[0]) if len(e.axis) == 1 else str(e.axis))
+            args.append(f"axis={axis}")
+        if e.keepdims:
+            args.append("keepdims=True")
+        return args
+
+    def text(self, e: Expr) -> str:
+        np = self.np
+        if isinstance(e, Neg) and isinstance(e.operand, Bin) and e.operand.op in ("*", "/"):
+            inner = e.operand
+            left = inner.left
+            while isinstance(left, Bin) and left.op in ("*", "/"):
+                left = left.left
+            if isinstance(left, Compare):  # a mask cannot be negated: -(m * d) is m * -d
+                return self.text(Bin(inner.op, inner.left, Neg(inner.right)))
+        if isinstance(e, Dim):
+            return e.name
+        if isinstance(e, Call):
+            return f"{np}.{e.fn}({', '.join(self.text(a) for a in e.args)})"
+        if isinstance(e, Dot):
+            if e.spelling == "@":
+                left = self._wrap(e.left, _prec(e.left) < _MUL)
+                right = self._wrap(e.right, _prec(e.right) <= _MUL)
+                return f"{left} @ {right}"
+            if e.spelling == "np.dot":
+                return f"{np}.dot({self.text(e.left)}, {self.text(e.right)})"
+            return f"{self._receiver(e.left)}.dot({self.text(e.right)})"
+        if isinstance(e, Transpose):
+            if e.spelling == "np.transpose":
+                return f"{np}.transpose({self.text(e.operand)})"
+            return f"{self._receiver(e.operand)}.T"
+        if isinstance(e, Reshape):
+            dims = ", ".join(self.text(d) for d in e.shape)
+            if e.spelling == "np":
+                return f"{np}.reshape({self.text(e.operand)}, ({dims}))"
+            return f"{self._receiver(e.operand)}.reshape({dims})"
+        if isinstance(e, Reduce):
+            args = self._reduce_args(e)
+            if e.spelling == "method":
+                return f"{self._receiver(e.operand)}.{e.fn}({', '.join(args)})"
+            return f"{np}.{e.fn}({', '.join([self.text(e.operand), *args])})"
+        if isinstance(e, FullSlice):
+            return ":"
+        if isinstance(e, NewAxis):
+            return "None"
+        if isinstance(e, Index):
+            return f"{self._receiver(e.operand)}[{', '.join(self.text(i) for i in e.items)}]"
+        if isinstance(e, ShapeRead):
+            return f"{self._receiver(e.operand)}.shape[{e.axis}]"
+        if isinstance(e, Arange):
+            return f"{np}.arange({self.text(e.stop)})"
+        if isinstance(e, BroadcastTo):
+            return f"{np}.broadcast_to({self.text(e.operand)}, {self._tuple(e.shape)})"
+        if isinstance(e, Zeros):
+            return f"{np}.zeros({self._tuple(e.shape)})"
+        if isinstance(e, Outer):
+            return f"{np}.outer({self.text(e.left)}, {self.text(e.right)})"
+        if isinstance(e, Copy):
+            return f"{self._receiver(e.operand)}.copy()"
+        return super().text(e)
+
+
+__all__ = [
+    "Arange",
+    "ArrayPrinter",
+    "BroadcastTo",
+    "Copy",
+    "Dim",
+    "Dot",
+    "FullSlice",
+    "Index",
+    "NewAxis",
+    "NOT_DIFFERENTIABLE",
+    "Outer",
+    "Reduce",
+    "Reshape",
+    "ShapeRead",
+    "Transpose",
+    "Zeros",
+    "rebuild_array",
+]

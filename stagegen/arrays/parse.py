@@ -1,0 +1,524 @@
+"""Frontend for array functions: a ``def`` whose parameters carry shape annotations -> Program.
+
+The statements (assignments, re-assignments, one return) are read exactly as for scalar code,
+by the FunctionReader this extends; what differs is the expression language: NumPy calls,
+methods, ``@``, ``.T``, indexing, comparisons as masks, shape reads. Every expression's type
+(its symbolic shape and whether it is a float array, integer indices or a mask) is worked
+out as it is read, so a shape mismatch is reported at the expression that causes it, and the
+reverse pass knows every shape without running anything.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var
+from ..parse import _BINOPS, FunctionReader
+from ..program import Param, Program
+from . import shapes
+from .ir import (
+    Arange,
+    Dim,
+    Dot,
+    FullSlice,
+    Index,
+    NewAxis,
+    Reduce,
+    Reshape,
+    ShapeRead,
+    Transpose,
+)
+from .shapes import Shape, ShapeError, show
+
+UNARY = ("exp", "log", "sqrt", "tanh", "abs")
+BINARY = ("maximum", "minimum")
+REDUCTIONS = ("sum", "mean", "max")
+SUPPORTED = ", ".join(
+    f"np.{n}" for n in (*UNARY, *BINARY, *REDUCTIONS, "dot", "transpose", "reshape", "arange")
+)
+_COMPARE = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+@dataclass(frozen=True)
+class Type:
+    shape: Shape
+    kind: str = "float"  # "float", "int" (indices, sizes) or "bool" (a mask)
+    value: object = None  # for an int read from a shape: its dimension ("N")
+
+    @property
+    def differentiable(self) -> bool:
+        return self.kind == "float"
+
+
+class ArrayReader(FunctionReader):
+    """Reads one array function; ``program.types`` gets the type of every parameter and stage."""
+
+    def read(self, fn) -> Program:
+        self.types: dict[Expr, Type] = {}  # every expression read, by value
+        self.var_types: dict[str, Type] = {}  # parameters and stage targets
+        if not self.names.numpy:
+            raise self.src.error(
+                fn,
+                f"`{fn.name}` has shape annotations, so it is array code, but numpy is not imported",
+                "add `import numpy as np` at the top of the module",
+            )
+        self.np_names = self.names.numpy
+        self.labels = _index_names(fn)
+        program = super().read(fn)
+        program.numpy = sorted(self.np_names)[0] if "np" not in self.np_names else "np"
+        for p in program.params:
+            program.types[p.name] = self.var_types[p.name]
+        for stage in program.stages:
+            program.types[stage.target] = self.types[stage.expr]
+        output = program.types[program.output.name]
+        if not output.differentiable:
+            raise program.error(
+                f"`{fn.name}` returns {'a mask' if output.kind == 'bool' else 'integers'}, "
+                "which has no gradient",
+                "return a float value computed from the inputs",
+            )
+        program.types["<expressions>"] = self.types
+        return program
+
+    # -- parameters --------------------------------------------------------------------
+
+    def _params(self, fn) -> list[Param]:
+        params = super()._params(fn)
+        args = list(fn.args.posonlyargs) + list(fn.args.args)
+        for p, arg in zip(params, args):
+            annotation = arg.annotation
+            if annotation is None or _is_number_annotation(annotation):
+                p.shape = None
+                self.var_types[p.name] = Type((), "float")
+                continue
+            if not (isinstance(annotation, ast.Constant) and isinstance(annotation.value, str)):
+                raise self.src.error(
+                    annotation,
+                    f"stagegen reads the shape of `{p.name}` from its annotation, and this one is not a shape",
+                    f'write the shape as a string of dimension names, e.g. `{p.name}: "N, D"`',
+                )
+            try:
+                p.shape = shapes.parse_annotation(annotation.value)
+            except ShapeError as e:
+                raise self.src.error(annotation, e.message, e.hint) from None
+            if p.default is not None and p.shape:
+                raise self.src.error(
+                    arg, f"array parameter `{p.name}` has a default", "pass arrays in; drop the default"
+                )
+            p.labels = p.name in self.labels
+            kind = "int" if p.labels else "float"
+            self.var_types[p.name] = Type(p.shape, kind)
+        return params
+
+    def _bind(self, target, value, stmt) -> None:
+        super()._bind(target, value, stmt)
+        self.var_types[self.stages[-1].target] = self.types[value]
+
+    def _return(self, stmt):
+        if isinstance(stmt.value, ast.Name) and stmt.value.id in self.np_names:
+            raise self.src.error(stmt.value, "the numpy module is returned", "return an array")
+        return super()._return(stmt)
+
+    # -- expressions -------------------------------------------------------------------
+
+    def expr(self, node: ast.expr) -> Expr:
+        e, t = self._read(node)
+        self.types[e] = t
+        return e
+
+    def type_of(self, e: Expr) -> Type:
+        return self.types[e]
+
+    def _read(self, node: ast.expr) -> tuple[Expr, Type]:
+        if isinstance(node, ast.Constant):
+            e = self._constant(node)
+            return e, Type((), "int" if isinstance(node.value, int) else "float", node.value)
+        if isinstance(node, ast.Name):
+            if node.id in self.np_names and node.id not in self.env:
+                raise self.src.error(
+                    node, f"the module `{node.id}` is used as a value", f"call one of: {SUPPORTED}"
+                )
+            e = self._load(node)
+            return e, self.var_types[e.name]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self.expr(node.operand)
+            t = self.type_of(inner)
+            if t.kind == "bool":
+                raise self.src.error(node, "a mask cannot be negated", "compare the other way round")
+            value = -t.value if isinstance(t.value, (int, float)) else None
+            return Neg(inner), Type(t.shape, t.kind, value)
+        if isinstance(node, ast.BinOp):
+            if isinstance(node.op, ast.MatMult):
+                return self._dot(node, node.left, node.right, "@")
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                return self._bad_operator(node), None
+            left, right = self.expr(node.left), self.expr(node.right)
+            return Bin(op, left, right), self._elementwise(node, op, left, right)
+        if isinstance(node, ast.Compare):
+            return self._compare(node)
+        if isinstance(node, ast.Call):
+            return self._array_call(node)
+        if isinstance(node, ast.Attribute):
+            return self._array_attribute(node)
+        if isinstance(node, ast.Subscript):
+            return self._index(node)
+        e = super().expr(node)  # raises the scalar reader's error for everything else
+        raise AssertionError(f"unexpected expression {e!r}")
+
+    def _elementwise(self, node, op: str, left: Expr, right: Expr) -> Type:
+        a, b = self.type_of(left), self.type_of(right)
+        try:
+            shape = shapes.broadcast(a.shape, b.shape)
+        except ShapeError as err:
+            raise self.src.error(node, err.message, err.hint) from None
+        if a.kind == b.kind == "int" and op in "+-*":
+            value = None
+            if isinstance(a.value, int) and isinstance(b.value, int) and op == "-":
+                value = a.value - b.value
+            return Type(shape, "int", value)
+        if op == "**" and not self.type_of(right).shape == () :
+            raise self.src.error(
+                node, "an array exponent is not supported", "raise to a number, e.g. `x**2`"
+            )
+        return Type(shape, "float")
+
+    def _compare(self, node: ast.Compare) -> tuple[Expr, Type]:
+        if len(node.ops) != 1:
+            raise self.src.error(node, "chained comparisons are not supported", "compare two values")
+        op = _COMPARE.get(type(node.ops[0]))
+        if op is None:
+            raise self.src.error(node, "this comparison is not supported", "use > >= < <= == !=")
+        left, right = self.expr(node.left), self.expr(node.comparators[0])
+        try:
+            shape = shapes.broadcast(self.type_of(left).shape, self.type_of(right).shape)
+        except ShapeError as err:
+            raise self.src.error(node, err.message, err.hint) from None
+        return Compare(op, left, right), Type(shape, "bool")
+
+    def _dot(self, node, left_node, right_node, spelling: str) -> tuple[Expr, Type]:
+        left, right = self.expr(left_node), self.expr(right_node)
+        a, b = self.type_of(left), self.type_of(right)
+        for t, n in ((a, left_node), (b, right_node)):
+            if not t.differentiable:
+                raise self.src.error(n, "a matrix product of integers or masks", "multiply floats")
+        try:
+            shape = shapes.dot(a.shape, b.shape)
+        except ShapeError as err:
+            raise self.src.error(node, err.message, err.hint) from None
+        return Dot(left, right, spelling), Type(shape, "float")
+
+    # calls: np.f(...) and methods x.f(...)
+
+    def _is_numpy(self, node: ast.expr) -> bool:
+        return isinstance(node, ast.Name) and node.id in self.np_names and node.id not in self.env
+
+    def _array_call(self, node: ast.Call) -> tuple[Expr, Type]:
+        func = node.func
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise self.src.error(a, "starred arguments are not supported", "list the arguments")
+        if isinstance(func, ast.Attribute) and self._is_numpy(func.value):
+            return self._numpy_function(node, func.attr)
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute) and (
+            self._is_numpy(func.value.value)
+        ):
+            raise self.src.error(
+                func, f"`{ast.unparse(func)}` is not supported", f"use one of: {SUPPORTED}"
+            )
+        if isinstance(func, ast.Attribute):
+            return self._method(node, func.attr)
+        if isinstance(func, ast.Name) and func.id in ("abs", "max", "min", "sum"):
+            hint = {"abs": "np.abs", "max": "np.max or np.maximum", "min": "np.minimum"}
+            raise self.src.error(
+                func,
+                f"the builtin `{func.id}` on arrays is not supported",
+                f"use {hint.get(func.id, 'np.' + func.id)}",
+            )
+        super()._call(node)  # the scalar reader's located error
+        raise AssertionError("unreachable")
+
+    def _keywords(self, node: ast.Call, allowed: tuple[str, ...]) -> dict[str, ast.expr]:
+        out = {}
+        for k in node.keywords:
+            if k.arg not in allowed:
+                raise self.src.error(
+                    k,
+                    f"the keyword `{k.arg}` is not supported here",
+                    f"supported: {', '.join(allowed)}" if allowed else "pass arguments by position",
+                )
+            out[k.arg] = k.value
+        return out
+
+    def _arity(self, node: ast.Call, name: str, n: int) -> None:
+        if len(node.args) != n:
+            raise self.src.error(
+                node, f"`{name}` takes {n} argument{'s' if n != 1 else ''} here, not {len(node.args)}",
+                "pass the right number of arguments",
+            )
+
+    def _numpy_function(self, node: ast.Call, name: str) -> tuple[Expr, Type]:
+        shown = f"np.{name}"
+        if name in UNARY:
+            self._keywords(node, ())
+            self._arity(node, shown, 1)
+            arg = self.expr(node.args[0])
+            self._require_float(node.args[0], arg, shown)
+            return Call(name, (arg,)), Type(self.type_of(arg).shape, "float")
+        if name in BINARY:
+            self._keywords(node, ())
+            self._arity(node, shown, 2)
+            args = tuple(self.expr(a) for a in node.args)
+            for a, n in zip(args, node.args):
+                self._require_float(n, a, shown)
+            return Call(name, args), self._elementwise(node, "*", *args)
+        if name in REDUCTIONS:
+            keywords = self._keywords(node, ("axis", "keepdims"))
+            if len(node.args) == 2 and "axis" not in keywords:
+                keywords["axis"] = node.args[1]
+            elif len(node.args) != 1:
+                self._arity(node, shown, 1)
+            return self._reduce(node, name, node.args[0], keywords, "np")
+        if name == "dot":
+            self._keywords(node, ())
+            self._arity(node, shown, 2)
+            return self._dot(node, node.args[0], node.args[1], "np.dot")
+        if name == "transpose":
+            self._keywords(node, ())
+            self._arity(node, shown, 1)
+            arg = self.expr(node.args[0])
+            return self._transpose(node, arg, "np.transpose")
+        if name == "reshape":
+            self._keywords(node, ())
+            self._arity(node, shown, 2)
+            dims = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+            return self._reshape(node, node.args[0], dims, "np")
+        if name == "arange":
+            self._keywords(node, ())
+            self._arity(node, shown, 1)
+            stop = self.expr(node.args[0])
+            t = self.type_of(stop)
+            if t.kind != "int" or t.shape != () or t.value is None:
+                raise self.src.error(
+                    node.args[0],
+                    "np.arange needs a size read from a shape",
+                    "write `np.arange(x.shape[0])`, or bind `n = x.shape[0]` first",
+                )
+            return Arange(stop), Type((t.value,), "int")
+        raise self.src.error(
+            node.func, f"`{shown}` is not supported yet", f"use one of: {SUPPORTED}"
+        )
+
+    def _require_float(self, node, e: Expr, what: str) -> None:
+        if not self.type_of(e).differentiable and self.type_of(e).kind == "bool":
+            raise self.src.error(node, f"{what} of a mask", "multiply by the mask instead")
+
+    def _method(self, node: ast.Call, name: str) -> tuple[Expr, Type]:
+        receiver_node = node.func.value
+        if name in REDUCTIONS:
+            keywords = self._keywords(node, ("axis", "keepdims"))
+            if len(node.args) == 1 and "axis" not in keywords:
+                keywords["axis"] = node.args[0]
+            elif node.args:
+                self._arity(node, f".{name}()", 0)
+            return self._reduce(node, name, receiver_node, keywords, "method")
+        if name == "dot":
+            self._keywords(node, ())
+            self._arity(node, ".dot()", 1)
+            return self._dot(node, receiver_node, node.args[0], "dot")
+        if name == "reshape":
+            self._keywords(node, ())
+            dims = node.args
+            if len(dims) == 1 and isinstance(dims[0], ast.Tuple):
+                dims = dims[0].elts
+            return self._reshape(node, receiver_node, dims, "method")
+        raise self.src.error(
+            node.func,
+            f"the method `.{name}()` is not supported",
+            "supported methods: .dot(), .sum(), .mean(), .max(), .reshape(), and .T",
+        )
+
+    def _reduce(self, node, name, operand_node, keywords, spelling) -> tuple[Expr, Type]:
+        operand = self.expr(operand_node)
+        t = self.type_of(operand)
+        if t.kind == "bool" or (t.kind == "int" and name != "sum"):
+            raise self.src.error(operand_node, f"{name} of integers or a mask", "reduce floats")
+        axis, axis_text = None, ""
+        if "axis" in keywords:
+            try:
+                axis = ast.literal_eval(keywords["axis"])
+            except ValueError:
+                axis = "bad"
+            if axis is not None and not (
+                isinstance(axis, int)
+                or (isinstance(axis, tuple) and all(isinstance(a, int) for a in axis))
+            ) or isinstance(axis, bool):
+                raise self.src.error(
+                    keywords["axis"], "the axis must be a constant", "write e.g. `axis=0` or `axis=(0, 1)`"
+                )
+            axis_text = self.src.segment(keywords["axis"]) or repr(axis)
+        keepdims = False
+        if "keepdims" in keywords:
+            try:
+                keepdims = ast.literal_eval(keywords["keepdims"])
+            except ValueError:
+                keepdims = None
+            if not isinstance(keepdims, bool):
+                raise self.src.error(
+                    keywords["keepdims"], "keepdims must be True or False", "write `keepdims=True`"
+                )
+        try:
+            axes = shapes.normalize_axis(axis, len(t.shape))
+        except ShapeError as err:
+            raise self.src.error(keywords.get("axis", node), err.message, err.hint) from None
+        if not t.shape:
+            raise self.src.error(node, f"{name} of a number", "reduce an array")
+        shape = shapes.reduce(t.shape, axes, keepdims)
+        e = Reduce(name, operand, axes, keepdims, spelling, axis_text if axis is not None else "")
+        return e, Type(shape, t.kind)
+
+    def _transpose(self, node, operand: Expr, spelling: str) -> tuple[Expr, Type]:
+        t = self.type_of(operand)
+        return Transpose(operand, spelling), Type(tuple(reversed(t.shape)), t.kind)
+
+    def _reshape(self, node, operand_node, dim_nodes, spelling) -> tuple[Expr, Type]:
+        operand = self.expr(operand_node)
+        t = self.type_of(operand)
+        dims, target = [], []
+        for d in dim_nodes:
+            e = self.expr(d)
+            dt = self.type_of(e)
+            if dt.kind != "int" or dt.shape != () or dt.value is None:
+                raise self.src.error(
+                    d,
+                    "a new dimension must be a number or a size read from a shape",
+                    "write e.g. `x.reshape(x.shape[0], -1)`",
+                )
+            dims.append(e)
+            target.append(None if dt.value == -1 else dt.value)
+        try:
+            shape = shapes.reshape(t.shape, target)
+        except ShapeError as err:
+            raise self.src.error(node, err.message, err.hint) from None
+        return Reshape(operand, tuple(dims), spelling), Type(shape, t.kind)
+
+    def _array_attribute(self, node: ast.Attribute) -> tuple[Expr, Type]:
+        if self._is_numpy(node.value):
+            raise self.src.error(
+                node, f"`{ast.unparse(node)}` is not supported", f"call one of: {SUPPORTED}"
+            )
+        if node.attr == "T":
+            operand = self.expr(node.value)
+            return self._transpose(node, operand, ".T")
+        if node.attr == "shape":
+            raise self.src.error(
+                node, "the whole shape is not a value here", f"read one dimension: `{ast.unparse(node)}[0]`"
+            )
+        raise self.src.error(
+            node,
+            f"the attribute `.{node.attr}` is not supported",
+            "supported: .T, .shape[k], and the methods .dot() .sum() .mean() .max() .reshape()",
+        )
+
+    def _index(self, node: ast.Subscript) -> tuple[Expr, Type]:
+        value = node.value
+        if isinstance(value, ast.Attribute) and value.attr == "shape":
+            operand = self.expr(value.value)
+            t = self.type_of(operand)
+            axis = node.slice
+            if not (isinstance(axis, ast.Constant) and type(axis.value) is int):
+                raise self.src.error(axis, "a shape index must be a constant", "write `x.shape[0]`")
+            if not -len(t.shape) <= axis.value < len(t.shape):
+                raise self.src.error(
+                    axis,
+                    f"`{ast.unparse(value.value)}` has {len(t.shape)} dimension(s)",
+                    f"read an axis from 0 to {len(t.shape) - 1}",
+                )
+            k = axis.value % len(t.shape)
+            dim = t.shape[k]
+            return ShapeRead(operand, k), Type((), "int", dim)
+        operand = self.expr(value)
+        t = self.type_of(operand)
+        raw = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        items: list[Expr] = []
+        for item in raw:
+            if isinstance(item, ast.Slice):
+                if item.lower or item.upper or item.step:
+                    raise self.src.error(
+                        item, "only the full slice `:` is supported", "index with `:`, None or index arrays"
+                    )
+                items.append(FullSlice())
+            elif isinstance(item, ast.Constant) and item.value is None:
+                items.append(NewAxis())
+            else:
+                e = self.expr(item)
+                it = self.type_of(e)
+                if it.kind != "int" or len(it.shape) != 1:
+                    raise self.src.error(
+                        item,
+                        "an index must be `:`, None, or a 1-d integer array (labels, np.arange(n))",
+                        "for a single row or column, index with an integer array of length 1",
+                    )
+                items.append(e)
+        try:
+            shape = _index_shape(t.shape, items, [self.type_of(i).shape for i in items if _is_array(i)])
+        except ShapeError as err:
+            raise self.src.error(node, err.message, err.hint) from None
+        return Index(operand, tuple(items)), Type(shape, t.kind)
+
+
+def _is_array(item: Expr) -> bool:
+    return not isinstance(item, (FullSlice, NewAxis))
+
+
+def _index_shape(shape: Shape, items: list[Expr], array_shapes: list[Shape]) -> Shape:
+    """NumPy's indexing rule, for ``:``, None and 1-d integer arrays (adjacent to each other)."""
+    consumed = sum(1 for i in items if not isinstance(i, NewAxis))
+    if consumed > len(shape):
+        raise ShapeError(
+            f"too many indices for an array of shape {show(shape)}", "index each axis at most once"
+        )
+    arrays = [k for k, i in enumerate(items) if _is_array(i)]
+    if not arrays:
+        out: list = []
+        axis = 0
+        for i in items:
+            if isinstance(i, NewAxis):
+                out.append(1)
+            else:
+                out.append(shape[axis])
+                axis += 1
+        return tuple(out) + shape[axis:]
+    if any(isinstance(i, NewAxis) for i in items):
+        raise ShapeError(
+            "mixing None with index arrays is not supported", "index first, then add the axis"
+        )
+    if arrays != list(range(arrays[0], arrays[-1] + 1)):
+        raise ShapeError("index arrays must be next to each other", "reorder the axes first")
+    indexed = shape[arrays[0] : arrays[-1] + 1]
+    broadcast: Shape = ()
+    for s in array_shapes:
+        broadcast = shapes.broadcast(broadcast, s)
+    del indexed
+    return shape[: arrays[0]] + broadcast + shape[arrays[-1] + 1 :]
+
+
+def _is_number_annotation(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id in ("float", "int")
+
+
+def _index_names(fn) -> set[str]:
+    """Names used inside an index (``x[np.arange(n), y]``): integer labels, never differentiated."""
+    found = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Subscript) and not (
+            isinstance(node.value, ast.Attribute) and node.value.attr == "shape"
+        ):
+            for n in ast.walk(node.slice):
+                if isinstance(n, ast.Name):
+                    found.add(n.id)
+    return found
+
+
+__all__ = ["ArrayReader", "Dim", "Type", "Var"]

@@ -1,0 +1,178 @@
+"""Shape arithmetic on symbolic shapes: the dimension analysis the notes recommend, done by rule.
+
+A shape is a tuple of dimensions; a dimension is a name from an annotation (``"N"``), a
+product of names (``"H*W"``, from ``reshape(N, -1)``) or a literal int. Names stand for
+sizes unknown until run time, so two different names never match: broadcasting ``(N, D)``
+with ``(M,)`` is an error here, even if N == M on some call. The rules raise ShapeError
+with a message and a hint; the reader locates it at the expression.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Union
+
+Dim = Union[str, int]
+Shape = tuple[Dim, ...]
+
+
+class ShapeError(Exception):
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def show(shape: Shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def parse_annotation(text: str) -> Shape:
+    """``"N, D"`` -> ("N", "D"); ``""`` or ``"()"`` -> () (a scalar); ``"1, D"`` keeps the 1."""
+    inner = text.strip()
+    if inner.startswith("(") and inner.endswith(")"):
+        inner = inner[1:-1]
+    dims: list[Dim] = []
+    for part in (p.strip() for p in inner.split(",")):
+        if not part:
+            continue
+        if part.isdigit():
+            dims.append(int(part))
+        elif part.isidentifier():
+            dims.append(part)
+        else:
+            raise ShapeError(
+                f"`{part}` is not a dimension",
+                'name each dimension, as in `x: "N, D"` (names, or literal sizes like 1)',
+            )
+    return tuple(dims)
+
+
+def _factors(d: Dim) -> tuple[int, tuple[str, ...]]:
+    if isinstance(d, int):
+        return d, ()
+    coeff, names = 1, []
+    for f in d.split("*"):
+        if f.isdigit():
+            coeff *= int(f)
+        else:
+            names.append(f)
+    return coeff, tuple(sorted(names))
+
+
+def _dim(coeff: int, names) -> Dim:
+    names = sorted(names)
+    if not names:
+        return coeff
+    return "*".join(([str(coeff)] if coeff != 1 else []) + names)
+
+
+def multiply(dims) -> Dim:
+    coeff, names = 1, []
+    for d in dims:
+        c, n = _factors(d)
+        coeff *= c
+        names += n
+    return _dim(coeff, names)
+
+
+def broadcast(a: Shape, b: Shape) -> Shape:
+    out: list[Dim] = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise ShapeError(
+                f"shapes {show(a)} and {show(b)} do not broadcast: {x} against {y}",
+                "make the dimensions match (the same name in both annotations), "
+                "or give one of them size 1",
+            )
+    return tuple(reversed(out))
+
+
+def dot(a: Shape, b: Shape) -> Shape:
+    if not a or not b or len(a) > 2 or len(b) > 2:
+        raise ShapeError(
+            f"a matrix product of shapes {show(a)} and {show(b)} is not supported",
+            "multiply vectors and matrices (1 or 2 dimensions); use * for scalars",
+        )
+    inner_a, inner_b = a[-1], b[0]
+    if inner_a != inner_b:
+        raise ShapeError(
+            f"the matrix product of {show(a)} and {show(b)} needs {inner_a} == {inner_b}",
+            "check the order of the factors, or transpose one with .T",
+        )
+    return a[:-1] + b[1:]
+
+
+def normalize_axis(axis, ndim: int) -> tuple[int, ...] | None:
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for ax in axes:
+        if not -ndim <= ax < ndim:
+            raise ShapeError(
+                f"axis {ax} is out of range for an array of {ndim} dimension(s)",
+                f"use an axis from 0 to {ndim - 1}",
+            )
+        out.append(ax % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError("an axis is repeated", "name each axis once")
+    return tuple(sorted(out))
+
+
+def reduce(shape: Shape, axis: tuple[int, ...] | None, keepdims: bool) -> Shape:
+    axes = range(len(shape)) if axis is None else axis
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def reshape(shape: Shape, target: list[Dim | None]) -> Shape:
+    """``target`` lists the new dimensions, None for the one -1."""
+    if target.count(None) > 1:
+        raise ShapeError("reshape has more than one -1", "give every dimension but one")
+    total_c, total_n = _factors(multiply(shape))
+    known_c, known_n = _factors(multiply([d for d in target if d is not None]))
+    rest_n = list(total_n)
+    for n in known_n:
+        if n not in rest_n:
+            raise ShapeError(
+                f"cannot reshape {show(shape)} to {show(tuple('-1' if d is None else d for d in target))}",
+                "the new dimensions must multiply to the same size",
+            )
+        rest_n.remove(n)
+    if known_c == 0 or total_c % known_c:
+        raise ShapeError(
+            f"cannot reshape {show(shape)} to {show(tuple('-1' if d is None else d for d in target))}",
+            "the new dimensions must multiply to the same size",
+        )
+    rest = _dim(total_c // known_c, rest_n)
+    if None not in target and rest != 1:
+        raise ShapeError(
+            f"cannot reshape {show(shape)} to {show(tuple(target))}",
+            "the new dimensions must multiply to the same size (or use -1 for the rest)",
+        )
+    return tuple(rest if d is None else d for d in target)
+
+
+def size(shape: Shape, sizes: dict[str, int]) -> tuple[int, ...]:
+    """The concrete shape for given sizes of the named dimensions."""
+    out = []
+    for d in shape:
+        c, names = _factors(d)
+        out.append(c * prod(sizes[n] for n in names))
+    return tuple(out)
+
+
+def names_in(shape: Shape) -> list[str]:
+    found: list[str] = []
+    for d in shape:
+        for n in _factors(d)[1]:
+            if n not in found:
+                found.append(n)
+    return found
