@@ -481,6 +481,11 @@ def explain_backward(
 ) -> Explanation:
     """Explain one generated backward, at the point ``values`` or symbolically (None)."""
     program = backward.program
+    if program.numpy:
+        raise program.error(
+            f"`{program.name}` is array code; the teaching aid explains scalar functions only",
+            "generate its backward with `stagegen FILE.py`, or explain a scalar version",
+        )
     point = bind_point(program, values) if values is not None else None
     env: dict | None = None
     if point is not None:

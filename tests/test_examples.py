@@ -13,6 +13,10 @@ from stagegen.cli import main as cli_main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SOURCES = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.endswith("_backward.py"))
+# The NumPy layers of issue 6, with their goldens beside them.
+LAYERS = sorted(
+    p for p in (EXAMPLES / "layers").glob("*.py") if not p.name.endswith("_backward.py")
+)
 
 
 def regenerate_options(golden: str) -> dict:
@@ -34,14 +38,14 @@ def regenerate_options(golden: str) -> dict:
 
 
 def test_every_example_has_a_golden():
-    assert len(SOURCES) >= 6
-    missing = [p.name for p in SOURCES if not (EXAMPLES / f"{p.stem}_backward.py").exists()]
+    assert len(SOURCES) >= 6 and len(LAYERS) >= 7
+    missing = [p.name for p in SOURCES + LAYERS if not (p.parent / f"{p.stem}_backward.py").exists()]
     assert not missing
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+@pytest.mark.parametrize("source", SOURCES + LAYERS, ids=lambda p: p.name)
 def test_golden_is_current(source):
-    golden = (EXAMPLES / f"{source.stem}_backward.py").read_text(encoding="utf-8")
+    golden = (source.parent / f"{source.stem}_backward.py").read_text(encoding="utf-8")
     options = regenerate_options(golden)
     text = stagegen.generate(source.read_text(encoding="utf-8"), filename=str(source), **options)
     assert (

@@ -10,9 +10,9 @@ scattered with ``np.add.at``, which adds where indices repeat.
 from __future__ import annotations
 
 from ..emit import RenderedFunction, _comment, _shorten
-from ..expr import Expr, Var, transform, walk
+from ..expr import Expr, Var, walk
 from ..reverse import Backward
-from .ir import ArrayPrinter, BroadcastTo, Copy, Dim, FullSlice, Index, NewAxis, Reshape, ShapeRead, Transpose, Zeros
+from .ir import transform_array, ArrayPrinter, BroadcastTo, Copy, Dim, FullSlice, Index, NewAxis, Reshape, ShapeRead, Transpose, Zeros
 from .reverse import Scatter, dims
 
 
@@ -58,6 +58,8 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
                     parts.append((f"{name} = ", Zeros(value.shape), st.stage))
                 parts.append((f"{np_name}.add.at({name}, ", value, st.stage))
             else:
+                if st.accumulate and isinstance(value, BroadcastTo):
+                    value = value.operand  # += broadcasts into the full-shaped gradient
                 if not st.accumulate and name in accumulated and _may_alias(value):
                     value = Copy(value)  # += below must not write into another array
                 parts.append((f"{name} {'+=' if st.accumulate else '='} ", value, st.stage))
@@ -87,8 +89,13 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
             if isinstance(d, str) and "*" not in d and d not in where:
                 where[d] = (q.name, k)
     replace: dict[Expr, Expr] = {}
+    for stage in b.replay:  # the user's own `n = x.shape[0]`, when it is replayed anyway
+        if isinstance(stage.expr, ShapeRead) and Dim(str(p.types[stage.target].value)) not in replace:
+            replace[Dim(str(p.types[stage.target].value))] = Var(stage.target)
     bound_by_param: dict[str, list[tuple[int, str]]] = {}
     for d in used:
+        if Dim(d) in replace:
+            continue
         if d not in where:
             raise AssertionError(f"dimension {d} is not read from any parameter")
         param, k = where[d]
@@ -107,12 +114,12 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
 
     def show(e: Expr, with_printer=printer) -> str:
         if replace:
-            e = transform(e, lambda n: replace.get(n) if isinstance(n, Dim) else None)
+            e = transform_array(e, lambda n: replace.get(n) if isinstance(n, Dim) else None)
         return with_printer(e)
 
     if upstream_shape:
         shape_text = printer._tuple(
-            [transform(d, lambda n: replace.get(n) if isinstance(n, Dim) else None) for d in upstream_shape]
+            [transform_array(d, lambda n: replace.get(n) if isinstance(n, Dim) else None) for d in upstream_shape]
         )
         setup.append(f"{b.upstream} = {np_name}.broadcast_to({b.upstream}, {shape_text})")
 

@@ -160,7 +160,32 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return ShapeRead(kids[0], e.axis)
     if isinstance(e, Arange):
         return Arange(kids[0])
+    if isinstance(e, BroadcastTo):
+        b = BroadcastTo(kids[0], tuple(kids[1:]))
+        if hasattr(e, "shape_key"):
+            object.__setattr__(b, "shape_key", e.shape_key)
+        return b
+    if isinstance(e, Zeros):
+        return Zeros(tuple(kids))
+    if isinstance(e, Outer):
+        return Outer(kids[0], kids[1])
+    if isinstance(e, Copy):
+        return Copy(kids[0])
+    if hasattr(e, "rebuilt"):
+        return e.rebuilt(kids)
     return rebuild(e, kids)
+
+
+def transform_array(e: Expr, fn) -> Expr:
+    """``expr.transform`` for array expressions: rebuild top-down, replacing where fn says."""
+    replaced = fn(e)
+    if replaced is not None:
+        return replaced
+    kids = e.children()
+    if not kids:
+        return e
+    new = tuple(transform_array(k, fn) for k in kids)
+    return e if new == kids else rebuild_array(e, new)
 
 
 class ArrayPrinter(Printer):

@@ -41,6 +41,10 @@ class Scatter(Expr):
     def children(self):
         return (*self.shape, *self.items, self.values)
 
+    def rebuilt(self, kids) -> "Scatter":
+        n, m = len(self.shape), len(self.items)
+        return Scatter(tuple(kids[:n]), tuple(kids[n : n + m]), kids[n + m])
+
 
 def dims(shape: Shape) -> tuple[Expr, ...]:
     """A symbolic shape as expressions the generated code can print: N, D, H*W, 3."""
