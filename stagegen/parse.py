@@ -995,6 +995,9 @@ def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     """A function whose parameters carry shape annotations (``x: "N, D"``) is array code."""
     args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
     return any(
-        isinstance(a.annotation, ast.Constant) and isinstance(a.annotation.value, str)
+        (isinstance(a.annotation, ast.Constant) and isinstance(a.annotation.value, str))
+        # np.ndarray, numpy.ndarray, NDArray: array code, whose reader asks for the shape
+        or (a.annotation is not None and "ndarray" in ast.unparse(a.annotation).lower())
+        or (isinstance(a.annotation, ast.Name) and a.annotation.id == "NDArray")
         for a in args
     )

@@ -15,7 +15,7 @@ Sections:
   3. the array language beyond the examples, one small function per feature;
   4. bad input: located errors with a hint, through the API and the CLI (exit 2, no file);
   5. the generated module: NumPy only, deterministic (also across hash seeds);
-  6. bugs found while writing this file, as strict xfails (see their reasons).
+  6. regressions: bugs found while writing this file, fixed in the core.
 """
 
 import ast
@@ -1054,7 +1054,7 @@ ERRORS = [
         ["numpy is not imported"],
         [],
     ),
-    ("returns a mask", module('x: "N, D"', "out = x > 0"), (3, 1), ["mask"], []),
+    ("returns a mask", module('x: "N, D"', "out = x > 0"), (5, 12), ["mask"], []),
     (
         "--split",
         module('x: "N, D"', "out = np.exp(x) * x"),
@@ -1239,7 +1239,7 @@ def test_generation_is_deterministic_across_hash_seeds():
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. Bugs found while writing this file (strict xfails: they pass once the core is fixed)
+# 6. Regressions: bugs found while writing this file, now fixed in the core
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1265,24 +1265,12 @@ ARANGE_OF_SHAPE = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a float parameter whose name appears inside an index (np.arange(x.shape[0])) "
-    "is classified as integer labels: its gradient is silently dropped (the backward returns "
-    "None) or a later use fails with 'max of integers or a mask'",
-)
 @pytest.mark.parametrize("source", ARANGE_OF_SHAPE, ids=["gather-only", "softmax"])
 def test_arange_of_a_shape_read_inside_an_index(source):
     rng = seeded("arange-inline")
     check_source(source, [rng.normal(size=(4, 3)), np.array([0, 2, 2, 1])])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (wrong gradient at ties): the gradient of np.max / .max() goes in full to EVERY "
-    "tied maximum ((x == out) * dout), so it sums to k * dout for k ties; f(x + t) = f(x) + t, "
-    "so any gradient must sum to dout (scalar max() and np.maximum give a tie to one input)",
-)
 @pytest.mark.parametrize(
     "body,x",
     [
@@ -1300,11 +1288,6 @@ def test_max_reduction_gradient_at_ties_sums_to_the_upstream(body, x):
     np.testing.assert_allclose(per_row, np.ones_like(per_row), err_msg=text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (error message): x.shape[-1] is refused with 'a shape index must be a "
-    "constant', but -1 is a constant (the reader's own range check allows negative axes)",
-)
 def test_negative_shape_index():
     rng = seeded("shape-negative")
     check_source(
@@ -1319,11 +1302,6 @@ def test_negative_shape_index():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (error location): 'an index array reads an expression, not a named value' is "
-    "located at the statement (col 5, no source line shown), not at the indexed expression",
-)
 def test_compound_index_error_points_at_the_expression():
     source = (
         'import numpy as np\n\ndef f(x: "N, C", y: "N"):\n    n = x.shape[0]\n'
@@ -1331,15 +1309,11 @@ def test_compound_index_error_points_at_the_expression():
     )
     with pytest.raises(stagegen.StagegenError) as info:
         stagegen.generate(source)
-    assert (info.value.line, info.value.col) == (5, 11)
+    # at the indexed expression: the parenthesis, or the expression inside it
+    assert info.value.line == 5 and info.value.col in (11, 12)
     assert info.value.source_line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (error location): 'returns a mask' points at the def line, not at the "
-    "returned mask",
-)
 def test_returned_mask_error_points_at_the_return():
     source = 'import numpy as np\n\ndef f(x: "N, D"):\n    out = x > 0\n    return out\n'
     with pytest.raises(stagegen.StagegenError) as info:
@@ -1347,11 +1321,6 @@ def test_returned_mask_error_points_at_the_return():
     assert info.value.line in (4, 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a function whose only annotation is `x: np.ndarray` is read as SCALAR code "
-    "without a word; for out = x * 2 its backward returns the number 2.0 as dx, not an array",
-)
 def test_ndarray_annotation_alone_is_refused():
     with pytest.raises(stagegen.StagegenError):
         stagegen.generate(

@@ -24,7 +24,10 @@ def softmax_loss_backward(x, y, dloss=1.0):
         dlog_z / np.sum(np.exp(shifted), axis=1, keepdims=True)
     )  # (2)
     # backprop shifted = x - np.max(x, axis=1, keepdims=True)
-    dx = dshifted - (x == np.max(x, axis=1, keepdims=True)) * dshifted.sum(
+    dx = dshifted - (
+        (x == np.max(x, axis=1, keepdims=True))
+        / (x == np.max(x, axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+    ) * dshifted.sum(
         axis=1, keepdims=True
     )  # (1)
     return dx

@@ -29,7 +29,10 @@ def two_layer_loss_backward(X, y, W1, b1, W2, b2, reg=0.0, dloss=1.0):
         / np.exp(shifted).sum(axis=1, keepdims=True)
     )  # (4)
     # backprop shifted = scores - scores.max(axis=1, keepdims=True)
-    dscores = dshifted - (scores == scores.max(axis=1, keepdims=True)) * dshifted.sum(
+    dscores = dshifted - (
+        (scores == scores.max(axis=1, keepdims=True))
+        / (scores == scores.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+    ) * dshifted.sum(
         axis=1, keepdims=True
     )  # (3)
     # backprop scores = hidden @ W2 + b2

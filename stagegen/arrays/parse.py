@@ -118,7 +118,16 @@ class ArrayReader(FunctionReader):
     def _return(self, stmt):
         if isinstance(stmt.value, ast.Name) and stmt.value.id in self.np_names:
             raise self.src.error(stmt.value, "the numpy module is returned", "return an array")
-        return super()._return(stmt)
+        output, name = super()._return(stmt)
+        kind = self.var_types[output.name].kind if output.name in self.var_types else "float"
+        if kind != "float":
+            raise self.src.error(
+                stmt.value,
+                f"`{self.fn.name}` returns {'a mask' if kind == 'bool' else 'integers'}, "
+                "which has no gradient",
+                "return a float value computed from the inputs",
+            )
+        return output, name
 
     # -- expressions -------------------------------------------------------------------
 
@@ -427,15 +436,19 @@ class ArrayReader(FunctionReader):
             operand = self.expr(value.value)
             t = self.type_of(operand)
             axis = node.slice
-            if not (isinstance(axis, ast.Constant) and type(axis.value) is int):
+            try:
+                k = ast.literal_eval(axis)
+            except ValueError:
+                k = None
+            if type(k) is not int:
                 raise self.src.error(axis, "a shape index must be a constant", "write `x.shape[0]`")
-            if not -len(t.shape) <= axis.value < len(t.shape):
+            if not -len(t.shape) <= k < len(t.shape):
                 raise self.src.error(
                     axis,
                     f"`{ast.unparse(value.value)}` has {len(t.shape)} dimension(s)",
                     f"read an axis from 0 to {len(t.shape) - 1}",
                 )
-            k = axis.value % len(t.shape)
+            k %= len(t.shape)
             dim = t.shape[k]
             return ShapeRead(operand, k), Type((), "int", dim)
         operand = self.expr(value)
@@ -461,6 +474,12 @@ class ArrayReader(FunctionReader):
                         "for a single row or column, index with an integer array of length 1",
                     )
                 items.append(e)
+        if any(_is_array(i) for i in items) and not isinstance(operand, Var):
+            raise self.src.error(
+                value,
+                "an index array reads an expression, not a named value",
+                "bind the expression to a name first, then index the name",
+            )
         try:
             shape = _index_shape(t.shape, items, [self.type_of(i).shape for i in items if _is_array(i)])
         except ShapeError as err:
@@ -509,15 +528,13 @@ def _is_number_annotation(node: ast.expr) -> bool:
 
 
 def _index_names(fn) -> set[str]:
-    """Names used inside an index (``x[np.arange(n), y]``): integer labels, never differentiated."""
+    """Names written as an index item (the ``y`` of ``x[np.arange(n), y]``): integer labels,
+    never differentiated. Names deeper inside an item (``np.arange(x.shape[0])``) are not."""
     found = set()
     for node in ast.walk(fn):
-        if isinstance(node, ast.Subscript) and not (
-            isinstance(node.value, ast.Attribute) and node.value.attr == "shape"
-        ):
-            for n in ast.walk(node.slice):
-                if isinstance(n, ast.Name):
-                    found.add(n.id)
+        if isinstance(node, ast.Subscript):
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            found.update(i.id for i in items if isinstance(i, ast.Name))
     return found
 
 

@@ -241,7 +241,11 @@ class _Rules:
                 peak = value
             else:
                 peak = Reduce("max", x, node.axis, True, "method")
-            down(x, mul(Compare("==", x, peak), expanded))
+            # Tied maxima share the gradient equally (the average of the subgradients), so
+            # the gradient still sums to the upstream one: max(x + t) = max(x) + t.
+            at_peak = Compare("==", x, peak)
+            ties = Reduce("sum", at_peak, node.axis, True, "method")
+            down(x, mul(div(at_peak, ties), expanded))
 
     def _index(self, node: Index, g: Expr, down, sink) -> None:
         x = node.operand
