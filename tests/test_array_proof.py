@@ -291,12 +291,6 @@ def aug(x: "N", w: "N"):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="core bug: an augmented assignment (s += x) in array code crashes the array reader "
-    "(KeyError in ArrayReader._bind: the scalar reader builds the Bin without typing it)",
-)
 def test_augmented_assignment_in_array_code():
     [f] = stagegen.verify(AUGMENTED).functions
     assert len(f.points) == 10

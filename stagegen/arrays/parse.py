@@ -112,6 +112,11 @@ class ArrayReader(FunctionReader):
         return params
 
     def _bind(self, target, value, stmt) -> None:
+        if value not in self.types and isinstance(value, Bin):
+            # `s += x`: the scalar reader builds the Bin itself; type it here.
+            if isinstance(value.left, Var):
+                self.types.setdefault(value.left, self.var_types[value.left.name])
+            self.types[value] = self._elementwise(stmt, value.op, value.left, value.right)
         super()._bind(target, value, stmt)
         self.var_types[self.stages[-1].target] = self.types[value]
 
