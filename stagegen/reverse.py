@@ -137,6 +137,29 @@ def _shared_input(stage: Stage, active: set[Leaf]) -> tuple[str, Expr, dict] | N
     return gate.name, adjoint, factors
 
 
+def name_gradients(
+    program: Program, wrt_names: list[str], also_taken: set[str] = frozenset()
+) -> tuple[_GradientNames, str]:
+    """The gradient names: the upstream's first (it is part of the signature), then the
+    requested parameters'; stages get theirs as the sweep reaches them."""
+    stages = program.stages
+    taken = set(program.user_names) | {p.name for p in program.params} | {s.target for s in stages}
+    shown = {st.target: f"`{st.user_name or st.target}`" for st in stages}
+    if not program.returned_name:
+        shown[program.output.name] = "the returned value"
+    names = _GradientNames(program.name, taken | set(also_taken), shown)
+    upstream = names.assign(
+        program.output.name,
+        f"d{program.returned_name or 'out'}",
+        program.returned_name or "out",
+        what="the upstream gradient",
+    )
+    for p in program.params:
+        if p.name in wrt_names:
+            names.assign(p.name)
+    return names, upstream
+
+
 def resolve_wrt(program: Program, wrt) -> list[str]:
     names = [p.name for p in program.params]
     if wrt is None:
@@ -186,21 +209,7 @@ def differentiate(program: Program, wrt=None) -> Backward:
         if any(leaf in active for leaf in locals_of.get(stage.target, ())):
             active.add(Var(stage.target))
 
-    # Gradient names: the upstream first (it is part of the signature), then every value.
-    taken = set(program.user_names) | {p.name for p in program.params} | {s.target for s in stages}
-    shown = {st.target: f"`{st.user_name or st.target}`" for st in stages}
-    if not program.returned_name:
-        shown[output] = "the returned value"
-    names = _GradientNames(program.name, taken, shown)
-    upstream = names.assign(
-        output,
-        f"d{program.returned_name or 'out'}",
-        program.returned_name or "out",
-        what="the upstream gradient",
-    )
-    for p in program.params:
-        if p.name in wrt_names:
-            names.assign(p.name)
+    names, upstream = name_gradients(program, wrt_names)
 
     blocks: list[Block] = []
     written: set[Leaf] = set()

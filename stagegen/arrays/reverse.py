@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, add, div, leaves, mul, neg, num, power, sub
 from ..program import Program, Stage
-from ..reverse import Backward, Block, GradStatement, _GradientNames, _with_inputs, resolve_wrt
+from ..reverse import Backward, Block, GradStatement, _with_inputs, name_gradients, resolve_wrt
 from .ir import (
     Arange,
     BroadcastTo,
@@ -330,20 +330,8 @@ def differentiate_arrays(program: Program, wrt=None) -> Backward:
         ):
             active.add(Var(stage.target))
 
-    taken = set(program.user_names) | {p.name for p in program.params} | {s.target for s in stages}
-    taken |= {d for p in program.params if p.shape for d in _dim_names(p.shape)}
-    shown = {st.target: f"`{st.user_name or st.target}`" for st in stages}
-    if not program.returned_name:
-        shown[output] = "the returned value"
-    names = _GradientNames(program.name, taken, shown)
-    upstream = names.assign(
-        output,
-        f"d{program.returned_name or 'out'}",
-        program.returned_name or "out",
-        what="the upstream gradient",
-    )
-    for n in wrt_names:
-        names.assign(n)
+    dimensions = {d for p in program.params if p.shape for d in _dim_names(p.shape)}
+    names, upstream = name_gradients(program, wrt_names, dimensions)
 
     blocks: list[Block] = []
     written: set[str] = set()

@@ -58,7 +58,16 @@ REPEAT, QUICK_REPEAT = 7, 3
 RTOL = 1e-7  # agreement with the hand-written gradient
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "layers"
+def _examples() -> Path:
+    """examples/layers/ of a source checkout: beside the package, or (after a plain
+    `pip install .`, where the package lives in site-packages) under the working directory."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "examples" / "layers" / "two_layer_net.py").is_file():
+            return root / "examples" / "layers"
+    return Path(__file__).resolve().parents[2] / "examples" / "layers"
+
+
+EXAMPLES = _examples()
 FORWARD_PATH = EXAMPLES / "two_layer_net.py"
 BACKWARD_PATH = EXAMPLES / "two_layer_net_backward.py"
 FORWARD_NAME = "two_layer_loss"
