@@ -137,9 +137,6 @@ class Copy(Expr):
         return (self.operand,)
 
 
-# Which nodes are differentiable functions of their array operand (the rest are integer
-# arithmetic, masks and shapes, which carry no gradient).
-NOT_DIFFERENTIABLE = (ShapeRead, Arange, Dim)
 
 
 def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
@@ -278,7 +275,6 @@ __all__ = [
     "FullSlice",
     "Index",
     "NewAxis",
-    "NOT_DIFFERENTIABLE",
     "Outer",
     "Reduce",
     "Reshape",

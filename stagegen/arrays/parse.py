@@ -13,13 +13,12 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var
+from ..expr import Bin, Call, Compare, Expr, Neg, Var
 from ..parse import _BINOPS, FunctionReader
 from ..program import Param, Program
 from . import shapes
 from .ir import (
     Arange,
-    Dim,
     Dot,
     FullSlice,
     Index,
@@ -520,11 +519,9 @@ def _index_shape(shape: Shape, items: list[Expr], array_shapes: list[Shape]) -> 
         )
     if arrays != list(range(arrays[0], arrays[-1] + 1)):
         raise ShapeError("index arrays must be next to each other", "reorder the axes first")
-    indexed = shape[arrays[0] : arrays[-1] + 1]
     broadcast: Shape = ()
     for s in array_shapes:
         broadcast = shapes.broadcast(broadcast, s)
-    del indexed
     return shape[: arrays[0]] + broadcast + shape[arrays[-1] + 1 :]
 
 
@@ -542,5 +539,3 @@ def _index_names(fn) -> set[str]:
             found.update(i.id for i in items if isinstance(i, ast.Name))
     return found
 
-
-__all__ = ["ArrayReader", "Dim", "Type", "Var"]

@@ -13,7 +13,6 @@ from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, add, div, leaves, mu
 from ..program import Program, Stage
 from ..reverse import Backward, Block, GradStatement, _with_inputs, name_gradients, resolve_wrt
 from .ir import (
-    Arange,
     BroadcastTo,
     Dim,
     Dot,
@@ -23,7 +22,6 @@ from .ir import (
     Outer,
     Reduce,
     Reshape,
-    ShapeRead,
     Transpose,
 )
 from .shapes import Shape, _factors
@@ -96,12 +94,9 @@ class _Rules:
 
     def scaled(self, factor: Expr, g: Expr, factor_shape: Shape) -> Expr:
         """factor * g; a broadcast g needs no broadcast_to when the factor has its full shape."""
-        if isinstance(g, BroadcastTo) and factor_shape == self._broadcast_shape(g):
+        if isinstance(g, BroadcastTo) and factor_shape == g.shape_key:
             g = g.operand
         return mul(factor, g)
-
-    def _broadcast_shape(self, g: BroadcastTo) -> tuple:
-        return g.shape_key
 
     def broadcast_to(self, g: Expr, shape: Shape) -> Expr:
         b = BroadcastTo(g, dims(shape))
@@ -143,7 +138,7 @@ class _Rules:
                 elementwise(a, self.scaled(b, g, self.shape(b)))
                 elementwise(b, self.scaled(a, g, self.shape(a)))
             elif node.op == "/":
-                elementwise(a, self._over(g, b))
+                elementwise(a, div(g, b))
                 elementwise(b, mul(div(neg(a), power(b, Num(2))), g))
             elif node.op == "**":
                 exponent = _number(b)
@@ -168,9 +163,6 @@ class _Rules:
             self._index(node, g, down, sink)
         else:
             raise TypeError(f"no gradient rule for {node!r}")
-
-    def _over(self, g: Expr, b: Expr) -> Expr:
-        return div(g, b)
 
     def _call(self, node: Call, g: Expr, value: Expr, elementwise) -> None:
         fn, args = node.fn, node.args
@@ -429,5 +421,3 @@ def _located(program: Program, stage: Stage, message: str, hint: str):
 
     return StagegenError(message, hint, filename=program.filename, line=stage.line, col=stage.col)
 
-
-__all__ = ["Scatter", "differentiate_arrays", "dims", "Arange", "ShapeRead"]
