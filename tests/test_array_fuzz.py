@@ -1,0 +1,1030 @@
+"""Random array programs: the generated backward against float64 central differences.
+
+A seeded generator (below) writes well-shaped NumPy forward functions over the array language of
+the README: parameters ``x: "N, D"`` (always), ``w: "D, M"``, ``v: "D"``, ``r: "1, D"``,
+``c: "N, 1"``, ``b: "M"``, ``u: "N"``, a plain number ``s`` and integer labels ``y: "N"``;
+elementwise ``+ - * / **`` with broadcasting among all those shapes and numbers; ``np.exp``,
+``log``, ``sqrt``, ``tanh``, ``abs``, ``maximum``, ``minimum``; ``sum``/``mean``/``max`` with
+``axis`` (None, 0, 1, -1, a tuple; by keyword or by position) and ``keepdims``, as methods and
+as ``np.`` functions; products ``@``, ``.dot``, ``np.dot`` (matrix and vector, chains, a
+parenthesised sub-product on the right, products inside elementwise expressions and under a
+reduction); ``.T``, ``np.transpose``, ``.reshape``/``np.reshape``; gathers ``x[np.arange(n), y]``
+and ``v[y]``; masks ``(h > 0) * g``; ``a[:, None]``; forks, re-assigned names, ``+=``/``-=`` on a
+fresh intermediate, gradients that are identically zero (``0.0 * a``, ``a - a``, ``a ** 0``,
+``t -= t``); the output a number or an array. Operands are kept in their domains (``/`` and
+``np.log`` of positive values such as ``(1.0 + a * a)``) and magnitudes are tracked, so that a
+value that may have grown is passed through ``np.tanh`` before it is reused.
+
+Each program goes through ``stagegen.generate`` (the module as written, not only what the proof
+accepts), and its backward runs at two size draws (N, D, M distinct first, then any sizes from 1
+to 4, so size-1 dimensions occur) on random inputs, with the default upstream and a random one.
+The reference shares no code with stagegen: the program text itself is executed with real NumPy
+and differenced in float64 (the gradient of ``sum(out * upstream)``, step 1e-5; an element that
+disagrees is retried with other steps, and a point where the one-sided differences disagree, a
+kink, is skipped). Shapes must be equal exactly; values within ``RTOL`` of the larger of the
+parameter's gradient and a thousandth of the largest gradient. The backward must modify neither
+its inputs nor its upstream. On a subset, ``stagegen.verify`` must agree with that verdict.
+
+Three constructs may be refused with a ``StagegenError`` (``+=`` on an alias of a value, ``+=``
+on a parameter, re-assignment of a parameter); a ``+=`` that would need to grow its target (which
+NumPy refuses) must be refused. Anything else refused, any other exception, from ``generate``, the
+generated module or its backward, is a failure. All failures are collected and reported with the
+seed, the sizes and the program; ``test_array_fuzz_is_not_vacuous`` checks that most programs
+were accepted and checked, and that every construct was generated and accepted at least once.
+
+Size: ``DEFAULT_EXAMPLES`` programs in every run (seeds 0, 1, 2, ...: deterministic). On demand:
+
+    STAGEGEN_FUZZ_EXAMPLES=5000 pytest -p no:cacheprovider tests/test_array_fuzz.py -s
+
+(``STAGEGEN_ARRAY_FUZZ_EXAMPLES`` overrides it for this file alone.) The on-demand run starts at a
+random seed unless ``STAGEGEN_ARRAY_FUZZ_SEED`` is set, prints it and its progress (with ``-s``),
+and verifies one program in twenty. Program k of a run has seed ``SEED + k``; to replay one:
+
+    STAGEGEN_ARRAY_FUZZ_SEED=1234 STAGEGEN_ARRAY_FUZZ_EXAMPLES=1 pytest tests/test_array_fuzz.py -s
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+np = pytest.importorskip("numpy")
+
+import stagegen  # noqa: E402
+from stagegen.api import load_backward_module  # noqa: E402
+
+_EXAMPLES_ENV = os.environ.get("STAGEGEN_ARRAY_FUZZ_EXAMPLES") or os.environ.get(
+    "STAGEGEN_FUZZ_EXAMPLES"
+)
+FUZZ_EXAMPLES = int(_EXAMPLES_ENV or 0)
+ON_DEMAND = FUZZ_EXAMPLES > 0
+DEFAULT_EXAMPLES = 300
+EXAMPLES = FUZZ_EXAMPLES if ON_DEMAND else DEFAULT_EXAMPLES
+_SEED_ENV = os.environ.get("STAGEGEN_ARRAY_FUZZ_SEED")
+SEED = int(_SEED_ENV) if _SEED_ENV else (random.SystemRandom().randrange(10**9) if ON_DEMAND else 0)
+VERIFY_EXAMPLES = max(10, EXAMPLES // 20) if ON_DEMAND else 6
+VERIFY_SEED_OFFSET = 10**9  # the verified programs are other programs than the fuzzed ones
+PROGRESS_EVERY = 250
+
+H = 1e-5  # the central-difference step
+RETRY_STEPS = (1e-3, 1e-4, 1e-6, 1e-7)  # an element that disagrees is tried with these too
+KINK_STEPS = (1e-6, 1e-7)  # one-sided differences at these steps tell a kink
+RTOL = 1e-5
+KINK_RTOL = 1e-3
+TAME = 8.0  # a value whose bound exceeds this goes through np.tanh before it is reused
+MAX_SIZE = 4
+
+# Python's precedence levels, as far as the generator needs them
+CMP, ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5, 6
+
+PARAMS = {  # name -> shape (dimension names or 1); () for a plain number
+    "x": ("N", "D"),
+    "w": ("D", "M"),
+    "v": ("D",),
+    "r": (1, "D"),
+    "c": ("N", 1),
+    "b": ("M",),
+    "u": ("N",),
+    "s": (),
+}
+LABELS = "y"  # y: "N", integers in range(D)
+
+MAY_REFUSE = {"alias-augmented", "param-augmented", "reassign-parameter"}
+MUST_REFUSE = "grow-augmented"
+
+CONSTRUCTS = {
+    *(f"ew:{op}" for op in "+-*/"),
+    *(f"pow:{e}" for e in ("2", "3", "0.5", "-1", "1.5", "param")),
+    *("exp", "log", "sqrt", "tanh", "abs", "neg", "maximum", "minimum", "max/min-constant"),
+    *("broadcast", "scalar-literal", "scalar-param", "tamed", "redundant-parens"),
+    *(f"reduce:{fn}" for fn in ("sum", "mean", "max")),
+    *("reduce:method", "reduce:np", "axis:None", "axis:0", "axis:1", "axis:-1", "axis:tuple"),
+    *("axis:positional", "keepdims:True", "keepdims:False"),
+    *("matmul:@", "matmul:.dot", "matmul:np.dot", "matmul:chain", "matmul:parenthesised-right"),
+    *("matmul:mat-mat", "matmul:mat-vec", "matmul:vec-mat", "matmul:vec-vec"),
+    *("product-in-elementwise", "reduce-of-product"),
+    *(".T", "np.transpose", "reshape:-1", "reshape:flatten", "reshape:column", "reshape:row"),
+    *("np.reshape", "gather:arange-n", "gather:arange-shape", "gather:vector", "mask"),
+    *("newaxis:column", "newaxis:row", "fork", "fork-in-expression", "reassign"),
+    *("augmented:+=", "augmented:-=", "zero:0.0*", "zero:a-a", "zero:**0", "zero:t-=t"),
+    *("return:name", "return:scalar-expression", "return:array-expression", "return:parameter"),
+    *("output:scalar", "output:array", "wrt", "labels"),
+    *MAY_REFUSE,
+    MUST_REFUSE,
+}
+
+
+# ---------------------------------------------------------------------------- the generator
+
+
+@dataclass(frozen=True)
+class Val:
+    """An expression: its text, symbolic shape, a bound on its magnitude, a lower bound when it
+    is known to be positive, its precedence, and what kind of operation it is at the top."""
+
+    text: str
+    shape: tuple
+    bound: float
+    lo: float = 0.0  # > 0: the value is at least this
+    prec: int = ATOM
+    kind: str = "name"
+    name: str | None = None  # a plain name
+
+    def at(self, level: int) -> str:
+        """The text as an operand that needs precedence ``level`` or higher."""
+        return self.text if self.prec >= level else f"({self.text})"
+
+
+def broadcast(a: tuple, b: tuple):
+    """The broadcast of two symbolic shapes, or None when NumPy would not broadcast them for
+    every size of the dimensions."""
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + tuple(a)
+    b = (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for p, q in zip(a, b):
+        if p == q or q == 1:
+            out.append(p)
+        elif p == 1:
+            out.append(q)
+        else:
+            return None
+    return tuple(out)
+
+
+@dataclass
+class Program:
+    seed: int
+    source: str
+    params: list[str]
+    wrt: list[str] | None
+    statements: int
+    features: set[str] = field(default_factory=set)
+
+    @property
+    def must_refuse(self) -> bool:
+        return MUST_REFUSE in self.features
+
+    @property
+    def may_refuse(self) -> bool:
+        return bool(self.features & MAY_REFUSE)
+
+
+class Builder:
+    """Writes one forward function ``f`` from a seeded random.Random."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.features: set[str] = set()
+        others = [p for p in PARAMS if p != "x" and rng.random() < 0.45]
+        self.params = ["x"] + others
+        if rng.random() < 0.3:  # dropped again if no gather reads it (then it is no label)
+            self.params.append(LABELS)
+        rng.shuffle(self.params)
+        self.env: dict[str, Val] = {
+            p: Val(p, PARAMS[p], 1.5, name=p) for p in self.params if p != LABELS
+        }
+        self.fresh: set[str] = set()  # stage names holding an array no other name sees
+        self.stages: list[str] = []
+        self.lines: list[str] = []
+        self.header: list[str] = []
+        self.uses: Counter = Counter()
+        self.stmt_uses: Counter = Counter()
+        self.counter = 0
+        self.statements = 0
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def chance(self, p: float) -> bool:
+        return self.rng.random() < p
+
+    def feature(self, *names: str) -> None:
+        self.features.update(names)
+
+    def leaf(self, want=None) -> Val:
+        """A name from the environment (recent stages more often), tamed when it may be large."""
+        names = [n for n, v in self.env.items() if want is None or want(v)]
+        if not names:
+            return None
+        weights = [3.0 if n in self.stages[-3:] else 1.0 for n in names]
+        name = self.rng.choices(names, weights)[0]
+        self.uses[name] += 1
+        self.stmt_uses[name] += 1
+        if self.uses[name] > 1:
+            self.feature("fork")
+        if self.stmt_uses[name] > 1:
+            self.feature("fork-in-expression")
+        val = self.env[name]
+        if name == "s":
+            self.feature("scalar-param")
+        return self.tame(val)
+
+    def tame(self, val: Val) -> Val:
+        if val.bound <= TAME:
+            return val
+        self.feature("tamed")
+        return Val(f"np.tanh({val.text})", val.shape, 1.0, kind="tanh")
+
+    def number(self) -> Val:
+        self.feature("scalar-literal")
+        text = self.rng.choice(["0.5", "2.0", "1.5", "0.25", "3", "2"])
+        return Val(text, (), float(text), lo=float(text))
+
+    def maybe_parens(self, val: Val) -> Val:
+        if val.prec < ATOM and self.chance(0.06):
+            self.feature("redundant-parens")
+            return replace(val, text=f"({val.text})", prec=ATOM)
+        return val
+
+    # -- expressions ----------------------------------------------------------------------
+
+    def expr(self, depth: int) -> Val:
+        if depth <= 0 or self.chance(0.15):
+            return self.leaf()
+        kinds = {
+            self.elementwise: 30,
+            self.unary: 12,
+            self.positive_use: 12,
+            self.max_min: 6,
+            self.reduce: 10,
+            self.matmul: 12,
+            self.transpose: 4,
+            self.reshape: 3,
+            self.newaxis: 3,
+            self.gather: 5 if LABELS in self.params else 0,
+            self.mask: 5,
+            self.zero: 2,
+        }
+        makers = list(kinds)
+        for _ in range(6):
+            make = self.rng.choices(makers, [kinds[m] for m in makers])[0]
+            val = make(depth)
+            if val is not None:
+                val = self.tame(val) if val.bound > 1e3 else val
+                return self.maybe_parens(val)
+        return self.leaf()
+
+    def operand_like(self, shape: tuple, depth: int, exact: bool = False) -> Val:
+        """An operand that broadcasts with ``shape`` (to ``shape`` itself when ``exact``)."""
+
+        def fits(s):
+            out = broadcast(shape, s)
+            return out is not None and (not exact or out == tuple(shape))
+
+        if self.chance(0.15):
+            return self.number()
+        for _ in range(4):
+            val = self.expr(depth)
+            if fits(val.shape):
+                return val
+        val = self.leaf(lambda v: fits(v.shape))
+        return val if val is not None else self.number()
+
+    def elementwise(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        op = self.rng.choice("+-*/")
+        if op == "/":
+            b = self.positive(self.operand_like(a.shape, depth - 1))
+        else:
+            b = self.operand_like(a.shape, depth - 1)
+        if self.chance(0.5) and op in "+*":
+            a, b = b, a
+        shape = broadcast(a.shape, b.shape)
+        if a.shape != b.shape:
+            self.feature("broadcast")
+        if b.kind == "matmul" and op == "*":
+            self.feature("product-in-elementwise")
+        self.feature(f"ew:{op}")
+        level = ADD if op in "+-" else MUL
+        text = f"{a.at(level)} {op} {b.at(level + 1)}"
+        if op == "+":
+            bound, lo = a.bound + b.bound, a.lo + b.lo if a.lo and b.lo else 0.0
+        elif op == "-":
+            bound, lo = a.bound + b.bound, 0.0
+        elif op == "*":
+            bound, lo = a.bound * b.bound, a.lo * b.lo
+        else:
+            bound, lo = a.bound / b.lo, (a.lo / b.bound if a.lo else 0.0)
+        return Val(text, shape, bound, lo, level, kind="elementwise")
+
+    def positive(self, a: Val) -> Val:
+        """A positive value made from ``a`` (``a`` itself when it is known to be positive)."""
+        if a.lo >= 0.05:
+            return a
+        a = self.tame(a) if a.bound > 3 else a
+        forms = [
+            (f"1.0 + {a.at(MUL)} * {a.at(MUL + 1)}", 1 + a.bound**2, 1.0, ADD),
+            (f"np.abs({a.text}) + 0.5", a.bound + 0.5, 0.5, ADD),
+            (f"np.exp({a.text})", math.exp(a.bound), math.exp(-a.bound), ATOM),
+            (f"{a.at(MUL)} * {a.at(MUL + 1)} + 0.1", a.bound**2 + 0.1, 0.1, ADD),
+            (f"np.sqrt({a.at(MUL)} * {a.at(MUL + 1)} + 1.0)", math.sqrt(a.bound**2 + 1), 1.0, ATOM),
+        ]
+        text, bound, lo, prec = self.rng.choice(forms)
+        if a.name:
+            self.uses[a.name] += 1
+            self.stmt_uses[a.name] += 1
+            self.feature("fork-in-expression" if "*" in text else "fork")
+        if "np.exp" in text:
+            self.feature("exp")
+        if "np.abs" in text:
+            self.feature("abs")
+        if "np.sqrt" in text:
+            self.feature("sqrt")
+        return Val(text, a.shape, bound, lo, prec, kind="positive")
+
+    def unary(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        fn = self.rng.choice(["exp", "tanh", "abs", "neg", "log", "sqrt"])
+        self.feature(fn)
+        if fn == "exp":
+            a = self.tame(a) if a.bound > 3 else a
+            return Val(f"np.exp({a.text})", a.shape, math.exp(a.bound), math.exp(-a.bound))
+        if fn == "tanh":
+            return Val(f"np.tanh({a.text})", a.shape, 1.0, kind="tanh")
+        if fn == "abs":
+            return Val(f"np.abs({a.text})", a.shape, a.bound, kind="abs")
+        if fn == "neg":
+            return Val(f"-{a.at(UNARY)}", a.shape, a.bound, prec=UNARY, kind="neg")
+        p = self.positive(a)
+        if fn == "log":
+            bound = max(abs(math.log(p.lo)), math.log(p.bound)) + 0.1
+            return Val(f"np.log({p.text})", a.shape, bound, kind="log")
+        return Val(f"np.sqrt({p.text})", a.shape, math.sqrt(p.bound), math.sqrt(p.lo))
+
+    def positive_use(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        e = self.rng.choice(["2", "3", "0.5", "-1", "1.5", "param", "2"])
+        if e == "param" and "s" not in self.env:
+            e = "2"
+        if e == "3" and a.bound > 4:
+            a = self.tame(a)
+        if e in ("2", "3"):
+            self.feature(f"pow:{e}")
+            text = self.rng.choice([e, e + ".0"])
+            return Val(f"{a.at(ATOM)} ** {text}", a.shape, a.bound ** int(e), prec=POW, kind="pow")
+        p = self.positive(a)
+        self.feature(f"pow:{e}")
+        if e == "param":
+            self.uses["s"] += 1
+            self.stmt_uses["s"] += 1
+            self.feature("scalar-param")
+            bound = max(p.bound**1.5, p.lo**-1.5)
+            return Val(f"{p.at(ATOM)} ** s", a.shape, bound, p.lo if p.lo > 1 else 0.0, POW, "pow")
+        k = float(e)
+        bound = max(p.bound**k, p.lo**k)
+        return Val(f"{p.at(ATOM)} ** {e}", a.shape, bound, min(p.bound**k, p.lo**k), POW, "pow")
+
+    def max_min(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        fn = self.rng.choice(["maximum", "minimum"])
+        self.feature(fn)
+        if self.chance(0.35):
+            self.feature("max/min-constant")
+            k = self.rng.choice(["0", "0.5", "-0.3", "0.0"])
+            b = Val(k, (), abs(float(k)))
+        else:
+            b = self.operand_like(a.shape, depth - 1)
+        if self.chance(0.5):
+            a, b = b, a
+        lo = max(a.lo, b.lo) if fn == "maximum" else min(a.lo, b.lo)
+        shape = broadcast(a.shape, b.shape)
+        return Val(f"np.{fn}({a.text}, {b.text})", shape, max(a.bound, b.bound), lo, kind=fn)
+
+    def reduce(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        if len(a.shape) not in (1, 2):
+            return None
+        fn = self.rng.choice(["sum", "mean", "max"])
+        rank = len(a.shape)
+        axes = [None, 0, -1] + ([1, (0, 1)] if rank == 2 else [])
+        axis = self.rng.choice(axes)
+        keep = self.rng.choice([None, True, False])
+        method = self.chance(0.5)
+        self.feature(f"reduce:{fn}", "reduce:method" if method else "reduce:np")
+        self.feature("axis:tuple" if isinstance(axis, tuple) else f"axis:{axis}")
+        if keep is not None:
+            self.feature(f"keepdims:{keep}")
+        if a.kind == "matmul" and method:
+            self.feature("reduce-of-product")
+        args = []
+        if axis is not None:
+            if self.chance(0.3):
+                self.feature("axis:positional")
+                args.append(repr(axis))
+            else:
+                args.append(f"axis={axis!r}")
+        if keep is not None:
+            args.append(f"keepdims={keep}")
+        if method:
+            text = f"{a.at(ATOM)}.{fn}({', '.join(args)})"
+        else:
+            text = f"np.{fn}({', '.join([a.text] + args)})"
+        if axis is None:
+            reduced = set(range(rank))
+        elif isinstance(axis, tuple):
+            reduced = {k % rank for k in axis}
+        else:
+            reduced = {axis % rank}
+        shape = tuple(
+            1 if k in reduced else d for k, d in enumerate(a.shape) if keep or k not in reduced
+        )
+        bound = a.bound * (MAX_SIZE ** len(reduced) if fn == "sum" else 1)
+        lo = a.lo if fn != "sum" else a.lo
+        return Val(text, shape, bound, lo, kind="reduce")
+
+    def product_operands(self, left: Val):
+        """Operands b with b.shape[0] == left.shape[-1]: names and their transposes."""
+        k = left.shape[-1]
+        out = []
+        for n, v in self.env.items():
+            if len(v.shape) in (1, 2) and v.shape[0] == k:
+                out.append(v)
+            if len(v.shape) == 2 and v.shape[1] == k:
+                out.append(Val(f"{n}.T", v.shape[::-1], v.bound, kind="transpose", name=n))
+        return out
+
+    def product(self, a: Val, b: Val) -> Val:
+        if len(a.shape) == 2 and len(b.shape) == 2:
+            shape, what = (a.shape[0], b.shape[1]), "mat-mat"
+        elif len(a.shape) == 2:
+            shape, what = (a.shape[0],), "mat-vec"
+        elif len(b.shape) == 2:
+            shape, what = (b.shape[1],), "vec-mat"
+        else:
+            shape, what = (), "vec-vec"
+        spelling = self.rng.choice(["@", "@", ".dot", "np.dot"])
+        self.feature(f"matmul:{spelling}", f"matmul:{what}")
+        bound = a.bound * b.bound * MAX_SIZE
+        if spelling == "@":
+            if b.kind == "matmul" and b.prec == MUL:
+                self.feature("matmul:parenthesised-right")
+            return Val(f"{a.at(MUL)} @ {b.at(MUL + 1)}", shape, bound, prec=MUL, kind="matmul")
+        if spelling == ".dot":
+            return Val(f"{a.at(ATOM)}.dot({b.text})", shape, bound, kind="matmul")
+        return Val(f"np.dot({a.text}, {b.text})", shape, bound, kind="matmul")
+
+    def pick_operand(self, left: Val):
+        choices = self.product_operands(left)
+        if not choices:
+            return None
+        b = self.rng.choice(choices)
+        if b.name:
+            self.uses[b.name] += 1
+            self.stmt_uses[b.name] += 1
+            if self.uses[b.name] > 1:
+                self.feature("fork")
+        if b.kind == "transpose":
+            self.feature(".T")
+        return self.tame(b)
+
+    def matmul(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        if len(a.shape) not in (1, 2):
+            a = self.leaf(lambda v: len(v.shape) in (1, 2))
+        b = self.pick_operand(a)
+        if b is None:
+            return None
+        if len(b.shape) == 2 and self.chance(0.3):  # a sub-product on the right: a @ (b @ c)
+            c = self.pick_operand(b)
+            if c is not None:
+                b = self.product(b, c)
+        val = self.product(a, b)
+        if len(val.shape) in (1, 2) and self.chance(0.25):  # a chain: a @ b @ c
+            c = self.pick_operand(val)
+            if c is not None:
+                self.feature("matmul:chain")
+                val = self.product(self.tame(val) if val.bound > 1e3 else val, c)
+        return val
+
+    def transpose(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        if len(a.shape) != 2 and not (len(a.shape) == 1 and self.chance(0.2)):
+            return None
+        if self.chance(0.5):
+            self.feature(".T")
+            text = f"{a.at(ATOM)}.T"
+        else:
+            self.feature("np.transpose")
+            text = f"np.transpose({a.text})"
+        return Val(text, a.shape[::-1], a.bound, a.lo, kind="transpose", name=None)
+
+    def reshape(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        rank = len(a.shape)
+        if rank == 1:
+            if self.chance(0.5):
+                self.feature("reshape:column")
+                return Val(
+                    f"{a.at(ATOM)}.reshape(-1, 1)", (a.shape[0], 1), a.bound, a.lo, kind="view"
+                )
+            self.feature("reshape:row")
+            return Val(f"{a.at(ATOM)}.reshape(1, -1)", (1, a.shape[0]), a.bound, a.lo, kind="view")
+        if rank != 2:
+            return None
+        if a.name and self.chance(0.3):
+            self.feature("np.reshape")
+            text = f"np.reshape({a.text}, ({a.text}.shape[0], -1))"
+            return Val(text, a.shape, a.bound, a.lo, kind="view")
+        dims = [d for d in a.shape if d != 1]
+        if len(dims) <= 1:
+            self.feature("reshape:-1")
+            shape = (dims[0] if dims else 1,)
+        else:
+            self.feature("reshape:flatten")
+            shape = ("*".join(map(str, a.shape)),)
+        return Val(f"{a.at(ATOM)}.reshape(-1)", shape, a.bound, a.lo, kind="view")
+
+    def newaxis(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        if len(a.shape) != 1:
+            return None
+        if self.chance(0.6):
+            self.feature("newaxis:column")
+            return Val(f"{a.at(ATOM)}[:, None]", (a.shape[0], 1), a.bound, a.lo, kind="view")
+        self.feature("newaxis:row")
+        return Val(f"{a.at(ATOM)}[None, :]", (1, a.shape[0]), a.bound, a.lo, kind="view")
+
+    def gather(self, depth: int) -> Val:
+        if self.chance(0.3):
+            a = self.leaf(lambda v: v.shape == ("D",) and v.bound <= TAME)
+            if a is not None:
+                self.feature("gather:vector", "labels")
+                return Val(f"{a.text}[{LABELS}]", ("N",), a.bound, a.lo, kind="gather")
+        a = self.leaf(lambda v: v.shape == ("N", "D") and v.bound <= TAME)
+        if a is None:
+            return None
+        if self.chance(0.5):
+            if "n = x.shape[0]" not in self.header:
+                self.header.append("n = x.shape[0]")
+            self.feature("gather:arange-n")
+            rows = "np.arange(n)"
+        else:
+            self.feature("gather:arange-shape")
+            rows = "np.arange(x.shape[0])"
+        self.feature("labels")
+        return Val(f"{a.text}[{rows}, {LABELS}]", ("N",), a.bound, a.lo, kind="gather")
+
+    def mask(self, depth: int) -> Val:
+        h = self.expr(depth - 1)
+        op = self.rng.choice([">", ">=", "<", "<="])
+        k = self.number() if self.chance(0.3) else None
+        rhs = k.text if k is not None else self.rng.choice(["0", "0.5", "-0.5"])
+        cond = f"({h.at(ADD)} {op} {rhs})"
+        g = self.operand_like(h.shape, depth - 1)
+        shape = broadcast(h.shape, g.shape)
+        self.feature("mask")
+        text = f"{cond} * {g.at(MUL + 1)}" if self.chance(0.5) else f"{g.at(MUL)} * {cond}"
+        return Val(text, shape, g.bound, prec=MUL, kind="mask")
+
+    def zero(self, depth: int) -> Val:
+        a = self.leaf()
+        form = self.rng.choice(["0.0*", "a-a", "**0"])
+        self.feature(f"zero:{form}")
+        if form == "0.0*":
+            return Val(f"0.0 * {a.at(MUL + 1)}", a.shape, 0.0, prec=MUL, kind="elementwise")
+        if form == "a-a":
+            if a.name:
+                self.uses[a.name] += 1
+                self.stmt_uses[a.name] += 1
+                self.feature("fork-in-expression")
+            return Val(f"{a.at(ADD)} - {a.at(ADD + 1)}", a.shape, 0.0, prec=ADD, kind="elementwise")
+        return Val(f"{a.at(ATOM)} ** 0", a.shape, 1.0, 1.0, prec=POW, kind="pow")
+
+    # -- statements -----------------------------------------------------------------------
+
+    def new_name(self) -> str:
+        self.counter += 1
+        return f"t{self.counter}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append(line)
+        self.statements += 1
+        self.stmt_uses = Counter()
+
+    def assign(self, name: str, val: Val) -> None:
+        self.emit(f"{name} = {val.text}")
+        for n in list(self.fresh):  # a view or alias of a stage: neither may be updated in place
+            if val.name == n or (val.kind in ("view", "transpose") and n in val.text):
+                self.fresh.discard(n)
+        self.fresh.discard(name)
+        if val.kind not in ("name", "view", "transpose") and val.shape:
+            self.fresh.add(name)
+        self.env[name] = Val(name, val.shape, val.bound, val.lo, name=name)
+        if name not in self.stages:
+            self.stages.append(name)
+
+    def augmented(self) -> bool:
+        targets = [n for n in self.fresh if n in self.env]
+        if not targets:
+            return False
+        t = self.rng.choice(sorted(targets))
+        target = self.env[t]
+        if self.chance(0.15):
+            self.feature("zero:t-=t")
+            self.emit(f"{t} -= {t}")
+            self.env[t] = replace(target, bound=0.0, lo=0.0)
+            return True
+        op = self.rng.choice(["+=", "-="])
+        e = self.operand_like(target.shape, self.rng.randint(0, 2), exact=True)
+        self.feature(f"augmented:{op}")
+        self.emit(f"{t} {op} {e.text}")
+        self.env[t] = replace(target, bound=target.bound + e.bound, lo=0.0)
+        return True
+
+    def alias_augmented(self) -> bool:
+        """``a = t; a += e``: NumPy updates t too (an array), or not (a NumPy scalar)."""
+        targets = sorted(n for n in self.fresh if n in self.env)
+        if not targets:
+            return False
+        t = self.rng.choice(targets)
+        alias = self.new_name()
+        self.assign(alias, self.env[t])
+        self.fresh.discard(t)
+        e = self.operand_like(self.env[t].shape, 1, exact=True)
+        self.emit(f"{alias} += {e.text}")
+        bound = self.env[t].bound + e.bound
+        self.env[t] = replace(self.env[t], bound=bound, lo=0.0)
+        self.env[alias] = replace(self.env[alias], bound=bound, lo=0.0)
+        self.feature("alias-augmented")
+        return True
+
+    def param_augmented(self) -> bool:
+        p = self.rng.choice([n for n in self.params if n in self.env])
+        e = self.operand_like(self.env[p].shape, 1, exact=True)
+        self.emit(f"{p} += {e.text}")
+        self.env[p] = replace(self.env[p], bound=self.env[p].bound + e.bound, lo=0.0)
+        self.feature("param-augmented")
+        return True
+
+    def grow_augmented(self) -> bool:
+        """``t += e`` where e has more (or longer) dimensions than t: NumPy refuses it."""
+        pairs = [
+            (n, m)
+            for n in sorted(self.fresh)
+            for m in self.env
+            if n in self.env
+            and broadcast(self.env[n].shape, self.env[m].shape) not in (None, self.env[n].shape)
+        ]
+        if not pairs:
+            return False
+        t, m = self.rng.choice(pairs)
+        self.emit(f"{t} += {m}")
+        self.feature(MUST_REFUSE)
+        return True
+
+    def statement(self) -> None:
+        roll = self.rng.random()
+        if roll < 0.10 and self.augmented():
+            return
+        if roll < 0.12 and self.alias_augmented():
+            return
+        if roll < 0.125 and self.param_augmented():
+            return
+        val = self.expr(self.rng.choice([1, 1, 2, 2, 2, 3]))
+        stages = [n for n in self.stages if n in self.env]
+        same = [p for p in self.params if p in self.env and self.env[p].shape == val.shape]
+        if stages and self.chance(0.15):
+            name = self.rng.choice(stages)
+            self.feature("reassign")
+        elif same and self.chance(0.02):
+            name = self.rng.choice(same)
+            self.feature("reassign-parameter")
+        else:
+            name = self.new_name()
+        self.assign(name, val)
+
+    def ret(self) -> None:
+        roll = self.rng.random()
+        if roll < 0.55 and self.stages:
+            name = self.stages[-1]
+            self.feature("return:name")
+            self.lines.append(f"return {name}")
+            return self.env[name].shape
+        if roll < 0.75:
+            a = self.leaf(lambda v: len(v.shape) > 0) or self.leaf()
+            fn = self.rng.choice(["np.sum({} * {})", "{}.mean()", "np.max({})", "np.sum({})"])
+            text = fn.format(a.at(ATOM), a.at(MUL + 1)) if "*" in fn else fn.format(a.at(ATOM))
+            self.feature("return:scalar-expression")
+            self.lines.append(f"return {text}")
+            return ()
+        if roll < 0.95:
+            val = self.expr(2)
+            self.feature("return:array-expression" if val.shape else "return:scalar-expression")
+            self.lines.append(f"return {val.text}")
+            return val.shape
+        p = self.rng.choice([n for n in self.params if n in self.env])
+        self.feature("return:parameter")
+        self.lines.append(f"return {p}")
+        return self.env[p].shape
+
+
+def build_program(seed: int) -> Program:
+    rng = random.Random(seed)
+    b = Builder(rng)
+    count = rng.choice([1, 2, 3, 4, 5, 6, 8]) if rng.random() < 0.85 else rng.randint(9, 25)
+    grow_at = rng.randrange(count) if rng.random() < 0.03 else None
+    for k in range(count):
+        if k == grow_at and b.grow_augmented():
+            continue
+        b.statement()
+    shape = b.ret()
+    if LABELS in b.params and not any(f"{LABELS}]" in line for line in b.lines):
+        b.params.remove(LABELS)
+        b.features.discard("labels")
+    b.feature("output:array" if shape else "output:scalar")
+    signature = ", ".join(
+        p if p == "s" else f'{p}: "{", ".join(map(str, PARAMS.get(p, ("N",))))}"' for p in b.params
+    )
+    body = "".join(f"    {line}\n" for line in b.header + b.lines)
+    source = f"import numpy as np\n\n\ndef f({signature}):\n{body}"
+    differentiable = [p for p in b.params if p != LABELS]
+    wrt = None
+    if len(differentiable) > 1 and rng.random() < 0.1:
+        wrt = sorted(
+            rng.sample(differentiable, rng.randint(1, len(differentiable) - 1)), key=b.params.index
+        )
+        b.feature("wrt")
+    return Program(seed, source, b.params, wrt, b.statements, b.features)
+
+
+# ---------------------------------------------------------------------------- the checker
+
+
+def draw_sizes(rng: np.random.Generator, k: int) -> dict:
+    if k == 0:  # distinct sizes: a transposed product cannot hide
+        return dict(zip("NDM", (int(v) for v in rng.permutation([2, 3, 4]))))
+    return {d: int(rng.integers(1, MAX_SIZE + 1)) for d in "NDM"}
+
+
+def make_args(prog: Program, sizes: dict, rng: np.random.Generator) -> list:
+    args = []
+    for p in prog.params:
+        if p == LABELS:
+            args.append(rng.integers(0, sizes["D"], size=sizes["N"]))
+        elif p == "s":
+            args.append(float(rng.choice([-1, 1]) * rng.uniform(0.3, 1.5)))
+        else:
+            shape = tuple(sizes[d] if isinstance(d, str) else d for d in PARAMS[p])
+            args.append(np.clip(rng.normal(scale=0.8, size=shape), -1.5, 1.5))
+    return args
+
+
+def copies(args):
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
+class Skip(Exception):
+    """The point is not usable (the forward overflows there, or sits on a kink)."""
+
+
+class Failure(Exception):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+def evaluate(forward, args):
+    with np.errstate(all="raise"):
+        try:
+            out = np.array(forward(*copies(args)), dtype=np.float64)
+        except FloatingPointError:
+            raise Skip("floating-point error in the forward") from None
+    if not np.all(np.isfinite(out)) or (out.size and np.max(np.abs(out)) > 1e8):
+        raise Skip("the forward is too large here")
+    return out
+
+
+def perturbed(forward, args, k, idx, h):
+    """(forward at args[k][idx] + h, forward at args[k][idx] - h)."""
+    outs = []
+    for step in (h, -h):
+        moved = copies(args)
+        if isinstance(moved[k], np.ndarray):
+            moved[k][idx] += step
+        else:
+            moved[k] += step
+        outs.append(evaluate(forward, moved))
+    return outs
+
+
+def numerical(forward, args, k, upstreams, h=H):
+    """Central differences of sum(out * U) in args[k], for each U of ``upstreams``."""
+    shape = np.shape(args[k])
+    grads = [np.zeros(shape) for _ in upstreams]
+    for idx in np.ndindex(*shape) if shape else [()]:
+        plus, minus = perturbed(forward, args, k, idx, h)
+        diff = plus - minus
+        for g, up in zip(grads, upstreams):
+            g[idx] = np.sum(diff * up) / (2 * h)
+    return grads
+
+
+def element_is_fine(forward, args, k, idx, up, analytic, tol):
+    """A disagreeing element: true if another step agrees; Skip if the point is a kink."""
+    for h in RETRY_STEPS:
+        plus, minus = perturbed(forward, args, k, idx, h)
+        if abs(np.sum((plus - minus) * up) / (2 * h) - analytic) <= tol:
+            return True
+    center = evaluate(forward, args)
+    kinks = 0
+    for h in KINK_STEPS:
+        plus, minus = perturbed(forward, args, k, idx, h)
+        right = np.sum((plus - center) * up) / h
+        left = np.sum((center - minus) * up) / h
+        kinks += abs(right - left) > KINK_RTOL * max(abs(right), abs(left), tol / RTOL)
+    if kinks == len(KINK_STEPS):
+        raise Skip("a kink")
+    return False
+
+
+def load_forward(source: str):
+    namespace: dict = {"__name__": "fuzz_forward"}
+    exec(compile(source, "<fuzz forward>", "exec"), namespace)
+    return namespace["f"]
+
+
+def check_point(prog, forward, backward, sizes, rng, stats) -> None:
+    args = make_args(prog, sizes, rng)
+    out = evaluate(forward, args)
+    random_up = rng.normal(size=out.shape) if out.shape else float(rng.normal())
+    wrt = prog.wrt or [p for p in prog.params if p != LABELS]
+    names = prog.params
+    gradients = []
+    for up in (None, random_up):
+        given = copies(args)
+        up_given = up.copy() if isinstance(up, np.ndarray) else up
+        try:
+            with np.errstate(all="ignore"):
+                grads = backward(*given) if up is None else backward(*given, up_given)
+        except Exception:
+            raise Failure("backward-crash", traceback.format_exc(limit=-3)) from None
+        for name, a, a0 in zip(names, given, args):
+            if isinstance(a0, np.ndarray) and not np.array_equal(a, a0):
+                raise Failure("modifies-input", f"the backward modified its input {name}")
+        if isinstance(up, np.ndarray) and not np.array_equal(up, up_given):
+            raise Failure("modifies-upstream", "the backward modified dout")
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        if len(grads) != len(wrt):
+            raise Failure("gradient-count", f"{len(grads)} gradients for {wrt}")
+        gradients.append(grads)
+    ups = [np.ones(out.shape), np.asarray(random_up)]
+    numeric = {p: numerical(forward, args, names.index(p), ups) for p in wrt}
+    for j, label in enumerate(("default upstream", "random upstream")):
+        largest = max(
+            max(float(np.max(np.abs(numeric[p][j]), initial=0.0)) for p in wrt),
+            max(
+                float(np.max(np.abs(np.asarray(g, dtype=float)), initial=0.0)) for g in gradients[j]
+            ),
+        )
+        for p, g in zip(wrt, gradients[j]):
+            k = names.index(p)
+            want = numeric[p][j]
+            got = np.asarray(g, dtype=np.float64)
+            if np.shape(got) != np.shape(args[k]):
+                raise Failure(
+                    "shape",
+                    f"d{p} ({label}) has shape {np.shape(got)}, {p} has {np.shape(args[k])}",
+                )
+            if not np.all(np.isfinite(got)):
+                raise Failure("not-finite", f"d{p} ({label}) = {got}")
+            scale = max(
+                float(np.max(np.abs(want), initial=0)), float(np.max(np.abs(got), initial=0))
+            )
+            tol = RTOL * max(scale, 1e-3 * largest, 1e-7)
+            bad = [idx for idx in np.ndindex(*np.shape(got)) if abs(got[idx] - want[idx]) > tol]
+            for idx in bad:
+                if not element_is_fine(forward, args, k, idx, ups[j], float(got[idx]), tol):
+                    raise Failure(
+                        "wrong-gradient",
+                        f"d{p} ({label}) at {idx}: generated {float(got[idx])!r}, "
+                        f"numerical {float(want[idx])!r} (tolerance {tol:.1e})\n"
+                        f"generated d{p}:\n{got}\nnumerical d{p}:\n{want}",
+                    )
+    stats["elements"] += sum(int(np.size(args[names.index(p)])) for p in wrt)
+
+
+def run_program(prog: Program, stats: Counter) -> str:
+    """Checks one program. Returns its verdict: "refused", "checked", "skipped" (no usable
+    point); raises Failure for a bug."""
+    try:
+        text = stagegen.generate(prog.source, wrt=prog.wrt, filename="fuzz.py")
+    except stagegen.StagegenError as error:
+        if prog.must_refuse or prog.may_refuse:
+            stats["refused"] += 1
+            for feat in prog.features & (MAY_REFUSE | {MUST_REFUSE}):
+                stats[f"refused:{feat}"] += 1
+            return "refused"
+        raise Failure("refused", str(error)) from None
+    except Exception:
+        raise Failure("generate-crash", traceback.format_exc(limit=-4)) from None
+    if prog.must_refuse:
+        raise Failure("accepted-invalid", f"a `+=` that NumPy refuses was accepted\n{text}")
+    try:
+        backward = load_backward_module(text)["f_backward"]
+    except Exception:
+        raise Failure("module-crash", traceback.format_exc(limit=-3) + text) from None
+    forward = load_forward(prog.source)
+    rng = np.random.default_rng(prog.seed)
+    checked = 0
+    for k in range(2):
+        sizes = draw_sizes(rng, k)
+        for _ in range(3):  # a few tries to find a usable point
+            try:
+                check_point(prog, forward, backward, sizes, rng, stats)
+            except Skip as why:
+                stats[f"skipped:{why}"] += 1
+                continue
+            except Failure as failure:
+                failure.detail += f"\nsizes {sizes}\n--- generated ---\n{text}"
+                raise
+            except Exception:
+                raise Failure("forward-crash", f"sizes {sizes}\n" + traceback.format_exc(limit=-3))
+            checked += 1
+            stats["points"] += 1
+            if 1 in sizes.values():
+                stats["points-with-size-1"] += 1
+            break
+    return "checked" if checked else "skipped"
+
+
+def describe(prog: Program, failure: Failure) -> str:
+    return (
+        f"[{failure.kind}] seed {prog.seed} (STAGEGEN_ARRAY_FUZZ_SEED={prog.seed} "
+        f"STAGEGEN_ARRAY_FUZZ_EXAMPLES=1), wrt={prog.wrt}\n{prog.source}\n{failure.detail}"
+    )
+
+
+# ---------------------------------------------------------------------------- the tests
+
+STATS: Counter = Counter()
+ACCEPTED_FEATURES: Counter = Counter()
+
+
+def test_generator_writes_every_construct():
+    """Every construct of CONSTRUCTS is generated by some program of the first 600 seeds (a
+    construct added to the generator must be added there, and vice versa)."""
+    seen: set = set()
+    statements = []
+    for seed in range(600):
+        prog = build_program(seed)
+        seen |= prog.features
+        statements.append(prog.statements)
+        compile(prog.source, "<fuzz>", "exec")
+    assert CONSTRUCTS <= seen, f"never generated: {sorted(CONSTRUCTS - seen)}"
+    assert seen <= CONSTRUCTS, f"not listed in CONSTRUCTS: {sorted(seen - CONSTRUCTS)}"
+    assert min(statements) == 1 and max(statements) >= 20
+
+
+def test_random_array_programs_match_central_differences():
+    failures: list[str] = []
+    kinds: Counter = Counter()
+    start = time.monotonic()
+    if ON_DEMAND:
+        print(f"\narray fuzz: {EXAMPLES} programs from seed {SEED}", flush=True)
+    for k in range(EXAMPLES):
+        prog = build_program(SEED + k)
+        STATS["programs"] += 1
+        STATS["statements"] += prog.statements
+        try:
+            verdict = run_program(prog, STATS)
+        except Failure as failure:
+            kinds[failure.kind] += 1
+            STATS["failed"] += 1
+            if len(failures) < 20:
+                failures.append(describe(prog, failure))
+            continue
+        STATS[verdict] += 1
+        if verdict != "refused":
+            STATS["accepted"] += 1
+            ACCEPTED_FEATURES.update(prog.features)
+        if ON_DEMAND and (k + 1) % PROGRESS_EVERY == 0:
+            print(
+                f"  {k + 1} programs, {time.monotonic() - start:.0f} s: {dict(STATS)}", flush=True
+            )
+    STATS["seconds"] = round(time.monotonic() - start)
+    print(f"\narray fuzz from seed {SEED}: {dict(STATS)}; failures {dict(kinds)}")
+    assert not failures, (
+        f"{STATS['failed']} of {STATS['programs']} programs failed ({dict(kinds)}); "
+        f"the first {len(failures)}:\n\n" + "\n\n".join(failures)
+    )
+
+
+def test_array_fuzz_is_not_vacuous():
+    """Guards the fuzz test against passing vacuously."""
+    if STATS["programs"] < 50:
+        pytest.skip("the array fuzz test did not run in this session")
+    assert STATS["accepted"] >= 0.85 * STATS["programs"], STATS
+    assert STATS["checked"] >= 0.85 * STATS["accepted"], STATS
+    assert STATS["points-with-size-1"] >= 0.2 * STATS["points"], STATS
+    if STATS["failed"] == 0:  # (with failures, the fuzz test itself reports them)
+        never = CONSTRUCTS - MAY_REFUSE - {MUST_REFUSE} - set(ACCEPTED_FEATURES)
+        assert not never, f"never accepted and checked: {sorted(never)}"
+        assert STATS[f"refused:{MUST_REFUSE}"] >= 1, STATS
