@@ -187,7 +187,9 @@ def _prec(e: Expr) -> int:
         return _AND
     if isinstance(e, Cond):
         return _COND
-    return _ATOM
+    # Nodes defined elsewhere (the array operations) say how tightly they bind: ``a @ b``
+    # binds like a product, ``a.dot(b)`` like an atom.
+    return getattr(e, "precedence", _ATOM)
 
 
 def format_number(value: Union[int, float]) -> str:
@@ -239,7 +241,10 @@ class Printer:
                 if _simple_power_operand(e.left) and _simple_power_operand(e.right):
                     return f"{left}**{right}"  # black's spelling, so comments match the code
             else:
-                readable = e.op == "*" and isinstance(e.left, Bin) and e.left.op == "/"
+                # (a / b) * c and (a @ b) * c: parentheses the reader would write anyway
+                readable = (e.op == "*" and isinstance(e.left, Bin) and e.left.op == "/") or (
+                    e.op in ("*", "/") and getattr(e.left, "precedence", None) == _MUL
+                )
                 left = self._wrap(e.left, _prec(e.left) < p or readable)
                 right = self._wrap(e.right, _prec(e.right) <= p)
             return f"{left} {e.op} {right}"

@@ -12,7 +12,20 @@ from __future__ import annotations
 from ..emit import RenderedFunction, _comment, _shorten
 from ..expr import Expr, Var, walk
 from ..reverse import Backward
-from .ir import transform_array, ArrayPrinter, BroadcastTo, Copy, Dim, FullSlice, Index, NewAxis, Reshape, ShapeRead, Transpose, Zeros
+from .ir import (
+    transform_array,
+    ArrayPrinter,
+    BroadcastTo,
+    Copy,
+    Dim,
+    FullSlice,
+    Index,
+    NewAxis,
+    Reshape,
+    ShapeRead,
+    Transpose,
+    Zeros,
+)
 from .reverse import Scatter, dims
 
 
@@ -67,10 +80,14 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
         block_parts.append((block, parts))
 
     output_type = p.types[p.output.name]
-    upstream_shape = dims(output_type.shape) if output_type.shape else ()
-    zero_values = {
-        n: (Zeros(dims(p.types[n].shape)) if p.types[n].shape else None) for n in b.zero
-    }
+    reads_upstream = any(
+        isinstance(node, Var) and node.name == b.upstream
+        for _, parts in block_parts
+        for _, v, _ in parts
+        for node in walk(v)
+    )
+    upstream_shape = dims(output_type.shape) if output_type.shape and reads_upstream else ()
+    zero_values = {n: (Zeros(dims(p.types[n].shape)) if p.types[n].shape else None) for n in b.zero}
     used: list[str] = []
     exprs = [v for _, parts in block_parts for _, v, _ in parts]
     exprs += list(upstream_shape) + [z for z in zero_values.values() if z is not None]
@@ -90,7 +107,10 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
                 where[d] = (q.name, k)
     replace: dict[Expr, Expr] = {}
     for stage in b.replay:  # the user's own `n = x.shape[0]`, when it is replayed anyway
-        if isinstance(stage.expr, ShapeRead) and Dim(str(p.types[stage.target].value)) not in replace:
+        if (
+            isinstance(stage.expr, ShapeRead)
+            and Dim(str(p.types[stage.target].value)) not in replace
+        ):
             replace[Dim(str(p.types[stage.target].value))] = Var(stage.target)
     bound_by_param: dict[str, list[tuple[int, str]]] = {}
     for d in used:
@@ -119,7 +139,10 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
 
     if upstream_shape:
         shape_text = printer._tuple(
-            [transform_array(d, lambda n: replace.get(n) if isinstance(n, Dim) else None) for d in upstream_shape]
+            [
+                transform_array(d, lambda n: replace.get(n) if isinstance(n, Dim) else None)
+                for d in upstream_shape
+            ]
         )
         setup.append(f"{b.upstream} = {np_name}.broadcast_to({b.upstream}, {shape_text})")
 
@@ -136,21 +159,28 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
                 line = prefix + show(value)
             lines.append(line + _comment(stage))
         blocks.append(
-            {"header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"), "lines": lines}
+            {
+                "header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"),
+                "lines": lines,
+            }
         )
 
     replay = [f"{s.target} = {printer(s.expr)}" + _comment(s.number, s.comment) for s in b.replay]
     zero = []
     for n in b.zero:
         z = zero_values[n]
-        zero.append(f"{b.gradient_of(n)} = {show(z) if z is not None else '0.0'}  # {n} does not reach the output")
+        zero.append(
+            f"{b.gradient_of(n)} = {show(z) if z is not None else '0.0'}  # {n} does not reach the output"
+        )
     grads = [b.gradient_of(n) for n in b.wrt]
     returns = ", ".join(grads)
     params = [f"{q.name}={q.default}" if q.default is not None else q.name for q in p.params]
     params.append(f"{b.upstream}=1.0")
     result = f"({returns})" if len(grads) > 1 else returns
     output_name = f"the output {p.returned_name}" if p.returned_name else "the returned value"
-    upstream_text = f" (shaped like {p.returned_name or 'the output'}, or a number)" if upstream_shape else ""
+    upstream_text = (
+        f" (shaped like {p.returned_name or 'the output'}, or a number)" if upstream_shape else ""
+    )
     return RenderedFunction(
         backward_name=f"{p.name}_backward",
         parameters=", ".join(params),

@@ -31,6 +31,10 @@ class Dot(Expr):
     def children(self):
         return (self.left, self.right)
 
+    @property
+    def precedence(self) -> int:
+        return _MUL if self.spelling == "@" else _ATOM
+
 
 @dataclass(frozen=True)
 class Transpose(Expr):
@@ -135,8 +139,6 @@ class Copy(Expr):
 
     def children(self):
         return (self.operand,)
-
-
 
 
 def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:

@@ -64,6 +64,12 @@ class ArrayReader(FunctionReader):
             )
         self.np_names = self.names.numpy
         self.labels = _index_names(fn)
+        # NumPy's `t += x` writes into the array `t` names, so every other name for that array
+        # (an alias `u = t`, a view `u = t.T`, the caller's argument) would change too. Which
+        # array each name holds: an array is known by the parameter or stage that made it.
+        self.array_of: dict[str, str] = {}  # parameter or stage target -> its array
+        self.holders: dict[str, set[str]] = {}  # array -> the user's names that hold it
+        self.in_place: ast.AugAssign | None = None
         program = super().read(fn)
         program.numpy = sorted(self.np_names)[0] if "np" not in self.np_names else "np"
         for p in program.params:
@@ -103,12 +109,25 @@ class ArrayReader(FunctionReader):
                 raise self.src.error(annotation, e.message, e.hint) from None
             if p.default is not None and p.shape:
                 raise self.src.error(
-                    arg, f"array parameter `{p.name}` has a default", "pass arrays in; drop the default"
+                    arg,
+                    f"array parameter `{p.name}` has a default",
+                    "pass arrays in; drop the default",
                 )
             p.labels = p.name in self.labels
             kind = "int" if p.labels else "float"
             self.var_types[p.name] = Type(p.shape, kind)
+        self.caller_arrays = {p.name for p in params}
+        for p in params:
+            self.array_of[p.name] = p.name
+            self.holders[p.name] = {p.name}
         return params
+
+    def _augassign(self, stmt: ast.AugAssign) -> None:
+        self.in_place = stmt
+        try:
+            super()._augassign(stmt)
+        finally:
+            self.in_place = None
 
     def _bind(self, target, value, stmt) -> None:
         if value not in self.types and isinstance(value, Bin):
@@ -116,8 +135,58 @@ class ArrayReader(FunctionReader):
             if isinstance(value.left, Var):
                 self.types.setdefault(value.left, self.var_types[value.left.name])
             self.types[value] = self._elementwise(stmt, value.op, value.left, value.right)
+        in_place = stmt is self.in_place and bool(self.var_types[value.left.name].shape)
+        if in_place:
+            self._check_in_place(stmt, value)
+            array = self.array_of[value.left.name]  # written into: the same array as before
+        else:
+            shared = _shares_memory(value)
+            array = self.array_of.get(shared.name) if shared is not None else None
+        old = self.env.get(target.id)
+        if old is not None and old.name in self.array_of:
+            self.holders[self.array_of[old.name]].discard(target.id)
         super()._bind(target, value, stmt)
-        self.var_types[self.stages[-1].target] = self.types[value]
+        new = self.stages[-1].target
+        self.var_types[new] = self.types[value]
+        self.array_of[new] = array or new
+        self.holders.setdefault(self.array_of[new], set()).add(target.id)
+
+    def _check_in_place(self, stmt: ast.AugAssign, value: Bin) -> None:
+        """`t += x` on an array is exact as `t = t + x` only when no other name sees `t`'s
+        array change and the result fits in it; anything else is refused, never guessed."""
+        name = stmt.target.id
+        spelled = {"+": "+=", "-": "-=", "*": "*=", "/": "/=", "**": "**="}[value.op]
+        rewrite = f"write `{name} = {name} {value.op} ...`, which makes a new array"
+        array = self.array_of[value.left.name]
+        if array in self.caller_arrays:
+            whose = f"the caller's array `{array}`"
+            raise self.src.error(
+                stmt,
+                f"`{name} {spelled} ...` writes into {whose} (NumPy updates it in place)",
+                rewrite,
+            )
+        others = sorted(self.holders.get(array, set()) - {name})
+        if others:
+            raise self.src.error(
+                stmt,
+                f"`{name} {spelled} ...` also changes `{others[0]}` (they share one array, and "
+                "NumPy updates it in place)",
+                rewrite,
+            )
+        before, after = self.var_types[value.left.name], self.types[value]
+        if after.shape != before.shape:
+            raise self.src.error(
+                stmt,
+                f"NumPy cannot write a result of shape {show(after.shape)} into `{name}` of shape "
+                f"{show(before.shape)}",
+                rewrite,
+            )
+        if before.kind != "float":
+            raise self.src.error(
+                stmt,
+                f"`{name}` holds integers, and NumPy cannot write floats into it in place",
+                rewrite,
+            )
 
     def _return(self, stmt):
         if isinstance(stmt.value, ast.Name) and stmt.value.id in self.np_names:
@@ -158,7 +227,9 @@ class ArrayReader(FunctionReader):
             inner = self.expr(node.operand)
             t = self.type_of(inner)
             if t.kind == "bool":
-                raise self.src.error(node, "a mask cannot be negated", "compare the other way round")
+                raise self.src.error(
+                    node, "a mask cannot be negated", "compare the other way round"
+                )
             value = -t.value if isinstance(t.value, (int, float)) else None
             return Neg(inner), Type(t.shape, t.kind, value)
         if isinstance(node, ast.BinOp):
@@ -191,7 +262,7 @@ class ArrayReader(FunctionReader):
             if isinstance(a.value, int) and isinstance(b.value, int) and op == "-":
                 value = a.value - b.value
             return Type(shape, "int", value)
-        if op == "**" and not self.type_of(right).shape == () :
+        if op == "**" and not self.type_of(right).shape == ():
             raise self.src.error(
                 node, "an array exponent is not supported", "raise to a number, e.g. `x**2`"
             )
@@ -199,7 +270,9 @@ class ArrayReader(FunctionReader):
 
     def _compare(self, node: ast.Compare) -> tuple[Expr, Type]:
         if len(node.ops) != 1:
-            raise self.src.error(node, "chained comparisons are not supported", "compare two values")
+            raise self.src.error(
+                node, "chained comparisons are not supported", "compare two values"
+            )
         op = _COMPARE.get(type(node.ops[0]))
         if op is None:
             raise self.src.error(node, "this comparison is not supported", "use > >= < <= == !=")
@@ -234,8 +307,10 @@ class ArrayReader(FunctionReader):
                 raise self.src.error(a, "starred arguments are not supported", "list the arguments")
         if isinstance(func, ast.Attribute) and self._is_numpy(func.value):
             return self._numpy_function(node, func.attr)
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute) and (
-            self._is_numpy(func.value.value)
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Attribute)
+            and (self._is_numpy(func.value.value))
         ):
             raise self.src.error(
                 func, f"`{ast.unparse(func)}` is not supported", f"use one of: {SUPPORTED}"
@@ -267,7 +342,8 @@ class ArrayReader(FunctionReader):
     def _arity(self, node: ast.Call, name: str, n: int) -> None:
         if len(node.args) != n:
             raise self.src.error(
-                node, f"`{name}` takes {n} argument{'s' if n != 1 else ''} here, not {len(node.args)}",
+                node,
+                f"`{name}` takes {n} argument{'s' if n != 1 else ''} here, not {len(node.args)}",
                 "pass the right number of arguments",
             )
 
@@ -363,12 +439,18 @@ class ArrayReader(FunctionReader):
                 axis = ast.literal_eval(keywords["axis"])
             except ValueError:
                 axis = "bad"
-            if axis is not None and not (
-                isinstance(axis, int)
-                or (isinstance(axis, tuple) and all(isinstance(a, int) for a in axis))
-            ) or isinstance(axis, bool):
+            if (
+                axis is not None
+                and not (
+                    isinstance(axis, int)
+                    or (isinstance(axis, tuple) and all(isinstance(a, int) for a in axis))
+                )
+                or isinstance(axis, bool)
+            ):
                 raise self.src.error(
-                    keywords["axis"], "the axis must be a constant", "write e.g. `axis=0` or `axis=(0, 1)`"
+                    keywords["axis"],
+                    "the axis must be a constant",
+                    "write e.g. `axis=0` or `axis=(0, 1)`",
                 )
             axis_text = self.src.segment(keywords["axis"]) or repr(axis)
         keepdims = False
@@ -426,7 +508,9 @@ class ArrayReader(FunctionReader):
             return self._transpose(node, operand, ".T")
         if node.attr == "shape":
             raise self.src.error(
-                node, "the whole shape is not a value here", f"read one dimension: `{ast.unparse(node)}[0]`"
+                node,
+                "the whole shape is not a value here",
+                f"read one dimension: `{ast.unparse(node)}[0]`",
             )
         raise self.src.error(
             node,
@@ -463,7 +547,9 @@ class ArrayReader(FunctionReader):
             if isinstance(item, ast.Slice):
                 if item.lower or item.upper or item.step:
                     raise self.src.error(
-                        item, "only the full slice `:` is supported", "index with `:`, None or index arrays"
+                        item,
+                        "only the full slice `:` is supported",
+                        "index with `:`, None or index arrays",
                     )
                 items.append(FullSlice())
             elif isinstance(item, ast.Constant) and item.value is None:
@@ -485,10 +571,25 @@ class ArrayReader(FunctionReader):
                 "bind the expression to a name first, then index the name",
             )
         try:
-            shape = _index_shape(t.shape, items, [self.type_of(i).shape for i in items if _is_array(i)])
+            shape = _index_shape(
+                t.shape, items, [self.type_of(i).shape for i in items if _is_array(i)]
+            )
         except ShapeError as err:
             raise self.src.error(node, err.message, err.hint) from None
         return Index(operand, tuple(items)), Type(shape, t.kind)
+
+
+def _shares_memory(e: Expr) -> Var | None:
+    """The named array whose memory ``e`` shares (an alias or a view of it), if any."""
+    while True:
+        if isinstance(e, Var):
+            return e
+        if isinstance(e, (Transpose, Reshape)):
+            e = e.operand
+        elif isinstance(e, Index) and all(isinstance(i, (FullSlice, NewAxis)) for i in e.items):
+            e = e.operand
+        else:
+            return None
 
 
 def _is_array(item: Expr) -> bool:
@@ -538,4 +639,3 @@ def _index_names(fn) -> set[str]:
             items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
             found.update(i.id for i in items if isinstance(i, ast.Name))
     return found
-

@@ -9,7 +9,23 @@ by summing over the broadcast axes, known from the shapes the reader worked out.
 
 from __future__ import annotations
 
-from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, add, div, leaves, mul, neg, num, power, sub
+from ..expr import (
+    Bin,
+    Call,
+    Compare,
+    Expr,
+    Neg,
+    Num,
+    Var,
+    add,
+    div,
+    leaves,
+    mul,
+    neg,
+    num,
+    power,
+    sub,
+)
 from ..program import Program, Stage
 from ..reverse import Backward, Block, GradStatement, _with_inputs, name_gradients, resolve_wrt
 from .ir import (
@@ -110,6 +126,8 @@ class _Rules:
         ``out`` is the stage's own output variable when ``node`` is the stage's root."""
         if not self.differentiable(node) or not any(l in active for l in leaves(node)):
             return
+        if _number(g) == 0:
+            return  # an identically zero gradient (0.0 * x, x ** 0) is no path at all
         if isinstance(node, Var):
             sink(node, g)
             return
@@ -364,8 +382,12 @@ def differentiate_arrays(program: Program, wrt=None) -> Backward:
         try:
             rules.backprop(stage.expr, d_stage, target, active, sink)
         except ValueError:
-            raise _located(program, stage, "an index array reads an expression, not a named value",
-                           "bind the expression to a name first, then index the name") from None
+            raise _located(
+                program,
+                stage,
+                "an index array reads an expression, not a named value",
+                "bind the expression to a name first, then index the name",
+            ) from None
         for leaf, parts in contributions.items():
             grad = Var(names.assign(leaf.name))
             plain = [p for p in parts if not isinstance(p, Scatter)]
@@ -374,8 +396,11 @@ def differentiate_arrays(program: Program, wrt=None) -> Backward:
                 total = plain[0]
                 for p in plain[1:]:
                     total = add(total, p)
-                values.append(total)
+                if _number(total) != 0:  # x - x: the parts cancel, no path
+                    values.append(total)
             values += [p for p in parts if isinstance(p, Scatter)]
+            if not values:
+                continue
             for value in values:
                 statements.append(
                     GradStatement(
@@ -392,6 +417,7 @@ def differentiate_arrays(program: Program, wrt=None) -> Backward:
         if statements:
             blocks.append(Block(stage, statements))
 
+    blocks = _without_unread(blocks, {names.assign(n) for n in wrt_names})
     read: set[str] = set()
     for block in blocks:
         for st in block.statements:
@@ -412,6 +438,27 @@ def differentiate_arrays(program: Program, wrt=None) -> Backward:
     )
 
 
+def _without_unread(blocks: list[Block], returned: set[str]) -> list[Block]:
+    """Drop gradient statements nothing reads: a gradient whose only paths turned out to be
+    zero (``t = x - x``) is computed for nothing otherwise."""
+    while True:
+        read = {
+            l.name
+            for b in blocks
+            for st in b.statements
+            for l in leaves(st.value)
+            if isinstance(l, Var)
+        }
+        kept = [
+            Block(b.stage, [st for st in b.statements if st.gradient.name in read | returned])
+            for b in blocks
+        ]
+        kept = [b for b in kept if b.statements]
+        if sum(len(b.statements) for b in kept) == sum(len(b.statements) for b in blocks):
+            return kept
+        blocks = kept
+
+
 def _dim_names(shape: Shape) -> list[str]:
     return [n for d in shape for n in _factors(d)[1]]
 
@@ -420,4 +467,3 @@ def _located(program: Program, stage: Stage, message: str, hint: str):
     from ..errors import StagegenError
 
     return StagegenError(message, hint, filename=program.filename, line=stage.line, col=stage.col)
-
