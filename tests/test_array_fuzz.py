@@ -45,9 +45,12 @@ and verifies one program in twenty. Program k of a run has seed ``SEED + k``; to
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import random
+import textwrap
+import signal
 import time
 import traceback
 from collections import Counter
@@ -69,7 +72,7 @@ DEFAULT_EXAMPLES = 300
 EXAMPLES = FUZZ_EXAMPLES if ON_DEMAND else DEFAULT_EXAMPLES
 _SEED_ENV = os.environ.get("STAGEGEN_ARRAY_FUZZ_SEED")
 SEED = int(_SEED_ENV) if _SEED_ENV else (random.SystemRandom().randrange(10**9) if ON_DEMAND else 0)
-VERIFY_EXAMPLES = max(10, EXAMPLES // 20) if ON_DEMAND else 6
+VERIFY_EXAMPLES = max(10, EXAMPLES // 20) if ON_DEMAND else 12
 VERIFY_SEED_OFFSET = 10**9  # the verified programs are other programs than the fuzzed ones
 PROGRESS_EVERY = 250
 
@@ -96,7 +99,7 @@ PARAMS = {  # name -> shape (dimension names or 1); () for a plain number
 }
 LABELS = "y"  # y: "N", integers in range(D)
 
-MAY_REFUSE = {"alias-augmented", "param-augmented", "reassign-parameter"}
+MAY_REFUSE = {"alias-augmented", "view-augmented", "param-augmented", "reassign-parameter"}
 MUST_REFUSE = "grow-augmented"
 
 CONSTRUCTS = {
@@ -115,7 +118,7 @@ CONSTRUCTS = {
     *("newaxis:column", "newaxis:row", "fork", "fork-in-expression", "reassign"),
     *("augmented:+=", "augmented:-=", "zero:0.0*", "zero:a-a", "zero:**0", "zero:t-=t"),
     *("return:name", "return:scalar-expression", "return:array-expression", "return:parameter"),
-    *("output:scalar", "output:array", "wrt", "labels"),
+    *("output:scalar", "output:array", "wrt", "labels", "shape-read"),
     *MAY_REFUSE,
     MUST_REFUSE,
 }
@@ -233,6 +236,10 @@ class Builder:
         return Val(f"np.tanh({val.text})", val.shape, 1.0, kind="tanh")
 
     def number(self) -> Val:
+        if self.chance(0.1):
+            self.feature("shape-read")
+            k = self.rng.choice(["0", "1", "-1"])
+            return Val(f"x.shape[{k}]", (), MAX_SIZE, lo=1.0)
         self.feature("scalar-literal")
         text = self.rng.choice(["0.5", "2.0", "1.5", "0.25", "3", "2"])
         return Val(text, (), float(text), lo=float(text))
@@ -578,6 +585,8 @@ class Builder:
         rhs = k.text if k is not None else self.rng.choice(["0", "0.5", "-0.5"])
         cond = f"({h.at(ADD)} {op} {rhs})"
         g = self.operand_like(h.shape, depth - 1)
+        if g.text.isdigit() or g.text.startswith("x.shape"):
+            g = Val("1.5", (), 1.5, lo=1.5)  # bool * int is an int array: `t -= 0.5` would fail
         shape = broadcast(h.shape, g.shape)
         self.feature("mask")
         text = f"{cond} * {g.at(MUL + 1)}" if self.chance(0.5) else f"{g.at(MUL)} * {cond}"
@@ -614,7 +623,7 @@ class Builder:
             if val.name == n or (val.kind in ("view", "transpose") and n in val.text):
                 self.fresh.discard(n)
         self.fresh.discard(name)
-        if val.kind not in ("name", "view", "transpose") and val.shape:
+        if val.kind not in ("name", "view", "transpose"):  # (a NumPy scalar too)
             self.fresh.add(name)
         self.env[name] = Val(name, val.shape, val.bound, val.lo, name=name)
         if name not in self.stages:
@@ -655,6 +664,30 @@ class Builder:
         self.feature("alias-augmented")
         return True
 
+    def view_augmented(self) -> bool:
+        """``a = t.T`` (or another view), then ``t += e``: NumPy updates a too."""
+        targets = sorted(
+            n for n in self.fresh if n in self.env and len(self.env[n].shape) in (1, 2)
+        )
+        if not targets:
+            return False
+        t = self.rng.choice(targets)
+        val = self.env[t]
+        views = [(f"{t}.reshape(-1, 1)", (val.shape[0], 1))] if len(val.shape) == 1 else []
+        views += [(f"{t}[:, None]", (val.shape[0], 1))] if len(val.shape) == 1 else []
+        views += [(f"{t}.T", val.shape[::-1]), (f"np.transpose({t})", val.shape[::-1])]
+        text, shape = self.rng.choice(views)
+        alias = self.new_name()
+        self.assign(alias, Val(text, shape, val.bound, kind="view"))
+        e = self.operand_like(val.shape, 1, exact=True)
+        self.emit(f"{t} {self.rng.choice(['+=', '-='])} {e.text}")
+        bound = val.bound + e.bound
+        self.env[t] = replace(self.env[t], bound=bound, lo=0.0)
+        self.env[alias] = replace(self.env[alias], bound=bound, lo=0.0)
+        self.fresh.discard(t)
+        self.feature("view-augmented")
+        return True
+
     def param_augmented(self) -> bool:
         p = self.rng.choice([n for n in self.params if n in self.env])
         e = self.operand_like(self.env[p].shape, 1, exact=True)
@@ -670,6 +703,7 @@ class Builder:
             for n in sorted(self.fresh)
             for m in self.env
             if n in self.env
+            and self.env[n].shape  # a NumPy scalar is not updated: `t += e` makes a new array
             and broadcast(self.env[n].shape, self.env[m].shape) not in (None, self.env[n].shape)
         ]
         if not pairs:
@@ -681,12 +715,18 @@ class Builder:
 
     def statement(self) -> None:
         roll = self.rng.random()
-        if roll < 0.10 and self.augmented():
-            return
-        if roll < 0.12 and self.alias_augmented():
-            return
-        if roll < 0.125 and self.param_augmented():
-            return
+        if roll < 0.10:
+            if self.augmented():
+                return
+        elif roll < 0.112:
+            if self.alias_augmented():
+                return
+        elif roll < 0.12:
+            if self.view_augmented():
+                return
+        elif roll < 0.124:
+            if self.param_augmented():
+                return
         val = self.expr(self.rng.choice([1, 1, 2, 2, 2, 3]))
         stages = [n for n in self.stages if n in self.env]
         same = [p for p in self.params if p in self.env and self.env[p].shape == val.shape]
@@ -911,14 +951,13 @@ def check_point(prog, forward, backward, sizes, rng, stats) -> None:
     stats["elements"] += sum(int(np.size(args[names.index(p)])) for p in wrt)
 
 
-def run_program(prog: Program, stats: Counter) -> str:
+def run_program(prog: Program, stats: Counter, sabotage=None) -> str:
     """Checks one program. Returns its verdict: "refused", "checked", "skipped" (no usable
     point); raises Failure for a bug."""
     try:
         text = stagegen.generate(prog.source, wrt=prog.wrt, filename="fuzz.py")
     except stagegen.StagegenError as error:
         if prog.must_refuse or prog.may_refuse:
-            stats["refused"] += 1
             for feat in prog.features & (MAY_REFUSE | {MUST_REFUSE}):
                 stats[f"refused:{feat}"] += 1
             return "refused"
@@ -929,6 +968,8 @@ def run_program(prog: Program, stats: Counter) -> str:
         raise Failure("accepted-invalid", f"a `+=` that NumPy refuses was accepted\n{text}")
     try:
         backward = load_backward_module(text)["f_backward"]
+        if sabotage is not None:
+            backward = sabotage(backward)
     except Exception:
         raise Failure("module-crash", traceback.format_exc(limit=-3) + text) from None
     forward = load_forward(prog.source)
@@ -964,6 +1005,18 @@ def describe(prog: Program, failure: Failure) -> str:
 
 # ---------------------------------------------------------------------------- the tests
 
+# Bugs reported and pinned by a strict xfail below, not fixed yet: a failure whose text contains
+# the signature is counted (and printed) as known instead of failing the run. Remove an entry
+# when its xfail starts to pass.
+KNOWN_BUGS = {
+    "scalar-fan-out-copy": "'float' object has no attribute 'copy'",
+}
+
+
+def known_bug(failure: Failure):
+    return next((name for name, sign in KNOWN_BUGS.items() if sign in failure.detail), None)
+
+
 STATS: Counter = Counter()
 ACCEPTED_FEATURES: Counter = Counter()
 
@@ -983,6 +1036,31 @@ def test_generator_writes_every_construct():
     assert min(statements) == 1 and max(statements) >= 20
 
 
+def scaled(backward):
+    def wrong(*args):
+        grads = backward(*args)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        return tuple(g * 1.0001 + 1e-4 for g in grads)
+
+    return wrong
+
+
+def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
+    """Guards the checker itself: every backward whose gradients are changed by a ten-thousandth
+    (relative, plus 1e-4) is caught, unless the program was refused or had no usable point."""
+    caught = 0
+    for seed in range(40):
+        prog = build_program(seed)
+        try:
+            verdict = run_program(prog, Counter(), sabotage=scaled)
+        except Failure as failure:
+            assert failure.kind == "wrong-gradient", describe(prog, failure)
+            caught += 1
+            continue
+        assert verdict in ("refused", "skipped"), prog.source
+    assert caught >= 30
+
+
 def test_random_array_programs_match_central_differences():
     failures: list[str] = []
     kinds: Counter = Counter()
@@ -996,6 +1074,10 @@ def test_random_array_programs_match_central_differences():
         try:
             verdict = run_program(prog, STATS)
         except Failure as failure:
+            known = known_bug(failure)
+            if known:
+                STATS[f"known:{known}"] += 1
+                continue
             kinds[failure.kind] += 1
             STATS["failed"] += 1
             if len(failures) < 20:
@@ -1021,10 +1103,194 @@ def test_array_fuzz_is_not_vacuous():
     """Guards the fuzz test against passing vacuously."""
     if STATS["programs"] < 50:
         pytest.skip("the array fuzz test did not run in this session")
-    assert STATS["accepted"] >= 0.85 * STATS["programs"], STATS
+    assert STATS["accepted"] >= 0.8 * STATS["programs"], STATS
     assert STATS["checked"] >= 0.85 * STATS["accepted"], STATS
     assert STATS["points-with-size-1"] >= 0.2 * STATS["points"], STATS
     if STATS["failed"] == 0:  # (with failures, the fuzz test itself reports them)
         never = CONSTRUCTS - MAY_REFUSE - {MUST_REFUSE} - set(ACCEPTED_FEATURES)
         assert not never, f"never accepted and checked: {sorted(never)}"
         assert STATS[f"refused:{MUST_REFUSE}"] >= 1, STATS
+
+
+PROOF_BUDGET = 60  # seconds: a longer proof is abandoned, counted and printed (not failed)
+WRONG = {
+    "wrong-gradient",
+    "shape",
+    "backward-crash",
+    "not-finite",
+    "gradient-count",
+    "module-crash",
+}
+
+
+class ProofTooSlow(Exception):
+    pass
+
+
+def verify_within_budget(prog: Program):
+    """stagegen.verify on ``prog``, abandoned after PROOF_BUDGET seconds (SIGALRM)."""
+
+    def give_up(signum, frame):
+        raise ProofTooSlow
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(PROOF_BUDGET)
+    try:
+        return stagegen.verify(prog.source, wrt=prog.wrt, filename="fuzz.py")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def short_programs(first_seed: int, most_statements: int = 6):
+    seed = first_seed
+    while True:
+        prog = build_program(seed)
+        seed += 1
+        if prog.statements <= most_statements:
+            yield prog
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="the proof budget needs SIGALRM")
+def test_verify_agrees_with_the_numerical_check():
+    """A program whose backward is wrong must not be proven; a correct one must be; a refused
+    one must be refused by verify as well."""
+    disagreements, slow = [], []
+    counts: Counter = Counter()
+    programs = short_programs(SEED + VERIFY_SEED_OFFSET)
+    for _ in range(VERIFY_EXAMPLES):
+        prog = next(programs)
+        try:
+            verdict = run_program(prog, Counter())
+        except Failure as failure:
+            verdict = failure
+        start = time.monotonic()
+        try:
+            verify_within_budget(prog)
+            proof = "proven"
+        except ProofTooSlow:
+            slow.append(prog.seed)
+            continue
+        except stagegen.VerificationError as error:
+            proof, why = "disproven", str(error)
+        except stagegen.StagegenError as error:
+            proof, why = "refused", str(error)
+        except Exception:
+            proof, why = "crashed", traceback.format_exc(limit=-3)
+        counts[proof] += 1
+        if isinstance(verdict, Failure):
+            expected = {"disproven"} if verdict.kind in WRONG else {"disproven", "refused"}
+            mine = f"{verdict.kind}: {verdict.detail[:600]}"
+        elif verdict == "checked":
+            expected, mine = {"proven"}, "the numerical check passed"
+        elif verdict == "refused":
+            expected, mine = {"refused"}, "generate refused it"
+        else:
+            continue
+        if proof not in expected:
+            detail = why[:1500] if proof != "proven" else ""
+            disagreements.append(
+                f"seed {prog.seed}: verify says {proof}, the numerical check: {mine}\n"
+                f"{prog.source}\n{detail}"
+            )
+        counts["seconds"] += time.monotonic() - start
+    print(
+        f"\nverify on {VERIFY_EXAMPLES} programs from seed {SEED + VERIFY_SEED_OFFSET}: "
+        f"{dict(counts)}; abandoned after {PROOF_BUDGET} s: {slow}"
+    )
+    assert not disagreements, "\n\n".join(disagreements[:5])
+    assert counts["proven"] + counts["disproven"] >= VERIFY_EXAMPLES // 2, counts
+
+
+# ---------------------------------------------------------------------------- regressions
+# Minimal reproductions of what the fuzz test found, each checked like a fuzzed program.
+
+
+def check_text(source: str, *, wrt=None, seed: int = 0, features=()) -> str:
+    """The verdict of run_program on a hand-written program over the fuzz parameters (those
+    ``features`` allow a refusal, or require one)."""
+    source = textwrap.dedent(source)
+    tree = ast.parse(source)
+    params = [a.arg for a in tree.body[-1].args.args]
+    return run_program(Program(seed, source, params, wrt, 0, set(features)), Counter())
+
+
+def function(signature: str, body: str) -> str:
+    lines = "".join(f"    {line}\n" for line in body.split("; "))
+    return f"import numpy as np\n\n\ndef f({signature}):\n{lines}    return out\n"
+
+
+REGRESSIONS = {
+    # fixed on main (8e933e5): `@` printed as if it bound tightest
+    "product on the right": "out = x @ (w @ w.T)",
+    "product times": "out = v * (x.T @ x)",
+    "reduced product": "out = (x @ w).sum(axis=0)",
+    "product squared": "out = np.tanh((x @ w) ** 2)",
+    "method on a product": "out = np.dot((x @ v).dot(x), v)",
+    "transposed product": "out = x @ (x.T @ x)",
+    # fixed on main (8e933e5): an identically zero gradient written as the number 0
+    "zero: 0.0 * b": "out = 0.0 * b",
+    "zero: b - b": "out = np.abs(b - b)",
+    "zero: x ** 0": "out = x ** 0",
+    "zero: t -= t": "t = x * 2.0; t -= t; out = t * x",
+}
+
+
+@pytest.mark.parametrize("body", list(REGRESSIONS.values()), ids=list(REGRESSIONS))
+def test_regression(body):
+    assert check_text(function('x: "N, D", w: "D, M", v: "D", b: "M"', body)) == "checked"
+
+
+# fixed on main (8e933e5): `+=` on an array that another name holds, or that it would have to
+# grow: NumPy updates (or refuses) what stagegen modelled as a new value. Refused now.
+IN_PLACE = {
+    "alias": "t = x * 2.0; u = t; u += x; out = t * u",
+    "view": "t = x * 2.0; u = t.T; t += x; out = u",
+    "view of a parameter": "t1 = v.reshape(-1, 1); v += v; out = t1",
+    "parameter alias": "t1 = x; x += t1 / np.exp(t1); out = t1",
+    "grow": "t = c * 2.0; t += x; out = t",
+}
+
+
+@pytest.mark.parametrize("name", list(IN_PLACE))
+def test_in_place_update_of_a_shared_array_is_refused_or_right(name):
+    source = function('x: "N, D", v: "D", c: "N, 1"', IN_PLACE[name])
+    features = {MUST_REFUSE} if name == "grow" else MAY_REFUSE
+    try:
+        verdict = check_text(source, features=features)
+    except Failure as failure:
+        pytest.fail(describe(Program(0, source, [], None, 0), failure))
+    assert verdict == "refused" if name == "grow" else verdict in ("refused", "checked")
+
+
+def test_scalar_in_place_update_makes_a_new_value():
+    """``t = np.sum(x); u = t; u += x`` is legal NumPy (t, a NumPy scalar, is not updated, and
+    u becomes an array): accepted, and right."""
+    assert check_text("""
+        import numpy as np
+
+
+        def f(x: "N, D"):
+            t = np.sum(x)
+            u = t
+            u += x
+            out = u * t
+            return out
+    """) == "checked"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a fan-out of a scalar output's upstream is copied with `dout.copy()`, and the "
+    "default upstream 1.0 (a float) has no .copy(): AttributeError in the generated backward",
+)
+def test_fan_out_of_a_scalar_output():
+    assert check_text("""
+        import numpy as np
+
+
+        def f(x: "N, D"):
+            t = np.sum(x)
+            u = t * 2.0
+            return u + t
+    """) == "checked"
