@@ -80,6 +80,7 @@ H = 1e-5  # the central-difference step
 RETRY_STEPS = (1e-3, 1e-4, 1e-6, 1e-7)  # an element that disagrees is tried with these too
 KINK_STEPS = (1e-6, 1e-7)  # one-sided differences at these steps tell a kink
 RTOL = 1e-5
+ATOL = 1e-9  # times (1 + sum |out * upstream|)
 KINK_RTOL = 1e-3
 TAME = 8.0  # a value whose bound exceeds this goes through np.tanh before it is reused
 MAX_SIZE = 4
@@ -109,13 +110,23 @@ CONSTRUCTS = {
     *("broadcast", "scalar-literal", "scalar-param", "tamed", "redundant-parens"),
     *(f"reduce:{fn}" for fn in ("sum", "mean", "max")),
     *("reduce:method", "reduce:np", "axis:None", "axis:0", "axis:1", "axis:-1", "axis:tuple"),
+    *("axis:2", "axis:-2"),
     *("axis:positional", "keepdims:True", "keepdims:False"),
     *("matmul:@", "matmul:.dot", "matmul:np.dot", "matmul:chain", "matmul:parenthesised-right"),
     *("matmul:mat-mat", "matmul:mat-vec", "matmul:vec-mat", "matmul:vec-vec"),
     *("product-in-elementwise", "reduce-of-product"),
     *(".T", "np.transpose", "reshape:-1", "reshape:flatten", "reshape:column", "reshape:row"),
     *("np.reshape", "gather:arange-n", "gather:arange-shape", "gather:vector", "mask"),
-    *("newaxis:column", "newaxis:row", "fork", "fork-in-expression", "reassign"),
+    *(
+        "newaxis:column",
+        "newaxis:row",
+        "newaxis:3d",
+        "reduce:3d",
+        "transpose:3d",
+        "fork",
+        "fork-in-expression",
+        "reassign",
+    ),
     *("augmented:+=", "augmented:-=", "zero:0.0*", "zero:a-a", "zero:**0", "zero:t-=t"),
     *("return:name", "return:scalar-expression", "return:array-expression", "return:parameter"),
     *("output:scalar", "output:array", "wrt", "labels", "shape-read"),
@@ -406,11 +417,12 @@ class Builder:
 
     def reduce(self, depth: int) -> Val:
         a = self.expr(depth - 1)
-        if len(a.shape) not in (1, 2):
+        if len(a.shape) not in (1, 2, 3):
             return None
         fn = self.rng.choice(["sum", "mean", "max"])
         rank = len(a.shape)
-        axes = [None, 0, -1] + ([1, (0, 1)] if rank == 2 else [])
+        axes = [None, 0, -1] + ([1, (0, 1), (0, -1)] if rank >= 2 else [])
+        axes += [2, -2, (1, 2), (0, 2), (0, 1, 2), (-2, -1)] if rank == 3 else []
         axis = self.rng.choice(axes)
         keep = self.rng.choice([None, True, False])
         method = self.chance(0.5)
@@ -420,6 +432,8 @@ class Builder:
             self.feature(f"keepdims:{keep}")
         if a.kind == "matmul" and method:
             self.feature("reduce-of-product")
+        if rank == 3:
+            self.feature("reduce:3d")
         args = []
         if axis is not None:
             if self.chance(0.3):
@@ -512,8 +526,10 @@ class Builder:
 
     def transpose(self, depth: int) -> Val:
         a = self.expr(depth - 1)
-        if len(a.shape) != 2 and not (len(a.shape) == 1 and self.chance(0.2)):
+        if len(a.shape) not in (2, 3) and not (len(a.shape) == 1 and self.chance(0.2)):
             return None
+        if len(a.shape) == 3:
+            self.feature("transpose:3d")
         if self.chance(0.5):
             self.feature(".T")
             text = f"{a.at(ATOM)}.T"
@@ -550,6 +566,17 @@ class Builder:
 
     def newaxis(self, depth: int) -> Val:
         a = self.expr(depth - 1)
+        if len(a.shape) == 2:  # a third axis: (A, 1, B), (A, B, 1) or (1, A, B)
+            self.feature("newaxis:3d")
+            index, shape = self.rng.choice(
+                [
+                    ("[:, None, :]", (a.shape[0], 1, a.shape[1])),
+                    ("[:, :, None]", (*a.shape, 1)),
+                    ("[None, :, :]", (1, *a.shape)),
+                    ("[None]", (1, *a.shape)),
+                ]
+            )
+            return Val(f"{a.at(ATOM)}{index}", shape, a.bound, a.lo, kind="view")
         if len(a.shape) != 1:
             return None
         if self.chance(0.6):
@@ -915,6 +942,33 @@ def check_point(prog, forward, backward, sizes, rng, stats) -> None:
         if len(grads) != len(wrt):
             raise Failure("gradient-count", f"{len(grads)} gradients for {wrt}")
         gradients.append(grads)
+        arrays = [g for g in grads if isinstance(g, np.ndarray) and g.size]
+        # Not failures, counted for the report: a returned gradient that is read-only (a
+        # broadcast view), or shares memory with another gradient, an input or the upstream.
+        stats["gradients"] += len(arrays)
+        stats["gradient:read-only"] += sum(not g.flags.writeable for g in arrays)
+        stats["gradient:shares-another"] += sum(
+            any(np.shares_memory(g, h) for h in arrays if h is not g) for g in arrays
+        )
+        stats["gradient:shares-input-or-upstream"] += sum(
+            any(np.shares_memory(g, a) for a in [*given, up_given] if isinstance(a, np.ndarray))
+            for g in arrays
+        )
+    if out.shape:  # an array output with a number as its upstream: that number times the default
+        with np.errstate(all="ignore"):
+            try:
+                grads = backward(*copies(args), 0.7)
+            except Exception:
+                raise Failure("backward-crash", traceback.format_exc(limit=-3)) from None
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        for p, g, g1 in zip(wrt, grads, gradients[0]):
+            g, g1 = np.asarray(g, dtype=float), np.asarray(g1, dtype=float)
+            if g.shape != g1.shape or not np.allclose(
+                g, 0.7 * g1, rtol=1e-12, atol=1e-12 * (1 + np.max(np.abs(g1), initial=0))
+            ):
+                raise Failure(
+                    "number-upstream", f"d{p} with dout=0.7:\n{g}\n0.7 * d{p}:\n{0.7 * g1}"
+                )
     ups = [np.ones(out.shape), np.asarray(random_up)]
     numeric = {p: numerical(forward, args, names.index(p), ups) for p in wrt}
     for j, label in enumerate(("default upstream", "random upstream")):
@@ -938,7 +992,9 @@ def check_point(prog, forward, backward, sizes, rng, stats) -> None:
             scale = max(
                 float(np.max(np.abs(want), initial=0)), float(np.max(np.abs(got), initial=0))
             )
-            tol = RTOL * max(scale, 1e-3 * largest, 1e-7)
+            # float64 round-off of the differences is about 1e-11 * sum(|out * U|): a floor
+            noise = ATOL * (1.0 + float(np.sum(np.abs(out * ups[j]))))
+            tol = RTOL * max(scale, 1e-3 * largest) + noise
             bad = [idx for idx in np.ndindex(*np.shape(got)) if abs(got[idx] - want[idx]) > tol]
             for idx in bad:
                 if not element_is_fine(forward, args, k, idx, ups[j], float(got[idx]), tol):
@@ -1054,7 +1110,7 @@ def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
         try:
             verdict = run_program(prog, Counter(), sabotage=scaled)
         except Failure as failure:
-            assert failure.kind == "wrong-gradient", describe(prog, failure)
+            assert failure.kind in ("wrong-gradient", "number-upstream"), describe(prog, failure)
             caught += 1
             continue
         assert verdict in ("refused", "skipped"), prog.source
