@@ -207,3 +207,26 @@ def test_a_parameter_named_float_keeps_its_meaning():
     text = stagegen.generate("def f(x, float):\n    return x * float\n")
     assert "float(" not in text
     assert load_backward_module(text)["f_backward"](2.0, 3.0) == (3.0, 2.0)
+
+
+# -------------------------------------------------------------------------- array code unannotated
+
+UNANNOTATED = [
+    ("pred = X @ w", "matrix multiplication `@`", "X"),
+    ("t = x.T", "`x.T`", "x"),
+    ("t = x.reshape(2, 3)", "`x.reshape(...)`", "x"),
+    ("t = (x * 2).sum()", "`(x * 2).sum(...)`", "x"),
+    ("t = x.shape[0] * 1.0", "`x.shape[0]`", "x"),
+    ("t = np.exp(x)", "`np.exp`", "X"),
+]
+
+
+@pytest.mark.parametrize("line,what,param", UNANNOTATED, ids=[w for _, w, _ in UNANNOTATED])
+def test_array_code_without_annotations_is_told_to_annotate(line, what, param):
+    name = line.split(" = ")[0]
+    source = f"import numpy as np\n\ndef f(X, x, w):\n    {line}\n    return {name}\n"
+    with pytest.raises(stagegen.StagegenError) as info:
+        stagegen.generate(source)
+    message = str(info.value)
+    assert f"{what} is array code, but no parameter of `f` has a shape annotation" in message
+    assert f'annotate each array parameter with its shape, e.g. `{param}: "N, D"`' in message
