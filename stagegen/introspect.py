@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import textwrap
 from dataclasses import dataclass, field
 
@@ -86,6 +87,15 @@ def function_source(func) -> FunctionSource:
     try:
         lines, first_line = inspect.getsourcelines(func)
     except (OSError, TypeError):
+        line = getattr(getattr(func, "__code__", None), "co_firstlineno", 0)
+        if line and os.path.isfile(filename):  # the file is there, the function is not
+            raise StagegenError(
+                f"the source of `{name}` is no longer at line {line} of {filename}, where it "
+                "was defined: the file was edited after the function was defined",
+                "re-import the module (or restart the interpreter) so that the function and its "
+                "file agree",
+                filename=filename,
+            ) from None
         raise StagegenError(
             f"the source of `{name}` is not available (defined in a REPL, by exec, or in a compiled module)",
             "define the function in a .py file, or pass its source text to stagegen.generate()",

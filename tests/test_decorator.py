@@ -192,11 +192,27 @@ def test_an_edit_that_keeps_the_code_is_accepted(isolated_cache, tmp_path):
     assert running.backward(0.5) == pytest.approx((math.cos(0.5) * 2.0, math.sin(0.5)))
 
 
-def test_an_edited_annotation_is_refused(isolated_cache, tmp_path):
-    path = tmp_path / "annotated.py"
-    text = 'import numpy as np\n\n\ndef g(x: "N", y: "N"):\n    return np.sum(x * y)\n'
+@pytest.mark.parametrize("future", ["", "from __future__ import annotations\n"])
+def test_an_edited_annotation_is_refused(isolated_cache, tmp_path, future):
+    import numpy as np
+
+    path = tmp_path / f"annotated{len(future)}.py"
+    text = future + 'import numpy as np\n\n\ndef g(x: "N", y: "N"):\n    return np.sum(x * y)\n'
     path.write_text(text)
-    running = load_module(path, "annotated").g
+    running = load_module(path, path.stem).g
+    staged(running)  # unedited: accepted
+    x, y = np.array([1.0, 2.0]), np.array([3.0, 5.0])
+    assert [list(d) for d in running.backward(x, y)] == [[3.0, 5.0], [1.0, 2.0]]
     path.write_text(text.replace('y: "N"', 'y: "1"'))
     with pytest.raises(StagegenError, match="not the code that is running"):
         staged(running)
+
+
+def test_a_function_whose_lines_were_cut_from_its_file_is_refused(isolated_cache, tmp_path):
+    path = tmp_path / "shortened.py"
+    path.write_text("\n" * 20 + ORIGINAL)
+    running = load_module(path, "shortened").g
+    path.write_text("x = 1\n")
+    with pytest.raises(StagegenError, match="no longer at line 24 of .*shortened.py") as info:
+        staged(running)
+    assert "re-import" in info.value.hint
