@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 
-from . import cache
+from . import __version__, cache
 from .api import load_backward_module
 from .introspect import function_source
 
@@ -32,6 +32,7 @@ def staged(func=None, *, wrt=None, verify=True, split=False):
         source = function_source(f)
         wrt_text = wrt if isinstance(wrt, str) or wrt is None else ",".join(wrt)
         entry_key = cache.key(
+            __version__,
             cache.code_hash(),
             sys.implementation.cache_tag or sys.version,
             source.fingerprint(),

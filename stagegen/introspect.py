@@ -140,12 +140,12 @@ def programs_of_function(func):
 # ------------------------------------------------------------------- the running code
 
 
-CO_NESTED = 0x10  # set when a function is defined inside another; the text is compiled alone
+CO_NESTED = 0x10  # set when a function is defined inside another; its text may be compiled alone
 
 
 def code_hash(code) -> str:
     """A deterministic hash of a compiled code object: its bytecode, constants (nested code
-    objects by their own hash), names, arguments and flags. Positions (file name, line numbers,
+    objects included, sets in a fixed order), names, arguments and flags. Positions (file name, line numbers,
     line table) and the qualified name are left out: they do not change what the code computes,
     and the text is compiled again cut out of its file."""
     import hashlib
@@ -167,7 +167,7 @@ def _canonical_code(code) -> tuple:
         code.co_varnames,
         code.co_freevars,
         code.co_cellvars,
-        code.co_exceptiontable,
+        getattr(code, "co_exceptiontable", b""),  # Python 3.11 and later
     )
 
 
