@@ -327,3 +327,25 @@ def test_a_failed_proof_raises_at_decoration_and_is_never_cached(counted, forwar
     assert counts["builds"] == 2
     assert not hasattr(forward, "backward")
     assert not folder.exists() or not list(folder.iterdir())
+
+
+def test_the_key_of_a_function_is_the_same_in_every_process(tmp_path):
+    # A set literal compiles to a frozenset constant, whose order follows string hashing.
+    (tmp_path / "sets.py").write_text(
+        "def g(x, mode='b'):\n"
+        "    if mode in {'alpha', 'beta', 'gamma', 'delta'}:\n"
+        "        return x * x\n"
+        "    return x\n"
+    )
+    probe = (
+        "import sets\nfrom stagegen.introspect import function_source\n"
+        "print(function_source(sets.g).fingerprint().encode().hex())"
+    )
+    keys = set()
+    for seed in ("1", "2", "3"):
+        env = {**child_env(tmp_path, "off"), "PYTHONHASHSEED": seed}
+        run = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        )
+        keys.add(run.stdout)
+    assert len(keys) == 1
