@@ -10,6 +10,8 @@
 
 def add_mul_backward(x, y, z, df=1.0):
     """Gradient of add_mul with respect to x, y, z, scaled by the upstream gradient df."""
+    # numbers only: array code needs shape annotations
+    x, y, z = float(x), float(y), float(z)
     # forward pass (only the values the backward pass reads)
     q = x + y  # (1) the add gate distributes the gradient
     # backprop f = q * z
@@ -23,6 +25,8 @@ def add_mul_backward(x, y, z, df=1.0):
 
 def max_circuit_backward(x, y, z, w, df=1.0):
     """Gradient of max_circuit with respect to x, y, z, w, scaled by the upstream gradient df."""
+    # numbers only: array code needs shape annotations
+    x, y, z, w = float(x), float(y), float(z), float(w)
     # backprop f = s * 2.0
     ds = 2.0 * df  # (4)
     # backprop s = xy + m

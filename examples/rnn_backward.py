@@ -9,6 +9,9 @@ import math
 
 def rnn_backward(wh, wx, b, x0, x1, x2, dloss=1.0):
     """Gradient of rnn with respect to wh, wx, b, x0, x1, x2, scaled by the upstream gradient dloss."""
+    # numbers only: array code needs shape annotations
+    wh, wx, b, x0, x1 = float(wh), float(wx), float(b), float(x0), float(x1)
+    x2 = float(x2)
     # forward pass (only the values the backward pass reads)
     h = math.tanh(wx * x0 + b)  # (1)
     h_1 = math.tanh(wh * h + wx * x1 + b)  # (2)

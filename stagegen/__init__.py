@@ -39,8 +39,9 @@ def verify(
     )
 
 
-def staged(func=None, *, wrt=None, verify=False, split=False):
-    """Decorator: attach ``func.backward`` and ``func.backward_source`` (see stagegen.decorator)."""
+def staged(func=None, *, wrt=None, verify=True, split=False):
+    """Decorator: attach ``func.backward``, ``func.backward_source`` and, unless
+    ``verify=False``, ``func.verification``, the proof's report (see stagegen.decorator)."""
     from .decorator import staged as _staged
 
     return _staged(func, wrt=wrt, verify=verify, split=split)

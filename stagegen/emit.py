@@ -8,7 +8,7 @@ here depends on time, paths or set order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +32,9 @@ class RenderedFunction:
     blocks: list[dict]
     zero: list[str]
     returns: str
+    # Code for numbers turns its inputs into floats first: called with arrays, it raises
+    # on that line instead of returning gradients of the wrong shape.
+    numbers_only: list[str] = field(default_factory=list)
 
 
 def template_dir() -> Path:
@@ -133,6 +136,7 @@ def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
     params = []
     for q in p.params:
         params.append(f"{q.name}={q.default}" if q.default is not None else q.name)
+    numbers_only = _numbers_only(p)
     upstream_default = "1.0"
     params.append(f"{b.upstream}={upstream_default}")
     output_name = f"the output {p.returned_name}" if p.returned_name else "the returned value"
@@ -153,7 +157,39 @@ def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
         blocks=blocks,
         zero=zero,
         returns=returns,
+        numbers_only=numbers_only,
     )
+
+
+NUMBERS_ONLY = "numbers only: array code needs shape annotations"
+
+
+def _numbers_only(p) -> list[str]:
+    """``x, y = float(x), float(y)``: a backward written for numbers, called with arrays,
+    would return gradients of the wrong shape; ``float`` raises on that line instead."""
+    if "float" in p.user_names:
+        return []  # the user's own `float`: leave the inputs as they are
+    names = [q.name for q in p.params if not q.is_list]
+    lines: list[str] = []
+    group: list[str] = []
+    for n in names:  # as few lines as fit, so black has nothing to wrap
+        if group and len(_floats(group + [n])) + 4 > LINE_LENGTH:
+            lines.append(_floats(group))
+            group = []
+        group.append(n)
+    if group:
+        lines.append(_floats(group))
+    lines += [f"{q.name} = [float(v) for v in {q.name}]" for q in p.params if q.is_list]
+    if not lines:
+        return []
+    comment = f"  # {NUMBERS_ONLY}"
+    if len(lines[0]) + len(comment) + 4 <= LINE_LENGTH:
+        return [lines[0] + comment, *lines[1:]]
+    return [comment.strip(), *lines]
+
+
+def _floats(names: list[str]) -> str:
+    return f"{', '.join(names)} = {', '.join(f'float({n})' for n in names)}"
 
 
 def render(backwards: list[Backward], source_name: str, command: str) -> str:

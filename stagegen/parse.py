@@ -754,19 +754,15 @@ class FunctionReader:
                 )
             self._check_math_imported(func)
             if isinstance(func.value, ast.Name) and func.value.id in self.names.numpy:
-                raise self.src.error(
-                    func,
-                    f"`{owner}.{func.attr}` is not supported in scalar code "
-                    "(no parameter has a shape annotation)",
-                    f'annotate the array parameters with their shapes, e.g. `x: "N, D"`; '
-                    f"for numbers use one of: {SUPPORTED_FUNCTIONS}",
-                )
+                raise self._array_code(func, f"`{owner}.{func.attr}`", node=func)
             if isinstance(func.value, ast.Name) and func.value.id in self.names.other_imports:
                 raise self.src.error(
                     func,
                     f"`{owner}.{func.attr}` is not supported (only the math module is)",
                     f"use one of: {SUPPORTED_FUNCTIONS}",
                 )
+            if func.attr in ARRAY_ATTRIBUTES:
+                raise self._array_code(func, f"`{ast.unparse(func)}(...)`", node=func.value)
             raise self.src.error(
                 func,
                 f"method calls (`{owner}.{func.attr}(...)`) are not supported",
@@ -807,13 +803,28 @@ class FunctionReader:
                 "use math.pi, math.e or math.tau, or a supported function",
             )
         self._check_math_imported(node)
+        if node.attr in ARRAY_ATTRIBUTES:
+            raise self._array_code(node, f"`{ast.unparse(node)}`", node=node.value)
         raise self.src.error(
             node,
             f"attribute access (`{ast.unparse(node)}`) is not supported",
             "pass the number in as a parameter",
         )
 
+    def _array_code(self, at: ast.AST, what: str, node: ast.AST) -> StagegenError:
+        """Array code in a function without shape annotations: say how to make it array code."""
+        names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in self.params]
+        example = names[0] if names else next(iter(self.params), "x")
+        return self.src.error(
+            at,
+            f"{what} is array code, but no parameter of `{self.fn.name}` has a shape annotation",
+            f'annotate each array parameter with its shape, e.g. `{example}: "N, D"` '
+            "(numbers need none)",
+        )
+
     def _subscript(self, node: ast.Subscript) -> Expr:
+        if isinstance(node.value, ast.Attribute) and node.value.attr in ARRAY_ATTRIBUTES:
+            raise self._array_code(node, f"`{ast.unparse(node)}`", node=node.value)
         if not isinstance(node.value, ast.Name):
             raise self.src.error(
                 node, "only list parameters can be indexed", "index a parameter: `w[0]`"
@@ -877,11 +888,7 @@ class FunctionReader:
                 "use + - * / ** and math functions",
             )
         if spelled == "@":
-            raise self.src.error(
-                node,
-                "matrix multiplication `@` is not supported on scalars",
-                "multiply numbers with `*`",
-            )
+            raise self._array_code(node, "matrix multiplication `@`", node=node)
         raise self.src.error(
             node,
             f"the bitwise operator `{spelled}` is not supported on real numbers",
@@ -900,6 +907,14 @@ class FunctionReader:
             n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
         }
         return names | stored | (loaded - self.names.modules)
+
+
+# Attributes and methods only arrays have: in a function without annotations they mean the
+# user wrote array code, and the advice is to annotate it.
+ARRAY_ATTRIBUTES = frozenset(
+    "T shape ndim size dot sum mean max min prod var std reshape transpose ravel flatten "
+    "squeeze copy astype clip argmax argmin cumsum".split()
+)
 
 
 def _is_string_statement(stmt: ast.stmt) -> bool:

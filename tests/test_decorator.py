@@ -94,3 +94,125 @@ def test_verify_accepts_a_function_object():
     report = stagegen.verify(sigmoid_product)
     assert report.functions[0].name == "sigmoid_product"
     assert len(report.functions[0].points) == 5
+
+
+def test_verify_is_the_default():
+    report = sigmoid_product.verification
+    assert report.functions[0].name == "sigmoid_product"
+    assert report.functions[0].points and report.functions[0].local_checks
+
+
+def test_verify_false_skips_the_proof():
+    @staged(verify=False)
+    def unproven(x):
+        return math.sin(x) * x
+
+    assert unproven.backward(0.5) == pytest.approx(math.cos(0.5) * 0.5 + math.sin(0.5))
+    assert not hasattr(unproven, "verification")
+
+
+def test_a_nested_function_compiled_in_its_module_is_accepted():
+    # Compiled inside this test (and its module, which imports math): the same code as its text.
+    @staged
+    def nested(x, y=2.0):
+        return math.exp(x) * y
+
+    assert nested.backward(0.5) == pytest.approx((2.0 * math.exp(0.5), math.exp(0.5)))
+
+
+# --------------------------------------------- the backward is of the code that runs
+
+ORIGINAL = "import math\n\n\ndef g(x, y=2.0):\n    return math.sin(x) * y\n"
+
+
+def load_module(path, name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def isolated_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("STAGEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+EDITS = {
+    "the body": ("math.sin(x) * y", "math.cos(x) * y"),
+    "a constant": (
+        "def g(x, y=2.0):\n    return math.sin(x) * y",
+        "def g(x, y=2.0):\n    return math.sin(x) * 3.0",
+    ),
+    "a default": ("y=2.0", "y=5.0"),
+    "a name": ("math.sin(x) * y", "math.sin(y) * x"),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS.values(), ids=EDITS.keys())
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_a_file_edited_after_import_is_refused(isolated_cache, tmp_path, edit, warm):
+    path = tmp_path / "edited.py"
+    path.write_text(ORIGINAL)
+    running = load_module(path, f"edited_{len(edit[0])}_{warm}").g  # compiled from ORIGINAL
+    path.write_text(ORIGINAL.replace(*edit) + "# edited\n")
+    if warm:  # another process imported the edited file: the cache holds its backward
+        staged(load_module(path, f"edited_again_{len(edit[0])}").g)
+        assert len(list(isolated_cache.iterdir())) == 1
+    with pytest.raises(StagegenError, match="not the code that is running") as info:
+        staged(running)
+    assert (info.value.filename, info.value.line) == (str(path), 4)
+    assert "re-import" in info.value.hint
+    assert not hasattr(running, "backward")
+    with pytest.raises(StagegenError, match="not the code that is running"):
+        stagegen.verify(running)
+
+
+def test_a_function_made_by_exec_of_other_text_under_a_real_filename_is_refused(tmp_path):
+    path = tmp_path / "real.py"
+    path.write_text(ORIGINAL)
+    namespace = {"math": math}
+    exec(compile(ORIGINAL.replace("math.sin", "math.tanh"), str(path), "exec"), namespace)
+    with pytest.raises(StagegenError, match="not the code that is running"):
+        staged(namespace["g"])
+    # The same text under the same name is the running code: accepted.
+    exec(compile(ORIGINAL, str(path), "exec"), namespace)
+    g = staged(namespace["g"])
+    assert g.backward(0.5) == pytest.approx((math.cos(0.5) * 2.0, math.sin(0.5)))
+
+
+def test_an_edit_that_keeps_the_code_is_accepted(isolated_cache, tmp_path):
+    path = tmp_path / "commented.py"
+    path.write_text(ORIGINAL)
+    running = load_module(path, "commented").g
+    path.write_text(ORIGINAL.replace("    return", "    # a comment changes no code\n    return"))
+    staged(running)
+    assert running.backward(0.5) == pytest.approx((math.cos(0.5) * 2.0, math.sin(0.5)))
+
+
+@pytest.mark.parametrize("future", ["", "from __future__ import annotations\n"])
+def test_an_edited_annotation_is_refused(isolated_cache, tmp_path, future):
+    import numpy as np
+
+    path = tmp_path / f"annotated{len(future)}.py"
+    text = future + 'import numpy as np\n\n\ndef g(x: "N", y: "N"):\n    return np.sum(x * y)\n'
+    path.write_text(text)
+    running = load_module(path, path.stem).g
+    staged(running)  # unedited: accepted
+    x, y = np.array([1.0, 2.0]), np.array([3.0, 5.0])
+    assert [list(d) for d in running.backward(x, y)] == [[3.0, 5.0], [1.0, 2.0]]
+    path.write_text(text.replace('y: "N"', 'y: "1"'))
+    with pytest.raises(StagegenError, match="not the code that is running"):
+        staged(running)
+
+
+def test_a_function_whose_lines_were_cut_from_its_file_is_refused(isolated_cache, tmp_path):
+    path = tmp_path / "shortened.py"
+    path.write_text("\n" * 20 + ORIGINAL)
+    running = load_module(path, "shortened").g
+    path.write_text("x = 1\n")
+    with pytest.raises(StagegenError, match="no longer at line 24 of .*shortened.py") as info:
+        staged(running)
+    assert "re-import" in info.value.hint

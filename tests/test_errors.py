@@ -308,7 +308,7 @@ CASES = [
         """,
         3,
         12,
-        "`np.exp` is not supported",
+        "`np.exp` is array code, but no parameter of `f` has a shape annotation",
     ),
     case(
         "math-not-imported",

@@ -436,8 +436,9 @@ ROWS = [
     row(
         "matmul",
         "def f(x, y):\n    return x @ y\n",
-        f"{FILE}:2:12: error: matrix multiplication `@` is not supported on scalars — multiply "
-        "numbers with `*`",
+        f"{FILE}:2:12: error: matrix multiplication `@` is array code, but no parameter of `f` "
+        'has a shape annotation — annotate each array parameter with its shape, e.g. `x: "N, D"` '
+        "(numbers need none)",
     ),
     row(
         "chained-comparison",

@@ -170,3 +170,63 @@ def test_in_place_update_seen_elsewhere_is_refused(title, body, message):
     assert message in text
     assert "which makes a new array" in text  # says what to write instead
     assert info.value.line is not None and info.value.line > 3
+
+
+# -------------------------------------------------------------------------- code for numbers
+
+
+NUMBERS = [
+    ("def f(x, y):\n    return x * y\n", "f", lambda: (np.ones((3, 4)), np.ones((1, 4)))),
+    ("def f(x):\n    t = 2.0 * x\n    return t\n", "f", lambda: (np.ones(5),)),
+    ("def f(x, y):\n    return x + y\n", "f", lambda: (np.ones((2, 2)), 1.0)),
+    (
+        "def f(w, x):\n    return w[0] * x[0] + w[1]\n",
+        "f",
+        lambda: ([np.ones(3)] * 2, [np.ones(3)]),
+    ),
+]
+
+
+@pytest.mark.parametrize("source,name,arrays", NUMBERS)
+def test_backward_for_numbers_called_with_arrays_raises(source, name, arrays):
+    # Gradients of the wrong shape would be silently wrong; the first line refuses arrays.
+    backward = load_backward_module(stagegen.generate(source))[f"{name}_backward"]
+    with pytest.raises(TypeError):
+        backward(*arrays())
+
+
+def test_backward_for_numbers_takes_numbers_of_every_kind():
+    backward = load_backward_module(stagegen.generate("def f(x, y):\n    return x * y\n"))[
+        "f_backward"
+    ]
+    assert backward(3, np.float64(2.0)) == (2.0, 3.0)
+    assert backward(True, 2.5, dout=2) == (5.0, 2.0)
+
+
+def test_a_parameter_named_float_keeps_its_meaning():
+    text = stagegen.generate("def f(x, float):\n    return x * float\n")
+    assert "float(" not in text
+    assert load_backward_module(text)["f_backward"](2.0, 3.0) == (3.0, 2.0)
+
+
+# -------------------------------------------------------------------------- array code unannotated
+
+UNANNOTATED = [
+    ("pred = X @ w", "matrix multiplication `@`", "X"),
+    ("t = x.T", "`x.T`", "x"),
+    ("t = x.reshape(2, 3)", "`x.reshape(...)`", "x"),
+    ("t = (x * 2).sum()", "`(x * 2).sum(...)`", "x"),
+    ("t = x.shape[0] * 1.0", "`x.shape[0]`", "x"),
+    ("t = np.exp(x)", "`np.exp`", "X"),
+]
+
+
+@pytest.mark.parametrize("line,what,param", UNANNOTATED, ids=[w for _, w, _ in UNANNOTATED])
+def test_array_code_without_annotations_is_told_to_annotate(line, what, param):
+    name = line.split(" = ")[0]
+    source = f"import numpy as np\n\ndef f(X, x, w):\n    {line}\n    return {name}\n"
+    with pytest.raises(stagegen.StagegenError) as info:
+        stagegen.generate(source)
+    message = str(info.value)
+    assert f"{what} is array code, but no parameter of `f` has a shape annotation" in message
+    assert f'annotate each array parameter with its shape, e.g. `{param}: "N, D"`' in message
