@@ -559,6 +559,8 @@ class Builder:
 
     def transpose(self, depth: int) -> Val:
         a = self.expr(depth - 1)
+        if len(a.shape) == 2 and self.chance(0.2):  # a third axis, to be transposed
+            a = self.newaxis_of(a)
         if len(a.shape) not in (2, 3) and not (len(a.shape) == 1 and self.chance(0.2)):
             return None
         if len(a.shape) == 3:
@@ -1015,9 +1017,10 @@ def check_point(prog, forward, backward, sizes, rng, stats) -> None:
         # broadcast view), or shares memory with another gradient, an input or the upstream.
         stats["gradients"] += len(arrays)
         stats["gradient:read-only"] += sum(not g.flags.writeable for g in arrays)
-        stats["gradient:shares-another"] += sum(
-            any(np.shares_memory(g, h) for h in arrays if h is not g) for g in arrays
-        )
+        shared = sum(any(np.shares_memory(g, h) for h in arrays if h is not g) for g in arrays)
+        stats["gradient:shares-another"] += shared
+        if shared and not stats["gradient:shares-another:first-seed"]:
+            stats["gradient:shares-another:first-seed"] = prog.seed
         stats["gradient:shares-input-or-upstream"] += sum(
             any(np.shares_memory(g, a) for a in [*given, up_given] if isinstance(a, np.ndarray))
             for g in arrays
@@ -1182,6 +1185,8 @@ def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
         try:
             verdict = run_program(prog, Counter(), sabotage=scaled)
         except Failure as failure:
+            if known_bug(failure):
+                continue
             assert failure.kind in ("wrong-gradient", "number-upstream"), describe(prog, failure)
             caught += 1
             continue
@@ -1433,3 +1438,17 @@ def test_fan_out_of_a_scalar_output():
 )
 def test_unary_plus():
     assert check_text(function('x: "N, D", v: "D"', "out = +x * v + x * +v")) == "checked"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hazard: two returned gradients share memory (dc is the array that dx is a "
+    "broadcast view of), so a caller's in-place update of dc (`dc *= 0.5`) changes dx too",
+)
+def test_returned_gradients_share_no_memory():
+    source = function(
+        'x: "N, D", c: "N, 1"', "t1 = np.sum(x, -1, keepdims=True); out = (t1 < 0.0) * (c + t1)"
+    )
+    backward = load_backward_module(stagegen.generate(source))["f_backward"]
+    dx, dc = backward(-np.ones((3, 2)), -np.ones((3, 1)), np.ones((3, 1)))
+    assert not np.shares_memory(dx, dc)
