@@ -290,19 +290,36 @@ def _top_level_split(spec: str) -> list[str]:
 def _number_or_list(name: str, text: str) -> float | list[float]:
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         value = None
     if isinstance(value, (list, tuple)) and all(_is_number(v) for v in value) and value:
         return [float(v) for v in value]
     if _is_number(value):
         return float(value)
+    shown = text if len(text) <= 40 else text[:36] + " ..."
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if any(_is_real(v) and not _is_number(v) for v in items):
+        raise _at_error(
+            f"`{name}={shown}` is not a finite float (the largest is about 1.8e308)",
+            "give a value a float can hold",
+        )
     raise _at_error(
-        f"`{name}={text}` is not a number", "write a number (3, -4, 0.5, 1e-3) or a list [2, -3]"
+        f"`{name}={shown}` is not a number", "write a number (3, -4, 0.5, 1e-3) or a list [2, -3]"
     )
 
 
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A real number that a float holds finitely: not inf or nan, nor an int too large."""
+    if not _is_real(v):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int beyond 1.8e308
+        return False
 
 
 def _at_error(message: str, hint: str) -> StagegenError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import io
+import math
 import tokenize
 from dataclasses import dataclass, field
 
@@ -617,6 +618,12 @@ class FunctionReader:
         if isinstance(v, bool):
             raise self.src.error(node, f"`{v}` is a boolean, not a number", "write 1.0 or 0.0")
         if isinstance(v, (int, float)):
+            if not _float_holds(v):  # 1e309 reads as inf; a 400-digit int is no float at all
+                raise self.src.error(
+                    node,
+                    "this number is too large for a float (the largest is about 1.8e308)",
+                    "use a smaller number",
+                )
             return Num(v, self.src.segment(node) or repr(v))
         if isinstance(v, complex):
             raise self.src.error(node, "complex numbers are not supported", "use real numbers")
@@ -1001,3 +1008,11 @@ def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         or (isinstance(a.annotation, ast.Name) and a.annotation.id == "NDArray")
         for a in args
     )
+
+
+def _float_holds(v: int | float) -> bool:
+    """Whether a literal is a finite float (or an int that converts to one)."""
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False

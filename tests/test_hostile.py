@@ -74,6 +74,9 @@ NO_FUNCTIONS = (
     f"{FILE}: error: no function definitions found — define the forward function with `def`"
 )
 FLOORDIV = "floor division `//` is not differentiable — use true division `/`"
+TOO_LARGE = (
+    "this number is too large for a float (the largest is about 1.8e308) — use a smaller number"
+)
 DEFAULT_MUST_BE = (
     "a default value must be a number or a list of numbers — write the value as a literal, "
     "e.g. `y=2.0`"
@@ -488,6 +491,22 @@ ROWS = [
         "def f(größe):\n    return größe // 2\n",
         f"{FILE}:2:12: error: {FLOORDIV}",
     ),
+    # -- numbers a float cannot hold (were internal errors) -------------------------------------
+    row(
+        "float-literal-overflows-to-inf",
+        "def f(x):\n    return x - 1e309 * x\n",
+        f"{FILE}:2:16: error: {TOO_LARGE}",
+    ),
+    row(
+        "int-literal-beyond-float",
+        "def f(x):\n    return x * 1" + "0" * 400 + "\n",
+        f"{FILE}:2:16: error: {TOO_LARGE}",
+    ),
+    row(
+        "overflowing-literal-in-array-code",
+        'import numpy as np\n\n\ndef f(x: "N"):\n    return np.sum(x * -1e400)\n',
+        f"{FILE}:5:24: error: {TOO_LARGE}",
+    ),
     row(
         "emoji-in-comment",
         "def f(x):\n    y = x * 2  # 🙂🙂\n    return y % 3\n",
@@ -811,3 +830,48 @@ def test_hostile_file_in_a_real_process(case: Row, tmp_path):
     assert "Traceback" not in err and result.stdout == b""
     assert err.split("\n")[0] == first
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILE]
+
+
+# -- numbers beyond a float ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "at, shown",
+    [
+        ("x=" + "9" * 400, "x=" + "9" * 36 + " ..."),
+        ("x=1e309", "x=1e309"),
+        ("x=-1e400", "x=-1e400"),
+        ("x=[1, " + "9" * 400 + "]", "x=[1, " + "9" * 32 + " ..."),
+    ],
+    ids=["400-digit-int", "inf-float", "minus-inf-float", "huge-int-in-list"],
+)
+def test_explain_at_a_number_beyond_a_float(at, shown, tmp_path, monkeypatch, capsys):
+    """`--at` with a value no float holds was an internal error (OverflowError in isfinite)."""
+    (tmp_path / FILE).write_text("def f(x):\n    y = x * x\n    return y + 1\n")
+    monkeypatch.chdir(tmp_path)
+    status = cli.explain_main([f"{FILE}::f", "--at", at])
+    out, err = capsys.readouterr()
+    assert_refused(
+        status,
+        out,
+        err,
+        f"--at: error: `{shown}` is not a finite float (the largest is about 1.8e308) — "
+        "give a value a float can hold",
+    )
+
+
+def test_infinite_number_in_a_gradient_imports_math():
+    """An infinite number prints as math.inf; the module must import math for it (a literal
+    1e309 is refused when read, so the number is put into the program here)."""
+    from stagegen.emit import render
+    from stagegen.expr import Bin, Num, Var
+    from stagegen.parse import read_programs
+    from stagegen.reverse import differentiate
+
+    (program,) = read_programs("def f(x):\n    return x * 2.0\n", "<string>")
+    program.stages[-1].expr = Bin("*", Var("x"), Num(float("inf")))
+    text = render([differentiate(program)], "<string>", "stagegen FILE.py")
+    assert "math.inf" in text, text
+    namespace: dict = {}
+    exec(text, namespace)
+    assert namespace["f_backward"](1.0) == float("inf")
