@@ -24,6 +24,7 @@ from functools import lru_cache
 from . import gates
 from .errors import StagegenError
 from .expr import Const, Elem, Expr, Neg, Num, Printer, Var
+from .names import as_python_reads
 from .program import Program, Stage
 from .reverse import Backward
 
@@ -262,7 +263,7 @@ def parse_at(specs) -> dict[str, float | list[float]]:
     for spec in specs:
         for item in _top_level_split(spec):
             name, eq, text = item.partition("=")
-            name, text = name.strip(), text.strip()
+            name, text = as_python_reads(name.strip()), text.strip()
             if not eq or not name.isidentifier() or not text:
                 raise _at_error(
                     f"cannot read `{item.strip()}`", "write NAME=NUMBER pairs: --at x=3,y=-4"
@@ -330,6 +331,7 @@ def bind_point(program: Program, values: dict) -> dict[str, float | list[float]]
     """The values of every parameter, checked against the program's parameters."""
     names = [p.name for p in program.params]
     signature = f"{program.name}({', '.join(names)})"
+    values = {as_python_reads(k) if isinstance(k, str) else k: v for k, v in values.items()}
     for name in values:
         if program.param(name) is None:
             raise program.error(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .errors import Source, StagegenError
 from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
 from .gates import FUNCTIONS, MATH_CONSTANTS
+from .names import as_python_reads
 from .program import Param, Program, Stage
 
 BUILTINS = ("abs", "max", "min")
@@ -400,7 +401,11 @@ class FunctionReader:
             a.defaults
         )
         params = []
+        seen: dict[str, ast.arg] = {}
         for arg, default in zip(positional, defaults):
+            if arg.arg in seen:
+                raise self._duplicate_parameter(seen[arg.arg], arg)
+            seen[arg.arg] = arg
             text = None
             if default is not None:
                 try:
@@ -416,6 +421,20 @@ class FunctionReader:
                 text = self.src.segment(default) or repr(value)
             params.append(Param(arg.arg, default=text))
         return params
+
+    def _duplicate_parameter(self, first: ast.arg, again: ast.arg) -> StagegenError:
+        """Python refuses a repeated parameter; it reads names in NFKC form, so `ﬁ` repeats
+        `fi` (the syntax tree holds both as `fi`: the spelling is taken from the source)."""
+        spelled, before = self.src.segment(again) or again.arg, self.src.segment(first) or first.arg
+        spelled, before = spelled.split(":")[0].strip(), before.split(":")[0].strip()
+        if spelled == before:
+            message = f"the parameter `{spelled}` is given twice"
+        else:
+            message = (
+                f"the parameter `{spelled}` repeats `{before}`: Python reads both as `{again.arg}` "
+                "(it compares names in NFKC form)"
+            )
+        return self.src.error(again, message, "give each parameter its own name")
 
     # -- statements --------------------------------------------------------------------
 
@@ -954,6 +973,8 @@ def read_programs(
     source = Source(text, filename, line_offset, col_offset)
     module = parse_source(source)
     defs = function_defs(module)
+    if functions is not None:
+        functions = [as_python_reads(f) if isinstance(f, str) else f for f in functions]
     by_name: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     for d in defs:
         wanted = functions is None or d.name in functions
