@@ -21,5 +21,5 @@ def gaussian_nll_backward(x, mu, sigma=1.0, dnll=1.0):
     # backprop z = (x - mu) / sigma
     dx = (1 / sigma) * dz  # (1)
     dmu = (-1 / sigma) * dz  # (1)
-    dsigma += ((mu - x) / sigma**2) * dz  # (1)
+    dsigma += (-z / sigma) * dz  # (1)
     return dx, dmu, dsigma

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -91,11 +92,44 @@ def output_path(source: Path) -> Path:
 
 
 def is_generated(path: Path) -> bool:
+    """Whether a regular file starts with stagegen's mark (after a byte-order mark, which an
+    editor may add when it saves the file)."""
+    if file_kind(path) != "file":
+        return False  # opening a FIFO to read would wait for a writer
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
             return fh.readline().startswith(GENERATED_MARK)
     except OSError:
         return False
+
+
+def file_kind(path: Path) -> str | None:
+    """What is at a path: "file", "directory", another kind ("FIFO", "socket", ...), or None
+    when nothing is (a dangling symlink included). Symlinks are followed."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return "file"  # unreadable metadata: the read that follows reports it
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _not_a_file(kind: str) -> tuple[str, str]:
+    """The problem and hint for a path given as FILE.py that is not a regular file."""
+    if kind == "directory":
+        return "is a directory", "give the path of a Python file"
+    return f"is a {kind}, not a regular file", "give the path of a Python file"
 
 
 def read_source(path: Path) -> str:
@@ -131,12 +165,9 @@ class Run:
         from .api import build
 
         a = self.args
-        if not path.is_file():
-            problem, hint = (
-                ("is a directory", "give the path of a Python file")
-                if path.is_dir()
-                else ("no such file", "check the path")
-            )
+        kind = file_kind(path)
+        if kind != "file":
+            problem, hint = _not_a_file(kind) if kind else ("no such file", "check the path")
             self.fail(BAD_INPUT, f"{path}: error: {self.style.bad(problem)} — {hint}")
             return
         if is_generated(path):
@@ -151,19 +182,26 @@ class Run:
             report = check_build(result)
         target = output_path(path)
         proof = self._proof_text(report)
+        target_kind = None if a.stdout else file_kind(target)
+        if target_kind not in (None, "file"):
+            # A FIFO would block the read of --check, and the generated-mark test, forever.
+            what = (
+                "a directory"
+                if target_kind == "directory"
+                else f"a {target_kind}, not a regular file"
+            )
+            self.fail(
+                BAD_INPUT,
+                f"{target}: error: the output path is {what} — move it away "
+                "(stagegen writes FILE_backward.py beside FILE.py)",
+            )
+            return
         if a.stdout:
             self.out.write(result.text)
         elif a.check:
             self._check(target, result.text)
         else:
-            if target.is_dir():
-                self.fail(
-                    BAD_INPUT,
-                    f"{target}: error: the output path is a directory — move it away "
-                    "(stagegen writes FILE_backward.py beside FILE.py)",
-                )
-                return
-            if target.exists() and not is_generated(target) and not a.force:
+            if target_kind == "file" and not is_generated(target) and not a.force:
                 self.fail(
                     BAD_INPUT,
                     f"{target}: error: refusing to overwrite a file that stagegen did not generate "
@@ -204,10 +242,19 @@ class Run:
         return f" — {self.style.ok('proven')} against SymPy: " + "; ".join(parts)
 
     def _check(self, target: Path, text: str) -> None:
-        if not target.exists():
+        if file_kind(target) is None:
             self.fail(FAILED, f"{self.style.warn('missing')} {target}")
             return
-        current = target.read_text(encoding="utf-8", errors="replace")
+        try:
+            # A byte-order mark an editor added is the encoding's, not a change.
+            current = target.read_text(encoding="utf-8-sig", errors="replace")
+        except OSError as exc:
+            self.fail(
+                BAD_INPUT,
+                f"{target}: error: cannot read ({(exc.strerror or type(exc).__name__).lower()})"
+                " — check its permissions",
+            )
+            return
         if current == text:
             self.say(f"{self.style.ok('up to date')} {target}")
             return
@@ -255,12 +302,10 @@ def explain_main(argv: list[str], out=None, err=None) -> int:
     filename, _, function = args.target.partition("::")
     path = Path(filename)
     try:
-        if not path.is_file():
-            if path.is_dir():
-                raise StagegenError(
-                    "is a directory", "give the path of a Python file", filename=filename
-                )
-            raise StagegenError("no such file", "check the path", filename=filename)
+        kind = file_kind(path)
+        if kind != "file":
+            problem, hint = _not_a_file(kind) if kind else ("no such file", "check the path")
+            raise StagegenError(problem, hint, filename=filename)
         from .explanation import explain_source, parse_at
 
         point = parse_at(args.at) if args.at else None

@@ -8,11 +8,12 @@ here depends on time, paths or set order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .expr import Call, Const, Printer, walk
+from .expr import Call, Const, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code
 from .reverse import Backward
 
@@ -66,10 +67,18 @@ def _uses_math(backward: Backward) -> bool:
         st.value for b in backward.blocks for st in b.statements
     ]
     return any(
-        isinstance(n, Const) or (isinstance(n, Call) and n.fn not in ("abs", "max", "min"))
+        isinstance(n, Const)
+        or (isinstance(n, Call) and n.fn not in ("abs", "max", "min"))
+        or (isinstance(n, Num) and not n.text and _prints_as_math_inf(n.value))
         for e in exprs
         for n in walk(e)
     )
+
+
+def _prints_as_math_inf(value) -> bool:
+    """An infinite number prints as ``math.inf`` (a literal like 1e309 is refused when read,
+    but the module must still run if one is built another way)."""
+    return isinstance(value, float) and math.isinf(value)
 
 
 def _math_alias(backwards: list[Backward]) -> str:

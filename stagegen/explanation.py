@@ -24,6 +24,7 @@ from functools import lru_cache
 from . import gates
 from .errors import StagegenError
 from .expr import Const, Elem, Expr, Neg, Num, Printer, Var
+from .names import as_python_reads
 from .program import Program, Stage
 from .reverse import Backward
 
@@ -262,7 +263,7 @@ def parse_at(specs) -> dict[str, float | list[float]]:
     for spec in specs:
         for item in _top_level_split(spec):
             name, eq, text = item.partition("=")
-            name, text = name.strip(), text.strip()
+            name, text = as_python_reads(name.strip()), text.strip()
             if not eq or not name.isidentifier() or not text:
                 raise _at_error(
                     f"cannot read `{item.strip()}`", "write NAME=NUMBER pairs: --at x=3,y=-4"
@@ -290,19 +291,36 @@ def _top_level_split(spec: str) -> list[str]:
 def _number_or_list(name: str, text: str) -> float | list[float]:
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         value = None
     if isinstance(value, (list, tuple)) and all(_is_number(v) for v in value) and value:
         return [float(v) for v in value]
     if _is_number(value):
         return float(value)
+    shown = text if len(text) <= 40 else text[:36] + " ..."
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if any(_is_real(v) and not _is_number(v) for v in items):
+        raise _at_error(
+            f"`{name}={shown}` is not a finite float (the largest is about 1.8e308)",
+            "give a value a float can hold",
+        )
     raise _at_error(
-        f"`{name}={text}` is not a number", "write a number (3, -4, 0.5, 1e-3) or a list [2, -3]"
+        f"`{name}={shown}` is not a number", "write a number (3, -4, 0.5, 1e-3) or a list [2, -3]"
     )
 
 
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A real number that a float holds finitely: not inf or nan, nor an int too large."""
+    if not _is_real(v):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int beyond 1.8e308
+        return False
 
 
 def _at_error(message: str, hint: str) -> StagegenError:
@@ -313,6 +331,7 @@ def bind_point(program: Program, values: dict) -> dict[str, float | list[float]]
     """The values of every parameter, checked against the program's parameters."""
     names = [p.name for p in program.params]
     signature = f"{program.name}({', '.join(names)})"
+    values = {as_python_reads(k) if isinstance(k, str) else k: v for k, v in values.items()}
     for name in values:
         if program.param(name) is None:
             raise program.error(

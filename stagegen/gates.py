@@ -53,15 +53,36 @@ def _call(fn: str, *args: Expr) -> Expr:
 
 
 def _over_sqrt_one_minus_square(a: Expr) -> Expr:
-    return div(Num(1), _call("sqrt", sub(Num(1), power(a, Num(2)))))
+    return div(Num(1), _call("sqrt", sub(Num(1), power(a, Num(2)))))  # |a| <= 1: no overflow
+
+
+def _square(a: Expr) -> Expr:
+    """``a * a``, not ``a**2``: a float product that overflows is inf, while ``**`` raises
+    OverflowError, and 1 / (1 + inf) is the right 0.0 where atan(1e200) is fine."""
+    return Bin("*", a, a)
+
+
+def _divide_rule(out: Expr, a: Expr, b: Expr) -> tuple[Expr, Expr]:
+    # -out / b rather than -a / b**2: b**2 overflows (and raises) for |b| > 1.3e154, and is
+    # subnormal, so inexact, near |b| = 1e-160, where a / b itself is fine.
+    return div(ONE, b), neg(div(out, b))
 
 
 def _pow_rule(out: Expr, a: Expr, b: Expr) -> tuple[Expr, Expr]:
     if isinstance(b, Num) or (isinstance(b, Neg) and isinstance(b.operand, Num)):
         exponent = b.value if isinstance(b, Num) else -b.operand.value
         return mul(b, power(a, num(exponent - 1))), Num(0)
-    log_a = Num(1) if a == Const("e") else _call("log", a)  # d(e**b)/db is the output itself
-    return mul(b, power(a, sub(b, Num(1)))), mul(out, log_a)
+    d_base = mul(b, power(a, sub(b, Num(1))))
+    if a == Const("e"):
+        return d_base, out  # d(e**b)/db is the output itself
+    if isinstance(a, Num) and a.value > 0:
+        return d_base, mul(out, _call("log", a))
+    # out * log(a), except where the output is 0: at a = 0 with b > 0 the power is 0 for every
+    # b near, so d/db is 0 while log(0) raises. Elsewhere log(a) raises where a < 0, as the
+    # derivative in b does not exist there (a negative base has a real power at integer b only).
+    return d_base, Cond(
+        Compare(">", Call("abs", (out,)), Num(0)), mul(out, _call("log", a)), ZERO_F
+    )
 
 
 def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str]):
@@ -92,8 +113,10 @@ def _log_rule(out: Expr, a: Expr, base: Expr | None = None) -> tuple[Expr, ...]:
 
 
 def _atan2_rule(out: Expr, y: Expr, x: Expr) -> tuple[Expr, Expr]:
-    r2 = add(power(x, Num(2)), power(y, Num(2)))
-    return div(x, r2), neg(div(y, r2))
+    # x / r / r with r = hypot(x, y), not x / (x**2 + y**2): the squares overflow (raising)
+    # beyond 1.3e154 and underflow to 0.0 below 1e-162, where atan2 and its gradient are fine.
+    r = _call("hypot", x, y)
+    return div(div(x, r), r), neg(div(div(y, r), r))
 
 
 # The tables below are kept one line per gate, like the notes' gate table (black leaves them be).
@@ -104,7 +127,7 @@ OPERATORS: dict[str, Gate] = {
     "+":   Gate((2, 2), lambda out, a, b: (ONE, ONE),                          "the add gate distributes the gradient to both inputs", "add"),
     "-":   Gate((2, 2), lambda out, a, b: (ONE, neg(ONE)),                     "the subtract gate passes the gradient on, negated for the second input", "subtract"),
     "*":   Gate((2, 2), lambda out, a, b: (b, a),                              "the mul gate swaps its inputs", "mul"),
-    "/":   Gate((2, 2), lambda out, a, b: (div(ONE, b), div(neg(a), power(b, TWO))), "the divide gate: 1/b for the numerator, -a/b**2 for the denominator", "divide"),
+    "/":   Gate((2, 2), _divide_rule,                                          "the divide gate: 1/b for the numerator, -out/b for the denominator", "divide"),
     "**":  Gate((2, 2), _pow_rule,                                             "the power gate: b * a**(b - 1) for the base, out * log(a) for the exponent", "power"),
     "neg": Gate((1, 1), lambda out, a: (neg(ONE),),                            "the negate gate flips the sign of the gradient", "negate"),
 }
@@ -123,12 +146,12 @@ FUNCTIONS: dict[str, Gate] = {
     "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2", "tan"),
     "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin"),
     "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos"),
-    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, power(a, TWO))),), "atan: 1 / (1 + x**2)", "atan"),
-    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r**2 for y, -y / r**2 for x", "atan2"),
+    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, _square(a))),),  "atan: 1 / (1 + x * x)", "atan"),
+    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r / r for y, -y / r / r for x, with r = hypot(x, y)", "atan2"),
     "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x", "sinh"),
     "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x", "cosh"),
     "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2", "tanh"),
-    "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(power(a, TWO)))),), "erf: 2/sqrt(pi) * exp(-x**2)", "erf"),
+    "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(_square(a)))),), "erf: 2/sqrt(pi) * exp(-x * x)", "erf"),
     "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output", "hypot"),
     "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow"),
     "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)", "abs"),

@@ -2,6 +2,7 @@
 builtins the generated code itself calls."""
 
 import keyword
+import unicodedata
 
 # Builtins that generated code calls (list gradients, and the user's own abs/max/min).
 CALLED_BUILTINS = frozenset({"len", "abs", "max", "min"})
@@ -14,3 +15,10 @@ def usable(name: str, taken) -> bool:
         and name not in CALLED_BUILTINS
         and name not in taken
     )
+
+
+def as_python_reads(name: str) -> str:
+    """A name as Python reads it in source: identifiers are compared in NFKC form, so `ﬁ` is
+    `fi` and `Ｎ` is `N`. Names given from outside the source (--wrt, --function, --at) are
+    read this way too, to find what the syntax tree calls them."""
+    return unicodedata.normalize("NFKC", name)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ast
 import io
+import math
 import tokenize
 from dataclasses import dataclass, field
 
 from .errors import Source, StagegenError
 from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
 from .gates import FUNCTIONS, MATH_CONSTANTS
+from .names import as_python_reads
 from .program import Param, Program, Stage
 
 BUILTINS = ("abs", "max", "min")
@@ -399,7 +401,11 @@ class FunctionReader:
             a.defaults
         )
         params = []
+        seen: dict[str, ast.arg] = {}
         for arg, default in zip(positional, defaults):
+            if arg.arg in seen:
+                raise self._duplicate_parameter(seen[arg.arg], arg)
+            seen[arg.arg] = arg
             text = None
             if default is not None:
                 try:
@@ -415,6 +421,20 @@ class FunctionReader:
                 text = self.src.segment(default) or repr(value)
             params.append(Param(arg.arg, default=text))
         return params
+
+    def _duplicate_parameter(self, first: ast.arg, again: ast.arg) -> StagegenError:
+        """Python refuses a repeated parameter; it reads names in NFKC form, so `ﬁ` repeats
+        `fi` (the syntax tree holds both as `fi`: the spelling is taken from the source)."""
+        spelled, before = self.src.segment(again) or again.arg, self.src.segment(first) or first.arg
+        spelled, before = spelled.split(":")[0].strip(), before.split(":")[0].strip()
+        if spelled == before:
+            message = f"the parameter `{spelled}` is given twice"
+        else:
+            message = (
+                f"the parameter `{spelled}` repeats `{before}`: Python reads both as `{again.arg}` "
+                "(it compares names in NFKC form)"
+            )
+        return self.src.error(again, message, "give each parameter its own name")
 
     # -- statements --------------------------------------------------------------------
 
@@ -617,6 +637,12 @@ class FunctionReader:
         if isinstance(v, bool):
             raise self.src.error(node, f"`{v}` is a boolean, not a number", "write 1.0 or 0.0")
         if isinstance(v, (int, float)):
+            if not _float_holds(v):  # 1e309 reads as inf; a 400-digit int is no float at all
+                raise self.src.error(
+                    node,
+                    "this number is too large for a float (the largest is about 1.8e308)",
+                    "use a smaller number",
+                )
             return Num(v, self.src.segment(node) or repr(v))
         if isinstance(v, complex):
             raise self.src.error(node, "complex numbers are not supported", "use real numbers")
@@ -962,6 +988,8 @@ def read_programs(
     source = Source(text, filename, line_offset, col_offset)
     module = parse_source(source)
     defs = function_defs(module)
+    if functions is not None:
+        functions = [as_python_reads(f) if isinstance(f, str) else f for f in functions]
     by_name: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     for d in defs:
         wanted = functions is None or d.name in functions
@@ -1016,3 +1044,11 @@ def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         or (isinstance(a.annotation, ast.Name) and a.annotation.id == "NDArray")
         for a in args
     )
+
+
+def _float_holds(v: int | float) -> bool:
+    """Whether a literal is a finite float (or an int that converts to one)."""
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False

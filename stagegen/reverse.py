@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .domain import may_raise
 from .expr import Elem, Expr, Leaf, Neg, Num, Var, leaves, mul
 from .gates import gate_of, local_gradients
-from .names import usable
+from .names import as_python_reads, usable
 from .program import Program, Stage
 
 
@@ -166,7 +166,7 @@ def resolve_wrt(program: Program, wrt) -> list[str]:
         return names
     if isinstance(wrt, str):
         wrt = [w.strip() for w in wrt.split(",") if w.strip()]
-    wrt = list(wrt)
+    wrt = [as_python_reads(w) if isinstance(w, str) else w for w in wrt]
     if not wrt:
         raise program.error(
             f"wrt is empty for `{program.name}`", f"name at least one parameter: {', '.join(names)}"

@@ -74,6 +74,12 @@ NO_FUNCTIONS = (
     f"{FILE}: error: no function definitions found — define the forward function with `def`"
 )
 FLOORDIV = "floor division `//` is not differentiable — use true division `/`"
+OWN_NAME = "give each parameter its own name"
+NUMPY = "import numpy as np\n\n\n"
+BETWEEN_COMMAS = 'name each dimension once between commas, as in `x: "N, D"`'
+TOO_LARGE = (
+    "this number is too large for a float (the largest is about 1.8e308) — use a smaller number"
+)
 DEFAULT_MUST_BE = (
     "a default value must be a number or a list of numbers — write the value as a literal, "
     "e.g. `y=2.0`"
@@ -489,6 +495,69 @@ ROWS = [
         "def f(größe):\n    return größe // 2\n",
         f"{FILE}:2:12: error: {FLOORDIV}",
     ),
+    # -- numbers a float cannot hold (were internal errors) -------------------------------------
+    row(
+        "float-literal-overflows-to-inf",
+        "def f(x):\n    return x - 1e309 * x\n",
+        f"{FILE}:2:16: error: {TOO_LARGE}",
+    ),
+    row(
+        "int-literal-beyond-float",
+        "def f(x):\n    return x * 1" + "0" * 400 + "\n",
+        f"{FILE}:2:16: error: {TOO_LARGE}",
+    ),
+    row(
+        "overflowing-literal-in-array-code",
+        'import numpy as np\n\n\ndef f(x: "N"):\n    return np.sum(x * -1e400)\n',
+        f"{FILE}:5:24: error: {TOO_LARGE}",
+    ),
+    # -- names Python reads as one, and shapes with holes --------------------------------------
+    row(
+        "parameter-given-twice",
+        "def f(x, x):\n    return x * x\n",
+        f"{FILE}:1:10: error: the parameter `x` is given twice — {OWN_NAME}",
+    ),
+    row(
+        "parameters-one-under-nfkc",
+        "def f(\ufb01, fi):\n    return \ufb01 * fi\n",
+        f"{FILE}:1:10: error: the parameter `fi` repeats `\ufb01`: Python reads both as `fi` (it "
+        f"compares names in NFKC form) — {OWN_NAME}",
+    ),
+    row(
+        "array-parameters-one-under-nfkc",
+        f'{NUMPY}def f(fi: "N", \ufb01: "N"):\n    return np.sum(fi * \ufb01)\n',
+        f"{FILE}:4:16: error: the parameter `\ufb01` repeats `fi`: Python reads both as `fi` (it "
+        f"compares names in NFKC form) — {OWN_NAME}",
+    ),
+    row(
+        "empty-dimension-name",
+        f'{NUMPY}def f(x: "N,,D"):\n    return np.sum(x * x)\n',
+        f"{FILE}:4:10: error: the shape `N,,D` has an empty dimension name — {BETWEEN_COMMAS}",
+    ),
+    row(
+        "leading-comma-in-shape",
+        f'{NUMPY}def f(x: "(, D)"):\n    return np.sum(x * x)\n',
+        f"{FILE}:4:10: error: the shape `(, D)` has an empty dimension name — {BETWEEN_COMMAS}",
+    ),
+    row(
+        "keyword-dimension-name",
+        f'{NUMPY}def f(x: "if, D"):\n    return np.sum(x, axis=0)\n',
+        f"{FILE}:4:10: error: `if` is a Python keyword, so it cannot name a dimension — a "
+        "dimension name must be a Python identifier that is not a keyword",
+    ),
+    row(
+        "keyword-dimension-name-under-nfkc",
+        f'{NUMPY}def f(x: "N, \uff57\uff48\uff49\uff4c\uff45"):\n' "    return np.sum(x)\n",
+        f"{FILE}:4:10: error: `\uff57\uff48\uff49\uff4c\uff45` is the Python keyword `while` "
+        "(NFKC), so it cannot name a dimension — a dimension name must be a Python identifier "
+        "that is not a keyword",
+    ),
+    row(
+        "superscript-digit-dimension",  # "²".isdigit(), but int("²") raised: an internal error
+        f'{NUMPY}def f(x: "N, \u00b2"):\n    return np.sum(x)\n',
+        f"{FILE}:4:10: error: `\u00b2` is not a dimension — name each dimension, as in "
+        '`x: "N, D"` (names, or literal sizes like 1)',
+    ),
     row(
         "emoji-in-comment",
         "def f(x):\n    y = x * 2  # 🙂🙂\n    return y % 3\n",
@@ -812,3 +881,182 @@ def test_hostile_file_in_a_real_process(case: Row, tmp_path):
     assert "Traceback" not in err and result.stdout == b""
     assert err.split("\n")[0] == first
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILE]
+
+
+# -- numbers beyond a float ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "at, shown",
+    [
+        ("x=" + "9" * 400, "x=" + "9" * 36 + " ..."),
+        ("x=1e309", "x=1e309"),
+        ("x=-1e400", "x=-1e400"),
+        ("x=[1, " + "9" * 400 + "]", "x=[1, " + "9" * 32 + " ..."),
+    ],
+    ids=["400-digit-int", "inf-float", "minus-inf-float", "huge-int-in-list"],
+)
+def test_explain_at_a_number_beyond_a_float(at, shown, tmp_path, monkeypatch, capsys):
+    """`--at` with a value no float holds was an internal error (OverflowError in isfinite)."""
+    (tmp_path / FILE).write_text("def f(x):\n    y = x * x\n    return y + 1\n")
+    monkeypatch.chdir(tmp_path)
+    status = cli.explain_main([f"{FILE}::f", "--at", at])
+    out, err = capsys.readouterr()
+    assert_refused(
+        status,
+        out,
+        err,
+        f"--at: error: `{shown}` is not a finite float (the largest is about 1.8e308) — "
+        "give a value a float can hold",
+    )
+
+
+def test_infinite_number_in_a_gradient_imports_math():
+    """An infinite number prints as math.inf; the module must import math for it (a literal
+    1e309 is refused when read, so the number is put into the program here)."""
+    from stagegen.emit import render
+    from stagegen.expr import Bin, Num, Var
+    from stagegen.parse import read_programs
+    from stagegen.reverse import differentiate
+
+    (program,) = read_programs("def f(x):\n    return x * 2.0\n", "<string>")
+    program.stages[-1].expr = Bin("*", Var("x"), Num(float("inf")))
+    text = render([differentiate(program)], "<string>", "stagegen FILE.py")
+    assert "math.inf" in text, text
+    namespace: dict = {}
+    exec(text, namespace)
+    assert namespace["f_backward"](1.0) == float("inf")
+
+
+# -- output paths that are not regular files, and generated files an editor touched ---------------
+
+SIMPLE = "def f(x):\n    return x * x * x\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize(
+    "mode",
+    [[], ["--check"], ["--force"], ["--check", "--diff"]],
+    ids=["write", "check", "force", "check-diff"],
+)
+def test_a_fifo_at_the_output_path_is_refused(mode, tmp_path):
+    """Opening a FIFO to read waits for a writer: --check and the generated-mark test hung. A
+    real process, so that a regression fails on the timeout instead of hanging the suite."""
+    (tmp_path / "model.py").write_text(SIMPLE)
+    os.mkfifo(tmp_path / "model_backward.py")
+    result = subprocess.run(
+        [sys.executable, "-m", "stagegen", "--no-verify", *mode, "model.py"],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    err = result.stderr.decode("utf-8")
+    assert result.returncode == 2, err
+    assert result.stdout == b"" and "Traceback" not in err
+    assert err.split("\n")[0] == (
+        "model_backward.py: error: the output path is a FIFO, not a regular file — move it "
+        "away (stagegen writes FILE_backward.py beside FILE.py)"
+    )
+    assert stat.S_ISFIFO(os.stat(tmp_path / "model_backward.py").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.py", "model_backward.py"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("explain", [False, True], ids=["generate", "explain"])
+def test_a_fifo_given_as_the_file_is_refused(explain, tmp_path, monkeypatch, capsys):
+    os.mkfifo(tmp_path / "model.py")
+    monkeypatch.chdir(tmp_path)
+    if explain:
+        status = cli.explain_main(["model.py::f"])
+        out, err = capsys.readouterr()
+    else:
+        status, out, err = run_main(["model.py"], capsys)
+    assert_refused(
+        status,
+        out,
+        err,
+        "model.py: error: is a FIFO, not a regular file — give the path of a Python file",
+    )
+
+
+def test_check_with_a_directory_at_the_output_path(tmp_path, monkeypatch, capsys):
+    """--check read the directory (IsADirectoryError: an internal error)."""
+    (tmp_path / "model.py").write_text(SIMPLE)
+    (tmp_path / "model_backward.py").mkdir()
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_main(["--check", "--no-verify", "model.py"], capsys)
+    assert_refused(
+        status,
+        out,
+        err,
+        "model_backward.py: error: the output path is a directory — move it away (stagegen "
+        "writes FILE_backward.py beside FILE.py)",
+    )
+
+
+def test_a_generated_file_saved_with_a_byte_order_mark_is_still_ours(tmp_path, monkeypatch, capsys):
+    (tmp_path / "model.py").write_text(SIMPLE)
+    monkeypatch.chdir(tmp_path)
+    assert run_main(["--no-verify", "model.py"], capsys)[0] == 0
+    generated = (tmp_path / "model_backward.py").read_bytes()
+    (tmp_path / "model_backward.py").write_bytes(b"\xef\xbb\xbf" + generated)  # an editor's save
+    status, out, err = run_main(["--check", "--no-verify", "model.py"], capsys)
+    assert status == 0 and err == "up to date model_backward.py\n", err
+    status, out, err = run_main(["--no-verify", "model.py"], capsys)
+    assert status == 0 and err.startswith("wrote model_backward.py"), err
+    assert (tmp_path / "model_backward.py").read_bytes() == generated
+    # and as an input it is still recognised as generated (skipped, not differentiated)
+    (tmp_path / "model_backward.py").write_bytes(b"\xef\xbb\xbf" + generated)
+    status, out, err = run_main(["model_backward.py"], capsys)
+    assert status == 0 and "skipped (generated by stagegen)" in err, err
+
+
+# -- names Python reads as one ---------------------------------------------------------------------
+
+
+def test_fullwidth_and_ascii_dimension_names_are_one_dimension(tmp_path, monkeypatch, capsys):
+    """Python reads `Ｎ` as `N`: the shapes ("Ｎ", D) and (N, D) broadcast, and the generated code
+    binds one N (it wrote `Ｎ, D = x.shape`, which Python reads as N)."""
+    np = pytest.importorskip("numpy")
+    source = NUMPY + 'def f(x: "\uff2e, D", y: "N, D"):\n    return np.sum(np.sum(x * y, axis=0))\n'
+    (tmp_path / FILE).write_text(source, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_main([FILE], capsys)
+    assert status == 0, err
+    text = (tmp_path / "forward_backward.py").read_text(encoding="utf-8")
+    assert "\uff2e" not in text, text
+    namespace: dict = {}
+    exec(text, namespace)
+    x, y = np.arange(6.0).reshape(3, 2), np.arange(6.0, 12.0).reshape(3, 2)
+    dx, dy = namespace["f_backward"](x, y)
+    assert np.array_equal(dx, y) and np.array_equal(dy, x)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--stdout", "--wrt", "\ufb01", FILE],
+        ["--stdout", "--function", "\ufb01g", FILE],
+        ["explain", f"{FILE}::\ufb01g", "--at", "\ufb01=2,y=3"],
+    ],
+    ids=["wrt", "function", "explain-at"],
+)
+def test_names_given_on_the_command_line_are_read_as_python_reads_them(
+    argv, tmp_path, monkeypatch, capsys
+):
+    """`def ﬁg(ﬁ, y)` defines fig(fi, y) to Python; the names the user types as written in the
+    source must find them (they were refused as unknown)."""
+    (tmp_path / FILE).write_text(
+        "def \ufb01g(\ufb01, y):\n    return \ufb01 * y\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    if argv[0] == "explain":
+        assert "dfi = 3" in out, out
+    else:
+        namespace: dict = {}
+        exec(out, namespace)
+        expected = 3.0 if "--wrt" in argv else (3.0, 2.0)
+        assert namespace["fig_backward"](2.0, 3.0) == expected

@@ -27,7 +27,7 @@ def batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     dxmu = ivar * dxhat  # (7)
     divar = (xmu * dxhat).sum(axis=0)  # (7)
     # backprop ivar = 1.0 / sqrtvar
-    dsqrtvar = (-1.0 / sqrtvar**2) * divar  # (6)
+    dsqrtvar = (-ivar / sqrtvar) * divar  # (6)
     # backprop sqrtvar = np.sqrt(var + eps)
     dvar = (0.5 / sqrtvar) * dsqrtvar  # (5)
     # backprop var = np.mean(sq, axis=0)

@@ -22,7 +22,7 @@ def layernorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     dbeta = dout.sum(axis=0)  # (5)
     # backprop xhat = xmu / np.sqrt(var + eps)
     dxmu = dxhat / np.sqrt(var + eps)  # (4)
-    dvar = (-0.5 / np.sqrt(var + eps)) * ((xmu / np.sqrt(var + eps) ** 2) * dxhat).sum(
+    dvar = (-0.5 / np.sqrt(var + eps)) * ((xhat / np.sqrt(var + eps)) * dxhat).sum(
         axis=1, keepdims=True
     )  # (4)
     # backprop var = (xmu**2).mean(axis=1, keepdims=True)

@@ -157,7 +157,8 @@ class _Rules:
                 elementwise(b, self.scaled(a, g, self.shape(a)))
             elif node.op == "/":
                 elementwise(a, div(g, b))
-                elementwise(b, mul(div(neg(a), power(b, Num(2))), g))
+                # -out / b, not -a / b**2: b**2 overflows (and underflows) where a / b does not
+                elementwise(b, mul(neg(div(value, b)), g))
             elif node.op == "**":
                 exponent = _number(b)
                 if exponent is not None:

@@ -9,6 +9,8 @@ with a message and a hint; the reader locates it at the expression.
 
 from __future__ import annotations
 
+import keyword
+import unicodedata
 from math import prod
 from typing import Union
 
@@ -27,23 +29,41 @@ def show(shape: Shape) -> str:
 
 
 def parse_annotation(text: str) -> Shape:
-    """``"N, D"`` -> ("N", "D"); ``""`` or ``"()"`` -> () (a scalar); ``"1, D"`` keeps the 1."""
+    """``"N, D"`` -> ("N", "D"); ``""`` or ``"()"`` -> () (a scalar); ``"1, D"`` keeps the 1;
+    ``"N,"`` is one dimension, as a tuple is.
+
+    Names are read as Python reads identifiers, in NFKC form: the generated code binds them
+    (``N, D = x.shape``), and there ``Ｎ`` (fullwidth) is the name ``N``.
+    """
     inner = text.strip()
     if inner.startswith("(") and inner.endswith(")"):
         inner = inner[1:-1]
+    parts = [p.strip() for p in inner.split(",")]
+    if parts[-1] == "" and (len(parts) == 1 or parts[-2] != ""):
+        parts.pop()  # "" is a scalar; "N," ends like a one-element tuple
     dims: list[Dim] = []
-    for part in (p.strip() for p in inner.split(",")):
+    for part in parts:
         if not part:
-            continue
-        if part.isdigit():
+            raise ShapeError(
+                f"the shape `{text}` has an empty dimension name",
+                'name each dimension once between commas, as in `x: "N, D"`',
+            )
+        if part.isascii() and part.isdigit():  # not "²": isdigit, but no int
             dims.append(int(part))
-        elif part.isidentifier():
-            dims.append(part)
-        else:
+            continue
+        name = unicodedata.normalize("NFKC", part)
+        if name.isidentifier() and keyword.iskeyword(name):
+            what = "a Python keyword" if name == part else f"the Python keyword `{name}` (NFKC)"
+            raise ShapeError(
+                f"`{part}` is {what}, so it cannot name a dimension",
+                "a dimension name must be a Python identifier that is not a keyword",
+            )
+        if not name.isidentifier():
             raise ShapeError(
                 f"`{part}` is not a dimension",
                 'name each dimension, as in `x: "N, D"` (names, or literal sizes like 1)',
             )
+        dims.append(name)
     return tuple(dims)
 
 
