@@ -1298,6 +1298,9 @@ def test_verify_agrees_with_the_numerical_check():
         try:
             verdict = run_program(prog, Counter())
         except Failure as failure:
+            if known_bug(failure):  # (generate and verify share it: nothing to compare)
+                counts[f"known:{known_bug(failure)}"] += 1
+                continue
             verdict = failure
         start = time.monotonic()
         try:
@@ -1313,6 +1316,7 @@ def test_verify_agrees_with_the_numerical_check():
         except Exception:
             proof, why = "crashed", traceback.format_exc(limit=-3)
         counts[proof] += 1
+        counts["seconds"] += round(time.monotonic() - start, 1)
         if isinstance(verdict, Failure):
             expected = {"disproven"} if verdict.kind in WRONG else {"disproven", "refused"}
             mine = f"{verdict.kind}: {verdict.detail[:600]}"
@@ -1328,7 +1332,6 @@ def test_verify_agrees_with_the_numerical_check():
                 f"seed {prog.seed}: verify says {proof}, the numerical check: {mine}\n"
                 f"{prog.source}\n{detail}"
             )
-        counts["seconds"] += time.monotonic() - start
     print(
         f"\nverify on {VERIFY_EXAMPLES} programs from seed {SEED + VERIFY_SEED_OFFSET}: "
         f"{dict(counts)}; abandoned after {PROOF_BUDGET} s: {slow}"
