@@ -34,6 +34,9 @@ GAP = 24  # least vertical gap between two things in a column
 CURVE = 46  # horizontal room for a wire to bend between columns
 MARGIN = 24
 LABEL_LIMIT = 26  # characters; longer symbolic labels are cut
+MIN_FLUID_WIDTH = (
+    720  # px: in a page, the drawing shrinks to this (its labels ~8 px) and then scrolls
+)
 
 
 @dataclass
@@ -416,7 +419,8 @@ def to_svg(c: Circuit, fluid: bool = False) -> str:
         bottom = max([bottom] + [y + 20 for y in w.waypoints])
     height = bottom + 52
     size = (
-        f'width="100%" style="max-width: {_num(width)}px; height: auto; display: block"'
+        f'width="100%" style="max-width: {_num(width)}px; min-width: {_num(min(width, MIN_FLUID_WIDTH))}px; '
+        'height: auto; display: block"'
         if fluid
         else f'width="{_num(width)}" height="{_num(height)}"'
     )

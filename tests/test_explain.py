@@ -335,6 +335,9 @@ def test_notebook_svg_scales_to_its_column_and_the_file_keeps_its_size(notes_cir
     )
     _, _, width, height = map(float, svg.get("viewBox").split())
     assert style["max-width"] == f"{width:g}px" and style["height"] == "auto"
+    # in a very narrow column it stops shrinking and its container scrolls: never clipped
+    assert float(style["min-width"].removesuffix("px")) <= width
+    assert re.search(r"\.circuit \{[^}]*overflow-x: auto", html)
     own = ET.fromstring(notes_circuit.svg())  # the --graph file: its own size
     assert float(own.get("width")) == width and float(own.get("height")) == height
 
