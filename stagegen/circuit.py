@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
 from .errors import StagegenError
-from .expr import Bin, Call, Elem, Neg, Num, Var, leaves
+from . import gates
+from .expr import Bin, Call, Elem, Neg, Num, Var, leaves, mul, rebuild
 from .explanation import PRINT, Explanation, explain_backward, point_text, short
 from .reverse import differentiate
 from .split import split_program
@@ -96,9 +97,7 @@ class Circuit:
 
 def gate_label(expr) -> str:
     """A gate's symbol, with constant operands written in: ``+``, ``* 2.0``, ``1.0 /``, ``σ``."""
-    from .gates import sigmoid_input
-
-    if sigmoid_input(expr) is not None:
+    if gates.sigmoid_input(expr) is not None:
         return "σ"
     if isinstance(expr, Bin):
         left_const = _constant(expr.left)
@@ -153,27 +152,46 @@ def circuit_of(ex: Explanation) -> Circuit:
         if not ex.symbolic:
             note = f"{g.gradient} = {short(g.value)}" if g.value is not None else ""
         nodes.append(Node(g.name, "input", g.name, g.name, note))
-    for step, title in zip(drawn.forward, _titles(ex, drawn)):
-        s = step.stage
-        nodes.append(Node(s.target, "gate", gate_label(s.expr), title))
-    out_name = program.returned_name or "out"
-    nodes.append(Node("output", "output", out_name, f"the output {out_name}"))
-
     contribution = {}  # (input text, stage target) -> the gradient along that wire
+    along = {}  # the same as a number (None when symbolic)
     for block in drawn.blocks:
         for step in block.steps:
             label = _cut(step.code.split("=", 1)[1].strip()) if ex.symbolic else None
             contribution[(step.of, block.stage.target)] = (
                 label if ex.symbolic else short(step.contribution)
             )
+            along[(step.of, block.stage.target)] = step.contribution
+    upstream = drawn.backward.gradient_names
     wires = []
-    for step in drawn.forward:
+    for step, title in zip(drawn.forward, _titles(ex, drawn)):
         s = step.stage
+        negated = _negated_inputs(s.expr)
+        label_expr = s.expr
         for leaf in leaves(s.expr):
             name = leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
             value = name if ex.symbolic else short(drawn.value_of(name))
             gradient = contribution.get((name, s.target), "0")
-            wires.append(Wire(name, s.target, value, gradient))
+            if leaf not in negated:
+                wires.append(Wire(name, s.target, value, gradient))
+                continue
+            # A negated input (exp(-m), a * -x) is a negate gate of its own, wired into this one.
+            minus = f"{s.target}.-{name}"
+            whole = title.split(": ", 1)[0] if title.startswith("part of ") else f"part of {title}"
+            nodes.append(Node(minus, "gate", "-", f"{whole}: -{name}"))
+            wires.append(Wire(name, minus, value, gradient))
+            if ex.symbolic:
+                gate, inputs = gates.gate_of(s.expr)
+                partial = gate.rule(Var(s.target), *inputs)[inputs.index(Neg(leaf))]
+                flowing = _cut(PRINT(mul(partial, Var(upstream[s.target]))))
+            else:
+                flowing = short(-along[(name, s.target)])
+            wires.append(
+                Wire(minus, s.target, f"-{name}" if ex.symbolic else _negative(value), flowing)
+            )
+            label_expr = _replace(label_expr, Neg(leaf), Var(minus))
+        nodes.append(Node(s.target, "gate", gate_label(label_expr), title))
+    out_name = program.returned_name or "out"
+    nodes.append(Node("output", "output", out_name, f"the output {out_name}"))
     last = ex.output
     wires.append(
         Wire(
@@ -191,6 +209,29 @@ def circuit_of(ex: Explanation) -> Circuit:
     circuit = Circuit(f"{program.name}: {where}", nodes, wires, ex.symbolic)
     layout(circuit)
     return circuit
+
+
+def _negated_inputs(expr) -> set:
+    """The names a gate takes negated (``exp(-m)``: m), where that is the only way it reads them
+    (``x * -x`` reads x both ways and stays one gate). The sigmoid's own -u is inside its gate."""
+    found = gates.gate_of(expr)
+    if found is None or isinstance(expr, Neg):
+        return set()
+    _, inputs = found
+    if tuple(inputs) != tuple(expr.children()):  # the sigmoid: its input is inside
+        return set()
+    negated = {i.operand for i in inputs if isinstance(i, Neg) and _is_leaf(i.operand)}
+    plain = {i for i in inputs if _is_leaf(i)}
+    return {leaf for leaf in negated - plain if sum(i == Neg(leaf) for i in inputs) == 1}
+
+
+def _replace(expr, old, new):
+    """``expr`` with its input ``old`` replaced by ``new`` (one level: a gate's inputs)."""
+    return rebuild(expr, tuple(new if k == old else k for k in expr.children()))
+
+
+def _negative(value: str) -> str:
+    return value[1:] if value.startswith("-") else ("0" if value == "0" else f"-{value}")
 
 
 def _titles(ex: Explanation, drawn: Explanation) -> list[str]:

@@ -2,6 +2,7 @@
 wire carrying the explanation's numbers, a layout without overlaps, deterministic bytes, DOT,
 and a clear refusal where no PNG converter exists."""
 
+import math
 import os
 import re
 import shutil
@@ -116,12 +117,17 @@ def test_every_example_draws_every_node_and_labels_every_wire(source, split):
             # every stage of the function is a gate, and so is every gate inside a compound one
             own = {s.stage.target for s in ex.forward}
             expected = {g.name for g in ex.inputs} | {s.stage.target for s in drawn.forward}
-            assert set(found_nodes) == expected | {"output"} and own <= set(found_nodes)
+            c = circuit.circuit_of(ex)
+            negations = {n.id for n in c.nodes if n.kind == "gate" and n.id not in expected}
+            assert all(c.node(n).label == "-" and c.node(n).ports == 1 for n in negations)
+            assert set(found_nodes) == expected | negations | {"output"}
+            assert own <= set(found_nodes)
             found = wires(root)
             assert found and all(v and g for v, g in found.values()), found
-            # one wire per distinct input of each gate, and one out to the output
-            assert len(found) == sum(len(leaves(s.stage.expr)) for s in drawn.forward) + 1
-            c = circuit.circuit_of(ex)
+            # one wire per distinct input of each gate (a negated one through its own negate
+            # gate), and one out to the output
+            inputs = sum(len(leaves(s.stage.expr)) for s in drawn.forward)
+            assert len(found) == inputs + len(negations) + 1
             for n in c.nodes:
                 if n.kind == "gate":
                     _assert_one_gate(n)
@@ -285,6 +291,53 @@ def test_svg_is_deterministic_across_processes():
         assert done.returncode == 0, done.stderr
         outputs.add(done.stdout)
     assert len(outputs) == 1
+
+
+NEGATED = """
+import math
+
+
+def logistic(y, z):
+    margin = y * z
+    loss = math.log1p(math.exp(-margin))
+    return loss
+
+
+def both(a, x):
+    q = a * -x
+    r = x * -x
+    return q + r
+"""
+
+
+def test_a_negated_input_gets_its_own_negate_gate():
+    """log1p(exp(-margin)) is three gates, -, exp and log1p: the exp gate's input is -margin,
+    drawn on a wire of its own with its own value and gradient."""
+    from stagegen.explanation import short
+
+    y, z = 1.5, 0.5
+    ex = explain_source(NEGATED, "logistic", {"y": y, "z": z})
+    c = circuit.circuit_of(ex)
+    gates = _gates(c)
+    assert sorted(gates) == sorted(["*", "-", "exp", "log1p"])
+    minus, exp, log1p = gates["-"], gates["exp"], gates["log1p"]
+    m = y * z
+    dloss_dexp = 1 / (1 + math.exp(-m))
+    assert _into(c, minus.id) == {"margin": (short(m), short(-math.exp(-m) * dloss_dexp))}
+    assert _into(c, exp.id) == {minus.id: (short(-m), short(math.exp(-m) * dloss_dexp))}
+    assert _into(c, log1p.id) == {exp.id: (short(math.exp(-m)), short(dloss_dexp))}
+    assert minus.title == "part of (2) loss = math.log1p(math.exp(-margin)): -margin"
+    symbolic = circuit.circuit_of(explain_source(NEGATED, "logistic"))
+    assert _into(symbolic, _gates(symbolic)["exp"].id)[_gates(symbolic)["-"].id][0] == "-margin"
+    # a * -x: a negate gate into a mul gate; x * -x reads x both ways and stays one gate
+    ex = explain_source(NEGATED, "both", {"a": 2, "x": 3})
+    c = circuit.circuit_of(ex)
+    minus = next(n for n in c.nodes if n.label == "-")
+    assert _into(c, minus.id) == {"x": ("3", "-2")} and _into(c, "q") == {
+        "a": ("2", "-3"),
+        minus.id: ("-3", "2"),
+    }
+    assert c.node("r").label == "x * -x" and c.node("r").ports == 1
 
 
 def test_dot_has_every_node_and_labelled_edge():
