@@ -35,9 +35,9 @@ GAP = 24  # least vertical gap between two things in a column
 CURVE = 46  # horizontal room for a wire to bend between columns
 MARGIN = 24
 LABEL_LIMIT = 26  # characters; longer symbolic labels are cut
-MIN_FLUID_WIDTH = (
-    720  # px: in a page, the drawing shrinks to this (its labels ~8 px) and then scrolls
-)
+# px: in a page, the drawing shrinks with its column down to this width (labels about 8 px),
+# and below it the column scrolls
+MIN_FLUID_WIDTH = 720
 
 
 @dataclass
@@ -140,7 +140,10 @@ def drawn_explanation(ex: Explanation) -> Explanation:
     split = split_program(ex.program)
     if len(split.stages) == len(ex.program.stages):
         return ex  # nothing the splitter breaks further (a negated name stays in its gate)
-    return explain_backward(differentiate(split), ex.point, split=True)
+    try:
+        return explain_backward(differentiate(split), ex.point, split=True)
+    except StagegenError:  # an inner gate undefined where the whole stage is not: draw it whole
+        return ex
 
 
 def circuit_of(ex: Explanation) -> Circuit:
@@ -459,12 +462,14 @@ def to_svg(c: Circuit, fluid: bool = False) -> str:
     for w in c.wires:
         bottom = max([bottom] + [y + 20 for y in w.waypoints])
     height = bottom + 52
-    size = (
-        f'width="100%" style="max-width: {_num(width)}px; min-width: {_num(min(width, MIN_FLUID_WIDTH))}px; '
-        'height: auto; display: block"'
-        if fluid
-        else f'width="{_num(width)}" height="{_num(height)}"'
-    )
+    if fluid:
+        least = _num(min(width, MIN_FLUID_WIDTH))
+        size = (
+            f'width="100%" style="max-width: {_num(width)}px; min-width: {least}px; '
+            'height: auto; display: block"'
+        )
+    else:
+        size = f'width="{_num(width)}" height="{_num(height)}"'
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" {size} '
         f'viewBox="0 0 {_num(width)} {_num(height)}" '

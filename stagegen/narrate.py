@@ -72,10 +72,16 @@ def _shown_file(filename: str, audience: str) -> str | None:
         return filename
     path = os.path.abspath(filename)
     temporary = os.path.abspath(tempfile.gettempdir())
-    if not os.path.isfile(path) or os.path.commonpath([path, temporary]) == temporary:
+    if not os.path.isfile(path) or _below(path, temporary):
         return None
-    relative = os.path.relpath(path)
-    return path if relative.startswith(os.pardir) else relative
+    return os.path.relpath(path) if _below(path, os.getcwd()) else path
+
+
+def _below(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # on Windows, paths on two drives have no common path
+        return False
 
 
 _EXAMPLE_VALUES = (3, -4, 2, -1, 0.5)
