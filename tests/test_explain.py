@@ -292,9 +292,10 @@ def _heading(html: str) -> str:
 def test_notebook_title_names_the_function_and_only_a_real_file(tmp_path):
     import tempfile
 
-    cell = Path(tempfile.mkdtemp(prefix="ipykernel_")) / "3141592.py"  # like a notebook cell
-    cell.write_text(CIRCUITS)
-    from_cell = stagegen.explain(_module_function(cell, "add_mul"), x=-2, y=5, z=-4)
+    with tempfile.TemporaryDirectory(prefix="ipykernel_") as folder:  # like a notebook cell's
+        cell = Path(folder) / "3141592.py"
+        cell.write_text(CIRCUITS)
+        from_cell = stagegen.explain(_module_function(cell, "add_mul"), x=-2, y=5, z=-4)
     title = _heading(from_cell._repr_html_())
     assert title.startswith("add_mul, at x = -2") and str(cell.parent) not in title
     assert tempfile.gettempdir() not in str(from_cell).splitlines()[0]
