@@ -223,6 +223,8 @@ class ArrayReader(FunctionReader):
                 )
             e = self._load(node)
             return e, self.var_types[e.name]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+            return self._read(node.operand)  # +x is x (as in scalar code)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             inner = self.expr(node.operand)
             t = self.type_of(inner)
