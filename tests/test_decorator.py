@@ -310,3 +310,52 @@ def test_an_error_without_a_place_is_placed_at_the_function():
     assert (info.value.filename, info.value.line, info.value.col) == ("<string>", 3, 1)
     assert LOCATED.match(str(info.value).splitlines()[0])
     assert "source of `f` is not available" in info.value.message
+
+
+# --------------------------------------------- jaxtyping's spelling, through the decorator
+
+JAXTYPED = """import numpy as np
+
+{stand_in}
+@staged
+def f(x: Float[np.ndarray, "N D"], w: Float[Array, "D"], y: Int[np.ndarray, "N"]):
+    out = np.sum(np.tanh(x @ w) * y)
+    return out
+"""
+STAND_IN = (
+    "class Float:\n"
+    "    def __class_getitem__(cls, item):\n"
+    "        return np.ndarray\n\n\n"
+    "Int = Float\n"
+    "Array = np.ndarray\n\n"
+)
+
+
+@pytest.mark.parametrize("postponed", [True, False], ids=["postponed", "evaluated"])
+def test_jaxtyping_annotations_through_the_decorator(isolated_cache, tmp_path, postponed):
+    """jaxtyping need not be installed: postponed annotations are never evaluated; evaluated
+    ones need names that exist (here a stand-in), and only their syntax is read."""
+    import numpy as np
+
+    path = tmp_path / f"jaxtyped_{postponed}.py"
+    path.write_text(
+        "from stagegen import staged\n" + JAXTYPED.format(stand_in="" if postponed else STAND_IN)
+    )
+    if postponed:  # the __future__ import must be the module's first statement
+        path.write_text("from __future__ import annotations\n\n" + path.read_text())
+    f = load_module(path, path.stem).f
+    rng = np.random.default_rng(7)
+    x, w, y = rng.normal(size=(3, 2)), rng.normal(size=2), rng.integers(0, 4, size=3)
+    dx, dw = f.backward(x, w, y)
+    # central differences of the forward, entry by entry
+    for value, grad in ((x, dx), (w, dw)):
+        assert grad.shape == value.shape
+        for idx in np.ndindex(value.shape):
+            old = value[idx]
+            value[idx] = old + 1e-6
+            up = f(x, w, y)
+            value[idx] = old - 1e-6
+            down = f(x, w, y)
+            value[idx] = old
+            assert grad[idx] == pytest.approx((up - down) / 2e-6, rel=1e-6, abs=1e-8)
+    assert f.verification.functions[0].points

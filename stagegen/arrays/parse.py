@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..expr import Bin, Call, Compare, Expr, Neg, Var
 from ..parse import _BINOPS, FunctionReader
 from ..program import Param, Program
-from . import shapes
+from . import annotations, shapes
 from .ir import (
     Arange,
     Dot,
@@ -97,23 +97,29 @@ class ArrayReader(FunctionReader):
                 p.shape = None
                 self.var_types[p.name] = Type((), "float")
                 continue
-            if not (isinstance(annotation, ast.Constant) and isinstance(annotation.value, str)):
-                raise self.src.error(
-                    annotation,
-                    f"stagegen reads the shape of `{p.name}` from its annotation, and this one is not a shape",
-                    f'write the shape as a string of dimension names, e.g. `{p.name}: "N, D"`',
-                )
             try:
-                p.shape = shapes.parse_annotation(annotation.value)
+                read = annotations.read(annotation, p.name)
+            except annotations.AnnotationError as e:
+                raise self.src.error(e.node, e.message, e.hint) from None
+            try:
+                p.shape = shapes.parse_annotation(read.text)
             except ShapeError as e:
-                raise self.src.error(annotation, e.message, e.hint) from None
+                raise self.src.error(read.node, e.message, e.hint) from None
             if p.default is not None and p.shape:
                 raise self.src.error(
                     arg,
                     f"array parameter `{p.name}` has a default",
                     "pass arrays in; drop the default",
                 )
-            p.labels = p.name in self.labels
+            if read.kind == "float" and p.name in self.labels:
+                raise self.src.error(
+                    annotation,
+                    f"`{p.name}` is used as an index, so it holds integer labels, but its "
+                    f"annotation says `{read.dtype}`",
+                    f'annotate it as integers, e.g. `{p.name}: Int[np.ndarray, "{read.text}"]`',
+                )
+            # Labels (no gradient): used as an index, or annotated as integers.
+            p.labels = p.name in self.labels or read.kind == "int"
             kind = "int" if p.labels else "float"
             self.var_types[p.name] = Type(p.shape, kind)
         self.caller_arrays = {p.name for p in params}
