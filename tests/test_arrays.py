@@ -1489,3 +1489,25 @@ def test_annotations_stagegen_cannot_honour_are_refused_located(case):
     start = source.splitlines()[def_line].index(annotation)
     assert start + 1 <= e.col <= start + len(annotation), e.render()
     assert e.render().splitlines()[0].startswith(f"layer.py:{e.line}:{e.col}: error: ")
+
+
+def test_a_number_with_metadata_stays_a_number():
+    """`Annotated[float, "metres"]` has the shape of a jaxtyping annotation, but its type is a
+    number: scalar code stays scalar code, and in array code it is a number parameter."""
+    scalar = (
+        "from __future__ import annotations\n\nimport math\n\n"
+        'def f(x: Annotated[float, "metres"]):\n    return math.exp(x) * x\n'
+    )
+    namespace: dict = {}
+    exec(stagegen.generate(scalar), namespace)
+    assert namespace["f_backward"](0.5) == pytest.approx(float(np.exp(0.5)) * 1.5)
+    rng = seeded("annotated-number")
+    text = check_source(
+        spelled(
+            'x: Float[np.ndarray, "N"], scale: Annotated[float, "metres"]',
+            True,
+            "    out = np.sum(np.exp(x) * scale)\n    return out\n",
+        ),
+        [rng.normal(size=3), 1.7],
+    )
+    assert "return dx, dscale" in text

@@ -8,7 +8,7 @@
 Only the syntax is read, never evaluated: jaxtyping need not be installed, the array type
 (``np.ndarray``, ``Array``, ``jax.Array``, ...) is documentation, and a module with
 ``from __future__ import annotations`` reads the same. ``Annotated[np.ndarray, "N D"]`` is
-read like a plain string.
+read like a plain string; ``Annotated[float, "metres"]`` is a number.
 
 The dtype says what the parameter holds:
 - Float, Float16/32/64, BFloat16, Inexact: floats, differentiated. Using such a parameter as an
@@ -85,11 +85,23 @@ def jaxtyping_parts(node: ast.expr | None) -> tuple[str, ast.expr, ast.expr] | N
     return name, items[0], shape
 
 
+NUMBER_TYPES = ("float", "int")
+
+
+def is_number_annotation(node: ast.expr | None) -> bool:
+    """``float``, ``int``, or a number with metadata (``Annotated[float, "metres"]``): a
+    number, not an array, whatever the string says."""
+    if isinstance(node, ast.Name):
+        return node.id in NUMBER_TYPES
+    parts = jaxtyping_parts(node)
+    return parts is not None and isinstance(parts[1], ast.Name) and parts[1].id in NUMBER_TYPES
+
+
 def is_shape_annotation(node: ast.expr | None) -> bool:
     """A string, or jaxtyping's ``Dtype[array, "shape"]``: the parameter is an array."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return True
-    return jaxtyping_parts(node) is not None
+    return jaxtyping_parts(node) is not None and not is_number_annotation(node)
 
 
 def read(node: ast.expr, param: str) -> ShapeAnnotation:

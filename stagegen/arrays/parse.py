@@ -93,7 +93,7 @@ class ArrayReader(FunctionReader):
         args = list(fn.args.posonlyargs) + list(fn.args.args)
         for p, arg in zip(params, args):
             annotation = arg.annotation
-            if annotation is None or _is_number_annotation(annotation):
+            if annotation is None or annotations.is_number_annotation(annotation):
                 p.shape = None
                 self.var_types[p.name] = Type((), "float")
                 continue
@@ -630,10 +630,6 @@ def _index_shape(shape: Shape, items: list[Expr], array_shapes: list[Shape]) -> 
     for s in array_shapes:
         broadcast = shapes.broadcast(broadcast, s)
     return shape[: arrays[0]] + broadcast + shape[arrays[-1] + 1 :]
-
-
-def _is_number_annotation(node: ast.expr) -> bool:
-    return isinstance(node, ast.Name) and node.id in ("float", "int")
 
 
 def _index_names(fn) -> set[str]:
