@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
 from .errors import StagegenError
-from .expr import Bin, Call, Elem, Neg, Num, Var, leaves
-from .explanation import PRINT, Explanation, short
+from . import gates
+from .expr import Bin, Call, Elem, Neg, Num, Var, leaves, mul, rebuild
+from .explanation import PRINT, Explanation, explain_backward, point_text, short
+from .reverse import differentiate
+from .split import split_program
 
 VALUE_COLOUR = "#1a7f37"  # green, as in the notes' diagrams
 GRADIENT_COLOUR = "#cf222e"  # red
@@ -32,6 +35,9 @@ GAP = 24  # least vertical gap between two things in a column
 CURVE = 46  # horizontal room for a wire to bend between columns
 MARGIN = 24
 LABEL_LIMIT = 26  # characters; longer symbolic labels are cut
+# px: in a page, the drawing shrinks with its column down to this width (labels about 8 px),
+# and below it the column scrolls
+MIN_FLUID_WIDTH = 720
 
 
 @dataclass
@@ -91,9 +97,7 @@ class Circuit:
 
 def gate_label(expr) -> str:
     """A gate's symbol, with constant operands written in: ``+``, ``* 2.0``, ``1.0 /``, ``σ``."""
-    from .gates import sigmoid_input
-
-    if sigmoid_input(expr) is not None:
+    if gates.sigmoid_input(expr) is not None:
         return "σ"
     if isinstance(expr, Bin):
         left_const = _constant(expr.left)
@@ -127,35 +131,70 @@ def _cut(text: str) -> str:
     return text if len(text) <= LABEL_LIMIT else text[: LABEL_LIMIT - 1] + "…"
 
 
+def drawn_explanation(ex: Explanation) -> Explanation:
+    """The explanation whose stages are drawn: ``ex`` itself when every stage is one gate, else
+    the same function split into elementary gates by ``--split``'s splitter, at the same point, so
+    that ``(x + y) ** 2`` is drawn as a ``+`` gate wired into a ``**2`` gate."""
+    if ex.split or all(step.gate.elementary for step in ex.forward):
+        return ex
+    split = split_program(ex.program)
+    if len(split.stages) == len(ex.program.stages):
+        return ex  # nothing the splitter breaks further (a negated name stays in its gate)
+    try:
+        return explain_backward(differentiate(split), ex.point, split=True)
+    except StagegenError:  # an inner gate undefined where the whole stage is not: draw it whole
+        return ex
+
+
 def circuit_of(ex: Explanation) -> Circuit:
     program = ex.program
+    drawn = drawn_explanation(ex)
     nodes: list[Node] = []
     for g in ex.inputs:
         note = ""
         if not ex.symbolic:
             note = f"{g.gradient} = {short(g.value)}" if g.value is not None else ""
         nodes.append(Node(g.name, "input", g.name, g.name, note))
-    for step in ex.forward:
-        s = step.stage
-        nodes.append(Node(s.target, "gate", gate_label(s.expr), f"({s.number}) {step.code}"))
-    out_name = program.returned_name or "out"
-    nodes.append(Node("output", "output", out_name, f"the output {out_name}"))
-
     contribution = {}  # (input text, stage target) -> the gradient along that wire
-    for block in ex.blocks:
+    along = {}  # the same as a number (None when symbolic)
+    for block in drawn.blocks:
         for step in block.steps:
             label = _cut(step.code.split("=", 1)[1].strip()) if ex.symbolic else None
             contribution[(step.of, block.stage.target)] = (
                 label if ex.symbolic else short(step.contribution)
             )
+            along[(step.of, block.stage.target)] = step.contribution
+    upstream = drawn.backward.gradient_names
     wires = []
-    for step in ex.forward:
+    for step, title in zip(drawn.forward, _titles(ex, drawn)):
         s = step.stage
+        negated = _negated_inputs(s.expr)
+        label_expr = s.expr
         for leaf in leaves(s.expr):
             name = leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
-            value = name if ex.symbolic else short(ex.value_of(name))
+            value = name if ex.symbolic else short(drawn.value_of(name))
             gradient = contribution.get((name, s.target), "0")
-            wires.append(Wire(name, s.target, value, gradient))
+            if leaf not in negated:
+                wires.append(Wire(name, s.target, value, gradient))
+                continue
+            # A negated input (exp(-m), a * -x) is a negate gate of its own, wired into this one.
+            minus = f"{s.target}.-{name}"
+            whole = title.split(": ", 1)[0] if title.startswith("part of ") else f"part of {title}"
+            nodes.append(Node(minus, "gate", "-", f"{whole}: -{name}"))
+            wires.append(Wire(name, minus, value, gradient))
+            if ex.symbolic:
+                gate, inputs = gates.gate_of(s.expr)
+                partial = gate.rule(Var(s.target), *inputs)[inputs.index(Neg(leaf))]
+                flowing = _cut(PRINT(mul(partial, Var(upstream[s.target]))))
+            else:
+                flowing = short(-along[(name, s.target)])
+            wires.append(
+                Wire(minus, s.target, f"-{name}" if ex.symbolic else _negative(value), flowing)
+            )
+            label_expr = _replace(label_expr, Neg(leaf), Var(minus))
+        nodes.append(Node(s.target, "gate", gate_label(label_expr), title))
+    out_name = program.returned_name or "out"
+    nodes.append(Node("output", "output", out_name, f"the output {out_name}"))
     last = ex.output
     wires.append(
         Wire(
@@ -166,15 +205,54 @@ def circuit_of(ex: Explanation) -> Circuit:
         )
     )
     where = (
-        "symbolic" if ex.symbolic else ", ".join(f"{k} = {_point(v)}" for k, v in ex.point.items())
+        "symbolic"
+        if ex.symbolic
+        else ", ".join(f"{k} = {point_text(v)}" for k, v in ex.point.items())
     )
     circuit = Circuit(f"{program.name}: {where}", nodes, wires, ex.symbolic)
     layout(circuit)
     return circuit
 
 
-def _point(v) -> str:
-    return "[" + ", ".join(short(x) for x in v) + "]" if isinstance(v, list) else short(v)
+def _negated_inputs(expr) -> set:
+    """The names a gate takes negated (``exp(-m)``: m), where that is the only way it reads them
+    (``x * -x`` reads x both ways and stays one gate). The sigmoid's own -u is inside its gate."""
+    found = gates.gate_of(expr)
+    if found is None or isinstance(expr, Neg):
+        return set()
+    _, inputs = found
+    if tuple(inputs) != tuple(expr.children()):  # the sigmoid: its input is inside
+        return set()
+    negated = {i.operand for i in inputs if isinstance(i, Neg) and _is_leaf(i.operand)}
+    plain = {i for i in inputs if _is_leaf(i)}
+    return {leaf for leaf in negated - plain if sum(i == Neg(leaf) for i in inputs) == 1}
+
+
+def _replace(expr, old, new):
+    """``expr`` with its input ``old`` replaced by ``new`` (one level: a gate's inputs)."""
+    return rebuild(expr, tuple(new if k == old else k for k in expr.children()))
+
+
+def _negative(value: str) -> str:
+    return value[1:] if value.startswith("-") else ("0" if value == "0" else f"-{value}")
+
+
+def _titles(ex: Explanation, drawn: Explanation) -> list[str]:
+    """A tooltip for each drawn gate: the stage it is, or, for a gate inside a compound stage,
+    which stage it is part of (the splitter puts a stage's inner gates just before it)."""
+    own = {step.stage.target: step for step in ex.forward}
+    titles: list[str] = []
+    inner: list[str] = []
+    for step in drawn.forward:
+        target = step.stage.target
+        if target not in own:
+            inner.append(step.code)
+            continue
+        whole = own[target]
+        stage = f"({whole.stage.number}) {whole.code}"
+        titles += [f"part of {stage}: {code}" for code in inner] + [stage]
+        inner = []
+    return titles + inner
 
 
 # ---------------------------------------------------------------------------- layout
@@ -370,7 +448,9 @@ def _text(x, y, text, *, size=FONT, fill=INK, anchor="middle", weight=None, cls=
     return f"<text {attrs}>{escape(text)}</text>"
 
 
-def to_svg(c: Circuit) -> str:
+def to_svg(c: Circuit, fluid: bool = False) -> str:
+    """The drawing as SVG: at its own size, or (``fluid``, for a page) as wide as its container
+    up to its own width, scaled by its viewBox so that nothing is clipped."""
     x, half, lane = _columns(c)
     by_id = {n.id: n for n in c.nodes}
     legend = "green, above a wire: the value it carries · red, below: the gradient flowing back"
@@ -382,8 +462,16 @@ def to_svg(c: Circuit) -> str:
     for w in c.wires:
         bottom = max([bottom] + [y + 20 for y in w.waypoints])
     height = bottom + 52
+    if fluid:
+        least = _num(min(width, MIN_FLUID_WIDTH))
+        size = (
+            f'width="100%" style="max-width: {_num(width)}px; min-width: {least}px; '
+            'height: auto; display: block"'
+        )
+    else:
+        size = f'width="{_num(width)}" height="{_num(height)}"'
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(width)}" height="{_num(height)}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" {size} '
         f'viewBox="0 0 {_num(width)} {_num(height)}" '
         'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace">',
         f"<title>{escape(c.title)}</title>",
@@ -453,8 +541,11 @@ def to_svg(c: Circuit) -> str:
 # ---------------------------------------------------------------------------- DOT and files
 
 
-def _dot_id(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _dot_id(*lines: str) -> str:
+    """A quoted DOT string; several lines are joined by DOT's own line break (``\\n``, written
+    as a backslash and an n inside the quotes), each line escaped on its own."""
+    escaped = (line.replace("\\", "\\\\").replace('"', '\\"') for line in lines)
+    return '"' + "\\n".join(escaped) + '"'
 
 
 def to_dot(c: Circuit) -> str:
@@ -470,9 +561,9 @@ def to_dot(c: Circuit) -> str:
             n.kind, "circle" if len(n.label) <= 3 else "box"
         )
         extra = ', style="rounded"' if n.kind == "gate" and shape == "box" else ""
-        label = n.label + (f"\\n{n.note}" if n.note else "")
+        label = _dot_id(n.label, n.note) if n.note else _dot_id(n.label)
         lines.append(
-            f"  {_dot_id(n.id)} [shape={shape}, label={_dot_id(label)}, tooltip={_dot_id(n.title)}{extra}];"
+            f"  {_dot_id(n.id)} [shape={shape}, label={label}, tooltip={_dot_id(n.title)}{extra}];"
         )
     for w in c.wires:
         label = (

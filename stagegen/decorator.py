@@ -10,7 +10,9 @@
 
 The function object itself is returned, so calling it costs nothing extra. The backward is
 proven against SymPy unless ``verify=False``; a failed proof raises VerificationError at
-decoration time. Errors in the forward surface at import, located in the function's own file.
+decoration time. Errors in the forward surface at import, located in the function's own file,
+as one exception whose traceback ends at the decorator: stagegen's internal frames are dropped
+(they say nothing about the user's code; a bug in stagegen, any other exception, keeps them).
 
 Generated modules and their proof reports are cached on disk (see stagegen.cache), so a warm
 import neither parses, generates, proves nor loads black, jinja2 or SymPy. The cache key
@@ -24,36 +26,61 @@ import sys
 
 from . import __version__, cache
 from .api import load_backward_module
+from .errors import StagegenError
 from .introspect import function_source
 
 
 def staged(func=None, *, wrt=None, verify=True, split=False):
     def attach(f):
-        source = function_source(f)
-        wrt_text = wrt if isinstance(wrt, str) or wrt is None else ",".join(wrt)
-        entry_key = cache.key(
-            __version__,
-            cache.code_hash(),
-            sys.implementation.cache_tag or sys.version,
-            source.fingerprint(),
-            f"wrt={wrt_text}",
-            f"split={split}",
-        )
-        served = serve(cache.load(entry_key), source, verify)
-        if served is None:
-            served = generate(source, wrt=wrt, split=split, verify=verify)
-            text, report, _ = served
-            cache.store(entry_key, text, report.to_dict() if report is not None else None)
-        text, report, namespace = served
-        f.backward = namespace[f"{source.name}_backward"]
-        f.backward_source = text
-        if verify:
-            f.verification = report
-        return f
+        try:
+            return attach_backward(f, wrt=wrt, verify=verify, split=split)
+        except StagegenError as err:
+            raise at_the_function(err, f) from None
 
     if func is not None:
-        return attach(func)
+        try:
+            return attach_backward(func, wrt=wrt, verify=verify, split=split)
+        except StagegenError as err:
+            raise at_the_function(err, func) from None
     return attach
+
+
+def at_the_function(err: StagegenError, func) -> StagegenError:
+    """The error to raise from the decorator: located (at the function's first line when it
+    had no place of its own), and with stagegen's internal frames dropped, so that the
+    traceback ends at the user's ``@staged`` line and the message is the whole story."""
+    code = getattr(func, "__code__", None)
+    if code is not None and err.line <= 0:
+        import linecache
+
+        text = linecache.getline(code.co_filename, code.co_firstlineno)
+        col = len(text) - len(text.lstrip()) + 1 if text.strip() else 1
+        err = err.located_at(code.co_filename, code.co_firstlineno, col, text)
+    return err.with_traceback(None)
+
+
+def attach_backward(f, *, wrt, verify, split):
+    source = function_source(f)
+    wrt_text = wrt if isinstance(wrt, str) or wrt is None else ",".join(wrt)
+    entry_key = cache.key(
+        __version__,
+        cache.code_hash(),
+        sys.implementation.cache_tag or sys.version,
+        source.fingerprint(),
+        f"wrt={wrt_text}",
+        f"split={split}",
+    )
+    served = serve(cache.load(entry_key), source, verify)
+    if served is None:
+        served = generate(source, wrt=wrt, split=split, verify=verify)
+        text, report, _ = served
+        cache.store(entry_key, text, report.to_dict() if report is not None else None)
+    text, report, namespace = served
+    f.backward = namespace[f"{source.name}_backward"]
+    f.backward_source = text
+    if verify:
+        f.verification = report
+    return f
 
 
 def serve(entry: cache.Entry | None, source, verify: bool):

@@ -54,6 +54,22 @@ class StagegenError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+    def located_at(
+        self, filename: str, line: int, col: int = 1, source_line: str = ""
+    ) -> StagegenError:
+        """This error if it already has a line; otherwise a copy (same class, same message)
+        placed at ``filename:line:col``, e.g. a function's `def` when no finer place is known."""
+        if self.line > 0 or line <= 0:
+            return self
+        return type(self)(
+            self.message,
+            self.hint,
+            filename=filename,
+            line=line,
+            col=col,
+            source_line=source_line,
+        )
+
 
 class VerificationError(StagegenError):
     """A generated gradient disagrees with the reference: a bug in stagegen, never a user error."""

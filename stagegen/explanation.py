@@ -246,10 +246,30 @@ class Explanation:
         return to_dot(circuit_of(self))
 
     def __str__(self) -> str:
-        return self.text()
+        from .narrate import render_text
+
+        return render_text(self, audience="python")
+
+    def __repr__(self) -> str:
+        """One line, for a REPL or a notebook without HTML: ``str()`` (print) gives the text."""
+        where = (
+            "symbolically"
+            if self.symbolic
+            else "at " + ", ".join(f"{k}={point_text(v)}" for k, v in self.point.items())
+        )
+        lines = 1 + sum(len(b.steps) for b in self.blocks) + len(self.backward.zero)
+        return f"<Explanation of {self.program.name} {where}: {lines} backward lines>"
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython's plain-text display
+        printer.text(repr(self))
 
     def _repr_html_(self) -> str:
         return self.html()
+
+
+def point_text(v) -> str:
+    """A point's value as written in titles: ``3``, ``[2, -3, -3]``."""
+    return "[" + ", ".join(short(x) for x in v) + "]" if isinstance(v, list) else short(v)
 
 
 # ---------------------------------------------------------------------------- the point

@@ -9,9 +9,11 @@ Markdown and HTML page layout live in the jinja2 templates ``explain.md.j2``/``e
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 
-from .explanation import BackwardStep, Explanation, precise, short
+from .explanation import BackwardStep, Explanation, point_text, precise, short
 from .highlight import Piece, ansi, code_pieces, spans
 
 INDENT = "    "
@@ -42,21 +44,62 @@ class Document:
 # ---------------------------------------------------------------------------- the words
 
 
-def document(ex: Explanation) -> Document:
+def document(ex: Explanation, audience: str = "cli") -> Document:
+    """The words; ``audience`` is who reads them: "cli" (``stagegen explain``) or "python"
+    (``stagegen.explain`` in a REPL or a notebook), which ask for values differently."""
     p = ex.program
-    where = "" if p.filename.startswith("<") else f" from {p.filename}"
-    if ex.symbolic:
+    shown = _shown_file(p.filename, audience)
+    where = f" from {shown}" if shown else ""
+    if ex.symbolic and audience == "python":
+        at = f"symbolically: the local-gradient formulas (pass values, e.g. {_call_example(p)})"
+    elif ex.symbolic:
         at = "symbolically: the local-gradient formulas (give --at for numbers)"
     else:
-        at = "at " + ", ".join(f"{k} = {_point_text(v)}" for k, v in ex.point.items())
+        at = "at " + ", ".join(f"{k} = {point_text(v)}" for k, v in ex.point.items())
     split = ", split into elementary gates" if ex.split else ""
     title = f"{p.name}{where}{split}, {at}"
     sections = [_forward(ex), _backward(ex), _inputs(ex)]
     return Document(title, sections, set(ex.backward.gradient_names.values()), ex.notes)
 
 
-def _point_text(v) -> str:
-    return "[" + ", ".join(short(x) for x in v) + "]" if isinstance(v, list) else short(v)
+def _shown_file(filename: str, audience: str) -> str | None:
+    """The file named in the title: on the command line, the file given; from Python, only a
+    file a reader can open (not a notebook cell's or a REPL's made-up or temporary file), and
+    relative to the working directory when it lies below it."""
+    if not filename or filename.startswith("<"):
+        return None
+    if audience != "python":
+        return filename
+    path = os.path.abspath(filename)
+    temporary = os.path.abspath(tempfile.gettempdir())
+    if not os.path.isfile(path) or _below(path, temporary):
+        return None
+    return os.path.relpath(path) if _below(path, os.getcwd()) else path
+
+
+def _below(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # on Windows, paths on two drives have no common path
+        return False
+
+
+_EXAMPLE_VALUES = (3, -4, 2, -1, 0.5)
+
+
+def _call_example(program) -> str:
+    """``explain(f, x=3, y=-4)`` with the function's own parameters."""
+    values = []
+    for k, param in enumerate(program.params):
+        if param.is_list:
+            items = [_EXAMPLE_VALUES[(k + i) % len(_EXAMPLE_VALUES)] for i in range(param.length)]
+            values.append((param.name, "[" + ", ".join(map(str, items)) + "]"))
+        else:
+            values.append((param.name, str(_EXAMPLE_VALUES[k % len(_EXAMPLE_VALUES)])))
+    if any(name in ("split", "function", "at") for name, _ in values):  # explain()'s keywords
+        inside = ", ".join(f'"{name}": {text}' for name, text in values)
+        return f"explain({program.name}, at={{{inside}}})"
+    return f"explain({program.name}, " + ", ".join(f"{n}={t}" for n, t in values) + ")"
 
 
 def _forward(ex: Explanation) -> Section:
@@ -210,8 +253,8 @@ def _lines(section: Section, gradient_names, paint) -> list[str]:
     return out
 
 
-def render_text(ex: Explanation, color: bool = False) -> str:
-    doc = document(ex)
+def render_text(ex: Explanation, color: bool = False, audience: str = "cli") -> str:
+    doc = document(ex, audience)
     paint = lambda pieces: ansi(pieces, color)  # noqa: E731
     out = [paint([("heading", doc.title)])]
     for section in doc.sections:
@@ -229,8 +272,8 @@ def template(name: str):
     return environment().get_template(name)
 
 
-def render_markdown(ex: Explanation, svg_path: str | None = None) -> str:
-    doc = document(ex)
+def render_markdown(ex: Explanation, svg_path: str | None = None, audience: str = "cli") -> str:
+    doc = document(ex, audience)
     plain = lambda pieces: ansi(pieces, False)  # noqa: E731
     sections = [
         {"title": s.title, "lines": _lines(s, doc.gradient_names, plain)} for s in doc.sections
@@ -240,11 +283,15 @@ def render_markdown(ex: Explanation, svg_path: str | None = None) -> str:
     )
 
 
-def render_html(ex: Explanation, standalone: bool = False) -> str:
-    """One self-contained piece of HTML (a whole page with ``standalone``): code and circuit."""
+def render_html(ex: Explanation, standalone: bool = False, audience: str | None = None) -> str:
+    """One self-contained piece of HTML: code and circuit. A whole page with ``standalone`` (what
+    ``stagegen explain --format html`` writes); else a fragment for a notebook, whose reader asks
+    for values from Python (``audience`` says otherwise when given)."""
     import html
 
-    doc = document(ex)
+    from .circuit import circuit_of, to_svg
+
+    doc = document(ex, audience or ("cli" if standalone else "python"))
     sections = [
         {"title": html.escape(s.title), "lines": _lines(s, doc.gradient_names, spans)}
         for s in doc.sections
@@ -254,6 +301,8 @@ def render_html(ex: Explanation, standalone: bool = False) -> str:
         sections=sections,
         notes=[html.escape(n) for n in doc.notes],
         # Inline SVG in HTML needs no namespace declaration: the page names no URL at all.
-        svg=ex.svg().replace(' xmlns="http://www.w3.org/2000/svg"', "", 1),
+        svg=to_svg(circuit_of(ex), fluid=True).replace(
+            ' xmlns="http://www.w3.org/2000/svg"', "", 1
+        ),
         standalone=standalone,
     )

@@ -1036,9 +1036,11 @@ def read_programs(
 
 def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     """A function whose parameters carry shape annotations (``x: "N, D"``) is array code."""
+    from .arrays.annotations import is_shape_annotation  # "N, D", Float[np.ndarray, "N D"]
+
     args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
     return any(
-        (isinstance(a.annotation, ast.Constant) and isinstance(a.annotation.value, str))
+        is_shape_annotation(a.annotation)
         # np.ndarray, numpy.ndarray, NDArray: array code, whose reader asks for the shape
         or (a.annotation is not None and "ndarray" in ast.unparse(a.annotation).lower())
         or (isinstance(a.annotation, ast.Name) and a.annotation.id == "NDArray")

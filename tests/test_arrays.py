@@ -1326,3 +1326,188 @@ def test_ndarray_annotation_alone_is_refused():
         stagegen.generate(
             "import numpy as np\n\ndef f(x: np.ndarray):\n    out = x * 2\n    return out\n"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Shape annotations as the ecosystem spells them (jaxtyping, space-separated)
+# ---------------------------------------------------------------------------------------------
+
+# jaxtyping need not be installed: with postponed annotations nothing is evaluated, and without
+# them this stand-in makes `Float[np.ndarray, "N D"]` evaluate (to np.ndarray) as jaxtyping's
+# would to a type.
+STAND_IN = (
+    "class _Dtype:\n"
+    "    def __class_getitem__(cls, item):\n"
+    "        return np.ndarray\n\n\n"
+    "Float = Float64 = Int = Int64 = Shaped = _Dtype\n"
+    "Array = np.ndarray\n"
+)
+
+SOFTMAX_BODY = (
+    "    n = x.shape[0]\n"
+    "    scores = x @ w + b\n"
+    "    shifted = scores - np.max(scores, axis=1, keepdims=True)\n"
+    "    e = np.exp(shifted)\n"
+    "    p = e / np.sum(e, axis=1, keepdims=True)\n"
+    "    out = -np.sum(np.log(p[np.arange(n), y])) / n * scale\n"
+    "    return out\n"
+)
+
+# (id, signature, whether the module postpones its annotations)
+SPELLINGS = [
+    ("commas", 'x: "N, D", w: "D, C", b: "C", y: "N", scale: ""', False),
+    ("spaces", 'x: "N D", w: "D C", b: "C", y: "N", scale: ""', False),
+    (
+        "jaxtyping, postponed",
+        'x: Float[np.ndarray, "N D"], w: Float[Array, "D C"], b: Float64[np.ndarray, "C"], '
+        'y: Int[np.ndarray, "N"], scale: Float[np.ndarray, ""]',
+        True,
+    ),
+    (
+        "jaxtyping, evaluated",
+        'x: Float[np.ndarray, "N D"], w: Float64[Array, "D C"], b: Shaped[np.ndarray, "C"], '
+        'y: Int64[np.ndarray, "N"], scale: float',
+        False,
+    ),
+]
+
+
+def spelled(signature: str, postponed: bool, body: str = SOFTMAX_BODY) -> str:
+    head = "from __future__ import annotations\n\n" if postponed else ""
+    head += "import numpy as np\n\n"
+    if not postponed and "[" in signature:
+        head += STAND_IN
+    return f"{head}\n\ndef f({signature}):\n{body}"
+
+
+def softmax_args(rng):
+    n, d, c = 4, 3, 5
+    return [
+        rng.normal(size=(n, d)),
+        rng.normal(size=(d, c)),
+        rng.normal(size=c),
+        rng.integers(0, c, size=n),
+        float(rng.uniform(0.5, 2.0)),
+    ]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS, ids=[s[0] for s in SPELLINGS])
+def test_every_spelling_gives_the_same_backward_and_it_is_correct(spelling):
+    _, signature, postponed = spelling
+    source = spelled(signature, postponed)
+    text = check_source(source, softmax_args(seeded("spellings")))
+    baseline = stagegen.generate(spelled(SPELLINGS[0][1], False), filename="case.py")
+    assert text == baseline  # the annotation changes nothing in the generated code
+    assert "def f_backward(x, w, b, y, scale, dout=1.0):" in text
+    assert "return dx, dw, db, dscale" in text  # y (Int) has no gradient
+
+
+def test_multi_letter_names_bind_as_written():
+    source = spelled(
+        'x: Float[np.ndarray, "batch dim"], w: Float[np.ndarray, "dim hidden"]',
+        True,
+        "    out = np.mean(np.tanh(x @ w), axis=0)\n    return out\n",
+    )
+    rng = seeded("multi-letter")
+    text = check_source(source, [rng.normal(size=(2, 3)), rng.normal(size=(3, 4))])
+    assert "batch = x.shape[0]" in text and "hidden = w.shape[1]" in text, text
+    assert "(batch, hidden)" in text, text
+
+
+def test_an_int_parameter_used_as_a_number_has_no_gradient():
+    """Decided: an `Int[...]` parameter holds integers wherever it is used. Multiplied into a
+    float expression it is a constant factor (as NumPy computes with an integer array), so
+    the backward differentiates the floats only."""
+    source = spelled(
+        'x: Float[np.ndarray, "N"], k: Int[np.ndarray, "N"]',
+        True,
+        "    out = np.sum(np.exp(x) * k)\n    return out\n",
+    )
+    rng = seeded("int-as-number")
+    text = check_source(source, [rng.normal(size=5), rng.integers(-3, 4, size=5)])
+    assert "def f_backward(x, k, dout=1.0):" in text
+    assert "return dx\n" in text
+    with pytest.raises(stagegen.StagegenError, match="`k`"):
+        stagegen.generate(source, wrt="k")
+
+
+def test_the_same_spelling_without_jaxtyping_stays_array_code():
+    """A jaxtyping annotation alone (no string annotation, no `ndarray` in sight) makes the
+    function array code: `@` is read as a matrix product, not refused as scalar code."""
+    source = spelled(
+        'x: Float[Array, "N D"], w: Float[Array, "D"]', True, "    out = x @ w\n    return out\n"
+    )
+    rng = seeded("array-only")
+    check_source(source, [rng.normal(size=(3, 2)), rng.normal(size=2)])
+
+
+def jaxtyping_source(annotation: str, body: str = "out = np.sum(x * 2.0)") -> str:
+    return (
+        "from __future__ import annotations\n\nimport numpy as np\n\n"
+        f"def f(x: {annotation}):\n    {body}\n    return out\n"
+    )
+
+
+# (id, annotation of x, body, words in the message, words in the hint, the column's text)
+ANNOTATION_ERRORS = [
+    ("variadic", 'Float[np.ndarray, "*batch D"]', None, ["`*batch`", "any number"], ["every"]),
+    ("ellipsis", 'Float[np.ndarray, "... D"]', None, ["`...`", "any number"], ["every"]),
+    ("broadcastable", 'Float[np.ndarray, "#N D"]', None, ["`#N`", "or 1"], ["`N`", "`1`"]),
+    ("anonymous", 'Float[np.ndarray, "_ D"]', None, ["`_`", "any size"], ["name"]),
+    ("expression", 'Float[np.ndarray, "N-1"]', None, ["`N-1`", "expression"], ["name"]),
+    ("spaces and commas", '"N D, C"', None, ["commas", "spaces"], ['"N, D"', '"N D"']),
+    ("variadic, plain", '"*batch"', None, ["`*batch`"], ["every"]),
+    ("mask", 'Bool[np.ndarray, "N"]', None, ["`x`", "mask"], ["x > 0"]),
+    ("complex", 'Complex64[np.ndarray, "N"]', None, ["complex"], ["Float"]),
+    ("unknown dtype", 'Tensor[np.ndarray, "N"]', None, ["`Tensor[...]`"], ["Float", "Int"]),
+    (
+        "float labels",
+        'Float[np.ndarray, "N"]',
+        "out = np.sum(w[x] * 2.0)",
+        ["`x`", "index", "`Float`"],
+        ['Int[np.ndarray, "N"]'],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ANNOTATION_ERRORS, ids=[e[0] for e in ANNOTATION_ERRORS])
+def test_annotations_stagegen_cannot_honour_are_refused_located(case):
+    _, annotation, body, message_words, hint_words = case
+    source = jaxtyping_source(annotation, body or "out = np.sum(x * 2.0)")
+    if body:
+        source = source.replace("def f(x: ", 'def f(w: "N", x: ')
+    with pytest.raises(stagegen.StagegenError) as info:
+        stagegen.generate(source, filename="layer.py")
+    e = info.value
+    for word in message_words:
+        assert word in e.message, e.render()
+    for word in hint_words:
+        assert word in e.hint, e.render()
+    def_line = source.splitlines().index(next(l for l in source.splitlines() if "def f" in l))
+    assert e.line == def_line + 1, e.render()
+    # At the annotation: its shape string, or the whole annotation for what the dtype says.
+    start = source.splitlines()[def_line].index(annotation)
+    assert start + 1 <= e.col <= start + len(annotation), e.render()
+    assert e.render().splitlines()[0].startswith(f"layer.py:{e.line}:{e.col}: error: ")
+
+
+def test_a_number_with_metadata_stays_a_number():
+    """`Annotated[float, "metres"]` has the shape of a jaxtyping annotation, but its type is a
+    number: scalar code stays scalar code, and in array code it is a number parameter."""
+    scalar = (
+        "from __future__ import annotations\n\nimport math\n\n"
+        'def f(x: Annotated[float, "metres"]):\n    return math.exp(x) * x\n'
+    )
+    namespace: dict = {}
+    exec(stagegen.generate(scalar), namespace)
+    assert namespace["f_backward"](0.5) == pytest.approx(float(np.exp(0.5)) * 1.5)
+    rng = seeded("annotated-number")
+    text = check_source(
+        spelled(
+            'x: Float[np.ndarray, "N"], scale: Annotated[float, "metres"]',
+            True,
+            "    out = np.sum(np.exp(x) * scale)\n    return out\n",
+        ),
+        [rng.normal(size=3), 1.7],
+    )
+    assert "return dx, dscale" in text

@@ -94,7 +94,10 @@ def test_a_tiny_run_reports_and_writes_its_results(tmp_path):
     comps = results["competitors"]
     assert comps["hand"]["status"] == "ok"
     assert comps["stagegen"]["status"] == "skipped"
-    assert "does not exist yet" in comps["stagegen"]["reason"]
+    reason = comps["stagegen"]["reason"]
+    assert "does not exist yet" in reason
+    assert "`stagegen two_layer_net.py --wrt W1,b1,W2,b2`" in reason  # what to do, exactly
+    assert "leave out --backward" in reason
     assert results["refused"] == []
     assert [r["N"] for r in results["rows"]] == [1, 3]
     for row in results["rows"]:
@@ -211,3 +214,48 @@ def test_python_dash_m_runs_the_module_on_one_blas_thread(tmp_path):
     assert "OPENBLAS_NUM_THREADS=1" in done.stdout  # the header says what was measured
     env = json.loads((tmp_path / "results.json").read_text())["machine"]["blas_threads_env"]
     assert env["OPENBLAS_NUM_THREADS"] == "1"
+
+
+# ------------------------------------------------------------- an installed stagegen, elsewhere
+
+
+def test_the_embedded_forward_is_the_examples_forward():
+    assert layers.FORWARD_PATH.read_text(encoding="utf-8") == layers.FORWARD_SOURCE
+
+
+@pytest.fixture
+def outside_a_checkout(tmp_path, monkeypatch):
+    """As after a non-editable install, run from an empty directory: no examples/ beside the
+    package (it lives in site-packages) and none under the working directory."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(layers, "CHECKOUT_ROOT", tmp_path / "site-packages")
+    assert layers.find_examples() is None
+    return elsewhere
+
+
+def test_outside_a_checkout_the_backward_is_generated_in_memory(outside_a_checkout, capsys):
+    out = outside_a_checkout / "out"
+    argv = ["--sizes", "1,2", "--min-time", "0.0001", "--repeat", "1", "--out", str(out)]
+    assert layers.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "does not exist" not in captured.out + captured.err
+    results = json.loads((out / "results.json").read_text())
+    statuses = {k: v["status"] for k, v in results["competitors"].items()}
+    # checked against the hand-written gradient at every size before it was timed
+    assert statuses["stagegen"] == statuses["forward"] == statuses["stagegen_fwd_bwd"] == "ok"
+    assert results["refused"] == []
+    assert all(row["us"]["stagegen"] > 0 for row in results["rows"])
+    assert results["settings"]["backward"] == layers.IN_MEMORY
+    assert "generated in memory" in captured.out
+    assert sorted(p.name for p in outside_a_checkout.iterdir()) == ["out"]  # nothing else written
+
+
+def test_outside_a_checkout_the_forward_is_the_embedded_one(outside_a_checkout):
+    forward = layers.load_forward()
+    args = layers.make_inputs(3, 4, 5, 3, seed=2, reg=0.1)
+    in_checkout = layers.load_by_path(layers.FORWARD_PATH, layers.FORWARD_NAME)
+    assert forward(*args) == in_checkout(*args)
+    backward = layers.load_stagegen()
+    assert layers.check_gradient(backward, args, layers.hand_backward(*args)) is None

@@ -1,6 +1,8 @@
 """@staged attaches the generated backward at import; errors point at the forward's own file."""
 
 import math
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -216,3 +218,144 @@ def test_a_function_whose_lines_were_cut_from_its_file_is_refused(isolated_cache
     with pytest.raises(StagegenError, match="no longer at line 24 of .*shortened.py") as info:
         staged(running)
     assert "re-import" in info.value.hint
+
+
+# --------------------------------------------- a refusal is one located error at the user's code
+
+LOCATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): error: .+ — .+$")
+
+
+def stagegen_frames(tb) -> list[str]:
+    """'file:function' of each frame of a traceback that lies inside the stagegen package."""
+    package = os.path.dirname(stagegen.__file__)
+    frames = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if os.path.dirname(code.co_filename).startswith(package):
+            frames.append(f"{os.path.relpath(code.co_filename, package)}:{code.co_name}")
+        tb = tb.tb_next
+    return frames
+
+
+def test_a_refused_module_fails_with_one_located_error_and_no_internal_frames(tmp_path):
+    module = tmp_path / "refusing.py"
+    module.write_text(textwrap.dedent("""
+            import math
+            from stagegen import staged
+
+
+            @staged
+            def bad(x):
+                y = x % 2
+                return y
+            """))
+    result = subprocess.run(
+        [sys.executable, str(module)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    frames = [line.strip() for line in lines if line.startswith('  File "')]
+    ours = [f for f in frames if f'"{module}"' not in f]
+    # The user's module, then only the decorator's entry: the public function and the one
+    # line that raises; nothing of the parser or the pipeline.
+    assert frames[0].startswith(f'File "{module}", line 6')
+    assert len(ours) <= 2, result.stderr
+    assert all(("__init__.py" in f or "decorator.py" in f) for f in ours), result.stderr
+    assert not any("parse.py" in line or "api.py" in line for line in lines), result.stderr
+    message = next(line for line in lines if line.startswith("stagegen.errors.StagegenError: "))
+    first = message.split(": ", 1)[1]
+    located = LOCATED.match(first)
+    assert located, first
+    assert (located["file"], located["line"], located["col"]) == (str(module), "8", "9")
+    assert "During handling" not in result.stderr  # no chained second traceback
+
+
+@pytest.mark.parametrize("bare", [True, False], ids=["@staged", "@staged(...)"])
+def test_the_refusal_in_process_has_only_the_entry_frames(bare):
+    decorate = staged if bare else staged(wrt=["x"])
+    with pytest.raises(StagegenError) as info:
+
+        @decorate
+        def bad(x):
+            return x % 2
+
+    entry = ["decorator.py:staged"] if bare else ["decorator.py:attach"]
+    assert [f for f in stagegen_frames(info.value.__traceback__) if "__init__" not in f] == entry
+    assert info.value.__suppress_context__
+    assert LOCATED.match(str(info.value).splitlines()[0])
+
+
+def test_a_verification_error_at_decoration_is_raised_the_same_way(monkeypatch):
+    import stagegen.proof
+
+    monkeypatch.setattr(stagegen.proof, "RTOL", -1.0)  # every sampled gradient now "disagrees"
+    with pytest.raises(stagegen.VerificationError) as info:
+
+        @staged
+        def product(x, y):
+            return math.sin(x) * y
+
+    assert stagegen_frames(info.value.__traceback__)[-1] == "decorator.py:staged"
+    assert len([f for f in stagegen_frames(info.value.__traceback__) if "__init__" not in f]) == 1
+    first = str(info.value).splitlines()[0]
+    assert LOCATED.match(first), first
+    assert info.value.filename == __file__
+    assert "product_backward gives" in info.value.message
+
+
+def test_an_error_without_a_place_is_placed_at_the_function():
+    namespace = {"staged": staged, "math": math}
+    with pytest.raises(StagegenError) as info:
+        exec("\n\n@staged\ndef f(x):\n    return x * x\n", namespace)
+    assert (info.value.filename, info.value.line, info.value.col) == ("<string>", 3, 1)
+    assert LOCATED.match(str(info.value).splitlines()[0])
+    assert "source of `f` is not available" in info.value.message
+
+
+# --------------------------------------------- jaxtyping's spelling, through the decorator
+
+JAXTYPED = """import numpy as np
+
+{stand_in}
+@staged
+def f(x: Float[np.ndarray, "N D"], w: Float[Array, "D"], y: Int[np.ndarray, "N"]):
+    out = np.sum(np.tanh(x @ w) * y)
+    return out
+"""
+STAND_IN = (
+    "class Float:\n"
+    "    def __class_getitem__(cls, item):\n"
+    "        return np.ndarray\n\n\n"
+    "Int = Float\n"
+    "Array = np.ndarray\n\n"
+)
+
+
+@pytest.mark.parametrize("postponed", [True, False], ids=["postponed", "evaluated"])
+def test_jaxtyping_annotations_through_the_decorator(isolated_cache, tmp_path, postponed):
+    """jaxtyping need not be installed: postponed annotations are never evaluated; evaluated
+    ones need names that exist (here a stand-in), and only their syntax is read."""
+    import numpy as np
+
+    path = tmp_path / f"jaxtyped_{postponed}.py"
+    path.write_text(
+        "from stagegen import staged\n" + JAXTYPED.format(stand_in="" if postponed else STAND_IN)
+    )
+    if postponed:  # the __future__ import must be the module's first statement
+        path.write_text("from __future__ import annotations\n\n" + path.read_text())
+    f = load_module(path, path.stem).f
+    rng = np.random.default_rng(7)
+    x, w, y = rng.normal(size=(3, 2)), rng.normal(size=2), rng.integers(0, 4, size=3)
+    dx, dw = f.backward(x, w, y)
+    # central differences of the forward, entry by entry
+    for value, grad in ((x, dx), (w, dw)):
+        assert grad.shape == value.shape
+        for idx in np.ndindex(value.shape):
+            old = value[idx]
+            value[idx] = old + 1e-6
+            up = f(x, w, y)
+            value[idx] = old - 1e-6
+            down = f(x, w, y)
+            value[idx] = old
+            assert grad[idx] == pytest.approx((up - down) / 2e-6, rel=1e-6, abs=1e-8)
+    assert f.verification.functions[0].points

@@ -269,6 +269,163 @@ def test_notebook_object_renders_html_and_text():
     assert backward(from_source) == backward(ex)
 
 
+# ---------------------------------------------------------------------------- the notebook view
+
+
+def _module_function(path: Path, name: str):
+    """A function of a module imported from ``path`` (as a notebook cell's code is compiled
+    from a file name that may be temporary)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"m_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def _heading(html: str) -> str:
+    import html as markup
+
+    return markup.unescape(re.search(r"<h3>(.*?)</h3>", html, re.S).group(1))
+
+
+def test_notebook_title_names_the_function_and_only_a_real_file(tmp_path):
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ipykernel_") as folder:  # like a notebook cell's
+        cell = Path(folder) / "3141592.py"
+        cell.write_text(CIRCUITS)
+        from_cell = stagegen.explain(_module_function(cell, "add_mul"), x=-2, y=5, z=-4)
+    title = _heading(from_cell._repr_html_())
+    assert title.startswith("add_mul, at x = -2") and str(cell.parent) not in title
+    assert tempfile.gettempdir() not in str(from_cell).splitlines()[0]
+    from_file = stagegen.explain(
+        _module_function(EXAMPLES / "circuits.py", "add_mul"), x=1, y=2, z=3
+    )
+    title = _heading(from_file._repr_html_())
+    assert title.startswith("add_mul from ") and "circuits.py, at x = 1" in title
+    # the command line names the file it was given, wherever it is
+    model = tmp_path / "model.py"
+    model.write_text(CIRCUITS)
+    text = explain_source(CIRCUITS, "add_mul", {"x": 1, "y": 2, "z": 3}, filename=str(model)).text()
+    assert text.startswith(f"add_mul from {model}, at x = 1")
+
+
+def test_symbolic_title_asks_a_python_reader_for_values_not_for_at():
+    ex = stagegen.explain(add_mul)
+    for shown in (_heading(ex._repr_html_()), str(ex).splitlines()[0]):
+        assert "pass values, e.g. explain(add_mul, x=3, y=-4, z=2)" in shown
+        assert "--at" not in shown
+    assert "give --at" in ex.text()  # what `stagegen explain` prints
+    neuron = explain_source((EXAMPLES / "neuron.py").read_text(), "neuron")
+    from stagegen.narrate import render_html
+
+    assert "explain(neuron, w=[3, -4, 2], x=[-4, 2])" in _heading(render_html(neuron))
+    clash = explain_source("def g(at, x):\n    return at * x\n", "g")
+    assert 'explain(g, at={"at": 3, "x": -4})' in _heading(render_html(clash))
+
+
+def test_notebook_svg_scales_to_its_column_and_the_file_keeps_its_size(notes_circuit):
+    import xml.etree.ElementTree as ET
+
+    html = notes_circuit._repr_html_()
+    svg = ET.fromstring(re.search(r"<svg.*</svg>", html, re.S).group(0))
+    assert svg.get("width") == "100%" and svg.get("height") is None
+    style = dict(
+        (k.strip(), v.strip()) for k, v in (d.split(":") for d in svg.get("style").split(";") if d)
+    )
+    _, _, width, height = map(float, svg.get("viewBox").split())
+    assert style["max-width"] == f"{width:g}px" and style["height"] == "auto"
+    # in a very narrow column it stops shrinking and its container scrolls: never clipped
+    assert float(style["min-width"].removesuffix("px")) <= width
+    assert re.search(r"\.circuit \{[^}]*overflow-x: auto", html)
+    own = ET.fromstring(notes_circuit.svg())  # the --graph file: its own size
+    assert float(own.get("width")) == width and float(own.get("height")) == height
+
+
+def _css_rules(html: str) -> list[tuple[list[str], dict[str, str]]]:
+    """The rules of the page's <style>: (selectors, {property: value})."""
+    css = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    rules = []
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        declarations = {}
+        for item in body.split(";"):
+            if ":" in item:
+                key, value = item.split(":", 1)
+                declarations[key.strip()] = value.strip()
+        rules.append(([s.strip() for s in selectors.split(",")], declarations))
+    return rules
+
+
+def test_notebook_html_is_readable_on_a_dark_theme(notes_circuit):
+    """A dark notebook theme sets a light text colour and a dark background: the view must not
+    force a dark colour without its own background, and its text must not take the theme's
+    colour onto a light background either."""
+    html = notes_circuit._repr_html_()
+    root = re.search(r'<div class="([^"]+)">', html).group(1)
+    rules = _css_rules(html)
+    own = {}
+    for selectors, declarations in rules:
+        for selector in selectors:
+            assert selector.split()[0] == f"div.{root}", selector  # nothing leaks to the page
+            own.setdefault(selector, {}).update(declarations)
+    top = own[f"div.{root}"]
+    assert top.get("color") and top.get("background", top.get("background-color"))
+    light = (
+        lambda colour: int(colour[1:3], 16) + int(colour[3:5], 16) + int(colour[5:7], 16)
+    )  # noqa
+    assert light(top["background"]) > 600 and light(top["color"]) < 200  # dark on light
+    for element in ("h3", "h4", "pre", "p"):  # the theme styles these: we set their colour
+        rule = own[f"div.{root} {element}"]
+        assert rule.get("color"), element
+    assert light(own[f"div.{root} pre"]["background"]) > 600
+    # the elements the page uses are exactly the styled ones (no unstyled text element)
+    used = set(re.findall(r"<(h3|h4|pre|p|em)\b", html))
+    assert used <= {"h3", "h4", "pre", "p", "em"}
+
+
+# ---------------------------------------------------------------------------- in a REPL
+
+
+def test_repr_is_one_short_line_and_str_the_whole_text(notes_circuit):
+    text = str(notes_circuit)
+    summary = re.fullmatch(
+        r"<Explanation of add_mul at x=-2, y=5, z=-4: (\d+) backward lines>", repr(notes_circuit)
+    )
+    assert summary and len(text) > 10 * len(repr(notes_circuit)) and "dz = 3" in text
+    backward = text.split("backward:", 1)[1].split("gradient on each input")[0]
+    statements = [l for l in backward.splitlines() if re.match(r"\s+d\w+(\[\d+\])? \+?=", l)]
+    assert int(summary.group(1)) == len(statements)
+    symbolic = stagegen.explain(add_mul)
+    assert (
+        repr(symbolic) == f"<Explanation of add_mul symbolically: {len(statements)} backward lines>"
+    )
+    neuron = explain_source(
+        (EXAMPLES / "neuron.py").read_text(), "neuron", parse_at("w=[2,-3,-3],x=[-1,-2]")
+    )
+    assert repr(neuron).startswith("<Explanation of neuron at w=[2, -3, -3], x=[-1, -2]: ")
+    assert "\n" not in repr(neuron) and len(repr(neuron)) < 100
+
+
+def test_ipython_shows_the_short_line_as_plain_text(notes_circuit):
+    class Printer:  # what IPython's pretty printer hands to _repr_pretty_
+        def __init__(self):
+            self.written = []
+
+        def text(self, s):
+            self.written.append(s)
+
+    printer = Printer()
+    notes_circuit._repr_pretty_(printer, False)
+    assert printer.written == [repr(notes_circuit)]
+    try:
+        from IPython.lib.pretty import pretty
+    except ImportError:
+        return
+    assert pretty(notes_circuit) == repr(notes_circuit)
+
+
 # ---------------------------------------------------------------------------- errors
 
 

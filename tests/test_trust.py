@@ -40,11 +40,16 @@ def check_against_source(source: str, name: str, shapes: dict, seed: int = 0):
     args = [rng.uniform(0.5, 1.5, shape) for shape in shapes.values()]
     forward = _forward(source, name)
     out = forward(*[a.copy() for a in args])
-    upstream = rng.uniform(-1.0, 1.0, np.shape(out))
+    upstream = rng.uniform(-1.0, 1.0, np.shape(out))  # a 0-d array for a scalar output
+    rng_copy = np.copy(upstream)
     text = stagegen.generate(textwrap.dedent(source), function=name)
     backward = load_backward_module(text)[f"{name}_backward"]
-    got = backward(*[a.copy() for a in args], upstream)
+    passed = [a.copy() for a in args]
+    got = backward(*passed, upstream)
     got = got if isinstance(got, tuple) else (got,)
+    # The backward reads its arguments and the upstream gradient; it writes into none of them.
+    assert all(np.array_equal(a, b) for a, b in zip(passed, args)), "an input was written into"
+    assert np.array_equal(upstream, rng_copy), "the upstream gradient was written into"
     for k, (param, g) in enumerate(zip(shapes, got)):
         want = _numerical(forward, args, upstream, k)
         assert (
@@ -241,3 +246,46 @@ def test_array_division_gradient_stays_finite_where_the_forward_is():
         da, db = backward(a, b)
     assert np.allclose(da, 1.0 / b) and np.allclose(db, -a / b / b)
     assert np.all(db != 0.0)
+
+
+# -------------------------------------------------------------------------- found by the array fuzzer
+
+
+def test_fan_out_of_a_scalar_output_upstream():
+    # The default upstream 1.0 is a float: it has no .copy(), and needs none.
+    source = """
+    import numpy as np
+
+    def f(x: "N, D"):
+        t = np.sum(x)
+        u = t * 2.0
+        return u + t
+    """
+    check_against_source(source, "f", {"x": (2, 3)})
+
+
+def test_unary_plus_in_array_code():
+    source = 'import numpy as np\n\ndef f(x: "N, D", v: "D"):\n    out = +x * v + x * +v\n    return out\n'
+    check_against_source(source, "f", {"x": (2, 3), "v": (3,)})
+
+
+SHARING = [
+    ('x: "N, D", c: "N, 1"', "t1 = np.sum(x, -1, keepdims=True)\n    out = (t1 < 0.0) * (c + t1)"),
+    ('x: "N, D", v: "D"', "out = x + v"),
+    ('x: "N, D", v: "N, D"', "out = x - v"),
+]
+
+
+@pytest.mark.parametrize("signature,body", SHARING)
+def test_returned_gradients_are_the_callers_own_arrays(signature, body):
+    # No view of the upstream or of another gradient: a caller's `dx *= 0.5` changes nothing else.
+    source = f"import numpy as np\n\ndef f({signature}):\n    {body}\n    return out\n"
+    backward = load_backward_module(stagegen.generate(source))["f_backward"]
+    shapes = [(3, 2), (3, 1) if "N, 1" in signature else ((2,) if '"D"' in signature else (3, 2))]
+    args = [-np.ones(s) for s in shapes]
+    upstream = np.ones((3, 2) if "N, 1" not in signature else (3, 1))
+    grads = backward(*args, upstream)
+    for g in grads:
+        assert g.flags.writeable
+        assert not np.shares_memory(g, upstream)
+    assert not np.shares_memory(grads[0], grads[1])

@@ -38,6 +38,13 @@ def _may_alias(e: Expr) -> bool:
     return False
 
 
+def _is_array(st, p) -> bool:
+    """Whether a gradient statement writes an array (a number's gradient is a number: `+=`
+    makes a new one)."""
+    of = st.of.name if isinstance(st.of, Var) else None
+    return of is None or of not in p.types or bool(p.types[of].shape)
+
+
 def _is_int(e: Expr) -> bool:
     from ..expr import Num
 
@@ -59,6 +66,9 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
 
     # Statements first: they decide which dimensions must be bound.
     accumulated = {st.gradient.name for bl in b.blocks for st in bl.statements if st.accumulate}
+    # A returned gradient is the caller's own array: never a view of the upstream or of
+    # another gradient (a caller's `dw *= 0.5` must change nothing else).
+    returned = {b.gradient_of(n) for n in b.wrt}
     first_seen: set[str] = set()
     block_parts = []
     for block in b.blocks:
@@ -73,8 +83,12 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
             else:
                 if st.accumulate and isinstance(value, BroadcastTo):
                     value = value.operand  # += broadcasts into the full-shaped gradient
-                if not st.accumulate and name in accumulated and _may_alias(value):
-                    value = Copy(value)  # += below must not write into another array
+                if not st.accumulate and _may_alias(value):
+                    # += below must not write into another array, nor a returned gradient be one
+                    if _is_array(st, p) and (name in accumulated or name in returned):
+                        value = Copy(value)
+                    elif not _is_array(st, p) and name in accumulated:
+                        value = Copy(value, number=True)  # the upstream may be a 0-d array
                 parts.append((f"{name} {'+=' if st.accumulate else '='} ", value, st.stage))
             first_seen.add(name)
         block_parts.append((block, parts))

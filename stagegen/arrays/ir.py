@@ -136,6 +136,7 @@ class Outer(Expr):
 @dataclass(frozen=True)
 class Copy(Expr):
     operand: Expr
+    number: bool = False  # a number's copy is float(x): a 0-d array upstream is not written into
 
     def children(self):
         return (self.operand,)
@@ -169,7 +170,7 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
     if isinstance(e, Outer):
         return Outer(kids[0], kids[1])
     if isinstance(e, Copy):
-        return Copy(kids[0])
+        return Copy(kids[0], e.number)
     if hasattr(e, "rebuilt"):
         return e.rebuilt(kids)
     return rebuild(e, kids)
@@ -263,6 +264,8 @@ class ArrayPrinter(Printer):
         if isinstance(e, Outer):
             return f"{np}.outer({self.text(e.left)}, {self.text(e.right)})"
         if isinstance(e, Copy):
+            if e.number:
+                return f"float({self.text(e.operand)})"
             return f"{self._receiver(e.operand)}.copy()"
         return super().text(e)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..expr import Bin, Call, Compare, Expr, Neg, Var
 from ..parse import _BINOPS, FunctionReader
 from ..program import Param, Program
-from . import shapes
+from . import annotations, shapes
 from .ir import (
     Arange,
     Dot,
@@ -93,27 +93,33 @@ class ArrayReader(FunctionReader):
         args = list(fn.args.posonlyargs) + list(fn.args.args)
         for p, arg in zip(params, args):
             annotation = arg.annotation
-            if annotation is None or _is_number_annotation(annotation):
+            if annotation is None or annotations.is_number_annotation(annotation):
                 p.shape = None
                 self.var_types[p.name] = Type((), "float")
                 continue
-            if not (isinstance(annotation, ast.Constant) and isinstance(annotation.value, str)):
-                raise self.src.error(
-                    annotation,
-                    f"stagegen reads the shape of `{p.name}` from its annotation, and this one is not a shape",
-                    f'write the shape as a string of dimension names, e.g. `{p.name}: "N, D"`',
-                )
             try:
-                p.shape = shapes.parse_annotation(annotation.value)
+                read = annotations.read(annotation, p.name)
+            except annotations.AnnotationError as e:
+                raise self.src.error(e.node, e.message, e.hint) from None
+            try:
+                p.shape = shapes.parse_annotation(read.text)
             except ShapeError as e:
-                raise self.src.error(annotation, e.message, e.hint) from None
+                raise self.src.error(read.node, e.message, e.hint) from None
             if p.default is not None and p.shape:
                 raise self.src.error(
                     arg,
                     f"array parameter `{p.name}` has a default",
                     "pass arrays in; drop the default",
                 )
-            p.labels = p.name in self.labels
+            if read.kind == "float" and p.name in self.labels:
+                raise self.src.error(
+                    annotation,
+                    f"`{p.name}` is used as an index, so it holds integer labels, but its "
+                    f"annotation says `{read.dtype}`",
+                    f'annotate it as integers, e.g. `{p.name}: Int[np.ndarray, "{read.text}"]`',
+                )
+            # Labels (no gradient): used as an index, or annotated as integers.
+            p.labels = p.name in self.labels or read.kind == "int"
             kind = "int" if p.labels else "float"
             self.var_types[p.name] = Type(p.shape, kind)
         self.caller_arrays = {p.name for p in params}
@@ -223,6 +229,8 @@ class ArrayReader(FunctionReader):
                 )
             e = self._load(node)
             return e, self.var_types[e.name]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+            return self._read(node.operand)  # +x is x (as in scalar code)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             inner = self.expr(node.operand)
             t = self.type_of(inner)
@@ -624,10 +632,6 @@ def _index_shape(shape: Shape, items: list[Expr], array_shapes: list[Shape]) -> 
     for s in array_shapes:
         broadcast = shapes.broadcast(broadcast, s)
     return shape[: arrays[0]] + broadcast + shape[arrays[-1] + 1 :]
-
-
-def _is_number_annotation(node: ast.expr) -> bool:
-    return isinstance(node, ast.Name) and node.id in ("float", "int")
 
 
 def _index_names(fn) -> set[str]:

@@ -29,8 +29,14 @@ def show(shape: Shape) -> str:
 
 
 def parse_annotation(text: str) -> Shape:
-    """``"N, D"`` -> ("N", "D"); ``""`` or ``"()"`` -> () (a scalar); ``"1, D"`` keeps the 1;
-    ``"N,"`` is one dimension, as a tuple is.
+    """``"N, D"`` or ``"N D"`` -> ("N", "D"); ``""`` or ``"()"`` -> () (a scalar); ``"1, D"``
+    keeps the 1; ``"N,"`` is one dimension, as a tuple is.
+
+    Dimensions are separated by commas (as a tuple is written) or, when there is no comma, by
+    spaces (as jaxtyping writes shapes: ``"batch dim"``). jaxtyping's other symbols (``*batch``
+    and ``...`` for any number of dimensions, ``#N`` for "N or 1", ``_`` for any size, ``N-1``)
+    leave a shape unknown until run time, and stagegen writes every gradient for its exact
+    shape: they are refused, each with what to write instead.
 
     Names are read as Python reads identifiers, in NFKC form: the generated code binds them
     (``N, D = x.shape``), and there ``Ｎ`` (fullwidth) is the name ``N``.
@@ -38,9 +44,12 @@ def parse_annotation(text: str) -> Shape:
     inner = text.strip()
     if inner.startswith("(") and inner.endswith(")"):
         inner = inner[1:-1]
-    parts = [p.strip() for p in inner.split(",")]
-    if parts[-1] == "" and (len(parts) == 1 or parts[-2] != ""):
-        parts.pop()  # "" is a scalar; "N," ends like a one-element tuple
+    if "," in inner:
+        parts = [p.strip() for p in inner.split(",")]
+        if parts[-1] == "" and (len(parts) == 1 or parts[-2] != ""):
+            parts.pop()  # "N," ends like a one-element tuple
+    else:
+        parts = inner.split()  # "" is a scalar
     dims: list[Dim] = []
     for part in parts:
         if not part:
@@ -51,6 +60,9 @@ def parse_annotation(text: str) -> Shape:
         if part.isascii() and part.isdigit():  # not "²": isdigit, but no int
             dims.append(int(part))
             continue
+        refused = _jaxtyping_symbol(part)
+        if refused is not None:
+            raise refused
         name = unicodedata.normalize("NFKC", part)
         if name.isidentifier() and keyword.iskeyword(name):
             what = "a Python keyword" if name == part else f"the Python keyword `{name}` (NFKC)"
@@ -59,12 +71,46 @@ def parse_annotation(text: str) -> Shape:
                 "a dimension name must be a Python identifier that is not a keyword",
             )
         if not name.isidentifier():
+            if any(c.isspace() for c in part):
+                raise ShapeError(
+                    f"the shape `{text}` separates dimensions both with commas and with spaces",
+                    'separate them one way: `"N, D"` or `"N D"`',
+                )
             raise ShapeError(
                 f"`{part}` is not a dimension",
                 'name each dimension, as in `x: "N, D"` (names, or literal sizes like 1)',
             )
         dims.append(name)
     return tuple(dims)
+
+
+def _jaxtyping_symbol(part: str) -> ShapeError | None:
+    """The refusal of a jaxtyping shape symbol stagegen cannot honour, or None."""
+    if part.startswith("*") or "..." in part:
+        return ShapeError(
+            f"`{part}` stands for any number of dimensions (jaxtyping's variadic shape), and "
+            "stagegen writes each gradient for a known number of dimensions",
+            'name every dimension, e.g. `"B N D"` for a batch of (N, D) arrays',
+        )
+    if part.startswith("#"):
+        name = part.lstrip("#") or "N"
+        return ShapeError(
+            f"`{part}` is a dimension of size {name} or 1 (jaxtyping's broadcastable dimension), "
+            "and stagegen needs to know which: the gradient of a broadcast axis is summed",
+            f"write `{name}`, or `1` where the array is broadcast along this axis",
+        )
+    if part == "_":
+        return ShapeError(
+            "`_` is a dimension of any size (jaxtyping's anonymous dimension), and stagegen "
+            "checks shapes by name",
+            "name the dimension, e.g. `N`, using the same name wherever the size is the same",
+        )
+    if part.startswith("?") or (any(c in part for c in "+-*/()") and not part.isidentifier()):
+        return ShapeError(
+            f"`{part}` is a dimension expression, and stagegen reads only names and sizes",
+            "give this dimension a name of its own, e.g. `M`",
+        )
+    return None
 
 
 def _factors(d: Dim) -> tuple[int, tuple[str, ...]]:

@@ -4,7 +4,10 @@ What it measures: the gradient of the loss in ``examples/layers/two_layer_net.py
 affine, softmax cross-entropy, L2 regularization) with respect to ``W1, b1, W2, b2``, at several
 batch sizes N (D=64 inputs, H=128 hidden units, C=10 classes), computed by
 
-* ``stagegen``: the generated ``examples/layers/two_layer_net_backward.py``, loaded by path. It
+* ``stagegen``: the generated ``examples/layers/two_layer_net_backward.py``, loaded by path (or
+  ``--backward FILE``). Outside a checkout (an installed stagegen, run from another directory)
+  there is no such file: the backward is then generated in memory, by the installed stagegen,
+  from a copy of the forward embedded here (``FORWARD_SOURCE``), and the report says so. It
   replays the forward values it needs, so one call is the whole gradient (forward included);
 * ``hand-written``: a NumPy backward written here the way a course's teaching assistant writes it
   (forward caching ``hidden`` and the probabilities, then ``dscores``, ``dW2``, ... ); it computes
@@ -58,20 +61,52 @@ REPEAT, QUICK_REPEAT = 7, 3
 RTOL = 1e-7  # agreement with the hand-written gradient
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-def _examples() -> Path:
-    """examples/layers/ of a source checkout: beside the package, or (after a plain
-    `pip install .`, where the package lives in site-packages) under the working directory."""
-    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (root / "examples" / "layers" / "two_layer_net.py").is_file():
-            return root / "examples" / "layers"
-    return Path(__file__).resolve().parents[2] / "examples" / "layers"
 
-
-EXAMPLES = _examples()
-FORWARD_PATH = EXAMPLES / "two_layer_net.py"
-BACKWARD_PATH = EXAMPLES / "two_layer_net_backward.py"
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]  # the repository, when run from a checkout
+FORWARD_FILE = "two_layer_net.py"
+BACKWARD_FILE = "two_layer_net_backward.py"
 FORWARD_NAME = "two_layer_loss"
 BACKWARD_NAME = "two_layer_loss_backward"
+WRT = "W1,b1,W2,b2"
+
+# The forward, as examples/layers/two_layer_net.py has it (a test keeps the two identical), so
+# that an installed stagegen, run from any directory, benchmarks the same function.
+FORWARD_SOURCE = '''\
+"""The loss of a two-layer net: affine, ReLU, affine, softmax, with L2 regularization."""
+
+import numpy as np
+
+
+def two_layer_loss(X: "N, D", y: "N", W1: "D, H", b1: "H", W2: "H, C", b2: "C", reg=0.0):
+    hidden = np.maximum(0, X @ W1 + b1)
+    scores = hidden @ W2 + b2
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = X.shape[0]
+    data_loss = -np.sum(log_probs[np.arange(n), y]) / n
+    loss = data_loss + 0.5 * reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    return loss
+'''
+
+
+def find_examples() -> Path | None:
+    """examples/layers/ of a source checkout: beside the package, or (after a plain
+    `pip install .`, where the package lives in site-packages) under the working directory;
+    None when neither has it (an installed stagegen run from elsewhere)."""
+    for root in (CHECKOUT_ROOT, Path.cwd()):
+        if (root / "examples" / "layers" / FORWARD_FILE).is_file():
+            return root / "examples" / "layers"
+    return None
+
+
+# Where a checkout keeps them (they need not exist: see default_forward / load_stagegen).
+EXAMPLES = CHECKOUT_ROOT / "examples" / "layers"
+FORWARD_PATH = EXAMPLES / FORWARD_FILE
+BACKWARD_PATH = EXAMPLES / BACKWARD_FILE
+IN_MEMORY = (
+    "generated in memory by this stagegen from the two-layer net's forward "
+    f"(no examples/layers/{BACKWARD_FILE} here)"
+)
 
 PARAMS = ("W1", "b1", "W2", "b2")
 
@@ -143,20 +178,61 @@ def load_by_path(path: Path, name: str):
     return getattr(module, name)
 
 
-def load_forward(path: Path = FORWARD_PATH):
-    """The example's NumPy forward ``two_layer_loss``."""
-    return load_by_path(path, FORWARD_NAME)
+def load_source(text: str, name: str, filename: str):
+    """The attribute ``name`` of a module made from ``text``."""
+    namespace: dict = {"__name__": f"stagegen_bench_{Path(filename).stem}"}
+    exec(compile(text, filename, "exec"), namespace)
+    return namespace[name]
 
 
-def load_stagegen(path: Path = BACKWARD_PATH):
-    """The generated ``two_layer_loss_backward``; FileNotFoundError when it is not there yet."""
+def load_forward(path: Path | None = None):
+    """The example's NumPy forward ``two_layer_loss``: from ``path``; by default from the
+    checkout's example, or, outside a checkout, from the copy embedded here."""
+    if path is None:
+        examples = find_examples()
+        if examples is None:
+            return load_source(FORWARD_SOURCE, FORWARD_NAME, FORWARD_FILE)
+        path = examples / FORWARD_FILE
+    return load_by_path(Path(path), FORWARD_NAME)
+
+
+def backward_origin(path: Path | None = None) -> str:
+    """Where the stagegen backward comes from: a file, or generated in memory."""
+    if path is not None:
+        return str(path)
+    examples = find_examples()
+    if examples is not None and (examples / BACKWARD_FILE).exists():
+        return str(examples / BACKWARD_FILE)
+    return IN_MEMORY
+
+
+def load_stagegen(path: Path | None = None):
+    """The generated ``two_layer_loss_backward``: from ``path`` (FileNotFoundError, saying how
+    to make it, when it is not there); by default the checkout's generated file, or, when there
+    is none (an installed stagegen, run from another directory), generated now, in memory, from
+    the forward, exactly as `stagegen two_layer_net.py --wrt W1,b1,W2,b2` writes it."""
+    if path is None:
+        origin = backward_origin()
+        if origin != IN_MEMORY:
+            return load_by_path(Path(origin), BACKWARD_NAME)
+        return generate_backward()
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} does not exist yet: generate it with "
-            f"`stagegen {FORWARD_PATH.relative_to(EXAMPLES.parents[1])} --wrt W1,b1,W2,b2`"
+            f"{path} does not exist yet: generate it with `stagegen {FORWARD_FILE} --wrt {WRT}` "
+            f"in the folder of {FORWARD_FILE} (examples/layers/ of a stagegen checkout), or "
+            "leave out --backward to time a backward generated in memory"
         )
     return load_by_path(path, BACKWARD_NAME)
+
+
+def generate_backward(forward_source: str = FORWARD_SOURCE):
+    """``two_layer_loss_backward`` generated from ``forward_source`` by this stagegen."""
+    import stagegen
+    from stagegen.api import load_backward_module
+
+    text = stagegen.generate(forward_source, FORWARD_NAME, wrt=WRT, filename=FORWARD_FILE)
+    return load_backward_module(text, FORWARD_FILE)[BACKWARD_NAME]
 
 
 def autograd_gradient():
@@ -185,7 +261,7 @@ def installed_version(package: str) -> str | None:
         return None
 
 
-def competitors(backward_path: Path = BACKWARD_PATH, forward_path: Path = FORWARD_PATH) -> list:
+def competitors(backward_path: Path | None = None, forward_path: Path | None = None) -> list:
     """Every competitor, each either ready or skipped with the reason."""
     found = [Competitor("hand", hand_backward)]
     try:
@@ -208,7 +284,7 @@ def competitors(backward_path: Path = BACKWARD_PATH, forward_path: Path = FORWAR
         forward = load_forward(forward_path)
     except Exception as exc:
         forward = None
-        reason = f"the forward {forward_path} does not load: {exc}"
+        reason = f"the forward {forward_path or FORWARD_FILE} does not load: {exc}"
         found.append(Competitor("forward", status="skipped", reason=reason, gradient=False))
     else:
         found.append(Competitor("forward", forward, gradient=False))
@@ -381,8 +457,8 @@ def run(
     repeat: int = REPEAT,
     seed: int = 0,
     reg: float = REG,
-    backward_path: Path = BACKWARD_PATH,
-    forward_path: Path = FORWARD_PATH,
+    backward_path: Path | None = None,
+    forward_path: Path | None = None,
 ) -> dict:
     """Check every competitor, then time them at every batch size; the results as a dict."""
     info = machine()
@@ -424,7 +500,7 @@ def run(
             "repeat": repeat,
             "statistic": "best of repeats, µs per call",
             "agreement": f"np.allclose(rtol={RTOL}, atol={RTOL} * max|reference|) at every N",
-            "backward": str(backward_path),
+            "backward": backward_origin(backward_path),
         },
         "competitors": {
             c.key: {"label": c.label, "status": c.status, "reason": c.reason} for c in found
@@ -521,7 +597,7 @@ def targets(results: dict) -> list[str]:
 
 
 def notes(results: dict) -> list[str]:
-    lines = []
+    lines = [f"stagegen's backward: {results['settings']['backward']}"]
     for key, comp in results["competitors"].items():
         if comp["status"] != "ok":
             lines.append(f"{comp['label']}: {comp['status']}: {comp['reason']}")
@@ -583,7 +659,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, help="measurements per competitor and size (best is kept)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument(
-        "--backward", type=Path, default=BACKWARD_PATH, help="the generated backward's file"
+        "--backward",
+        type=Path,
+        default=None,
+        help=f"the generated backward's file (default: examples/layers/{BACKWARD_FILE} of a "
+        "checkout, else generated in memory)",
     )
     p.add_argument(
         "--blas-threads",
