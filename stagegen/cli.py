@@ -236,6 +236,8 @@ class Run:
         self.err = Stream(err or sys.stderr)
         self.style = Style(self.err)
         self.status = OK
+        self.exclude = None  # --exclude, compiled
+        self.handled = 0  # files with functions worked on
         self.fixes: list[str] = []  # the commands that bring stale or missing outputs up to date
         # Options on the command line apply to every file; without them, each file's own.
         self.given = None
@@ -288,6 +290,7 @@ class Run:
         text = read_source(path)
         if found_in_folder and not defines_functions(text):
             return  # a package's __init__.py, a constants module: nothing to differentiate
+        self.handled += 1
         target = output_path(path)
         target_kind = file_kind(target)
         if target_kind not in (None, "file") and not a.stdout:
@@ -515,11 +518,10 @@ def _sources(run: Run, names: list[str]):
             continue
         patterns = [p for p in (run.exclude, project.exclude if project else None) if p]
         exclude = re.compile("|".join(f"(?:{p.pattern})" for p in patterns)) if patterns else None
-        found = 0
+        before = run.handled
         for source in python_files(path, exclude, is_output=is_generated):
-            found += 1
             yield source, True
-        if not found:
+        if run.handled == before:
             run.say(f"{path}: no Python files with functions below this folder")
 
 
@@ -542,7 +544,6 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
     if args.function:
         args.function = list(dict.fromkeys(args.function))  # `-f g -f g` means g, once
     run = Run(args, out, err)
-    run.exclude = None
     if args.exclude:
         try:
             run.exclude = re.compile(args.exclude)

@@ -64,7 +64,7 @@ def python_files(root: Path, exclude: re.Pattern | None = None, is_output=None) 
                 continue
             if ignore is not None and ignore.ignored(path, folder=True):
                 continue
-            if listed_folders is not None and path.resolve() not in listed_folders:
+            if listed_folders is not None and absolute(path) not in listed_folders:
                 continue
             keep.append(sub)
         subfolders[:] = keep
@@ -74,7 +74,7 @@ def python_files(root: Path, exclude: re.Pattern | None = None, is_output=None) 
             path = here / name
             if exclude is not None and exclude.search("/" + rel_folder + name):
                 continue
-            if listed is not None and path.resolve() not in listed:
+            if listed is not None and absolute(path) not in listed:
                 continue
             if ignore is not None and ignore.ignored(path, folder=False):
                 continue
@@ -100,19 +100,20 @@ def git_listed(root: Path) -> set[Path] | None:
         return None
     if done.returncode != 0:
         return None
-    base = root.resolve()
+    base = absolute(root)
     names = done.stdout.decode("utf-8", "surrogateescape").split("\0")
-    return {(base / name).resolve() for name in names if name}
+    return {absolute(base / name) for name in names if name}
 
 
 class GitignoreReader:
     """The common part of .gitignore: comments, ``!`` negation, a trailing ``/`` for folders
     only, a ``/`` inside a pattern anchoring it to the .gitignore's folder, ``*``, ``?`` and
-    ``**``. The .gitignore files read are those in ``root`` and below (git's global excludes
-    and those of folders above ``root`` are not)."""
+    ``**``. The .gitignore files read are those from the project's root (the nearest folder
+    above holding .git, .hg or pyproject.toml, as black finds it) down to each path; git's
+    global excludes are not."""
 
     def __init__(self, root: Path):
-        self.root = root
+        self.root = project_root(root)
         self.rules: dict[Path, list[tuple[re.Pattern, bool, bool]]] = {}
 
     def _rules(self, folder: Path) -> list[tuple[re.Pattern, bool, bool]]:
@@ -138,6 +139,9 @@ class GitignoreReader:
         return self.rules[folder]
 
     def ignored(self, path: Path, folder: bool) -> bool:
+        path = absolute(path)
+        if not path.is_relative_to(self.root):
+            return False
         verdict = False
         chain = [self.root]
         rel_parts = path.relative_to(self.root).parts
@@ -151,6 +155,22 @@ class GitignoreReader:
                 if regex.fullmatch(relative):
                     verdict = not negate
         return verdict
+
+
+def absolute(path: Path) -> Path:
+    """An absolute, normalised path; symbolic links are kept (a link's own path is what
+    git lists and what .gitignore patterns match)."""
+    return Path(os.path.abspath(path))
+
+
+def project_root(start: Path) -> Path:
+    """The nearest folder at or above ``start`` holding .git, .hg or pyproject.toml; ``start``
+    itself when there is none."""
+    start = absolute(start)
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in (".git", ".hg", "pyproject.toml")):
+            return folder
+    return start
 
 
 def _gitignore_regex(pattern: str, anchored: bool) -> re.Pattern:
