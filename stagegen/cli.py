@@ -543,6 +543,9 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
         )
     if args.function:
         args.function = list(dict.fromkeys(args.function))  # `-f g -f g` means g, once
+    if args.wrt and args.wrt.strip(", "):
+        # `--wrt "a, b"` is `--wrt a,b`: the header records it as one word, read back the same
+        args.wrt = ",".join(w.strip() for w in args.wrt.split(",") if w.strip())
     run = Run(args, out, err)
     if args.exclude:
         try:

@@ -151,6 +151,14 @@ def test_regenerating_without_options_keeps_the_recorded_ones(project):
     assert status == 1 and "fix with: stagegen m.py --wrt x" in err
 
 
+def test_wrt_with_spaces_is_recorded_as_one_word(project):
+    (project / "m.py").write_text(TWO)
+    assert main("--no-verify", "--function", "f", "--wrt", "a, b", "m.py")[0] == 0
+    assert "stagegen m.py --function f --wrt a,b" in (project / "m_backward.py").read_text()
+    status, _, err = main("--no-verify", "--check", "m.py")
+    assert status == 0, err
+
+
 def test_configured_options_are_used_and_recorded(project):
     (project / "pkg").mkdir()
     (project / "pkg" / "m.py").write_text(TWO)
