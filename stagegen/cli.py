@@ -249,10 +249,6 @@ class Run:
                 origin="the command line",
             )
 
-    @property
-    def writes(self) -> bool:
-        return not (self.args.check or self.args.diff or self.args.stdout)
-
     def say(self, text: str) -> None:
         if not self.args.quiet:
             self.err.write(text + "\n")
@@ -559,7 +555,7 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
         )
     names = iter(args.files)
     sources = _sources(run, names)
-    while True:
+    while not (run.out.closed and not args.check):  # nobody reads the rest
         path = None
         try:
             item = next(sources, None)
