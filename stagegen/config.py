@@ -24,6 +24,7 @@ is searched (as ``--exclude``).
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ class Project:
     def options_for(self, source: Path) -> Options | None:
         """The options this table gives a file, or None when it says nothing about it."""
         try:
-            relative = source.resolve().relative_to(self.root.resolve()).as_posix()
+            relative = absolute(source).relative_to(absolute(self.root)).as_posix()
         except ValueError:
             relative = None
         chosen = dict(self.defaults)
@@ -255,10 +256,15 @@ def parse_project(path: Path, text: str) -> Project:
     return Project(path, defaults, tuple(files), exclude)
 
 
+def absolute(path: Path) -> Path:
+    """An absolute, normalised path that keeps symbolic links (globs match the path given)."""
+    return Path(os.path.abspath(path))
+
+
 def find_pyproject(start: Path) -> Path | None:
     """The nearest pyproject.toml in ``start`` or a folder above it; the search stops at the
     root of a repository (a folder holding .git or .hg), as black's does."""
-    folder = start.resolve()
+    folder = absolute(start)
     if not folder.is_dir():
         folder = folder.parent
     for candidate in (folder, *folder.parents):

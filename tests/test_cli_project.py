@@ -107,7 +107,8 @@ def test_nearest_pyproject_stops_at_the_repository_root(tmp_path):
     (tmp_path / "repo" / ".git").mkdir()
     assert config.find_pyproject(inner / "m.py") is None
     (tmp_path / "repo" / "pyproject.toml").write_text("")
-    assert config.find_pyproject(inner / "m.py") == (tmp_path / "repo" / "pyproject.toml").resolve()
+    found = config.find_pyproject(inner / "m.py")
+    assert found.resolve() == (tmp_path / "repo" / "pyproject.toml").resolve()
 
 
 @pytest.mark.parametrize(
