@@ -553,8 +553,7 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
             "`-` (standard input) has no output file to compare with — leave out --check and --diff",
             err_stream,
         )
-    names = iter(args.files)
-    sources = _sources(run, names)
+    sources = _sources(run, args.files)
     while not (run.out.closed and not args.check):  # nobody reads the rest
         path = None
         try:
