@@ -91,6 +91,8 @@ def test_non_editable_install_in_a_fresh_venv(tmp_path):
     assert len(wheels) == 1
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    # The new environment must see its own installed stagegen, not a checkout on PYTHONPATH.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     install = subprocess.run(
         [str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheels[0])],
         capture_output=True,
@@ -102,6 +104,7 @@ def test_non_editable_install_in_a_fresh_venv(tmp_path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=clean,
     )
     assert "site-packages" in where.stdout and where.stdout.strip().endswith(
         "stagegen/templates"
@@ -109,7 +112,11 @@ def test_non_editable_install_in_a_fresh_venv(tmp_path):
     model = tmp_path / "staged.py"
     model.write_text(STAGED)
     run = subprocess.run(
-        [str(bin_dir / "stagegen"), "staged.py"], capture_output=True, text=True, cwd=tmp_path
+        [str(bin_dir / "stagegen"), "staged.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean,
     )
     assert run.returncode == 0, run.stderr
     assert "proven against SymPy" in run.stderr

@@ -289,3 +289,16 @@ def test_returned_gradients_are_the_callers_own_arrays(signature, body):
         assert g.flags.writeable
         assert not np.shares_memory(g, upstream)
     assert not np.shares_memory(grads[0], grads[1])
+
+
+def test_unary_plus_makes_a_new_array_that_may_be_updated_in_place():
+    source = """
+    import numpy as np
+
+    def f(x: "N, D"):
+        t1 = x * 2.0
+        t2 = +t1
+        t2 *= x
+        return t1 + t2
+    """
+    check_against_source(source, "f", {"x": (2, 3)})

@@ -147,6 +147,8 @@ class ArrayReader(FunctionReader):
             array = self.array_of[value.left.name]  # written into: the same array as before
         else:
             shared = _shares_memory(value)
+            if _is_unary_plus(getattr(stmt, "value", None)):
+                shared = None  # `+t` is read as `t`, but NumPy makes a new array of it
             array = self.array_of.get(shared.name) if shared is not None else None
         old = self.env.get(target.id)
         if old is not None and old.name in self.array_of:
@@ -585,6 +587,10 @@ class ArrayReader(FunctionReader):
         except ShapeError as err:
             raise self.src.error(node, err.message, err.hint) from None
         return Index(operand, tuple(items)), Type(shape, t.kind)
+
+
+def _is_unary_plus(node) -> bool:
+    return isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd)
 
 
 def _shares_memory(e: Expr) -> Var | None:
