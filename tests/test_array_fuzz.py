@@ -1137,12 +1137,7 @@ def describe(prog: Program, failure: Failure) -> str:
 # Bugs reported and pinned by a strict xfail below, not fixed yet: a failure that a predicate
 # recognises (from the program and the failure) is counted as known instead of failing the run.
 # Remove an entry when its xfail starts to pass.
-KNOWN_BUGS = {
-    # `t2 = +t1` makes a new array in NumPy, but a later `t2 += ...` is refused as if t2 were t1
-    "unary-plus-taken-for-an-alias": lambda prog, failure: failure.kind == "refused"
-    and re.search(r"= \+", prog.source) is not None
-    and ("also changes" in failure.detail or "caller's array" in failure.detail),
-}
+KNOWN_BUGS = {}
 KNOWN_BUG_CONSTRUCTS: set = set()  # constructs never accepted while their bug is open
 
 
@@ -1445,16 +1440,12 @@ def test_returned_gradients_share_no_memory():
     assert not np.shares_memory(dx, dc) and dx.flags.writeable and dc.flags.writeable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `t2 = +t1` makes a new array in NumPy (np.positive), but stagegen refuses a "
-    "later `t2 *= ...` saying it 'also changes t1' (and `t1 = +x; t1 += 0.25` that it 'writes "
-    "into the caller's array x')",
-)
 @pytest.mark.parametrize(
     "body",
     ["t1 = x * 2.0; t2 = +t1; t2 *= x; out = t1 * t2", "t1 = +x; t1 += 0.25; out = t1 * x"],
     ids=["stage", "parameter"],
 )
 def test_unary_plus_makes_a_new_array(body):
+    """`t2 = +t1` makes a new array in NumPy (np.positive); a later `t2 *= ...` was refused as
+    if it 'also changed t1' (fixed on main)."""
     assert check_text(function('x: "N, D"', body)) == "checked"
