@@ -368,8 +368,12 @@ class _Reference:
                 for s in program.stages:
                     composed[s.target] = conv.convert(s.expr, composed)
                 output = composed[program.output.name]
-                inputs = [conv.symbols.get(n) or sp.Symbol(n, real=True) for n in _input_names(program)]
-                gradient = [sp.diff(output, inputs[_input_names(program).index(n)]) for n in self.wrt_inputs]
+                inputs = [
+                    conv.symbols.get(n) or sp.Symbol(n, real=True) for n in _input_names(program)
+                ]
+                gradient = [
+                    sp.diff(output, inputs[_input_names(program).index(n)]) for n in self.wrt_inputs
+                ]
                 self.whole = _MpmathFunction(f"{program.name}", inputs, [output, *gradient])
                 self.method = "SymPy's symbolic derivative of the whole function"
             except (ValueError, TypeError):
@@ -403,6 +407,15 @@ class _MpmathCode:
         class Printer(MpmathPrinter):
             def _print_Symbol(self, symbol):
                 return name_of(symbol)
+
+            # SymPy's derivatives of abs() and of 0 ** y bring in arg() and zoo, which
+            # SymPy's own mpmath printer does not print. A complex infinity is outside the
+            # domain: nan, which real() refuses.
+            def _print_arg(self, e):
+                return f"mpmath.arg({self._print(e.args[0])})"
+
+            def _print_ComplexInfinity(self, e):
+                return "mpmath.nan"
 
         self.printer = Printer()
 
@@ -520,27 +533,60 @@ def _flatten(result, backward: Backward, program: Program) -> list[float]:
     return flat
 
 
+def user_function_of(program: Program, source: str | None):
+    """The program's `def` as the user wrote it, from the source text it was read from."""
+    from .oracle import SourceUnavailable, user_function
+
+    try:
+        if source is None:
+            raise SourceUnavailable("the source text was not given to the proof")
+        return user_function(source, program.name, program.line, program.filename)
+    except SourceUnavailable as exc:
+        raise program.error(
+            f"cannot prove {program.name}: {exc}",
+            "pass the module's text (stagegen.generate/verify do), or run with --no-verify",
+            VerificationError,
+        ) from None
+
+
+def _input_indices(program: Program, names: list[str]) -> list[tuple]:
+    """Each input name (``x``, ``w[2]``) as (argument position,) or (position, element)."""
+    position = {p.name: k for k, p in enumerate(program.params)}
+    out = []
+    for name in names:
+        base, _, rest = name.partition("[")
+        out.append((position[base], int(rest[:-1])) if rest else (position[base],))
+    return out
+
+
 def check_program(
-    program: Program, backward: Backward, backward_fn, points: int = 5
+    program: Program, backward: Backward, backward_fn, points: int = 5, source: str | None = None
 ) -> FunctionReport:
+    from .oracle import ScalarOracle
+
     conv = _SymPy()
     rng = _rng(program)
     report = FunctionReport(program.name, len(program.stages))
     report.local_checks = _check_locals(program, backward, conv, rng)
 
-    reference = _Reference(program, backward, conv)
-    report.reference = reference.method
+    oracle = ScalarOracle(user_function_of(program, source))
     names = _input_names(program)
-    tries = 0
+    wrt_inputs = [n for n in names if n.split("[")[0] in backward.wrt]
+    indices = _input_indices(program, wrt_inputs)
+    tries, sympy_points = 0, 0
     while len(report.points) < points and tries < 200:
         tries += 1
         point = _sample(rng, names, tries)
-        try:
-            want = reference.at(point)
-        except (ValueError, TypeError, ZeroDivisionError):
-            continue  # outside the function's domain
-        if not _float_range([reference.output_value, *want]):
+        args = _arguments(program, point)
+        if oracle.value(args) is None:
+            continue  # the float forward raises or overflows here
+        reference = oracle.mpmath_gradient(args, indices)
+        if reference is None:
+            continue  # outside the function's domain (or float range) in 50 digits
+        output_value, want = reference
+        if not _float_range([output_value, *want]):
             continue  # the float forward or gradient would overflow here
+        exact = oracle.sympy_gradient(args, indices)
         upstream = 1.0 if len(report.points) % 2 == 0 else 2.5
         try:
             got = _flatten(
@@ -556,22 +602,33 @@ def check_program(
                 "this is a bug in stagegen: please report it with this function",
                 VerificationError,
             )
-        scale = max([1.0] + [abs(float(w)) for w in want])
-        for name, g, w in zip(reference.wrt_inputs, got, want):
-            w = float(w) * upstream
-            err = abs(g - w)
-            # Relative to the gradient, or to a thousandth of the largest component when the
-            # gradient is near zero (a 50-digit reference is never exactly the float 0.0).
-            rel = err / max(abs(w), 1e-3 * scale * upstream)
-            if not math.isfinite(g) or rel > RTOL:
-                raise program.error(
-                    f"{program.name}_backward gives d{name} = {g!r} at {point}, but SymPy's derivative is {w!r}",
-                    "this is a bug in stagegen: please report it with this function",
-                    VerificationError,
-                )
-            report.max_abs_error = max(report.max_abs_error, err)
-            report.max_rel_error = max(report.max_rel_error, rel)
+        references = [("the 50-digit central difference of the forward as written", want)]
+        if exact is not None:
+            references.append(("SymPy's derivative of the forward as written", exact[1]))
+            sympy_points += 1
+        for method, values in references:
+            scale = max([1.0] + [abs(float(w)) for w in values])
+            for name, g, w in zip(wrt_inputs, got, values):
+                w = float(w) * upstream
+                err = abs(g - w)
+                # Relative to the gradient, or to a thousandth of the largest component when
+                # the gradient is near zero (a 50-digit reference is never exactly 0.0).
+                rel = err / max(abs(w), 1e-3 * scale * upstream)
+                if not math.isfinite(g) or rel > RTOL:
+                    raise program.error(
+                        f"{program.name}_backward gives d{name} = {g!r} at {point}, "
+                        f"but {method} is {w!r}",
+                        "this is a bug in stagegen: please report it with this function",
+                        VerificationError,
+                    )
+                report.max_abs_error = max(report.max_abs_error, err)
+                report.max_rel_error = max(report.max_rel_error, rel)
         report.points.append(dict(point))
+    report.reference = "50-digit central differences of the forward as written (mpmath)"
+    if sympy_points:
+        report.reference += f" and SymPy's derivative of it (at {sympy_points} points)"
+    elif oracle.sympy_note and report.points:
+        report.reference += f"; {oracle.sympy_note}"
     if not report.points:
         report.notes.append(
             f"no point where {program.name} is defined was found in {tries} random tries"
@@ -593,7 +650,8 @@ def check_build(build, points: int = 5) -> VerificationReport:
             check = check_program
             if b.program.numpy:  # array code: SymPy element by element, and central differences
                 from .arrays.proof import check_array_program as check
-            reports.append(check(b.program, b, namespace[f"{b.program.name}_backward"], points))
+            backward_fn = namespace[f"{b.program.name}_backward"]
+            reports.append(check(b.program, b, backward_fn, points, source=build.source))
     return VerificationReport(reports)
 
 
