@@ -594,8 +594,15 @@ def check_program(
                 backward,
                 program,
             )
-        except (ValueError, ZeroDivisionError, OverflowError):
+        except OverflowError:
             continue  # a float-only failure (overflow in the forward replay): not a wrong gradient
+        except (ValueError, ZeroDivisionError) as exc:
+            raise program.error(
+                f"{program.name}_backward raises {type(exc).__name__} ({exc}) at {point}, where "
+                "the forward as written is defined and its 50-digit derivative is finite",
+                "this is a bug in stagegen: please report it with this function",
+                VerificationError,
+            ) from None
         if len(got) != len(want):
             raise program.error(
                 f"{program.name}_backward returned {len(got)} gradients, expected {len(want)}",
