@@ -35,10 +35,26 @@ SYMPY_TREE_LIMIT = 400  # nodes of the composed expression up to which SymPy dif
 
 # What a forward raises where it is not defined (log(-1), 1/0, a complex value in math.exp).
 DOMAIN_ERRORS = (ValueError, ZeroDivisionError, OverflowError, TypeError, FloatingPointError)
+# The same on mpmath numbers, where a complex value raises ValueError (see _checked): any other
+# exception there is a gap in the shims, never a reason to skip a point silently.
+MP_DOMAIN_ERRORS = (ValueError, ZeroDivisionError, OverflowError, FloatingPointError)
 
 
 class SourceUnavailable(Exception):
     """The function's `def` could not be found in the source text given to the proof."""
+
+
+class OracleFailure(Exception):
+    """The forward as written could not be run on 50-digit numbers (a gap in the shims)."""
+
+
+def _run_mp(function, point):
+    try:
+        return function(*point)
+    except MP_DOMAIN_ERRORS:
+        raise
+    except Exception as exc:
+        raise OracleFailure(f"{type(exc).__name__}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------- the source
@@ -250,8 +266,8 @@ class ScalarOracle:
 
             def run(point):
                 try:
-                    out = _checked(function(*point))
-                except DOMAIN_ERRORS:
+                    out = _checked(_run_mp(function, point))
+                except MP_DOMAIN_ERRORS:
                     return None
                 return out if abs(out) < FLOAT_LIMIT else None
 
@@ -435,13 +451,13 @@ class ArrayOracle:
                 nonlocal weights_full
                 try:
                     with np.errstate(all="ignore"):
-                        out = np.asarray(function(*point), dtype=object)
+                        out = np.asarray(_run_mp(function, point), dtype=object)
                     if weights_full is None:
                         weights_full = _mpf_array(
                             np.broadcast_to(np.asarray(upstream, dtype=float), out.shape)
                         )
                     terms = [_checked(o) for o in out.reshape(-1)]
-                except DOMAIN_ERRORS:
+                except MP_DOMAIN_ERRORS:
                     return None
                 if any(abs(t) > FLOAT_LIMIT for t in terms):
                     return None

@@ -1,16 +1,20 @@
-"""Proof: the generated backward against SymPy, beside the pipeline (it never feeds it).
+"""Proof: the generated backward against references it shares nothing with, beside the pipeline.
 
-Two independent checks, for every function:
+For every function:
 
-1. **Local, exact.** Every gradient statement's local factor is compared with SymPy's
-   ``diff`` of that stage's right-hand side: equal when the difference simplifies to zero
-   (gates with branches, such as max and abs, are compared at sampled points instead, with
-   50-digit arithmetic, and the report says so).
-2. **End to end, at random points of the domain.** The generated ``*_backward`` is run and
-   compared with SymPy's derivative of the whole function. While the composed expression is
-   small, that derivative is symbolic; when it would swell (deep chains), the reference is
-   the chain rule applied stage by stage with SymPy's local derivatives, evaluated in 50-digit
-   arithmetic, which is exact up to rounding and linear in the number of stages.
+1. **Local, exact** (where a bug is: which line). Every gradient statement's local factor is
+   compared with SymPy's ``diff`` of that stage's right-hand side: equal when the difference
+   simplifies to zero (gates with branches, such as max and abs, are compared at sampled
+   points instead, with 50-digit arithmetic, and the report says so). This check reads
+   stagegen's own stages, so it cannot see a stage that misreads the source.
+2. **End to end, at random points of the domain: the verdict.** The generated ``*_backward``
+   is run in floats and compared with the gradient of the forward *as the user wrote it*: the
+   ``def`` from the source text, run by Python on 50-digit mpmath numbers (stagegen.oracle),
+   differentiated by central differences with a step of 1e-20; and, while the expression it
+   builds on SymPy symbols stays small, SymPy's exact derivative of that expression. Neither
+   reads stagegen's stages or its printed code. Points where the float forward raises or
+   overflows are skipped; a backward that raises where the forward is defined and its
+   derivative finite is a failure.
 """
 
 from __future__ import annotations
@@ -549,6 +553,15 @@ def user_function_of(program: Program, source: str | None):
         ) from None
 
 
+def oracle_failure(program: Program, exc: Exception) -> VerificationError:
+    return program.error(
+        f"the proof could not run {program.name} as written on 50-digit numbers ({exc})",
+        "this is a limitation of the checker: please report it with this function; "
+        "--no-verify skips the proof",
+        VerificationError,
+    )
+
+
 def _input_indices(program: Program, names: list[str]) -> list[tuple]:
     """Each input name (``x``, ``w[2]``) as (argument position,) or (position, element)."""
     position = {p.name: k for k, p in enumerate(program.params)}
@@ -562,7 +575,7 @@ def _input_indices(program: Program, names: list[str]) -> list[tuple]:
 def check_program(
     program: Program, backward: Backward, backward_fn, points: int = 5, source: str | None = None
 ) -> FunctionReport:
-    from .oracle import ScalarOracle
+    from .oracle import OracleFailure, ScalarOracle
 
     conv = _SymPy()
     rng = _rng(program)
@@ -580,7 +593,10 @@ def check_program(
         args = _arguments(program, point)
         if oracle.value(args) is None:
             continue  # the float forward raises or overflows here
-        reference = oracle.mpmath_gradient(args, indices)
+        try:
+            reference = oracle.mpmath_gradient(args, indices)
+        except OracleFailure as exc:
+            raise oracle_failure(program, exc) from None
         if reference is None:
             continue  # outside the function's domain (or float range) in 50 digits
         output_value, want = reference
@@ -647,7 +663,8 @@ def check_program(
 
 
 def check_build(build, points: int = 5) -> VerificationReport:
-    """Prove every function of a generated module (see the module docstring)."""
+    """Prove every function of a generated module (see the module docstring). The references
+    run the functions from ``build.source``, the text they were read from."""
     from .api import load_backward_module, working_on
 
     namespace = load_backward_module(build.text, build.filename)

@@ -1,12 +1,25 @@
-"""Proof for array functions: the generated backward against SymPy and against central differences.
+"""Proof for array functions: the generated backward against the forward as the user wrote it.
 
-Two independent checks, both run by ``verify``:
+Three checks, all run by ``verify``. The sizes: on the *small* sizes every dimension name gets
+a distinct size (2, 3, 4, ... in the order the parameters name them, so a transposed gradient
+cannot hide behind a square shape); the *other* sizes are distinct random ones. A dimension
+whose size would give a parameter more than ``ARRAY_ELEMENT_LIMIT`` elements is set to 1
+(the last-named first), and the report's notes say which.
 
-1. **Symbolic, element by element, on small concrete shapes.** Every dimension name gets a
-   distinct small size (2, 3, 4, ... in the order the parameters name them, so a transposed
-   gradient cannot hide behind a square shape). The forward is evaluated by a small interpreter
-   over the array IR on NumPy object arrays whose elements are SymPy symbols (literals as exact
-   rationals), giving every output element as a SymPy expression. With upstream symbols ``u``
+1. **The verdict: 50 digits, from the source, on the small sizes.** The user's ``def``, taken
+   from the source text, runs on NumPy object arrays of mpmath numbers (stagegen.oracle: real
+   NumPy for dot, @, sums, indexing, broadcasting and in-place updates; mpmath for the
+   elementwise functions). The reference for every input element is the central difference of
+   ``L = sum(out * u)`` with a step of 1e-20, at ``INDEPENDENT_POINTS`` points (past
+   ``INDEPENDENT_ELEMENT_LIMIT`` elements, a random subset, and the notes say so); the
+   generated backward must agree to 1e-7, measured as in check 2. Nothing here reads
+   stagegen's stages or its printed code.
+
+2. **Symbolic, element by element, on the small sizes** (stagegen's stages, run by SymPy: a
+   check of the sweep against the stage model, and of the stage model's forward against the
+   source's). The forward is evaluated by a small interpreter over the array IR on NumPy
+   object arrays whose elements are SymPy symbols (literals as exact rationals), giving every
+   output element as a SymPy expression. With upstream symbols ``u``
    of the output's shape, ``L = sum(out * u)``, and SymPy's ``diff(L, x[i, j])`` is the
    reference for every element of every gradient. The references are compiled once into
    straight-line mpmath code (50 digits) and evaluated at random points; the generated
@@ -19,12 +32,12 @@ Two independent checks, both run by ``verify``:
    rule element by element in 50 digits; past ``STAGEWISE_PARTIAL_LIMIT`` partials, the
    symbolic check is skipped and the report's notes say so.
 
-2. **Numerical, on other, random sizes.** Central differences of the forward, which is run as
-   the user wrote it (the stages printed back and executed by NumPy, never the generated
-   backward): ``(L(x + h e_i) - L(x - h e_i)) / (2h)`` with ``h = 1e-6 * max(1, |x_i|)``, for
-   every element of every differentiated input, in float64. The measure is the course's
-   relative error ``|a - b| / (|a| + |b|)``, which must be below 1e-7, with a floor under the
-   denominator so that it does not blow up when both numbers are (close to) zero:
+3. **Numerical, float64, on the other sizes.** Central differences of the forward as the user
+   wrote it (its source, run by real NumPy): ``(L(x + h e_i) - L(x - h e_i)) / (2h)`` with
+   ``h = 1e-6 * max(1, |x_i|)``, for every element of every differentiated input, in float64.
+   The measure is the course's relative error ``|a - b| / (|a| + |b|)``, which must be below
+   1e-7, with a floor under the denominator so that it does not blow up when both numbers are
+   (close to) zero:
 
        rel = |a - b| / max(|a| + |b|, 1e-3 * max(g_max, u_max), noise / 1e-7)
 
@@ -939,6 +952,9 @@ def check_independent(
     differences of the forward as written, run on object arrays of mpmath numbers."""
     import numpy as np
 
+    from ..oracle import OracleFailure
+    from ..proof import oracle_failure
+
     check = _Check(program, backward, backward_fn, rng, oracle)
     inputs = _Inputs(program, sizes, rng)
     shapes_of = {
@@ -963,7 +979,10 @@ def check_independent(
             for i in sorted(int(i) for i in picked):
                 k, index = everything[i]
                 elements.setdefault(k, []).append(index)
-        want = oracle.mpmath_gradient(check.arguments(values), differentiable, ones, elements)
+        try:
+            want = oracle.mpmath_gradient(check.arguments(values), differentiable, ones, elements)
+        except OracleFailure as exc:
+            raise oracle_failure(program, exc) from None
         if want is None:
             continue  # outside the domain in 50 digits (a moved point left it, or overflow)
         got = check.gradients(values, upstream, shapes_of)
