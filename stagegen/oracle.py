@@ -23,6 +23,7 @@ import ast
 import builtins
 import linecache
 import math
+import numbers
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -171,9 +172,13 @@ def _checked(value):
     raises a domain error where mpmath would return a complex number)."""
     import mpmath
 
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = mpmath.mpf(value)
-    if not isinstance(value, mpmath.mpf) or not mpmath.isfinite(value):
+    if isinstance(value, numbers.Real) and not isinstance(value, mpmath.mpf):
+        value = mpmath.mpf(float(value))  # ints, bools (a mask's elements), NumPy scalars
+    if isinstance(value, mpmath.mpc):
+        raise ValueError("math domain error")
+    if not isinstance(value, mpmath.mpf):
+        raise TypeError(f"a {type(value).__name__} where a number was expected")
+    if not mpmath.isfinite(value):
         raise ValueError("math domain error")
     return value
 
@@ -378,11 +383,11 @@ class _MpmathNumpy:
 
         def unary(fn):
             ufunc = np.frompyfunc(lambda t: _checked(fn(_checked(t))), 1, 1)
-            return lambda x, *rest, **kw: _unwrap(ufunc(x))
+            return lambda x: _unwrap(ufunc(x))
 
         def binary(pick):
             ufunc = np.frompyfunc(lambda a, b: pick(_checked(a), _checked(b)), 2, 1)
-            return lambda a, b, *rest, **kw: _unwrap(ufunc(a, b))
+            return lambda a, b: _unwrap(ufunc(a, b))
 
         self._own = {
             "exp": unary(mp.exp), "log": unary(mp.log), "sqrt": unary(mp.sqrt),
@@ -442,9 +447,14 @@ class ArrayOracle:
 
         with mpmath.workdps(DIGITS + GUARD_DIGITS):
             function = self.user.bind(mpmath_math(), _MpmathNumpy(), pow=_mp_pow)
-            exact = list(args)
-            for k, shape in differentiable.items():
-                exact[k] = _mpf_array(args[k]) if shape else mpmath.mpf(args[k])
+            exact = []  # every float as a 50-digit number; labels stay integers
+            for k, a in enumerate(args):
+                if differentiable.get(k) or (isinstance(a, np.ndarray) and a.dtype.kind == "f"):
+                    exact.append(_mpf_array(a))
+                elif k in differentiable or isinstance(a, (float, np.floating)):
+                    exact.append(mpmath.mpf(float(a)))
+                else:
+                    exact.append(a)
             weights_full = None
 
             def loss(point):
