@@ -256,7 +256,10 @@ class ScalarOracle:
             )
 
     def value(self, args):
-        return float_value(self.float_function, args)
+        """The float forward at the arguments (lists copied: the run must not change them)."""
+        return float_value(
+            self.float_function, [list(a) if isinstance(a, list) else a for a in args]
+        )
 
     def mpmath_gradient(self, args, inputs: list[tuple]):
         """(output, [d output / d input for each input]) in 50 digits, by central differences
