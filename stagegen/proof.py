@@ -412,11 +412,17 @@ class _MpmathCode:
             def _print_Symbol(self, symbol):
                 return name_of(symbol)
 
-            # SymPy's derivatives of abs() and of 0 ** y bring in arg() and zoo, which
-            # SymPy's own mpmath printer does not print. A complex infinity is outside the
-            # domain: nan, which real() refuses.
-            def _print_arg(self, e):
-                return f"mpmath.arg({self._print(e.args[0])})"
+            # SymPy's derivatives of abs() and of 0 ** y bring in re(), im(), arg() and zoo,
+            # which SymPy's own mpmath printer does not print: a function mpmath has under
+            # the same name is printed as that; a complex infinity is outside the domain: nan,
+            # which real() refuses.
+            def _print_not_supported(self, e):
+                import mpmath
+
+                name = type(e).__name__.lower()
+                if getattr(e, "is_Function", False) and callable(getattr(mpmath, name, None)):
+                    return f"mpmath.{name}({', '.join(self._print(a) for a in e.args)})"
+                return super()._print_not_supported(e)
 
             def _print_ComplexInfinity(self, e):
                 return "mpmath.nan"
@@ -612,7 +618,9 @@ def check_program(
             )
         except OverflowError:
             continue  # a float-only failure (overflow in the forward replay): not a wrong gradient
-        except (ValueError, ZeroDivisionError) as exc:
+        except (ValueError, ZeroDivisionError, TypeError) as exc:
+            # (TypeError: a complex intermediate, as in abs(math.sin(x) ** y), which the
+            # forward as written gets through)
             raise program.error(
                 f"{program.name}_backward raises {type(exc).__name__} ({exc}) at {point}, where "
                 "the forward as written is defined and its 50-digit derivative is finite",

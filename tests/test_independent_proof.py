@@ -144,10 +144,22 @@ def test_the_cli_exits_1_and_writes_nothing(tmp_path, reader_misreads_a_literal,
 # ---------------------------------------------------------------------------- crashes
 
 
-def test_abs_of_a_squared_log_is_proven():
-    """SymPy's derivative of abs(log(x)**2) has arg(x) in it, which its printer lacked."""
-    [f] = stagegen.verify("import math\ndef f(x):\n    return abs(math.log(x) ** 2)\n").functions
+@pytest.mark.parametrize(
+    "body", ["abs(math.log(x) ** 2)", "abs(math.acos(x / 3) - y)", "abs(math.asin(x / 3)) * y"]
+)
+def test_local_derivatives_with_arg_re_im_are_proven(body):
+    """SymPy's derivatives of these have arg(), re() or im() in them, which its mpmath
+    printer lacked (the proof crashed)."""
+    [f] = stagegen.verify(f"import math\ndef f(x, y):\n    return {body}\n").functions
     assert len(f.points) == 5 and f.max_rel_error < 1e-7
+    assert any(c.method == "sampled" for c in f.local_checks)
+
+
+def test_a_backward_that_fails_where_the_forward_is_defined_is_rejected():
+    """abs(math.sin(x) ** y): with sin(x) < 0 the power is complex and abs() makes it real
+    again; the forward is defined there, the backward compares a complex number and raises."""
+    with pytest.raises(VerificationError, match="f_backward raises TypeError .* where the forward"):
+        stagegen.verify("import math\ndef f(x, y):\n    return abs(math.sin(x) ** y)\n")
 
 
 @pytest.mark.parametrize(
