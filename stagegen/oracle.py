@@ -33,6 +33,7 @@ STEP = 20  # central-difference step: 10**-STEP, times max(1, |x|)
 FLOAT_LIMIT = 1e250  # a value past this says nothing about float64 code
 SYMPY_STATEMENT_LIMIT = 60  # statements in the def up to which SymPy's route is tried
 SYMPY_TREE_LIMIT = 400  # nodes of the composed expression up to which SymPy differentiates
+SYMPY_DERIVATIVE_LIMIT = 4000  # nodes of its derivatives up to which they are compiled
 
 # What a forward raises where it is not defined (log(-1), 1/0, a complex value in math.exp).
 DOMAIN_ERRORS = (ValueError, ZeroDivisionError, OverflowError, TypeError, FloatingPointError)
@@ -309,6 +310,17 @@ class ScalarOracle:
         return self.sympy.at(args)
 
 
+def _tree_size(sp, exprs: list, limit: int) -> int:
+    """Nodes of the expressions as trees (shared subtrees counted each time), up to limit + 1."""
+    count = 0
+    for e in exprs:
+        for _ in sp.preorder_traversal(e):
+            count += 1
+            if count > limit:
+                return count
+    return count
+
+
 class _SympyGradient:
     """The user's source run on SymPy symbols, differentiated by SymPy, compiled to mpmath."""
 
@@ -334,31 +346,80 @@ class _SympyGradient:
             else:
                 symbols.append(sp.Symbol(f"a{k}", real=True))
         output = sp.sympify(function(*symbols))
-        count = 0
-        for _ in sp.preorder_traversal(output):
-            count += 1
-            if count > SYMPY_TREE_LIMIT:
-                self.skipped = (
-                    f"SymPy's derivative not used (the composed expression has more than "
-                    f"{SYMPY_TREE_LIMIT} nodes)"
-                )
-                return
+        if _tree_size(sp, [output], SYMPY_TREE_LIMIT) > SYMPY_TREE_LIMIT:
+            self.skipped = (
+                f"SymPy's derivative not used (the composed expression has more than "
+                f"{SYMPY_TREE_LIMIT} nodes)"
+            )
+            return
         flat = [s for a in symbols for s in (a if isinstance(a, list) else [a])]
-        self.order = flat
         gradient = [sp.diff(output, _at(symbols, index)) for index in inputs]
-        self.function = sp.lambdify(flat, [output, *gradient], modules="mpmath")
+        # A small expression can still have a swollen derivative (nested powers): printing it
+        # as code would then take minutes.
+        if _tree_size(sp, gradient, SYMPY_DERIVATIVE_LIMIT) > SYMPY_DERIVATIVE_LIMIT:
+            self.skipped = (
+                f"SymPy's derivative not used (it has more than {SYMPY_DERIVATIVE_LIMIT} nodes)"
+            )
+            return
+        self.flat = flat
+        self.exprs = [output, *gradient]
 
     def at(self, args):
+        """(output, gradient) at the point in 50 digits; None where SymPy's expressions are not
+        real and finite there, or use a function this evaluator does not know."""
         import mpmath
 
         values = [v for a in args for v in (a if isinstance(a, list) else [a])]
         with mpmath.workdps(DIGITS):
+            env = {s: mpmath.mpf(v) for s, v in zip(self.flat, values)}
+            memo: dict = {}
             try:
-                results = self.function(*(mpmath.mpf(v) for v in values))
-                results = [_checked(r) for r in results]
+                results = [_checked(_evaluate(e, env, memo)) for e in self.exprs]
             except Exception:  # not real, not finite, or not evaluable here
                 return None
         return results[0], results[1:]
+
+
+def _heaviside(x, *rest):
+    import mpmath
+
+    return mpmath.mpf(1 if x > 0 else 0 if x < 0 else 0.5)
+
+
+def _evaluate(e, env: dict, memo: dict):
+    """A SymPy expression's value in mpmath, walking it as a graph (each distinct
+    subexpression once). SymPy's own printers were not used: on a swollen derivative they
+    spent minutes in assumption queries."""
+    import mpmath
+
+    if e in memo:
+        return memo[e]
+    if e.is_Symbol:
+        value = env[e]
+    elif e.is_Rational:
+        value = mpmath.mpf(int(e.p)) / int(e.q)
+    elif e.is_Float:
+        value = mpmath.mpf(e._mpf_)
+    elif e.is_NumberSymbol:  # pi, E
+        value = mpmath.mpf(str(e.evalf(DIGITS + GUARD_DIGITS)))
+    elif e.is_Add:
+        value = mpmath.fsum(_evaluate(a, env, memo) for a in e.args)
+    elif e.is_Mul:
+        value = mpmath.fprod(_evaluate(a, env, memo) for a in e.args)
+    elif e.is_Pow:
+        value = mpmath.power(_evaluate(e.args[0], env, memo), _evaluate(e.args[1], env, memo))
+    elif e.is_Function:
+        name = type(e).__name__
+        args = [_evaluate(a, env, memo) for a in e.args]
+        special = {"Abs": mpmath.fabs, "Max": max, "Min": min, "Heaviside": _heaviside}
+        function = special.get(name) or getattr(mpmath, name.lower(), None)
+        if function is None:
+            raise TypeError(f"no mpmath counterpart for {name}")
+        value = function(*args)
+    else:
+        raise TypeError(f"cannot evaluate {type(e).__name__}")
+    memo[e] = value
+    return value
 
 
 # ---------------------------------------------------------------------------- arrays: mpmath
