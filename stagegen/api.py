@@ -22,6 +22,9 @@ class Build:
     backwards: list[Backward]
     text: str
     filename: str
+    # The text the functions were read from (the whole module), for the proof, which runs the
+    # user's own `def` from it; None when it is not available.
+    source: str | None = None
 
 
 def regenerate_command(filename: str, functions=None, *, wrt=None, split=False) -> str:
@@ -73,8 +76,16 @@ def working_on(filename: str):
 
 
 def build_programs(
-    programs: list[Program], filename: str, functions=None, *, wrt=None, split=False
+    programs: list[Program],
+    filename: str,
+    functions=None,
+    *,
+    wrt=None,
+    split=False,
+    source: str | None = None,
 ) -> Build:
+    """The backward module of programs already read. ``source`` is the text they were read
+    from; by default, the file as Python loaded it (a function object's module)."""
     from .emit import render
     from .reverse import differentiate
 
@@ -93,7 +104,11 @@ def build_programs(
         source_name = os.path.basename(filename) if not filename.startswith("<") else filename
         command = regenerate_command(filename, functions, wrt=wrt, split=split)
         text = render(backwards, source_name, command)
-    return Build(backwards, text, filename)
+    if source is None:
+        from .oracle import source_text
+
+        source = source_text(filename)
+    return Build(backwards, text, filename, source)
 
 
 def build(
@@ -104,7 +119,7 @@ def build(
     functions = [function] if isinstance(function, str) else (list(function) if function else None)
     with working_on(filename):
         programs = read_programs(source, filename, functions)
-    return build_programs(programs, filename, functions, wrt=wrt, split=split)
+    return build_programs(programs, filename, functions, wrt=wrt, split=split, source=source)
 
 
 def generate(

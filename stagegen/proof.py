@@ -1,16 +1,20 @@
-"""Proof: the generated backward against SymPy, beside the pipeline (it never feeds it).
+"""Proof: the generated backward against references it shares nothing with, beside the pipeline.
 
-Two independent checks, for every function:
+For every function:
 
-1. **Local, exact.** Every gradient statement's local factor is compared with SymPy's
-   ``diff`` of that stage's right-hand side: equal when the difference simplifies to zero
-   (gates with branches, such as max and abs, are compared at sampled points instead, with
-   50-digit arithmetic, and the report says so).
-2. **End to end, at random points of the domain.** The generated ``*_backward`` is run and
-   compared with SymPy's derivative of the whole function. While the composed expression is
-   small, that derivative is symbolic; when it would swell (deep chains), the reference is
-   the chain rule applied stage by stage with SymPy's local derivatives, evaluated in 50-digit
-   arithmetic, which is exact up to rounding and linear in the number of stages.
+1. **Local, exact** (where a bug is: which line). Every gradient statement's local factor is
+   compared with SymPy's ``diff`` of that stage's right-hand side: equal when the difference
+   simplifies to zero (gates with branches, such as max and abs, are compared at sampled
+   points instead, with 50-digit arithmetic, and the report says so). This check reads
+   stagegen's own stages, so it cannot see a stage that misreads the source.
+2. **End to end, at random points of the domain: the verdict.** The generated ``*_backward``
+   is run in floats and compared with the gradient of the forward *as the user wrote it*: the
+   ``def`` from the source text, run by Python on 50-digit mpmath numbers (stagegen.oracle),
+   differentiated by central differences with a step of 1e-20; and, while the expression it
+   builds on SymPy symbols stays small, SymPy's exact derivative of that expression. Neither
+   reads stagegen's stages or its printed code. Points where the float forward raises or
+   overflows are skipped; a backward that raises where the forward is defined and its
+   derivative finite is a failure.
 """
 
 from __future__ import annotations
@@ -368,8 +372,12 @@ class _Reference:
                 for s in program.stages:
                     composed[s.target] = conv.convert(s.expr, composed)
                 output = composed[program.output.name]
-                inputs = [conv.symbols.get(n) or sp.Symbol(n, real=True) for n in _input_names(program)]
-                gradient = [sp.diff(output, inputs[_input_names(program).index(n)]) for n in self.wrt_inputs]
+                inputs = [
+                    conv.symbols.get(n) or sp.Symbol(n, real=True) for n in _input_names(program)
+                ]
+                gradient = [
+                    sp.diff(output, inputs[_input_names(program).index(n)]) for n in self.wrt_inputs
+                ]
                 self.whole = _MpmathFunction(f"{program.name}", inputs, [output, *gradient])
                 self.method = "SymPy's symbolic derivative of the whole function"
             except (ValueError, TypeError):
@@ -403,6 +411,21 @@ class _MpmathCode:
         class Printer(MpmathPrinter):
             def _print_Symbol(self, symbol):
                 return name_of(symbol)
+
+            # SymPy's derivatives of abs() and of 0 ** y bring in re(), im(), arg() and zoo,
+            # which SymPy's own mpmath printer does not print: a function mpmath has under
+            # the same name is printed as that; a complex infinity is outside the domain: nan,
+            # which real() refuses.
+            def _print_not_supported(self, e):
+                import mpmath
+
+                name = type(e).__name__.lower()
+                if getattr(e, "is_Function", False) and callable(getattr(mpmath, name, None)):
+                    return f"mpmath.{name}({', '.join(self._print(a) for a in e.args)})"
+                return super()._print_not_supported(e)
+
+            def _print_ComplexInfinity(self, e):
+                return "mpmath.nan"
 
         self.printer = Printer()
 
@@ -520,27 +543,72 @@ def _flatten(result, backward: Backward, program: Program) -> list[float]:
     return flat
 
 
+def user_function_of(program: Program, source: str | None):
+    """The program's `def` as the user wrote it, from the source text it was read from."""
+    from .oracle import SourceUnavailable, user_function
+
+    try:
+        if source is None:
+            raise SourceUnavailable("the source text was not given to the proof")
+        return user_function(source, program.name, program.line, program.filename)
+    except SourceUnavailable as exc:
+        raise program.error(
+            f"cannot prove {program.name}: {exc}",
+            "pass the module's text (stagegen.generate/verify do), or run with --no-verify",
+            VerificationError,
+        ) from None
+
+
+def oracle_failure(program: Program, exc: Exception) -> VerificationError:
+    return program.error(
+        f"the proof could not run {program.name} as written on 50-digit numbers ({exc})",
+        "this is a limitation of the checker: please report it with this function; "
+        "--no-verify skips the proof",
+        VerificationError,
+    )
+
+
+def _input_indices(program: Program, names: list[str]) -> list[tuple]:
+    """Each input name (``x``, ``w[2]``) as (argument position,) or (position, element)."""
+    position = {p.name: k for k, p in enumerate(program.params)}
+    out = []
+    for name in names:
+        base, _, rest = name.partition("[")
+        out.append((position[base], int(rest[:-1])) if rest else (position[base],))
+    return out
+
+
 def check_program(
-    program: Program, backward: Backward, backward_fn, points: int = 5
+    program: Program, backward: Backward, backward_fn, points: int = 5, source: str | None = None
 ) -> FunctionReport:
+    from .oracle import OracleFailure, ScalarOracle
+
     conv = _SymPy()
     rng = _rng(program)
     report = FunctionReport(program.name, len(program.stages))
     report.local_checks = _check_locals(program, backward, conv, rng)
 
-    reference = _Reference(program, backward, conv)
-    report.reference = reference.method
+    oracle = ScalarOracle(user_function_of(program, source))
     names = _input_names(program)
-    tries = 0
+    wrt_inputs = [n for n in names if n.split("[")[0] in backward.wrt]
+    indices = _input_indices(program, wrt_inputs)
+    tries, sympy_points = 0, 0
     while len(report.points) < points and tries < 200:
         tries += 1
         point = _sample(rng, names, tries)
+        args = _arguments(program, point)
+        if oracle.value(args) is None:
+            continue  # the float forward raises or overflows here
         try:
-            want = reference.at(point)
-        except (ValueError, TypeError, ZeroDivisionError):
-            continue  # outside the function's domain
-        if not _float_range([reference.output_value, *want]):
+            reference = oracle.mpmath_gradient(args, indices)
+        except OracleFailure as exc:
+            raise oracle_failure(program, exc) from None
+        if reference is None:
+            continue  # outside the function's domain (or float range) in 50 digits
+        output_value, want = reference
+        if not _float_range([output_value, *want]):
             continue  # the float forward or gradient would overflow here
+        exact = oracle.sympy_gradient(args, indices)
         upstream = 1.0 if len(report.points) % 2 == 0 else 2.5
         try:
             got = _flatten(
@@ -548,30 +616,50 @@ def check_program(
                 backward,
                 program,
             )
-        except (ValueError, ZeroDivisionError, OverflowError):
+        except OverflowError:
             continue  # a float-only failure (overflow in the forward replay): not a wrong gradient
+        except (ValueError, ZeroDivisionError, TypeError) as exc:
+            # (TypeError: a complex intermediate, as in abs(math.sin(x) ** y), which the
+            # forward as written gets through)
+            raise program.error(
+                f"{program.name}_backward raises {type(exc).__name__} ({exc}) at {point}, where "
+                "the forward as written is defined and its 50-digit derivative is finite",
+                "this is a bug in stagegen: please report it with this function",
+                VerificationError,
+            ) from None
         if len(got) != len(want):
             raise program.error(
                 f"{program.name}_backward returned {len(got)} gradients, expected {len(want)}",
                 "this is a bug in stagegen: please report it with this function",
                 VerificationError,
             )
-        scale = max([1.0] + [abs(float(w)) for w in want])
-        for name, g, w in zip(reference.wrt_inputs, got, want):
-            w = float(w) * upstream
-            err = abs(g - w)
-            # Relative to the gradient, or to a thousandth of the largest component when the
-            # gradient is near zero (a 50-digit reference is never exactly the float 0.0).
-            rel = err / max(abs(w), 1e-3 * scale * upstream)
-            if not math.isfinite(g) or rel > RTOL:
-                raise program.error(
-                    f"{program.name}_backward gives d{name} = {g!r} at {point}, but SymPy's derivative is {w!r}",
-                    "this is a bug in stagegen: please report it with this function",
-                    VerificationError,
-                )
-            report.max_abs_error = max(report.max_abs_error, err)
-            report.max_rel_error = max(report.max_rel_error, rel)
+        references = [("the 50-digit central difference of the forward as written", want)]
+        if exact is not None:
+            references.append(("SymPy's derivative of the forward as written", exact[1]))
+            sympy_points += 1
+        for method, values in references:
+            scale = max([1.0] + [abs(float(w)) for w in values])
+            for name, g, w in zip(wrt_inputs, got, values):
+                w = float(w) * upstream
+                err = abs(g - w)
+                # Relative to the gradient, or to a thousandth of the largest component when
+                # the gradient is near zero (a 50-digit reference is never exactly 0.0).
+                rel = err / max(abs(w), 1e-3 * scale * upstream)
+                if not math.isfinite(g) or rel > RTOL:
+                    raise program.error(
+                        f"{program.name}_backward gives d{name} = {g!r} at {point}, "
+                        f"but {method} is {w!r}",
+                        "this is a bug in stagegen: please report it with this function",
+                        VerificationError,
+                    )
+                report.max_abs_error = max(report.max_abs_error, err)
+                report.max_rel_error = max(report.max_rel_error, rel)
         report.points.append(dict(point))
+    report.reference = "50-digit central differences of the forward as written (mpmath)"
+    if sympy_points:
+        report.reference += f" and SymPy's derivative of it (at {sympy_points} points)"
+    elif oracle.sympy_note and report.points:
+        report.reference += f"; {oracle.sympy_note}"
     if not report.points:
         report.notes.append(
             f"no point where {program.name} is defined was found in {tries} random tries"
@@ -583,7 +671,8 @@ def check_program(
 
 
 def check_build(build, points: int = 5) -> VerificationReport:
-    """Prove every function of a generated module (see the module docstring)."""
+    """Prove every function of a generated module (see the module docstring). The references
+    run the functions from ``build.source``, the text they were read from."""
     from .api import load_backward_module, working_on
 
     namespace = load_backward_module(build.text, build.filename)
@@ -593,7 +682,8 @@ def check_build(build, points: int = 5) -> VerificationReport:
             check = check_program
             if b.program.numpy:  # array code: SymPy element by element, and central differences
                 from .arrays.proof import check_array_program as check
-            reports.append(check(b.program, b, namespace[f"{b.program.name}_backward"], points))
+            backward_fn = namespace[f"{b.program.name}_backward"]
+            reports.append(check(b.program, b, backward_fn, points, source=build.source))
     return VerificationReport(reports)
 
 

@@ -1,5 +1,5 @@
 """The proof for array code (stagegen.arrays.proof): it accepts every layer example, and each of
-its two checks, on its own, rejects deliberately broken backwards."""
+its three checks, on its own, rejects deliberately broken backwards."""
 
 import json
 import re
@@ -12,6 +12,7 @@ import pytest
 import stagegen
 from stagegen.api import build, load_backward_module
 from stagegen.arrays import proof as array_proof
+from stagegen.oracle import ArrayOracle, user_function
 from stagegen.proof import FunctionReport, VerificationReport
 
 LAYERS = Path(__file__).parent.parent / "examples" / "layers"
@@ -31,8 +32,11 @@ def test_every_layer_example_is_proven(path):
     [f] = report.functions
     checks = [p["check"] for p in f.points]
     assert checks.count("symbolic") == 5 and checks.count("numeric") == 5, f.notes
-    assert "central differences on" in f.reference and f.max_rel_error < 1e-7
-    assert f.summary().startswith(f"{f.name}: every gradient element checked; 10 points vs ")
+    assert checks.count("independent") == array_proof.INDEPENDENT_POINTS, f.notes
+    assert f.reference.startswith("50-digit central differences of the forward as written")
+    assert "float64 central differences of the forward as written on" in f.reference
+    assert f.max_rel_error < 1e-7
+    assert f.summary().startswith(f"{f.name}: every gradient element checked; 13 points vs ")
     # The two sets of sizes differ, and the small one gives every dimension its own size.
     small, other = (
         next(p["sizes"] for p in f.points if p["check"] == c) for c in ("symbolic", "numeric")
@@ -46,7 +50,7 @@ def test_every_layer_example_is_proven_for_its_arrays_only(path):
     program = build(path.read_text(), filename=str(path)).backwards[0].program
     arrays = [p.name for p in program.params if p.shape is not None and not p.labels]
     [f] = stagegen.verify(path.read_text(), wrt=arrays, filename=str(path)).functions
-    assert len(f.points) == 10 and f.max_rel_error < 1e-7
+    assert len(f.points) == 13 and f.max_rel_error < 1e-7
 
 
 def test_report_survives_the_cache_round_trip():
@@ -89,8 +93,9 @@ def test_the_two_layer_net_is_proven_stage_by_stage_in_a_few_seconds():
 
     start = time.perf_counter()
     [f] = stagegen.verify(source_of("two_layer_net")).functions
-    assert f.reference.startswith(
+    assert (
         "the chain rule element by element with SymPy's local derivatives on N=2, D=3, H=4, C=5"
+        in f.reference
     )
     assert time.perf_counter() - start < 10
 
@@ -99,8 +104,8 @@ def test_a_skipped_symbolic_check_says_so(monkeypatch):
     monkeypatch.setattr(array_proof, "WHOLE_NODE_LIMIT", 0)
     monkeypatch.setattr(array_proof, "STAGEWISE_PARTIAL_LIMIT", 0)
     [f] = stagegen.verify(source_of("affine")).functions
-    assert [p["check"] for p in f.points] == ["numeric"] * 5
-    assert f.reference.startswith("central differences on")
+    assert [p["check"] for p in f.points] == ["independent"] * 3 + ["numeric"] * 5
+    assert "SymPy" not in f.reference
     assert "symbolic check skipped" in f.summary()
 
 
@@ -140,7 +145,7 @@ def test_other_array_functions_are_proven(name):
     """Transposes, reshapes, masks, keepdims, a gather with repeated indices (np.add.at), and
     a function whose gradient is zero but for rounding (it must not fail on that rounding)."""
     [f] = stagegen.verify(MORE, name).functions
-    assert len(f.points) == 10 and f.max_rel_error < 1e-7
+    assert len(f.points) == 13 and f.max_rel_error < 1e-7
 
 
 # ---------------------------------------------------------------------------- rejected
@@ -172,12 +177,20 @@ def run(check: str, backward, fn):
     program = backward.program
     rng = np.random.default_rng(7)
     small = array_proof.symbolic_sizes(program)
-    sizes = small if check == "symbolic" else array_proof.numeric_sizes(program, rng, small)
-    run_check = array_proof.check_symbolic if check == "symbolic" else array_proof.check_numeric
-    return run_check(program, backward, fn, 5, FunctionReport(program.name, 0), rng, sizes)
+    sizes = small if check != "numeric" else array_proof.numeric_sizes(program, rng, small)
+    run_check = {
+        "symbolic": array_proof.check_symbolic,
+        "independent": array_proof.check_independent,
+        "numeric": array_proof.check_numeric,
+    }[check]
+    source = next(s for s in [MORE, SQUARE, *map(source_of, LAYER_NAMES)] if program.name in s)
+    oracle = ArrayOracle(user_function(textwrap.dedent(source), program.name, program.line))
+    report = FunctionReport(program.name, 0)
+    return run_check(program, backward, fn, 5, report, rng, sizes, oracle)
 
 
-BOTH = pytest.mark.parametrize("check", ["symbolic", "numeric"])
+BOTH = pytest.mark.parametrize("check", ["symbolic", "independent", "numeric"])
+LAYER_NAMES = [p.stem for p in EXAMPLES]
 SQUARE = """
 import numpy as np
 
@@ -293,4 +306,4 @@ def aug(x: "N", w: "N"):
 
 def test_augmented_assignment_in_array_code():
     [f] = stagegen.verify(AUGMENTED).functions
-    assert len(f.points) == 10
+    assert len(f.points) == 13

@@ -1,4 +1,7 @@
-"""The proof itself: both reference methods, points near overflow, and that it catches errors."""
+"""The proof itself: its references, points near overflow, and that it catches errors.
+
+The end-to-end references run the forward from its own source text (see stagegen.oracle);
+the stage-by-stage SymPy reference (proof._Reference) is still what the explain view uses."""
 
 import math
 
@@ -14,20 +17,23 @@ def logistic_chain(steps: int) -> str:
     return f"def chain(x, r):\n{body}\n    return x\n"
 
 
-def test_small_function_uses_the_symbolic_whole_derivative():
+def test_small_function_uses_central_differences_and_sympys_derivative_of_the_source():
     report = stagegen.verify(
         "import math\ndef f(x, y):\n    q = math.sin(x) * y\n    return q + x\n"
     )
     f = report["f"]
-    assert f.reference.startswith("SymPy's symbolic derivative")
+    assert f.reference.startswith("50-digit central differences of the forward as written")
+    assert "and SymPy's derivative of it (at 5 points)" in f.reference
     assert len(f.points) == 5 and all(c.method == "symbolic" for c in f.local_checks)
 
 
 @pytest.mark.parametrize("steps", [12, 40])
-def test_deep_chain_uses_the_stage_by_stage_reference_and_skips_overflow(steps):
-    """Random points where the map diverges overflow floats: they are skipped, not failures."""
+def test_deep_chain_uses_central_differences_alone_and_skips_overflow(steps):
+    """Random points where the map diverges overflow floats: they are skipped, not failures.
+    The composed expression swells (2**steps leaves), so SymPy's derivative is left out."""
     f = stagegen.verify(logistic_chain(steps))["chain"]
-    assert f.reference.startswith("the chain rule stage by stage")
+    assert f.reference.startswith("50-digit central differences of the forward as written")
+    assert "SymPy's derivative not used" in f.reference
     assert len(f.points) == 5
     assert f.max_rel_error < 1e-9
 
@@ -45,16 +51,17 @@ def mixed_chain(stages: int) -> str:
 
 
 @pytest.mark.slow
-def test_a_thousand_stage_chain_is_proven_stage_by_stage():
+def test_a_thousand_stage_chain_is_proven():
     f = stagegen.verify(mixed_chain(1000))["chain"]
     assert f.stages >= 1000 and len(f.local_checks) >= 1750
     assert all(c.method == "symbolic" for c in f.local_checks)
-    assert f.reference.startswith("the chain rule stage by stage")
+    assert f.reference.startswith("50-digit central differences of the forward as written")
     assert len(f.points) == 5 and f.max_rel_error < 1e-9
 
 
-def test_both_references_agree(monkeypatch):
-    """The stage-by-stage reference gives SymPy's whole-function derivative, to 40 digits."""
+def test_both_stage_model_references_agree(monkeypatch):
+    """The stage-by-stage reference (the explain view's) gives SymPy's whole-function
+    derivative, to 40 digits."""
     from stagegen import proof
     from stagegen.api import build
 
@@ -125,10 +132,13 @@ def sweep_without_accumulation(monkeypatch):
 @pytest.mark.parametrize(
     "source",
     ["def f(x):\n    a = x * x\n    b = a + x\n    return b\n", mixed_chain(200)],
-    ids=["short, symbolic reference", "200-stage chain, stage-by-stage reference"],
+    ids=["short, SymPy's derivative too", "200-stage chain, central differences alone"],
 )
 def test_a_wrong_end_to_end_gradient_is_caught(sweep_without_accumulation, source):
-    with pytest.raises(stagegen.VerificationError, match="but SymPy's derivative is"):
+    with pytest.raises(
+        stagegen.VerificationError,
+        match="but the 50-digit central difference of the forward as written is",
+    ):
         stagegen.verify(source)
 
 

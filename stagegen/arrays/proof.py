@@ -1,12 +1,25 @@
-"""Proof for array functions: the generated backward against SymPy and against central differences.
+"""Proof for array functions: the generated backward against the forward as the user wrote it.
 
-Two independent checks, both run by ``verify``:
+Three checks, all run by ``verify``. The sizes: on the *small* sizes every dimension name gets
+a distinct size (2, 3, 4, ... in the order the parameters name them, so a transposed gradient
+cannot hide behind a square shape); the *other* sizes are distinct random ones. A dimension
+whose size would give a parameter more than ``ARRAY_ELEMENT_LIMIT`` elements is set to 1
+(the last-named first), and the report's notes say which.
 
-1. **Symbolic, element by element, on small concrete shapes.** Every dimension name gets a
-   distinct small size (2, 3, 4, ... in the order the parameters name them, so a transposed
-   gradient cannot hide behind a square shape). The forward is evaluated by a small interpreter
-   over the array IR on NumPy object arrays whose elements are SymPy symbols (literals as exact
-   rationals), giving every output element as a SymPy expression. With upstream symbols ``u``
+1. **The verdict: 50 digits, from the source, on the small sizes.** The user's ``def``, taken
+   from the source text, runs on NumPy object arrays of mpmath numbers (stagegen.oracle: real
+   NumPy for dot, @, sums, indexing, broadcasting and in-place updates; mpmath for the
+   elementwise functions). The reference for every input element is the central difference of
+   ``L = sum(out * u)`` with a step of 1e-20, at ``INDEPENDENT_POINTS`` points (past
+   ``INDEPENDENT_ELEMENT_LIMIT`` elements, a random subset, and the notes say so); the
+   generated backward must agree to 1e-7, measured as in check 2. Nothing here reads
+   stagegen's stages or its printed code.
+
+2. **Symbolic, element by element, on the small sizes** (stagegen's stages, run by SymPy: a
+   check of the sweep against the stage model, and of the stage model's forward against the
+   source's). The forward is evaluated by a small interpreter over the array IR on NumPy
+   object arrays whose elements are SymPy symbols (literals as exact rationals), giving every
+   output element as a SymPy expression. With upstream symbols ``u``
    of the output's shape, ``L = sum(out * u)``, and SymPy's ``diff(L, x[i, j])`` is the
    reference for every element of every gradient. The references are compiled once into
    straight-line mpmath code (50 digits) and evaluated at random points; the generated
@@ -19,12 +32,12 @@ Two independent checks, both run by ``verify``:
    rule element by element in 50 digits; past ``STAGEWISE_PARTIAL_LIMIT`` partials, the
    symbolic check is skipped and the report's notes say so.
 
-2. **Numerical, on other, random sizes.** Central differences of the forward, which is run as
-   the user wrote it (the stages printed back and executed by NumPy, never the generated
-   backward): ``(L(x + h e_i) - L(x - h e_i)) / (2h)`` with ``h = 1e-6 * max(1, |x_i|)``, for
-   every element of every differentiated input, in float64. The measure is the course's
-   relative error ``|a - b| / (|a| + |b|)``, which must be below 1e-7, with a floor under the
-   denominator so that it does not blow up when both numbers are (close to) zero:
+3. **Numerical, float64, on the other sizes.** Central differences of the forward as the user
+   wrote it (its source, run by real NumPy): ``(L(x + h e_i) - L(x - h e_i)) / (2h)`` with
+   ``h = 1e-6 * max(1, |x_i|)``, for every element of every differentiated input, in float64.
+   The measure is the course's relative error ``|a - b| / (|a| + |b|)``, which must be below
+   1e-7, with a floor under the denominator so that it does not blow up when both numbers are
+   (close to) zero:
 
        rel = |a - b| / max(|a| + |b|, 1e-3 * max(g_max, u_max), noise / 1e-7)
 
@@ -72,6 +85,9 @@ RETRY_STEPS = (1e-5, 1e-7)  # tried on an element that fails at STEP (a kink wit
 ULPS = 16  # rounding error assumed per output element moved by a perturbation
 FORWARD_RTOL = 1e-9  # SymPy's forward value against NumPy's: a check of the interpreter itself
 MAX_TRIES = 60
+INDEPENDENT_POINTS = 3  # points of the 50-digit check (each moves every input element twice)
+INDEPENDENT_ELEMENT_LIMIT = 200  # input elements past which that check draws a subset
+ARRAY_ELEMENT_LIMIT = 512  # elements per parameter past which dimensions are checked at size 1
 
 
 # ---------------------------------------------------------------------------- sizes and inputs
@@ -109,7 +125,11 @@ def numeric_sizes(program: Program, rng, avoid: dict[str, int]) -> dict[str, int
 
 
 def _show_sizes(sizes: dict[str, int]) -> str:
-    return ", ".join(f"{n}={v}" for n, v in sizes.items()) or "no named dimensions"
+    ones = [n for n, v in sizes.items() if v == 1]  # dimensions shrunk to fit (feasible_sizes)
+    shown = [f"{n}={v}" for n, v in sizes.items() if v != 1 or len(ones) <= 3]
+    if len(ones) > 3:
+        shown.append(f"{len(ones)} more at 1")
+    return ", ".join(shown) or "no named dimensions"
 
 
 def _shape_of(program: Program, e: Expr):
@@ -191,26 +211,6 @@ def _show_point(values: dict) -> str:
             )
             parts.append(f"{k}={shown}".replace("\n", ""))
     return ", ".join(parts)
-
-
-# ---------------------------------------------------------------------------- forward, by NumPy
-
-
-def forward_source(program: Program) -> str:
-    """The forward as the user wrote it: the stages printed back, one per line."""
-    printer = ArrayPrinter(program.numpy)
-    lines = [f"def {program.name}({', '.join(p.name for p in program.params)}):"]
-    lines += [f"    {s.target} = {printer(s.expr)}" for s in program.stages]
-    lines.append(f"    return {program.output.name}")
-    return "\n".join(lines) + "\n"
-
-
-def compile_forward(program: Program):
-    import numpy as np
-
-    namespace = {program.numpy: np, "math": math}
-    exec(compile(forward_source(program), f"<forward of {program.name}>", "exec"), namespace)
-    return namespace[program.name]
 
 
 # ---------------------------------------------------------------------------- the forward, in SymPy
@@ -621,10 +621,10 @@ class _Outcome:
 class _Check:
     """What both checks share: the program, its backward, and how to call and read it."""
 
-    def __init__(self, program: Program, backward: Backward, backward_fn, rng):
+    def __init__(self, program: Program, backward: Backward, backward_fn, rng, oracle):
         self.program, self.backward, self.backward_fn = program, backward, backward_fn
         self.rng = rng
-        self.forward = compile_forward(program)
+        self.oracle = oracle  # the forward as written (oracle.ArrayOracle)
 
     def fail(
         self,
@@ -636,18 +636,19 @@ class _Check:
     def arguments(self, values: dict) -> list:
         return [values[p.name] for p in self.program.params]
 
-    def run_forward(self, values: dict):
-        """The float forward's output, or None where it is not finite (outside the domain)."""
-        import numpy as np
+    def differentiable(self, shapes_of: dict) -> dict[int, tuple]:
+        """{argument position: shape} of the parameters the backward differentiates."""
+        return {
+            k: shapes_of[p.name]
+            for k, p in enumerate(self.program.params)
+            if p.name in self.backward.wrt
+        }
 
-        try:
-            with np.errstate(all="ignore"):
-                out = np.asarray(self.forward(*self.arguments(values)), dtype=float)
-        except (ValueError, ZeroDivisionError, OverflowError, FloatingPointError):
-            return None
-        if not np.all(np.isfinite(out)):
-            return None
-        return out
+    def run_forward(self, values: dict):
+        """The float forward's output (the user's source, real NumPy), or None where it raises
+        or is not finite (outside the domain). The arguments are copies: a forward may update
+        its arrays in place."""
+        return self.oracle.float_output(_copies(self.arguments(values)))
 
     def upstream(self, k: int, out_shape):
         """The default 1.0 first (None: the backward is called without it), then random arrays."""
@@ -667,7 +668,7 @@ class _Check:
         name = f"{self.program.name}_backward"
         try:
             with np.errstate(all="ignore"):
-                result = self.backward_fn(*self.arguments(values), **kwargs)
+                result = self.backward_fn(*_copies(self.arguments(values)), **kwargs)
         except (ZeroDivisionError, OverflowError, FloatingPointError):
             return None
         except Exception as exc:  # NumPy never raises for a value: a shape bug, say
@@ -701,11 +702,12 @@ def check_symbolic(
     report: FunctionReport,
     rng,
     sizes,
+    oracle,
 ):
     """Check 1 (see the module docstring). Appends points to the report; raises on a mismatch."""
     import numpy as np
 
-    check = _Check(program, backward, backward_fn, rng)
+    check = _Check(program, backward, backward_fn, rng, oracle)
     inputs = _Inputs(program, sizes, rng)
     labels = {
         p.name: v for p, v in zip(program.params, check.arguments(inputs.sample(0))) if p.labels
@@ -739,9 +741,10 @@ def check_symbolic(
         scale = max(1.0, float(np.max(np.abs(ref_out), initial=0.0)))
         if np.any(np.abs(out - ref_out) > FORWARD_RTOL * scale):
             raise check.fail(
-                f"the proof's SymPy forward of {program.name} disagrees with NumPy's "
-                f"({ref_out} against {out}) at {_show_point(values)}",
-                "this is a bug in the checker (stagegen.arrays.proof): "
+                f"stagegen's reading of {program.name} (its stages, run by SymPy) computes "
+                f"{ref_out}, but the forward as written computes {out} (on "
+                f"{_show_sizes(sizes)}, at {_show_point(values)})",
+                "this is a bug in stagegen (its model of the function): "
                 "please report it with this function",
             )
         got = check.gradients(values, upstream, shapes_of)
@@ -835,11 +838,12 @@ def check_numeric(
     report: FunctionReport,
     rng,
     sizes,
+    oracle,
 ):
-    """Check 2 (see the module docstring). Appends points to the report; raises on a mismatch."""
+    """Check 3 (see the module docstring). Appends points to the report; raises on a mismatch."""
     import numpy as np
 
-    check = _Check(program, backward, backward_fn, rng)
+    check = _Check(program, backward, backward_fn, rng, oracle)
     inputs = _Inputs(program, sizes, rng)
     out_shape = shapes.size(program.types[program.output.name].shape, sizes)
     shapes_of = {
@@ -928,19 +932,168 @@ def check_numeric(
     return outcome
 
 
+def _copies(args: list) -> list:
+    import numpy as np
+
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
+def check_independent(
+    program: Program,
+    backward: Backward,
+    backward_fn,
+    points: int,
+    report: FunctionReport,
+    rng,
+    sizes,
+    oracle,
+):
+    """Check 2 (see the module docstring): the generated backward against 50-digit central
+    differences of the forward as written, run on object arrays of mpmath numbers."""
+    import numpy as np
+
+    from ..oracle import OracleFailure
+    from ..proof import oracle_failure
+
+    check = _Check(program, backward, backward_fn, rng, oracle)
+    inputs = _Inputs(program, sizes, rng)
+    shapes_of = {
+        n: inputs.shape(n) if program.param(n).shape is not None else () for n in backward.wrt
+    }
+    differentiable = check.differentiable(shapes_of)
+    everything = [(k, index) for k, shape in differentiable.items() for index in np.ndindex(*shape)]
+    outcome = _Outcome("50-digit central differences of the forward as written")
+    done, tries = 0, 0
+    while done < points and tries < MAX_TRIES:
+        tries += 1
+        values = inputs.sample(tries)
+        out = check.run_forward(values)
+        if out is None:
+            continue
+        upstream = check.upstream(done, out.shape)
+        ones = np.ones(out.shape) if upstream is None else upstream
+        elements = None
+        if len(everything) > INDEPENDENT_ELEMENT_LIMIT:
+            picked = rng.choice(len(everything), size=INDEPENDENT_ELEMENT_LIMIT, replace=False)
+            elements = {}
+            for i in sorted(int(i) for i in picked):
+                k, index = everything[i]
+                elements.setdefault(k, []).append(index)
+        try:
+            want = oracle.mpmath_gradient(check.arguments(values), differentiable, ones, elements)
+        except OracleFailure as exc:
+            raise oracle_failure(program, exc) from None
+        if want is None:
+            continue  # outside the domain in 50 digits (a moved point left it, or overflow)
+        got = check.gradients(values, upstream, shapes_of)
+        if got is None:
+            continue
+        checked = {}  # param -> (generated, reference) over the elements checked
+        for k, shape in differentiable.items():
+            name = program.params[k].name
+            w = want[k]
+            if not shape:
+                checked[name] = ([()], np.asarray([float(got[name])]), np.asarray([float(w)]))
+                continue
+            indices = list(np.ndindex(*shape)) if elements is None else elements.get(k, [])
+            g_vals = np.asarray([float(got[name][i]) for i in indices])
+            w_vals = np.asarray([float(w[i]) for i in indices])
+            checked[name] = (indices, g_vals, w_vals)
+        largest = max(
+            (float(np.max(np.abs(w), initial=0.0)) for _, _, w in checked.values()), default=0.0
+        )
+        floor = 1e-3 * max(largest, float(np.max(np.abs(ones), initial=0.0)), 1e-300)
+        shown_upstream = "the default 1.0" if upstream is None else "a random upstream gradient"
+        for name, (indices, g, w) in checked.items():
+            err = np.abs(g - w)
+            rel = err / np.maximum(np.abs(w), floor)
+            bad = ~np.isfinite(g) | (rel > RTOL)
+            if np.any(bad):
+                at = int(np.argwhere(bad)[0][0])
+                raise check.fail(
+                    f"{program.name}_backward gives "
+                    f"{_index_text(backward.gradient_of(name), indices[at])} = {float(g[at])!r}, "
+                    f"but the 50-digit central difference of the forward as written is "
+                    f"{float(w[at])!r} (on {_show_sizes(sizes)}, with {shown_upstream}, "
+                    f"at {_show_point(values)})"
+                )
+            if err.size:
+                outcome.max_abs = max(outcome.max_abs, float(np.max(err)))
+                outcome.max_rel = max(outcome.max_rel, float(np.max(rel)))
+        report.points.append({"check": "independent", "sizes": dict(sizes), **_jsonable(values)})
+        done += 1
+    if done < points:
+        report.notes.append(
+            f"50-digit central differences: {done} of {points} points found where "
+            f"{program.name} is defined in {tries} random tries"
+        )
+    if len(everything) > INDEPENDENT_ELEMENT_LIMIT and done:
+        report.notes.append(
+            f"50-digit central differences: {INDEPENDENT_ELEMENT_LIMIT} of the "
+            f"{len(everything)} gradient elements, drawn at random at each point"
+        )
+    outcome.done = done
+    return outcome
+
+
+def feasible_sizes(program: Program, sizes: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+    """The sizes, with the last-named dimensions set to 1 until every parameter has at most
+    ARRAY_ELEMENT_LIMIT elements; and the names so set (a 40-dimension annotation would
+    otherwise ask for 2**40 elements)."""
+    import numpy as np
+
+    sizes = dict(sizes)
+    shrunk: list[str] = []
+
+    def largest() -> int:
+        counts = [
+            int(np.prod(shapes.size(p.shape, sizes), dtype=float))
+            for p in program.params
+            if p.shape is not None
+        ]
+        return max(counts, default=0)
+
+    for name in reversed(list(sizes)):
+        if largest() <= ARRAY_ELEMENT_LIMIT:
+            break
+        sizes[name] = 1
+        shrunk.insert(0, name)
+    return sizes, shrunk
+
+
 def check_array_program(
-    program: Program, backward: Backward, backward_fn, points: int = 5
+    program: Program, backward: Backward, backward_fn, points: int = 5, source: str | None = None
 ) -> FunctionReport:
     """Prove one array function's generated backward (see the module docstring)."""
     import numpy as np
 
+    from ..oracle import ArrayOracle
+    from ..proof import user_function_of
+
+    oracle = ArrayOracle(user_function_of(program, source))
     rng = np.random.default_rng(_seed(program))
     report = FunctionReport(program.name, len(program.stages))
-    small = symbolic_sizes(program)
-    other = numeric_sizes(program, rng, small)
-    symbolic = check_symbolic(program, backward, backward_fn, points, report, rng, small)
-    numeric = check_numeric(program, backward, backward_fn, points, report, rng, other)
+    small, shrunk = feasible_sizes(program, symbolic_sizes(program))
+    other, shrunk_other = feasible_sizes(program, numeric_sizes(program, rng, small))
+    if shrunk or shrunk_other:
+        names = [n for n in small if small[n] == 1 and other[n] == 1]
+        report.notes.append(
+            f"{len(names)} dimension(s) checked at size 1 only ({', '.join(names)}): at the "
+            f"usual sizes a parameter would have more than {ARRAY_ELEMENT_LIMIT} elements"
+        )
+    # The verdict's check first: a failure names the reference that shares nothing with
+    # stagegen's model of the function.
+    independent = check_independent(
+        program, backward, backward_fn, min(points, INDEPENDENT_POINTS), report, rng, small, oracle
+    )
+    symbolic = check_symbolic(program, backward, backward_fn, points, report, rng, small, oracle)
+    numeric = check_numeric(program, backward, backward_fn, points, report, rng, other, oracle)
     parts = []
+    if independent.done:
+        parts.append(
+            f"{independent.method} (mpmath) on {_show_sizes(small)} ({independent.done} points, "
+            f"max rel. error {independent.max_rel:.1e})"
+        )
     if symbolic.done:
         parts.append(
             f"{symbolic.method} on {_show_sizes(small)} ({symbolic.done} points, "
@@ -948,12 +1101,12 @@ def check_array_program(
         )
     if numeric.done:
         parts.append(
-            f"central differences on {_show_sizes(other)} ({numeric.done} points, "
-            f"max rel. error {numeric.max_rel:.1e})"
+            f"float64 central differences of the forward as written on {_show_sizes(other)} "
+            f"({numeric.done} points, max rel. error {numeric.max_rel:.1e})"
         )
     report.reference = " and ".join(parts)
-    report.max_abs_error = max(symbolic.max_abs, numeric.max_abs)
-    report.max_rel_error = max(symbolic.max_rel, numeric.max_rel)
+    report.max_abs_error = max(symbolic.max_abs, independent.max_abs, numeric.max_abs)
+    report.max_rel_error = max(symbolic.max_rel, independent.max_rel, numeric.max_rel)
     return report
 
 
@@ -961,9 +1114,8 @@ __all__ = [
     "SymbolicForward",
     "check_array_program",
     "check_numeric",
+    "check_independent",
     "check_symbolic",
-    "compile_forward",
-    "forward_source",
     "label_bounds",
     "numeric_sizes",
     "symbolic_sizes",
