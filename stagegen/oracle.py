@@ -321,6 +321,20 @@ def _tree_size(sp, exprs: list, limit: int) -> int:
     return count
 
 
+class _Swollen(Exception):
+    """A function was called on an expression past SymPy's size limit."""
+
+
+def _bounded(sp, fn):
+    def call(*args, **kwargs):
+        exprs = [a for a in args if isinstance(a, sp.Basic)]
+        if _tree_size(sp, exprs, SYMPY_TREE_LIMIT) > SYMPY_TREE_LIMIT:
+            raise _Swollen
+        return fn(*args, **kwargs)
+
+    return call
+
+
 class _SympyGradient:
     """The user's source run on SymPy symbols, differentiated by SymPy, compiled to mpmath."""
 
@@ -338,15 +352,28 @@ class _SympyGradient:
             hypot=lambda *a: sp.sqrt(sum(x**2 for x in a)), pow=lambda x, y: x**y,
             pi=sp.pi, e=sp.E, tau=2 * sp.pi,
         )  # fmt: skip
-        function = user.bind(shim, None, abs=sp.Abs, max=sp.Max, min=sp.Min, pow=sp.Pow)
+        # Every function call first checks the size of what it is given: SymPy's automatic
+        # evaluation of cos(<a large sum>) looks for multiples of pi with polynomial
+        # arithmetic, which can run for minutes before any size check after the call.
+        for name, fn in list(vars(shim).items()):
+            if callable(fn):
+                setattr(shim, name, _bounded(sp, fn))
+        builtins_ = {
+            n: _bounded(sp, f)
+            for n, f in (("abs", sp.Abs), ("max", sp.Max), ("min", sp.Min), ("pow", sp.Pow))
+        }
+        function = user.bind(shim, None, **builtins_)
         symbols = []
         for k, a in enumerate(args):
             if isinstance(a, list):
                 symbols.append([sp.Symbol(f"a{k}_{j}", real=True) for j in range(len(a))])
             else:
                 symbols.append(sp.Symbol(f"a{k}", real=True))
-        output = sp.sympify(function(*symbols))
-        if _tree_size(sp, [output], SYMPY_TREE_LIMIT) > SYMPY_TREE_LIMIT:
+        try:
+            output = sp.sympify(function(*symbols))
+        except _Swollen:
+            output = None
+        if output is None or _tree_size(sp, [output], SYMPY_TREE_LIMIT) > SYMPY_TREE_LIMIT:
             self.skipped = (
                 f"SymPy's derivative not used (the composed expression has more than "
                 f"{SYMPY_TREE_LIMIT} nodes)"

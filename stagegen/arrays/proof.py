@@ -504,8 +504,24 @@ class _Reference:
         )
 
     def _whole(self, sp, np) -> bool:
-        env = SymbolicForward(self.program).run(self.inputs)
-        out = np.asarray(env[self.program.output.name], dtype=object)
+        # Only the stages the output reads, each checked as it is built: SymPy's automatic
+        # simplification of a swollen element (tanh of a long sum) can take minutes by itself.
+        program, forward = self.program, SymbolicForward(self.program)
+        needed = {program.output.name}
+        for stage in reversed(program.stages):
+            if stage.target in needed:
+                needed |= {n.name for n in walk(stage.expr) if isinstance(n, Var)}
+        env = dict(self.inputs)
+        for stage in program.stages:
+            if stage.target not in needed:
+                continue
+            env[stage.target] = forward.value(stage.expr, env)
+            elements = np.asarray(env[stage.target], dtype=object).reshape(-1)
+            if program.types[stage.target].kind == "float" and any(
+                _tree_size(sp, sp.sympify(x), WHOLE_NODE_LIMIT) > WHOLE_NODE_LIMIT for x in elements
+            ):
+                return False
+        out = np.asarray(env[program.output.name], dtype=object)
         outputs = [sp.sympify(o) for o in out.reshape(-1)]
         total = sp.Add(*[o * u for o, u in zip(outputs, self.upstream.reshape(-1))])
         if _tree_size(sp, total, WHOLE_NODE_LIMIT) > WHOLE_NODE_LIMIT:
