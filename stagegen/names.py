@@ -4,8 +4,9 @@ builtins the generated code itself calls."""
 import keyword
 import unicodedata
 
-# Builtins that generated code calls (list gradients, and the user's own abs/max/min).
-CALLED_BUILTINS = frozenset({"len", "abs", "max", "min"})
+# Builtins that generated code calls (list gradients, the user's own abs/max/min, and float:
+# a backward for numbers turns its inputs into floats).
+CALLED_BUILTINS = frozenset({"len", "abs", "max", "min", "float"})
 
 
 def usable(name: str, taken) -> bool:

@@ -302,3 +302,16 @@ def test_unary_plus_makes_a_new_array_that_may_be_updated_in_place():
         return t1 + t2
     """
     check_against_source(source, "f", {"x": (2, 3)})
+
+
+def test_a_dimension_named_float_does_not_shadow_the_builtin():
+    source = """
+    import numpy as np
+
+    def f(x: "float, D"):
+        t = np.sum(x)
+        u = t * 2.0
+        return u + t
+    """
+    text = check_against_source(source, "f", {"x": (2, 3)})
+    assert "float = " not in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..emit import RenderedFunction, _comment, _shorten
 from ..expr import Expr, Var, walk
+from ..names import CALLED_BUILTINS
 from ..reverse import Backward
 from .ir import (
     transform_array,
@@ -112,7 +113,7 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
 
     # Bind each needed dimension from the first parameter that has it; a name the function
     # already uses is read from the shape where it is needed instead.
-    taken = p.user_names | set(b.gradient_names.values())
+    taken = p.user_names | set(b.gradient_names.values()) | CALLED_BUILTINS
     setup: list[str] = []
     where: dict[str, tuple[str, int]] = {}
     for q in p.params:
