@@ -48,7 +48,8 @@ class Style:
 
 USAGE = """\
 stagegen [options] FILE.py|FOLDER|- ...
-       stagegen explain FILE.py::FUNC [--at x=3,y=-4] [--format text|markdown|html] [--graph OUT.svg]"""
+       stagegen explain FILE.py::FUNC [--at x=3,y=-4] [--format text|markdown|html] [--graph OUT.svg]
+       stagegen completion bash|zsh"""
 
 EPILOG = """\
 commands:
@@ -56,6 +57,8 @@ commands:
                          file below it; -: read standard input, write the module to standard output)
   stagegen explain       explain one function's forward and backward pass
                          (stagegen explain --help)
+  stagegen completion    print shell completion for bash or zsh:
+                         eval "$(stagegen completion bash)" in ~/.bashrc
 
 options per file:
   --function, --wrt and --split given on the command line apply to every file. Without them,
@@ -521,10 +524,24 @@ def _sources(run: Run, names: list[str]):
             run.say(f"{path}: no Python files with functions below this folder")
 
 
+def completion_main(argv: list[str], out=None, err=None) -> int:
+    from .completion import SHELLS, script
+
+    if len(argv) != 1 or argv[0] not in SHELLS:
+        return _usage_error(
+            f"`stagegen completion` takes the shell's name — one of: {', '.join(SHELLS)}",
+            Stream(err or sys.stderr),
+        )
+    (out or sys.stdout).write(script(argv[0], _parser(), _explain_parser()))
+    return 0
+
+
 def main(argv: list[str] | None = None, out=None, err=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "explain":
         return explain_main(argv[1:], out, err)
+    if argv and argv[0] == "completion":
+        return completion_main(argv[1:], out, err)
     err_stream = Stream(err or sys.stderr)
     args = _parser().parse_args(argv)
     if args.check and args.stdout:
