@@ -10,7 +10,6 @@ Markdown and HTML page layout live in the jinja2 templates ``explain.md.j2``/``e
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 from .explanation import BackwardStep, Explanation, point_text, precise, short
@@ -71,8 +70,10 @@ def _shown_file(filename: str, audience: str) -> str | None:
     if audience != "python":
         return filename
     path = os.path.abspath(filename)
-    temporary = os.path.abspath(tempfile.gettempdir())
-    if not os.path.isfile(path) or _below(path, temporary):
+    # A Jupyter cell runs from a file ipykernel writes to a folder of its own (ipykernel_<pid>);
+    # a checkout that happens to lie in the temporary folder is still a real file.
+    cell = os.path.basename(os.path.dirname(path)).startswith("ipykernel_")
+    if not os.path.isfile(path) or cell:
         return None
     return os.path.relpath(path) if _below(path, os.getcwd()) else path
 

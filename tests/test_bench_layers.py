@@ -3,6 +3,7 @@ check (a wrong competitor is refused, never timed) and the structure of a tiny r
 asserted: timings live in the benchmark's output."""
 
 import json
+from pathlib import Path
 import textwrap
 
 import pytest
@@ -219,8 +220,14 @@ def test_python_dash_m_runs_the_module_on_one_blas_thread(tmp_path):
 # ------------------------------------------------------------- an installed stagegen, elsewhere
 
 
+# The example in this checkout (the package may be installed elsewhere, as in CI).
+EXAMPLE_FORWARD = (
+    Path(__file__).resolve().parent.parent / "examples" / "layers" / "two_layer_net.py"
+)
+
+
 def test_the_embedded_forward_is_the_examples_forward():
-    assert layers.FORWARD_PATH.read_text(encoding="utf-8") == layers.FORWARD_SOURCE
+    assert EXAMPLE_FORWARD.read_text(encoding="utf-8") == layers.FORWARD_SOURCE
 
 
 @pytest.fixture
@@ -255,7 +262,7 @@ def test_outside_a_checkout_the_backward_is_generated_in_memory(outside_a_checko
 def test_outside_a_checkout_the_forward_is_the_embedded_one(outside_a_checkout):
     forward = layers.load_forward()
     args = layers.make_inputs(3, 4, 5, 3, seed=2, reg=0.1)
-    in_checkout = layers.load_by_path(layers.FORWARD_PATH, layers.FORWARD_NAME)
+    in_checkout = layers.load_by_path(EXAMPLE_FORWARD, layers.FORWARD_NAME)
     assert forward(*args) == in_checkout(*args)
     backward = layers.load_stagegen()
     assert layers.check_gradient(backward, args, layers.hand_backward(*args)) is None
