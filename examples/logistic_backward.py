@@ -10,8 +10,8 @@ import math
 def logistic_loss_backward(w, x, b, y, dloss=1.0):
     """Gradient of logistic_loss with respect to w, x, b, y, scaled by the upstream gradient dloss."""
     b, y = float(b), float(y)  # numbers only: array code needs shape annotations
-    w = [float(v) for v in w]
-    x = [float(v) for v in x]
+    w = list(map(float, w))
+    x = list(map(float, x))
     # forward pass (only the values the backward pass reads)
     z = w[0] * x[0] + w[1] * x[1] + b  # (1) the score
     margin = y * z  # (2)

@@ -9,8 +9,8 @@ import math
 
 def neuron_backward(w, x, df=1.0):
     """Gradient of neuron with respect to w, x, scaled by the upstream gradient df."""
-    w = [float(v) for v in w]  # numbers only: array code needs shape annotations
-    x = [float(v) for v in x]
+    w = list(map(float, w))  # numbers only: array code needs shape annotations
+    x = list(map(float, x))
     # forward pass (only the values the backward pass reads)
     dot = w[0] * x[0] + w[1] * x[1] + w[2]  # (1)
     f = 1.0 / (1 + math.exp(-dot))  # (2) sigmoid function

@@ -188,7 +188,9 @@ def _numbers_only(p) -> list[str]:
         group.append(n)
     if group:
         lines.append(_floats(group))
-    lines += [f"{q.name} = [float(v) for v in {q.name}]" for q in p.params if q.is_list]
+    # list(map(float, w)) costs half of a comprehension; the user's own list or map forbid it
+    convert = "[float(v) for v in {}]" if {"list", "map"} & p.user_names else "list(map(float, {}))"
+    lines += [f"{q.name} = {convert.format(q.name)}" for q in p.params if q.is_list]
     if not lines:
         return []
     comment = f"  # {NUMBERS_ONLY}"
