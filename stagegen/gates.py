@@ -46,6 +46,7 @@ class Gate:
     rule: Rule
     behaviour: str  # how the gate treats the gradient, in the notes' words
     name: str = ""  # what explanations call it: "add", "mul", "tanh" (the key, for functions)
+    numpy: str | None = None  # its NumPy spelling, np.<numpy>, for one-argument functions
 
 
 def _call(fn: str, *args: Expr) -> Expr:
@@ -134,31 +135,44 @@ OPERATORS: dict[str, Gate] = {
 
 # The functions: math.<name>, or the builtins abs, max, min.
 FUNCTIONS: dict[str, Gate] = {
-    "exp":   Gate((1, 1), lambda out, a: (out,),                               "exp: the local gradient is the output itself", "exp"),
-    "expm1": Gate((1, 1), lambda out, a: (add(out, ONE),),                     "expm1: out + 1", "expm1"),
-    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x", "log"),
-    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)", "log2"),
-    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)", "log10"),
-    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)", "log1p"),
-    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out", "sqrt"),
-    "sin":   Gate((1, 1), lambda out, a: (_call("cos", a),),                   "sin: cos x", "sin"),
-    "cos":   Gate((1, 1), lambda out, a: (neg(_call("sin", a)),),              "cos: -sin x", "cos"),
-    "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2", "tan"),
-    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin"),
-    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos"),
-    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, _square(a))),),  "atan: 1 / (1 + x * x)", "atan"),
+    "exp":   Gate((1, 1), lambda out, a: (out,),                               "exp: the local gradient is the output itself", "exp", "exp"),
+    "expm1": Gate((1, 1), lambda out, a: (add(out, ONE),),                     "expm1: out + 1", "expm1", "expm1"),
+    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x", "log", "log"),
+    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)", "log2", "log2"),
+    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)", "log10", "log10"),
+    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)", "log1p", "log1p"),
+    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out", "sqrt", "sqrt"),
+    "sin":   Gate((1, 1), lambda out, a: (_call("cos", a),),                   "sin: cos x", "sin", "sin"),
+    "cos":   Gate((1, 1), lambda out, a: (neg(_call("sin", a)),),              "cos: -sin x", "cos", "cos"),
+    "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2", "tan", "tan"),
+    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin", "arcsin"),
+    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos", "arccos"),
+    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, _square(a))),),  "atan: 1 / (1 + x * x)", "atan", "arctan"),
     "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r / r for y, -y / r / r for x, with r = hypot(x, y)", "atan2"),
-    "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x", "sinh"),
-    "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x", "cosh"),
-    "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2", "tanh"),
+    "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x", "sinh", "sinh"),
+    "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x", "cosh", "cosh"),
+    "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2", "tanh", "tanh"),
     "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(_square(a)))),), "erf: 2/sqrt(pi) * exp(-x * x)", "erf"),
     "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output", "hypot"),
     "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow"),
-    "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)", "abs"),
+    "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)", "abs", "abs"),
     "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max"),
     "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min"),
 }
 # fmt: on
+
+# The elementwise functions array code can call: NumPy spelling -> the gate's key (np.arctan ->
+# "atan"). Array expressions name a function by its key, as scalar ones do; the array printer
+# spells it back (numpy_spelling). This table is the only list of them.
+NUMPY_FUNCTIONS: dict[str, str] = {g.numpy: k for k, g in FUNCTIONS.items() if g.numpy}
+
+
+def numpy_spelling(fn: str) -> str:
+    """How NumPy spells the function a ``Call`` names (``atan`` -> ``arctan``); a name that is
+    no gate's key (``maximum``, ``sign``) is NumPy's own already."""
+    gate = FUNCTIONS.get(fn)
+    return gate.numpy if gate is not None and gate.numpy else fn
+
 
 MATH_CONSTANTS = {"pi", "e", "tau"}
 

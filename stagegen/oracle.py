@@ -27,6 +27,8 @@ import numbers
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from .gates import NUMPY_FUNCTIONS  # which np.<fn> array code may call (names only, no rules)
+
 DIGITS = 50  # digits of the reference values
 GUARD_DIGITS = 15  # extra working digits, eaten by the difference quotient
 STEP = 20  # central-difference step: 10**-STEP, times max(1, |x|)
@@ -192,6 +194,18 @@ def _real(fn):
     return call
 
 
+def _mpmath_functions() -> dict:
+    """math's functions in mpmath, by their names in ``math`` (the gate table's keys)."""
+    import mpmath as mp
+
+    return dict(
+        exp=mp.exp, expm1=mp.expm1, log=mp.log, log2=lambda x: mp.log(x, 2),
+        log10=lambda x: mp.log10(x), log1p=mp.log1p, sqrt=mp.sqrt, sin=mp.sin, cos=mp.cos,
+        tan=mp.tan, asin=mp.asin, acos=mp.acos, atan=mp.atan, atan2=mp.atan2, sinh=mp.sinh,
+        cosh=mp.cosh, tanh=mp.tanh, erf=mp.erf, fabs=mp.fabs,
+    )  # fmt: skip
+
+
 def mpmath_math():
     """A stand-in for ``math`` over mpmath, at the working precision of the caller."""
     import mpmath as mp
@@ -208,12 +222,7 @@ def mpmath_math():
             raise ValueError("math domain error")
         return mp.power(x, y)
 
-    functions = dict(
-        exp=mp.exp, expm1=mp.expm1, log=log, log2=lambda x: mp.log(x, 2),
-        log10=lambda x: mp.log10(x), log1p=mp.log1p, sqrt=mp.sqrt, sin=mp.sin, cos=mp.cos,
-        tan=mp.tan, asin=mp.asin, acos=mp.acos, atan=mp.atan, atan2=mp.atan2, sinh=mp.sinh,
-        cosh=mp.cosh, tanh=mp.tanh, erf=mp.erf, hypot=hypot, pow=pow_, fabs=mp.fabs,
-    )  # fmt: skip
+    functions = dict(_mpmath_functions(), log=log, hypot=hypot, pow=pow_)
     shim = SimpleNamespace(**{k: _real(f) for k, f in functions.items()})
     shim.pi, shim.e, shim.tau = +mp.pi, +mp.e, 2 * mp.pi
     shim.inf, shim.nan = mp.inf, mp.nan
@@ -480,11 +489,11 @@ class _MpmathNumpy:
             ufunc = np.frompyfunc(lambda a, b: pick(_checked(a), _checked(b)), 2, 1)
             return lambda a, b: _unwrap(ufunc(a, b))
 
-        self._own = {
-            "exp": unary(mp.exp), "log": unary(mp.log), "sqrt": unary(mp.sqrt),
-            "tanh": unary(mp.tanh), "abs": unary(mp.fabs), "absolute": unary(mp.fabs),
-            "log1p": unary(mp.log1p), "expm1": unary(mp.expm1), "sin": unary(mp.sin),
-            "cos": unary(mp.cos), "square": unary(lambda t: t * t),
+        # Every elementwise function array code may call (the gate table's NumPy spellings).
+        functions = _mpmath_functions() | {"abs": mp.fabs}
+        self._own = {spelled: unary(functions[key]) for spelled, key in NUMPY_FUNCTIONS.items()}
+        self._own |= {
+            "absolute": unary(mp.fabs), "square": unary(lambda t: t * t),
             "maximum": binary(lambda a, b: a if a >= b else b),
             "minimum": binary(lambda a, b: a if a <= b else b),
         }  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..gates import numpy_spelling
 from ..expr import _ATOM, _MUL, Bin, Call, Compare, Expr, Neg, Num, Printer, _prec
 
 
@@ -224,7 +225,7 @@ class ArrayPrinter(Printer):
         if isinstance(e, Dim):
             return e.name
         if isinstance(e, Call):
-            return f"{np}.{e.fn}({', '.join(self.text(a) for a in e.args)})"
+            return f"{np}.{numpy_spelling(e.fn)}({', '.join(self.text(a) for a in e.args)})"
         if isinstance(e, Dot):
             if e.spelling == "@":
                 left = self._wrap(e.left, _prec(e.left) < _MUL)

@@ -17,6 +17,7 @@ from ..expr import Bin, Call, Compare, Expr, Neg, Var
 from ..parse import _BINOPS, FunctionReader
 from ..program import Param, Program
 from . import annotations, shapes
+from ..gates import NUMPY_FUNCTIONS
 from .ir import (
     Arange,
     Dot,
@@ -30,7 +31,9 @@ from .ir import (
 )
 from .shapes import Shape, ShapeError, show
 
-UNARY = ("exp", "log", "sqrt", "tanh", "abs")
+# The one-argument elementwise functions come from the gate table (np.arctan -> "atan"); the two
+# below are array-only for now (their masks are lowered by hand in arrays.reverse).
+UNARY = tuple(NUMPY_FUNCTIONS)
 BINARY = ("maximum", "minimum")
 REDUCTIONS = ("sum", "mean", "max")
 SUPPORTED = ", ".join(
@@ -364,7 +367,7 @@ class ArrayReader(FunctionReader):
             self._arity(node, shown, 1)
             arg = self.expr(node.args[0])
             self._require_float(node.args[0], arg, shown)
-            return Call(name, (arg,)), Type(self.type_of(arg).shape, "float")
+            return Call(NUMPY_FUNCTIONS[name], (arg,)), Type(self.type_of(arg).shape, "float")
         if name in BINARY:
             self._keywords(node, ())
             self._arity(node, shown, 2)

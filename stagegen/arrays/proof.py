@@ -59,6 +59,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import VerificationError
+from ..gates import NUMPY_FUNCTIONS
 from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
 from ..program import Program
 from ..proof import _RANGES, RTOL, FunctionReport, _MpmathCode
@@ -333,7 +334,12 @@ class SymbolicForward:
 
         self.program, self.np, self.sp = program, np, sympy
         sp = sympy
-        self.unary = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "tanh": sp.tanh, "abs": sp.Abs}
+        # Every elementwise function of the gate table that array code may call, by its key.
+        meaning = {
+            "abs": sp.Abs, "expm1": lambda x: sp.exp(x) - 1, "log1p": lambda x: sp.log(1 + x),
+            "log2": lambda x: sp.log(x) / sp.log(2), "log10": lambda x: sp.log(x) / sp.log(10),
+        }  # fmt: skip
+        self.unary = {k: meaning.get(k) or getattr(sp, k) for k in NUMPY_FUNCTIONS.values()}
         functions = _functions()
         self.binary = {"maximum": functions["maximum"], "minimum": functions["minimum"]}
         self.masks = functions["masks"]

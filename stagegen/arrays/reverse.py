@@ -26,6 +26,7 @@ from ..expr import (
     power,
     sub,
 )
+from ..gates import FUNCTIONS
 from ..program import Program, Stage
 from ..reverse import Backward, Block, GradStatement, _with_inputs, name_gradients, resolve_wrt
 from .ir import (
@@ -187,15 +188,9 @@ class _Rules:
         fn, args = node.fn, node.args
         a = args[0]
         sa = self.shape(node)
-        if fn == "exp":
-            elementwise(a, self.scaled(value, g, sa))
-        elif fn == "log":
-            elementwise(a, div(g, a))
-        elif fn == "sqrt":
-            elementwise(a, self.scaled(div(Num(0.5), value), g, sa))
-        elif fn == "tanh":
-            elementwise(a, self.scaled(sub(Num(1), power(value, Num(2))), g, sa))
-        elif fn == "abs":
+        # abs, maximum and minimum keep their array rules (a sign, masks) until the lowering
+        # stage unifies them with the gate table; every other function's partial is the table's.
+        if fn == "abs":
             elementwise(a, self.scaled(Call("sign", (a,)), g, self.shape(a)))
         elif fn in ("maximum", "minimum"):
             x, y = args
@@ -207,6 +202,12 @@ class _Rules:
                 return
             elementwise(x, mul(Compare(loses, x, y), g))
             elementwise(y, mul(Compare(wins, y, x), g))
+        elif fn in FUNCTIONS and FUNCTIONS[fn].numpy:
+            (partial,) = FUNCTIONS[fn].rule(value, a)
+            if isinstance(partial, Bin) and partial.op == "/" and _number(partial.left) == 1:
+                elementwise(a, div(g, partial.right))  # 1 / x: the gradient over x, dout / x
+            else:
+                elementwise(a, self.scaled(partial, g, sa))
         else:
             raise TypeError(f"no gradient rule for np.{fn}")
 
