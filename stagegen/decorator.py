@@ -92,7 +92,7 @@ def serve(entry: cache.Entry | None, source, verify: bool):
     report = None
     try:
         if verify:
-            from .proof import VerificationReport
+            from .report import VerificationReport
 
             report = VerificationReport.from_dict(entry.report)
             if [f.name for f in report.functions] != [name]:

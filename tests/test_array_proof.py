@@ -13,7 +13,7 @@ import stagegen
 from stagegen.api import build, load_backward_module
 from stagegen.arrays import proof as array_proof
 from stagegen.oracle import ArrayOracle, user_function
-from stagegen.proof import FunctionReport, VerificationReport
+from stagegen.report import FunctionReport, VerificationReport
 
 LAYERS = Path(__file__).parent.parent / "examples" / "layers"
 EXAMPLES = sorted(p for p in LAYERS.glob("*.py") if not p.name.endswith("_backward.py"))

@@ -62,7 +62,8 @@ from ..errors import VerificationError
 from ..gates import NUMPY_FUNCTIONS
 from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
 from ..program import Program
-from ..proof import _RANGES, RTOL, FunctionReport, _MpmathCode
+from ..proof import _RANGES, RTOL, _MpmathCode
+from ..report import FunctionReport
 from ..reverse import Backward
 from . import shapes
 from .ir import (
