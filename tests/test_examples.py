@@ -39,7 +39,9 @@ def regenerate_options(golden: str) -> dict:
 
 def test_every_example_has_a_golden():
     assert len(SOURCES) >= 6 and len(LAYERS) >= 7
-    missing = [p.name for p in SOURCES + LAYERS if not (p.parent / f"{p.stem}_backward.py").exists()]
+    missing = [
+        p.name for p in SOURCES + LAYERS if not (p.parent / f"{p.stem}_backward.py").exists()
+    ]
     assert not missing
 
 

@@ -1,6 +1,5 @@
 """The generated module is exactly what black writes, though black formats only some lines."""
 
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
