@@ -197,6 +197,22 @@ def _index_text(name: str, index: tuple) -> str:
     return f"{name}[{', '.join(str(i) for i in index)}]" if index else name
 
 
+def _agree(outcome, g, w, floor, failure) -> None:
+    """Compare a gradient with its reference element by element: raise ``failure(index)`` at
+    the first element off by more than RTOL (relative, with ``floor`` under small values),
+    else record the errors in ``outcome``."""
+    import numpy as np
+
+    err = np.abs(g - w)
+    rel = err / np.maximum(np.abs(w), floor)
+    bad = ~np.isfinite(g) | (rel > RTOL)
+    if np.any(bad):
+        raise failure(tuple(int(i) for i in np.argwhere(bad)[0]))
+    if err.size:
+        outcome.max_abs = max(outcome.max_abs, float(np.max(err)))
+        outcome.max_rel = max(outcome.max_rel, float(np.max(rel)))
+
+
 def _show_point(values: dict) -> str:
     import numpy as np
 
@@ -782,21 +798,16 @@ def check_symbolic(
         shown_upstream = "the default 1.0" if upstream is None else "a random upstream gradient"
         for name in backward.wrt:
             g, w = got[name], want_f[name]
-            err = np.abs(g - w)
-            rel = err / np.maximum(np.abs(w), floor)
-            bad = ~np.isfinite(g) | (rel > RTOL)
-            if np.any(bad):
-                index = tuple(int(i) for i in np.argwhere(bad)[0])
-                gname = backward.gradient_of(name)
-                raise check.fail(
+            gname = backward.gradient_of(name)
+            _agree(
+                outcome, g, w, floor,
+                lambda index: check.fail(
                     f"{program.name}_backward gives {_index_text(gname, index)} = "
                     f"{float(g[index])!r}, "
                     f"but SymPy's derivative is {float(w[index])!r} (element by element on "
                     f"{_show_sizes(sizes)}, with {shown_upstream}, at {_show_point(values)})"
-                )
-            if err.size:
-                outcome.max_abs = max(outcome.max_abs, float(np.max(err)))
-                outcome.max_rel = max(outcome.max_rel, float(np.max(rel)))
+                ),
+            )  # fmt: skip
         report.points.append({"check": "symbolic", "sizes": dict(sizes), **_jsonable(values)})
         done += 1
     if done < points:
@@ -1028,21 +1039,17 @@ def check_independent(
         floor = 1e-3 * max(largest, float(np.max(np.abs(ones), initial=0.0)), 1e-300)
         shown_upstream = "the default 1.0" if upstream is None else "a random upstream gradient"
         for name, (indices, g, w) in checked.items():
-            err = np.abs(g - w)
-            rel = err / np.maximum(np.abs(w), floor)
-            bad = ~np.isfinite(g) | (rel > RTOL)
-            if np.any(bad):
-                at = int(np.argwhere(bad)[0][0])
-                raise check.fail(
+            gname = backward.gradient_of(name)
+            _agree(
+                outcome, g, w, floor,
+                lambda at: check.fail(
                     f"{program.name}_backward gives "
-                    f"{_index_text(backward.gradient_of(name), indices[at])} = {float(g[at])!r}, "
+                    f"{_index_text(gname, indices[at[0]])} = {float(g[at])!r}, "
                     f"but the 50-digit central difference of the forward as written is "
                     f"{float(w[at])!r} (on {_show_sizes(sizes)}, with {shown_upstream}, "
                     f"at {_show_point(values)})"
-                )
-            if err.size:
-                outcome.max_abs = max(outcome.max_abs, float(np.max(err)))
-                outcome.max_rel = max(outcome.max_rel, float(np.max(rel)))
+                ),
+            )  # fmt: skip
         report.points.append({"check": "independent", "sizes": dict(sizes), **_jsonable(values)})
         done += 1
     if done < points:
