@@ -128,6 +128,7 @@ CONSTRUCTS = {
         "abs",
         "neg",
         "unary-plus",
+        *("sin", "cos", "arctan", "sinh", "log1p", "arcsin"),
         "maximum",
         "minimum",
         "max/min-constant",
@@ -388,8 +389,18 @@ class Builder:
 
     def unary(self, depth: int) -> Val:
         a = self.expr(depth - 1)
-        fn = self.rng.choice(["exp", "tanh", "abs", "neg", "log", "sqrt"] * 4 + ["unary-plus"])
+        fn = self.rng.choice(
+            ["exp", "tanh", "abs", "neg", "log", "sqrt"] * 4
+            + ["unary-plus", "sin", "cos", "arctan", "sinh", "log1p", "arcsin"]
+        )
         self.feature(fn)
+        if fn in ("sin", "cos", "arctan"):  # bounded everywhere: from the table of operations
+            return Val(f"np.{fn}({a.text})", a.shape, 1.6, kind=fn)
+        if fn == "sinh":
+            a = self.tame(a) if a.bound > 3 else a
+            return Val(f"np.sinh({a.text})", a.shape, math.sinh(a.bound), kind=fn)
+        if fn == "arcsin":  # its argument kept inside (-0.9, 0.9)
+            return Val(f"np.arcsin(0.9 * np.tanh({a.text}))", a.shape, 1.2, kind=fn)
         if fn == "unary-plus":
             return Val(f"+{a.at(UNARY)}", a.shape, a.bound, a.lo, prec=UNARY, kind="neg")
         if fn == "exp":
@@ -405,6 +416,8 @@ class Builder:
         if fn == "log":
             bound = max(abs(math.log(p.lo)), math.log(p.bound)) + 0.1
             return Val(f"np.log({p.text})", a.shape, bound, kind="log")
+        if fn == "log1p":
+            return Val(f"np.log1p({p.text})", a.shape, math.log1p(p.bound) + 0.1, kind="log")
         return Val(f"np.sqrt({p.text})", a.shape, math.sqrt(p.bound), math.sqrt(p.lo))
 
     def positive_use(self, depth: int) -> Val:
