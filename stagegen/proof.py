@@ -235,7 +235,6 @@ def _check_locals(
 
 def _sampled_equal(program, stage, ours, theirs, conv, rng, of) -> str:
     """Compare two local gradients at random points of the stage's own inputs, in 50 digits."""
-    sp = conv.sp
     inputs = sorted({conv.symbol(l) for l in leaves(stage.expr)}, key=str)
     both = _MpmathFunction(f"local gradient of stage ({stage.number})", inputs, [ours, theirs])
     agreed = 0

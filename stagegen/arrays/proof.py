@@ -55,7 +55,6 @@ Integer labels (parameters used as indices) are drawn at random inside the axis 
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 
 from ..errors import VerificationError
@@ -68,7 +67,6 @@ from ..reverse import Backward
 from . import shapes
 from .ir import (
     Arange,
-    ArrayPrinter,
     Dot,
     FullSlice,
     Index,

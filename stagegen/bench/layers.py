@@ -47,7 +47,7 @@ import platform
 import sys
 import time
 import timeit
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
