@@ -104,14 +104,14 @@ def _comment(stage_number: int, text: str = "") -> str:
     return f"  # ({stage_number}) {text}".rstrip()
 
 
-_DOMAIN_CHECK = "domain check"  # replayed so that the backward raises where f does
+DOMAIN_CHECK = "domain check"  # replayed so that the backward raises where f does
 
 
 def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
     p = b.program
     replay = [
         f"{s.target} = {printer(s.expr)}"
-        + _comment(s.number, _DOMAIN_CHECK if s.target in b.domain_checks else s.comment)
+        + _comment(s.number, DOMAIN_CHECK if s.target in b.domain_checks else s.comment)
         for s in b.replay
     ]
     # A list gradient as long as the list passed in (`len` may be one of the user's names).

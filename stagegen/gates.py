@@ -46,7 +46,7 @@ class Gate:
     rule: Rule
     behaviour: str  # how the gate treats the gradient, in the notes' words
     name: str = ""  # what explanations call it: "add", "mul", "tanh" (the key, for functions)
-    numpy: str | None = None  # its NumPy spelling, np.<numpy>, for one-argument functions
+    numpy: str | None = None  # its NumPy spelling, np.<numpy>, where NumPy has the function
 
 
 def _call(fn: str, *args: Expr) -> Expr:
@@ -92,14 +92,29 @@ def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str
     def rule(out: Expr, *args: Expr) -> tuple[Expr, ...]:
         partials = []
         for i, a in enumerate(args):
-            tests = [Compare(strict, a, b) for b in args[:i]] + [
-                Compare(pick, a, b) for b in args[i + 1 :]
-            ]
+            others = args[:i] + args[i + 1 :]
+            if (
+                i == len(args) - 1
+                and isinstance(out, Var)
+                and not isinstance(a, (Var, Elem))
+                and all(_is_number(b) for b in others)
+            ):
+                # max(0, <expression>): the last input wins exactly where the cached output
+                # beats the numbers, so the mask reads out > 0 instead of recomputing the input.
+                tests = [Compare(strict, out, b) for b in others]
+            else:
+                tests = [Compare(strict, a, b) for b in args[:i]] + [
+                    Compare(pick, a, b) for b in args[i + 1 :]
+                ]
             test = tests[0] if len(tests) == 1 else And(tuple(tests))
             partials.append(Cond(test, ONE_F, ZERO_F))
         return tuple(partials)
 
     return rule
+
+
+def _is_number(e: Expr) -> bool:
+    return isinstance(e, Num) or (isinstance(e, Neg) and isinstance(e.operand, Num))
 
 
 def _sign(a: Expr) -> Expr:
@@ -148,28 +163,33 @@ FUNCTIONS: dict[str, Gate] = {
     "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin", "arcsin"),
     "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos", "arccos"),
     "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, _square(a))),),  "atan: 1 / (1 + x * x)", "atan", "arctan"),
-    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r / r for y, -y / r / r for x, with r = hypot(x, y)", "atan2"),
+    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r / r for y, -y / r / r for x, with r = hypot(x, y)", "atan2", "arctan2"),
     "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x", "sinh", "sinh"),
     "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x", "cosh", "cosh"),
     "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2", "tanh", "tanh"),
     "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(_square(a)))),), "erf: 2/sqrt(pi) * exp(-x * x)", "erf"),
-    "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output", "hypot"),
-    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow"),
+    "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output", "hypot", "hypot"),
+    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow", "power"),
     "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)", "abs", "abs"),
-    "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max"),
-    "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min"),
+    "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max", "maximum"),
+    "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min", "minimum"),
 }
 # fmt: on
 
 # The elementwise functions array code can call: NumPy spelling -> the gate's key (np.arctan ->
-# "atan"). Array expressions name a function by its key, as scalar ones do; the array printer
-# spells it back (numpy_spelling). This table is the only list of them.
-NUMPY_FUNCTIONS: dict[str, str] = {g.numpy: k for k, g in FUNCTIONS.items() if g.numpy}
+# "atan", np.maximum -> "max"). Array expressions name a function by its key, as scalar ones do;
+# the printer spells it back (numpy_spelling). These tables are the only lists of them.
+NUMPY_FUNCTIONS: dict[str, str] = {  # one argument (np.log has no base)
+    g.numpy: k for k, g in FUNCTIONS.items() if g.numpy and g.arity[0] == 1 and g.arity[1]
+}
+NUMPY_BINARY: dict[str, str] = {  # two (np.maximum and np.hypot take exactly two)
+    g.numpy: k for k, g in FUNCTIONS.items() if g.numpy and (g.arity[0] == 2 or not g.arity[1])
+}
 
 
 def numpy_spelling(fn: str) -> str:
     """How NumPy spells the function a ``Call`` names (``atan`` -> ``arctan``); a name that is
-    no gate's key (``maximum``, ``sign``) is NumPy's own already."""
+    no gate's key (``sign``) is NumPy's own already."""
     gate = FUNCTIONS.get(fn)
     return gate.numpy if gate is not None and gate.numpy else fn
 
@@ -224,19 +244,23 @@ def gate_of(e: Expr) -> tuple[Gate, tuple[Expr, ...]] | None:
     return None
 
 
-def local_gradients(e: Expr, out: Expr | None = None) -> dict[Expr, Expr]:
+def local_gradients(
+    e: Expr, out: Expr | None = None, stop: Callable[[Expr], bool] | None = None
+) -> dict[Expr, Expr]:
     """The partial derivative of ``e`` with respect to every variable it reads.
 
     One reverse pass through the expression tree: each node's adjoint is its parent's adjoint
     times the gate's partial; a variable read twice sums its paths. When ``out`` is given
     (the stage's own output variable), the root's value is read from it instead of being
-    recomputed, which is how exp, tanh and sigmoid reuse the cached forward value.
+    recomputed, which is how exp, tanh and sigmoid reuse the cached forward value. Nodes that
+    ``stop`` accepts are kept whole, like variables (the structural operations of array code,
+    and values of another shape, whose gradients the sweep sums back first).
     """
     grads: dict[Expr, Expr] = {}
     stack: list[tuple[Expr, Expr]] = [(e, Num(1))]
     while stack:
         node, adjoint = stack.pop()
-        if isinstance(node, (Var, Elem)):
+        if isinstance(node, (Var, Elem)) or (stop is not None and node is not e and stop(node)):
             grads[node] = add(grads[node], adjoint) if node in grads else adjoint
             continue
         found = gate_of(node)

@@ -496,6 +496,8 @@ class _MpmathNumpy:
             "absolute": unary(mp.fabs), "square": unary(lambda t: t * t),
             "maximum": binary(lambda a, b: a if a >= b else b),
             "minimum": binary(lambda a, b: a if a <= b else b),
+            "arctan2": binary(mp.atan2), "hypot": binary(mp.hypot),
+            "power": binary(lambda a, b: _checked(a**b)),
         }  # fmt: skip
         self._np = np
 

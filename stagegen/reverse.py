@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Callable
+
+from .arrays.ir import BroadcastTo, Transpose
 from .domain import may_raise
-from .expr import Elem, Expr, Leaf, Neg, Num, Var, leaves, mul
+from .expr import Elem, Expr, Leaf, Neg, Num, Var, add, leaves, walk
 from .gates import gate_of, local_gradients
 from .names import as_python_reads, usable
 from .program import Program, Stage
+from .structural import NotNamed, Scatter, dimension_names, lift, structural_rule
+from .types import Types
 
 
 @dataclass
@@ -109,34 +114,6 @@ class _GradientNames:
         return chosen
 
 
-def _is_zero(e: Expr) -> bool:
-    return isinstance(e, Num) and e.value == 0
-
-
-def _shared_input(stage: Stage, active: set[Leaf]) -> tuple[str, Expr, dict] | None:
-    """(gate name, adjoint, factors) when the stage is one gate on a compound input that
-    carries two or more active inputs, and the gate's local gradient is worth computing once:
-    ``h = tanh(wh * h0 + wx * x + b)`` writes ``dh_in = (1 - h**2) * dh`` and then
-    ``dwh = h0 * dh_in``, ``dx = wx * dh_in``, ... as one would by hand."""
-    found = gate_of(stage.expr)
-    if found is None:
-        return None
-    gate, inputs = found
-    carrying = [i for i, child in enumerate(inputs) if any(l in active for l in leaves(child))]
-    if len(carrying) != 1:
-        return None
-    inner = inputs[carrying[0]]
-    if isinstance(inner, (Var, Elem)):
-        return None
-    factors = {l: g for l, g in local_gradients(inner).items() if l in active and not _is_zero(g)}
-    if len(factors) < 2:
-        return None
-    adjoint = gate.rule(Var(stage.target), *inputs)[carrying[0]]
-    if isinstance(adjoint, Num) or (isinstance(adjoint, Neg) and isinstance(adjoint.operand, Num)):
-        return None  # a number is as cheap to repeat as to name
-    return gate.name, adjoint, factors
-
-
 def name_gradients(
     program: Program, wrt_names: list[str], also_taken: set[str] = frozenset()
 ) -> tuple[_GradientNames, str]:
@@ -161,9 +138,12 @@ def name_gradients(
 
 
 def resolve_wrt(program: Program, wrt) -> list[str]:
+    """The differentiated parameters, in parameter order: all of them but integer labels when
+    ``wrt`` is None."""
     names = [p.name for p in program.params]
+    labels = [p.name for p in program.params if p.labels]
     if wrt is None:
-        return names
+        return [n for n in names if n not in labels]
     if isinstance(wrt, str):
         wrt = [w.strip() for w in wrt.split(",") if w.strip()]
     wrt = [as_python_reads(w) if isinstance(w, str) else w for w in wrt]
@@ -177,103 +157,304 @@ def resolve_wrt(program: Program, wrt) -> list[str]:
                 f"wrt names `{w}`, which is not a parameter of `{program.name}`",
                 f"parameters: {', '.join(names)}",
             )
+        if w in labels:
+            raise program.error(
+                f"`{w}` is used as an index (integer labels), which has no gradient",
+                "leave it out of wrt",
+            )
     return [n for n in names if n in wrt]
 
 
-def differentiate(program: Program, wrt=None) -> Backward:
-    if program.numpy:
-        from .arrays.reverse import differentiate_arrays
+# ---------------------------------------------------------------------------- the sweep
 
-        return differentiate_arrays(program, wrt)
+
+@dataclass
+class _Contribution:
+    """One path's gradient on a value, and what the notes would call its local gradient."""
+
+    value: Expr
+    local: Expr | None = None  # None: the value is the whole story (a structural rule's output)
+    via: GradStatement | None = None
+    factor: Expr | None = None
+
+
+class _StageSweep:
+    """The gradient statements of one stage: its gradient sent down its expression tree.
+
+    Elementwise nodes of one shape are one region: their local gradients are multiplied out
+    first, as the notes do (``dx = (1 - s) * s * ds``), and the stage's gradient is applied at
+    the region's inputs, summed back over broadcast axes where an input is smaller. A
+    structural node (a product, a reduction, ...) passes the gradient on by its own rule."""
+
+    def __init__(self, sweep: "_Sweep", stage: Stage, d_stage: Var):
+        self.sweep, self.stage, self.d_stage = sweep, stage, d_stage
+        self.types = sweep.types
+        self.statements: list[GradStatement] = []
+        self.contributions: dict[Leaf, list[_Contribution]] = {}
+        self.hoisted = 0
+
+    # -- what is active, and where regions end
+
+    def carries(self, node: Expr) -> bool:
+        """Whether a gradient sent into ``node`` can reach a requested input."""
+        return self.types.differentiable(node) and any(l in self.sweep.active for l in leaves(node))
+
+    def stop_at(self, root: Expr) -> Callable[[Expr], bool]:
+        root_shape = self.types.shape(root)
+
+        def stop(node: Expr) -> bool:
+            return structural_rule(node) is not None or self.types.shape(node) != root_shape
+
+        return stop
+
+    def region(self, root: Expr, out: Expr | None) -> dict[Expr, Expr]:
+        """Local gradients of an elementwise region on its inputs (zero ones are no path)."""
+        found = local_gradients(root, out, self.stop_at(root))
+        return {n: g for n, g in found.items() if not _is_zero(g) and self.carries(n)}
+
+    # -- sending gradients
+
+    def sink(self, leaf: Leaf, contribution: _Contribution) -> None:
+        self.contributions.setdefault(leaf, []).append(contribution)
+
+    def name(self, g: Expr, note: str = "") -> Var:
+        """A gradient computed once and read by several inputs below: ``d<stage>_in``."""
+        k = self.hoisted
+        self.hoisted += 1
+        target = self.stage.target
+        suffix = "_in" if k == 0 else f"_in{k + 1}"
+        name = self.sweep.names.assign(f"{target} input {k}", base=f"{target}{suffix}", noted=False)
+        self.statements.append(
+            GradStatement(
+                gradient=Var(name),
+                accumulate=False,
+                value=g,
+                local=g,
+                of=Var(f"{target}{suffix}"),
+                stage=self.stage.number,
+                intermediate=True,
+                note=note,
+            )
+        )
+        return Var(name)
+
+    def send(self, node: Expr, g: Expr) -> None:
+        """Send ``g``, the gradient of the value of ``node``, down to the requested inputs."""
+        if not self.carries(node) or _number(g) == 0:
+            return  # an identically zero gradient (0.0 * x, x ** 0) is no path at all
+        if isinstance(node, (Var, Elem)):
+            self.sink(node, _Contribution(g))
+            return
+        if _costly(g) and _active_reads(node, self.sweep.active) > 1:
+            g = self.name(g)  # computed once, read by every input below
+        rule = structural_rule(node)
+        if rule is not None:
+            try:
+                parts = rule(node, g, node, self.types)
+            except NotNamed:
+                raise _located(
+                    self.sweep.program,
+                    self.stage,
+                    "an index array reads an expression, not a named value",
+                    "bind the expression to a name first, then index the name",
+                ) from None
+            for child, child_g in parts:
+                self.send(child, child_g)
+            return
+        shape = self.types.shape(node)
+        for child, local in self.region(node, None).items():
+            child_shape = self.types.shape(child)
+            self.send(child, lift(local, g, self.types, shape, child_shape, _rule_input(child)))
+
+    def run(self) -> list[GradStatement]:
+        stage, expr, d_stage = self.stage, self.stage.expr, self.d_stage
+        out = Var(stage.target)
+        if structural_rule(expr) is not None:
+            self.send(expr, d_stage)  # a product, reduction, ... at the top: its own rule
+            return self.finish()
+        shape = self.types.shape(expr)
+        locals_ = self.region(expr, out)
+        shared = self.shared_input(expr, locals_)
+        if shared is not None:
+            self.send_shared(expr, locals_, *shared)
+            return self.finish()
+        # Where one costly gradient goes to several structural inputs (0.5 * reg * (np.sum(W1 *
+        # W1) + np.sum(W2 * W2))), it is named once; number code has no such inputs.
+        named: dict[Expr, Var] = {}
+        lifted = {
+            n: lift(local, d_stage, self.types, shape, self.types.shape(n), _rule_input(n))
+            for n, local in locals_.items()
+        }
+        into_rules = [g for n, g in lifted.items() if _rule_input(n) and _costly(g)]
+        for n, local in locals_.items():
+            g = lifted[n]
+            if isinstance(n, (Var, Elem)):
+                self.sink(n, _Contribution(g, local))
+                continue
+            if g in into_rules and into_rules.count(g) > 1:
+                if g not in named:
+                    named[g] = self.name(g)
+                g = named[g]
+            self.send(n, g)
+        return self.finish()
+
+    def shared_input(self, expr: Expr, locals_: dict) -> tuple | None:
+        """(gate name, inner input, its adjoint) when the stage is one gate on a compound input
+        that carries two or more active inputs, and the gate's local gradient is worth
+        computing once: ``h = tanh(wh * h0 + wx * x + b)`` writes ``dh_in = (1 - h**2) * dh``
+        and then ``dwh = h0 * dh_in``, ``dx = wx * dh_in``, ... as one would by hand."""
+        found = gate_of(expr)
+        if found is None:
+            return None
+        gate, inputs = found
+        carrying = [i for i, child in enumerate(inputs) if self.carries(child)]
+        if len(carrying) != 1:
+            return None
+        inner = inputs[carrying[0]]
+        if isinstance(inner, (Var, Elem)) or structural_rule(inner) is not None:
+            return None
+        if self.types.shape(inner) != self.types.shape(expr):
+            return None
+        if len(self.region(inner, None)) < 2:
+            return None
+        adjoint = gate.rule(Var(self.stage.target), *inputs)[carrying[0]]
+        if _number(adjoint) is not None:
+            return None  # a number is as cheap to repeat as to name
+        return gate.name, inner, adjoint
+
+    def send_shared(self, expr: Expr, locals_: dict, gate_name: str, inner: Expr, adjoint: Expr):
+        shape = self.types.shape(expr)
+        via_value = lift(adjoint, self.d_stage, self.types, shape, shape)
+        d_inner = self.name(via_value, note=f"at the {gate_name}'s input")
+        via = self.statements[-1]
+        via.local = adjoint
+        for n, factor in self.region(inner, None).items():
+            g = lift(factor, d_inner, self.types, shape, self.types.shape(n), _rule_input(n))
+            if isinstance(n, (Var, Elem)):
+                self.sink(n, _Contribution(g, locals_.get(n, g), via, factor))
+            else:
+                self.send(n, g)
+
+    # -- the statements
+
+    def finish(self) -> list[GradStatement]:
+        sweep = self.sweep
+        for leaf, parts in self.contributions.items():
+            name = sweep.names.assign(leaf.name)
+            gradient: Leaf = Var(name) if isinstance(leaf, Var) else Elem(name, leaf.index)
+            plain = [p for p in parts if not isinstance(p.value, Scatter)]
+            written: list[_Contribution] = []
+            if len(plain) == 1:
+                written.append(plain[0])
+            elif plain:
+                total = plain[0].value
+                for p in plain[1:]:
+                    total = add(total, p.value)
+                if _number(total) != 0:  # x - x: the parts cancel, no path
+                    written.append(_Contribution(total))
+            written += [p for p in parts if isinstance(p.value, Scatter)]
+            for part in written:
+                self.statements.append(
+                    GradStatement(
+                        gradient=gradient,
+                        accumulate=gradient in sweep.written,
+                        value=part.value,
+                        local=part.local if part.local is not None else part.value,
+                        of=leaf,
+                        stage=self.stage.number,
+                        via=part.via,
+                        factor=part.factor,
+                    )
+                )
+                sweep.written.add(gradient)
+            if written and isinstance(leaf, Var):
+                sweep.has_gradient.add(leaf.name)
+        return self.statements
+
+
+class _Sweep:
+    def __init__(self, program: Program, wrt_names: list[str]):
+        self.program = program
+        self.types = Types(program)
+        self.wrt_names = wrt_names
+        self.active: set[Leaf] = set()
+        self.written: set[Leaf] = set()
+        self.has_gradient: set[str] = {program.output.name}
+        self.names: _GradientNames | None = None
+
+    def paths(self, stage: Stage) -> list[Leaf]:
+        """The values a stage reads through a path whose local gradient is not zero."""
+        stop = lambda n: structural_rule(n) is not None  # noqa: E731
+        if stop(stage.expr):
+            return [l for l in leaves(stage.expr) if self.types.differentiable(l)]
+        found: list[Leaf] = []
+        for node, g in local_gradients(stage.expr, Var(stage.target), stop).items():
+            if not _is_zero(g):
+                found += [node] if isinstance(node, (Var, Elem)) else leaves(node)
+        return [l for l in found if self.types.differentiable(l)]
+
+
+def differentiate(program: Program, wrt=None) -> Backward:
+    """The backward of a program: one sweep for numbers and arrays alike."""
     wrt_names = resolve_wrt(program, wrt)
-    params = {p.name: p for p in program.params}
+    sweep = _Sweep(program, wrt_names)
+    types = sweep.types
     stages = program.stages
     output = program.output.name
 
-    # Which values reach the output; their local gradients (a zero one is no path).
+    # Which values reach the output through a path that is not zero, and which of those
+    # depend on a requested input (list elements are added as they are read).
     reaches: set[str] = {output}
-    locals_of: dict[str, dict[Leaf, Expr]] = {}
+    paths: dict[str, list[Leaf]] = {}
     for stage in reversed(stages):
-        if stage.target in reaches:
-            grads = local_gradients(stage.expr, Var(stage.target))
-            locals_of[stage.target] = {leaf: g for leaf, g in grads.items() if not _is_zero(g)}
-            reaches.update(leaf.name for leaf in locals_of[stage.target])
-    # Which of those depend on a requested input.
-    active: set[Leaf] = {
-        Var(name) for name in wrt_names
-    }  # list elements are added as they are read
+        if stage.target in reaches and types.differentiable(Var(stage.target)):
+            paths[stage.target] = sweep.paths(stage)
+            reaches.update(leaf.name for leaf in paths[stage.target])
+    active = sweep.active
+    active.update(Var(name) for name in wrt_names)
     for stage in stages:
-        for leaf in locals_of.get(stage.target, ()):
+        for leaf in paths.get(stage.target, ()):
             if isinstance(leaf, Elem) and leaf.name in wrt_names:
                 active.add(leaf)
-        if any(leaf in active for leaf in locals_of.get(stage.target, ())):
+        if any(leaf in active for leaf in paths.get(stage.target, ())):
             active.add(Var(stage.target))
 
-    names, upstream = name_gradients(program, wrt_names)
+    dimensions = {d for p in program.params if p.shape for d in dimension_names(p.shape)}
+    names, upstream = name_gradients(program, wrt_names, dimensions)
+    sweep.names = names
 
     blocks: list[Block] = []
-    written: set[Leaf] = set()
-    has_gradient: set[str] = {output}
     for stage in reversed(stages):
-        if Var(stage.target) not in active or stage.target not in has_gradient:
+        target = stage.target
+        if Var(target) not in active or target not in sweep.has_gradient or target not in paths:
             continue
-        d_stage = Var(names.assign(stage.target))
-        statements = []
-        shared = _shared_input(stage, {l for l in locals_of[stage.target] if l in active})
-        if shared is not None:
-            gate_name, adjoint, factors = shared
-            # A key no forward name can have, so the intermediate never shares a user's gradient.
-            d_inner = Var(
-                names.assign(f"{stage.target} input", base=f"{stage.target}_in", noted=False)
-            )
-            via = GradStatement(
-                gradient=d_inner,
-                accumulate=False,
-                value=mul(adjoint, d_stage),
-                local=adjoint,
-                of=Var(f"{stage.target}_in"),
-                stage=stage.number,
-                intermediate=True,
-                note=f"at the {gate_name}'s input",
-            )
-            statements.append(via)
-        for leaf, local in locals_of[stage.target].items():
-            if leaf not in active:
-                continue
-            grad_name = names.assign(leaf.name)
-            gradient: Leaf = (
-                Var(grad_name) if isinstance(leaf, Var) else Elem(grad_name, leaf.index)
-            )
-            statement = GradStatement(
-                gradient=gradient,
-                accumulate=gradient in written,
-                value=mul(local, d_stage),
-                local=local,
-                of=leaf,
-                stage=stage.number,
-            )
-            if shared is not None:
-                statement.via, statement.factor = via, factors[leaf]
-                statement.value = mul(factors[leaf], via.gradient)
-            statements.append(statement)
-            written.add(gradient)
-            if isinstance(leaf, Var):
-                has_gradient.add(leaf.name)
+        d_stage = Var(names.assign(target))
+        statements = _StageSweep(sweep, stage, d_stage).run()
         if statements:
             blocks.append(Block(stage, statements))
+    blocks = _without_unread(blocks, {names.assign(n) for n in wrt_names})
 
     # Forward replay: the stages whose values the gradient statements read, and what those
     # read in turn. Stages on a path to the output whose math calls may raise outside their
-    # domain are replayed too, so that the backward raises where the forward does.
+    # domain are replayed too, so that the backward raises (or, for arrays, warns) where the
+    # forward does.
+    gradient_names = set(names.names.values())
     read: set[str] = set()
     for block in blocks:
         for st in block.statements:
-            read.update(l.name for l in leaves(st.local) if isinstance(l, Var))
-    read = _with_inputs(stages, read)
+            read.update(
+                l.name
+                for l in leaves(st.value)
+                if isinstance(l, Var) and l.name not in gradient_names
+            )
+    read = _with_inputs(stages, read & {s.target for s in stages})
     domain_checks = _with_inputs(stages, may_raise(program) & reaches) - read
     replay = [s for s in stages if s.target in read or s.target in domain_checks]
 
-    zero = [n for n in wrt_names if not params[n].is_list and Var(names.assign(n)) not in written]
+    params = {p.name: p for p in program.params}
+    zero = [
+        n for n in wrt_names if not params[n].is_list and Var(names.assign(n)) not in sweep.written
+    ]
     return Backward(
         program=program,
         wrt=wrt_names,
@@ -287,6 +468,54 @@ def differentiate(program: Program, wrt=None) -> Backward:
     )
 
 
+def _without_unread(blocks: list[Block], returned: set[str]) -> list[Block]:
+    """Drop gradient statements nothing reads: a gradient whose only paths turned out to be
+    zero (``t = x - x``) is computed for nothing otherwise."""
+    while True:
+        read = {
+            l.name
+            for b in blocks
+            for st in b.statements
+            for l in leaves(st.value)
+            if isinstance(l, Var)
+        }
+        kept = [
+            Block(b.stage, [st for st in b.statements if st.gradient.name in read | returned])
+            for b in blocks
+        ]
+        kept = [b for b in kept if b.statements]
+        if sum(len(b.statements) for b in kept) == sum(len(b.statements) for b in blocks):
+            return kept
+        blocks = kept
+
+
+def _rule_input(node: Expr) -> bool:
+    return structural_rule(node) is not None
+
+
+def _is_zero(e: Expr) -> bool:
+    return _number(e) == 0
+
+
+def _number(e: Expr):
+    if isinstance(e, Num):
+        return e.value
+    if isinstance(e, Neg) and isinstance(e.operand, Num):
+        return -e.operand.value
+    return None
+
+
+def _costly(g: Expr) -> bool:
+    """Whether a gradient is worth naming rather than repeating (more than a name or a view)."""
+    while isinstance(g, (Neg, BroadcastTo, Transpose)):
+        g = g.operand
+    return not isinstance(g, (Var, Num))
+
+
+def _active_reads(node: Expr, active) -> int:
+    return sum(1 for n in walk(node) if isinstance(n, Var) and n in active)
+
+
 def _with_inputs(stages: list[Stage], targets: set[str]) -> set[str]:
     """The targets and every stage value they are computed from."""
     needed = set(targets)
@@ -294,3 +523,9 @@ def _with_inputs(stages: list[Stage], targets: set[str]) -> set[str]:
         if stage.target in needed:
             needed.update(l.name for l in leaves(stage.expr) if isinstance(l, Var))
     return needed
+
+
+def _located(program: Program, stage: Stage, message: str, hint: str):
+    from .errors import StagegenError
+
+    return StagegenError(message, hint, filename=program.filename, line=stage.line, col=stage.col)

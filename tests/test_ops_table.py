@@ -1,5 +1,5 @@
-"""One table of operations, first stage (issue 13): array code's elementwise functions come from
-the gate table (stagegen.gates) that numbers use.
+"""One table of operations (issue 13): array code's elementwise functions come from the gate
+table (stagegen.gates) that numbers use, one-argument and two-argument ones alike.
 
 For every function of the table with a NumPy spelling: an array program calling it has a
 generated backward that matches float64 central differences of the source, and the proof
@@ -20,9 +20,11 @@ from stagegen.arrays import parse as array_parse
 from stagegen.arrays.ir import ArrayPrinter
 from stagegen.errors import StagegenError
 from stagegen.expr import Call, Var
-from stagegen.gates import FUNCTIONS, NUMPY_FUNCTIONS
+from stagegen.gates import FUNCTIONS, NUMPY_BINARY, NUMPY_FUNCTIONS
 
-SPELLED = {key: gate.numpy for key, gate in FUNCTIONS.items() if gate.numpy}
+EVERY_SPELLED = {key: gate.numpy for key, gate in FUNCTIONS.items() if gate.numpy}
+SPELLED = {key: spelled for key, spelled in EVERY_SPELLED.items() if spelled in NUMPY_FUNCTIONS}
+BINARY = {key: spelled for key, spelled in EVERY_SPELLED.items() if spelled in NUMPY_BINARY}
 
 # Each function's argument, mapped into its domain for any real x (and off the kinks and poles
 # at the points the test and the proof draw): keyed by the table's key, so a new table entry
@@ -33,6 +35,13 @@ DOMAIN = {
     "exp": "x", "expm1": "x", "sin": "x", "cos": "x", "sinh": "x", "cosh": "x", "tanh": "x",
     "atan": "x", "abs": "x", "log": POSITIVE, "log2": POSITIVE, "log10": POSITIVE,
     "sqrt": POSITIVE, "log1p": "x * x - 0.5", "tan": INSIDE, "asin": INSIDE, "acos": INSIDE,
+}  # fmt: skip
+
+# The two-argument ones: both arguments arrays, except a power's exponent (an array exponent is
+# refused). x and y are drawn apart, so max and min have no ties.
+BINARY_ARGUMENTS = {
+    "max": ("x", "y"), "min": ("x", "y"), "atan2": ("x", "y"), "hypot": ("x", "y"),
+    "pow": (POSITIVE, "2.5"),
 }  # fmt: skip
 
 H = 1e-6
@@ -63,20 +72,25 @@ def central_differences(forward, x: np.ndarray, upstream: np.ndarray) -> np.ndar
 
 def test_every_spelled_function_has_a_domain_here():
     assert set(DOMAIN) == set(SPELLED)
+    assert set(BINARY_ARGUMENTS) == set(BINARY)
+    assert set(SPELLED) | set(BINARY) == set(EVERY_SPELLED)  # every NumPy function: one or two
 
 
 def test_the_table_spells_the_functions_numpy_has_and_no_others():
-    for key, spelled in SPELLED.items():
+    for key, spelled in EVERY_SPELLED.items():
         assert callable(getattr(np, spelled)), key
     assert "erf" in FUNCTIONS and FUNCTIONS["erf"].numpy is None  # NumPy has no erf
     assert SPELLED["atan"] == "arctan" and SPELLED["asin"] == "arcsin"
     assert SPELLED["acos"] == "arccos"
     assert NUMPY_FUNCTIONS == {spelled: key for key, spelled in SPELLED.items()}
+    assert NUMPY_BINARY == {spelled: key for key, spelled in BINARY.items()}
+    assert BINARY["max"] == "maximum" and BINARY["pow"] == "power"
 
 
 def test_the_array_reader_accepts_exactly_the_tables_functions():
     assert set(array_parse.UNARY) == set(SPELLED.values())
-    for spelled in SPELLED.values():
+    assert set(array_parse.BINARY) == set(BINARY.values())
+    for spelled in EVERY_SPELLED.values():
         assert f"np.{spelled}" in array_parse.SUPPORTED
 
 
@@ -113,5 +127,40 @@ def test_backward_matches_central_differences_and_is_proven(key):
     assert analytic.shape == x.shape
     scale = np.max(np.abs(analytic) + np.abs(numeric))
     assert np.max(np.abs(analytic - numeric)) / scale < 1e-7, (key, text)
+    report = stagegen.verify(source, filename="case.py")
+    assert report.functions and all(r.points for r in report.functions), report
+
+
+def binary_source(key: str) -> str:
+    a, b = BINARY_ARGUMENTS[key]
+    return textwrap.dedent(f"""\
+        import numpy as np
+
+
+        def f(x: "N, D", y: "N, D"):
+            return np.{BINARY[key]}({a}, {b}) * 2.0
+        """)
+
+
+@pytest.mark.parametrize("key", sorted(BINARY))
+def test_two_argument_functions_match_central_differences_and_are_proven(key):
+    source = binary_source(key)
+    text = stagegen.generate(source, filename="case.py")
+    assert f"np.{BINARY[key]}(" in text
+    namespace: dict = {}
+    exec(compile(source, "case.py", "exec"), namespace)
+    forward = namespace["f"]
+    backward = load_backward_module(text)["f_backward"]
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    x = rng.choice([-1.0, 1.0], size=(3, 4)) * rng.uniform(0.1, 1.5, size=(3, 4))
+    y = x + rng.choice([-1.0, 1.0], size=(3, 4)) * rng.uniform(0.2, 1.0, size=(3, 4))
+    upstream = rng.normal(size=(3, 4))
+    dx, dy = backward(x.copy(), y.copy(), upstream)
+    numeric_x = central_differences(lambda t: forward(t, y), x.copy(), upstream)
+    numeric_y = central_differences(lambda t: forward(x, t), y.copy(), upstream)
+    for analytic, numeric in ((dx, numeric_x), (dy, numeric_y)):
+        assert np.shape(analytic) == x.shape
+        scale = np.max(np.abs(analytic) + np.abs(numeric)) + 1e-300
+        assert np.max(np.abs(analytic - numeric)) / scale < 1e-7, (key, text)
     report = stagegen.verify(source, filename="case.py")
     assert report.functions and all(r.points for r in report.functions), report

@@ -9,10 +9,8 @@ import numpy as np
 
 def relu_backward(x, dout=1.0):
     """Gradient of relu with respect to x, scaled by the upstream gradient dout (shaped like out, or a number)."""
-    # forward pass (only the values the backward pass reads)
-    out = np.maximum(0, x)  # (1)
     N, D = x.shape
     dout = np.broadcast_to(dout, (N, D))
     # backprop out = np.maximum(0, x)
-    dx = (out > 0) * dout  # (1)
+    dx = (x > 0) * dout  # (1)
     return dx

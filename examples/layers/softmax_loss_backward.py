@@ -9,8 +9,10 @@ import numpy as np
 
 def softmax_loss_backward(x, y, dloss=1.0):
     """Gradient of softmax_loss with respect to x, scaled by the upstream gradient dloss."""
-    # forward pass (only the values the backward pass reads)
+    # forward pass (the values the backward pass reads, and domain checks:
+    # stages replayed only so that it raises where the forward raises)
     shifted = x - np.max(x, axis=1, keepdims=True)  # (1)
+    log_z = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))  # (2) domain check
     n = x.shape[0]  # (4)
     C = x.shape[1]
     # backprop loss = -np.sum(log_probs[np.arange(n), y]) / n

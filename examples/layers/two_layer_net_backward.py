@@ -9,17 +9,21 @@ import numpy as np
 
 def two_layer_loss_backward(X, y, W1, b1, W2, b2, reg=0.0, dloss=1.0):
     """Gradient of two_layer_loss with respect to W1, b1, W2, b2, scaled by the upstream gradient dloss."""
-    # forward pass (only the values the backward pass reads)
+    # forward pass (the values the backward pass reads, and domain checks:
+    # stages replayed only so that it raises where the forward raises)
     hidden = np.maximum(0, X @ W1 + b1)  # (1)
     scores = hidden @ W2 + b2  # (2)
     shifted = scores - scores.max(axis=1, keepdims=True)  # (3)
+    log_probs = shifted - np.log(
+        np.exp(shifted).sum(axis=1, keepdims=True)
+    )  # (4) domain check
     n = X.shape[0]  # (5)
     C = W2.shape[1]
     # backprop loss = data_loss + 0.5 * reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
     dloss_in = 0.5 * reg * dloss  # (7)
     ddata_loss = dloss  # (7)
-    dW1 = 2 * (W1 * dloss_in)  # (7)
-    dW2 = 2 * (W2 * dloss_in)  # (7)
+    dW1 = 2 * W1 * dloss_in  # (7)
+    dW2 = 2 * W2 * dloss_in  # (7)
     # backprop data_loss = -np.sum(log_probs[np.arange(n), y]) / n
     dlog_probs = np.zeros((n, C))  # (6)
     np.add.at(dlog_probs, (np.arange(n), y), -ddata_loss / n)  # (6)

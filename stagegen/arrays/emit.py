@@ -9,7 +9,7 @@ scattered with ``np.add.at``, which adds where indices repeat.
 
 from __future__ import annotations
 
-from ..emit import RenderedFunction, _comment, _shorten
+from ..emit import DOMAIN_CHECK, RenderedFunction, _comment, _shorten
 from ..expr import Expr, Var, walk
 from ..names import CALLED_BUILTINS
 from ..reverse import Backward
@@ -27,7 +27,8 @@ from .ir import (
     Transpose,
     Zeros,
 )
-from .reverse import Scatter, dims
+from ..lower import elementwise_selections
+from ..structural import Scatter, dims
 
 
 def _may_alias(e: Expr) -> bool:
@@ -76,7 +77,7 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
         parts = []
         for st in block.statements:
             name = st.gradient.name
-            value = st.value
+            value = elementwise_selections(st.value)
             if isinstance(value, Scatter):
                 if not st.accumulate:
                     parts.append((f"{name} = ", Zeros(value.shape), st.stage))
@@ -180,7 +181,11 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
             }
         )
 
-    replay = [f"{s.target} = {printer(s.expr)}" + _comment(s.number, s.comment) for s in b.replay]
+    replay = [
+        f"{s.target} = {printer(s.expr)}"
+        + _comment(s.number, DOMAIN_CHECK if s.target in b.domain_checks else s.comment)
+        for s in b.replay
+    ]
     zero = []
     for n in b.zero:
         z = zero_values[n]
@@ -205,7 +210,7 @@ def render_array_function(b: Backward, np_name: str) -> RenderedFunction:
         independent=", ".join(b.wrt),
         notes=[f"the gradient of {v} is named `{g}` ({why})" for v, g, why in b.renamed],
         replay=replay,
-        checks_domain=False,
+        checks_domain=bool(b.domain_checks),
         setup=setup,
         blocks=blocks,
         zero=zero,

@@ -135,6 +135,18 @@ class Outer(Expr):
 
 
 @dataclass(frozen=True)
+class Where(Expr):
+    """``np.where(test, body, orelse)``: number code's ``body if test else orelse``, elementwise."""
+
+    test: Expr
+    body: Expr
+    orelse: Expr
+
+    def children(self):
+        return (self.test, self.body, self.orelse)
+
+
+@dataclass(frozen=True)
 class Copy(Expr):
     operand: Expr
     number: bool = False  # a number's copy is float(x): a 0-d array upstream is not written into
@@ -172,6 +184,8 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Outer(kids[0], kids[1])
     if isinstance(e, Copy):
         return Copy(kids[0], e.number)
+    if isinstance(e, Where):
+        return Where(*kids)
     if hasattr(e, "rebuilt"):
         return e.rebuilt(kids)
     return rebuild(e, kids)
@@ -264,6 +278,8 @@ class ArrayPrinter(Printer):
             return f"{np}.zeros({self._tuple(e.shape)})"
         if isinstance(e, Outer):
             return f"{np}.outer({self.text(e.left)}, {self.text(e.right)})"
+        if isinstance(e, Where):
+            return f"{np}.where({self.text(e.test)}, {self.text(e.body)}, {self.text(e.orelse)})"
         if isinstance(e, Copy):
             if e.number:
                 return f"float({self.text(e.operand)})"
@@ -286,6 +302,7 @@ __all__ = [
     "Reshape",
     "ShapeRead",
     "Transpose",
+    "Where",
     "Zeros",
     "rebuild_array",
 ]

@@ -11,13 +11,13 @@ reverse pass knows every shape without running anything.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 
 from ..expr import Bin, Call, Compare, Expr, Neg, Var
 from ..parse import _BINOPS, FunctionReader
 from ..program import Param, Program
+from ..types import Type
 from . import annotations, shapes
-from ..gates import NUMPY_FUNCTIONS
+from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS
 from .ir import (
     Arange,
     Dot,
@@ -31,26 +31,14 @@ from .ir import (
 )
 from .shapes import Shape, ShapeError, show
 
-# The one-argument elementwise functions come from the gate table (np.arctan -> "atan"); the two
-# below are array-only for now (their masks are lowered by hand in arrays.reverse).
+# The elementwise functions come from the gate table (np.arctan -> "atan", np.maximum -> "max").
 UNARY = tuple(NUMPY_FUNCTIONS)
-BINARY = ("maximum", "minimum")
+BINARY = tuple(NUMPY_BINARY)
 REDUCTIONS = ("sum", "mean", "max")
 SUPPORTED = ", ".join(
     f"np.{n}" for n in (*UNARY, *BINARY, *REDUCTIONS, "dot", "transpose", "reshape", "arange")
 )
 _COMPARE = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
-
-
-@dataclass(frozen=True)
-class Type:
-    shape: Shape
-    kind: str = "float"  # "float", "int" (indices, sizes) or "bool" (a mask)
-    value: object = None  # for an int read from a shape: its dimension ("N")
-
-    @property
-    def differentiable(self) -> bool:
-        return self.kind == "float"
 
 
 class ArrayReader(FunctionReader):
@@ -374,7 +362,13 @@ class ArrayReader(FunctionReader):
             args = tuple(self.expr(a) for a in node.args)
             for a, n in zip(args, node.args):
                 self._require_float(n, a, shown)
-            return Call(name, args), self._elementwise(node, "*", *args)
+            if name == "power" and self.type_of(args[1]).shape != ():
+                raise self.src.error(
+                    node.args[1],
+                    "an array exponent is not supported",
+                    "raise to a number, e.g. `np.power(x, 2)`",
+                )
+            return Call(NUMPY_BINARY[name], args), self._elementwise(node, "*", *args)
         if name in REDUCTIONS:
             keywords = self._keywords(node, ("axis", "keepdims"))
             if len(node.args) == 2 and "axis" not in keywords:

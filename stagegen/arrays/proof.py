@@ -58,7 +58,7 @@ import hashlib
 from dataclasses import dataclass
 
 from ..errors import VerificationError
-from ..gates import NUMPY_FUNCTIONS
+from ..gates import NUMPY_FUNCTIONS, numpy_spelling
 from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
 from ..program import Program
 from ..proof import _RANGES, RTOL, _MpmathCode
@@ -356,7 +356,13 @@ class SymbolicForward:
         }  # fmt: skip
         self.unary = {k: meaning.get(k) or getattr(sp, k) for k in NUMPY_FUNCTIONS.values()}
         functions = _functions()
-        self.binary = {"maximum": functions["maximum"], "minimum": functions["minimum"]}
+        self.binary = {
+            "max": functions["maximum"],
+            "min": functions["minimum"],
+            "atan2": sp.atan2,
+            "hypot": lambda a, b: sp.sqrt(a**2 + b**2),
+            "pow": lambda a, b: a**b,
+        }
         self.masks = functions["masks"]
         self.reduce_max = functions["max"]
 
@@ -413,7 +419,7 @@ class SymbolicForward:
                 return self._ufunc(self.unary[e.fn], 1)(v(e.args[0]))
             if e.fn in self.binary:
                 return self._ufunc(self.binary[e.fn], 2)(v(e.args[0]), v(e.args[1]))
-            raise TypeError(f"the array proof has no rule for np.{e.fn}")
+            raise TypeError(f"the array proof has no rule for np.{numpy_spelling(e.fn)}")
         if isinstance(e, Compare):
             return self._ufunc(self.masks[e.op], 2)(v(e.left), v(e.right))
         if isinstance(e, Dot):

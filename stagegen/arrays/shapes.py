@@ -113,7 +113,7 @@ def _jaxtyping_symbol(part: str) -> ShapeError | None:
     return None
 
 
-def _factors(d: Dim) -> tuple[int, tuple[str, ...]]:
+def factors(d: Dim) -> tuple[int, tuple[str, ...]]:
     if isinstance(d, int):
         return d, ()
     coeff, names = 1, []
@@ -135,7 +135,7 @@ def _dim(coeff: int, names) -> Dim:
 def multiply(dims) -> Dim:
     coeff, names = 1, []
     for d in dims:
-        c, n = _factors(d)
+        c, n = factors(d)
         coeff *= c
         names += n
     return _dim(coeff, names)
@@ -202,8 +202,8 @@ def reshape(shape: Shape, target: list[Dim | None]) -> Shape:
     """``target`` lists the new dimensions, None for the one -1."""
     if target.count(None) > 1:
         raise ShapeError("reshape has more than one -1", "give every dimension but one")
-    total_c, total_n = _factors(multiply(shape))
-    known_c, known_n = _factors(multiply([d for d in target if d is not None]))
+    total_c, total_n = factors(multiply(shape))
+    known_c, known_n = factors(multiply([d for d in target if d is not None]))
     rest_n = list(total_n)
     for n in known_n:
         if n not in rest_n:
@@ -230,7 +230,7 @@ def size(shape: Shape, sizes: dict[str, int]) -> tuple[int, ...]:
     """The concrete shape for given sizes of the named dimensions."""
     out = []
     for d in shape:
-        c, names = _factors(d)
+        c, names = factors(d)
         out.append(c * prod(sizes[n] for n in names))
     return tuple(out)
 
@@ -238,7 +238,7 @@ def size(shape: Shape, sizes: dict[str, int]) -> tuple[int, ...]:
 def names_in(shape: Shape) -> list[str]:
     found: list[str] = []
     for d in shape:
-        for n in _factors(d)[1]:
+        for n in factors(d)[1]:
             if n not in found:
                 found.append(n)
     return found

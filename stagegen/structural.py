@@ -1,0 +1,206 @@
+"""The structural operations' vector-Jacobian products: dot, transpose, reshape, reductions and
+indexing, which move or combine elements rather than map them one by one.
+
+The elementwise operations are the gate table's (gates.py): a local partial per input, lifted to
+any shape by summing over broadcast axes (``unbroadcast`` here). These are the rest of the one
+table of operations. Each rule takes the gradient ``g`` of the node's output and returns the
+gradient of each input, written the way a course's solutions write it (``dw = x.T.dot(dout)``,
+``db = dout.sum(axis=0)``); the sweep (reverse.py) never names an operation itself.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .arrays.ir import (
+    BroadcastTo,
+    Dim,
+    Dot,
+    FullSlice,
+    Index,
+    NewAxis,
+    Outer,
+    Reduce,
+    Reshape,
+    Transpose,
+)
+from .arrays.shapes import Shape, factors
+from .expr import Bin, Compare, Expr, Neg, Num, Var, div, is_num, mul, neg
+from .types import Types
+
+
+class Scatter(Expr):
+    """The gradient of a gather ``x[rows, y]``: ``values`` added into zeros of x's shape at the
+    index. Only ever the whole value of a gradient statement (lowered to ``np.add.at``)."""
+
+    __slots__ = ("shape", "items", "values")
+
+    def __init__(self, shape: tuple[Expr, ...], items: tuple[Expr, ...], values: Expr):
+        self.shape, self.items, self.values = shape, items, values
+
+    def children(self):
+        return (*self.shape, *self.items, self.values)
+
+    def rebuilt(self, kids) -> "Scatter":
+        n, m = len(self.shape), len(self.items)
+        return Scatter(tuple(kids[:n]), tuple(kids[n : n + m]), kids[n + m])
+
+
+class NotNamed(ValueError):
+    """An index array read from an expression: its gradient has no array to be scattered into."""
+
+
+def dims(shape: Shape) -> tuple[Expr, ...]:
+    """A symbolic shape as expressions the generated code can print: N, D, H*W, 3."""
+    out: list[Expr] = []
+    for d in shape:
+        coeff, names = factors(d)
+        e: Expr = Num(coeff) if coeff != 1 or not names else Dim(names[0])
+        for k, n in enumerate(names):
+            if k == 0 and coeff == 1:
+                continue
+            e = mul(e, Dim(n))
+        out.append(e)
+    return tuple(out)
+
+
+def dimension_names(shape: Shape) -> list[str]:
+    return [n for d in shape for n in factors(d)[1]]
+
+
+# ---------------------------------------------------------------------------- broadcasting
+
+
+def unbroadcast(g: Expr, frm: Shape, to: Shape) -> Expr:
+    """Sum a gradient of shape ``frm`` down to an input of shape ``to`` (at shape () there is
+    nothing to sum: a number's gradient stays as it is)."""
+    lead = len(frm) - len(to)
+    reduces = lead or any(t == 1 and f != 1 for f, t in zip(frm[lead:], to))
+    if isinstance(g, Neg) and reduces:
+        return neg(unbroadcast(g.operand, frm, to))  # -dxmu.sum(axis=0)
+    if lead:
+        g = Reduce("sum", g, tuple(range(lead)) if to else None, False, "method")
+    kept = tuple(i for i, (f, t) in enumerate(zip(frm[lead:], to)) if t == 1 and f != 1)
+    if kept:
+        g = Reduce("sum", g, kept, True, "method")
+    return g
+
+
+def broadcast_to(g: Expr, shape: Shape) -> Expr:
+    b = BroadcastTo(g, dims(shape))
+    object.__setattr__(b, "shape_key", shape)  # not part of equality: read by lift()
+    return b
+
+
+def lift(
+    local: Expr, g: Expr, types: Types, frm: Shape, to: Shape, into_rule: bool = False
+) -> Expr:
+    """An elementwise operation's gradient on one input: ``local * g``, summed back over the
+    axes the input was broadcast along. A broadcast ``g`` needs no ``broadcast_to`` when the
+    local factor has the full shape already. ``1 / x`` times ``g`` reads ``g / x`` for an array
+    and for what a structural rule receives (number code keeps the notes' ``(1 / x) * g``)."""
+    sign, inner = (neg, local.operand) if isinstance(local, Neg) else ((lambda e: e), local)
+    if (frm or into_rule) and isinstance(inner, Bin) and inner.op == "/" and is_num(inner.left, 1):
+        return unbroadcast(sign(div(g, inner.right)), frm, to)
+    if isinstance(g, BroadcastTo) and types.shape(local) == g.shape_key:
+        g = g.operand
+    return unbroadcast(mul(local, g), frm, to)
+
+
+# ---------------------------------------------------------------------------- the rules
+
+Rule = Callable[[Expr, Expr, Expr, Types], list[tuple[Expr, Expr]]]
+
+
+def transpose_of(e: Expr) -> Expr:
+    return e.operand if isinstance(e, Transpose) else Transpose(e, ".T")
+
+
+def _dot(node: Dot, g: Expr, value: Expr, types: Types):
+    a, b = node.left, node.right
+    sa, sb = types.shape(a), types.shape(b)
+    if len(sa) == 2 and len(sb) == 2:
+        return [(a, Dot(g, transpose_of(b))), (b, Dot(transpose_of(a), g))]
+    if len(sa) == 2:  # matrix . vector
+        return [(a, Outer(g, b)), (b, Dot(transpose_of(a), g))]
+    if len(sb) == 2:  # vector . matrix
+        return [(a, Dot(b, g)), (b, Outer(a, g))]
+    return [(a, mul(b, g)), (b, mul(a, g))]  # vector . vector
+
+
+def _transpose(node: Transpose, g: Expr, value: Expr, types: Types):
+    return [(node.operand, transpose_of(g))]
+
+
+def _reshape(node: Reshape, g: Expr, value: Expr, types: Types):
+    return [(node.operand, Reshape(g, dims(types.shape(node.operand))))]
+
+
+def _reduce(node: Reduce, g: Expr, value: Expr, types: Types):
+    x = node.operand
+    sx = types.shape(x)
+    axes = tuple(range(len(sx))) if node.axis is None else node.axis
+    expanded = g
+    if node.axis is not None and not node.keepdims:
+        # Put the reduced axes back as size 1 (leading ones broadcast by themselves).
+        items: list[Expr] = [NewAxis() if i in axes else FullSlice() for i in range(len(sx))]
+        while items and isinstance(items[0], NewAxis):
+            items.pop(0)
+        while items and isinstance(items[-1], FullSlice):
+            items.pop()
+        if items:
+            expanded = Index(g, tuple(items))
+    if node.fn == "sum":
+        return [(x, broadcast_to(expanded, sx))]
+    if node.fn == "mean":
+        count: Expr = Num(1)
+        for d in dims(tuple(sx[i] for i in axes)):
+            count = mul(count, d)
+        return [(x, broadcast_to(div(expanded, count), sx))]
+    # max: the gradient goes to the maxima
+    if node.keepdims or node.axis is None:
+        peak = value
+    else:
+        peak = Reduce("max", x, node.axis, True, "method")
+    # Tied maxima share the gradient equally (the average of the subgradients), so the
+    # gradient still sums to the upstream one: max(x + t) = max(x) + t.
+    at_peak = Compare("==", x, peak)
+    ties = Reduce("sum", at_peak, node.axis, True, "method")
+    return [(x, mul(div(at_peak, ties), expanded))]
+
+
+def _index(node: Index, g: Expr, value: Expr, types: Types):
+    x = node.operand
+    arrays = [i for i in node.items if not isinstance(i, (FullSlice, NewAxis))]
+    if not arrays:
+        # Only : and None: drop the new axes again.
+        items = [Num(0) if isinstance(i, NewAxis) else FullSlice() for i in node.items]
+        while items and isinstance(items[-1], FullSlice):
+            items.pop()
+        dropped = tuple(k for k, i in enumerate(items) if isinstance(i, Num))
+        if isinstance(g, Neg):
+            inner, sign = g.operand, neg
+        else:
+            inner, sign = g, (lambda e: e)
+        if isinstance(inner, Reduce) and inner.keepdims and inner.axis == dropped:
+            # x[:, None] read back from a sum with keepdims: the sum without them.
+            return [(x, sign(Reduce(inner.fn, inner.operand, inner.axis, False, inner.spelling)))]
+        return [(x, Index(g, tuple(items)) if items else g)]
+    if not isinstance(x, Var):
+        raise NotNamed()
+    if isinstance(g, BroadcastTo):
+        g = g.operand  # np.add.at broadcasts the values itself
+    return [(x, Scatter(dims(types.shape(x)), node.items, g))]
+
+
+STRUCTURAL: dict[type, Rule] = {
+    Dot: _dot,
+    Transpose: _transpose,
+    Reshape: _reshape,
+    Reduce: _reduce,
+    Index: _index,
+}
+
+
+def structural_rule(node: Expr) -> Rule | None:
+    return STRUCTURAL.get(type(node))
