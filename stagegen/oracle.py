@@ -11,8 +11,8 @@ of numbers:
   points where it is defined and within float range, and for float64 central differences;
 * **mpmath numbers** (50 digits; ``math`` bound to a shim over mpmath, NumPy to a thin proxy
   whose elementwise functions apply mpmath to object arrays, everything else real NumPy):
-  the gradient as central differences with a step of 1e-20, exact to far beyond the 1e-7 the
-  proof asks for;
+  the gradient as central differences (stagegen.numeric) with a step of 1e-20, exact to far
+  beyond the 1e-7 the proof asks for;
 * **SymPy symbols** (numbers only, while the composed expression stays small): SymPy's exact
   derivative of the expression the source builds.
 """
