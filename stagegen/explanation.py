@@ -659,22 +659,20 @@ def _compare(ex: Explanation) -> None:
 
 
 def _central_difference(program: Program, point: dict, name: str) -> float | None:
+    from .numeric import central_difference
+
     base, _, index = name.partition("[")
+    names = list(point)
 
-    def at(delta: float) -> float:
-        moved = {k: (list(v) if isinstance(v, list) else v) for k, v in point.items()}
-        if index:
-            moved[base][int(index.rstrip("]"))] += delta
-        else:
-            moved[base] += delta
-        return forward_values(program, moved)[program.output.name]
+    def output(*args) -> float | None:
+        try:
+            return forward_values(program, dict(zip(names, args)))[program.output.name]
+        except _Undefined:
+            return None
 
-    x = point[base][int(index.rstrip("]"))] if index else point[base]
-    h = 1e-5 * max(1.0, abs(x))
-    try:
-        return (at(h) - at(-h)) / (2 * h)
-    except _Undefined:
-        return None
+    element = (int(index.rstrip("]")),) if index else ()
+    d = central_difference(output, list(point.values()), names.index(base), element)
+    return None if d is None else d.slope()
 
 
 # ---------------------------------------------------------------------------- entry points

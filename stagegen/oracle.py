@@ -11,8 +11,8 @@ of numbers:
   points where it is defined and within float range, and for float64 central differences;
 * **mpmath numbers** (50 digits; ``math`` bound to a shim over mpmath, NumPy to a thin proxy
   whose elementwise functions apply mpmath to object arrays, everything else real NumPy):
-  the gradient as central differences with a step of 1e-20, exact to far beyond the 1e-7 the
-  proof asks for;
+  the gradient as central differences (stagegen.numeric) with a step of 1e-20, exact to far
+  beyond the 1e-7 the proof asks for;
 * **SymPy symbols** (numbers only, while the composed expression stays small): SymPy's exact
   derivative of the expression the source builds.
 """
@@ -27,11 +27,11 @@ import numbers
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from .numeric import central_differences, copies, element
 from .gates import NUMPY_FUNCTIONS  # which np.<fn> array code may call (names only, no rules)
 
 DIGITS = 50  # digits of the reference values
 GUARD_DIGITS = 15  # extra working digits, eaten by the difference quotient
-STEP = 20  # central-difference step: 10**-STEP, times max(1, |x|)
 FLOAT_LIMIT = 1e250  # a value past this says nothing about float64 code
 SYMPY_STATEMENT_LIMIT = 60  # statements in the def up to which SymPy's route is tried
 SYMPY_TREE_LIMIT = 400  # nodes of the composed expression up to which SymPy differentiates
@@ -235,22 +235,6 @@ def _mp_pow(x, y, z=None):
     return x**y
 
 
-def _moved(args, index, value):
-    """A copy of the arguments with one scalar input replaced; index is (k,) or (k, j)."""
-    out = list(args)
-    if len(index) == 1:
-        out[index[0]] = value
-    else:
-        k, j = index
-        out[k] = list(out[k])
-        out[k][j] = value
-    return out
-
-
-def _at(args, index):
-    return args[index[0]] if len(index) == 1 else args[index[0]][index[1]]
-
-
 class ScalarOracle:
     """Gradients of a scalar function (numbers and lists of numbers) from its source text."""
 
@@ -282,24 +266,23 @@ class ScalarOracle:
                 [mpmath.mpf(v) for v in a] if isinstance(a, list) else mpmath.mpf(a) for a in args
             ]
 
-            def run(point):
+            def run(*point):
                 try:
                     out = _checked(_run_mp(function, point))
                 except MP_DOMAIN_ERRORS:
                     return None
                 return out if abs(out) < FLOAT_LIMIT else None
 
-            output = run(exact)
+            output = run(*exact)
             if output is None:
                 return None
-            gradient = []
+            elements: dict[int, list[tuple]] = {}
             for index in inputs:
-                x = _at(exact, index)
-                h = mpmath.mpf(10) ** -STEP * max(1, abs(x))
-                ends = [run(_moved(exact, index, x + s * h)) for s in (1, -1)]
-                if None in ends:
-                    return None
-                gradient.append((ends[0] - ends[1]) / ((x + h) - (x - h)))
+                elements.setdefault(index[0], []).append(index[1:])
+            found = central_differences(run, exact, list(elements), elements=elements)
+            if found is None:
+                return None
+            gradient = [element(found[index[0]], index[1:]) for index in inputs]
         return output, gradient
 
     def sympy_gradient(self, args, inputs: list[tuple]):
@@ -389,7 +372,7 @@ class _SympyGradient:
             )
             return
         flat = [s for a in symbols for s in (a if isinstance(a, list) else [a])]
-        gradient = [sp.diff(output, _at(symbols, index)) for index in inputs]
+        gradient = [sp.diff(output, element(symbols[index[0]], index[1:])) for index in inputs]
         # A small expression can still have a swollen derivative (nested powers): printing it
         # as code would then take minutes.
         if _tree_size(sp, gradient, SYMPY_DERIVATIVE_LIMIT) > SYMPY_DERIVATIVE_LIMIT:
@@ -557,49 +540,26 @@ class ArrayOracle:
                     exact.append(mpmath.mpf(float(a)))
                 else:
                     exact.append(a)
-            weights_full = None
 
-            def loss(point):
-                nonlocal weights_full
+            def output(*point):
                 try:
                     with np.errstate(all="ignore"):
                         out = np.asarray(_run_mp(function, point), dtype=object)
-                    if weights_full is None:
-                        weights_full = _mpf_array(
-                            np.broadcast_to(np.asarray(upstream, dtype=float), out.shape)
-                        )
                     terms = [_checked(o) for o in out.reshape(-1)]
                 except MP_DOMAIN_ERRORS:
                     return None
                 if any(abs(t) > FLOAT_LIMIT for t in terms):
                     return None
-                return mpmath.fsum(t * w for t, w in zip(terms, weights_full.reshape(-1)))
+                return np.array(terms, dtype=object).reshape(out.shape)
 
-            if loss([a.copy() if isinstance(a, np.ndarray) else a for a in exact]) is None:
+            if output(*copies(exact)) is None:
                 return None
-            gradients = {}
-            for k, shape in differentiable.items():
-                grad = np.full(shape, np.nan, dtype=object) if shape else None
-                indices = elements.get(k, []) if elements is not None else list(np.ndindex(*shape))
-                if not shape:
-                    indices = [()]
-                for index in indices:
-                    base = exact[k][index] if shape else exact[k]
-                    h = mpmath.mpf(10) ** -STEP * max(1, abs(base))
-                    ends = []
-                    for s in (1, -1):
-                        point = [a.copy() if isinstance(a, np.ndarray) else a for a in exact]
-                        if shape:
-                            point[k][index] = base + s * h
-                        else:
-                            point[k] = base + s * h
-                        ends.append(loss(point))
-                    if None in ends:
-                        return None
-                    value = (ends[0] - ends[1]) / ((base + h) - (base - h))
-                    if shape:
-                        grad[index] = value
-                    else:
-                        grad = value
-                gradients[k] = grad
+            if elements is not None:  # a number is always differenced (it is one element)
+                elements = {
+                    k: elements.get(k, []) if shape else [()] for k, shape in differentiable.items()
+                }
+            upstream = np.asarray(upstream, dtype=float)
+            gradients = central_differences(
+                output, exact, list(differentiable), upstream, elements=elements
+            )
         return gradients

@@ -42,11 +42,18 @@ from .expr import (
     size,
 )
 from .program import Program
+from .proof_common import (
+    DIGITS,
+    FLOAT_LIMIT,
+    RANGES,
+    RTOL,
+    MpmathCode,
+    oracle_failure,
+    user_function_of,
+)
 from .reverse import Backward
 
 SYMBOLIC_TREE_LIMIT = 400  # composed-expression size past which the reference goes stage by stage
-DIGITS = 50
-RTOL = 1e-7
 
 
 # ---------------------------------------------------------------------------- to SymPy
@@ -164,14 +171,8 @@ def _arguments(program: Program, point: dict[str, float]) -> list:
     return args
 
 
-# Ranges the random points cycle through: positive ones (for logs and roots), either sign,
-# and narrow ones, where iterated maps and steep functions stay within float range.
-_RANGES = [(0.2, 2.0), (-2.0, 2.0), (0.05, 0.95), (-0.5, 0.5), (0.5, 1.5)]
-FLOAT_LIMIT = 1e250  # a point whose values come near float overflow says nothing about the gradient
-
-
 def _sample(rng: random.Random, names: list[str], attempt: int) -> dict[str, float]:
-    low, high = _RANGES[attempt % len(_RANGES)]
+    low, high = RANGES[attempt % len(RANGES)]
     return {n: rng.uniform(low, high) for n in names}
 
 
@@ -326,68 +327,11 @@ class _Reference:
         return gradient
 
 
-class _MpmathCode:
-    """SymPy expressions printed as straight-line mpmath code and compiled once, so a reference
-    is evaluated per point in 50-digit floats. (evalf with exact substitution can run for
-    minutes: it raises exact rationals to rational powers inside Max and Min.)"""
-
-    def __init__(self):
-        from sympy.printing.pycode import MpmathPrinter
-
-        self.names: dict = {}  # SymPy symbol -> Python identifier in the compiled function
-        name_of = self.name_of
-
-        class Printer(MpmathPrinter):
-            def _print_Symbol(self, symbol):
-                return name_of(symbol)
-
-            # SymPy's derivatives of abs() and of 0 ** y bring in re(), im(), arg() and zoo,
-            # which SymPy's own mpmath printer does not print: a function mpmath has under
-            # the same name is printed as that; a complex infinity is outside the domain: nan,
-            # which real() refuses.
-            def _print_not_supported(self, e):
-                import mpmath
-
-                name = type(e).__name__.lower()
-                if getattr(e, "is_Function", False) and callable(getattr(mpmath, name, None)):
-                    return f"mpmath.{name}({', '.join(self._print(a) for a in e.args)})"
-                return super()._print_not_supported(e)
-
-            def _print_ComplexInfinity(self, e):
-                return "mpmath.nan"
-
-        self.printer = Printer()
-
-    def name_of(self, symbol) -> str:
-        if symbol not in self.names:
-            self.names[symbol] = f"v{len(self.names)}"
-        return self.names[symbol]
-
-    def text(self, expr) -> str:
-        return self.printer.doprint(expr)
-
-    def compile(self, title: str, inputs: list, body: list[str], result: str):
-        """A Python function of the input symbols (taking floats) running ``body``."""
-        import mpmath
-
-        lines = [f"def function({', '.join(self.name_of(s) for s in inputs)}):"]
-        lines += [f"    {line}" for line in body] + [f"    return {result}"]
-        namespace = {"mpmath": mpmath, "real": _real, "one": mpmath.mpf(1), "zero": mpmath.mpf(0)}
-        exec(compile("\n".join(lines), f"<{title}>", "exec"), namespace)
-        function = namespace["function"]
-
-        def run(*values):
-            with mpmath.workdps(DIGITS):
-                return function(*(mpmath.mpf(v) for v in values))
-
-        return run
-
-
 class _MpmathFunction:
     """Several SymPy expressions of the same inputs, evaluated together at a point."""
 
     def __init__(self, title: str, inputs: list, exprs: list):
-        code = _MpmathCode()
+        code = MpmathCode()
         self.inputs = inputs
         results = ", ".join(f"real({code.text(e)})" for e in exprs)
         self.run = code.compile(title, inputs, [], f"[{results}]")
@@ -407,7 +351,7 @@ class _ChainRule:
 
     def __init__(self, program: Program, conv: _SymPy, wrt_inputs: list[str]):
         sp = conv.sp
-        code = _MpmathCode()
+        code = MpmathCode()
         name_of = code.name_of
         inputs = [conv.symbols.get(n) or sp.Symbol(n, real=True) for n in _input_names(program)]
         for symbol in inputs:
@@ -441,20 +385,6 @@ class _ChainRule:
         return self.run(*point.values())
 
 
-def _real(value):
-    """A stage's 50-digit value, or ValueError where the function leaves its domain or floats."""
-    import mpmath
-
-    if not isinstance(value, mpmath.mpf):
-        try:  # ints, floats and constants such as mpmath.e; complex values are outside
-            value = mpmath.mpf(value)
-        except (TypeError, ValueError):
-            raise ValueError("outside the domain") from None
-    if not mpmath.isfinite(value) or abs(value) > FLOAT_LIMIT:
-        raise ValueError("outside the domain")
-    return value
-
-
 def reference_gradient(program: Program, backward: Backward, point: dict[str, float]) -> dict:
     """SymPy's gradient at a point, in 50 digits: {input name (``w[0]`` for list elements): value}.
     Raises ValueError (or ZeroDivisionError) where the function is not defined."""
@@ -470,31 +400,6 @@ def _flatten(result, backward: Backward, program: Program) -> list[float]:
         p = program.param(name)
         flat += list(value)[: p.length] if p.is_list else [value]
     return flat
-
-
-def user_function_of(program: Program, source: str | None):
-    """The program's `def` as the user wrote it, from the source text it was read from."""
-    from .oracle import SourceUnavailable, user_function
-
-    try:
-        if source is None:
-            raise SourceUnavailable("the source text was not given to the proof")
-        return user_function(source, program.name, program.line, program.filename)
-    except SourceUnavailable as exc:
-        raise program.error(
-            f"cannot prove {program.name}: {exc}",
-            "pass the module's text (stagegen.generate/verify do), or run with --no-verify",
-            VerificationError,
-        ) from None
-
-
-def oracle_failure(program: Program, exc: Exception) -> VerificationError:
-    return program.error(
-        f"the proof could not run {program.name} as written on 50-digit numbers ({exc})",
-        "this is a limitation of the checker: please report it with this function; "
-        "--no-verify skips the proof",
-        VerificationError,
-    )
 
 
 def _input_indices(program: Program, names: list[str]) -> list[tuple]:

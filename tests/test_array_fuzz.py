@@ -20,9 +20,10 @@ through ``np.tanh`` before it is reused.
 Each program goes through ``stagegen.generate`` (the module as written, not only what the proof
 accepts), and its backward runs at two size draws (N, D, M distinct first, then any sizes from 1
 to 4, so size-1 dimensions occur) on random inputs, with the default upstream, a random one and
-(for an array output) a number. The reference shares no code with stagegen: the program text
-itself is executed with real NumPy and differenced in float64 (the gradient of
-``sum(out * upstream)``, step 1e-5; an element that disagrees is retried with other steps, and a
+(for an array output) a number. The reference shares no code with stagegen's pipeline (only
+the central-difference arithmetic of stagegen.numeric, itself tested against analytic
+derivatives in test_numeric.py): the program text itself is executed with real NumPy and
+differenced in float64 (the gradient of ``sum(out * upstream)``, step 1e-5; an element that disagrees is retried with other steps, and a
 point where the one-sided differences disagree, a kink, is skipped). Shapes must be equal
 exactly; values within ``RTOL`` of the larger of the parameter's gradient and a thousandth of the
 largest gradient, plus a round-off floor. The backward must modify neither its inputs nor its
@@ -73,6 +74,7 @@ np = pytest.importorskip("numpy")
 
 import stagegen  # noqa: E402
 from stagegen.api import load_backward_module  # noqa: E402
+from stagegen.numeric import central_difference, indices  # noqa: E402
 
 _EXAMPLES_ENV = os.environ.get("STAGEGEN_ARRAY_FUZZ_EXAMPLES") or os.environ.get(
     "STAGEGEN_FUZZ_EXAMPLES"
@@ -87,7 +89,7 @@ VERIFY_EXAMPLES = max(10, EXAMPLES // 20) if ON_DEMAND else 12
 VERIFY_SEED_OFFSET = 10**9  # the verified programs are other programs than the fuzzed ones
 PROGRESS_EVERY = 250
 
-H = 1e-5  # the central-difference step
+H = 1e-5  # the central-difference step (relative above 1: stagegen.numeric), as RTOL was set for
 RETRY_STEPS = (1e-3, 1e-4, 1e-6, 1e-7)  # an element that disagrees is tried with these too
 KINK_STEPS = (1e-6, 1e-7)  # one-sided differences at these steps tell a kink
 RTOL = 1e-5
@@ -953,43 +955,32 @@ def evaluate(forward, args):
     return out
 
 
-def perturbed(forward, args, k, idx, h):
-    """(forward at args[k][idx] + h, forward at args[k][idx] - h)."""
-    outs = []
-    for step in (h, -h):
-        moved = copies(args)
-        if isinstance(moved[k], np.ndarray):
-            moved[k][idx] += step
-        else:
-            moved[k] += step
-        outs.append(evaluate(forward, moved))
-    return outs
+def difference(forward, args, k, idx, h):
+    """The forward at args[k][idx] moved by -h and +h (stagegen.numeric; h relative above 1)."""
+    return central_difference(lambda *a: evaluate(forward, list(a)), args, k, idx, step=h)
 
 
 def numerical(forward, args, k, upstreams, h=H):
     """Central differences of sum(out * U) in args[k], for each U of ``upstreams``."""
-    shape = np.shape(args[k])
-    grads = [np.zeros(shape) for _ in upstreams]
-    for idx in np.ndindex(*shape) if shape else [()]:
-        plus, minus = perturbed(forward, args, k, idx, h)
-        diff = plus - minus
+    grads = [np.zeros(np.shape(args[k])) for _ in upstreams]
+    for idx in indices(args[k]):
+        d = difference(forward, args, k, idx, h)
         for g, up in zip(grads, upstreams):
-            g[idx] = np.sum(diff * up) / (2 * h)
+            g[idx] = d.slope(up)
     return grads
 
 
 def element_is_fine(forward, args, k, idx, up, analytic, tol):
     """A disagreeing element: true if another step agrees; Skip if the point is a kink."""
     for h in RETRY_STEPS:
-        plus, minus = perturbed(forward, args, k, idx, h)
-        if abs(np.sum((plus - minus) * up) / (2 * h) - analytic) <= tol:
+        if abs(difference(forward, args, k, idx, h).slope(up) - analytic) <= tol:
             return True
     center = evaluate(forward, args)
     kinks = 0
     for h in KINK_STEPS:
-        plus, minus = perturbed(forward, args, k, idx, h)
-        right = np.sum((plus - center) * up) / h
-        left = np.sum((center - minus) * up) / h
+        d = difference(forward, args, k, idx, h)
+        right = np.sum((d.plus - center) * up) / (d.width / 2)
+        left = np.sum((center - d.minus) * up) / (d.width / 2)
         kinks += abs(right - left) > KINK_RTOL * max(abs(right), abs(left), tol / RTOL)
     if kinks == len(KINK_STEPS):
         raise Skip("a kink")

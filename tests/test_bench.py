@@ -14,25 +14,18 @@ from stagegen.bench import competitors, programs, report, sympygrad
 from stagegen.bench.cli import main
 from stagegen.bench.handwritten import neuron_hand, staged_hand
 from stagegen.bench.timing import Contender, interleaved
+from stagegen.numeric import central_differences
 
 
 def generated(bf):
     return load_backward_module(generate(bf.source, bf.name))[f"{bf.name}_backward"]
 
 
-def numeric_gradient(bf, h=1e-6):
-    """Central differences over the flat inputs (independent of every tool)."""
-    f = bf.forward()
-    flat = bf.flat_point
-    out = []
-    for i in range(len(flat)):
-        up, down = list(flat), list(flat)
-        up[i] += h
-        down[i] -= h
-        fu = f(*programs.unflatten(up, bf.layout))
-        fd = f(*programs.unflatten(down, bf.layout))
-        out.append((fu - fd) / (2 * h))
-    return out
+def numeric_gradient(bf):
+    """Central differences over the flat inputs (stagegen.numeric; independent of every tool)."""
+    args = programs.unflatten(bf.flat_point, bf.layout)
+    grads = central_differences(bf.forward(), args, range(len(args)))
+    return [g for k in range(len(args)) for g in (grads[k] if bf.layout[k] else [grads[k]])]
 
 
 # ---------------------------------------------------------------------------- the functions

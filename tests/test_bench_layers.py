@@ -11,6 +11,7 @@ import pytest
 np = pytest.importorskip("numpy")
 
 from stagegen.bench import layers  # noqa: E402
+from stagegen.numeric import central_differences  # noqa: E402
 
 TINY = dict(sizes=(1, 3), dims=(4, 5, 3), min_time=1e-4, repeat=1)
 
@@ -48,19 +49,11 @@ def stand_in(tmp_path, perturb=""):
     return path
 
 
-def numeric(f, args, index, h=1e-5):
-    """Central differences of f(*args) with respect to args[index]."""
-    x = np.array(args[index], dtype=float)
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        values = []
-        for step in (h, -h):
-            x[i] = old + step
-            values.append(f(*args[:index], x, *args[index + 1 :]))
-        x[i] = old
-        grad[i] = (values[0] - values[1]) / (2 * h)
-    return grad
+def numeric(f, args, index):
+    """Central differences of f(*args) with respect to args[index] (stagegen.numeric)."""
+    args = list(args)
+    args[index] = np.array(args[index], dtype=float)
+    return central_differences(f, args, [index])[index]
 
 
 def test_the_hand_written_reference_matches_numerical_gradients():

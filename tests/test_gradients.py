@@ -1,7 +1,7 @@
 """Gradients of every supported construct, each checked two independent ways.
 
 (a) ``stagegen.verify``: the generated backward against SymPy (local gradients and end to end).
-(b) Central finite differences written here: the forward source is exec'd, the generated
+(b) Central finite differences (stagegen.numeric): the forward source is exec'd, the generated
     module is exec'd, and the backward is compared with the difference quotient of the
     forward at fixed points chosen inside each function's domain.
 
@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import stagegen
+from stagegen.numeric import central_difference, central_differences, copies
 
 RTOL = 1e-6  # finite differences against the generated gradient
 FD_NOISE = 1e-8  # absolute slack, times max(1, |f|): rounding in the difference quotient
@@ -53,35 +54,16 @@ def upstream_name(backward) -> str:
     return last.name
 
 
-def _copy(args):
-    return [list(a) if isinstance(a, list) else a for a in args]
-
-
 def fd_partial(f, args, i, j=None) -> float:
-    """Central difference of f along argument i (element j of a list argument)."""
-    value = args[i] if j is None else args[i][j]
-    h = 1e-6 * max(1.0, abs(value))
-    plus, minus = _copy(args), _copy(args)
-    if j is None:
-        plus[i], minus[i] = value + h, value - h
-        step = plus[i] - minus[i]
-    else:
-        plus[i][j], minus[i][j] = value + h, value - h
-        step = plus[i][j] - minus[i][j]
-    return (f(*plus) - f(*minus)) / step
+    """Central difference of f along argument i (element j of a list argument): stagegen.numeric."""
+    return central_difference(f, args, i, () if j is None else (j,)).slope()
 
 
 def fd_gradient(f, args, wrt_indices):
     """Finite-difference gradient shaped like a backward's result: a tuple in parameter
     order, the bare value for one parameter, a list for a list parameter."""
-    grads = [
-        (
-            [fd_partial(f, args, i, j) for j in range(len(args[i]))]
-            if isinstance(args[i], list)
-            else fd_partial(f, args, i)
-        )
-        for i in wrt_indices
-    ]
+    found = central_differences(f, list(args), list(wrt_indices))
+    grads = [found[i] for i in wrt_indices]
     return grads[0] if len(grads) == 1 else tuple(grads)
 
 
@@ -133,11 +115,11 @@ def check_against_fd(source, points, *, wrt=None, split=False, name="f"):
     for args in points:
         args = list(args)
         want = fd_gradient(f, args, wrt_indices(f, wrt))
-        got = backward(*_copy(args))
+        got = backward(*copies(args))
         assert_close(
             got,
             want,
-            abs_tol=FD_NOISE * max(1.0, abs(f(*_copy(args)))),
+            abs_tol=FD_NOISE * max(1.0, abs(f(*copies(args)))),
             where=f"{name}{tuple(args)}",
         )
 
@@ -344,7 +326,7 @@ def test_split_gives_same_gradients(case):
     assert param_names(split) == param_names(default)
     for args in case.points:
         assert_close(
-            split(*_copy(args)), default(*_copy(args)), rel=SAME, abs_tol=SAME, where=str(args)
+            split(*copies(args)), default(*copies(args)), rel=SAME, abs_tol=SAME, where=str(args)
         )
 
 
@@ -353,16 +335,16 @@ def test_upstream_gradient_scales_every_gradient(case):
     backward = backward_of(case.source, wrt=list(case.wrt) if case.wrt else None)
     up = upstream_name(backward)
     for args in case.points:
-        base = backward(*_copy(args))
+        base = backward(*copies(args))
         assert_close(
-            backward(*_copy(args), **{up: 2.5}),
+            backward(*copies(args), **{up: 2.5}),
             scaled(base, 2.5),
             rel=SAME,
             abs_tol=SAME,
             where=str(args),
         )
         assert_close(
-            backward(*_copy(args), **{up: -0.5}),
+            backward(*copies(args), **{up: -0.5}),
             scaled(base, -0.5),
             rel=SAME,
             abs_tol=SAME,

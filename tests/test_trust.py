@@ -12,6 +12,7 @@ import pytest
 
 import stagegen
 from stagegen.api import load_backward_module
+from stagegen.numeric import central_differences
 
 
 def _forward(source: str, name: str):
@@ -20,18 +21,9 @@ def _forward(source: str, name: str):
     return namespace[name]
 
 
-def _numerical(forward, args, upstream, wrt_index, h=1e-6):
-    """d sum(forward(args) * upstream) / d args[wrt_index], element by element."""
-    x = args[wrt_index]
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        values = []
-        for step in (h, -h):
-            moved = [a.copy() for a in args]
-            moved[wrt_index][i] += step
-            values.append(float(np.sum(forward(*moved) * upstream)))
-        grad[i] = (values[0] - values[1]) / (2 * h)
-    return grad
+def _numerical(forward, args, upstream, wrt_index):
+    """d sum(forward(args) * upstream) / d args[wrt_index], element by element (stagegen.numeric)."""
+    return central_differences(forward, args, [wrt_index], upstream)[wrt_index]
 
 
 def check_against_source(source: str, name: str, shapes: dict, seed: int = 0):

@@ -34,7 +34,8 @@ whose size would give a parameter more than ``ARRAY_ELEMENT_LIMIT`` elements is 
 
 3. **Numerical, float64, on the other sizes.** Central differences of the forward as the user
    wrote it (its source, run by real NumPy): ``(L(x + h e_i) - L(x - h e_i)) / (2h)`` with
-   ``h = 1e-6 * max(1, |x_i|)``, for every element of every differentiated input, in float64.
+   stagegen.numeric's float64 step, ``h = 1e-6 * max(1, |x_i|)``, for every element of every
+   differentiated input.
    The measure is the course's relative error ``|a - b| / (|a| + |b|)``, which must be below
    1e-7, with a floor under the denominator so that it does not blow up when both numbers are
    (close to) zero:
@@ -60,8 +61,9 @@ from dataclasses import dataclass
 from ..errors import VerificationError
 from ..gates import NUMPY_FUNCTIONS, numpy_spelling
 from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
+from ..numeric import central_difference
 from ..program import Program
-from ..proof import _RANGES, RTOL, _MpmathCode
+from ..proof_common import RANGES, RTOL, MpmathCode, oracle_failure, user_function_of
 from ..report import FunctionReport
 from ..reverse import Backward
 from . import shapes
@@ -80,8 +82,7 @@ from .ir import (
 WHOLE_NODE_LIMIT = 1500  # size of sum(out * u) (tree nodes) past which SymPy goes stage by stage
 STAGEWISE_PARTIAL_LIMIT = 20_000  # local partial derivatives past which SymPy is skipped
 NUMERIC_RTOL = 1e-7  # the course's relative error, for central differences
-STEP = 1e-6  # central-difference step, times max(1, |x_i|)
-RETRY_STEPS = (1e-5, 1e-7)  # tried on an element that fails at STEP (a kink within h)
+RETRY_STEPS = (1e-5, 1e-7)  # tried on an element that fails at the usual step (a kink within h)
 ULPS = 16  # rounding error assumed per output element moved by a perturbation
 FORWARD_RTOL = 1e-9  # SymPy's forward value against NumPy's: a check of the interpreter itself
 MAX_TRIES = 60
@@ -169,7 +170,7 @@ class _Inputs:
         return shapes.size(self.program.types[name].shape, self.sizes)
 
     def sample(self, attempt: int) -> dict:
-        low, high = _RANGES[attempt % len(_RANGES)]
+        low, high = RANGES[attempt % len(RANGES)]
         values: dict = {}
         for p in self.program.params:
             if p.labels:
@@ -585,7 +586,7 @@ class _Reference:
                 )
                 return
         out = np.asarray(env[program.output.name], dtype=object)
-        code = _MpmathCode()
+        code = MpmathCode()
         order = self._order()
         for s in order:
             code.name_of(s)
@@ -641,7 +642,7 @@ class _Reference:
 
 def _compile(sp, title: str, inputs: list, exprs: list):
     """Straight-line mpmath code for several expressions, common subexpressions named once."""
-    code = _MpmathCode()
+    code = MpmathCode()
     for s in inputs:
         code.name_of(s)
     replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_common"), order="none")
@@ -824,36 +825,22 @@ def check_symbolic(
 
 
 class _Differences:
-    """Central differences of sum(out * weights), one input element at a time."""
+    """Central differences (stagegen.numeric) of sum(out * weights), one input element at a
+    time, of the forward as written at one point."""
 
     def __init__(self, check: _Check, values: dict, weights):
-        self.check, self.values, self.weights = check, values, weights
+        self.weights = weights
+        self.args = check.arguments(values)
+        self.position = {p.name: k for k, p in enumerate(check.program.params)}
+        self.forward = lambda *args: check.oracle.float_output(list(args))
 
     def quotient(self, name: str, index: tuple, step: float):
         """(difference quotient, bound on its rounding error), or (None, None) when a moved
         point leaves the domain."""
-        import numpy as np
-
-        base = self.values[name]
-        x = float(base[index]) if isinstance(base, np.ndarray) else float(base)
-        h = step * max(1.0, abs(x))
-        outs = []
-        for moved_x in (x + h, x - h):
-            moved = dict(self.values)
-            if isinstance(base, np.ndarray):
-                moved[name] = base.copy()
-                moved[name][index] = moved_x
-            else:
-                moved[name] = moved_x
-            outs.append(self.check.run_forward(moved))
-        if outs[0] is None or outs[1] is None:
+        d = central_difference(self.forward, self.args, self.position[name], index, step)
+        if d is None:
             return None, None
-        width = (x + h) - (x - h)  # the step as the floats actually moved
-        diff = outs[0] - outs[1]
-        changed = diff != 0  # outputs the element does not reach cancel exactly
-        moved_size = np.abs(outs[0] * self.weights) + np.abs(outs[1] * self.weights)
-        noise = ULPS * np.finfo(float).eps * float(np.sum(moved_size[changed]))
-        return float(np.sum(diff * self.weights)) / width, noise / width
+        return d.slope(self.weights), d.rounding(self.weights, ULPS)
 
     def gradient(self, name: str, shape: tuple):
         """(quotients, noise bounds) for every element of one input, or None."""
@@ -861,7 +848,7 @@ class _Differences:
 
         quotients, noises = np.zeros(shape), np.zeros(shape)
         for index in np.ndindex(*shape):
-            q, noise = self.quotient(name, index, STEP)
+            q, noise = self.quotient(name, index, None)
             if q is None:
                 return None
             quotients[index], noises[index] = q, noise
@@ -991,7 +978,6 @@ def check_independent(
     import numpy as np
 
     from ..oracle import OracleFailure
-    from ..proof import oracle_failure
 
     check = _Check(program, backward, backward_fn, rng, oracle)
     inputs = _Inputs(program, sizes, rng)
@@ -1102,7 +1088,6 @@ def check_array_program(
     import numpy as np
 
     from ..oracle import ArrayOracle
-    from ..proof import user_function_of
 
     oracle = ArrayOracle(user_function_of(program, source))
     rng = np.random.default_rng(_seed(program))

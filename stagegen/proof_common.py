@@ -1,0 +1,130 @@
+"""What the scalar proof (stagegen.proof) and the array proof (stagegen.arrays.proof) share.
+
+The measure (``RTOL``), the ranges the random points are drawn from, the user's ``def`` as the
+reference runs it (from the source text, through stagegen.oracle), and SymPy expressions
+compiled into straight-line 50-digit mpmath code. Its own module, so that neither proof imports
+the other.
+"""
+
+from __future__ import annotations
+
+from .errors import VerificationError
+from .oracle import DIGITS, FLOAT_LIMIT, SourceUnavailable, user_function
+from .program import Program
+
+RTOL = 1e-7  # relative error (with a floor under small values) the generated gradient must meet
+
+# Ranges the random points cycle through: positive ones (for logs and roots), either sign,
+# and narrow ones, where iterated maps and steep functions stay within float range.
+RANGES = [(0.2, 2.0), (-2.0, 2.0), (0.05, 0.95), (-0.5, 0.5), (0.5, 1.5)]
+
+
+class MpmathCode:
+    """SymPy expressions printed as straight-line mpmath code and compiled once, so a reference
+    is evaluated per point in 50-digit floats. (evalf with exact substitution can run for
+    minutes: it raises exact rationals to rational powers inside Max and Min.)"""
+
+    def __init__(self):
+        from sympy.printing.pycode import MpmathPrinter
+
+        self.names: dict = {}  # SymPy symbol -> Python identifier in the compiled function
+        name_of = self.name_of
+
+        class Printer(MpmathPrinter):
+            def _print_Symbol(self, symbol):
+                return name_of(symbol)
+
+            # SymPy's derivatives of abs() and of 0 ** y bring in re(), im(), arg() and zoo,
+            # which SymPy's own mpmath printer does not print: a function mpmath has under
+            # the same name is printed as that; a complex infinity is outside the domain: nan,
+            # which real() refuses.
+            def _print_not_supported(self, e):
+                import mpmath
+
+                name = type(e).__name__.lower()
+                if getattr(e, "is_Function", False) and callable(getattr(mpmath, name, None)):
+                    return f"mpmath.{name}({', '.join(self._print(a) for a in e.args)})"
+                return super()._print_not_supported(e)
+
+            def _print_ComplexInfinity(self, e):
+                return "mpmath.nan"
+
+        self.printer = Printer()
+
+    def name_of(self, symbol) -> str:
+        if symbol not in self.names:
+            self.names[symbol] = f"v{len(self.names)}"
+        return self.names[symbol]
+
+    def text(self, expr) -> str:
+        return self.printer.doprint(expr)
+
+    def compile(self, title: str, inputs: list, body: list[str], result: str):
+        """A Python function of the input symbols (taking floats) running ``body``."""
+        import mpmath
+
+        lines = [f"def function({', '.join(self.name_of(s) for s in inputs)}):"]
+        lines += [f"    {line}" for line in body] + [f"    return {result}"]
+        namespace = {
+            "mpmath": mpmath,
+            "real": finite_real,
+            "one": mpmath.mpf(1),
+            "zero": mpmath.mpf(0),
+        }
+        exec(compile("\n".join(lines), f"<{title}>", "exec"), namespace)
+        function = namespace["function"]
+
+        def run(*values):
+            with mpmath.workdps(DIGITS):
+                return function(*(mpmath.mpf(v) for v in values))
+
+        return run
+
+
+def finite_real(value):
+    """A stage's 50-digit value, or ValueError where the function leaves its domain or floats."""
+    import mpmath
+
+    if not isinstance(value, mpmath.mpf):
+        try:  # ints, floats and constants such as mpmath.e; complex values are outside
+            value = mpmath.mpf(value)
+        except (TypeError, ValueError):
+            raise ValueError("outside the domain") from None
+    if not mpmath.isfinite(value) or abs(value) > FLOAT_LIMIT:
+        raise ValueError("outside the domain")
+    return value
+
+
+def user_function_of(program: Program, source: str | None):
+    """The program's `def` as the user wrote it, from the source text it was read from."""
+    try:
+        if source is None:
+            raise SourceUnavailable("the source text was not given to the proof")
+        return user_function(source, program.name, program.line, program.filename)
+    except SourceUnavailable as exc:
+        raise program.error(
+            f"cannot prove {program.name}: {exc}",
+            "pass the module's text (stagegen.generate/verify do), or run with --no-verify",
+            VerificationError,
+        ) from None
+
+
+def oracle_failure(program: Program, exc: Exception) -> VerificationError:
+    return program.error(
+        f"the proof could not run {program.name} as written on 50-digit numbers ({exc})",
+        "this is a limitation of the checker: please report it with this function; "
+        "--no-verify skips the proof",
+        VerificationError,
+    )
+
+
+__all__ = [
+    "DIGITS",
+    "FLOAT_LIMIT",
+    "RANGES",
+    "RTOL",
+    "MpmathCode",
+    "finite_real",
+    "oracle_failure",
+    "user_function_of",
+]
