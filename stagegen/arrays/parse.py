@@ -14,7 +14,7 @@ import ast
 from dataclasses import dataclass
 
 from ..expr import Bin, Call, Compare, Expr, Neg, Var
-from ..parse import _BINOPS, FunctionReader
+from ..parse import BINOPS, FunctionReader
 from ..program import Param, Program
 from . import annotations, shapes
 from ..gates import NUMPY_FUNCTIONS
@@ -248,7 +248,7 @@ class ArrayReader(FunctionReader):
         if isinstance(node, ast.BinOp):
             if isinstance(node.op, ast.MatMult):
                 return self._dot(node, node.left, node.right, "@")
-            op = _BINOPS.get(type(node.op))
+            op = BINOPS.get(type(node.op))
             if op is None:
                 return self._bad_operator(node), None
             left, right = self.expr(node.left), self.expr(node.right)
