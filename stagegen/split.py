@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .arrays.ir import Dot, Index, NewAxis, Reduce, Reshape, Transpose, rebuild_array
+from .arrays.ir import Dot, FullSlice, Index, NewAxis, Reduce, Reshape, Transpose, rebuild_array
 from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
 from .gates import sigmoid_input
 from .names import usable
@@ -119,7 +119,7 @@ def _describe_structural(e: Expr) -> str | None:
         name = f"{e.fn}{a}" if a else ""
         return name if name and len(name) <= _MAX_NAME else _STRUCTURAL_WORD[e.fn]
     if isinstance(e, Index):
-        if all(isinstance(i, NewAxis) or not i.children() for i in e.items):
+        if all(isinstance(i, (FullSlice, NewAxis)) for i in e.items):
             return "expanded"  # only `:` and None: the same values with new axes
         return "picked"
     return None
