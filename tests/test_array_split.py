@@ -241,3 +241,17 @@ def _split_fuzz_program(seed: int) -> str:
 def test_split_random_array_programs_have_the_same_gradients():
     verdicts = [_split_fuzz_program(FUZZ_SEED + k) for k in range(FUZZ_PROGRAMS)]
     assert verdicts.count("checked") >= FUZZ_PROGRAMS // 2, verdicts
+
+
+def test_cli_writes_a_split_array_module_and_its_check_passes(tmp_path, monkeypatch):
+    """`stagegen batchnorm.py --split` writes the split module (proven), and `--check` with
+    the options read back from its header finds it up to date."""
+    from stagegen.cli import main
+
+    (tmp_path / "batchnorm.py").write_text((LAYERS / "batchnorm.py").read_text(encoding="utf-8"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["batchnorm.py", "--split", "--quiet"]) == 0
+    written = (tmp_path / "batchnorm_backward.py").read_text(encoding="utf-8")
+    assert "stagegen batchnorm.py --split" in written
+    assert "# backprop varpeps = var + eps" in written
+    assert main(["batchnorm.py", "--check", "--quiet"]) == 0
