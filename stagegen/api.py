@@ -93,12 +93,6 @@ def build_programs(
         if split:
             from .split import split_program
 
-            for p in programs:
-                if p.numpy:
-                    raise p.error(
-                        f"--split is not supported for array code (`{p.name}`)",
-                        "write one operation per line yourself, or leave out --split",
-                    )
             programs = [split_program(p) for p in programs]
         backwards = [differentiate(p, wrt) for p in programs]
         source_name = os.path.basename(filename) if not filename.startswith("<") else filename
@@ -114,7 +108,7 @@ def build_programs(
 def build(
     source: str, function=None, *, wrt=None, split=False, filename: str = "<string>"
 ) -> Build:
-    from .parse import read_programs
+    from .reader import read_programs
 
     functions = [function] if isinstance(function, str) else (list(function) if function else None)
     with working_on(filename):

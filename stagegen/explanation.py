@@ -687,7 +687,7 @@ def explain_source(
     filename: str = "<string>",
 ) -> Explanation:
     """Explain ``function`` of a module's source text (the only function when None)."""
-    from .parse import read_programs
+    from .reader import read_programs
 
     programs = read_programs(source, filename, [function] if function else None)
     if len(programs) > 1:

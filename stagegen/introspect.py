@@ -119,7 +119,8 @@ def function_source(func) -> FunctionSource:
 
 
 def programs_of_source(source: FunctionSource):
-    from .parse import MathNames, read_programs
+    from .parse import MathNames
+    from .reader import read_programs
 
     source.check_live()
 

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from .errors import Source, StagegenError
 from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
 from .gates import FUNCTIONS, MATH_CONSTANTS
-from .names import as_python_reads
 from .program import Param, Program, Stage
 
 BUILTINS = ("abs", "max", "min")
 MATH_FUNCTIONS = sorted(set(FUNCTIONS) - set(BUILTINS))
 SUPPORTED_FUNCTIONS = ", ".join(f"math.{n}" for n in MATH_FUNCTIONS) + ", abs, max, min"
 
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+# Python's arithmetic operators as the expression IR spells them (the array reader reads the
+# same ones).
+BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _AUGOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _OP_SPELLING = {
     ast.FloorDiv: "//",
@@ -599,7 +600,7 @@ class FunctionReader:
         if isinstance(node, ast.Name):
             return self._load(node)
         if isinstance(node, ast.BinOp):
-            op = _BINOPS.get(type(node.op))
+            op = BINOPS.get(type(node.op))
             if op is None:
                 return self._bad_operator(node)
             return Bin(op, self.expr(node.left), self.expr(node.right))
@@ -972,80 +973,6 @@ def _is_staged_decorator(node: ast.expr) -> bool:
 
 def function_defs(module: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
     return [n for n in module.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-
-
-def read_programs(
-    text: str,
-    filename: str = "<string>",
-    functions: list[str] | None = None,
-    *,
-    names: MathNames | None = None,
-    line_offset: int = 0,
-    col_offset: int = 0,
-) -> list[Program]:
-    """Every requested top-level function of a module, as Programs (all of them when
-    ``functions`` is None). Other top-level code is ignored."""
-    source = Source(text, filename, line_offset, col_offset)
-    module = parse_source(source)
-    defs = function_defs(module)
-    if functions is not None:
-        functions = [as_python_reads(f) if isinstance(f, str) else f for f in functions]
-    by_name: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
-    for d in defs:
-        wanted = functions is None or d.name in functions
-        if d.name in by_name and wanted:
-            raise source.error(
-                d,
-                f"`{d.name}` is defined twice (first at line {by_name[d.name].lineno + line_offset})",
-                "Python keeps only the last definition: rename or remove one",
-            )
-        by_name[d.name] = d
-    if functions is None:
-        chosen = defs
-        if not chosen:
-            raise StagegenError(
-                "no function definitions found",
-                "define the forward function with `def`",
-                filename=filename,
-            )
-    else:
-        chosen = []
-        for name in functions:
-            if name not in by_name:
-                have = ", ".join(by_name) or "none"
-                raise StagegenError(
-                    f"no top-level function named `{name}`",
-                    f"functions defined here: {have}",
-                    filename=filename,
-                )
-            chosen.append(by_name[name])
-    math_names = names or MathNames.from_module(module)
-    module_functions = set(by_name)
-    comments = comments_by_line(text)
-    reader = FunctionReader(source, math_names, module_functions, comments)
-    programs = []
-    for d in chosen:
-        if is_array_function(d):
-            from .arrays.parse import ArrayReader  # NumPy's language loads only when used
-
-            programs.append(ArrayReader(source, math_names, module_functions, comments).read(d))
-        else:
-            programs.append(reader.read(d))
-    return programs
-
-
-def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """A function whose parameters carry shape annotations (``x: "N, D"``) is array code."""
-    from .arrays.annotations import is_shape_annotation  # "N, D", Float[np.ndarray, "N D"]
-
-    args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
-    return any(
-        is_shape_annotation(a.annotation)
-        # np.ndarray, numpy.ndarray, NDArray: array code, whose reader asks for the shape
-        or (a.annotation is not None and "ndarray" in ast.unparse(a.annotation).lower())
-        or (isinstance(a.annotation, ast.Name) and a.annotation.id == "NDArray")
-        for a in args
-    )
 
 
 def _float_holds(v: int | float) -> bool:

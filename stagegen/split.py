@@ -5,13 +5,23 @@ Each gate of the gate table becomes a stage of its own (the sigmoid stays one ga
 notes). Names are built from the operands when they are short (``x + y`` -> ``xpy``,
 ``xpy ** 2`` -> ``xpysqr``, ``1 / den`` -> ``invden``), and from the gate otherwise (``sum``,
 ``prod``). A subexpression that occurs twice in one statement becomes one stage.
+
+Array code (a program with ``numpy`` set) is split by the same rule: every elementwise gate is
+a stage, and so is every structural operation (a product ``x.dot(w)`` or ``x @ w``, ``.T``, a
+reshape, a reduction, an index), each named after what it does (``xdotw``, ``sumexp``). What
+carries no gradient stays where it is written: index items (``np.arange(n)``, labels ``y``),
+masks and shape reads. Each new stage gets its type, and each rebuilt expression the type of
+the expression it replaces (a name stands for a value of the same shape), so the reverse sweep
+reads every shape from ``program.types`` as it does for an unsplit program.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
-from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var, rebuild
+from .arrays.ir import Dot, FullSlice, Index, NewAxis, Reduce, Reshape, Transpose, rebuild_array
+from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
 from .gates import sigmoid_input
 from .names import usable
 from .program import Program, Stage
@@ -84,17 +94,53 @@ def _describe(e: Expr) -> str:
         joined = "".join(x for x in args if x) if all(args) else ""
         name = f"{e.fn}{joined}"
         return name if len(name) <= _MAX_NAME else e.fn
-    return "t"
+    return _describe_structural(e) or "t"
+
+
+# A structural operation's name when its operand's name is too long to build on. (Not "sum" or
+# "max": those would shadow the builtins.)
+_STRUCTURAL_WORD = {"sum": "summed", "mean": "avg", "max": "peak"}
+
+
+def _describe_structural(e: Expr) -> str | None:
+    """Names for the array operations: ``xdotw``, ``xT``, ``sumexp``, ``meanx``, ``xr``."""
+    if isinstance(e, Dot):
+        a, b = _short(e.left), _short(e.right)
+        name = f"{a}dot{b}" if a and b else ""
+        return name if name and len(name) <= _MAX_NAME else "dot"
+    if isinstance(e, Transpose):
+        a = _short(e.operand)
+        return f"{a}T" if a and len(a) < _MAX_NAME else "transp"
+    if isinstance(e, Reshape):
+        a = _short(e.operand)
+        return f"{a}r" if a and len(a) < _MAX_NAME else "reshaped"
+    if isinstance(e, Reduce):
+        a = _short(e.operand)
+        name = f"{e.fn}{a}" if a else ""
+        return name if name and len(name) <= _MAX_NAME else _STRUCTURAL_WORD[e.fn]
+    if isinstance(e, Index):
+        if all(isinstance(i, (FullSlice, NewAxis)) for i in e.items):
+            return "expanded"  # only `:` and None: the same values with new axes
+        return "picked"
+    return None
 
 
 class _Splitter:
     def __init__(self, program: Program):
         self.program = program
+        self.arrays = program.numpy is not None
+        # Array code: every value's type, by name, and every expression's, by value; the new
+        # stages and the rebuilt expressions are added to copies (the program read stays as is).
+        self.types = dict(program.types)
+        self.exprs = dict(program.types.get("<expressions>", {}))
         self.taken = (
             set(program.user_names)
             | {s.target for s in program.stages}
             | {p.name for p in program.params}
+            | _dimension_names(program)
         )
+        if program.numpy:
+            self.taken.add(program.numpy)
         # Nor d<name> of the user's names: an invented `den` beside a parameter `en` would take
         # the name of en's gradient. (Kept apart: these are not names anyone has bound.)
         self.avoided = {f"d{name}" for name in self.taken}
@@ -113,11 +159,32 @@ class _Splitter:
         return chosen
 
     def stage(self, original: Stage) -> None:
+        if self.arrays and not self._stageable(original.expr):
+            self.stages.append(original)  # a mask or a size: kept whole, as written
+            return
         memo: dict[Expr, Expr] = {}
-        root = self._gate(original.expr, original, memo, is_root=True)
+        root = self._gate(original.expr, original, memo)
+        self._retype(original.expr, root)
         self.stages.append(dataclasses.replace(original, expr=root))
 
-    def _gate(self, e: Expr, origin: Stage, memo: dict, is_root: bool = False) -> Expr:
+    def _stageable(self, e: Expr) -> bool:
+        """Array code: whether ``e`` may become a stage of its own. Only float values do: index
+        items, masks and shape reads are integers or booleans (and `:` or None has no type)."""
+        t = self.exprs.get(e)
+        return t is not None and t.differentiable
+
+    def _retype(self, original: Expr, new: Expr) -> None:
+        """Give ``new`` (``original`` with some inputs replaced by stage names) and each of its
+        rebuilt nodes the type of the node it stands for."""
+        if not self.arrays or new is original or original not in self.exprs:
+            return
+        self.exprs.setdefault(new, self.exprs[original])
+        if isinstance(new, Var) and not isinstance(original, Var):
+            return
+        for a, b in zip(original.children(), new.children()):
+            self._retype(a, b)
+
+    def _gate(self, e: Expr, origin: Stage, memo: dict) -> Expr:
         """``e`` with every non-operand input replaced by the name of a new stage."""
         u = sigmoid_input(e)
         if u is not None:
@@ -128,12 +195,11 @@ class _Splitter:
             return e
         # The compound sides of a division are its numerator and denominator, as in the notes.
         roles = ("num", "den") if isinstance(e, Bin) and e.op == "/" else (None,) * len(kids)
-        return rebuild(
-            e, tuple(self._operand(k, origin, memo, role) for k, role in zip(kids, roles))
-        )
+        new = tuple(self._operand(k, origin, memo, role) for k, role in zip(kids, roles))
+        return e if new == kids else rebuild_array(e, new)
 
     def _operand(self, e: Expr, origin: Stage, memo: dict, role: str | None = None) -> Expr:
-        if _is_operand(e):
+        if _is_operand(e) or (self.arrays and not self._stageable(e)):
             return e
         if e in memo:
             return memo[e]
@@ -146,6 +212,10 @@ class _Splitter:
             dataclasses.replace(origin, target=name, user_name=name, expr=gate, comment="")
         )
         memo[e] = Var(name)
+        if self.arrays:
+            self._retype(e, gate)
+            self.types[name] = self.exprs[e]
+            self.exprs[memo[e]] = self.exprs[e]
         return memo[e]
 
 
@@ -158,11 +228,23 @@ def _sigmoid_of(original: Expr, u: Expr) -> Expr:
     return Bin("/", original.left, new_den)
 
 
+def _dimension_names(program: Program) -> set[str]:
+    """The dimension names of the annotations (``N``, ``D``): the backward binds them."""
+    found: set[str] = set()
+    for p in program.params:
+        for d in p.shape or ():
+            found.update(re.findall(r"[^\W\d]\w*", str(d)))
+    return found
+
+
 def split_program(program: Program) -> Program:
     splitter = _Splitter(program)
     for stage in program.stages:
         splitter.stage(stage)
     stages = [dataclasses.replace(s, number=i) for i, s in enumerate(splitter.stages, start=1)]
+    types = program.types
+    if splitter.arrays:
+        types = {**splitter.types, "<expressions>": splitter.exprs}
     return dataclasses.replace(
-        program, stages=stages, user_names=program.user_names | splitter.taken
+        program, stages=stages, user_names=program.user_names | splitter.taken, types=types
     )

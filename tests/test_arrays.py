@@ -1043,13 +1043,6 @@ ERRORS = [
     ),
     ("returns a mask", module('x: "N, D"', "out = x > 0"), (5, 12), ["mask"], []),
     (
-        "--split",
-        module('x: "N, D"', "out = np.exp(x) * x"),
-        (3, 1),
-        ["--split", "array"],
-        ["--split"],
-    ),
-    (
         "index a compound expression",
         module('x: "N, C", y: "N"', "n = x.shape[0]", "out = (x * 2.0)[np.arange(n), y]"),
         (5, None),  # the column: see test_compound_index_error_points_at_the_expression
@@ -1093,8 +1086,6 @@ ERRORS = [
 
 def _api_options(flags):
     options = {}
-    if "--split" in flags:
-        options["split"] = True
     if "--wrt" in flags:
         options["wrt"] = flags[flags.index("--wrt") + 1]
     return options

@@ -99,7 +99,7 @@ def test_fork_wires_carry_their_share_and_inputs_their_total():
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
 @pytest.mark.parametrize("split", [False, True], ids=["staged", "split"])
 def test_every_example_draws_every_node_and_labels_every_wire(source, split):
-    from stagegen.parse import read_programs
+    from stagegen.reader import read_programs
 
     text = source.read_text()
     for program in read_programs(text, str(source)):

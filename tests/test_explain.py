@@ -218,7 +218,7 @@ SOURCES = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.endswith("_backw
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
 def test_explained_gradients_are_exactly_what_the_generated_backward_returns(source):
     """The numbers explain prints are the generated module's, to the last bit."""
-    from stagegen.parse import read_programs
+    from stagegen.reader import read_programs
 
     text = source.read_text()
     for program in read_programs(text, str(source)):

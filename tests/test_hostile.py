@@ -918,7 +918,7 @@ def test_infinite_number_in_a_gradient_imports_math():
     1e309 is refused when read, so the number is put into the program here)."""
     from stagegen.emit import render
     from stagegen.expr import Bin, Num, Var
-    from stagegen.parse import read_programs
+    from stagegen.reader import read_programs
     from stagegen.reverse import differentiate
 
     (program,) = read_programs("def f(x):\n    return x * 2.0\n", "<string>")

@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 
 import stagegen
-from stagegen import cli, expr, oracle, parse
+from stagegen import cli, expr, oracle, reader
 from stagegen.api import build
 from stagegen.errors import StagegenError, VerificationError
 from stagegen.expr import Bin, Num
@@ -81,12 +81,12 @@ def _three_for_two(program):
 def reader_misreads_a_literal(monkeypatch):
     """The reader's model of the function is wrong (2.0 read as 3.0), and everything generated
     from it agrees with that model: only the source itself can tell."""
-    original = parse.read_programs
+    original = reader.read_programs
 
     def misread(*args, **kwargs):
         return [_three_for_two(p) for p in original(*args, **kwargs)]
 
-    monkeypatch.setattr(parse, "read_programs", misread)
+    monkeypatch.setattr(reader, "read_programs", misread)
 
 
 @pytest.mark.parametrize("source", [SCALAR, ARRAY], ids=["scalar", "array"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 
 from ..expr import Bin, Call, Compare, Expr, Neg, Var
-from ..parse import _BINOPS, FunctionReader
+from ..parse import BINOPS, FunctionReader
 from ..program import Param, Program
 from ..types import Type
 from . import annotations, shapes
@@ -236,7 +236,7 @@ class ArrayReader(FunctionReader):
         if isinstance(node, ast.BinOp):
             if isinstance(node.op, ast.MatMult):
                 return self._dot(node, node.left, node.right, "@")
-            op = _BINOPS.get(type(node.op))
+            op = BINOPS.get(type(node.op))
             if op is None:
                 return self._bad_operator(node), None
             left, right = self.expr(node.left), self.expr(node.right)
