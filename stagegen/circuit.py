@@ -1,4 +1,4 @@
-"""The circuit of an Explanation, drawn the way the notes draw it: inputs on the left, gates as
+"""The circuit of an explanation, drawn the way the notes draw it: inputs on the left, gates as
 nodes, the output on the right, and on every wire its forward value (green, above) and the
 gradient flowing back along it (red, below).
 
@@ -20,8 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 from .errors import StagegenError
 from . import gates
 from .expr import Bin, Call, Elem, Neg, Num, Var, leaves, mul, rebuild
-from .explanation import PRINT, Explanation, explain_backward, point_text, short
-from .reverse import differentiate
+from .explained import PRINT, ExplanationData, point_text, short
 from .split import split_program
 
 VALUE_COLOUR = "#1a7f37"  # green, as in the notes' diagrams
@@ -131,7 +130,7 @@ def _cut(text: str) -> str:
     return text if len(text) <= LABEL_LIMIT else text[: LABEL_LIMIT - 1] + "…"
 
 
-def drawn_explanation(ex: Explanation) -> Explanation:
+def drawn_explanation(ex: ExplanationData) -> ExplanationData:
     """The explanation whose stages are drawn: ``ex`` itself when every stage is one gate, else
     the same function split into elementary gates by ``--split``'s splitter, at the same point, so
     that ``(x + y) ** 2`` is drawn as a ``+`` gate wired into a ``**2`` gate."""
@@ -141,12 +140,12 @@ def drawn_explanation(ex: Explanation) -> Explanation:
     if len(split.stages) == len(ex.program.stages):
         return ex  # nothing the splitter breaks further (a negated name stays in its gate)
     try:
-        return explain_backward(differentiate(split), ex.point, split=True)
+        return ex.explained_as(split)
     except StagegenError:  # an inner gate undefined where the whole stage is not: draw it whole
         return ex
 
 
-def circuit_of(ex: Explanation) -> Circuit:
+def circuit_of(ex: ExplanationData) -> Circuit:
     program = ex.program
     drawn = drawn_explanation(ex)
     nodes: list[Node] = []
@@ -237,7 +236,7 @@ def _negative(value: str) -> str:
     return value[1:] if value.startswith("-") else ("0" if value == "0" else f"-{value}")
 
 
-def _titles(ex: Explanation, drawn: Explanation) -> list[str]:
+def _titles(ex: ExplanationData, drawn: ExplanationData) -> list[str]:
     """A tooltip for each drawn gate: the stage it is, or, for a gate inside a compound stage,
     which stage it is part of (the splitter puts a stage's inner gates just before it)."""
     own = {step.stage.target: step for step in ex.forward}

@@ -1,4 +1,4 @@
-"""Narrate: an Explanation in words, as text (ANSI-coloured or plain), markdown or HTML.
+"""Narrate: an explanation in words, as text (ANSI-coloured or plain), markdown or HTML.
 
 The words are built once, as rows of highlighted pieces (``highlight.Piece``), and every format
 lays out the same rows: the forward with each stage's value, the backward with each statement's
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .explanation import BackwardStep, Explanation, point_text, precise, short
+from .explained import BackwardStep, ExplanationData, point_text, precise, short
 from .highlight import Piece, ansi, code_pieces, spans
 
 INDENT = "    "
@@ -43,7 +43,7 @@ class Document:
 # ---------------------------------------------------------------------------- the words
 
 
-def document(ex: Explanation, audience: str = "cli") -> Document:
+def document(ex: ExplanationData, audience: str = "cli") -> Document:
     """The words; ``audience`` is who reads them: "cli" (``stagegen explain``) or "python"
     (``stagegen.explain`` in a REPL or a notebook), which ask for values differently."""
     p = ex.program
@@ -103,7 +103,7 @@ def _call_example(program) -> str:
     return f"explain({program.name}, " + ", ".join(f"{n}={t}" for n, t in values) + ")"
 
 
-def _forward(ex: Explanation) -> Section:
+def _forward(ex: ExplanationData) -> Section:
     rows = []
     for step in ex.forward:
         s = step.stage
@@ -127,7 +127,7 @@ def _gate_phrase(name: str) -> str:
     return f"{name} gate"
 
 
-def _backward(ex: Explanation) -> Section:
+def _backward(ex: ExplanationData) -> Section:
     up = ex.upstream
     start: list[Piece] = [
         (
@@ -158,7 +158,7 @@ def _backward(ex: Explanation) -> Section:
     return Section(title, rows)
 
 
-def _step_notes(ex: Explanation, step: BackwardStep) -> list[list[Piece]]:
+def _step_notes(ex: ExplanationData, step: BackwardStep) -> list[list[Piece]]:
     local: list[Piece] = [("text", f"local ∂{step.stage.target}/∂{step.of} = {step.local}")]
     if not ex.symbolic and not _is_number_text(step.local):
         local += [("text", " = "), ("local", short(step.local_value))]
@@ -204,7 +204,7 @@ def _is_number_text(text: str) -> bool:
         return False
 
 
-def _inputs(ex: Explanation) -> Section:
+def _inputs(ex: ExplanationData) -> Section:
     rows = []
     for g in ex.inputs:
         stages = ", ".join(f"({n})" for n in g.stages) or "nowhere: no path to the output"
@@ -254,7 +254,7 @@ def _lines(section: Section, gradient_names, paint) -> list[str]:
     return out
 
 
-def render_text(ex: Explanation, color: bool = False, audience: str = "cli") -> str:
+def render_text(ex: ExplanationData, color: bool = False, audience: str = "cli") -> str:
     doc = document(ex, audience)
     paint = lambda pieces: ansi(pieces, color)  # noqa: E731
     out = [paint([("heading", doc.title)])]
@@ -273,7 +273,7 @@ def template(name: str):
     return environment().get_template(name)
 
 
-def render_markdown(ex: Explanation, svg_path: str | None = None, audience: str = "cli") -> str:
+def render_markdown(ex: ExplanationData, svg_path: str | None = None, audience: str = "cli") -> str:
     doc = document(ex, audience)
     plain = lambda pieces: ansi(pieces, False)  # noqa: E731
     sections = [
@@ -284,7 +284,7 @@ def render_markdown(ex: Explanation, svg_path: str | None = None, audience: str 
     )
 
 
-def render_html(ex: Explanation, standalone: bool = False, audience: str | None = None) -> str:
+def render_html(ex: ExplanationData, standalone: bool = False, audience: str | None = None) -> str:
     """One self-contained piece of HTML: code and circuit. A whole page with ``standalone`` (what
     ``stagegen explain --format html`` writes); else a fragment for a notebook, whose reader asks
     for values from Python (``audience`` says otherwise when given)."""
