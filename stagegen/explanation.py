@@ -18,10 +18,12 @@ from __future__ import annotations
 import ast
 import linecache
 import math
+from dataclasses import fields
 from functools import lru_cache
 
 from . import gates
 from .errors import StagegenError
+from .explain_arrays import ArrayExplanationData
 from .explained import (  # the model; its names stay importable from here
     PRINT,
     BackwardBlock,
@@ -43,6 +45,7 @@ _NAMESPACE = {"__builtins__": {}, "math": math, "abs": abs, "max": max, "min": m
 
 __all__ = [
     "PRINT",
+    "ArrayExplanation",
     "BackwardBlock",
     "BackwardStep",
     "Explanation",
@@ -110,6 +113,8 @@ class Rendered:
     circuit (circuit.py), and its display in a REPL and a notebook. The renderers read only the
     model (explained.py), so they never import this module back."""
 
+    drawable = True  # whether circuit.py can draw it
+
     def text(self, color: bool = False) -> str:
         from .narrate import render_text
 
@@ -154,6 +159,27 @@ class Explanation(Rendered, ExplanationData):
         from .reverse import differentiate
 
         return explain_backward(differentiate(program), self.point, split=True)
+
+
+class ArrayExplanation(Rendered, ArrayExplanationData):
+    """An explanation of array code (the model in explain_arrays.py), renderable: words in every
+    format; its circuit is not drawn yet."""
+
+    drawable = False
+
+    def svg(self) -> str:
+        raise no_circuit(self.program)
+
+    def dot(self) -> str:
+        raise no_circuit(self.program)
+
+
+def no_circuit(program: Program) -> StagegenError:
+    return StagegenError(
+        f"`{program.name}` is array code, and the circuit is drawn for scalar code only",
+        "leave out --graph: the text, markdown and HTML explain array code",
+        filename=program.filename,
+    )
 
 
 def parse_at(specs) -> dict[str, float | list[float]]:
@@ -401,11 +427,8 @@ def explain_backward(
 ) -> Explanation:
     """Explain one generated backward, at the point ``values`` or symbolically (None)."""
     program = backward.program
-    if program.numpy:
-        raise program.error(
-            f"`{program.name}` is array code; the teaching aid explains scalar functions only",
-            "generate its backward with `stagegen FILE.py`, or explain a scalar version",
-        )
+    if program.numpy:  # explained from its generated module, which is written again
+        return _explain_arrays(program, values, split=split, source_text=source_text)
     point = bind_point(program, values) if values is not None else None
     env: dict | None = None
     if point is not None:
@@ -568,6 +591,7 @@ def explain_source(
     *,
     split: bool = False,
     filename: str = "<string>",
+    seed: int = 0,
 ) -> Explanation:
     """Explain ``function`` of a module's source text (the only function when None)."""
     from .parse import read_programs
@@ -580,36 +604,66 @@ def explain_source(
             f"name one of: {names} (FILE.py::NAME on the command line)",
             filename=filename,
         )
-    return _explain_program(programs[0], values, split=split, source_text=source)
+    return _explain_program(programs[0], values, split=split, source_text=source, seed=seed)
 
 
-def explain_function(func, values: dict | None = None, *, split: bool = False) -> Explanation:
+def explain_function(
+    func, values: dict | None = None, *, split: bool = False, seed: int = 0
+) -> Explanation:
     """Explain a live function object (its source is read, never run)."""
     from .introspect import programs_of_function
 
-    return _explain_program(programs_of_function(func)[0], values, split=split)
+    return _explain_program(programs_of_function(func)[0], values, split=split, seed=seed)
 
 
 def _explain_program(
-    program: Program, values, *, split: bool, source_text: str | None = None
-) -> Explanation:
+    program: Program, values, *, split: bool, source_text: str | None = None, seed: int = 0
+) -> Explanation | ArrayExplanation:
     from .reverse import differentiate
 
     if split:
         from .split import split_program
 
         program = split_program(program)
+    if program.numpy:
+        return _explain_arrays(program, values, split=split, source_text=source_text, seed=seed)
     return explain_backward(differentiate(program), values, split=split, source_text=source_text)
 
 
-def explain(target, function=None, *, split: bool = False, at: dict | None = None, **values):
-    """``explain(func, x=3, y=-4)`` or ``explain(source_text, "f", x=3, y=-4)``.
+def _explain_arrays(
+    program: Program, values, *, split: bool, source_text: str | None, seed: int = 0
+) -> ArrayExplanation:
+    """Array code is explained from the module ``stagegen FILE.py`` writes for it: its shapes
+    and dimension arguments symbolically; at a point (sizes of the dimensions, numbers), the
+    values its backward computes on arrays drawn with ``seed``."""
+    from .api import build_programs
+    from .explain_arrays import explain_array_build
+
+    build = build_programs([program], program.filename, source=source_text or "")
+    data = explain_array_build(
+        build.backwards[0], build.text, values, seed=seed, split=split, source_text=source_text
+    )
+    return ArrayExplanation(**{f.name: getattr(data, f.name) for f in fields(data)})
+
+
+def explain(
+    target,
+    function=None,
+    *,
+    split: bool = False,
+    at: dict | None = None,
+    seed: int = 0,
+    **values,
+):
+    """``explain(func, x=3, y=-4)`` or ``explain(source_text, "f", x=3, y=-4)``; for array code,
+    the sizes of its dimensions (``explain(affine, N=2, D=3, M=4)``): its arrays are drawn from a
+    standard normal with ``seed``.
 
     With no values, the explanation is symbolic. Pass ``at={...}`` instead of keywords when a
-    parameter is named ``split``, ``function`` or ``at``."""
+    parameter is named ``split``, ``function``, ``at`` or ``seed``."""
     point = dict(at or {}, **values) or None
     if isinstance(target, str):
-        return explain_source(target, function, point, split=split)
+        return explain_source(target, function, point, split=split, seed=seed)
     if not callable(target):
         raise TypeError("explain() takes a function or a module's source text")
-    return explain_function(target, point, split=split)
+    return explain_function(target, point, split=split, seed=seed)

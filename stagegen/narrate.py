@@ -10,8 +10,20 @@ Markdown and HTML page layout live in the jinja2 templates ``explain.md.j2``/``e
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
+from .explain_arrays import (
+    ArrayExplanationData,
+    ArrayStep,
+    Product,
+    Scattered,
+    Spread,
+    Summed,
+    dimension_names,
+    shape_text,
+    summary,
+)
 from .explained import BackwardStep, ExplanationData, point_text, precise, short
 from .highlight import Piece, ansi, code_pieces, spans
 
@@ -46,6 +58,8 @@ class Document:
 def document(ex: ExplanationData, audience: str = "cli") -> Document:
     """The words; ``audience`` is who reads them: "cli" (``stagegen explain``) or "python"
     (``stagegen.explain`` in a REPL or a notebook), which ask for values differently."""
+    if isinstance(ex, ArrayExplanationData):
+        return array_document(ex, audience)
     p = ex.program
     shown = _shown_file(p.filename, audience)
     where = f" from {shown}" if shown else ""
@@ -86,6 +100,7 @@ def _below(path: str, folder: str) -> bool:
 
 
 _EXAMPLE_VALUES = (3, -4, 2, -1, 0.5)
+KEYWORDS = ("split", "function", "at", "seed")  # explain()'s own keywords
 
 
 def _call_example(program) -> str:
@@ -97,7 +112,7 @@ def _call_example(program) -> str:
             values.append((param.name, "[" + ", ".join(map(str, items)) + "]"))
         else:
             values.append((param.name, str(_EXAMPLE_VALUES[k % len(_EXAMPLE_VALUES)])))
-    if any(name in ("split", "function", "at") for name, _ in values):  # explain()'s keywords
+    if any(name in KEYWORDS for name, _ in values):
         inside = ", ".join(f'"{name}": {text}' for name, text in values)
         return f"explain({program.name}, at={{{inside}}})"
     return f"explain({program.name}, " + ", ".join(f"{n}={t}" for n, t in values) + ")"
@@ -233,6 +248,244 @@ def _fd(value) -> str:
     return "undefined" if value is None else f"{value:.7g}"
 
 
+# ---------------------------------------------------------------------------- array code
+
+
+def _of(name: str) -> str:
+    return f"{name}'s"
+
+
+def _shaped(code: str, shape) -> str:
+    """``dout (N, M)``; ``dloss / n (a number)``."""
+    return f"{code} (a number)" if shape == () else f"{code} {shape_text(shape)}"
+
+
+def _axes(axes) -> str:
+    if len(axes) == 1:
+        return f"axis {axes[0]}"
+    return "axes " + ", ".join(str(a) for a in axes[:-1]) + f" and {axes[-1]}"
+
+
+def _has_shape(step: ArrayStep) -> str:
+    """ "dw has w's shape (D, M)", "dreg is a number, as reg is"."""
+    if step.of is None:
+        return _shaped(step.gradient, step.shape)
+    if step.shape == ():
+        return f"{step.gradient} is a number, as {step.of} is"
+    return f"{step.gradient} has {_of(step.of)} shape {shape_text(step.shape)}"
+
+
+def product_sentence(step: ArrayStep, product) -> str:
+    """The notes' dimension argument: "dw must have w's shape (D, M); the only product of
+    x (N, D) and dout (N, M) with that shape is x.T.dot(dout)"."""
+    (a, sa), (b, sb) = product.factors
+    factors = f"{_shaped(a, sa)} and {_shaped(b, sb)}"
+    if product.whole and product.shape == step.shape and step.of is not None:
+        lead = f"{step.gradient} must have {_of(step.of)} shape {shape_text(step.shape)}; "
+        if not product.others:
+            return f"{lead}the only product of {factors} with that shape is {product.code}"
+    else:
+        lead = f"{_shaped(product.code, product.shape)}: "
+        if not product.others:
+            return f"{lead}the only product of {factors} with that shape"
+    also = " and ".join(product.others)
+    return (
+        f"{lead}{factors} give that shape as {product.code}, and also as {also}: here the "
+        "shapes alone do not decide (the derivation does)"
+    )
+
+
+def argument_sentences(step: ArrayStep, added_to: set[str] = frozenset()) -> list[str]:
+    """What fixes the gradient's shape, one sentence each (the shape alone if nothing does);
+    ``added_to``: the gradients a later ``+=`` or ``np.add.at`` writes into."""
+    out: list[str] = []
+    products = [a for a in step.arguments if isinstance(a, Product)]
+    for product in products:
+        out.append(product_sentence(step, product))
+    fixed = any(p.whole and p.shape == step.shape and step.of for p in products)
+    code = " ".join(step.lines)
+    for arg in step.arguments:
+        if isinstance(arg, Summed):
+            if step.shape == () and not arg.keepdims:
+                how = "is summed to one number"
+            else:
+                kept = ", kept as size 1" if arg.keepdims else ""
+                how = f"is summed over {_axes(arg.axes)}{kept}"
+            out.append(f"{_has_shape(step)}: {_shaped(arg.code, arg.shape)} {how}")
+            fixed = True
+        elif isinstance(arg, Spread):
+            how = "np.broadcast_to: a view, no copy" if "broadcast_to(" in code else "+= does it"
+            out.append(
+                f"{_has_shape(step)}: {_shaped(arg.code, arg.shape)} is spread along "
+                f"{_axes(arg.axes)} ({how})"
+            )
+            fixed = True
+        elif isinstance(arg, Scattered):
+            into = step.gradient if step.accumulate else "zeros of that shape"
+            out.append(
+                f"{_has_shape(step)}: {_shaped(arg.values, arg.shape)} is added into {into} "
+                f"at {arg.index} (np.add.at adds where an index repeats)"
+            )
+            fixed = True
+    if not fixed:
+        if step.of is None:
+            first = (
+                f"{_has_shape(step)}: the gradient inside stage ({step.stage.number}), "
+                "computed once for the inputs below"
+            )
+        else:
+            first = _has_shape(step)
+        copied = re.fullmatch(rf"{re.escape(step.gradient)} = (\w+)\.copy\(\)", code)
+        if copied and not step.accumulate:
+            source = copied.group(1)
+            if step.gradient in added_to:
+                first += f"; a copy, since a += below must not write into {source}"
+            else:
+                first += f"; a copy: the gradient returned is an array of its own, not {source}"
+        out.insert(0, first)
+    return out
+
+
+def _valued(name: str, shape, value, kind: str = "value") -> list[Piece]:
+    """``out (N, M) = (2, 4): [...]``, or ``n = 3`` for a number."""
+    import numpy as np
+
+    if not shape:
+        return [("text", f"{name} = "), (kind, summary(value))]
+    sized = f"{shape_text(shape)} = {shape_text(np.shape(value))}"
+    return [("text", f"{name} {sized}: "), (kind, summary(value))]
+
+
+def array_document(ex: ArrayExplanationData, audience: str = "cli") -> Document:
+    p = ex.program
+    shown = _shown_file(p.filename, audience)
+    where = f" from {shown}" if shown else ""
+    split = ", split into elementary operations" if ex.split else ""
+    dims = dimension_names(p)
+    example = ", ".join(f"{d}={2 + k}" for k, d in enumerate(dims))
+    if ex.symbolic:
+        if audience == "python":
+            ask = f"pass sizes, e.g. explain({p.name}, {example})" if dims else "pass values"
+        else:
+            ask = f"give --at {example.replace(', ', ',')} for values" if dims else "give --at"
+        at = f"symbolically: each gradient's shape and what fixes it ({ask})"
+    else:
+        drawn = [n for n in ex.drawn if not p.param(n).labels]
+        labels = [n for n in ex.drawn if p.param(n).labels]
+        said = f"{', '.join(drawn)} drawn from a standard normal" if drawn else ""
+        if labels:
+            said += ("; " if said else "") + f"{', '.join(labels)} drawn in range"
+        at = f"at {ex.where()}" + (f": {said}" if said else "")
+    title = f"{p.name}{where}{split}, {at}"
+    sections = [_array_forward(ex), _array_backward(ex), _array_inputs(ex)]
+    notes = list(ex.notes)
+    notes.append("the circuit is drawn for scalar code only, not yet for array code")
+    return Document(title, sections, set(ex.backward.gradient_names.values()), notes)
+
+
+def _array_forward(ex: ArrayExplanationData) -> Section:
+    rows = []
+    if not ex.symbolic:
+        for param in ex.program.params:
+            note = _valued(param.name, param.shape, ex.values[param.name])
+            if param.shape:  # the row's code names it
+                note[0] = ("text", note[0][1][len(param.name) + 1 :])
+            if param.labels:
+                note.insert(0, ("dim", "labels "))
+            rows.append(Row(param.name, note))
+    for step in ex.forward:
+        s = step.stage
+        note: list[Piece] = [("dim", f"({s.number}) ")]
+        if ex.symbolic:
+            note.append(("text", _shaped(s.target, step.shape)))
+        else:
+            note += _valued(s.target, step.shape, step.value)
+        if s.user_name != s.target:
+            note.append(("dim", f" — your `{s.user_name}`, re-assigned"))
+        if s.comment:
+            note.append(("dim", f" — {s.comment}"))
+        rows.append(Row(step.code, note))
+    title = (
+        "forward: the stages and their shapes"
+        if ex.symbolic
+        else "forward: the inputs and each stage's value, summarised"
+    )
+    return Section(title, rows)
+
+
+def _array_backward(ex: ArrayExplanationData) -> Section:
+    rows = []
+    out = ex.output
+    if not any(line.kind == "upstream" for line in ex.setup):
+        start = f"the gradient of {out} with respect to itself: the backward pass starts here"
+        rows.append(Row(f"{ex.upstream} = 1.0", [("text", start)]))
+    for line in ex.setup:
+        if line.kind == "upstream":
+            note: list[Piece] = [
+                (
+                    "text",
+                    f"the gradient flowing into {out}: 1.0 by default (the gradient of the sum "
+                    f"of {_of(out)} elements), broadcast to {_of(out)} shape "
+                    f"{shape_text(ex.upstream_shape)}",
+                )
+            ]
+        elif ex.symbolic:
+            note = [("text", "a size, read from a parameter")]
+        else:
+            value = ", ".join(map(str, line.value)) if isinstance(line.value, tuple) else line.value
+            note = [("text", f"{line.name} = "), ("value", str(value))]
+        rows.append(Row(line.code, note))
+    added_to = {s.gradient for b in ex.blocks for s in b.steps if s.accumulate}
+    for block in ex.blocks:
+        header: list[Piece] = [("comment", f"backprop {block.header}")]
+        header += [("dim", " — "), ("text", _shaped(block.stage.target, block.shape))]
+        rows.append(Row("", header, "header"))
+        for step in block.steps:
+            for k, code in enumerate(step.lines):
+                last = k == len(step.lines) - 1
+                rows.append(Row(code, [("dim", f"({step.stage.number})")] if last else []))
+            for sentence in argument_sentences(step, added_to):
+                rows.append(Row("", [("text", sentence)], "detail"))
+            if step.accumulate:
+                earlier = ", ".join(f"({n})" for n in step.earlier)
+                fork = f"gradients add at a fork: adds to {step.gradient} from {earlier}"
+                rows.append(Row("", [("text", fork)], "detail"))
+            if not ex.symbolic:
+                value = [("text", "→ ")] + _valued(step.gradient, step.shape, step.value, "grad")
+                rows.append(Row("", value, "detail"))
+    for line in ex.zero:
+        rows.append(Row(line.code, [("text", line.note)]))
+    title = "backward: each gradient has its value's shape, and the shapes fix products and sums"
+    return Section(title, rows)
+
+
+def _array_inputs(ex: ArrayExplanationData) -> Section:
+    rows = []
+    for g in ex.inputs:
+        stages = ", ".join(f"({n})" for n in g.stages) or "nowhere: no path to the output"
+        if ex.symbolic:
+            written = "the sum of the contributions from " if len(g.stages) > 1 else "written at "
+            shape = "a number" if g.shape == () else f"{_of(g.name)} shape {shape_text(g.shape)}"
+            rows.append(Row(g.gradient, [("text", f"{shape}, {written}{stages}")]))
+            continue
+        note = _valued(g.gradient, g.shape, g.value, "grad")[1:]  # the row's code names it
+        if g.shape:
+            note.insert(0, ("text", f"{shape_text(g.shape)}: "))
+        if g.finite_difference is not None:
+            note.append(("text", "; finite difference: largest difference "))
+            note.append(("grad", f"{g.largest_difference:.2g}"))
+            if g.agrees_with_finite_difference:
+                note.append(("ok", " ✓ agree"))
+            else:
+                note.append(("bad", " ✗ differs (a kink here?)"))
+        rows.append(Row(g.gradient, note))
+    if ex.symbolic:
+        title = "gradient on each input: its shape, and where its contributions come from"
+    else:
+        title = "gradient on each input, beside a central finite difference of the forward"
+    return Section(title, rows)
+
+
 # ---------------------------------------------------------------------------- layout
 
 
@@ -293,6 +546,14 @@ def render_html(ex: ExplanationData, standalone: bool = False, audience: str | N
     from .circuit import circuit_of, to_svg
 
     doc = document(ex, audience or ("cli" if standalone else "python"))
+    # Inline SVG in HTML needs no namespace declaration: the page names no URL at all.
+    svg = (
+        ""
+        if isinstance(ex, ArrayExplanationData)  # the circuit is drawn for scalar code only
+        else to_svg(circuit_of(ex), fluid=True).replace(
+            ' xmlns="http://www.w3.org/2000/svg"', "", 1
+        )
+    )
     sections = [
         {"title": html.escape(s.title), "lines": _lines(s, doc.gradient_names, spans)}
         for s in doc.sections
@@ -301,9 +562,6 @@ def render_html(ex: ExplanationData, standalone: bool = False, audience: str | N
         title=html.escape(doc.title),
         sections=sections,
         notes=[html.escape(n) for n in doc.notes],
-        # Inline SVG in HTML needs no namespace declaration: the page names no URL at all.
-        svg=to_svg(circuit_of(ex), fluid=True).replace(
-            ' xmlns="http://www.w3.org/2000/svg"', "", 1
-        ),
+        svg=svg,
         standalone=standalone,
     )
