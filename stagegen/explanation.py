@@ -428,7 +428,9 @@ def explain_backward(
     """Explain one generated backward, at the point ``values`` or symbolically (None)."""
     program = backward.program
     if program.numpy:  # explained from its generated module, which is written again
-        return _explain_arrays(program, values, split=split, source_text=source_text)
+        explained = _explain_arrays(program, values, split=False, source_text=source_text)
+        explained.split = split  # the program is split already, or not
+        return explained
     point = bind_point(program, values) if values is not None else None
     env: dict | None = None
     if point is not None:
@@ -621,12 +623,12 @@ def _explain_program(
 ) -> Explanation | ArrayExplanation:
     from .reverse import differentiate
 
+    if program.numpy:  # split, if asked, as `stagegen --split` splits it
+        return _explain_arrays(program, values, split=split, source_text=source_text, seed=seed)
     if split:
         from .split import split_program
 
         program = split_program(program)
-    if program.numpy:
-        return _explain_arrays(program, values, split=split, source_text=source_text, seed=seed)
     return explain_backward(differentiate(program), values, split=split, source_text=source_text)
 
 
@@ -639,7 +641,7 @@ def _explain_arrays(
     from .api import build_programs
     from .explain_arrays import explain_array_build
 
-    build = build_programs([program], program.filename, source=source_text or "")
+    build = build_programs([program], program.filename, split=split, source=source_text or "")
     data = explain_array_build(
         build.backwards[0], build.text, values, seed=seed, split=split, source_text=source_text
     )

@@ -388,8 +388,7 @@ def _array_forward(ex: ArrayExplanationData) -> Section:
     if not ex.symbolic:
         for param in ex.program.params:
             note = _valued(param.name, param.shape, ex.values[param.name])
-            if param.shape:  # the row's code names it
-                note[0] = ("text", note[0][1][len(param.name) + 1 :])
+            note[0] = ("text", note[0][1][len(param.name) + 1 :])  # the row's code names it
             if param.labels:
                 note.insert(0, ("dim", "labels "))
             rows.append(Row(param.name, note))
