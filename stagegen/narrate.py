@@ -423,9 +423,8 @@ def _array_backward(ex: ArrayExplanationData) -> Section:
             note: list[Piece] = [
                 (
                     "text",
-                    f"the gradient flowing into {out}: 1.0 by default (the gradient of the sum "
-                    f"of {_of(out)} elements), broadcast to {_of(out)} shape "
-                    f"{shape_text(ex.upstream_shape)}",
+                    f"the gradient flowing into {out}, {shape_text(ex.upstream_shape)}: 1.0 "
+                    f"by default, the gradient of the sum of {_of(out)} elements",
                 )
             ]
         elif ex.symbolic:

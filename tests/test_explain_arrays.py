@@ -379,3 +379,14 @@ def test_the_command_itself():
     )
     assert done.returncode == 0, done.stderr
     assert "db has b's shape (M,): dout (N, M) is summed over axis 0" in done.stdout
+
+
+def test_the_readme_shows_what_the_command_prints():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    command = "stagegen explain examples/layers/affine.py\n```\n\n```\n"
+    shown_block = readme.split(command, 1)[1].split("```", 1)[0]
+    printed = explain_cli(AFFINE)[1].splitlines()
+    lines = [line for line in shown_block.splitlines() if line.strip() not in ("", "...")]
+    assert len(lines) >= 7
+    for line in lines:
+        assert line in printed, line
