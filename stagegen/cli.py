@@ -473,10 +473,6 @@ def explain_main(argv: list[str], out=None, err=None) -> int:
         ex = explain_source(
             text, function or None, point, split=args.split, filename=str(path), seed=args.seed
         )
-        if args.graph and not ex.drawable:
-            from .explanation import no_circuit
-
-            raise no_circuit(ex.program)
         if args.format == "markdown":
             from .narrate import render_markdown
 

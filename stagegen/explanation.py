@@ -113,8 +113,6 @@ class Rendered:
     circuit (circuit.py), and its display in a REPL and a notebook. The renderers read only the
     model (explained.py), so they never import this module back."""
 
-    drawable = True  # whether circuit.py can draw it
-
     def text(self, color: bool = False) -> str:
         from .narrate import render_text
 
@@ -162,24 +160,7 @@ class Explanation(Rendered, ExplanationData):
 
 
 class ArrayExplanation(Rendered, ArrayExplanationData):
-    """An explanation of array code (the model in explain_arrays.py), renderable: words in every
-    format; its circuit is not drawn yet."""
-
-    drawable = False
-
-    def svg(self) -> str:
-        raise no_circuit(self.program)
-
-    def dot(self) -> str:
-        raise no_circuit(self.program)
-
-
-def no_circuit(program: Program) -> StagegenError:
-    return StagegenError(
-        f"`{program.name}` is array code, and the circuit is drawn for scalar code only",
-        "leave out --graph: the text, markdown and HTML explain array code",
-        filename=program.filename,
-    )
+    """An explanation of array code (the model in explain_arrays.py), renderable."""
 
 
 def parse_at(specs) -> dict[str, float | list[float]]:

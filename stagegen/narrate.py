@@ -378,9 +378,7 @@ def array_document(ex: ArrayExplanationData, audience: str = "cli") -> Document:
         at = f"at {ex.where()}" + (f": {said}" if said else "")
     title = f"{p.name}{where}{split}, {at}"
     sections = [_array_forward(ex), _array_backward(ex), _array_inputs(ex)]
-    notes = list(ex.notes)
-    notes.append("the circuit is drawn for scalar code only, not yet for array code")
-    return Document(title, sections, set(ex.backward.gradient_names.values()), notes)
+    return Document(title, sections, set(ex.backward.gradient_names.values()), ex.notes)
 
 
 def _array_forward(ex: ArrayExplanationData) -> Section:
@@ -545,13 +543,7 @@ def render_html(ex: ExplanationData, standalone: bool = False, audience: str | N
 
     doc = document(ex, audience or ("cli" if standalone else "python"))
     # Inline SVG in HTML needs no namespace declaration: the page names no URL at all.
-    svg = (
-        ""
-        if isinstance(ex, ArrayExplanationData)  # the circuit is drawn for scalar code only
-        else to_svg(circuit_of(ex), fluid=True).replace(
-            ' xmlns="http://www.w3.org/2000/svg"', "", 1
-        )
-    )
+    svg = to_svg(circuit_of(ex), fluid=True).replace(' xmlns="http://www.w3.org/2000/svg"', "", 1)
     sections = [
         {"title": html.escape(s.title), "lines": _lines(s, doc.gradient_names, spans)}
         for s in doc.sections

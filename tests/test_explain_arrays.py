@@ -300,12 +300,10 @@ def test_python_api_repr_and_formats():
     )
     assert "explain(affine, N=2, D=3, M=4)" in str(stagegen.explain(namespace["affine"]))
     html = ex._repr_html_()
-    assert "x.T.dot(dout)" in html and "<svg" not in html
-    assert "the circuit is drawn for scalar code only" in html
+    assert "x.T.dot(dout)" in html and "<svg" in html
     markdown = ex.markdown()
     assert "dw must have w's shape (D, M)" in markdown
-    with pytest.raises(stagegen.StagegenError, match="drawn for scalar code only"):
-        ex.svg()
+    assert ex.svg().startswith("<svg")
 
 
 def test_cli_formats():
@@ -313,7 +311,7 @@ def test_cli_formats():
         code, out, err = explain_cli(AFFINE, "--at", "N=2,D=3,M=4", "--format", fmt)
         assert code == 0, err
         assert "x.T.dot(dout)" in out and "✓ agree" in out
-    assert "<svg" not in explain_cli(AFFINE, "--format", "html")[1]
+    assert "<svg" in explain_cli(AFFINE, "--format", "html")[1]
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -355,12 +353,37 @@ def test_a_point_outside_the_domain_exits_2_at_the_stage(tmp_path):
     assert "--seed" in err
 
 
-def test_graph_of_array_code_exits_2_and_writes_nothing(tmp_path):
-    drawing = tmp_path / "c.svg"
+def test_the_circuit_of_array_code(tmp_path):
+    """Each wire carries its shape (green, above) and the gradient flowing back along it as the
+    generated backward writes it (red, below)."""
+    import xml.etree.ElementTree as ET
+
+    drawing = tmp_path / "affine.svg"
     code, out, err = explain_cli(AFFINE, "--graph", drawing)
-    assert code == 2 and out == ""
-    assert "the circuit is drawn for scalar code only" in err
-    assert not drawing.exists()
+    assert code == 0, err
+    root = ET.fromstring(drawing.read_text())
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    wires = {}
+    for g in root.iterfind(".//svg:g[@class='wire']", ns):
+        texts = {t.get("class"): t.text for t in g.iterfind("svg:text", ns)}
+        wires[(g.get("data-from"), g.get("data-to"))] = (texts["value"], texts["gradient"])
+    assert wires == {
+        ("x", "out"): ("(N, D)", "dout.dot(w.T)"),
+        ("w", "out"): ("(D, M)", "x.T.dot(dout)"),
+        ("b", "out"): ("(M,)", "dout.sum(axis=0)"),
+        ("out", "output"): ("(N, M)", "dout"),
+    }
+    svm = explain_source((LAYERS / "svm_loss.py").read_text(), None, {"N": 3, "C": 4})
+    dot = svm.dot()
+    assert "dmargins_in" in dot and "(N, C) = (3, 4)" in dot
+    # labels and sizes carry no gradient; a copy's wire carries what is copied
+    from stagegen.circuit import circuit_of
+
+    c = circuit_of(svm)
+    flowing = {(w.source, w.target): w.gradient for w in c.wires}
+    assert flowing[("y", "correct")] == "none" and flowing[("x", "n")] == "none"
+    assert flowing[("x", "margins")] == "dmargins_in"
+    assert flowing[("x", "correct")] == "dcorrect"
 
 
 def test_the_command_itself():
