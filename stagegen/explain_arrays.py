@@ -1,5 +1,6 @@
 """Explain array code: each gradient statement with its shape and the dimension argument that
-fixes it, symbolically or at a point of random arrays. It computes; narrate.py words it.
+fixes it, symbolically or at a point of random arrays. It computes; narrate.py words it and
+circuit.py draws it; explanation.py is the entry point for numbers and arrays alike.
 
 The notes teach array gradients by dimension analysis: "dW must have W's shape (D, M); the only
 product of X (N, D) and dout (N, M) with that shape is X.T.dot(dout)". For every gradient
@@ -407,7 +408,8 @@ class _Arguments:
                 axes = tuple(range(lead)) + tuple(
                     lead + k for k, d in enumerate(s) if d == 1 and to[lead + k] != 1
                 )
-                found.append(Spread(self.print(top.operand), s, to, axes))
+                if axes:  # (a size-1 axis put back is no spread)
+                    found.append(Spread(self.print(top.operand), s, to, axes))
         elif _is_scatter(value):
             items = ", ".join(self.print(i) for i in value.items)
             index = f"({items},)" if len(value.items) == 1 else f"({items})"
@@ -492,7 +494,9 @@ class _Line:
     node: ast.stmt = None
 
 
-def _generated_lines(text: str, name: str) -> list[_Line]:
+def _generated_lines(text: str, name: str) -> tuple[list[_Line], list[str]]:
+    """The statements of ``name``'s backward in the module text, and the blocks' headers (the
+    ``# backprop`` comments, without those words)."""
     tree = ast.parse(text)
     fn = next(
         n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == f"{name}_backward"
@@ -521,7 +525,7 @@ def _generated_lines(text: str, name: str) -> list[_Line]:
         indent = s.col_offset
         code = [c[indent:] if c[:indent].isspace() else c.lstrip() for c in code]
         out.append(_Line(s.lineno, s.end_lineno, code, comment, block, _writes(s), s))
-    return out
+    return out, [comments[n][1][len("# backprop ") :] for n in headers]
 
 
 def _is_docstring(s: ast.stmt) -> bool:
@@ -740,33 +744,14 @@ def _default_number(text: str | None) -> float | None:
     return None
 
 
-def _label_bounds(program: Program, sizes: dict[str, int]) -> dict[str, int]:
-    """For each labels parameter, the length of the axis it indexes (the shortest, if several)."""
-    labels = {p.name for p in program.params if p.labels}
-    bounds: dict[str, int] = {}
-    for stage in program.stages:
-        for node in walk(stage.expr):
-            if not isinstance(node, Index) or not isinstance(node.operand, Var):
-                continue
-            operand = program.types[node.operand.name].shape
-            axis = 0
-            for item in node.items:
-                if isinstance(item, NewAxis):
-                    continue
-                for leaf in walk(item):
-                    if isinstance(leaf, Var) and leaf.name in labels and axis < len(operand):
-                        length = shapes.size((operand[axis],), sizes)[0]
-                        bounds[leaf.name] = min(bounds.get(leaf.name, length), length)
-                axis += 1
-    return bounds
-
-
 def draw(program: Program, sizes: dict, numbers: dict, seed: int) -> tuple[dict, list[str]]:
     """Every parameter's value: arrays from a standard normal, labels uniformly in range."""
     import numpy as np
 
+    from .arrays.proof import label_bounds  # the proof draws its labels in the same ranges
+
     rng = np.random.default_rng(seed)
-    bounds = _label_bounds(program, sizes)
+    bounds = label_bounds(program, sizes)
     values: dict = {}
     drawn = []
     for p in program.params:
@@ -877,7 +862,7 @@ def explain_array_build(
     printer = ArrayPrinter(program.numpy)
     known = _Shapes(program, backward.upstream)
     arguments = _Arguments(printer, known)
-    lines = _generated_lines(module_text, program.name)
+    lines, headers = _generated_lines(module_text, program.name)
     matched = _match(backward, lines)
 
     sizes = values = None
@@ -950,7 +935,7 @@ def explain_array_build(
         blocks.append(
             ArrayBlock(
                 stage,
-                _header(module_text, lines, len(blocks)) or f"{stage.target} = ...",
+                headers[len(blocks)],
                 program.types[stage.target].shape,
                 steps,
             )
@@ -979,24 +964,11 @@ def explain_array_build(
         split=split,
     )
     if at is not None:
-        _values_of_inputs(explanation, lines, after, forward)
+        _values_of_inputs(explanation, after, forward)
     return explanation
 
 
-def _header(text: str, lines: list[_Line], block: int) -> str | None:
-    """The ``# backprop ...`` comment that opens a block, without its ``# backprop``."""
-    first = next((line for line in lines if line.block == block), None)
-    if first is None:
-        return None
-    source = text.splitlines()
-    for n in range(first.start - 1, 0, -1):
-        stripped = source[n - 1].strip()
-        if stripped.startswith("# backprop "):
-            return stripped[len("# backprop ") :]
-    return None
-
-
-def _values_of_inputs(ex: ArrayExplanationData, lines, after, forward: _Forward) -> None:
+def _values_of_inputs(ex: ArrayExplanationData, after: dict, forward: _Forward) -> None:
     """Each input's gradient as the backward returns it, beside a central difference."""
     final: dict = {}
     for k in sorted(after):

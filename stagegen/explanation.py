@@ -11,6 +11,10 @@ Numbers come from evaluating our own expressions, printed the way the generated 
 them, so every value is the one the generated backward computes (the user's module is never
 imported or run). The gradient on each input is compared with SymPy's derivative (50 digits) and
 with a central finite difference of the forward.
+
+Array code is explained by explain_arrays.py (shapes, dimension arguments, the generated
+backward run under a line tracer); the entry points here serve both. The model of a scalar
+explanation lives in explained.py, below the renderers, which never import this module.
 """
 
 from __future__ import annotations

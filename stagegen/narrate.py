@@ -5,6 +5,8 @@ lays out the same rows: the forward with each stage's value, the backward with e
 local gradient, the gradient flowing in and the result (and, for ``+=``, the contributions it
 adds to), then the gradient on each input beside SymPy's value and a finite difference.
 Markdown and HTML page layout live in the jinja2 templates ``explain.md.j2``/``explain.html.j2``.
+Array code gets the same layout with other words: each gradient's shape and the dimension
+argument that fixes it, and values summarised.
 """
 
 from __future__ import annotations
