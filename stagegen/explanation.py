@@ -409,8 +409,9 @@ def explain_backward(
     *,
     split: bool = False,
     source_text: str | None = None,
-) -> Explanation:
-    """Explain one generated backward, at the point ``values`` or symbolically (None)."""
+) -> Explanation | ArrayExplanation:
+    """Explain one generated backward, at the point ``values`` or symbolically (None). Array
+    code is explained from the module generated for its program again (the same backward)."""
     program = backward.program
     if program.numpy:  # explained from its generated module, which is written again
         explained = _explain_arrays(program, values, split=False, source_text=source_text)
@@ -579,7 +580,7 @@ def explain_source(
     split: bool = False,
     filename: str = "<string>",
     seed: int = 0,
-) -> Explanation:
+) -> Explanation | ArrayExplanation:
     """Explain ``function`` of a module's source text (the only function when None)."""
     from .parse import read_programs
 
@@ -596,7 +597,7 @@ def explain_source(
 
 def explain_function(
     func, values: dict | None = None, *, split: bool = False, seed: int = 0
-) -> Explanation:
+) -> Explanation | ArrayExplanation:
     """Explain a live function object (its source is read, never run)."""
     from .introspect import programs_of_function
 
