@@ -177,6 +177,7 @@ class ArrayExplanationData:
     seed: int | None
     values: dict | None  # every parameter's value at the point
     drawn: list[str]  # the parameters whose values were drawn at random
+    distribution: str  # what they were drawn from ("a standard normal", ...)
     forward: list[ArrayForwardStep]
     setup: list[ArrayLine]
     upstream: str  # "dout"
@@ -744,8 +745,16 @@ def _default_number(text: str | None) -> float | None:
     return None
 
 
-def draw(program: Program, sizes: dict, numbers: dict, seed: int) -> tuple[dict, list[str]]:
-    """Every parameter's value: arrays from a standard normal, labels uniformly in range."""
+# How the arrays are drawn: a standard normal first; where that leaves a stage's domain (np.log,
+# np.sqrt of a negative number), positive numbers, and the explanation says so.
+DISTRIBUTIONS = ("a standard normal", "uniformly from [0.5, 2]")
+
+
+def draw(
+    program: Program, sizes: dict, numbers: dict, seed: int, distribution: int = 0
+) -> tuple[dict, list[str]]:
+    """Every parameter's value: arrays from ``DISTRIBUTIONS[distribution]``, labels uniformly in
+    the range of the axis they index, numbers as given."""
     import numpy as np
 
     from .arrays.proof import label_bounds  # the proof draws its labels in the same ranges
@@ -760,7 +769,11 @@ def draw(program: Program, sizes: dict, numbers: dict, seed: int) -> tuple[dict,
             values[p.name] = rng.integers(0, bounds.get(p.name, 2), size=shape)
             drawn.append(p.name)
         elif p.shape:
-            values[p.name] = rng.standard_normal(shapes.size(p.shape, sizes))
+            shape = shapes.size(p.shape, sizes)
+            if distribution == 0:
+                values[p.name] = rng.standard_normal(shape)
+            else:
+                values[p.name] = rng.uniform(0.5, 2.0, size=shape)
             drawn.append(p.name)
         else:
             values[p.name] = numbers[p.name]
@@ -812,8 +825,8 @@ def _finite_or_raise(program: Program, source_text: str | None):
             raise StagegenError(
                 f"stage ({stage.number}) `{stage.target}` is not finite at this point "
                 f"({summary(a)})",
-                "choose another --seed, or other sizes or numbers (the arrays are drawn from "
-                "a standard normal)",
+                "choose other sizes or numbers (arrays are drawn from a standard normal, and "
+                "from [0.5, 2] when that leaves a stage's domain)",
                 filename=program.filename,
                 line=stage.line,
                 col=stage.col,
@@ -867,13 +880,23 @@ def explain_array_build(
 
     sizes = values = None
     drawn: list[str] = []
+    distribution = 0
     after: dict[int, dict] = {}
     forward_env: dict = {}
     forward = _Forward(program, printer)
     if at is not None:
         sizes, numbers = bind_sizes(program, at)
-        values, drawn = draw(program, sizes, numbers, seed)
-        forward_env = forward.run(values, _finite_or_raise(program, source_text))
+        check = _finite_or_raise(program, source_text)
+        for distribution in range(len(DISTRIBUTIONS)):
+            values, drawn = draw(program, sizes, numbers, seed, distribution)
+            try:
+                forward_env = forward.run(values, check)
+                break
+            except StagegenError as exc:
+                if distribution == 0:
+                    first = exc
+                if distribution == len(DISTRIBUTIONS) - 1 or not drawn:
+                    raise first from None
         from .api import load_backward_module
 
         namespace = load_backward_module(module_text, program.filename)
@@ -954,6 +977,7 @@ def explain_array_build(
         seed=seed if at is not None else None,
         values=values,
         drawn=drawn,
+        distribution=DISTRIBUTIONS[distribution] if at is not None else "",
         forward=steps_forward,
         setup=setup,
         upstream=backward.upstream,
@@ -964,6 +988,11 @@ def explain_array_build(
         split=split,
     )
     if at is not None:
+        if distribution:
+            explanation.notes.append(
+                f"the arrays are drawn {DISTRIBUTIONS[distribution]} because with "
+                f"{DISTRIBUTIONS[0]} {first.message}"
+            )
         _values_of_inputs(explanation, after, forward)
     return explanation
 

@@ -374,13 +374,17 @@ def array_document(ex: ArrayExplanationData, audience: str = "cli") -> Document:
     else:
         drawn = [n for n in ex.drawn if not p.param(n).labels]
         labels = [n for n in ex.drawn if p.param(n).labels]
-        said = f"{', '.join(drawn)} drawn from a standard normal" if drawn else ""
+        said = f"{', '.join(drawn)} drawn {_from(ex.distribution)}" if drawn else ""
         if labels:
             said += ("; " if said else "") + f"{', '.join(labels)} drawn in range"
         at = f"at {ex.where()}" + (f": {said}" if said else "")
     title = f"{p.name}{where}{split}, {at}"
     sections = [_array_forward(ex), _array_backward(ex), _array_inputs(ex)]
     return Document(title, sections, set(ex.backward.gradient_names.values()), ex.notes)
+
+
+def _from(distribution: str) -> str:
+    return distribution if distribution.startswith("uniformly") else f"from {distribution}"
 
 
 def _array_forward(ex: ArrayExplanationData) -> Section:

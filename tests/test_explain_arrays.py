@@ -340,7 +340,7 @@ def test_bad_points_exit_2_located(at, message, tmp_path):
     assert DEF_LINE in err and "Traceback" not in err
 
 
-def test_a_point_outside_the_domain_exits_2_at_the_stage(tmp_path):
+def test_a_domain_a_normal_leaves_is_drawn_positive(tmp_path):
     source = tmp_path / "logs.py"
     source.write_text(
         "import numpy as np\n\n\n"
@@ -349,9 +349,28 @@ def test_a_point_outside_the_domain_exits_2_at_the_stage(tmp_path):
         "    return out\n"
     )
     code, out, err = explain_cli(source, "--at", "N=4")
+    assert code == 0, err
+    assert "x drawn uniformly from [0.5, 2]" in out.splitlines()[0]
+    assert "because with a standard normal stage (1) `out` is not finite" in out
+    ex = explain_source(source.read_text(), None, {"N": 4}, seed=0)
+    x = ex.values["x"]
+    assert x.min() >= 0.5 and x.max() <= 2
+    assert np.allclose(ex.inputs[0].value, 1 / x, rtol=1e-15)
+
+
+def test_a_point_outside_the_domain_exits_2_at_the_stage(tmp_path):
+    source = tmp_path / "logs.py"
+    source.write_text(
+        "import numpy as np\n\n\n"
+        'def logs(x: "N"):\n'
+        "    t = x * 2\n"
+        "    out = np.sum(np.log(t - 10))\n"
+        "    return out\n"
+    )
+    code, out, err = explain_cli(source, "--at", "N=4")
     assert code == 2 and out == ""
-    assert err.startswith(f"{source}:5:5: error: stage (1) `out` is not finite at this point")
-    assert "--seed" in err
+    assert err.startswith(f"{source}:6:5: error: stage (2) `out` is not finite at this point")
+    assert "choose other sizes or numbers" in err
 
 
 def test_the_circuit_of_array_code(tmp_path):
