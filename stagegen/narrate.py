@@ -316,7 +316,11 @@ def argument_sentences(step: ArrayStep, added_to: set[str] = frozenset()) -> lis
             out.append(f"{_has_shape(step)}: {_shaped(arg.code, arg.shape)} {how}")
             fixed = True
         elif isinstance(arg, Spread):
-            how = "np.broadcast_to: a view, no copy" if "broadcast_to(" in code else "+= does it"
+            how = (
+                "np.broadcast_to: a view, no copy"
+                if "broadcast_to(" in code
+                else "the += broadcasts it"
+            )
             out.append(
                 f"{_has_shape(step)}: {_shaped(arg.code, arg.shape)} is spread along "
                 f"{_axes(arg.axes)} ({how})"
@@ -464,11 +468,16 @@ def _array_backward(ex: ArrayExplanationData) -> Section:
 def _array_inputs(ex: ArrayExplanationData) -> Section:
     rows = []
     for g in ex.inputs:
-        stages = ", ".join(f"({n})" for n in g.stages) or "nowhere: no path to the output"
+        stages = ", ".join(f"({n})" for n in g.stages)
         if ex.symbolic:
-            written = "the sum of the contributions from " if len(g.stages) > 1 else "written at "
+            if not g.stages:
+                written = "zeros: no path to the output"
+            elif len(g.stages) > 1:
+                written = f"the sum of the contributions from {stages}"
+            else:
+                written = f"written at {stages}"
             shape = "a number" if g.shape == () else f"{_of(g.name)} shape {shape_text(g.shape)}"
-            rows.append(Row(g.gradient, [("text", f"{shape}, {written}{stages}")]))
+            rows.append(Row(g.gradient, [("text", f"{shape}, {written}")]))
             continue
         note = _valued(g.gradient, g.shape, g.value, "grad")[1:]  # the row's code names it
         if g.shape:
