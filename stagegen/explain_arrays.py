@@ -207,6 +207,13 @@ class ArrayExplanationData:
             if not p.shape and not p.labels and p.name not in self.drawn
         }
 
+    @property
+    def gradient_names(self) -> set[str]:
+        """Every name the backward gives a gradient."""
+        names = {self.upstream} | {g.gradient for g in self.inputs}
+        names |= {s.gradient for b in self.blocks for s in b.steps}
+        return names | {line.name for line in self.zero}
+
     def where(self) -> str:
         """ "N=2, D=3, reg=0.5 (seed 0)" or "symbolically"."""
         if self.symbolic:
@@ -495,9 +502,18 @@ class _Line:
     node: ast.stmt = None
 
 
-def _generated_lines(text: str, name: str) -> tuple[list[_Line], list[str]]:
-    """The statements of ``name``'s backward in the module text, and the blocks' headers (the
-    ``# backprop`` comments, without those words)."""
+@dataclass
+class _Generated:
+    """The generated backward function, as read from the module text."""
+
+    lines: list[_Line]  # its statements
+    headers: list[str]  # the blocks' ``# backprop`` comments, without those words
+    upstream: str  # its last parameter: the upstream gradient (dout)
+    returned: list[str]  # the gradients it returns, in order
+
+
+def _generated(text: str, name: str) -> _Generated:
+    """``name``'s backward in the module text: its statements, headers and signature."""
     tree = ast.parse(text)
     fn = next(
         n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == f"{name}_backward"
@@ -526,7 +542,14 @@ def _generated_lines(text: str, name: str) -> tuple[list[_Line], list[str]]:
         indent = s.col_offset
         code = [c[indent:] if c[:indent].isspace() else c.lstrip() for c in code]
         out.append(_Line(s.lineno, s.end_lineno, code, comment, block, _writes(s), s))
-    return out, [comments[n][1][len("# backprop ") :] for n in headers]
+    returned = next(s.value for s in body if isinstance(s, ast.Return))
+    names = returned.elts if isinstance(returned, ast.Tuple) else [returned]
+    return _Generated(
+        out,
+        [comments[n][1][len("# backprop ") :] for n in headers],
+        fn.args.args[-1].arg,
+        [n.id for n in names],
+    )
 
 
 def _is_docstring(s: ast.stmt) -> bool:
@@ -745,6 +768,28 @@ def _default_number(text: str | None) -> float | None:
     return None
 
 
+def label_bounds(program: Program, sizes: dict[str, int]) -> dict[str, int]:
+    """For each labels parameter, the length of the axis it indexes (the shortest, if several),
+    read from the stages' index expressions: ``x[np.arange(n), y]`` puts y in range(C)."""
+    labels = {p.name for p in program.params if p.labels}
+    bounds: dict[str, int] = {}
+    for stage in program.stages:
+        for node in walk(stage.expr):
+            if not isinstance(node, Index) or not isinstance(node.operand, Var):
+                continue
+            operand = program.types[node.operand.name].shape
+            axis = 0
+            for item in node.items:
+                if isinstance(item, NewAxis):
+                    continue
+                for leaf in walk(item):
+                    if isinstance(leaf, Var) and leaf.name in labels and axis < len(operand):
+                        length = shapes.size((operand[axis],), sizes)[0]
+                        bounds[leaf.name] = min(bounds.get(leaf.name, length), length)
+                axis += 1
+    return bounds
+
+
 # How the arrays are drawn: a standard normal first; where that leaves a stage's domain (np.log,
 # np.sqrt of a negative number), positive numbers, and the explanation says so.
 DISTRIBUTIONS = ("a standard normal", "uniformly from [0.5, 2]")
@@ -756,8 +801,6 @@ def draw(
     """Every parameter's value: arrays from ``DISTRIBUTIONS[distribution]``, labels uniformly in
     the range of the axis they index, numbers as given."""
     import numpy as np
-
-    from .arrays.proof import label_bounds  # the proof draws its labels in the same ranges
 
     rng = np.random.default_rng(seed)
     bounds = label_bounds(program, sizes)
@@ -873,9 +916,10 @@ def explain_array_build(
     point ``at`` (sizes of the dimensions, values of the number parameters) or symbolically."""
     program = backward.program
     printer = ArrayPrinter(program.numpy)
-    known = _Shapes(program, backward.upstream)
+    generated = _generated(module_text, program.name)
+    lines = generated.lines
+    known = _Shapes(program, generated.upstream)
     arguments = _Arguments(printer, known)
-    lines, headers = _generated_lines(module_text, program.name)
     matched = _match(backward, lines)
 
     sizes = values = None
@@ -927,7 +971,7 @@ def explain_array_build(
         if line.block >= 0:
             zero.append(ArrayLine(code, "zero", line.writes[0], line.comment, value))
         else:
-            kind = "upstream" if line.writes == [backward.upstream] else "size"
+            kind = "upstream" if line.writes == [generated.upstream] else "size"
             setup.append(ArrayLine(code, kind, ", ".join(line.writes), line.comment, value))
 
     written_by: dict[str, list[int]] = {}
@@ -958,15 +1002,14 @@ def explain_array_build(
         blocks.append(
             ArrayBlock(
                 stage,
-                headers[len(blocks)],
+                generated.headers[len(blocks)],
                 program.types[stage.target].shape,
                 steps,
             )
         )
 
     inputs = []
-    for name in backward.wrt:
-        grad = backward.gradient_of(name)
+    for name, grad in zip(backward.wrt, generated.returned, strict=True):
         g = ArrayInputGradient(name, grad, program.types[name].shape, written_by.get(grad, []))
         inputs.append(g)
     explanation = ArrayExplanationData(
@@ -980,7 +1023,7 @@ def explain_array_build(
         distribution=DISTRIBUTIONS[distribution] if at is not None else "",
         forward=steps_forward,
         setup=setup,
-        upstream=backward.upstream,
+        upstream=generated.upstream,
         upstream_shape=program.types[program.output.name].shape,
         blocks=blocks,
         zero=zero,

@@ -384,7 +384,7 @@ def array_document(ex: ArrayExplanationData, audience: str = "cli") -> Document:
         at = f"at {ex.where()}" + (f": {said}" if said else "")
     title = f"{p.name}{where}{split}, {at}"
     sections = [_array_forward(ex), _array_backward(ex), _array_inputs(ex)]
-    return Document(title, sections, set(ex.backward.gradient_names.values()), ex.notes)
+    return Document(title, sections, ex.gradient_names, ex.notes)
 
 
 def _from(distribution: str) -> str:
