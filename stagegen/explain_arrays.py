@@ -10,18 +10,16 @@ dimensions such as N and D), and for the operations that fix it the argument: ev
 has that shape too; a sum over broadcast axes; a gradient spread back over an axis; a scatter.
 
 At a point, nothing here re-derives a gradient: the generated module (the text ``stagegen
-FILE.py`` writes) is loaded and its backward run under a line tracer, which reads, after each
-of its lines, the names the line writes. Generated lines are matched to the sweep's statements
-by their ``# backprop`` headers and ``# (n)`` comments, so the values are those of the code the
-user would ship. The inputs' gradients are compared with central differences of the forward.
+FILE.py`` writes) is loaded and its backward run under a line tracer (traced.py), which reads,
+after each of its lines, the names the line writes. Generated lines are matched to the sweep's
+statements by their ``# backprop`` headers and ``# (n)`` comments, so the values are those of
+the code the user would ship. The inputs' gradients are compared with central differences of
+the forward.
 """
 
 from __future__ import annotations
 
 import ast
-import io
-import sys
-import tokenize
 from dataclasses import dataclass, field
 
 from .arrays import shapes
@@ -48,6 +46,7 @@ from .explained import short
 from .expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
 from .program import Program, Stage
 from .reverse import Backward
+from .traced import GeneratedLine, allocates, read_backward, traced_run
 
 # The teaching aid is for small arrays: every value is drawn, traced and differenced.
 ELEMENT_LIMIT = 10_000  # elements per array at the point
@@ -486,111 +485,12 @@ def _product_key(node: Expr, printer, ndim: dict[str, int]) -> tuple:
     return tuple(sorted([(printer(a), left), (printer(b), right)]))
 
 
-# ---------------------------------------------------------------------------- the generated text
+# ---------------------------------------------------------------------------- the generated lines
 
 
-@dataclass
-class _Line:
-    """One statement of the generated backward."""
-
-    start: int  # first and last line in the module
-    end: int
-    code: list[str]  # its lines, dedented, the trailing comment left off
-    comment: str  # that comment, without "# "
-    block: int  # the "# backprop" block it is in (-1: before the first)
-    writes: list[str]  # the names it binds or writes into
-    node: ast.stmt = None
-
-
-@dataclass
-class _Generated:
-    """The generated backward function, as read from the module text."""
-
-    lines: list[_Line]  # its statements
-    headers: list[str]  # the blocks' ``# backprop`` comments, without those words
-    upstream: str  # its last parameter: the upstream gradient (dout)
-    returned: list[str]  # the gradients it returns, in order
-
-
-def _generated(text: str, name: str) -> _Generated:
-    """``name``'s backward in the module text: its statements, headers and signature."""
-    tree = ast.parse(text)
-    fn = next(
-        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == f"{name}_backward"
-    )
-    lines = text.splitlines()
-    comments: dict[int, tuple[int, str]] = {}
-    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = (tok.start[1], tok.string)
-    body = [s for s in fn.body if not _is_docstring(s)]
-    inside = {n for s in body for n in range(s.lineno, s.end_lineno + 1)}
-    headers = sorted(
-        n
-        for n, (_, c) in comments.items()
-        if c.startswith("# backprop ") and fn.lineno <= n <= fn.end_lineno and n not in inside
-    )
-    out = []
-    for s in body:
-        block = sum(1 for h in headers if h < s.lineno) - 1
-        code = lines[s.lineno - 1 : s.end_lineno]
-        comment = ""
-        if s.end_lineno in comments:
-            col, comment = comments[s.end_lineno]
-            code[-1] = code[-1][:col].rstrip()
-            comment = comment[1:].strip()
-        indent = s.col_offset
-        code = [c[indent:] if c[:indent].isspace() else c.lstrip() for c in code]
-        out.append(_Line(s.lineno, s.end_lineno, code, comment, block, _writes(s), s))
-    returned = next(s.value for s in body if isinstance(s, ast.Return))
-    names = returned.elts if isinstance(returned, ast.Tuple) else [returned]
-    return _Generated(
-        out,
-        [comments[n][1][len("# backprop ") :] for n in headers],
-        fn.args.args[-1].arg,
-        [n.id for n in names],
-    )
-
-
-def _is_docstring(s: ast.stmt) -> bool:
-    return isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
-
-
-def _writes(s: ast.stmt) -> list[str]:
-    if isinstance(s, ast.Assign):
-        names = []
-        for t in s.targets:
-            elts = t.elts if isinstance(t, ast.Tuple) else [t]
-            names += [e.id for e in elts if isinstance(e, ast.Name)]
-        return names
-    if isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name):
-        return [s.target.id]
-    call = s.value if isinstance(s, ast.Expr) else None
-    if (
-        isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Attribute)
-        and call.func.attr == "at"
-        and call.args
-        and isinstance(call.args[0], ast.Name)
-    ):
-        return [call.args[0].id]  # np.add.at(dx, ...)
-    return []
-
-
-def _allocates(line: _Line) -> bool:
-    """``dx = np.zeros(...)``: the start of a scatter, whose np.add.at follows."""
-    v = getattr(line.node, "value", None)
-    return (
-        isinstance(line.node, ast.Assign)
-        and isinstance(v, ast.Call)
-        and isinstance(v.func, ast.Attribute)
-        and v.func.attr in ("zeros", "zeros_like")
-    )
-
-
-def _match(backward: Backward, lines: list[_Line]) -> list[list[list[_Line]]]:
+def _match(backward: Backward, lines: list[GeneratedLine]) -> list[list[list[GeneratedLine]]]:
     """For each block of the sweep, for each of its statements, its generated lines."""
-    by_block: dict[int, list[_Line]] = {}
+    by_block: dict[int, list[GeneratedLine]] = {}
     for line in lines:
         if line.block >= 0 and line.comment.startswith("("):
             by_block.setdefault(line.block, []).append(line)
@@ -606,62 +506,13 @@ def _match(backward: Backward, lines: list[_Line]) -> list[list[list[_Line]]]:
             if not pending or name not in pending[0].writes:
                 raise AssertionError(f"no generated line writes {name} in block {number}")
             taken = [pending.pop(0)]
-            if _allocates(taken[0]) and pending and name in pending[0].writes:
+            if allocates(taken[0]) and pending and name in pending[0].writes:
                 taken.append(pending.pop(0))
             statements.append(taken)
         if pending:
             raise AssertionError(f"generated lines of block {number} match no statement")
         matched.append(statements)
     return matched
-
-
-# ---------------------------------------------------------------------------- running it
-
-
-def _copy(value):
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def traced_run(fn, args: list, lines: list[_Line]) -> dict[int, dict]:
-    """Run ``fn(*args)`` under a line tracer: for each statement (its index in ``lines``), the
-    values of the names it writes, read right after it ran."""
-    code = fn.__code__
-    statement_at = {n: k for k, line in enumerate(lines) for n in range(line.start, line.end + 1)}
-    after: dict[int, dict] = {}
-    current: list[int | None] = [None]
-
-    def read(frame, k: int) -> None:
-        scope = frame.f_locals
-        after[k] = {n: _copy(scope[n]) for n in lines[k].writes if n in scope}
-
-    def local(frame, event, arg):
-        if event == "line":
-            k = statement_at.get(frame.f_lineno)
-            if k is not None and k != current[0]:
-                if current[0] is not None:
-                    read(frame, current[0])
-                current[0] = k
-        elif event == "return" and current[0] is not None:
-            read(frame, current[0])
-            current[0] = None
-        return local
-
-    def calls(frame, event, arg):
-        return local if event == "call" and frame.f_code is code else None
-
-    previous = sys.gettrace()
-    sys.settrace(calls)
-    try:
-        fn(*args)
-    finally:
-        sys.settrace(previous)
-    return after
 
 
 # ---------------------------------------------------------------------------- the point
@@ -916,7 +767,7 @@ def explain_array_build(
     point ``at`` (sizes of the dimensions, values of the number parameters) or symbolically."""
     program = backward.program
     printer = ArrayPrinter(program.numpy)
-    generated = _generated(module_text, program.name)
+    generated = read_backward(module_text, program.name)
     lines = generated.lines
     known = _Shapes(program, generated.upstream)
     arguments = _Arguments(printer, known)
@@ -948,7 +799,7 @@ def explain_array_build(
         after = traced_run(fn, [values[p.name] for p in program.params], lines)
     index_of = {id(line): k for k, line in enumerate(lines)}
 
-    def value_after(line: _Line, name: str):
+    def value_after(line: GeneratedLine, name: str):
         return after.get(index_of[id(line)], {}).get(name)
 
     steps_forward = [
