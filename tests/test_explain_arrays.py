@@ -463,3 +463,47 @@ def test_explain_never_fails_on_random_array_programs():
             assert "✗" not in text, f"seed {seed}:\n{source}\n{text}"
             explained += 1
     assert explained >= EXPLAIN_FUZZ  # most programs are explained both ways
+
+
+def test_the_tracer_reads_each_statement_after_it_ran():
+    """traced.py on a hand-written module: a multi-line statement, a += and np.add.at are each
+    read once, after their last line; the blocks and the signature are read from the text."""
+    from stagegen.traced import read_backward, traced_run
+
+    text = '''import numpy as np
+
+
+def g_backward(x, idx, dout=1.0):
+    """Doc."""
+    t = x * 2  # (1)
+    # backprop u = ...
+    du = (
+        t
+        + 1
+    )  # (2)
+    du += t  # (2)
+    # backprop t = ...
+    dx = np.zeros(3)  # (1)
+    np.add.at(dx, idx, du)  # (1)
+    return dx
+'''
+    generated = read_backward(text, "g")
+    assert generated.headers == ["u = ...", "t = ..."]
+    assert generated.upstream == "dout" and generated.returned == ["dx"]
+    assert [(line.block, line.comment, line.writes) for line in generated.lines] == [
+        (-1, "(1)", ["t"]),
+        (0, "(2)", ["du"]),
+        (0, "(2)", ["du"]),
+        (1, "(1)", ["dx"]),
+        (1, "(1)", ["dx"]),
+        (1, "", []),
+    ]
+    assert generated.lines[1].code == ["du = (", "    t", "    + 1", ")"]
+    namespace = load_backward_module(text)
+    x = np.array([1.0, 2.0])
+    after = traced_run(namespace["g_backward"], [x, np.array([0, 0])], generated.lines)
+    assert np.array_equal(after[1]["du"], 2 * x + 1)
+    assert np.array_equal(after[2]["du"], 4 * x + 1)
+    assert np.array_equal(after[3]["dx"], np.zeros(3))
+    assert np.array_equal(after[4]["dx"], [(4 * x + 1).sum(), 0, 0])
+    assert after[5] == {}
