@@ -47,12 +47,10 @@ def staged(func=None, *, wrt=None, verify=True, split=False):
     return _staged(func, wrt=wrt, verify=verify, split=split)
 
 
-def explain(target, function=None, *, split=False, at=None, seed=0, **values):
+def explain(target, function=None, *, split=False, at=None, **values):
     """``explain(func, x=3, y=-4)``: the forward and backward of ``func`` with every value, local
     gradient and gate named; ``str()`` gives the text, notebooks show HTML with the circuit.
-    Also ``explain(source_text, "f", x=3, y=-4)``; no values: symbolic (see stagegen.explain).
-    Array code takes the sizes of its dimensions, ``explain(affine, N=2, D=3, M=4)``, and draws
-    its arrays with ``seed``."""
+    Also ``explain(source_text, "f", x=3, y=-4)``; no values: symbolic (see stagegen.explain)."""
     from .explanation import explain as _explain
 
-    return _explain(target, function, split=split, at=at, seed=seed, **values)
+    return _explain(target, function, split=split, at=at, **values)
