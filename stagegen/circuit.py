@@ -1,4 +1,4 @@
-"""The circuit of an Explanation, drawn the way the notes draw it: inputs on the left, gates as
+"""The circuit of an explanation, drawn the way the notes draw it: inputs on the left, gates as
 nodes, the output on the right, and on every wire its forward value (green, above) and the
 gradient flowing back along it (red, below).
 
@@ -17,11 +17,12 @@ import subprocess
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
+from .arrays.ir import ArrayPrinter, Dot, Index, Reduce, Reshape, Transpose
 from .errors import StagegenError
 from . import gates
 from .expr import Bin, Call, Elem, Neg, Num, Var, leaves, mul, rebuild
-from .explanation import PRINT, Explanation, explain_backward, point_text, short
-from .reverse import differentiate
+from .explain_arrays import ArrayExplanationData, Scattered, shape_text
+from .explained import PRINT, ExplanationData, point_text, short
 from .split import split_program
 
 VALUE_COLOUR = "#1a7f37"  # green, as in the notes' diagrams
@@ -131,7 +132,7 @@ def _cut(text: str) -> str:
     return text if len(text) <= LABEL_LIMIT else text[: LABEL_LIMIT - 1] + "…"
 
 
-def drawn_explanation(ex: Explanation) -> Explanation:
+def drawn_explanation(ex: ExplanationData) -> ExplanationData:
     """The explanation whose stages are drawn: ``ex`` itself when every stage is one gate, else
     the same function split into elementary gates by ``--split``'s splitter, at the same point, so
     that ``(x + y) ** 2`` is drawn as a ``+`` gate wired into a ``**2`` gate."""
@@ -141,12 +142,14 @@ def drawn_explanation(ex: Explanation) -> Explanation:
     if len(split.stages) == len(ex.program.stages):
         return ex  # nothing the splitter breaks further (a negated name stays in its gate)
     try:
-        return explain_backward(differentiate(split), ex.point, split=True)
+        return ex.explained_as(split)
     except StagegenError:  # an inner gate undefined where the whole stage is not: draw it whole
         return ex
 
 
-def circuit_of(ex: Explanation) -> Circuit:
+def circuit_of(ex: ExplanationData | ArrayExplanationData) -> Circuit:
+    if isinstance(ex, ArrayExplanationData):
+        return array_circuit(ex)
     program = ex.program
     drawn = drawn_explanation(ex)
     nodes: list[Node] = []
@@ -237,7 +240,7 @@ def _negative(value: str) -> str:
     return value[1:] if value.startswith("-") else ("0" if value == "0" else f"-{value}")
 
 
-def _titles(ex: Explanation, drawn: Explanation) -> list[str]:
+def _titles(ex: ExplanationData, drawn: ExplanationData) -> list[str]:
     """A tooltip for each drawn gate: the stage it is, or, for a gate inside a compound stage,
     which stage it is part of (the splitter puts a stage's inner gates just before it)."""
     own = {step.stage.target: step for step in ex.forward}
@@ -253,6 +256,124 @@ def _titles(ex: Explanation, drawn: Explanation) -> list[str]:
         titles += [f"part of {stage}: {code}" for code in inner] + [stage]
         inner = []
     return titles + inner
+
+
+# ---------------------------------------------------------------------------- array code
+
+
+def array_gate_label(expr, np_name: str = "np") -> str:
+    """An array stage's operation: ``dot``, ``+``, ``sum``, ``exp``, ``.T``; a compound stage
+    is written out (cut), as for numbers."""
+
+    def simple(e) -> bool:
+        return _is_leaf(e) or _constant(e) is not None
+
+    if isinstance(expr, Dot) and simple(expr.left) and simple(expr.right):
+        return "@" if expr.spelling == "@" else "dot"
+    if isinstance(expr, Reduce) and simple(expr.operand):
+        return expr.fn
+    if isinstance(expr, Transpose) and simple(expr.operand):
+        return ".T"
+    if isinstance(expr, Reshape) and simple(expr.operand):
+        return "reshape"
+    if isinstance(expr, Index) and _is_leaf(expr.operand):
+        return "[ ]"
+    if isinstance(expr, Call) and all(simple(a) for a in expr.args):
+        return expr.fn
+    if isinstance(expr, (Bin, Neg)) and all(simple(k) for k in expr.children()):
+        return gate_label(expr)
+    return _cut(ArrayPrinter(np_name).text(expr))
+
+
+def _flowing(step) -> str:
+    """What a gradient statement sends along its wire: its right-hand side as generated."""
+    scattered = [a for a in step.arguments if isinstance(a, Scattered)]
+    if scattered:
+        return scattered[0].values
+    code = " ".join(line.strip() for line in step.lines)
+    for sign in (" += ", " = "):
+        if sign in code:
+            code = code.split(sign, 1)[1]
+            break
+    return code.removesuffix(".copy()")  # the copy is the gradient's own array, not its value
+
+
+def _array_value(shape, value, symbolic: bool) -> str:
+    """Above a wire: the shape it carries (symbolic), or its size or number at the point."""
+    import numpy as np
+
+    if symbolic:
+        return "a number" if shape == () else shape_text(shape)
+    if not shape:
+        return short(np.asarray(value).item())
+    return f"{shape_text(shape)} = {shape_text(np.shape(value))}"
+
+
+def array_circuit(ex: ArrayExplanationData) -> Circuit:
+    """The stages of array code as a circuit: one node per stage (its operation), every wire
+    labelled with the shape it carries (green, above) and the gradient expression flowing back
+    along it (red, below), as the generated backward writes it."""
+    program, types = ex.program, ex.program.types
+    read = {l.name for s in program.stages for l in leaves(s.expr) if isinstance(l, Var)}
+    gradients = {g.name: g for g in ex.inputs}
+    nodes: list[Node] = []
+    for p in program.params:
+        if p.name not in read:
+            continue
+        g = gradients.get(p.name)
+        note = ""
+        if g is not None and ex.symbolic:
+            note = g.gradient
+        elif g is not None:
+            note = f"{g.gradient} {_array_value(g.shape, g.value, False)}"
+        title = f"{p.name}: labels" if p.labels else p.name
+        nodes.append(Node(p.name, "input", p.name, title, _cut(note)))
+    along = {
+        (step.of, block.stage.target): _cut(_flowing(step))
+        for block in ex.blocks
+        for step in block.steps
+        if step.of is not None
+    }
+    wires = []
+    values = ex.values or {}
+    for step in ex.forward:
+        s = step.stage
+        seen: list[str] = []
+        for leaf in leaves(s.expr):
+            if not isinstance(leaf, Var) or leaf.name in seen:
+                continue
+            seen.append(leaf.name)
+            t = types[leaf.name]
+            value = values.get(leaf.name)
+            if value is None:
+                value = next((f.value for f in ex.forward if f.stage.target == leaf.name), None)
+            carries = t.differentiable and types[s.target].differentiable
+            flowing = along.get((leaf.name, s.target), "0" if carries else "none")
+            wires.append(
+                Wire(leaf.name, s.target, _array_value(t.shape, value, ex.symbolic), flowing)
+            )
+        nodes.append(
+            Node(
+                s.target,
+                "gate",
+                array_gate_label(s.expr, program.numpy),
+                f"({s.number}) {step.code}",
+            )
+        )
+    out_name = program.returned_name or "out"
+    nodes.append(Node("output", "output", out_name, f"the output {out_name}"))
+    last = ex.forward[-1]
+    wires.append(
+        Wire(
+            ex.output,
+            "output",
+            _array_value(last.shape, last.value, ex.symbolic),
+            ex.upstream if ex.symbolic else "1",
+        )
+    )
+    circuit = Circuit(f"{program.name}: {ex.where()}", nodes, wires, ex.symbolic)
+    layout(circuit)
+    return circuit
 
 
 # ---------------------------------------------------------------------------- layout

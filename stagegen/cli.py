@@ -434,7 +434,15 @@ def _explain_parser() -> argparse.ArgumentParser:
         "--at",
         action="append",
         metavar="x=3,y=-4",
-        help="the point (lists as w=[2,-3]); without it, the explanation is symbolic",
+        help="the point (lists as w=[2,-3]; for array code, the sizes of its dimensions: "
+        "N=2,D=3); without it, the explanation is symbolic",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="array code: the seed its arrays are drawn with at the point (default 0)",
     )
     p.add_argument(
         "--split", action="store_true", help="explain the elementary-gate version (as --split)"
@@ -462,7 +470,9 @@ def explain_main(argv: list[str], out=None, err=None) -> int:
 
         point = parse_at(args.at) if args.at else None
         text = read_source(path)
-        ex = explain_source(text, function or None, point, split=args.split, filename=str(path))
+        ex = explain_source(
+            text, function or None, point, split=args.split, filename=str(path), seed=args.seed
+        )
         if args.format == "markdown":
             from .narrate import render_markdown
 

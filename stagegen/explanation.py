@@ -11,6 +11,10 @@ Numbers come from evaluating our own expressions, printed the way the generated 
 them, so every value is the one the generated backward computes (the user's module is never
 imported or run). The gradient on each input is compared with SymPy's derivative (50 digits) and
 with a central finite difference of the forward.
+
+Array code is explained by explain_arrays.py (shapes, dimension arguments, the generated
+backward run under a line tracer); the entry points here serve both. The model of a scalar
+explanation lives in explained.py, below the renderers, which never import this module.
 """
 
 from __future__ import annotations
@@ -18,52 +22,49 @@ from __future__ import annotations
 import ast
 import linecache
 import math
-from dataclasses import dataclass, field
+from dataclasses import fields
 from functools import lru_cache
 
 from . import gates
 from .errors import StagegenError
-from .expr import Const, Elem, Expr, Neg, Num, Printer, Var
+from .explain_arrays import ArrayExplanationData
+from .explained import (  # the model; its names stay importable from here
+    PRINT,
+    BackwardBlock,
+    BackwardStep,
+    ExplanationData,
+    ForwardStep,
+    GateInfo,
+    InputGradient,
+    point_text,
+    precise,
+    short,
+)
+from .expr import Const, Elem, Expr, Neg, Num, Var
 from .names import as_python_reads
 from .program import Program, Stage
 from .reverse import Backward
 
-PRINT = Printer("math")
 _NAMESPACE = {"__builtins__": {}, "math": math, "abs": abs, "max": max, "min": min}
 
-# ---------------------------------------------------------------------------- numbers
-
-
-def short(value) -> str:
-    """A value as people write it: integers without ``.0``, short decimals exactly
-    (``0.5``, ``-2.25``), anything longer to 4 significant digits (``0.7311``)."""
-    if value is None:
-        return "?"
-    v = float(value)
-    if v == 0:
-        return "0"
-    if not math.isfinite(v):
-        return repr(v)
-    if v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    text = repr(v)
-    digits = text.lstrip("-").split("e")[0].replace(".", "").lstrip("0")
-    if len(digits) <= 6 and "e" not in text:
-        return text
-    return f"{v:.4g}"
-
-
-def precise(value) -> str:
-    """A value to 10 significant digits, for comparisons (integers still without ``.0``)."""
-    if value is None:
-        return "?"
-    v = float(value)
-    if v == 0:
-        return "0"
-    if math.isfinite(v) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return f"{v:.10g}"
-
+__all__ = [
+    "PRINT",
+    "ArrayExplanation",
+    "BackwardBlock",
+    "BackwardStep",
+    "Explanation",
+    "ForwardStep",
+    "GateInfo",
+    "InputGradient",
+    "explain",
+    "explain_backward",
+    "explain_function",
+    "explain_source",
+    "parse_at",
+    "point_text",
+    "precise",
+    "short",
+]
 
 # ---------------------------------------------------------------------------- gates by name
 
@@ -95,16 +96,6 @@ def gates_in(e: Expr) -> list[str]:
     return found
 
 
-@dataclass
-class GateInfo:
-    """What a stage's right-hand side is, in the notes' terms."""
-
-    name: str  # "add", "mul", "max", "sigmoid", ... ; "compound" or "copy"
-    behaviour: str  # the gate table's sentence, or a description of a compound stage
-    elementary: bool  # one gate whose inputs are names or numbers
-    inputs: tuple[Expr, ...] = ()  # the gate's inputs
-
-
 def gate_info(expr: Expr) -> GateInfo:
     found = gates.gate_of(expr)
     if found is None:
@@ -121,105 +112,11 @@ def gate_info(expr: Expr) -> GateInfo:
 # ---------------------------------------------------------------------------- the explanation
 
 
-@dataclass
-class ForwardStep:
-    stage: Stage
-    code: str  # "q = x + y"
-    gate: GateInfo
-    value: float | None  # None when explaining symbolically
+class Rendered:
+    """What every explanation offers besides its contents: its words (narrate.py) and its
+    circuit (circuit.py), and its display in a REPL and a notebook. The renderers read only the
+    model (explained.py), so they never import this module back."""
 
-
-@dataclass
-class BackwardStep:
-    """One gradient statement: ``gradient (=|+=) local * upstream``."""
-
-    code: str  # "dq = z * df"
-    stage: Stage
-    gradient: str  # "dq", "dw[0]"
-    accumulate: bool
-    of: str  # the forward value whose gradient this is: "q", "w[0]"
-    local: str  # the local gradient as code: "z"
-    upstream: str  # the gradient flowing in: "df"
-    reason: (
-        str  # why the local gradient is what it is, in the gate's terms ("" if the header says it)
-    )
-    earlier: list[int]  # for +=: the stages whose contributions it adds to
-    local_value: float | None = None
-    upstream_value: float | None = None
-    contribution: float | None = None  # local * upstream, as the generated code computes it
-    before: float | None = None  # for +=: the gradient before this statement
-    result: float | None = None  # the gradient after it
-
-
-@dataclass
-class BackwardBlock:
-    stage: Stage
-    header: str  # "f = q * z"
-    gate: GateInfo
-    steps: list[BackwardStep]
-
-
-@dataclass
-class InputGradient:
-    name: str  # "x", "w[0]"
-    gradient: str  # "dx", "dw[0]"
-    stages: list[int]  # the stages whose statements write it (empty: no path to the output)
-    value: float | None = None
-    sympy: float | None = None
-    finite_difference: float | None = None
-
-    @property
-    def agrees_with_sympy(self) -> bool | None:
-        if self.value is None or self.sympy is None:
-            return None
-        return math.isclose(self.value, self.sympy, rel_tol=1e-9, abs_tol=1e-12)
-
-    @property
-    def agrees_with_finite_difference(self) -> bool | None:
-        if self.value is None or self.finite_difference is None:
-            return None
-        scale = max(1.0, abs(self.value))
-        return abs(self.value - self.finite_difference) <= 1e-5 * scale
-
-
-@dataclass
-class Explanation:
-    program: Program  # the program explained (the split one with --split)
-    backward: Backward
-    point: dict[str, float | list[float]] | None  # None: symbolic
-    forward: list[ForwardStep]
-    upstream: str  # "df"
-    blocks: list[BackwardBlock]
-    inputs: list[InputGradient]
-    split: bool = False
-    notes: list[str] = field(default_factory=list)  # e.g. why SymPy gave no value
-
-    @property
-    def symbolic(self) -> bool:
-        return self.point is None
-
-    @property
-    def output(self) -> str:
-        return self.program.output.name
-
-    @property
-    def output_value(self) -> float | None:
-        return self.forward[-1].value if self.forward else None
-
-    def value_of(self, name: str) -> float | None:
-        """The forward value of a stage, a parameter or a list element ("w[0]") at the point."""
-        if self.point is None:
-            return None
-        for step in self.forward:
-            if step.stage.target == name:
-                return step.value
-        base, _, index = name.partition("[")
-        value = self.point.get(base)
-        if isinstance(value, list):
-            return value[int(index.rstrip("]"))] if index else None
-        return value
-
-    # Rendering lives in narrate.py and circuit.py; these are the conveniences.
     def text(self, color: bool = False) -> str:
         from .narrate import render_text
 
@@ -250,16 +147,6 @@ class Explanation:
 
         return render_text(self, audience="python")
 
-    def __repr__(self) -> str:
-        """One line, for a REPL or a notebook without HTML: ``str()`` (print) gives the text."""
-        where = (
-            "symbolically"
-            if self.symbolic
-            else "at " + ", ".join(f"{k}={point_text(v)}" for k, v in self.point.items())
-        )
-        lines = 1 + sum(len(b.steps) for b in self.blocks) + len(self.backward.zero)
-        return f"<Explanation of {self.program.name} {where}: {lines} backward lines>"
-
     def _repr_pretty_(self, printer, cycle) -> None:  # IPython's plain-text display
         printer.text(repr(self))
 
@@ -267,12 +154,17 @@ class Explanation:
         return self.html()
 
 
-def point_text(v) -> str:
-    """A point's value as written in titles: ``3``, ``[2, -3, -3]``."""
-    return "[" + ", ".join(short(x) for x in v) + "]" if isinstance(v, list) else short(v)
+class Explanation(Rendered, ExplanationData):
+    """An explanation of scalar code (the model in explained.py), renderable."""
+
+    def explained_as(self, program: Program) -> "Explanation":
+        from .reverse import differentiate
+
+        return explain_backward(differentiate(program), self.point, split=True)
 
 
-# ---------------------------------------------------------------------------- the point
+class ArrayExplanation(Rendered, ArrayExplanationData):
+    """An explanation of array code (the model in explain_arrays.py), renderable."""
 
 
 def parse_at(specs) -> dict[str, float | list[float]]:
@@ -517,14 +409,14 @@ def explain_backward(
     *,
     split: bool = False,
     source_text: str | None = None,
-) -> Explanation:
-    """Explain one generated backward, at the point ``values`` or symbolically (None)."""
+) -> Explanation | ArrayExplanation:
+    """Explain one generated backward, at the point ``values`` or symbolically (None). Array
+    code is explained from the module generated for its program again (the same backward)."""
     program = backward.program
-    if program.numpy:
-        raise program.error(
-            f"`{program.name}` is array code; the teaching aid explains scalar functions only",
-            "generate its backward with `stagegen FILE.py`, or explain a scalar version",
-        )
+    if program.numpy:  # explained from its generated module, which is written again
+        explained = _explain_arrays(program, values, split=False, source_text=source_text)
+        explained.split = split  # the program is split already, or not
+        return explained
     point = bind_point(program, values) if values is not None else None
     env: dict | None = None
     if point is not None:
@@ -685,7 +577,8 @@ def explain_source(
     *,
     split: bool = False,
     filename: str = "<string>",
-) -> Explanation:
+    seed: int = 0,
+) -> Explanation | ArrayExplanation:
     """Explain ``function`` of a module's source text (the only function when None)."""
     from .reader import read_programs
 
@@ -697,21 +590,25 @@ def explain_source(
             f"name one of: {names} (FILE.py::NAME on the command line)",
             filename=filename,
         )
-    return _explain_program(programs[0], values, split=split, source_text=source)
+    return _explain_program(programs[0], values, split=split, source_text=source, seed=seed)
 
 
-def explain_function(func, values: dict | None = None, *, split: bool = False) -> Explanation:
+def explain_function(
+    func, values: dict | None = None, *, split: bool = False, seed: int = 0
+) -> Explanation | ArrayExplanation:
     """Explain a live function object (its source is read, never run)."""
     from .introspect import programs_of_function
 
-    return _explain_program(programs_of_function(func)[0], values, split=split)
+    return _explain_program(programs_of_function(func)[0], values, split=split, seed=seed)
 
 
 def _explain_program(
-    program: Program, values, *, split: bool, source_text: str | None = None
-) -> Explanation:
+    program: Program, values, *, split: bool, source_text: str | None = None, seed: int = 0
+) -> Explanation | ArrayExplanation:
     from .reverse import differentiate
 
+    if program.numpy:  # split, if asked, as `stagegen --split` splits it
+        return _explain_arrays(program, values, split=split, source_text=source_text, seed=seed)
     if split:
         from .split import split_program
 
@@ -719,14 +616,40 @@ def _explain_program(
     return explain_backward(differentiate(program), values, split=split, source_text=source_text)
 
 
-def explain(target, function=None, *, split: bool = False, at: dict | None = None, **values):
-    """``explain(func, x=3, y=-4)`` or ``explain(source_text, "f", x=3, y=-4)``.
+def _explain_arrays(
+    program: Program, values, *, split: bool, source_text: str | None, seed: int = 0
+) -> ArrayExplanation:
+    """Array code is explained from the module ``stagegen FILE.py`` writes for it: its shapes
+    and dimension arguments symbolically; at a point (sizes of the dimensions, numbers), the
+    values its backward computes on arrays drawn with ``seed``."""
+    from .api import build_programs
+    from .explain_arrays import explain_array_build
+
+    build = build_programs([program], program.filename, split=split, source=source_text or "")
+    data = explain_array_build(
+        build.backwards[0], build.text, values, seed=seed, split=split, source_text=source_text
+    )
+    return ArrayExplanation(**{f.name: getattr(data, f.name) for f in fields(data)})
+
+
+def explain(
+    target,
+    function=None,
+    *,
+    split: bool = False,
+    at: dict | None = None,
+    seed: int = 0,
+    **values,
+):
+    """``explain(func, x=3, y=-4)`` or ``explain(source_text, "f", x=3, y=-4)``; for array code,
+    the sizes of its dimensions (``explain(affine, N=2, D=3, M=4)``): its arrays are drawn from a
+    standard normal with ``seed``.
 
     With no values, the explanation is symbolic. Pass ``at={...}`` instead of keywords when a
-    parameter is named ``split``, ``function`` or ``at``."""
+    parameter is named ``split``, ``function``, ``at`` or ``seed``."""
     point = dict(at or {}, **values) or None
     if isinstance(target, str):
-        return explain_source(target, function, point, split=split)
+        return explain_source(target, function, point, split=split, seed=seed)
     if not callable(target):
         raise TypeError("explain() takes a function or a module's source text")
-    return explain_function(target, point, split=split)
+    return explain_function(target, point, split=split, seed=seed)

@@ -1,18 +1,32 @@
-"""Narrate: an Explanation in words, as text (ANSI-coloured or plain), markdown or HTML.
+"""Narrate: an explanation in words, as text (ANSI-coloured or plain), markdown or HTML.
 
 The words are built once, as rows of highlighted pieces (``highlight.Piece``), and every format
 lays out the same rows: the forward with each stage's value, the backward with each statement's
 local gradient, the gradient flowing in and the result (and, for ``+=``, the contributions it
 adds to), then the gradient on each input beside SymPy's value and a finite difference.
 Markdown and HTML page layout live in the jinja2 templates ``explain.md.j2``/``explain.html.j2``.
+Array code gets the same layout with other words: each gradient's shape and the dimension
+argument that fixes it, and values summarised.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
-from .explanation import BackwardStep, Explanation, point_text, precise, short
+from .explain_arrays import (
+    ArrayExplanationData,
+    ArrayStep,
+    Product,
+    Scattered,
+    Spread,
+    Summed,
+    dimension_names,
+    shape_text,
+    summary,
+)
+from .explained import BackwardStep, ExplanationData, point_text, precise, short
 from .highlight import Piece, ansi, code_pieces, spans
 
 INDENT = "    "
@@ -43,9 +57,11 @@ class Document:
 # ---------------------------------------------------------------------------- the words
 
 
-def document(ex: Explanation, audience: str = "cli") -> Document:
+def document(ex: ExplanationData, audience: str = "cli") -> Document:
     """The words; ``audience`` is who reads them: "cli" (``stagegen explain``) or "python"
     (``stagegen.explain`` in a REPL or a notebook), which ask for values differently."""
+    if isinstance(ex, ArrayExplanationData):
+        return array_document(ex, audience)
     p = ex.program
     shown = _shown_file(p.filename, audience)
     where = f" from {shown}" if shown else ""
@@ -86,6 +102,7 @@ def _below(path: str, folder: str) -> bool:
 
 
 _EXAMPLE_VALUES = (3, -4, 2, -1, 0.5)
+KEYWORDS = ("split", "function", "at", "seed")  # explain()'s own keywords
 
 
 def _call_example(program) -> str:
@@ -97,13 +114,13 @@ def _call_example(program) -> str:
             values.append((param.name, "[" + ", ".join(map(str, items)) + "]"))
         else:
             values.append((param.name, str(_EXAMPLE_VALUES[k % len(_EXAMPLE_VALUES)])))
-    if any(name in ("split", "function", "at") for name, _ in values):  # explain()'s keywords
+    if any(name in KEYWORDS for name, _ in values):
         inside = ", ".join(f'"{name}": {text}' for name, text in values)
         return f"explain({program.name}, at={{{inside}}})"
     return f"explain({program.name}, " + ", ".join(f"{n}={t}" for n, t in values) + ")"
 
 
-def _forward(ex: Explanation) -> Section:
+def _forward(ex: ExplanationData) -> Section:
     rows = []
     for step in ex.forward:
         s = step.stage
@@ -127,7 +144,7 @@ def _gate_phrase(name: str) -> str:
     return f"{name} gate"
 
 
-def _backward(ex: Explanation) -> Section:
+def _backward(ex: ExplanationData) -> Section:
     up = ex.upstream
     start: list[Piece] = [
         (
@@ -158,7 +175,7 @@ def _backward(ex: Explanation) -> Section:
     return Section(title, rows)
 
 
-def _step_notes(ex: Explanation, step: BackwardStep) -> list[list[Piece]]:
+def _step_notes(ex: ExplanationData, step: BackwardStep) -> list[list[Piece]]:
     local: list[Piece] = [("text", f"local ∂{step.stage.target}/∂{step.of} = {step.local}")]
     if not ex.symbolic and not _is_number_text(step.local):
         local += [("text", " = "), ("local", short(step.local_value))]
@@ -204,7 +221,7 @@ def _is_number_text(text: str) -> bool:
         return False
 
 
-def _inputs(ex: Explanation) -> Section:
+def _inputs(ex: ExplanationData) -> Section:
     rows = []
     for g in ex.inputs:
         stages = ", ".join(f"({n})" for n in g.stages) or "nowhere: no path to the output"
@@ -233,6 +250,253 @@ def _fd(value) -> str:
     return "undefined" if value is None else f"{value:.7g}"
 
 
+# ---------------------------------------------------------------------------- array code
+
+
+def _of(name: str) -> str:
+    return f"{name}'s"
+
+
+def _shaped(code: str, shape) -> str:
+    """``dout (N, M)``; ``dloss / n (a number)``."""
+    return f"{code} (a number)" if shape == () else f"{code} {shape_text(shape)}"
+
+
+def _axes(axes) -> str:
+    if len(axes) == 1:
+        return f"axis {axes[0]}"
+    return "axes " + ", ".join(str(a) for a in axes[:-1]) + f" and {axes[-1]}"
+
+
+def _has_shape(step: ArrayStep) -> str:
+    """ "dw has w's shape (D, M)", "dreg is a number, as reg is"."""
+    if step.of is None:
+        return _shaped(step.gradient, step.shape)
+    if step.shape == ():
+        return f"{step.gradient} is a number, as {step.of} is"
+    return f"{step.gradient} has {_of(step.of)} shape {shape_text(step.shape)}"
+
+
+def product_sentence(step: ArrayStep, product) -> str:
+    """The notes' dimension argument: "dw must have w's shape (D, M); the only product of
+    x (N, D) and dout (N, M) with that shape is x.T.dot(dout)"."""
+    (a, sa), (b, sb) = product.factors
+    factors = f"{_shaped(a, sa)} and {_shaped(b, sb)}"
+    if product.whole and product.shape == step.shape and step.of is not None:
+        lead = f"{step.gradient} must have {_of(step.of)} shape {shape_text(step.shape)}; "
+        if not product.others:
+            return f"{lead}the only product of {factors} with that shape is {product.code}"
+    else:
+        lead = f"{_shaped(product.code, product.shape)}: "
+        if not product.others:
+            return f"{lead}the only product of {factors} with that shape"
+    also = " and ".join(product.others)
+    return (
+        f"{lead}{factors} give that shape as {product.code}, and also as {also}: here the "
+        "shapes alone do not decide (the derivation does)"
+    )
+
+
+def argument_sentences(step: ArrayStep, added_to: set[str] = frozenset()) -> list[str]:
+    """What fixes the gradient's shape, one sentence each (the shape alone if nothing does);
+    ``added_to``: the gradients a later ``+=`` or ``np.add.at`` writes into."""
+    out: list[str] = []
+    products = [a for a in step.arguments if isinstance(a, Product)]
+    for product in products:
+        out.append(product_sentence(step, product))
+    fixed = any(p.whole and p.shape == step.shape and step.of for p in products)
+    code = " ".join(step.lines)
+    for arg in step.arguments:
+        if isinstance(arg, Summed):
+            if step.shape == () and not arg.keepdims:
+                how = "is summed to one number"
+            else:
+                kept = ", kept as size 1" if arg.keepdims else ""
+                how = f"is summed over {_axes(arg.axes)}{kept}"
+            out.append(f"{_has_shape(step)}: {_shaped(arg.code, arg.shape)} {how}")
+            fixed = True
+        elif isinstance(arg, Spread):
+            how = (
+                "np.broadcast_to: a view, no copy"
+                if "broadcast_to(" in code
+                else "the += broadcasts it"
+            )
+            out.append(
+                f"{_has_shape(step)}: {_shaped(arg.code, arg.shape)} is spread along "
+                f"{_axes(arg.axes)} ({how})"
+            )
+            fixed = True
+        elif isinstance(arg, Scattered):
+            into = step.gradient if step.accumulate else "zeros of that shape"
+            out.append(
+                f"{_has_shape(step)}: {_shaped(arg.values, arg.shape)} is added into {into} "
+                f"at {arg.index} (np.add.at adds where an index repeats)"
+            )
+            fixed = True
+    if not fixed:
+        if step.of is None:
+            first = (
+                f"{_has_shape(step)}: the gradient inside stage ({step.stage.number}), "
+                "computed once for the inputs below"
+            )
+        else:
+            first = _has_shape(step)
+        copied = re.fullmatch(rf"{re.escape(step.gradient)} = (\w+)\.copy\(\)", code)
+        if copied and not step.accumulate:
+            source = copied.group(1)
+            if step.gradient in added_to:
+                first += f"; a copy, since a += below must not write into {source}"
+            else:
+                first += f"; a copy: the gradient returned is an array of its own, not {source}"
+        out.insert(0, first)
+    return out
+
+
+def _valued(name: str, shape, value, kind: str = "value") -> list[Piece]:
+    """``out (N, M) = (2, 4): [...]``, or ``n = 3`` for a number."""
+    import numpy as np
+
+    if not shape:
+        return [("text", f"{name} = "), (kind, summary(value))]
+    sized = f"{shape_text(shape)} = {shape_text(np.shape(value))}"
+    return [("text", f"{name} {sized}: "), (kind, summary(value))]
+
+
+def array_document(ex: ArrayExplanationData, audience: str = "cli") -> Document:
+    p = ex.program
+    shown = _shown_file(p.filename, audience)
+    where = f" from {shown}" if shown else ""
+    split = ", split into elementary operations" if ex.split else ""
+    dims = dimension_names(p)
+    example = ", ".join(f"{d}={2 + k}" for k, d in enumerate(dims))
+    if ex.symbolic:
+        if audience == "python":
+            ask = f"pass sizes, e.g. explain({p.name}, {example})" if dims else "pass values"
+        else:
+            ask = f"give --at {example.replace(', ', ',')} for values" if dims else "give --at"
+        at = f"symbolically: each gradient's shape and what fixes it ({ask})"
+    else:
+        drawn = [n for n in ex.drawn if not p.param(n).labels]
+        labels = [n for n in ex.drawn if p.param(n).labels]
+        said = f"{', '.join(drawn)} drawn {_from(ex.distribution)}" if drawn else ""
+        if labels:
+            said += ("; " if said else "") + f"{', '.join(labels)} drawn in range"
+        at = f"at {ex.where()}" + (f": {said}" if said else "")
+    title = f"{p.name}{where}{split}, {at}"
+    sections = [_array_forward(ex), _array_backward(ex), _array_inputs(ex)]
+    return Document(title, sections, ex.gradient_names, ex.notes)
+
+
+def _from(distribution: str) -> str:
+    return distribution if distribution.startswith("uniformly") else f"from {distribution}"
+
+
+def _array_forward(ex: ArrayExplanationData) -> Section:
+    rows = []
+    if not ex.symbolic:
+        for param in ex.program.params:
+            note = _valued(param.name, param.shape, ex.values[param.name])
+            note[0] = ("text", note[0][1][len(param.name) + 1 :])  # the row's code names it
+            if param.labels:
+                note.insert(0, ("dim", "labels "))
+            rows.append(Row(param.name, note))
+    for step in ex.forward:
+        s = step.stage
+        note: list[Piece] = [("dim", f"({s.number}) ")]
+        if ex.symbolic:
+            note.append(("text", _shaped(s.target, step.shape)))
+        else:
+            note += _valued(s.target, step.shape, step.value)
+        if s.user_name != s.target:
+            note.append(("dim", f" — your `{s.user_name}`, re-assigned"))
+        if s.comment:
+            note.append(("dim", f" — {s.comment}"))
+        rows.append(Row(step.code, note))
+    title = (
+        "forward: the stages and their shapes"
+        if ex.symbolic
+        else "forward: the inputs and each stage's value, summarised"
+    )
+    return Section(title, rows)
+
+
+def _array_backward(ex: ArrayExplanationData) -> Section:
+    rows = []
+    out = ex.output
+    if not any(line.kind == "upstream" for line in ex.setup):
+        start = f"the gradient of {out} with respect to itself: the backward pass starts here"
+        rows.append(Row(f"{ex.upstream} = 1.0", [("text", start)]))
+    for line in ex.setup:
+        if line.kind == "upstream":
+            note: list[Piece] = [
+                (
+                    "text",
+                    f"the gradient flowing into {out}, {shape_text(ex.upstream_shape)}: 1.0 "
+                    f"by default, the gradient of the sum of {_of(out)} elements",
+                )
+            ]
+        elif ex.symbolic:
+            note = [("text", "a size, read from a parameter")]
+        else:
+            value = ", ".join(map(str, line.value)) if isinstance(line.value, tuple) else line.value
+            note = [("text", f"{line.name} = "), ("value", str(value))]
+        rows.append(Row(line.code, note))
+    added_to = {s.gradient for b in ex.blocks for s in b.steps if s.accumulate}
+    for block in ex.blocks:
+        header: list[Piece] = [("comment", f"backprop {block.header}")]
+        header += [("dim", " — "), ("text", _shaped(block.stage.target, block.shape))]
+        rows.append(Row("", header, "header"))
+        for step in block.steps:
+            for k, code in enumerate(step.lines):
+                last = k == len(step.lines) - 1
+                rows.append(Row(code, [("dim", f"({step.stage.number})")] if last else []))
+            for sentence in argument_sentences(step, added_to):
+                rows.append(Row("", [("text", sentence)], "detail"))
+            if step.accumulate:
+                earlier = ", ".join(f"({n})" for n in step.earlier)
+                fork = f"gradients add at a fork: adds to {step.gradient} from {earlier}"
+                rows.append(Row("", [("text", fork)], "detail"))
+            if not ex.symbolic:
+                value = [("text", "→ ")] + _valued(step.gradient, step.shape, step.value, "grad")
+                rows.append(Row("", value, "detail"))
+    for line in ex.zero:
+        rows.append(Row(line.code, [("text", line.note)]))
+    title = "backward: each gradient has its value's shape, and the shapes fix products and sums"
+    return Section(title, rows)
+
+
+def _array_inputs(ex: ArrayExplanationData) -> Section:
+    rows = []
+    for g in ex.inputs:
+        stages = ", ".join(f"({n})" for n in g.stages)
+        if ex.symbolic:
+            if not g.stages:
+                written = "zeros: no path to the output"
+            elif len(g.stages) > 1:
+                written = f"the sum of the contributions from {stages}"
+            else:
+                written = f"written at {stages}"
+            shape = "a number" if g.shape == () else f"{_of(g.name)} shape {shape_text(g.shape)}"
+            rows.append(Row(g.gradient, [("text", f"{shape}, {written}")]))
+            continue
+        note = _valued(g.gradient, g.shape, g.value, "grad")[1:]  # the row's code names it
+        if g.shape:
+            note.insert(0, ("text", f"{shape_text(g.shape)}: "))
+        if g.finite_difference is not None:
+            note.append(("text", "; finite difference: largest difference "))
+            note.append(("grad", f"{g.largest_difference:.2g}"))
+            if g.agrees_with_finite_difference:
+                note.append(("ok", " ✓ agree"))
+            else:
+                note.append(("bad", " ✗ differs (a kink here?)"))
+        rows.append(Row(g.gradient, note))
+    if ex.symbolic:
+        title = "gradient on each input: its shape, and where its contributions come from"
+    else:
+        title = "gradient on each input, beside a central finite difference of the forward"
+    return Section(title, rows)
+
+
 # ---------------------------------------------------------------------------- layout
 
 
@@ -254,7 +518,7 @@ def _lines(section: Section, gradient_names, paint) -> list[str]:
     return out
 
 
-def render_text(ex: Explanation, color: bool = False, audience: str = "cli") -> str:
+def render_text(ex: ExplanationData, color: bool = False, audience: str = "cli") -> str:
     doc = document(ex, audience)
     paint = lambda pieces: ansi(pieces, color)  # noqa: E731
     out = [paint([("heading", doc.title)])]
@@ -273,7 +537,7 @@ def template(name: str):
     return environment().get_template(name)
 
 
-def render_markdown(ex: Explanation, svg_path: str | None = None, audience: str = "cli") -> str:
+def render_markdown(ex: ExplanationData, svg_path: str | None = None, audience: str = "cli") -> str:
     doc = document(ex, audience)
     plain = lambda pieces: ansi(pieces, False)  # noqa: E731
     sections = [
@@ -284,7 +548,7 @@ def render_markdown(ex: Explanation, svg_path: str | None = None, audience: str 
     )
 
 
-def render_html(ex: Explanation, standalone: bool = False, audience: str | None = None) -> str:
+def render_html(ex: ExplanationData, standalone: bool = False, audience: str | None = None) -> str:
     """One self-contained piece of HTML: code and circuit. A whole page with ``standalone`` (what
     ``stagegen explain --format html`` writes); else a fragment for a notebook, whose reader asks
     for values from Python (``audience`` says otherwise when given)."""
@@ -293,6 +557,8 @@ def render_html(ex: Explanation, standalone: bool = False, audience: str | None 
     from .circuit import circuit_of, to_svg
 
     doc = document(ex, audience or ("cli" if standalone else "python"))
+    # Inline SVG in HTML needs no namespace declaration: the page names no URL at all.
+    svg = to_svg(circuit_of(ex), fluid=True).replace(' xmlns="http://www.w3.org/2000/svg"', "", 1)
     sections = [
         {"title": html.escape(s.title), "lines": _lines(s, doc.gradient_names, spans)}
         for s in doc.sections
@@ -301,9 +567,6 @@ def render_html(ex: Explanation, standalone: bool = False, audience: str | None 
         title=html.escape(doc.title),
         sections=sections,
         notes=[html.escape(n) for n in doc.notes],
-        # Inline SVG in HTML needs no namespace declaration: the page names no URL at all.
-        svg=to_svg(circuit_of(ex), fluid=True).replace(
-            ' xmlns="http://www.w3.org/2000/svg"', "", 1
-        ),
+        svg=svg,
         standalone=standalone,
     )
