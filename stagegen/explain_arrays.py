@@ -732,23 +732,15 @@ def _finite_or_raise(program: Program, source_text: str | None):
 
 def _central_difference(forward: _Forward, values: dict, name: str):
     """d sum(output) / d name, element by element, by central differences."""
-    import numpy as np
+    from .numeric import central_differences
 
-    x = values[name]
-    if not isinstance(x, np.ndarray):
-        h = 1e-5 * max(1.0, abs(x))
-        up, down = dict(values, **{name: x + h}), dict(values, **{name: x - h})
-        return (forward.output(up) - forward.output(down)) / (2 * h)
-    out = np.zeros(x.shape)
-    for index in np.ndindex(x.shape):
-        h = 1e-5 * max(1.0, abs(float(x[index])))
-        moved = x.copy()
-        moved[index] += h
-        up = forward.output(dict(values, **{name: moved}))
-        moved[index] -= 2 * h
-        down = forward.output(dict(values, **{name: moved}))
-        out[index] = (up - down) / (2 * h)
-    return out
+    names = list(values)
+
+    def output(*args):
+        return forward.output(dict(zip(names, args)))
+
+    position = names.index(name)
+    return central_differences(output, list(values.values()), [position])[position]
 
 
 # ---------------------------------------------------------------------------- building it
