@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from .arrays.ir import ArrayPrinter
 from .expr import Call, Const, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code
+from .lower import Line, Lowered, lower
 from .reverse import Backward
 
 
@@ -60,11 +62,9 @@ def environment():
     )
 
 
-def _uses_math(backward: Backward) -> bool:
-    if backward.program.numpy:
-        return False
-    exprs = [s.expr for s in backward.replay] + [
-        st.value for b in backward.blocks for st in b.statements
+def _uses_math(lowered: Lowered) -> bool:
+    exprs = [line.value for line in lowered.replay] + [
+        line.value for block in lowered.blocks for line in block.lines
     ]
     return any(
         isinstance(n, Const)
@@ -100,122 +100,86 @@ def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 4].rstrip() + " ..."
 
 
-def _comment(stage_number: int, text: str = "") -> str:
+def _comment(stage_number: int | None, text: str = "") -> str:
+    if stage_number is None:
+        return f"  # {text}" if text else ""
     return f"  # ({stage_number}) {text}".rstrip()
 
 
-DOMAIN_CHECK = "domain check"  # replayed so that the backward raises where f does
+def _line_text(line: Line, printer: Printer) -> str:
+    """One lowered line as code, with its ``# (n)`` comment; a note never forces black to wrap
+    a statement: it is left out instead."""
+    value = line.value if isinstance(line.value, str) else printer(line.value)
+    if line.target is None:
+        code = value
+    elif isinstance(line.target, tuple):
+        code = f"{', '.join(printer(t) for t in line.target)} {line.op} {value}"
+    else:
+        code = f"{printer(line.target)} {line.op} {value}"
+    with_note = code + _comment(line.stage, line.note)
+    if line.stage is None or len(with_note) + 4 <= LINE_LENGTH or not line.note:
+        return with_note
+    return code + _comment(line.stage)
 
 
-def _render_function(b: Backward, printer: Printer) -> RenderedFunction:
+def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
+    b = lowered.backward
     p = b.program
+    # The forward replay keeps the user's comments whole (they are the user's own lines).
     replay = [
-        f"{s.target} = {printer(s.expr)}"
-        + _comment(s.number, DOMAIN_CHECK if s.target in b.domain_checks else s.comment)
-        for s in b.replay
+        f"{printer(line.target)} = {printer(line.value)}" + _comment(line.stage, line.note)
+        for line in lowered.replay
     ]
-    # A list gradient as long as the list passed in (`len` may be one of the user's names).
-    zeros = "[0.0] * len({})" if "len" not in p.user_names else "[0.0 for _ in {}]"
-    setup = [
-        f"{b.gradient_of(q.name)} = {zeros.format(q.name)}"
-        for q in p.params
-        if q.is_list and q.name in b.wrt
+    blocks = [
+        {
+            "header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"),
+            "lines": [_line_text(line, printer) for line in block.lines],
+        }
+        for block in lowered.blocks
     ]
-    blocks = []
-    for block in b.blocks:
-        lines = []
-        for st in block.statements:
-            op = "+=" if st.accumulate else "="
-            line = f"{printer(st.gradient)} {op} {printer(st.value)}"
-            with_note = line + _comment(st.stage, st.note)
-            # A note never forces black to wrap a statement: it is left out instead.
-            lines.append(
-                with_note if len(with_note) + 4 <= LINE_LENGTH else line + _comment(st.stage)
-            )
-        blocks.append(
-            {
-                "header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"),
-                "lines": lines,
-            }
-        )
-    zero = [f"{b.gradient_of(n)} = 0.0  # {n} does not reach the output" for n in b.zero]
     grads = [b.gradient_of(n) for n in b.wrt]
     returns = ", ".join(grads)
-
-    params = []
-    for q in p.params:
-        params.append(f"{q.name}={q.default}" if q.default is not None else q.name)
-    numbers_only = _numbers_only(p)
-    upstream_default = "1.0"
-    params.append(f"{b.upstream}={upstream_default}")
+    params = [f"{q.name}={q.default}" if q.default is not None else q.name for q in p.params]
+    params.append(f"{b.upstream}=1.0")
     output_name = f"the output {p.returned_name}" if p.returned_name else "the returned value"
     wrt_text = ", ".join(b.wrt)
     result = f"({returns})" if len(grads) > 1 else returns
-    notes = [f"the gradient of {value} is named `{grad}` ({why})" for value, grad, why in b.renamed]
+    shaped = (
+        f" (shaped like {p.returned_name or 'the output'}, or a number)"
+        if lowered.upstream_shaped
+        else ""
+    )
     return RenderedFunction(
         backward_name=f"{p.name}_backward",
         parameters=", ".join(params),
-        docstring=f"Gradient of {p.name} with respect to {wrt_text}, scaled by the upstream gradient {b.upstream}.",
+        docstring=f"Gradient of {p.name} with respect to {wrt_text}, scaled by the upstream gradient {b.upstream}{shaped}.",
         signature_line=f"{p.name}_backward({', '.join(params)}) -> {result}",
         dependent=output_name,
         independent=wrt_text,
-        notes=notes,
+        notes=[f"the gradient of {v} is named `{g}` ({why})" for v, g, why in b.renamed],
         replay=replay,
         checks_domain=bool(b.domain_checks),
-        setup=setup,
+        setup=[_line_text(line, printer) for line in lowered.setup],
         blocks=blocks,
-        zero=zero,
+        zero=[_line_text(line, printer) for line in lowered.zero],
         returns=returns,
-        numbers_only=numbers_only,
+        numbers_only=lowered.numbers_only,
     )
-
-
-NUMBERS_ONLY = "numbers only: array code needs shape annotations"
-
-
-def _numbers_only(p) -> list[str]:
-    """``x, y = float(x), float(y)``: a backward written for numbers, called with arrays,
-    would return gradients of the wrong shape; ``float`` raises on that line instead."""
-    if "float" in p.user_names:
-        return []  # the user's own `float`: leave the inputs as they are
-    names = [q.name for q in p.params if not q.is_list]
-    lines: list[str] = []
-    group: list[str] = []
-    for n in names:  # as few lines as fit, so black has nothing to wrap
-        if group and len(_floats(group + [n])) + 4 > LINE_LENGTH:
-            lines.append(_floats(group))
-            group = []
-        group.append(n)
-    if group:
-        lines.append(_floats(group))
-    # list(map(float, w)) costs half of a comprehension; the user's own list or map forbid it
-    convert = "[float(v) for v in {}]" if {"list", "map"} & p.user_names else "list(map(float, {}))"
-    lines += [f"{q.name} = {convert.format(q.name)}" for q in p.params if q.is_list]
-    if not lines:
-        return []
-    comment = f"  # {NUMBERS_ONLY}"
-    if len(lines[0]) + len(comment) + 4 <= LINE_LENGTH:
-        return [lines[0] + comment, *lines[1:]]
-    return [comment.strip(), *lines]
-
-
-def _floats(names: list[str]) -> str:
-    return f"{', '.join(names)} = {', '.join(f'float({n})' for n in names)}"
 
 
 def render(backwards: list[Backward], source_name: str, command: str) -> str:
     """The generated module, formatted by black."""
     math_name = _math_alias(backwards)
-    printer = Printer(math_name)
     np_name = next((b.program.numpy for b in backwards if b.program.numpy), None)
     functions = []
+    uses_math = False
     for b in backwards:
-        if b.program.numpy:
-            from .arrays.emit import render_array_function
-
-            functions.append(render_array_function(b, np_name))
-        else:
-            functions.append(_render_function(b, printer))
+        lowered = lower(b)
+        # Spelling by type: array code calls NumPy (np.exp, np.pi); number code the standard
+        # library (math.exp), so that it runs with nothing installed.
+        printer = ArrayPrinter(np_name) if b.program.numpy else Printer(math_name)
+        uses_math = uses_math or (not b.program.numpy and _uses_math(lowered))
+        functions.append(_render_function(lowered, printer))
     text = (
         environment()
         .get_template("module.py.j2")
@@ -223,7 +187,7 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
             source_name=source_name,
             command=command,
             functions=functions,
-            uses_math=any(_uses_math(b) for b in backwards),
+            uses_math=uses_math,
             math_name=math_name,
             np_name=np_name,
         )

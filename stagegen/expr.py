@@ -167,13 +167,13 @@ def size(e: Expr) -> int:
 # ---------------------------------------------------------------------------- printing
 
 # Python's operator precedence, low to high.
-_COND, _AND, _CMP, _ADD, _MUL, _UNARY, _POW, _ATOM = 0, 2, 4, 6, 7, 8, 9, 10
-_BIN_PREC = {"+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL, "**": _POW}
+_COND, _AND, _CMP, _ADD, PREC_MUL, _UNARY, _POW, PREC_ATOM = 0, 2, 4, 6, 7, 8, 9, 10
+_BIN_PREC = {"+": _ADD, "-": _ADD, "*": PREC_MUL, "/": PREC_MUL, "**": _POW}
 
 
-def _prec(e: Expr) -> int:
+def precedence_of(e: Expr) -> int:
     if isinstance(e, Num):
-        return _UNARY if e.value < 0 else _ATOM
+        return _UNARY if e.value < 0 else PREC_ATOM
     if isinstance(e, Neg):
         # -(a * b) prints as -a * b (see Printer), so it binds like the product, not like a
         # unary minus: as the right side of / or ** it needs its parentheses.
@@ -189,7 +189,7 @@ def _prec(e: Expr) -> int:
         return _COND
     # Nodes defined elsewhere (the array operations) say how tightly they bind: ``a @ b``
     # binds like a product, ``a.dot(b)`` like an atom.
-    return getattr(e, "precedence", _ATOM)
+    return getattr(e, "precedence", PREC_ATOM)
 
 
 def format_number(value: Union[int, float]) -> str:
@@ -231,22 +231,22 @@ class Printer:
             if isinstance(inner, Bin) and inner.op in ("*", "/"):
                 # -(a * b) prints as -a * b: negation is exact, so the value is the same.
                 return self.text(Bin(inner.op, _negated(inner.left), inner.right))
-            return "-" + self._wrap(inner, _prec(inner) < _UNARY)
+            return "-" + self._wrap(inner, precedence_of(inner) < _UNARY)
         if isinstance(e, Bin):
             p = _BIN_PREC[e.op]
             if e.op == "**":
                 # ** binds tighter than a unary minus on its left, looser on its right.
-                left = self._wrap(e.left, _prec(e.left) <= _POW)
-                right = self._wrap(e.right, _prec(e.right) < _UNARY)
+                left = self._wrap(e.left, precedence_of(e.left) <= _POW)
+                right = self._wrap(e.right, precedence_of(e.right) < _UNARY)
                 if _simple_power_operand(e.left) and _simple_power_operand(e.right):
                     return f"{left}**{right}"  # black's spelling, so comments match the code
             else:
                 # (a / b) * c and (a @ b) * c: parentheses the reader would write anyway
                 readable = (e.op == "*" and isinstance(e.left, Bin) and e.left.op == "/") or (
-                    e.op in ("*", "/") and getattr(e.left, "precedence", None) == _MUL
+                    e.op in ("*", "/") and getattr(e.left, "precedence", None) == PREC_MUL
                 )
-                left = self._wrap(e.left, _prec(e.left) < p or readable)
-                right = self._wrap(e.right, _prec(e.right) <= p)
+                left = self._wrap(e.left, precedence_of(e.left) < p or readable)
+                right = self._wrap(e.right, precedence_of(e.right) <= p)
             return f"{left} {e.op} {right}"
         if isinstance(e, Call):
             args = ", ".join(self.text(a) for a in e.args)
@@ -254,14 +254,14 @@ class Printer:
                 return f"{e.fn}({args})"
             return f"{m}.{e.fn}({args})"
         if isinstance(e, Compare):
-            left = self._wrap(e.left, _prec(e.left) <= _CMP)
-            right = self._wrap(e.right, _prec(e.right) <= _CMP)
+            left = self._wrap(e.left, precedence_of(e.left) <= _CMP)
+            right = self._wrap(e.right, precedence_of(e.right) <= _CMP)
             return f"{left} {e.op} {right}"
         if isinstance(e, And):
-            return " and ".join(self._wrap(i, _prec(i) <= _AND) for i in e.items)
+            return " and ".join(self._wrap(i, precedence_of(i) <= _AND) for i in e.items)
         if isinstance(e, Cond):
-            body = self._wrap(e.body, _prec(e.body) <= _COND)
-            test = self._wrap(e.test, _prec(e.test) <= _COND)
+            body = self._wrap(e.body, precedence_of(e.body) <= _COND)
+            test = self._wrap(e.test, precedence_of(e.test) <= _COND)
             return f"{body} if {test} else {self.text(e.orelse)}"
         raise TypeError(f"cannot print {e!r}")
 

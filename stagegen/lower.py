@@ -1,16 +1,271 @@
-"""Lowering: the sweep's gradient expressions, made into what the printer can spell for the
-values' types.
+"""Lowering: Backward -> the statements of one generated function, ready to print.
 
-The gate table writes selections the way number code reads them (``dz = dm if z >= w else
-0.0``). An array has no single truth value, so for arrays a selection becomes a mask
-(``(z >= w) * dm``), NumPy's sign, or ``np.where`` where a mask would multiply an infinity
-by zero.
+The sweep says what each gradient is; lowering decides how the code holds it, for the values'
+types: a list parameter's gradient starts as a list of zeros; an array's gradient that ``+=``
+will write into must own its memory (``.copy()``), and so must every returned one; a gather's
+gradient is scattered with ``np.add.at``; the dimensions the code needs are bound from the
+parameters' shapes (``N, D = x.shape``); an array output's upstream gradient is broadcast to its
+shape, so the default 1.0 means the gradient of the sum of the outputs; a selection (number
+code's ``g if z > 0 else 0.0``) becomes a mask for arrays. The printer (emit.py) then only
+prints, choosing spellings by type.
 """
 
 from __future__ import annotations
 
-from .arrays.ir import Where, transform_array
-from .expr import And, Bin, Call, Compare, Cond, Expr, Neg, Num, walk
+from dataclasses import dataclass, field
+
+from .arrays.ir import (
+    AddAt,
+    BroadcastTo,
+    Copy,
+    Dim,
+    FullSlice,
+    Index,
+    NewAxis,
+    Reshape,
+    ShapeOf,
+    ShapeRead,
+    Transpose,
+    Where,
+    Zeros,
+    transform_array,
+)
+from .expr import And, Bin, Call, Compare, Cond, Elem, Expr, Neg, Num, Var, walk
+from .layout import LINE_LENGTH
+from .names import CALLED_BUILTINS
+from .program import Stage
+from .reverse import Backward
+from .structural import Scatter, dims
+from .types import Types
+
+
+@dataclass
+class Line:
+    """``target op value  # (stage) note``; a target of None is an expression statement, and a
+    tuple target unpacks (``N, D = x.shape``)."""
+
+    target: Expr | tuple[Expr, ...] | None
+    value: Expr | str  # a str is standard-library code spelled here (a list of zeros)
+    op: str = "="
+    stage: int | None = None
+    note: str = ""
+
+
+@dataclass
+class LoweredBlock:
+    stage: Stage  # the forward stage it undoes, named in the `# backprop` header
+    lines: list[Line]
+
+
+@dataclass
+class Lowered:
+    backward: Backward
+    numbers_only: list[str]  # number code called with arrays raises here (see NUMBERS_ONLY)
+    replay: list[Line]
+    setup: list[Line]
+    blocks: list[LoweredBlock]
+    zero: list[Line]
+    upstream_shaped: bool  # the upstream gradient is broadcast to an array output's shape
+    notes: dict[int, str] = field(default_factory=dict)
+
+
+NUMBERS_ONLY = "numbers only: array code needs shape annotations"
+DOMAIN_CHECK = "domain check"  # replayed so that the backward raises where f does
+
+
+def lower(b: Backward) -> Lowered:
+    p = b.program
+    types = Types(p)
+    gradient_of = b.gradient_of
+    returned = {gradient_of(n) for n in b.wrt}
+    accumulated = {st.gradient.name for bl in b.blocks for st in bl.statements if st.accumulate}
+
+    blocks: list[LoweredBlock] = []
+    for block in b.blocks:
+        lines: list[Line] = []
+        for st in block.statements:
+            if types.numbers_only:  # a float is never written in place: nothing to lower
+                lines.append(
+                    Line(st.gradient, st.value, "+=" if st.accumulate else "=", st.stage, st.note)
+                )
+            else:
+                lines += _array_statement_lines(st, types, accumulated, returned)
+        blocks.append(LoweredBlock(block.stage, lines))
+
+    # A list gradient as long as the list passed in (`len` may be one of the user's names).
+    zeros = "[0.0] * len({})" if "len" not in p.user_names else "[0.0 for _ in {}]"
+    setup = [
+        Line(Var(gradient_of(q.name)), zeros.format(q.name))
+        for q in p.params
+        if q.is_list and q.name in b.wrt
+    ]
+    zero = [
+        Line(
+            Var(gradient_of(n)),
+            _zeros_like(p.param(n).shape),
+            note=f"{n} does not reach the output",
+        )
+        for n in b.zero
+    ]
+    replay = [
+        Line(
+            Var(s.target),
+            s.expr,
+            stage=s.number,
+            note=DOMAIN_CHECK if s.target in b.domain_checks else s.comment,
+        )
+        for s in b.replay
+    ]
+
+    # An array output's upstream gradient, when read, is broadcast to the output's shape.
+    output_shape = types.shape(p.output)
+    reads_upstream = any(
+        isinstance(n, Var) and n.name == b.upstream
+        for bl in blocks
+        for line in bl.lines
+        for n in walk(line.value)
+    )
+    if output_shape and reads_upstream:
+        setup.append(Line(Var(b.upstream), BroadcastTo(Var(b.upstream), dims(output_shape))))
+
+    bound, replace = _bind_dimensions(b, blocks, setup, zero)
+    if replace:
+
+        def replace_dim(n: Expr) -> Expr | None:
+            return replace.get(n) if isinstance(n, Dim) else None
+
+        for line in [*setup, *zero, *(l for bl in blocks for l in bl.lines)]:
+            if isinstance(line.value, Expr):
+                line.value = transform_array(line.value, replace_dim)
+    return Lowered(
+        backward=b,
+        numbers_only=_numbers_only(p) if types.numbers_only else [],
+        replay=replay,
+        setup=bound + setup,
+        blocks=blocks,
+        zero=zero,
+        upstream_shaped=bool(output_shape and reads_upstream),
+    )
+
+
+def _zeros_like(shape) -> Expr:
+    return Zeros(dims(shape)) if shape else Num(0.0)
+
+
+def _array_statement_lines(st, types: Types, accumulated: set[str], returned: set[str]):
+    name = st.gradient.name
+    value = elementwise_selections(st.value)
+    if isinstance(value, Scatter):
+        lines = []
+        if not st.accumulate:
+            lines.append(Line(Var(name), Zeros(value.shape), stage=st.stage))
+        lines.append(Line(None, AddAt(Var(name), value.items, value.values), stage=st.stage))
+        return lines
+    if st.accumulate and isinstance(value, BroadcastTo):
+        value = value.operand  # += broadcasts into the full-shaped gradient
+    if not st.accumulate and _may_alias(value):
+        # A gradient is an array unless it is a number's (a number's `+=` makes a new one).
+        is_array = st.intermediate or bool(types.shape(st.of))
+        # += below must not write into another array, nor a returned gradient be one
+        if is_array and (name in accumulated or name in returned):
+            value = Copy(value)
+        elif not is_array and name in accumulated:
+            value = Copy(value, number=True)  # the upstream may be a 0-d array
+    return [Line(st.gradient, value, "+=" if st.accumulate else "=", st.stage, st.note)]
+
+
+def _may_alias(e: Expr) -> bool:
+    """Whether the value may share memory with another array (so `+=` must not write into it)."""
+    if isinstance(e, (Var, Transpose, Reshape, BroadcastTo)):
+        return True
+    if isinstance(e, Index):
+        return all(isinstance(i, (FullSlice, NewAxis)) or _is_int(i) for i in e.items)
+    return False
+
+
+def _is_int(e: Expr) -> bool:
+    return isinstance(e, Num) and isinstance(e.value, int)
+
+
+def _bind_dimensions(b: Backward, blocks, setup, zero) -> tuple[list[Line], dict]:
+    """Lines binding each dimension the code reads from the first parameter that has it
+    (``N, D = x.shape``), and the dimensions read from a shape where they are needed instead:
+    a name the function already uses, or the user's own ``n = x.shape[0]`` when it is replayed."""
+    p = b.program
+    types = Types(p)
+    used: list[str] = []
+    for line in [*(l for bl in blocks for l in bl.lines), *setup, *zero]:
+        for node in walk(line.value) if isinstance(line.value, Expr) else ():
+            if isinstance(node, Dim) and node.name not in used:
+                used.append(node.name)
+    if not used:
+        return [], {}
+    taken = p.user_names | set(b.gradient_names.values()) | CALLED_BUILTINS
+    where: dict[str, tuple[str, int]] = {}
+    for q in p.params:
+        for k, d in enumerate(q.shape or ()):
+            if isinstance(d, str) and "*" not in d and d not in where:
+                where[d] = (q.name, k)
+    replace: dict[Expr, Expr] = {}
+    for stage in b.replay:
+        if isinstance(stage.expr, ShapeRead):
+            dim = Dim(str(types.of(Var(stage.target)).value))
+            replace.setdefault(dim, Var(stage.target))
+    by_param: dict[str, list[tuple[int, str]]] = {}
+    for d in used:
+        if Dim(d) in replace:
+            continue
+        if d not in where:
+            raise AssertionError(f"dimension {d} is not read from any parameter")
+        param, k = where[d]
+        if d in taken:
+            replace[Dim(d)] = ShapeRead(Var(param), k)
+        else:
+            by_param.setdefault(param, []).append((k, d))
+    lines: list[Line] = []
+    for q in p.params:
+        bound = sorted(by_param.get(q.name, []))
+        if len(bound) == len(q.shape or ()) and len(bound) > 1:
+            lines.append(Line(tuple(Dim(d) for _, d in bound), ShapeOf(Var(q.name))))
+        else:
+            lines += [Line(Dim(d), ShapeRead(Var(q.name), k)) for k, d in bound]
+    return lines, replace
+
+
+# ---------------------------------------------------------------------------- number code
+
+
+def _numbers_only(p) -> list[str]:
+    """``x, y = float(x), float(y)``: a backward written for numbers, called with arrays,
+    would return gradients of the wrong shape; ``float`` raises on that line instead."""
+    if "float" in p.user_names:
+        return []  # the user's own `float`: leave the inputs as they are
+    names = [q.name for q in p.params if not q.is_list]
+    lines: list[str] = []
+    group: list[str] = []
+    for n in names:  # as few lines as fit, so black has nothing to wrap
+        if group and len(_floats(group + [n])) + 4 > LINE_LENGTH:
+            lines.append(_floats(group))
+            group = []
+        group.append(n)
+    if group:
+        lines.append(_floats(group))
+    # list(map(float, w)) costs half of a comprehension; the user's own list or map forbid it
+    convert = "[float(v) for v in {}]" if {"list", "map"} & p.user_names else "list(map(float, {}))"
+    lines += [f"{q.name} = {convert.format(q.name)}" for q in p.params if q.is_list]
+    if not lines:
+        return []
+    comment = f"  # {NUMBERS_ONLY}"
+    if len(lines[0]) + len(comment) + 4 <= LINE_LENGTH:
+        return [lines[0] + comment, *lines[1:]]
+    return [comment.strip(), *lines]
+
+
+def _floats(names: list[str]) -> str:
+    return f"{', '.join(names)} = {', '.join(f'float({n})' for n in names)}"
+
+
+# ---------------------------------------------------------------------------- selections
 
 
 def elementwise_selections(e: Expr) -> Expr:

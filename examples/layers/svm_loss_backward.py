@@ -17,7 +17,7 @@ def svm_loss_backward(x, y, dloss=1.0):
     # backprop loss = (np.sum(margins) - n) / n
     dmargins = np.broadcast_to(dloss / n, (n, C))  # (4)
     # backprop margins = np.maximum(0, x - correct[:, None] + 1.0)
-    dmargins_in = (margins > 0) * dmargins  # (3)
+    dmargins_in = (margins > 0) * dmargins  # (3) at the max's input
     dx = dmargins_in.copy()  # (3)
     dcorrect = -dmargins_in.sum(axis=1)  # (3)
     # backprop correct = x[np.arange(n), y]

@@ -44,7 +44,7 @@ def two_layer_loss_backward(X, y, W1, b1, W2, b2, reg=0.0, dloss=1.0):
     dW2 += hidden.T.dot(dscores)  # (2)
     db2 = dscores.sum(axis=0)  # (2)
     # backprop hidden = np.maximum(0, X @ W1 + b1)
-    dhidden_in = (hidden > 0) * dhidden  # (1)
+    dhidden_in = (hidden > 0) * dhidden  # (1) at the max's input
     dW1 += X.T.dot(dhidden_in)  # (1)
     db1 = dhidden_in.sum(axis=0)  # (1)
     return dW1, db1, dW2, db2

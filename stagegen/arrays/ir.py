@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..gates import numpy_spelling
-from ..expr import _ATOM, _MUL, Bin, Call, Compare, Expr, Neg, Num, Printer, _prec
+from ..expr import PREC_ATOM, PREC_MUL, Bin, Call, Compare, Expr, Neg, Num, Printer, precedence_of
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Dot(Expr):
 
     @property
     def precedence(self) -> int:
-        return _MUL if self.spelling == "@" else _ATOM
+        return PREC_MUL if self.spelling == "@" else PREC_ATOM
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,29 @@ class Outer(Expr):
 
 
 @dataclass(frozen=True)
+class ShapeOf(Expr):
+    """``x.shape``, unpacked into the dimensions it binds."""
+
+    operand: Expr
+
+    def children(self):
+        return (self.operand,)
+
+
+@dataclass(frozen=True)
+class AddAt(Expr):
+    """``np.add.at(target, items, values)``: a gather's gradient scattered, adding where indices
+    repeat."""
+
+    target: Expr
+    items: tuple[Expr, ...]
+    values: Expr
+
+    def children(self):
+        return (self.target, *self.items, self.values)
+
+
+@dataclass(frozen=True)
 class Where(Expr):
     """``np.where(test, body, orelse)``: number code's ``body if test else orelse``, elementwise."""
 
@@ -186,6 +209,10 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Copy(kids[0], e.number)
     if isinstance(e, Where):
         return Where(*kids)
+    if isinstance(e, ShapeOf):
+        return ShapeOf(kids[0])
+    if isinstance(e, AddAt):
+        return AddAt(kids[0], tuple(kids[1:-1]), kids[-1])
     if hasattr(e, "rebuilt"):
         return e.rebuilt(kids)
     return rebuild(e, kids)
@@ -212,7 +239,7 @@ class ArrayPrinter(Printer):
 
     def _receiver(self, e: Expr) -> str:
         """The object of a method call or attribute: parenthesised unless it is an atom."""
-        return self._wrap(e, _prec(e) < _ATOM or (isinstance(e, Num) and e.value < 0))
+        return self._wrap(e, precedence_of(e) < PREC_ATOM or (isinstance(e, Num) and e.value < 0))
 
     def _tuple(self, items) -> str:
         texts = [self.text(i) for i in items]
@@ -242,8 +269,8 @@ class ArrayPrinter(Printer):
             return f"{np}.{numpy_spelling(e.fn)}({', '.join(self.text(a) for a in e.args)})"
         if isinstance(e, Dot):
             if e.spelling == "@":
-                left = self._wrap(e.left, _prec(e.left) < _MUL)
-                right = self._wrap(e.right, _prec(e.right) <= _MUL)
+                left = self._wrap(e.left, precedence_of(e.left) < PREC_MUL)
+                right = self._wrap(e.right, precedence_of(e.right) <= PREC_MUL)
                 return f"{left} @ {right}"
             if e.spelling == "np.dot":
                 return f"{np}.dot({self.text(e.left)}, {self.text(e.right)})"
@@ -278,6 +305,13 @@ class ArrayPrinter(Printer):
             return f"{np}.zeros({self._tuple(e.shape)})"
         if isinstance(e, Outer):
             return f"{np}.outer({self.text(e.left)}, {self.text(e.right)})"
+        if isinstance(e, ShapeOf):
+            return f"{self._receiver(e.operand)}.shape"
+        if isinstance(e, AddAt):
+            # inside the tuple np.add.at takes, `:` is spelled slice(None)
+            items = ["slice(None)" if isinstance(i, FullSlice) else self.text(i) for i in e.items]
+            index = f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+            return f"{np}.add.at({self.text(e.target)}, {index}, {self.text(e.values)})"
         if isinstance(e, Where):
             return f"{np}.where({self.text(e.test)}, {self.text(e.body)}, {self.text(e.orelse)})"
         if isinstance(e, Copy):
@@ -303,6 +337,8 @@ __all__ = [
     "ShapeRead",
     "Transpose",
     "Where",
+    "AddAt",
+    "ShapeOf",
     "Zeros",
     "rebuild_array",
 ]
