@@ -16,7 +16,7 @@ from pathlib import Path
 from .arrays.ir import ArrayPrinter
 from .expr import Call, Const, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code
-from .lower import Line, Lowered, lower
+from .lower import Line, Lowered, LoweredBlock, lower
 from .reverse import Backward
 
 
@@ -32,7 +32,7 @@ class RenderedFunction:
     replay: list[str]
     checks_domain: bool  # some replayed stages are there only to raise where the forward does
     setup: list[str]
-    blocks: list[dict]
+    blocks: list[dict]  # the body's tree: {"opening", "nested", "lines": [code or block]}
     zero: list[str]
     returns: str
     # Code for numbers turns its inputs into floats first: called with arrays, it raises
@@ -122,6 +122,19 @@ def _line_text(line: Line, printer: Printer) -> str:
     return code + _comment(line.stage)
 
 
+def _block(block: LoweredBlock, printer: Printer) -> dict:
+    """A block of the body's tree, for the template: its opening line, whether its lines are
+    indented under it, and its lines (code, or blocks inside it)."""
+    return {
+        "opening": f"# backprop {_shorten(f'{block.stage.target} = {printer(block.stage.expr)}')}",
+        "nested": block.nested,
+        "lines": [
+            _block(item, printer) if isinstance(item, LoweredBlock) else _line_text(item, printer)
+            for item in block.lines
+        ],
+    }
+
+
 def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
     b = lowered.backward
     p = b.program
@@ -130,13 +143,7 @@ def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
         f"{printer(line.target)} = {printer(line.value)}" + _comment(line.stage, line.note)
         for line in lowered.replay
     ]
-    blocks = [
-        {
-            "header": _shorten(f"{block.stage.target} = {printer(block.stage.expr)}"),
-            "lines": [_line_text(line, printer) for line in block.lines],
-        }
-        for block in lowered.blocks
-    ]
+    blocks = [_block(block, printer) for block in lowered.blocks]
     grads = [b.gradient_of(n) for n in b.wrt]
     returns = ", ".join(grads)
     params = [f"{q.name}={q.default}" if q.default is not None else q.name for q in p.params]

@@ -53,8 +53,13 @@ class Line:
 
 @dataclass
 class LoweredBlock:
+    """A block of the backward's body: the gradient lines of one forward stage, under its
+    `# backprop` comment. Blocks nest (``lines`` may hold blocks), and a nested block's lines
+    are indented under it: the place for the loops and branches of the next issues."""
+
     stage: Stage  # the forward stage it undoes, named in the `# backprop` header
-    lines: list[Line]
+    lines: list["Line | LoweredBlock"]
+    nested: bool = False
 
 
 @dataclass

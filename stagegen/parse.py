@@ -359,7 +359,7 @@ class FunctionReader:
         return Program(
             name=fn.name,
             params=params,
-            stages=self.stages,
+            body=self.stages,
             output=output,
             returned_name=returned_name,
             filename=self.src.filename,

@@ -1,4 +1,5 @@
-"""The forward function as the rest of the pipeline sees it: parameters, numbered stages, output.
+"""The forward function as the rest of the pipeline sees it: parameters, a body of numbered
+stages (a tree of blocks), output.
 
 Every stage binds a fresh name (re-assignments are versioned: ``y``, ``y_1``, ...), so an
 expression means the same thing wherever it is read: that is what makes pruning, reordering
@@ -36,11 +37,22 @@ class Stage:
     comment: str = ""  # the user's trailing comment, kept on the forward replay
 
 
+# The program's body is a tree of blocks. Today every node is a stage (one forward line); loops,
+# branches and call sites become nodes that hold bodies of their own (issues 14 and 15), and
+# `Program.stages` lists the stages of the whole tree in program order.
+Node = Stage
+
+
+def stages_of(body: list[Node]) -> list[Stage]:
+    """Every stage of a block tree, in program order."""
+    return [node for node in body if isinstance(node, Stage)]
+
+
 @dataclass
 class Program:
     name: str
     params: list[Param]
-    stages: list[Stage]
+    body: list[Node]  # the block tree
     output: Var  # the returned value
     returned_name: str | None  # the user's name for it; None when an expression is returned
     filename: str = "<string>"
@@ -70,6 +82,10 @@ class Program:
             if p.name == name:
                 return p
         return None
+
+    @property
+    def stages(self) -> list[Stage]:
+        return stages_of(self.body)
 
     @property
     def stage_of(self) -> dict[str, Stage]:

@@ -246,5 +246,5 @@ def split_program(program: Program) -> Program:
     if splitter.arrays:
         types = {**splitter.types, "<expressions>": splitter.exprs}
     return dataclasses.replace(
-        program, stages=stages, user_names=program.user_names | splitter.taken, types=types
+        program, body=stages, user_names=program.user_names | splitter.taken, types=types
     )
