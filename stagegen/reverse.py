@@ -8,6 +8,7 @@ The forward replay keeps only the stages whose values those statements read.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from typing import Callable
@@ -98,7 +99,9 @@ class _GradientNames:
             return self.names[value]
         stem = base or value
         first = preferred or f"d{stem}"
-        candidates = [first, f"d_{stem}", f"grad_{stem}"] + [f"d{stem}_{k}" for k in range(1, 1000)]
+        candidates = itertools.chain(
+            (first, f"d_{stem}", f"grad_{stem}"), (f"d{stem}_{k}" for k in itertools.count(1))
+        )
         chosen = next(c for c in candidates if usable(c, self.taken))
         self.taken.add(chosen)
         self.names[value] = chosen
@@ -479,9 +482,9 @@ def _without_unread(blocks: list[Block], returned: set[str]) -> list[Block]:
             for l in leaves(st.value)
             if isinstance(l, Var)
         }
+        keep = read | returned
         kept = [
-            Block(b.stage, [st for st in b.statements if st.gradient.name in read | returned])
-            for b in blocks
+            Block(b.stage, [st for st in b.statements if st.gradient.name in keep]) for b in blocks
         ]
         kept = [b for b in kept if b.statements]
         if sum(len(b.statements) for b in kept) == sum(len(b.statements) for b in blocks):
