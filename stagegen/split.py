@@ -128,8 +128,10 @@ def _describe_structural(e: Expr) -> str | None:
 class _Splitter:
     def __init__(self, program: Program):
         self.program = program
-        self.arrays = program.numpy is not None
-        # Array code: every value's type, by name, and every expression's, by value; the new
+        # Typed values (array code): every value's type, by name, and every expression's, by
+        # value, kept up to date for the new stages (number code records none: all are floats).
+        self.typed = bool(program.types)
+        # Every value's type, by name, and every expression's, by value; the new
         # stages and the rebuilt expressions are added to copies (the program read stays as is).
         self.types = dict(program.types)
         self.exprs = dict(program.types.get("<expressions>", {}))
@@ -140,7 +142,7 @@ class _Splitter:
             | _dimension_names(program)
         )
         if program.numpy:
-            self.taken.add(program.numpy)
+            self.taken.add(program.numpy)  # the name NumPy is imported as
         # Nor d<name> of the user's names: an invented `den` beside a parameter `en` would take
         # the name of en's gradient. (Kept apart: these are not names anyone has bound.)
         self.avoided = {f"d{name}" for name in self.taken}
@@ -159,7 +161,7 @@ class _Splitter:
         return chosen
 
     def stage(self, original: Stage) -> None:
-        if self.arrays and not self._stageable(original.expr):
+        if self.typed and not self._stageable(original.expr):
             self.stages.append(original)  # a mask or a size: kept whole, as written
             return
         memo: dict[Expr, Expr] = {}
@@ -176,7 +178,7 @@ class _Splitter:
     def _retype(self, original: Expr, new: Expr) -> None:
         """Give ``new`` (``original`` with some inputs replaced by stage names) and each of its
         rebuilt nodes the type of the node it stands for."""
-        if not self.arrays or new is original or original not in self.exprs:
+        if not self.typed or new is original or original not in self.exprs:
             return
         self.exprs.setdefault(new, self.exprs[original])
         if isinstance(new, Var) and not isinstance(original, Var):
@@ -199,7 +201,7 @@ class _Splitter:
         return e if new == kids else rebuild_array(e, new)
 
     def _operand(self, e: Expr, origin: Stage, memo: dict, role: str | None = None) -> Expr:
-        if _is_operand(e) or (self.arrays and not self._stageable(e)):
+        if _is_operand(e) or (self.typed and not self._stageable(e)):
             return e
         if e in memo:
             return memo[e]
@@ -212,7 +214,7 @@ class _Splitter:
             dataclasses.replace(origin, target=name, user_name=name, expr=gate, comment="")
         )
         memo[e] = Var(name)
-        if self.arrays:
+        if self.typed:
             self._retype(e, gate)
             self.types[name] = self.exprs[e]
             self.exprs[memo[e]] = self.exprs[e]
@@ -243,7 +245,7 @@ def split_program(program: Program) -> Program:
         splitter.stage(stage)
     stages = [dataclasses.replace(s, number=i) for i, s in enumerate(splitter.stages, start=1)]
     types = program.types
-    if splitter.arrays:
+    if splitter.typed:
         types = {**splitter.types, "<expressions>": splitter.exprs}
     return dataclasses.replace(
         program, body=stages, user_names=program.user_names | splitter.taken, types=types
