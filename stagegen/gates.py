@@ -47,6 +47,9 @@ class Gate:
     behaviour: str  # how the gate treats the gradient, in the notes' words
     name: str = ""  # what explanations call it: "add", "mul", "tanh" (the key, for functions)
     numpy: str | None = None  # its NumPy spelling, np.<numpy>, where NumPy has the function
+    # Where it is defined, when not everywhere: the backward replays a stage that calls it, so
+    # that it raises (NumPy: warns) where the forward does (see domain.py).
+    domain: str | None = None
 
 
 def _call(fn: str, *args: Expr) -> Expr:
@@ -152,16 +155,16 @@ OPERATORS: dict[str, Gate] = {
 FUNCTIONS: dict[str, Gate] = {
     "exp":   Gate((1, 1), lambda out, a: (out,),                               "exp: the local gradient is the output itself", "exp", "exp"),
     "expm1": Gate((1, 1), lambda out, a: (add(out, ONE),),                     "expm1: out + 1", "expm1", "expm1"),
-    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x", "log", "log"),
-    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)", "log2", "log2"),
-    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)", "log10", "log10"),
-    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)", "log1p", "log1p"),
-    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out", "sqrt", "sqrt"),
+    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x", "log", "log", domain="x > 0"),
+    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)", "log2", "log2", domain="x > 0"),
+    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)", "log10", "log10", domain="x > 0"),
+    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)", "log1p", "log1p", domain="x > -1"),
+    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out", "sqrt", "sqrt", domain="x >= 0"),
     "sin":   Gate((1, 1), lambda out, a: (_call("cos", a),),                   "sin: cos x", "sin", "sin"),
     "cos":   Gate((1, 1), lambda out, a: (neg(_call("sin", a)),),              "cos: -sin x", "cos", "cos"),
     "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2", "tan", "tan"),
-    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin", "arcsin"),
-    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos", "arccos"),
+    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin", "arcsin", domain="-1 <= x <= 1"),
+    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos", "arccos", domain="-1 <= x <= 1"),
     "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, _square(a))),),  "atan: 1 / (1 + x * x)", "atan", "arctan"),
     "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r / r for y, -y / r / r for x, with r = hypot(x, y)", "atan2", "arctan2"),
     "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x", "sinh", "sinh"),
@@ -169,7 +172,7 @@ FUNCTIONS: dict[str, Gate] = {
     "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2", "tanh", "tanh"),
     "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(_square(a)))),), "erf: 2/sqrt(pi) * exp(-x * x)", "erf"),
     "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output", "hypot", "hypot"),
-    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow", "power"),
+    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow", "power", domain="a > 0, or b an integer"),
     "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)", "abs", "abs"),
     "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max", "maximum"),
     "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min", "minimum"),
@@ -201,7 +204,7 @@ MATH_CONSTANTS = {"pi", "e", "tau"}
 # gradient reads its value: d/dx log(x) = 1/x would otherwise give a number at x = -2,
 # where the forward raises. Other gates raise in the backward by themselves (a division's
 # local gradient divides by the same value; exp's reads the overflowing output).
-DOMAIN_CHECKED = {"log", "log2", "log10", "log1p", "sqrt", "asin", "acos", "pow"}
+DOMAIN_CHECKED = {key for key, gate in FUNCTIONS.items() if gate.domain}
 
 SIGMOID = Gate(
     (1, 1),

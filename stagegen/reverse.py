@@ -1,9 +1,12 @@
-"""Reverse sweep: Program -> Backward, the gradient statements in the staged style.
+"""The reverse sweep: Program -> Backward, the gradient statements in the staged style, for
+numbers and arrays alike (a number is the 0-d case).
 
 Stages are visited from last to first. Each active stage (one that reads a requested input and
 reaches the output) gets a block: for every input it reads, ``d<input> = local * d<stage>`` the
 first time that gradient is written and ``+=`` after, since gradients add where a value forks.
-The forward replay keeps only the stages whose values those statements read.
+The sweep never names an operation: elementwise ones give their local partials (gates.py),
+structural ones their vector-Jacobian products (structural.py). The forward replay keeps only
+the stages whose values those statements read, and the domain checks.
 """
 
 from __future__ import annotations
