@@ -413,7 +413,7 @@ def explain_backward(
     """Explain one generated backward, at the point ``values`` or symbolically (None). Array
     code is explained from the module generated for its program again (the same backward)."""
     program = backward.program
-    if program.numpy:  # explained from its generated module, which is written again
+    if _has_arrays(program):  # explained from its generated module, which is written again
         explained = _explain_arrays(program, values, split=False, source_text=source_text)
         explained.split = split  # the program is split already, or not
         return explained
@@ -607,13 +607,21 @@ def _explain_program(
 ) -> Explanation | ArrayExplanation:
     from .reverse import differentiate
 
-    if program.numpy:  # split, if asked, as `stagegen --split` splits it
+    if _has_arrays(program):  # split, if asked, as `stagegen --split` splits it
         return _explain_arrays(program, values, split=split, source_text=source_text, seed=seed)
     if split:
         from .split import split_program
 
         program = split_program(program)
     return explain_backward(differentiate(program), values, split=split, source_text=source_text)
+
+
+def _has_arrays(program: Program) -> bool:
+    """Values with shapes are traced through the generated code, the way their values are
+    summarised; numbers are evaluated stage by stage, each local gradient on its own."""
+    from .types import Types
+
+    return not Types(program).numbers_only
 
 
 def _explain_arrays(
