@@ -292,7 +292,9 @@ def test_tiny_run_generation_and_import_parts(tiny_run):
     )
     arrays = gen["arrays"]
     assert [r["stages"] for r in arrays["rows"]] == [10, 20]
-    assert all(r["generate_s"] > 0 for r in arrays["rows"])
+    for r in gen["rows"] + arrays["rows"]:
+        assert r["generate_s"] > 0 and r["generate_cpu_s"] > 0
+    assert arrays["growth"]["generate_cpu_s"]["doubling"]["to"] == 20
     small, large = arrays["rows"]
     assert "verify_error" not in small and small["verify_s"] > 0 and small["verify_points"] > 0
     assert "verify_s" not in large and "verify_error" not in large  # over --array-verify-max
@@ -317,6 +319,7 @@ def test_tiny_run_generation_table_shows_numbers_and_arrays(tiny_run):
         assert f"- {code}, generate: 20 / 10 stages = {ratio:.2f} (linear: 2.0)" in section
         assert f"- {code}: " in section  # what the programs are
     assert "- numbers, verify: 20 / 10 stages = " in section
+    assert "- arrays, generate (CPU): 20 / 10 stages = " in section
     assert "arrays, verify" not in section  # arrays verified at one size only
     assert "| arrays | 20 | " in section and section.split("| arrays | 20 | ")[1].split("\n")[
         0
@@ -329,10 +332,15 @@ def test_tiny_run_generation_table_shows_numbers_and_arrays(tiny_run):
 
 def test_a_run_from_before_array_programs_still_renders(tiny_run):
     results = json.loads((tiny_run / "results.json").read_text())
-    del results["generation"]["arrays"]
+    gen = results["generation"]
+    del gen["arrays"]
+    for r in gen["rows"]:
+        del r["generate_cpu_s"]
+    del gen["growth"]["generate_cpu_s"]
     text = report.render(results, report.Style(markdown=True))
     section = text.split("### 4. Generation")[1].split("###")[0]
     assert section.count("| numbers | ") == 2 and "arrays" not in section
+    assert "(CPU)" not in section
     assert "array code" not in text
 
 
