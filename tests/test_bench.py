@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
@@ -71,6 +72,66 @@ def test_random_program_generates_and_proves():
     bf = programs.random_program(25, seed=11)
     report_ = stagegen.verify(bf.source, bf.name)
     assert report_.functions[0].points  # checked end to end at some points
+
+
+def _stage_lines(bf):
+    return [line.strip() for line in bf.source.splitlines() if line.startswith("    h")]
+
+
+def test_array_program_is_deterministic_and_exactly_sized():
+    a = programs.array_program(80, seed=4)
+    assert a.source == programs.array_program(80, seed=4).source
+    assert a.source != programs.array_program(80, seed=5).source
+    assert a.family == "arrays" and a.stages == 80
+    lines = _stage_lines(a)
+    assert [line.split(" = ")[0] for line in lines] == [f"h{i}" for i in range(1, 81)]
+    assert a.source.rstrip().endswith("return h80.sum()")
+    compile(a.source, "<test>", "exec")
+    assert 'x: "N, D", w: "D, D", b: "D", c: "N, 1"' in a.source
+    for size in (1, 2, 3):  # only the parameters it reads
+        small = programs.array_program(size)
+        assert 'x: "N, D"' in small.source
+        compile(small.source, "<test>", "exec")
+
+
+def test_array_program_every_stage_reaches_the_output_and_mixes_operations():
+    import re
+
+    bf = programs.array_program(400, seed=2)
+    lines = _stage_lines(bf)
+    for i, line in enumerate(lines[1:], 2):
+        assert re.search(rf"\bh{i - 1}\b", line.split(" = ", 1)[1]), line  # the chain
+    shapes = Counter(re.sub(r"h\d+", "H", line.split(" = ", 1)[1]) for line in lines)
+    templates = {op[1].format(a="H", k="H") for op in programs.ARRAY_OPERATIONS}
+    assert len(templates & set(shapes)) >= len(templates) - 2  # nearly every operation occurs
+    assert shapes["np.tanh(H)"] < len(lines) / 3  # the squash is a fallback, not the program
+    assert sum(1 for s in shapes if "H" in s.replace("H", "", 1)) > 0  # skip connections
+
+
+def test_array_program_values_stay_bounded_and_unsaturated():
+    """Every value within ARRAY_LIMIT for inputs in [-2, 2], and the output's gradient with
+    respect to every parameter far from round-off (what the proof's central differences need)."""
+    np = pytest.importorskip("numpy")
+    bf = programs.array_program(300, seed=3)
+    namespace = {}
+    exec(bf.source.replace("return h300.sum()", "return locals()"), namespace)
+    values_of = namespace[bf.name]
+    f = bf.forward()
+    rng = np.random.default_rng(0)
+    for n, d in ((2, 3), (5, programs.ARRAY_WIDTH)):
+        args = {
+            "x": rng.uniform(-2, 2, (n, d)),
+            "w": rng.uniform(-2, 2, (d, d)),
+            "b": rng.uniform(-2, 2, d),
+            "c": rng.uniform(-2, 2, (n, 1)),
+        }
+        values = values_of(**args)
+        for name, value in values.items():
+            if name.startswith("h"):
+                assert np.all(np.abs(value) <= programs.ARRAY_LIMIT), name
+        grads = central_differences(f, list(args.values()), range(4))
+        for k, name in enumerate(args):
+            assert np.max(np.abs(grads[k])) > 1e-6, name  # round-off: about 1e-10
 
 
 @pytest.mark.parametrize("bf", [programs.staged_example(), programs.neuron()], ids=lambda b: b.key)
@@ -166,6 +227,8 @@ def tiny_run(tmp_path_factory):
         "0.0005",
         "--sizes",
         "10,20",
+        "--array-verify-max",
+        "10",  # an array proof takes seconds even at 10 stages
         "--import-reps",
         "1",
     ]
@@ -227,10 +290,71 @@ def test_tiny_run_generation_and_import_parts(tiny_run):
     assert gen["growth"]["generate_s"]["doubling"] == pytest.approx(
         {"from": 10, "to": 20, "ratio": gen["growth"]["generate_s"]["doubling"]["ratio"]}
     )
+    arrays = gen["arrays"]
+    assert [r["stages"] for r in arrays["rows"]] == [10, 20]
+    for r in gen["rows"] + arrays["rows"]:
+        assert r["generate_s"] > 0 and r["generate_cpu_s"] > 0
+    assert arrays["growth"]["generate_cpu_s"]["doubling"]["to"] == 20
+    small, large = arrays["rows"]
+    assert "verify_error" not in small and small["verify_s"] > 0 and small["verify_points"] > 0
+    assert "verify_s" not in large and "verify_error" not in large  # over --array-verify-max
+    assert arrays["verify_max"] == 10
+    assert arrays["growth"]["generate_s"]["doubling"]["from"] == 10
+    assert "verify_s" not in arrays["growth"]  # one verified size: no growth
     imp = results["import"]
     assert imp["functions"] == 10
     assert imp["cold_module_s"] > 0 and imp["warm_module_s"] > 0
     assert "sympy" not in imp["import_stagegen_loaded"]
+
+
+def test_tiny_run_generation_table_shows_numbers_and_arrays(tiny_run):
+    results = json.loads((tiny_run / "results.json").read_text())
+    md = (tiny_run / "results.md").read_text()
+    section = md.split("### 4. Generation")[1].split("###")[0]
+    assert "| code | stages | generate |" in section
+    for code in ("numbers", "arrays"):
+        assert section.count(f"| {code} | ") == 2, code  # sizes 10 and 20
+        ratio = results["generation"]["growth" if code == "numbers" else code]
+        ratio = (ratio if code == "numbers" else ratio["growth"])["generate_s"]["doubling"]["ratio"]
+        assert f"- {code}, generate: 20 / 10 stages = {ratio:.2f} (linear: 2.0)" in section
+        assert f"- {code}: " in section  # what the programs are
+    assert "- numbers, verify: 20 / 10 stages = " in section
+    assert "- arrays, generate (CPU): 20 / 10 stages = " in section
+    assert "arrays, verify" not in section  # arrays verified at one size only
+    assert "| arrays | 20 | " in section and section.split("| arrays | 20 | ")[1].split("\n")[
+        0
+    ].endswith("| - | - |")
+    assert "arrays: verified up to 10 stages only" in section
+    targets = md.split("### Targets")[1]
+    assert "generate 20 / 10 stages, array code (2,000/1,000 not measured)" in targets
+    assert "generate 1,000 stages, array code | ≤ 2 s | not measured (sizes)" in targets
+
+
+def test_a_run_from_before_array_programs_still_renders(tiny_run):
+    results = json.loads((tiny_run / "results.json").read_text())
+    gen = results["generation"]
+    del gen["arrays"]
+    for r in gen["rows"]:
+        del r["generate_cpu_s"]
+    del gen["growth"]["generate_cpu_s"]
+    text = report.render(results, report.Style(markdown=True))
+    section = text.split("### 4. Generation")[1].split("###")[0]
+    assert section.count("| numbers | ") == 2 and "arrays" not in section
+    assert "(CPU)" not in section
+    assert "array code" not in text
+
+
+def test_generation_of_array_code_alone():
+    from stagegen.bench.suite import Options, generation
+
+    gen = generation(Options(codes=["arrays"], sizes=[4, 8], verify_sizes=[]))
+    assert gen["rows"] == [] and gen["growth"] == {}
+    assert [r["stages"] for r in gen["arrays"]["rows"]] == [4, 8]
+    assert not any("verify_s" in r for r in gen["arrays"]["rows"])
+    title, text, notes = report.generation_table(gen, report.Style())
+    assert "numbers" not in text and text.count("arrays") == 2
+    with pytest.raises(ValueError, match="unknown code"):
+        generation(Options(codes=["strings"], sizes=[4]))
 
 
 def test_render_an_earlier_run_from_the_command_line(tiny_run, tmp_path):
@@ -259,3 +383,10 @@ def test_unknown_function_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--functions", "nonsense"])
     assert exc.value.code == 2
+
+
+def test_unknown_code_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--parts", "generation", "--codes", "numbers,strings"])
+    assert exc.value.code == 2
+    assert "unknown code(s) strings" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import report
-from .suite import Options, log, run
+from .suite import CODES, Options, log, run
 
 PARTS = ("gradients", "generation", "import")
 
@@ -45,6 +45,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=float, help="seconds per timed batch")
     p.add_argument("--sizes", type=_ints, help="program sizes for generation, e.g. 10,100,1000")
     p.add_argument("--verify-sizes", type=_ints, help="sizes to verify too (default: all sizes)")
+    p.add_argument(
+        "--codes",
+        help=f"comma-separated kinds of generated program ({','.join(CODES)}); default: both",
+    )
+    p.add_argument(
+        "--array-verify-max",
+        type=int,
+        help="verify array programs only up to this size (default 1000, quick 100: slow proofs)",
+    )
     p.add_argument("--sympy-budget", type=float, help="seconds SymPy may take to build a gradient")
     p.add_argument("--import-reps", type=int, help="fresh processes per import measurement")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
@@ -67,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         opts.functions = [f.strip() for f in args.functions.split(",") if f.strip()]
     if args.tools:
         opts.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    for name in ("rounds", "batch", "sizes", "verify_sizes", "sympy_budget", "import_reps"):
+    if args.codes:
+        opts.codes = [c.strip() for c in args.codes.split(",") if c.strip()]
+        unknown = sorted(set(opts.codes) - set(CODES))
+        if unknown:
+            parser().error(f"unknown code(s) {', '.join(unknown)}: choose from {', '.join(CODES)}")
+    names = ("rounds", "batch", "sizes", "verify_sizes", "array_verify_max")
+    for name in names + ("sympy_budget", "import_reps"):
         value = getattr(args, name)
         if value is not None:
             setattr(opts, name, value)

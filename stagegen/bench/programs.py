@@ -6,6 +6,8 @@
 - random straight-line programs of n stages over the supported math operations
   (``random_program``): deterministic for a seed, every value kept within a bounded interval
   for every input in [-2, 2] (the range stagegen's proof samples), every stage used.
+- array programs of n stages (``array_program``, for the generation part only): NumPy code
+  whose parameters carry shape annotations, a chain of layers over an (N, D) value.
 
 The source text is the user's forward function: it is run as it is for the forward timings,
 handed to stagegen for the generated backward, and run again with ``math`` bound to another
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ast
 import math
 import random
+import re
 from dataclasses import dataclass, field
 
 HEADER = "import math\n\n\n"
@@ -316,6 +319,93 @@ def random_program(stages: int, seed: int = 0, inputs: int | None = None) -> Ben
     )
     return BenchFunction(
         f"random{stages}", f"random program, {stages} stages", name, source, point, "random", stages
+    )
+
+
+# ---------------------------------------------------------------------------- array programs
+
+ARRAY_PARAMS = {"x": '"N, D"', "w": '"D, D"', "b": '"D"', "c": '"N, 1"'}
+ARRAY_INPUT = 2.0  # largest magnitude of an input element the proof samples
+ARRAY_WIDTH = 8  # largest D the proof draws, for the bound of a product with w
+ARRAY_LIMIT = 6.0  # largest magnitude a value may reach; beyond it the stage squashes
+
+
+def _within(limit: float, value: float) -> float | None:
+    return value if value <= limit else None
+
+
+# Each operation: (weight, template, bound of the result's magnitude from the bounds of ``{a}``
+# and ``{k}``, or None when the operands are too large for it). ``{a}`` is the latest value (the
+# chain), ``{k}`` an earlier one (a skip connection: its gradient is a sum). Every value has the
+# shape (N, D); the parameters broadcast into it (``b`` along rows, ``c`` along columns), and
+# ``w`` multiplies it (``w.T`` too). The bounds keep tanh, the sigmoid and exp(-a**2) out of
+# saturation, so that the gradient reaching the parameters is not lost in round-off (the proof's
+# float64 central differences could not tell it from zero).
+_R = ARRAY_INPUT
+_DOT = 0.1 * ARRAY_WIDTH * ARRAY_INPUT  # bound of 0.1 * a.dot(w) per unit of a's bound
+ARRAY_OPERATIONS = [
+    (6, "np.tanh(0.1 * {a}.dot(w) + b)", lambda a, k: _within(4.0, _DOT * a + _R) and 1.0),
+    (5, "{a} * x + b", lambda a, k: a * _R + _R),
+    (5, "1.0 / (1.0 + np.exp(-{a}))", lambda a, k: _within(4.0, a) and 1.0),
+    (5, "np.maximum(0, {a} - b)", lambda a, k: a + _R),
+    (2, "np.sin({a}) * c", lambda a, k: _R),
+    (3, "{a} + 0.5 * {k}", lambda a, k: a + 0.5 * k),
+    (2, "{a} * {k}", lambda a, k: a * k),
+    (2, "np.exp(-{a} * {a})", lambda a, k: _within(2.0, a) and 1.0),
+    (2, "{a} - {a}.mean(axis=1, keepdims=True)", lambda a, k: 2 * a),
+    (1, "np.log(1.0 + {a} * {a})", lambda a, k: math.log1p(a * a)),
+    (1, "np.sqrt({a} * {a} + 1.0) * 0.5", lambda a, k: 0.5 * math.sqrt(a * a + 1.0)),
+    (2, "np.tanh({a} + 0.1 * {k}.dot(w.T))", lambda a, k: _within(4.0, a + _DOT * k) and 1.0),
+    (1, "{a} / (1.0 + {k} * {k})", lambda a, k: a),
+    (1, "np.cos({a}) + np.arctan({k}) * c", lambda a, k: 1.0 + math.pi / 2 * _R),
+]
+_ARRAY_SQUASH = "np.tanh({a})"
+# The last stages read every parameter close to the output.
+_ARRAY_ENDING = ["np.sin({a}) * c", "np.tanh(0.1 * {a}.dot(w) + b)", "{a} * x + b"]
+
+
+def array_program(stages: int, seed: int = 1) -> BenchFunction:
+    """NumPy code of exactly ``stages`` assignments, deterministic for ``seed``.
+
+    The first stage is a layer of ``x``; each next one reads the latest value (so every stage
+    reaches the output, ``.sum()`` of the last) and sometimes an earlier one as well; the last
+    three read ``c``, ``w``, ``b`` and ``x``. A bound on every value's magnitude over inputs in
+    [-2, 2] turns a stage whose result could pass ``ARRAY_LIMIT`` (or saturate) into a
+    ``np.tanh``. For the generation part: it has no point of evaluation (``point`` is empty),
+    and the competitors do not run it."""
+    if stages < 1:
+        raise ValueError("an array program needs at least one stage")
+    rng = random.Random(f"stagegen-bench-arrays:{stages}:{seed}")
+    weights = [op[0] for op in ARRAY_OPERATIONS]
+    by_template = {op[1]: op[2] for op in ARRAY_OPERATIONS}
+    lines = ["    h1 = np.tanh(0.1 * x.dot(w) + b)\n"]
+    bounds = {"x": _R, "h1": 1.0}
+    for i in range(2, stages + 1):
+        a = f"h{i - 1}"
+        k = f"h{rng.randrange(1, i - 1)}" if i > 2 else "x"
+        ending = i - (stages - len(_ARRAY_ENDING) + 1)
+        if ending >= 0:
+            template = _ARRAY_ENDING[ending]
+        else:
+            template = rng.choices(ARRAY_OPERATIONS, weights)[0][1]
+        size = by_template[template](bounds[a], bounds[k])
+        if size is None or size > ARRAY_LIMIT:
+            template, size = _ARRAY_SQUASH, 1.0
+        lines.append(f"    h{i} = {template.format(a=a, k=k)}\n")
+        bounds[f"h{i}"] = size
+    body = "".join(lines)
+    used = [p for p in ARRAY_PARAMS if re.search(rf"\b{p}\b", body)]
+    signature = ", ".join(f"{p}: {ARRAY_PARAMS[p]}" for p in used)
+    name = f"layers{stages}"
+    source = (
+        "import numpy as np\n\n\n"
+        + f"def {name}({signature}):\n"
+        + f'    """A chain of {stages} array stages (seed {seed})."""\n'
+        + body
+        + f"    return h{stages}.sum()\n"
+    )
+    return BenchFunction(
+        f"arrays{stages}", f"array program, {stages} stages", name, source, (), "arrays", stages
     )
 
 

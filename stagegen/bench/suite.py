@@ -26,6 +26,18 @@ from .timing import Contender, interleaved
 
 AGREEMENT = 1e-6  # largest difference from the generated gradient, relative to its largest entry
 
+# The generation part's programs: code for numbers (random straight-line programs) and array code
+# (NumPy chains with shape annotations), each made for a size.
+CODES = ("numbers", "arrays")
+PROGRAMS = {
+    "numbers": lambda n: programs.random_program(n, seed=1),
+    "arrays": lambda n: programs.array_program(n, seed=1),
+}
+WARM_UP = {
+    "numbers": lambda: programs.random_program(10, seed=99),
+    "arrays": lambda: programs.array_program(3, seed=99),  # an array proof takes seconds
+}
+
 
 @dataclass
 class Options:
@@ -36,6 +48,8 @@ class Options:
     batch: float = 0.01  # seconds per timed batch
     sizes: list[int] = field(default_factory=lambda: [10, 100, 1000, 2000, 10000])
     verify_sizes: list[int] | None = None  # None: the same as sizes
+    codes: list[str] = field(default_factory=lambda: list(CODES))  # generation: which programs
+    array_verify_max: int = 1000  # array programs are verified at verify sizes up to this only
     sympy_budget: float = 60.0
     import_reps: int = 5
 
@@ -48,6 +62,7 @@ class Options:
             rounds=5,
             batch=0.005,
             sizes=[10, 100, 250, 500],
+            array_verify_max=100,
             sympy_budget=20.0,
             import_reps=2,
         )
@@ -148,39 +163,79 @@ def gradients(opts: Options) -> list[dict]:
 
 
 def generation(opts: Options) -> dict:
+    """Generation (and verification) time of each kind of code at each size.
+
+    ``rows`` and ``growth`` are for code for numbers (as before array programs were measured);
+    ``arrays`` holds the same for array code. The kinds alternate at each size, so that a
+    change in the machine's load falls on both."""
     from stagegen.api import build
     from stagegen.proof import check_build
 
-    log("[generation] warming up (black, jinja2, SymPy load once)")
-    check_build(build(programs.random_program(10, seed=99).source))
+    unknown = sorted(set(opts.codes) - set(CODES))
+    if unknown:
+        raise ValueError(f"unknown code(s) {', '.join(unknown)}: choose from {', '.join(CODES)}")
     verify_sizes = opts.sizes if opts.verify_sizes is None else opts.verify_sizes
-    rows = []
+    will_verify = {
+        code: [n for n in opts.sizes if n in verify_sizes and _verified(opts, code, n)]
+        for code in opts.codes
+    }
+    log("[generation] warming up (black, jinja2, SymPy load once)")
+    for code in opts.codes:
+        warm = build(WARM_UP[code]().source)
+        if code == "numbers" or will_verify[code]:
+            check_build(warm)
+    rows: dict[str, list[dict]] = {code: [] for code in opts.codes}
     for n in opts.sizes:
-        bf = programs.random_program(n, seed=1)
-        reps = 3 if n <= (500 if opts.quick else 1000) else (2 if n <= 2000 else 1)
-        log(f"[generation] {n} stages: generate x{reps}")
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            result = build(bf.source, bf.name)
-            times.append(time.perf_counter() - start)
-        row = {"stages": n, "generate_s": statistics.median(times), "generate_reps": reps}
-        if n in verify_sizes:
-            vreps = 3 if n <= 100 and not opts.quick else 1
-            log(f"[generation] {n} stages: verify x{vreps}")
-            vtimes = []
-            try:
-                for _ in range(vreps):
-                    start = time.perf_counter()
-                    report = check_build(result)
-                    vtimes.append(time.perf_counter() - start)
-                row["verify_s"] = statistics.median(vtimes)
-                row["verify_reference"] = report.functions[0].reference
-                row["verify_points"] = len(report.functions[0].points)
-            except Exception as exc:  # a failed proof is a finding to report, not a crash
-                row["verify_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
-        rows.append(row)
-    return {"rows": rows, "growth": growth(rows)}
+        for code in opts.codes:
+            rows[code].append(_generation_row(opts, code, n, n in will_verify[code]))
+    out = {"rows": [], "growth": {}}
+    for code in opts.codes:
+        part = {"rows": rows[code], "growth": growth(rows[code])}
+        if code == "arrays":
+            part["verify_max"] = opts.array_verify_max
+        if code == "numbers":
+            out.update(part)
+        else:
+            out[code] = part
+    return out
+
+
+def _verified(opts: Options, code: str, n: int) -> bool:
+    """Whether a verify size is verified for this kind of code (array proofs are slow)."""
+    return code != "arrays" or n <= opts.array_verify_max
+
+
+def _generation_row(opts: Options, code: str, n: int, verify: bool) -> dict:
+    from stagegen.api import build
+    from stagegen.proof import check_build
+
+    bf = PROGRAMS[code](n)
+    reps = 3 if n <= (500 if opts.quick else 1000) else (2 if n <= 2000 else 1)
+    log(f"[generation] {code}, {n} stages: generate x{reps}")
+    times, cpu = [], []
+    for _ in range(reps):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        result = build(bf.source, bf.name)
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    row = {"stages": n, "generate_s": statistics.median(times), "generate_reps": reps}
+    # This process's CPU time: less sensitive than the wall clock to other work on the machine.
+    row["generate_cpu_s"] = statistics.median(cpu)
+    if verify:
+        vreps = 3 if n <= 100 and not opts.quick and code == "numbers" else 1
+        log(f"[generation] {code}, {n} stages: verify x{vreps}")
+        vtimes = []
+        try:
+            for _ in range(vreps):
+                start = time.perf_counter()
+                report = check_build(result)
+                vtimes.append(time.perf_counter() - start)
+            row["verify_s"] = statistics.median(vtimes)
+            row["verify_reference"] = report.functions[0].reference
+            row["verify_points"] = len(report.functions[0].points)
+        except Exception as exc:  # a failed proof is a finding to report, not a crash
+            row["verify_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+    return row
 
 
 def growth(rows: list[dict]) -> dict:
@@ -188,7 +243,7 @@ def growth(rows: list[dict]) -> dict:
     measured), and the span from 1,000 (else the smallest size) to the largest size."""
     by_size = {r["stages"]: r for r in rows}
     out = {}
-    for what in ("generate_s", "verify_s"):
+    for what in ("generate_s", "generate_cpu_s", "verify_s"):
         sizes = [n for n in sorted(by_size) if what in by_size[n]]
         entry = {}
         doubling = [(n, 2 * n) for n in sizes if 2 * n in sizes]
