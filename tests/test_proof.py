@@ -1,7 +1,8 @@
 """The proof itself: its references, points near overflow, and that it catches errors.
 
 The end-to-end references run the forward from its own source text (see stagegen.oracle);
-the stage-by-stage SymPy reference (proof._Reference) is still what the explain view uses."""
+the stage-by-stage SymPy reference (proof.sympy_numbers.Reference) is still what the explain view uses.
+"""
 
 import math
 
@@ -62,14 +63,14 @@ def test_a_thousand_stage_chain_is_proven():
 def test_both_stage_model_references_agree(monkeypatch):
     """The stage-by-stage reference (the explain view's) gives SymPy's whole-function
     derivative, to 40 digits."""
-    from stagegen import proof
+    from stagegen.proof import sympy_numbers as proof
     from stagegen.api import build
 
     backward = build(mixed_chain(4), None).backwards[0]
     point = {"x": 0.3, "r": 0.7}
-    whole = proof._Reference(backward.program, backward, proof._SymPy())
+    whole = proof.Reference(backward.program, backward, proof.ToSymPy())
     monkeypatch.setattr(proof, "SYMBOLIC_TREE_LIMIT", 0)
-    staged = proof._Reference(backward.program, backward, proof._SymPy())
+    staged = proof.Reference(backward.program, backward, proof.ToSymPy())
     assert whole.method.startswith("SymPy's symbolic") and staged.method.startswith(
         "the chain rule"
     )
@@ -82,14 +83,14 @@ def test_both_stage_model_references_agree(monkeypatch):
 
 
 def test_stage_by_stage_reference_refuses_points_outside_the_domain(monkeypatch):
-    from stagegen import proof
+    from stagegen.proof import sympy_numbers as proof
     from stagegen.api import build
 
     backward = build(
         "import math\ndef f(x):\n    y = math.log(x)\n    return y * y\n", None
     ).backwards[0]
     monkeypatch.setattr(proof, "SYMBOLIC_TREE_LIMIT", 0)
-    reference = proof._Reference(backward.program, backward, proof._SymPy())
+    reference = proof.Reference(backward.program, backward, proof.ToSymPy())
     with pytest.raises(ValueError):
         reference.at({"x": -1.0})
     [gradient] = reference.at({"x": 2.0})
