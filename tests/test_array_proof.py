@@ -13,6 +13,7 @@ import stagegen
 from stagegen.api import build, load_backward_module
 from stagegen.proof import arrays as array_proof
 from stagegen.proof import sampling, sympy_arrays
+from stagegen.proof.check import Trial
 from stagegen.oracle import ArrayOracle, user_function
 from stagegen.report import FunctionReport, VerificationReport
 
@@ -185,9 +186,10 @@ def run(check: str, backward, fn):
         "numeric": array_proof.check_numeric,
     }[check]
     source = next(s for s in [MORE, SQUARE, *map(source_of, LAYER_NAMES)] if program.name in s)
-    oracle = ArrayOracle(user_function(textwrap.dedent(source), program.name, program.line))
+    user = user_function(textwrap.dedent(source), program.name, program.line)
     report = FunctionReport(program.name, 0)
-    return run_check(program, backward, fn, 5, report, rng, sizes, oracle)
+    trial = Trial(program, backward, fn, 5, report, user, rng)
+    return run_check(trial, 5, sizes, ArrayOracle(user))
 
 
 BOTH = pytest.mark.parametrize("check", ["symbolic", "independent", "numeric"])

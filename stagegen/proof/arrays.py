@@ -58,8 +58,6 @@ from __future__ import annotations
 from ..errors import VerificationError
 from ..numeric import central_difference, copies
 from ..program import Program
-from ..report import FunctionReport
-from ..reverse import Backward
 from .common import BUG, Outcome, agree, index_text, oracle_failure, returned_gradients
 from .sampling import (
     ARRAY_ELEMENT_LIMIT,
@@ -87,15 +85,41 @@ INDEPENDENT_ELEMENT_LIMIT = 200  # input elements past which that check draws a 
 
 
 class _Check:
-    """What both checks share: the program, its backward, and how to call and read it."""
+    """What the three checks share: the function under proof, the sizes it is checked at and
+    the inputs drawn at them, the forward as written, and how to call and read the backward."""
 
-    def __init__(self, program: Program, backward: Backward, backward_fn, rng, oracle):
-        self.program, self.backward, self.backward_fn = program, backward, backward_fn
-        self.rng = rng
+    def __init__(self, trial, sizes: dict[str, int], oracle):
+        self.program, self.backward, self.backward_fn = (
+            trial.program,
+            trial.backward,
+            trial.backward_fn,
+        )
+        self.report, self.rng = trial.report, trial.rng
+        self.sizes = sizes
         self.oracle = oracle  # the forward as written (oracle.ArrayOracle)
+        self.inputs = Inputs(self.program, sizes, self.rng)
+        self.shapes_of = {  # the differentiated parameters' concrete shapes
+            n: self.inputs.shape(n) if self.program.param(n).shape is not None else ()
+            for n in self.backward.wrt
+        }
 
     def fail(self, message: str, hint: str = BUG):
         return self.program.error(message, hint, VerificationError)
+
+    def checked(self, kind: str, values: dict) -> None:
+        """Record a point where the check passed, with its kind and sizes."""
+        self.report.points.append({"check": kind, "sizes": dict(self.sizes), **jsonable(values)})
+
+    def finish(self, outcome: Outcome, label: str, done: int, points: int, tries: int) -> Outcome:
+        """The outcome of a check that passed at ``done`` points; the notes say so when that
+        is fewer than ``points``."""
+        if done < points:
+            self.report.notes.append(
+                f"{label}: {done} of {points} points found where {self.program.name} is "
+                f"defined in {tries} random tries"
+            )
+        outcome.done = done
+        return outcome
 
     def arguments(self, values: dict) -> list:
         return [values[p.name] for p in self.program.params]
@@ -155,21 +179,12 @@ class _Check:
         return out
 
 
-def check_symbolic(
-    program: Program,
-    backward: Backward,
-    backward_fn,
-    points: int,
-    report: FunctionReport,
-    rng,
-    sizes,
-    oracle,
-):
+def check_symbolic(trial, points: int, sizes: dict[str, int], oracle) -> Outcome:
     """Check 1 (see the module docstring). Appends points to the report; raises on a mismatch."""
     import numpy as np
 
-    check = _Check(program, backward, backward_fn, rng, oracle)
-    inputs = Inputs(program, sizes, rng)
+    check = _Check(trial, sizes, oracle)
+    program, backward, report, inputs = check.program, check.backward, check.report, check.inputs
     labels = {
         p.name: v for p, v in zip(program.params, check.arguments(inputs.sample(0))) if p.labels
     }
@@ -182,9 +197,7 @@ def check_symbolic(
     if reference.skipped:
         report.notes.append(reference.skipped)
         return outcome
-    shapes_of = {
-        n: inputs.shape(n) if program.param(n).shape is not None else () for n in backward.wrt
-    }
+    shapes_of = check.shapes_of
     done, tries = 0, 0
     while done < points and tries < MAX_TRIES:
         tries += 1
@@ -232,15 +245,9 @@ def check_symbolic(
                 )
 
             agree(outcome, g, w, floor, failure)
-        report.points.append({"check": "symbolic", "sizes": dict(sizes), **jsonable(values)})
+        check.checked("symbolic", values)
         done += 1
-    if done < points:
-        report.notes.append(
-            f"symbolic check: {done} of {points} points found where {program.name} is defined "
-            f"in {tries} random tries"
-        )
-    outcome.done = done
-    return outcome
+    return check.finish(outcome, "symbolic check", done, points, tries)
 
 
 class _Differences:
@@ -274,25 +281,14 @@ class _Differences:
         return quotients, noises
 
 
-def check_numeric(
-    program: Program,
-    backward: Backward,
-    backward_fn,
-    points: int,
-    report: FunctionReport,
-    rng,
-    sizes,
-    oracle,
-):
+def check_numeric(trial, points: int, sizes: dict[str, int], oracle) -> Outcome:
     """Check 3 (see the module docstring). Appends points to the report; raises on a mismatch."""
     import numpy as np
 
-    check = _Check(program, backward, backward_fn, rng, oracle)
-    inputs = Inputs(program, sizes, rng)
+    check = _Check(trial, sizes, oracle)
+    program, backward, report, inputs = check.program, check.backward, check.report, check.inputs
     out_shape = inputs.shape(program.output.name)
-    shapes_of = {
-        n: inputs.shape(n) if program.param(n).shape is not None else () for n in backward.wrt
-    }
+    shapes_of = check.shapes_of
     outcome = Outcome("central differences")
     done, tries = 0, 0
     within_spread, worst_spread = 0, 0.0
@@ -359,44 +355,34 @@ def check_numeric(
                     )
                 outcome.max_abs = max(outcome.max_abs, abs(a - b))
                 outcome.max_rel = max(outcome.max_rel, rel)
-        report.points.append({"check": "numeric", "sizes": dict(sizes), **jsonable(values)})
+        check.checked("numeric", values)
         done += 1
-    if done < points:
-        report.notes.append(
-            f"central differences: {done} of {points} points found where {program.name} is "
-            f"defined in {tries} random tries"
-        )
+    check.finish(outcome, "central differences", done, points, tries)
     if within_spread:
         report.notes.append(
             f"central differences: {within_spread} element(s) where the difference quotients at "
             f"three steps spread wider than 1e-7 (a point near a singularity) agreed within that "
             f"spread (relative error up to {worst_spread:.1e})"
         )
-    outcome.done = done
     return outcome
 
 
-def check_independent(
-    program: Program,
-    backward: Backward,
-    backward_fn,
-    points: int,
-    report: FunctionReport,
-    rng,
-    sizes,
-    oracle,
-):
+def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outcome:
     """Check 2 (see the module docstring): the generated backward against 50-digit central
     differences of the forward as written, run on object arrays of mpmath numbers."""
     import numpy as np
 
     from ..oracle import OracleFailure
 
-    check = _Check(program, backward, backward_fn, rng, oracle)
-    inputs = Inputs(program, sizes, rng)
-    shapes_of = {
-        n: inputs.shape(n) if program.param(n).shape is not None else () for n in backward.wrt
-    }
+    check = _Check(trial, sizes, oracle)
+    program, backward, report, rng, inputs = (
+        check.program,
+        check.backward,
+        check.report,
+        check.rng,
+        check.inputs,
+    )
+    shapes_of = check.shapes_of
     differentiable = check.differentiable(shapes_of)
     everything = [(k, index) for k, shape in differentiable.items() for index in np.ndindex(*shape)]
     outcome = Outcome("50-digit central differences of the forward as written")
@@ -453,19 +439,14 @@ def check_independent(
                     f"at {show_point(values)})"
                 ),
             )  # fmt: skip
-        report.points.append({"check": "independent", "sizes": dict(sizes), **jsonable(values)})
+        check.checked("independent", values)
         done += 1
-    if done < points:
-        report.notes.append(
-            f"50-digit central differences: {done} of {points} points found where "
-            f"{program.name} is defined in {tries} random tries"
-        )
+    check.finish(outcome, "50-digit central differences", done, points, tries)
     if len(everything) > INDEPENDENT_ELEMENT_LIMIT and done:
         report.notes.append(
             f"50-digit central differences: {INDEPENDENT_ELEMENT_LIMIT} of the "
             f"{len(everything)} gradient elements, drawn at random at each point"
         )
-    outcome.done = done
     return outcome
 
 
@@ -493,14 +474,7 @@ def checks(trial) -> list[Outcome]:
     check, and float64 central differences."""
     from ..oracle import ArrayOracle
 
-    program, backward, backward_fn, points, report, rng = (
-        trial.program,
-        trial.backward,
-        trial.backward_fn,
-        trial.points,
-        trial.report,
-        trial.rng,
-    )
+    program, points, report, rng = trial.program, trial.points, trial.report, trial.rng
     oracle = ArrayOracle(trial.user)
     small, shrunk = feasible_sizes(program, symbolic_sizes(program))
     other, shrunk_other = feasible_sizes(program, numeric_sizes(program, rng, small))
@@ -510,11 +484,9 @@ def checks(trial) -> list[Outcome]:
             f"{len(names)} dimension(s) checked at size 1 only ({', '.join(names)}): at the "
             f"usual sizes a parameter would have more than {ARRAY_ELEMENT_LIMIT} elements"
         )
-    independent = check_independent(
-        program, backward, backward_fn, min(points, INDEPENDENT_POINTS), report, rng, small, oracle
-    )
-    symbolic = check_symbolic(program, backward, backward_fn, points, report, rng, small, oracle)
-    numeric = check_numeric(program, backward, backward_fn, points, report, rng, other, oracle)
+    independent = check_independent(trial, min(points, INDEPENDENT_POINTS), small, oracle)
+    symbolic = check_symbolic(trial, points, small, oracle)
+    numeric = check_numeric(trial, points, other, oracle)
     return [
         _summarise(independent, f"{independent.method} (mpmath)", small),
         _summarise(symbolic, symbolic.method, small),
