@@ -25,9 +25,10 @@ from ..arrays.ir import (
     Transpose,
 )
 from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
-from ..gates import NUMPY_FUNCTIONS, numpy_spelling
+from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS, numpy_spelling
 from ..program import Program
 from ..reverse import Backward
+from . import meaning
 from .common import MpmathCode, index_text
 from .sampling import show_sizes
 
@@ -152,20 +153,16 @@ class SymbolicForward:
 
         self.program, self.np, self.sp = program, np, sympy
         sp = sympy
-        # Every elementwise function of the gate table that array code may call, by its key.
-        meaning = {
-            "abs": sp.Abs, "expm1": lambda x: sp.exp(x) - 1, "log1p": lambda x: sp.log(1 + x),
-            "log2": lambda x: sp.log(x) / sp.log(2), "log10": lambda x: sp.log(x) / sp.log(10),
-        }  # fmt: skip
-        self.unary = {k: meaning.get(k) or getattr(sp, k) for k in NUMPY_FUNCTIONS.values()}
+        # Every elementwise function of the gate table that array code may call, by its key,
+        # with the meaning numbers have; maximum and minimum with the derivatives given here.
+        self.unary = {
+            k: (lambda x, k=k: meaning.function(sp, k, [x])) for k in NUMPY_FUNCTIONS.values()
+        }
         functions = _functions()
         self.binary = {
-            "max": functions["maximum"],
-            "min": functions["minimum"],
-            "atan2": sp.atan2,
-            "hypot": lambda a, b: sp.sqrt(a**2 + b**2),
-            "pow": lambda a, b: a**b,
+            k: (lambda a, b, k=k: meaning.function(sp, k, [a, b])) for k in NUMPY_BINARY.values()
         }
+        self.binary.update(max=functions["maximum"], min=functions["minimum"])
         self.masks = functions["masks"]
         self.reduce_max = functions["max"]
 
@@ -203,9 +200,7 @@ class SymbolicForward:
         np, sp = self.np, self.sp
         v = lambda x: self.value(x, env)  # noqa: E731
         if isinstance(e, Num):
-            if isinstance(e.value, bool) or isinstance(e.value, int):
-                return np.asarray(sp.Integer(int(e.value)), dtype=object)
-            return np.asarray(sp.Rational(repr(float(e.value))), dtype=object)
+            return np.asarray(meaning.number(sp, e.value), dtype=object)
         if isinstance(e, Var):
             return env[e.name]
         if isinstance(e, Neg):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Num, Var
 from ..program import Program
 from ..reverse import Backward
+from . import meaning
 from .common import MpmathCode
 from .sampling import input_names
 
@@ -41,11 +42,7 @@ class ToSymPy:
         sp = self.sp
         c = lambda x: self.convert(x, values)  # noqa: E731
         if isinstance(e, Num):
-            return (
-                sp.Integer(e.value)
-                if isinstance(e.value, int)
-                else sp.Rational(repr(float(e.value)))
-            )
+            return meaning.number(sp, e.value)
         if isinstance(e, Const):
             return {"pi": sp.pi, "e": sp.E, "tau": 2 * sp.pi}[e.name]
         if isinstance(e, (Var, Elem)):
@@ -75,35 +72,7 @@ class ToSymPy:
         raise TypeError(f"cannot convert {e!r}")
 
     def function(self, fn: str, args: list):
-        sp = self.sp
-        simple = {
-            "exp": sp.exp, "sqrt": sp.sqrt, "sin": sp.sin, "cos": sp.cos, "tan": sp.tan,
-            "asin": sp.asin, "acos": sp.acos, "atan": sp.atan, "sinh": sp.sinh, "cosh": sp.cosh,
-            "tanh": sp.tanh, "erf": sp.erf, "abs": sp.Abs,
-        }  # fmt: skip
-        if fn in simple:
-            return simple[fn](*args)
-        if fn == "log":
-            return sp.log(args[0]) if len(args) == 1 else sp.log(args[0]) / sp.log(args[1])
-        if fn == "log2":
-            return sp.log(args[0]) / sp.log(2)
-        if fn == "log10":
-            return sp.log(args[0]) / sp.log(10)
-        if fn == "log1p":
-            return sp.log(1 + args[0])
-        if fn == "expm1":
-            return sp.exp(args[0]) - 1
-        if fn == "atan2":  # Python's atan2(0, 0) is 0; SymPy's is nan
-            return sp.Integer(0) if args[0] == 0 and args[1] == 0 else sp.atan2(*args)
-        if fn == "hypot":
-            return sp.sqrt(sum(a**2 for a in args))
-        if fn == "pow":
-            return args[0] ** args[1]
-        if fn == "max":
-            return sp.Max(*args)
-        if fn == "min":
-            return sp.Min(*args)
-        raise TypeError(f"no SymPy counterpart for {fn}")
+        return meaning.function(self.sp, fn, args)
 
 
 def leaf_text(leaf) -> str:
