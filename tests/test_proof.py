@@ -1,7 +1,8 @@
 """The proof itself: its references, points near overflow, and that it catches errors.
 
 The end-to-end references run the forward from its own source text (see stagegen.oracle);
-the stage-by-stage SymPy reference (proof.sympy_numbers.Reference) is still what the explain view uses.
+the stage-by-stage SymPy reference (proof.sympy_numbers.Reference) is what the explain view
+uses.
 """
 
 import math
