@@ -12,7 +12,7 @@ import pytest
 import stagegen
 from stagegen.api import build, load_backward_module
 from stagegen.proof import arrays as array_proof
-from stagegen.proof import sampling, sympy_arrays
+from stagegen.proof import reference, sampling
 from stagegen.proof.check import Trial
 from stagegen.oracle import ArrayOracle, user_function
 from stagegen.report import FunctionReport, VerificationReport
@@ -75,9 +75,9 @@ def test_large_programs_go_stage_by_stage_and_both_routes_agree(monkeypatch):
         values = inputs.sample(0)
         labels = {p.name: values[p.name] for p in program.params if p.labels}
         upstream = np.random.default_rng(2).uniform(-2, 2, size=inputs.shape(program.output.name))
-        whole = sympy_arrays.ArrayReference(program, backward, sizes, labels)
-        monkeypatch.setattr(sympy_arrays, "WHOLE_NODE_LIMIT", 0)
-        staged = sympy_arrays.ArrayReference(program, backward, sizes, labels)
+        whole = reference.Reference(program, backward, sizes, labels)
+        monkeypatch.setattr(reference, "WHOLE_NODE_LIMIT", 0)
+        staged = reference.Reference(program, backward, sizes, labels)
         monkeypatch.undo()
         assert whole.method == "SymPy element by element"
         assert staged.method.startswith("the chain rule element by element")
@@ -103,8 +103,8 @@ def test_the_two_layer_net_is_proven_stage_by_stage_in_a_few_seconds():
 
 
 def test_a_skipped_symbolic_check_says_so(monkeypatch):
-    monkeypatch.setattr(sympy_arrays, "WHOLE_NODE_LIMIT", 0)
-    monkeypatch.setattr(sympy_arrays, "STAGEWISE_PARTIAL_LIMIT", 0)
+    monkeypatch.setattr(reference, "WHOLE_NODE_LIMIT", 0)
+    monkeypatch.setattr(reference, "STAGEWISE_PARTIAL_LIMIT", 0)
     [f] = stagegen.verify(source_of("affine")).functions
     assert [p["check"] for p in f.points] == ["independent"] * 3 + ["numeric"] * 5
     assert "SymPy" not in f.reference

@@ -14,20 +14,21 @@ while that stays small. Nothing there reads stagegen's stages or its printed cod
 **Where a bug is: SymPy on stagegen's stages.** For numbers, every gradient statement's local
 factor against SymPy's ``diff`` of its stage (proof.local). For arrays, SymPy's derivative of
 ``sum(out * u)`` element by element, with the stage model's forward checked against the
-source's (proof.sympy_arrays), and float64 central differences at other sizes.
+source's (proof.reference, which reads a number as one element: the explain view's reference
+for numbers too), and float64 central differences at other sizes.
 
 A generated gradient must agree with every reference to a relative error of 1e-7 (with a floor
 under small values). Modules: ``check`` (the driver), ``common`` (the measure, outcomes, the
-user's function, 50-digit code), ``sampling`` (points, sizes, labels), ``local``,
-``sympy_numbers``, ``numbers`` (the checks for numbers), ``sympy_arrays``, ``arrays`` (the
-checks for arrays).
+user's function, 50-digit code), ``meaning`` (SymPy's meaning of literals and functions),
+``sampling`` (points, sizes, labels), ``reference`` (SymPy element by element), ``local`` and
+``numbers`` (the checks for numbers), ``arrays`` (the checks for arrays).
 """
 
 from __future__ import annotations
 
 from ..report import VerificationReport
 from .check import check_function
-from .sympy_numbers import reference_gradient
+from .reference import reference_gradient
 
 
 def check_build(build, points: int = 5) -> VerificationReport:

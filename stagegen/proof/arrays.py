@@ -70,7 +70,7 @@ from .sampling import (
     show_sizes,
     symbolic_sizes,
 )
-from .sympy_arrays import ArrayReference
+from .reference import Reference
 
 NUMERIC_RTOL = 1e-7  # the course's relative error, for central differences
 RETRY_STEPS = (1e-5, 1e-7)  # tried on an element that fails at the usual step (a kink within h)
@@ -189,7 +189,7 @@ def check_symbolic(trial, points: int, sizes: dict[str, int], oracle) -> Outcome
         p.name: v for p, v in zip(program.params, check.arguments(inputs.sample(0))) if p.labels
     }
     try:
-        reference = ArrayReference(program, backward, sizes, labels)
+        reference = Reference(program, backward, sizes, labels)
     except (TypeError, ValueError, NotImplementedError, AttributeError) as exc:
         report.notes.append(f"symbolic check skipped: SymPy could not build the reference ({exc})")
         return Outcome("")

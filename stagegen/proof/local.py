@@ -1,6 +1,6 @@
 """The local check: every gradient statement's local factor against SymPy's ``diff``.
 
-Where a bug is, which line. Each statement of the backward (outside the intermediates, which
+Where a bug is, which line (for functions of numbers, whose stages ``ToSymPy`` reads). Each statement of the backward (outside the intermediates, which
 are checked through the statements that read them) prints a factor times the upstream
 gradient; the factor must equal SymPy's derivative of the stage's right-hand side by the value
 the statement differentiates: equal when the difference simplifies to zero within a bounded
@@ -14,12 +14,104 @@ from __future__ import annotations
 import random
 
 from ..errors import VerificationError
-from ..expr import leaves, mul, size
+from ..expr import (
+    And,
+    Bin,
+    Call,
+    Compare,
+    Cond,
+    Const,
+    Elem,
+    Expr,
+    Neg,
+    Num,
+    Var,
+    leaves,
+    mul,
+    size,
+)
 from ..program import Program
 from ..report import LocalCheck
 from ..reverse import Backward
-from .common import BUG, DIGITS
-from .sympy_numbers import MpmathFunction, ToSymPy, leaf_text
+from . import meaning
+from .common import BUG, DIGITS, MpmathCode
+
+# ---------------------------------------------------------------------------- to SymPy
+
+
+class ToSymPy:
+    """Our expressions as SymPy expressions, with exact rationals for the literals."""
+
+    def __init__(self):
+        import sympy
+
+        self.sp = sympy
+        self.symbols: dict[str, object] = {}
+
+    def symbol(self, leaf: Var | Elem):
+        key = leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
+        if key not in self.symbols:
+            self.symbols[key] = self.sp.Symbol(key, real=True)
+        return self.symbols[key]
+
+    def convert(self, e: Expr, values: dict) -> object:
+        sp = self.sp
+        c = lambda x: self.convert(x, values)  # noqa: E731
+        if isinstance(e, Num):
+            return meaning.number(sp, e.value)
+        if isinstance(e, Const):
+            return meaning.constant(sp, e.name)
+        if isinstance(e, (Var, Elem)):
+            key = e.name if isinstance(e, Var) else f"{e.name}[{e.index}]"
+            return values[key] if key in values else self.symbol(e)
+        if isinstance(e, Neg):
+            return -c(e.operand)
+        if isinstance(e, Bin):
+            a, b = c(e.left), c(e.right)
+            return {
+                "+": lambda: a + b,
+                "-": lambda: a - b,
+                "*": lambda: a * b,
+                "/": lambda: a / b,
+                "**": lambda: a**b,
+            }[e.op]()
+        if isinstance(e, Call):
+            args = [c(a) for a in e.args]
+            return self.function(e.fn, args)
+        if isinstance(e, Compare):
+            a, b = c(e.left), c(e.right)
+            return {">": sp.Gt, ">=": sp.Ge, "<": sp.Lt, "<=": sp.Le}[e.op](a, b)
+        if isinstance(e, And):
+            return sp.And(*[c(i) for i in e.items])
+        if isinstance(e, Cond):
+            return sp.Piecewise((c(e.body), c(e.test)), (c(e.orelse), True))
+        raise TypeError(f"cannot convert {e!r}")
+
+    def function(self, fn: str, args: list):
+        return meaning.function(self.sp, fn, args)
+
+
+def leaf_text(leaf) -> str:
+    return leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
+
+
+class MpmathFunction:
+    """Several SymPy expressions of the same inputs, evaluated together at a point."""
+
+    def __init__(self, title: str, inputs: list, exprs: list):
+        code = MpmathCode()
+        self.inputs = inputs
+        results = ", ".join(f"real({code.text(e)})" for e in exprs)
+        self.run = code.compile(title, inputs, [], f"[{results}]")
+
+    def at(self, point: dict) -> list:
+        """Values in the order of the expressions; ``point`` maps each input (symbol or
+        name) to a float, in the order of the inputs."""
+        return self.run(*point.values())
+
+
+# ---------------------------------------------------------------------------- the check
+
 
 SIMPLIFY_LIMIT = 14  # stage size (nodes) up to which SymPy's simplify() is affordable
 EXPAND_LIMIT = 60  # stage size up to which expanding the difference is affordable

@@ -16,6 +16,11 @@ def number(sp, value):
     return sp.Rational(repr(float(value)))
 
 
+def constant(sp, name: str):
+    """``math.pi``, ``math.e``, ``math.tau``."""
+    return {"pi": sp.pi, "e": sp.E, "tau": 2 * sp.pi}[name]
+
+
 def function(sp, fn: str, args: list):
     """SymPy's meaning of the elementwise function ``fn`` (a gate table key) of ``args``;
     TypeError for a function it does not know."""
@@ -49,4 +54,4 @@ def function(sp, fn: str, args: list):
     raise TypeError(f"no SymPy counterpart for {fn}")
 
 
-__all__ = ["function", "number"]
+__all__ = ["constant", "function", "number"]

@@ -46,8 +46,7 @@ def checks(trial) -> list[Outcome]:
     """Every check of a function of numbers: the local checks (their results go to the
     report's ``local_checks``), then the end-to-end check, sharing one stream of random
     numbers."""
-    from .local import check_locals
-    from .sympy_numbers import ToSymPy
+    from .local import ToSymPy, check_locals
 
     trial.report.local_checks = check_locals(trial.program, trial.backward, ToSymPy(), trial.rng)
     return [check_end_to_end(trial)]

@@ -1,13 +1,18 @@
-"""SymPy's meaning of an array function, element by element, as stagegen's stages read it.
+"""SymPy's reading of stagegen's stages, element by element: a number is one element.
 
-``SymbolicForward`` evaluates the array IR on NumPy object arrays whose elements are SymPy
+``SymbolicForward`` evaluates the program on NumPy object arrays whose elements are SymPy
 expressions (literals as exact rationals; NumPy's own dot, transpose, reshape, indexing and
-broadcasting; reductions and elementwise functions element by element). ``ArrayReference`` is
-SymPy's gradient of ``L = sum(out * u)`` (``u``: upstream symbols of the output's shape) with
-respect to every input element, at concrete sizes and labels, compiled into straight-line
-mpmath code: SymPy's ``diff`` of ``L`` itself while it stays small (``WHOLE_NODE_LIMIT``), else
-the chain rule element by element over SymPy's local partial derivatives of every stage
-(skipped past ``STAGEWISE_PARTIAL_LIMIT`` of them), as the reference for numbers does.
+broadcasting; reductions and elementwise functions element by element; a number is a 0-d
+array, a list of numbers a 1-d one). ``Reference`` is SymPy's gradient of
+``L = sum(out * u)`` (``u``: upstream symbols of the output's shape) with respect to every
+input element, at concrete sizes and labels, compiled into straight-line mpmath code: SymPy's
+``diff`` of ``L`` itself while it stays small (``WHOLE_NODE_LIMIT``), else the chain rule
+element by element over SymPy's local partial derivatives of every stage (skipped past
+``STAGEWISE_PARTIAL_LIMIT`` of them): linear in the program, where the whole expression
+(a softmax over a layer's scores, a long chain of stages) would swell.
+
+The array proof's symbolic check uses it, and so does the explain view, through
+``reference_gradient``, for functions of numbers.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from ..arrays.ir import (
     ShapeRead,
     Transpose,
 )
-from ..expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
-from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS, numpy_spelling
+from ..expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Num, Var, walk
+from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS
 from ..program import Program
 from ..reverse import Backward
+from ..types import Types
 from . import meaning
 from .common import MpmathCode, index_text
 from .sampling import show_sizes
@@ -203,6 +209,14 @@ class SymbolicForward:
             return np.asarray(meaning.number(sp, e.value), dtype=object)
         if isinstance(e, Var):
             return env[e.name]
+        if isinstance(e, Elem):  # an element of a list of numbers
+            return np.asarray(np.asarray(env[e.name], dtype=object)[e.index], dtype=object)
+        if isinstance(e, Const):
+            return np.asarray(meaning.constant(sp, e.name), dtype=object)
+        if isinstance(e, Cond):
+            piecewise = lambda t, a, b: sp.Piecewise((a, t), (b, True))  # noqa: E731
+            test = self._relation(e.test, env)
+            return self._ufunc(piecewise, 3)(test, v(e.body), v(e.orelse))
         if isinstance(e, Neg):
             return np.asarray(np.negative(self._obj(v(e.operand))), dtype=object)
         if isinstance(e, Bin):
@@ -213,11 +227,13 @@ class SymbolicForward:
             }[e.op]  # fmt: skip
             return np.asarray(op(a, b), dtype=object)
         if isinstance(e, Call):
-            if e.fn in self.unary:
-                return self._ufunc(self.unary[e.fn], 1)(v(e.args[0]))
-            if e.fn in self.binary:
+            if e.fn in self.binary and len(e.args) == 2:
                 return self._ufunc(self.binary[e.fn], 2)(v(e.args[0]), v(e.args[1]))
-            raise TypeError(f"the array proof has no rule for np.{numpy_spelling(e.fn)}")
+            if e.fn in self.unary and len(e.args) == 1:
+                return self._ufunc(self.unary[e.fn], 1)(v(e.args[0]))
+            # the functions numbers have beyond NumPy's (erf, a log's base, max of three)
+            fn = lambda *args, name=e.fn: meaning.function(sp, name, list(args))  # noqa: E731
+            return self._ufunc(fn, len(e.args))(*[v(a) for a in e.args])
         if isinstance(e, Compare):
             return self._ufunc(self.masks[e.op], 2)(v(e.left), v(e.right))
         if isinstance(e, Dot):
@@ -244,6 +260,18 @@ class SymbolicForward:
         if isinstance(e, Arange):
             return np.arange(int(np.asarray(v(e.stop)).item()))
         raise TypeError(f"the array proof cannot evaluate {e!r}")
+
+    def _relation(self, e: Expr, env: dict):
+        """A condition (a comparison, or ``and`` of them) as SymPy relations, element by
+        element, for a Piecewise."""
+        sp = self.sp
+        if isinstance(e, And):
+            items = [self._relation(i, env) for i in e.items]
+            return self._ufunc(lambda *r: sp.And(*r), len(items))(*items)
+        if isinstance(e, Compare):
+            relation = {">": sp.Gt, ">=": sp.Ge, "<": sp.Lt, "<=": sp.Le}[e.op]
+            return self._ufunc(relation, 2)(self.value(e.left, env), self.value(e.right, env))
+        raise TypeError(f"the proof cannot read {e!r} as a condition")
 
     def _reduce(self, e: Reduce, x):
         np, sp = self.np, self.sp
@@ -288,9 +316,9 @@ def symbol_array(sp, np, name: str, shape: tuple):
     return symbols
 
 
-class ArrayReference:
+class Reference:
     """SymPy's gradient of sum(out * u) for one program at concrete sizes and labels, compiled
-    into mpmath code; ``at`` evaluates it at a point. Two routes, as in the scalar proof:
+    into mpmath code; ``at`` evaluates it at a point. Two routes:
 
     * whole: the output elements as SymPy expressions of the input elements, and SymPy's
       ``diff`` of ``sum(out * u)`` by every input element (while that expression is small);
@@ -305,15 +333,17 @@ class ArrayReference:
         import sympy as sp
 
         self.program, self.sizes, self.labels = program, sizes, labels
+        self.types = Types(program)
         self.wrt = list(backward.wrt)
         self.inputs: dict = dict(labels)
         self.float_symbols: dict[str, object] = {}  # param -> object array of its symbols
         for p in program.params:
             if not p.labels:
-                symbols = symbol_array(sp, np, p.name, shapes.size(p.shape or (), sizes))
+                shape = (p.length,) if p.is_list else shapes.size(p.shape or (), sizes)
+                symbols = symbol_array(sp, np, p.name, shape)
                 self.float_symbols[p.name] = symbols
                 self.inputs[p.name] = symbols
-        self.out_shape = shapes.size(program.types[program.output.name].shape, sizes)
+        self.out_shape = shapes.size(self.types.shape(Var(program.output.name)), sizes)
         # (not an identifier, so no parameter or stage can share its symbols)
         self.upstream = symbol_array(sp, np, "<upstream>", self.out_shape)
         self.skipped = ""
@@ -342,7 +372,7 @@ class ArrayReference:
                 continue
             env[stage.target] = forward.value(stage.expr, env)
             elements = np.asarray(env[stage.target], dtype=object).reshape(-1)
-            if program.types[stage.target].kind == "float" and any(
+            if self.types.of(Var(stage.target)).kind == "float" and any(
                 _tree_size(sp, sp.sympify(x), WHOLE_NODE_LIMIT) > WHOLE_NODE_LIMIT for x in elements
             ):
                 return False
@@ -368,7 +398,7 @@ class ArrayReference:
         partial_count = 0
         for stage in program.stages:
             value = np.asarray(forward.value(stage.expr, env), dtype=object)
-            if program.types[stage.target].kind == "int":
+            if self.types.of(Var(stage.target)).kind == "int":
                 env[stage.target] = value  # sizes and indices: concrete
                 continue
             symbols = symbol_array(sp, np, stage.target, value.shape)
@@ -446,3 +476,26 @@ def _compile(sp, title: str, inputs: list, exprs: list):
     body = [f"{code.name_of(s)} = {code.text(e)}" for s, e in replacements]
     results = ", ".join(f"real({code.text(e)})" for e in reduced)
     return code.compile(title, inputs, body, f"[{results}]")
+
+
+def reference_gradient(program: Program, backward: Backward, point: dict[str, float]) -> dict:
+    """SymPy's gradient of a function of numbers at a point, in 50 digits: {input name (``w[0]``
+    for list elements): value}. Raises ValueError (or ZeroDivisionError) where the function
+    is not defined."""
+    import numpy as np
+
+    reference = Reference(program, backward, {}, {})
+    values = {
+        p.name: (
+            [point[index_text(p.name, (i,))] for i in range(p.length)]
+            if p.is_list
+            else point[p.name]
+        )
+        for p in program.params
+    }
+    _, gradients = reference.at(values, 1.0)
+    return {
+        index_text(name, index): gradients[name][index]
+        for name in backward.wrt
+        for index in np.ndindex(*gradients[name].shape)
+    }
