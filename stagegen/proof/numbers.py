@@ -1,6 +1,7 @@
-"""The end-to-end check of a function of numbers: the verdict.
+"""The checks of a function of numbers: the local checks (proof.local), then the end-to-end
+check, the verdict.
 
-The generated ``*_backward`` is run in floats at random points of the domain and compared with
+The end-to-end check: the generated ``*_backward`` is run in floats at random points of the domain and compared with
 the gradient of the forward *as the user wrote it*: the ``def`` from the source text, run by
 Python on 50-digit mpmath numbers (stagegen.oracle), differentiated by central differences
 with a step of 1e-20; and, while the expression it builds on SymPy symbols stays small,
