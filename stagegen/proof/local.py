@@ -34,7 +34,7 @@ from ..program import Program
 from ..report import LocalCheck
 from ..reverse import Backward
 from . import meaning
-from .common import BUG, DIGITS, MpmathCode
+from .common import BUG, DIGITS, MpmathCode, index_text
 
 # ---------------------------------------------------------------------------- to SymPy
 
@@ -49,7 +49,7 @@ class ToSymPy:
         self.symbols: dict[str, object] = {}
 
     def symbol(self, leaf: Var | Elem):
-        key = leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
+        key = leaf_text(leaf)
         if key not in self.symbols:
             self.symbols[key] = self.sp.Symbol(key, real=True)
         return self.symbols[key]
@@ -62,7 +62,7 @@ class ToSymPy:
         if isinstance(e, Const):
             return meaning.constant(sp, e.name)
         if isinstance(e, (Var, Elem)):
-            key = e.name if isinstance(e, Var) else f"{e.name}[{e.index}]"
+            key = leaf_text(e)
             return values[key] if key in values else self.symbol(e)
         if isinstance(e, Neg):
             return -c(e.operand)
@@ -91,8 +91,9 @@ class ToSymPy:
         return meaning.function(self.sp, fn, args)
 
 
-def leaf_text(leaf) -> str:
-    return leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
+def leaf_text(leaf: Var | Elem) -> str:
+    """``x`` for a number, ``w[2]`` for an element of a list (as the symbols are named)."""
+    return index_text(leaf.name, () if isinstance(leaf, Var) else (leaf.index,))
 
 
 class MpmathFunction:
