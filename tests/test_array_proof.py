@@ -1,4 +1,4 @@
-"""The proof for array code (stagegen.arrays.proof): it accepts every layer example, and each of
+"""The proof for array code (stagegen.proof.arrays): it accepts every layer example, and each of
 its three checks, on its own, rejects deliberately broken backwards."""
 
 import json
@@ -11,7 +11,9 @@ import pytest
 
 import stagegen
 from stagegen.api import build, load_backward_module
-from stagegen.arrays import proof as array_proof
+from stagegen.proof import arrays as array_proof
+from stagegen.proof import reference, sampling
+from stagegen.proof.check import Trial
 from stagegen.oracle import ArrayOracle, user_function
 from stagegen.report import FunctionReport, VerificationReport
 
@@ -68,14 +70,14 @@ def test_large_programs_go_stage_by_stage_and_both_routes_agree(monkeypatch):
     for name in ("batchnorm", "softmax_loss", "svm_loss", "layernorm"):
         backward = build(source_of(name)).backwards[0]
         program = backward.program
-        sizes = array_proof.symbolic_sizes(program)
-        inputs = array_proof._Inputs(program, sizes, np.random.default_rng(1))
+        sizes = sampling.symbolic_sizes(program)
+        inputs = sampling.Inputs(program, sizes, np.random.default_rng(1))
         values = inputs.sample(0)
         labels = {p.name: values[p.name] for p in program.params if p.labels}
         upstream = np.random.default_rng(2).uniform(-2, 2, size=inputs.shape(program.output.name))
-        whole = array_proof._Reference(program, backward, sizes, labels)
-        monkeypatch.setattr(array_proof, "WHOLE_NODE_LIMIT", 0)
-        staged = array_proof._Reference(program, backward, sizes, labels)
+        whole = reference.Reference(program, backward, sizes, labels)
+        monkeypatch.setattr(reference, "WHOLE_NODE_LIMIT", 0)
+        staged = reference.Reference(program, backward, sizes, labels)
         monkeypatch.undo()
         assert whole.method == "SymPy element by element"
         assert staged.method.startswith("the chain rule element by element")
@@ -101,8 +103,8 @@ def test_the_two_layer_net_is_proven_stage_by_stage_in_a_few_seconds():
 
 
 def test_a_skipped_symbolic_check_says_so(monkeypatch):
-    monkeypatch.setattr(array_proof, "WHOLE_NODE_LIMIT", 0)
-    monkeypatch.setattr(array_proof, "STAGEWISE_PARTIAL_LIMIT", 0)
+    monkeypatch.setattr(reference, "WHOLE_NODE_LIMIT", 0)
+    monkeypatch.setattr(reference, "STAGEWISE_PARTIAL_LIMIT", 0)
     [f] = stagegen.verify(source_of("affine")).functions
     assert [p["check"] for p in f.points] == ["independent"] * 3 + ["numeric"] * 5
     assert "SymPy" not in f.reference
@@ -111,10 +113,10 @@ def test_a_skipped_symbolic_check_says_so(monkeypatch):
 
 def test_labels_are_drawn_inside_the_axis_they_index():
     program = build(source_of("softmax_loss")).backwards[0].program
-    assert array_proof.label_bounds(program, {"N": 2, "C": 3}) == {"y": 3}
+    assert sampling.label_bounds(program, {"N": 2, "C": 3}) == {"y": 3}
     gather = "import numpy as np\ndef g(e: 'V, D', idx: 'N'):\n    return np.exp(e[idx]).sum()\n"
     program = build(gather).backwards[0].program
-    assert array_proof.label_bounds(program, {"V": 2, "D": 3, "N": 4}) == {"idx": 2}
+    assert sampling.label_bounds(program, {"V": 2, "D": 3, "N": 4}) == {"idx": 2}
 
 
 MORE = """
@@ -176,17 +178,18 @@ def drop_line(source: str, function: str, pattern: str):
 def run(check: str, backward, fn):
     program = backward.program
     rng = np.random.default_rng(7)
-    small = array_proof.symbolic_sizes(program)
-    sizes = small if check != "numeric" else array_proof.numeric_sizes(program, rng, small)
+    small = sampling.symbolic_sizes(program)
+    sizes = small if check != "numeric" else sampling.numeric_sizes(program, rng, small)
     run_check = {
         "symbolic": array_proof.check_symbolic,
         "independent": array_proof.check_independent,
         "numeric": array_proof.check_numeric,
     }[check]
     source = next(s for s in [MORE, SQUARE, *map(source_of, LAYER_NAMES)] if program.name in s)
-    oracle = ArrayOracle(user_function(textwrap.dedent(source), program.name, program.line))
+    user = user_function(textwrap.dedent(source), program.name, program.line)
     report = FunctionReport(program.name, 0)
-    return run_check(program, backward, fn, 5, report, rng, sizes, oracle)
+    trial = Trial(program, backward, fn, 5, report, user, rng)
+    return run_check(trial, 5, sizes, ArrayOracle(user))
 
 
 BOTH = pytest.mark.parametrize("check", ["symbolic", "independent", "numeric"])

@@ -6,7 +6,7 @@ source executed), with a random upstream gradient of the output's shape and with
 upstream (1.0: the gradient of the sum of the outputs). The relative error is the course's:
 max |a - b| / max(|a| + |b|) over the whole gradient, and must be below 1e-7.
 
-It does not use stagegen's own proof (stagegen.proof / stagegen.arrays.proof).
+It does not use stagegen's own proof (stagegen.proof).
 
 Sections:
   1. the layer examples in examples/layers/, on random shapes (batch sizes 1, odd, random);

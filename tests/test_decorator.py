@@ -286,9 +286,11 @@ def test_the_refusal_in_process_has_only_the_entry_frames(bare):
 
 
 def test_a_verification_error_at_decoration_is_raised_the_same_way(monkeypatch):
-    import stagegen.proof
+    import stagegen.proof.common
 
-    monkeypatch.setattr(stagegen.proof, "RTOL", -1.0)  # every sampled gradient now "disagrees"
+    monkeypatch.setattr(
+        stagegen.proof.common, "RTOL", -1.0
+    )  # every sampled gradient now "disagrees"
     with pytest.raises(stagegen.VerificationError) as info:
 
         @staged

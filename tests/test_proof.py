@@ -1,7 +1,9 @@
 """The proof itself: its references, points near overflow, and that it catches errors.
 
 The end-to-end references run the forward from its own source text (see stagegen.oracle);
-the stage-by-stage SymPy reference (proof._Reference) is still what the explain view uses."""
+the SymPy reference of stagegen's stages (proof.reference, element by element, a number being
+one element) is what the explain view uses.
+"""
 
 import math
 
@@ -60,40 +62,66 @@ def test_a_thousand_stage_chain_is_proven():
 
 
 def test_both_stage_model_references_agree(monkeypatch):
-    """The stage-by-stage reference (the explain view's) gives SymPy's whole-function
-    derivative, to 40 digits."""
-    from stagegen import proof
-    from stagegen.api import build
-
-    backward = build(mixed_chain(4), None).backwards[0]
-    point = {"x": 0.3, "r": 0.7}
-    whole = proof._Reference(backward.program, backward, proof._SymPy())
-    monkeypatch.setattr(proof, "SYMBOLIC_TREE_LIMIT", 0)
-    staged = proof._Reference(backward.program, backward, proof._SymPy())
-    assert whole.method.startswith("SymPy's symbolic") and staged.method.startswith(
-        "the chain rule"
-    )
+    """For numbers, the element-by-element reference (the explain view's, and the array
+    proof's) gives the same gradient by both routes, SymPy's whole-function derivative and
+    the chain rule stage by stage, to 40 digits."""
     import mpmath
 
+    from stagegen.api import build
+    from stagegen.proof import reference as proof
+
+    backward = build(mixed_chain(4), None).backwards[0]
+    values = {"x": 0.3, "r": 0.7}
+    whole = proof.Reference(backward.program, backward, {}, {})
+    monkeypatch.setattr(proof, "WHOLE_NODE_LIMIT", 0)
+    staged = proof.Reference(backward.program, backward, {}, {})
+    assert whole.method == "SymPy element by element"
+    assert staged.method.startswith("the chain rule element by element")
+    (_, a), (_, b) = whole.at(values, 1.0), staged.at(values, 1.0)
     with mpmath.workdps(50):
-        for a, b in zip(whole.at(point), staged.at(point)):
-            a = mpmath.mpf(a._mpf_)  # SymPy Float -> mpmath, all 50 digits
-            assert abs(a - b) < 1e-40 * (1 + abs(a))
+        for name in backward.wrt:
+            assert abs(a[name][()] - b[name][()]) < 1e-40 * (1 + abs(a[name][()]))
 
 
 def test_stage_by_stage_reference_refuses_points_outside_the_domain(monkeypatch):
-    from stagegen import proof
     from stagegen.api import build
+    from stagegen.proof import reference as proof
 
     backward = build(
         "import math\ndef f(x):\n    y = math.log(x)\n    return y * y\n", None
     ).backwards[0]
-    monkeypatch.setattr(proof, "SYMBOLIC_TREE_LIMIT", 0)
-    reference = proof._Reference(backward.program, backward, proof._SymPy())
+    monkeypatch.setattr(proof, "WHOLE_NODE_LIMIT", 0)
     with pytest.raises(ValueError):
-        reference.at({"x": -1.0})
-    [gradient] = reference.at({"x": 2.0})
-    assert abs(float(gradient) - 2 * math.log(2) / 2) < 1e-15
+        proof.reference_gradient(backward.program, backward, {"x": -1.0})
+    gradient = proof.reference_gradient(backward.program, backward, {"x": 2.0})
+    assert abs(float(gradient["x"]) - 2 * math.log(2) / 2) < 1e-15
+
+
+def test_the_reference_reads_lists_constants_and_the_math_only_numbers_have():
+    """A list's elements, math.pi, math.erf, a log's base and max of three, element by
+    element: the gradient against the closed form."""
+    from stagegen.api import build
+    from stagegen.proof import reference_gradient
+
+    source = (
+        "import math\ndef f(w: list, x):\n"
+        "    s = w[0] * x + w[1] * math.erf(x) + max(w[0], w[1], x)\n"
+        "    return math.log(s, 2) * math.pi\n"
+    )
+    backward = build(source, None).backwards[0]
+    w0, w1, x = 1.5, 0.25, 0.5
+    got = reference_gradient(backward.program, backward, {"w[0]": w0, "w[1]": w1, "x": x})
+    s = w0 * x + w1 * math.erf(x) + w0
+    scale = math.pi / (s * math.log(2))
+    erf_prime = 2 / math.sqrt(math.pi) * math.exp(-x * x)
+    want = {
+        "w[0]": scale * (x + 1),
+        "w[1]": scale * math.erf(x),
+        "x": scale * (w0 + w1 * erf_prime),
+    }
+    assert set(got) == set(want)
+    for name in want:
+        assert abs(float(got[name]) - want[name]) < 1e-12 * abs(want[name]), name
 
 
 def test_branching_gates_are_sampled_and_say_so():

@@ -1,22 +1,88 @@
-"""What the scalar proof (stagegen.proof) and the array proof (stagegen.arrays.proof) share.
+"""What every check of the proof shares, for numbers and arrays alike.
 
-The measure (``RTOL``), the ranges the random points are drawn from, the user's ``def`` as the
-reference runs it (from the source text, through stagegen.oracle), and SymPy expressions
-compiled into straight-line 50-digit mpmath code. Its own module, so that neither proof imports
-the other.
+The measure (``RTOL`` and ``agree``: a generated gradient against a reference, element by
+element, a number being one element), what a check found (``Outcome``), the ranges the random
+points are drawn from, the user's ``def`` as the references run it (from the source text,
+through stagegen.oracle), the generated backward's gradients as returned, and SymPy
+expressions compiled into straight-line 50-digit mpmath code.
 """
 
 from __future__ import annotations
 
-from .errors import VerificationError
-from .oracle import DIGITS, FLOAT_LIMIT, SourceUnavailable, user_function
-from .program import Program
+import math
+from dataclasses import dataclass
+
+from ..errors import VerificationError
+from ..oracle import DIGITS, FLOAT_LIMIT, SourceUnavailable, user_function
+from ..program import Program
 
 RTOL = 1e-7  # relative error (with a floor under small values) the generated gradient must meet
+BUG = "this is a bug in stagegen: please report it with this function"
 
 # Ranges the random points cycle through: positive ones (for logs and roots), either sign,
 # and narrow ones, where iterated maps and steep functions stay within float range.
 RANGES = [(0.2, 2.0), (-2.0, 2.0), (0.05, 0.95), (-0.5, 0.5), (0.5, 1.5)]
+
+
+# ---------------------------------------------------------------------------- the measure
+
+
+@dataclass
+class Outcome:
+    """What one check found: how its reference was computed, at how many points, the largest
+    errors; ``summary`` is its part of the report's ``reference``."""
+
+    method: str
+    done: int = 0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    summary: str = ""
+
+
+def agree(outcome: Outcome, got, want, floor: float, failure) -> None:
+    """Compare generated gradient elements with their references, in order (flat sequences of
+    floats, or arrays, read in C order): raise ``failure(k)`` at the first element ``k`` that
+    is not finite or is off by more than RTOL, relative to the reference, or to ``floor`` when
+    the reference is smaller (a 50-digit reference is never exactly 0.0); else record the
+    largest errors in ``outcome``."""
+    got, want = _flat(got), _flat(want)
+    errors, relatives = [], []
+    for k, (g, w) in enumerate(zip(got, want)):
+        err = abs(g - w)
+        rel = err / max(abs(w), floor)
+        if not math.isfinite(g) or rel > RTOL:
+            raise failure(k)
+        errors.append(err)
+        relatives.append(rel)
+    if errors:
+        outcome.max_abs = max(outcome.max_abs, float(max(errors)))
+        outcome.max_rel = max(outcome.max_rel, float(max(relatives)))
+
+
+def _flat(values) -> list:
+    reshape = getattr(values, "reshape", None)
+    return list(reshape(-1)) if reshape is not None else list(values)
+
+
+def index_text(name: str, index: tuple) -> str:
+    """One element's name: ``x`` for a number, ``x[2]`` or ``x[0, 1]`` for an element."""
+    return f"{name}[{', '.join(str(i) for i in index)}]" if index else name
+
+
+def returned_gradients(program: Program, backward, result) -> list:
+    """The generated backward's return value as one gradient per differentiated parameter."""
+    results = [result] if len(backward.wrt) == 1 else list(result)
+    if len(results) != len(backward.wrt):
+        raise program.error(
+            f"{program.name}_backward returned {len(results)} gradients, "
+            f"expected {len(backward.wrt)}",
+            BUG,
+            VerificationError,
+        )
+    return results
+
+
+# ---------------------------------------------------------------------------- 50-digit code
 
 
 class MpmathCode:
@@ -119,11 +185,16 @@ def oracle_failure(program: Program, exc: Exception) -> VerificationError:
 
 
 __all__ = [
+    "BUG",
     "DIGITS",
     "FLOAT_LIMIT",
     "RANGES",
     "RTOL",
     "MpmathCode",
+    "Outcome",
+    "agree",
+    "index_text",
+    "returned_gradients",
     "finite_real",
     "oracle_failure",
     "user_function_of",

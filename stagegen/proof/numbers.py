@@ -1,0 +1,142 @@
+"""The checks of a function of numbers: the local checks (proof.local), then the end-to-end
+check, the verdict.
+
+The end-to-end check: the generated ``*_backward`` is run in floats at random points of the domain and compared with
+the gradient of the forward *as the user wrote it*: the ``def`` from the source text, run by
+Python on 50-digit mpmath numbers (stagegen.oracle), differentiated by central differences
+with a step of 1e-20; and, while the expression it builds on SymPy symbols stays small,
+SymPy's exact derivative of that expression. Neither reads stagegen's stages or its printed
+code. Points where the float forward raises or overflows are skipped; a backward that raises
+where the forward is defined and its derivative finite is a failure.
+"""
+
+from __future__ import annotations
+
+from ..errors import VerificationError
+from ..program import Program
+from ..reverse import Backward
+from .common import BUG, Outcome, agree, oracle_failure, returned_gradients
+from .sampling import arguments, input_names, number_rng, sample, within_float_range
+
+
+def _flatten(results: list, backward: Backward, program: Program) -> list[float]:
+    """The gradients, one per parameter, as one flat list in the order of input_names."""
+    flat = []
+    for name, value in zip(backward.wrt, results):
+        p = program.param(name)
+        flat += list(value)[: p.length] if p.is_list else [value]
+    return flat
+
+
+def _input_indices(program: Program, names: list[str]) -> list[tuple]:
+    """Each input name (``x``, ``w[2]``) as (argument position,) or (position, element)."""
+    position = {p.name: k for k, p in enumerate(program.params)}
+    out = []
+    for name in names:
+        base, _, rest = name.partition("[")
+        out.append((position[base], int(rest[:-1])) if rest else (position[base],))
+    return out
+
+
+def random_numbers(program: Program):
+    """The random numbers of one function's proof (Python's, seeded by the function)."""
+    return number_rng(program)
+
+
+def checks(trial) -> list[Outcome]:
+    """Every check of a function of numbers: the local checks (their results go to the
+    report's ``local_checks``), then the end-to-end check, sharing one stream of random
+    numbers."""
+    from .local import ToSymPy, check_locals
+
+    trial.report.local_checks = check_locals(trial.program, trial.backward, ToSymPy(), trial.rng)
+    return [check_end_to_end(trial)]
+
+
+def check_end_to_end(trial) -> Outcome:
+    """The verdict (see the module docstring); appends points to the report, raises on a
+    mismatch."""
+    from ..oracle import OracleFailure, ScalarOracle
+
+    program, backward, backward_fn, report, rng = (
+        trial.program,
+        trial.backward,
+        trial.backward_fn,
+        trial.report,
+        trial.rng,
+    )
+    outcome = Outcome("50-digit central differences of the forward as written (mpmath)")
+    oracle = ScalarOracle(trial.user)
+    names = input_names(program)
+    wrt_inputs = [n for n in names if n.split("[")[0] in backward.wrt]
+    indices = _input_indices(program, wrt_inputs)
+    tries, sympy_points = 0, 0
+    while len(report.points) < trial.points and tries < 200:
+        tries += 1
+        point = sample(rng, names, tries)
+        args = arguments(program, point)
+        if oracle.value(args) is None:
+            continue  # the float forward raises or overflows here
+        try:
+            reference = oracle.mpmath_gradient(args, indices)
+        except OracleFailure as exc:
+            raise oracle_failure(program, exc) from None
+        if reference is None:
+            continue  # outside the function's domain (or float range) in 50 digits
+        output_value, want = reference
+        if not within_float_range([output_value, *want]):
+            continue  # the float forward or gradient would overflow here
+        exact = oracle.sympy_gradient(args, indices)
+        upstream = 1.0 if len(report.points) % 2 == 0 else 2.5
+        try:
+            result = backward_fn(*arguments(program, point), **{backward.upstream: upstream})
+        except OverflowError:
+            continue  # a float-only failure (overflow in the forward replay): not a wrong gradient
+        except (ValueError, ZeroDivisionError, TypeError) as exc:
+            # (TypeError: a complex intermediate, as in abs(math.sin(x) ** y), which the
+            # forward as written gets through)
+            raise program.error(
+                f"{program.name}_backward raises {type(exc).__name__} ({exc}) at {point}, where "
+                "the forward as written is defined and its 50-digit derivative is finite",
+                BUG,
+                VerificationError,
+            ) from None
+        got = _flatten(returned_gradients(program, backward, result), backward, program)
+        if len(got) != len(want):
+            raise program.error(
+                f"{program.name}_backward returned {len(got)} gradient elements, "
+                f"expected {len(want)}",
+                BUG,
+                VerificationError,
+            )
+        references = [("the 50-digit central difference of the forward as written", want)]
+        if exact is not None:
+            references.append(("SymPy's derivative of the forward as written", exact[1]))
+            sympy_points += 1
+        for method, values in references:
+            scale = max([1.0] + [abs(float(w)) for w in values])
+            scaled = [float(w) * upstream for w in values]
+            agree(
+                outcome,
+                got,
+                scaled,
+                1e-3 * scale * upstream,
+                lambda k: program.error(
+                    f"{program.name}_backward gives d{wrt_inputs[k]} = {got[k]!r} at {point}, "
+                    f"but {method} is {scaled[k]!r}",
+                    BUG,
+                    VerificationError,
+                ),
+            )
+        report.points.append(dict(point))
+    outcome.done = len(report.points)
+    outcome.summary = outcome.method
+    if sympy_points:
+        outcome.summary += f" and SymPy's derivative of it (at {sympy_points} points)"
+    elif oracle.sympy_note and report.points:
+        outcome.summary += f"; {oracle.sympy_note}"
+    if not report.points:
+        report.notes.append(
+            f"no point where {program.name} is defined was found in {tries} random tries"
+        )
+    return outcome

@@ -1,0 +1,212 @@
+"""Where the proof evaluates: the random points, and for arrays the sizes and labels.
+
+Functions of numbers draw every input number from one of the RANGES in turn (a list's elements
+one by one), with Python's random numbers seeded by the function's name and stages. Array
+functions get concrete sizes for their dimension names (2, 3, 4, ... for the symbolic and the
+50-digit checks; distinct random sizes for float64 central differences), shrunk where a
+parameter would have more than ``ARRAY_ELEMENT_LIMIT`` elements, floats drawn from the same
+RANGES, and integer labels drawn inside the axis they index, with NumPy's random numbers
+seeded by the name, stages and types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+
+from ..arrays import shapes
+from ..arrays.ir import FullSlice, Index, NewAxis
+from ..expr import Var, walk
+from ..oracle import FLOAT_LIMIT
+from ..program import Program
+from ..types import Types
+from .common import RANGES
+
+ARRAY_ELEMENT_LIMIT = 512  # elements per parameter past which dimensions are checked at size 1
+
+
+# ---------------------------------------------------------------------------- numbers
+
+
+def number_rng(program: Program) -> random.Random:
+    """The random numbers of one function of numbers (seeded by its name and stages)."""
+    seed = hashlib.sha256(f"{program.name}:{program.stages!r}".encode()).hexdigest()
+    return random.Random(int(seed[:16], 16))
+
+
+def input_names(program: Program) -> list[str]:
+    """Every input number: ``x`` for a number parameter, ``w[0]``, ``w[1]``... for a list."""
+    names = []
+    for p in program.params:
+        if p.is_list:
+            names += [f"{p.name}[{i}]" for i in range(p.length)]
+        else:
+            names.append(p.name)
+    return names
+
+
+def arguments(program: Program, point: dict[str, float]) -> list:
+    """The arguments of a call at ``point`` (a list parameter's elements gathered)."""
+    args = []
+    for p in program.params:
+        if p.is_list:
+            args.append([point[f"{p.name}[{i}]"] for i in range(p.length)])
+        else:
+            args.append(point[p.name])
+    return args
+
+
+def sample(rng: random.Random, names: list[str], attempt: int) -> dict[str, float]:
+    """A random point, in the ``attempt``-th of the RANGES (cycled)."""
+    low, high = RANGES[attempt % len(RANGES)]
+    return {n: rng.uniform(low, high) for n in names}
+
+
+def within_float_range(values) -> bool:
+    """Whether every value is finite and within float range."""
+    return all(math.isfinite(float(v)) and abs(float(v)) < FLOAT_LIMIT for v in values)
+
+
+# ---------------------------------------------------------------------------- arrays: sizes and inputs
+
+
+def array_seed(program: Program) -> int:
+    """The seed of one array function's random numbers (its name, stages and types)."""
+    text = f"{program.name}:{program.stages!r}:{sorted(str(k) for k in program.types)!r}"
+    return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16)
+
+
+def dim_names(program: Program) -> list[str]:
+    """The dimension names, in the order the parameters name them."""
+    names: list[str] = []
+    for p in program.params:
+        for n in shapes.names_in(p.shape or ()):
+            if n not in names:
+                names.append(n)
+    return names
+
+
+def symbolic_sizes(program: Program) -> dict[str, int]:
+    """2, 3, 4, ... in the order the parameters name the dimensions."""
+    return {n: 2 + k for k, n in enumerate(dim_names(program))}
+
+
+def numeric_sizes(program: Program, rng, avoid: dict[str, int]) -> dict[str, int]:
+    """Distinct random sizes from 2 to 8 (more if needed), not all equal to ``avoid``."""
+    names = dim_names(program)
+    pool = list(range(2, max(9, len(names) + 4)))
+    for _ in range(20):
+        picked = [int(v) for v in rng.choice(pool, size=len(names), replace=False)]
+        sizes = dict(zip(names, picked))
+        if not names or sizes != avoid:
+            return sizes
+    return sizes
+
+
+def show_sizes(sizes: dict[str, int]) -> str:
+    """The sizes as the report shows them: ``N=2, D=3``."""
+    ones = [n for n, v in sizes.items() if v == 1]  # dimensions shrunk to fit (feasible_sizes)
+    shown = [f"{n}={v}" for n, v in sizes.items() if v != 1 or len(ones) <= 3]
+    if len(ones) > 3:
+        shown.append(f"{len(ones)} more at 1")
+    return ", ".join(shown) or "no named dimensions"
+
+
+def label_bounds(program: Program, sizes: dict[str, int]) -> dict[str, int]:
+    """For each labels parameter, the length of the axis it indexes (the smallest, if several)."""
+    bounds: dict[str, int] = {}
+    types = Types(program)
+    labels = {p.name for p in program.params if p.labels}
+    for e in program.types["<expressions>"]:
+        if not isinstance(e, Index):
+            continue
+        axis = 0
+        for item in e.items:
+            if isinstance(item, NewAxis):
+                continue
+            if not isinstance(item, FullSlice):
+                for node in walk(item):
+                    if isinstance(node, Var) and node.name in labels:
+                        length = shapes.size((types.shape(e.operand)[axis],), sizes)[0]
+                        bounds[node.name] = min(bounds.get(node.name, length), length)
+            axis += 1
+    return bounds
+
+
+class Inputs:
+    """Random arguments for one program at given sizes: floats in a range, labels in range."""
+
+    def __init__(self, program: Program, sizes: dict[str, int], rng):
+        self.program, self.sizes, self.rng = program, sizes, rng
+        self.bounds = label_bounds(program, sizes)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return shapes.size(self.program.types[name].shape, self.sizes)
+
+    def sample(self, attempt: int) -> dict:
+        low, high = RANGES[attempt % len(RANGES)]
+        values: dict = {}
+        for p in self.program.params:
+            if p.labels:
+                values[p.name] = self.rng.integers(
+                    0, self.bounds.get(p.name, 2), size=self.shape(p.name)
+                )
+            elif p.shape is None:
+                values[p.name] = float(self.rng.uniform(low, high))
+            else:
+                values[p.name] = self.rng.uniform(low, high, size=self.shape(p.name))
+        return values
+
+
+def jsonable(values: dict) -> dict:
+    """A point as the report stores it (arrays as nested lists)."""
+    import numpy as np
+
+    return {
+        k: (np.asarray(v).tolist() if not isinstance(v, float) else v) for k, v in values.items()
+    }
+
+
+def show_point(values: dict) -> str:
+    """A point as a failure shows it (a large array by its shape)."""
+    import numpy as np
+
+    parts = []
+    for k, v in values.items():
+        if isinstance(v, float):
+            parts.append(f"{k}={v:.6g}")
+        else:
+            a = np.asarray(v)
+            shown = (
+                np.array2string(a, precision=4, separator=", ")
+                if a.size <= 12
+                else f"shape {a.shape}"
+            )
+            parts.append(f"{k}={shown}".replace("\n", ""))
+    return ", ".join(parts)
+
+
+def feasible_sizes(program: Program, sizes: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+    """The sizes, with the last-named dimensions set to 1 until every parameter has at most
+    ARRAY_ELEMENT_LIMIT elements; and the names so set (a 40-dimension annotation would
+    otherwise ask for 2**40 elements)."""
+    import numpy as np
+
+    sizes = dict(sizes)
+    shrunk: list[str] = []
+
+    def largest() -> int:
+        counts = [
+            int(np.prod(shapes.size(p.shape, sizes), dtype=float))
+            for p in program.params
+            if p.shape is not None
+        ]
+        return max(counts, default=0)
+
+    for name in reversed(list(sizes)):
+        if largest() <= ARRAY_ELEMENT_LIMIT:
+            break
+        sizes[name] = 1
+        shrunk.insert(0, name)
+    return sizes, shrunk
