@@ -292,3 +292,24 @@ def test_a_tie_of_a_number_and_an_expression_goes_to_the_number(fn):
     x = np.array([0.5, 0.25, 1.5, -0.5])  # tied at 0.5
     dx = array_b(x)
     assert [float(d) for d in dx] == [scalar_b(float(v)) for v in x]
+
+
+# ---------------------------------------------------------------------------- found, not fixed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=FloatingPointError,
+    reason="lowering writes the exponent's gradient as np.where(np.abs(out) > 0, out * "
+    "np.log(x) * dout, 0.0): np.where evaluates np.log(0) too (a RuntimeWarning by default, "
+    "FloatingPointError under np.errstate(all='raise')), where numbers select (x ** y at x = 0)",
+)
+def test_a_power_at_zero_with_a_parameter_exponent_is_fine_where_the_forward_is():
+    source = 'import numpy as np\n\n\ndef f(x: "N", s):\n    out = np.power(x, s)\n    return out\n'
+    forward, backward, _ = compile_pair(source)
+    _, scalar_b, _ = compile_pair("def f(x, s):\n    out = x**s\n    return out\n")
+    x = np.array([0.0, 2.0])
+    with np.errstate(all="raise"):
+        forward(x.copy(), 1.5)  # fine: 0 ** 1.5 is 0
+        dx, ds = backward(x.copy(), 1.5)
+    assert ds == pytest.approx(sum(scalar_b(float(v), 1.5)[1] for v in x), rel=1e-12)
