@@ -193,22 +193,19 @@ def gradient_statements(text: str) -> list[str]:
 @pytest.mark.parametrize("shape", ["", "N"], ids=["shape ()", "shape (N,)"])
 @pytest.mark.parametrize("name", list(BODIES))
 def test_numbers_and_arrays_get_the_same_gradient(name, shape):
-    scalar_f, scalar_b, scalar_text = compile_pair(scalar_source(BODIES[name]))
-    array_f, array_b, array_text = compile_pair(array_source(BODIES[name], shape))
+    _, scalar_b, scalar_text = compile_pair(scalar_source(BODIES[name]))
+    _, array_b, array_text = compile_pair(array_source(BODIES[name], shape))
     assert gradient_statements(array_text) == gradient_statements(scalar_text)
     assert "math." not in array_text and "np." not in scalar_text
-    points = [(0.3, 0.8), (-0.7, 1.3), (1.1, -0.4)]
-    if shape:
+    points, ups = [(0.3, 0.8), (-0.7, 1.3), (1.1, -0.4)], [1.0, -0.5, 2.0]
+    if shape:  # the three points as one array of shape (3,)
         x, y = (np.array(v) for v in zip(*points))
-        dx, dy = array_b(x, y, np.array([1.0, -0.5, 2.0]))
-        ups = [1.0, -0.5, 2.0]
-    else:
+        dx, dy = array_b(x, y, np.array(ups))
+    else:  # each point a 0-d array
         grads = [
-            array_b(np.array(px), np.array(py), np.array(up))
-            for (px, py), up in zip(points, [1.0, -0.5, 2.0])
+            array_b(np.array(px), np.array(py), np.array(up)) for (px, py), up in zip(points, ups)
         ]
         dx, dy = (np.array([g[k] for g in grads]) for k in range(2))
-        ups = [1.0, -0.5, 2.0]
     for k, ((px, py), up) in enumerate(zip(points, ups)):
         want_x, want_y = scalar_b(px, py, up)
         assert dx[k] == pytest.approx(want_x, rel=1e-12, abs=1e-14)
