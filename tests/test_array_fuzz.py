@@ -33,7 +33,9 @@ point where the one-sided differences disagree, a kink, is skipped). Shapes must
 exactly; values within ``RTOL`` of the larger of the parameter's gradient and a thousandth of the
 largest gradient, plus a round-off floor. The backward must modify neither its inputs nor its
 upstream, and each gradient it returns must be the caller's own writable array (no view, no
-memory shared with another gradient, an input or the upstream). On a subset of short programs,
+memory shared with another gradient, an input or the upstream); where the forward raised no
+floating-point error, the backward must raise none (divide, overflow, invalid: under
+``np.errstate(..="raise")``, a "float-error"). On a subset of short programs,
 ``stagegen.verify`` must agree with that verdict (a proof over ``PROOF_BUDGET`` seconds is
 abandoned and printed).
 
@@ -1101,8 +1103,13 @@ def check_point(prog, forward, backward, sizes, rng, stats) -> None:
         given = copies(args)
         up_given = up.copy() if isinstance(up, np.ndarray) else up
         try:
-            with np.errstate(all="ignore"):
+            # The forward raised nothing here (evaluate), so neither may the backward: a
+            # division by zero, an overflow or an invalid value (log of a negative number) is
+            # a gradient computed outside its domain, or a branch np.where evaluates in vain.
+            with np.errstate(divide="raise", over="raise", invalid="raise"):
                 grads = backward(*given) if up is None else backward(*given, up_given)
+        except FloatingPointError:
+            raise Failure("float-error", traceback.format_exc(limit=-3)) from None
         except Exception:
             raise Failure("backward-crash", traceback.format_exc(limit=-3)) from None
         for name, a, a0 in zip(names, given, args):
@@ -1292,6 +1299,26 @@ def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
     assert caught >= 30
 
 
+def logs_a_negative_number(backward):
+    def warns(*args):
+        np.log(np.array(-1.0))
+        return backward(*args)
+
+    return warns
+
+
+def test_the_checker_catches_a_floating_point_error_in_the_backward():
+    """Guards the float-error check: a backward that takes the log of a negative number (a
+    RuntimeWarning otherwise, and right gradients) fails every program it checks."""
+    verdicts = []
+    for seed in range(10):
+        try:
+            verdicts.append(run_program(build_program(seed), Counter(), logs_a_negative_number))
+        except Failure as failure:
+            verdicts.append(failure.kind)
+    assert "checked" not in verdicts and verdicts.count("float-error") >= 7, verdicts
+
+
 def test_random_array_programs_match_central_differences():
     failures: list[str] = []
     kinds: Counter = Counter()
@@ -1415,6 +1442,8 @@ def test_verify_agrees_with_the_numerical_check():
             proof, why = "crashed", traceback.format_exc(limit=-3)
         counts[proof] += 1
         counts["seconds"] += round(time.monotonic() - start, 1)
+        if isinstance(verdict, Failure) and verdict.kind == "float-error":
+            continue  # the proof checks values, not NumPy's floating-point errors
         if isinstance(verdict, Failure):
             expected = {"disproven"} if verdict.kind in WRONG else {"disproven", "refused"}
             mine = f"{verdict.kind}: {verdict.detail[:600]}"
