@@ -3,8 +3,13 @@
 A seeded generator (below) writes well-shaped NumPy forward functions over the array language of
 the README: parameters ``x: "N, D"`` (always), ``w: "D, M"``, ``v: "D"``, ``r: "1, D"``,
 ``c: "N, 1"``, ``b: "M"``, ``u: "N"``, a plain number ``s`` and integer labels ``y: "N"``;
-elementwise ``+ - * / **`` with broadcasting among all those shapes and numbers; ``np.exp``,
-``log``, ``sqrt``, ``tanh``, ``abs``, ``maximum``, ``minimum``; ``sum``/``mean``/``max`` with
+elementwise ``+ - * / **`` with broadcasting among all those shapes and numbers; every
+one-argument function of ``gates.NUMPY_FUNCTIONS`` (``np.exp``, ``np.log2``, ``np.arccos``, ...)
+and every two-argument one of ``gates.NUMPY_BINARY`` (``np.maximum``/``np.minimum`` with arrays
+and numbers, ``np.maximum(0, <expression>)`` too, ``np.arctan2``, ``np.hypot``, ``np.power``
+with a number exponent), each kept inside its domain; the sigmoid spelled
+``1 / (1 + np.exp(-z))``; stages that are one ``np.tanh``, ``np.exp``, sigmoid or ReLU (whose
+gradients read the cached output) read back by later stages; ``sum``/``mean``/``max`` with
 ``axis`` (None, an int, a negative int, a tuple; by keyword or by position) and ``keepdims``, as
 methods and as ``np.`` functions; products ``@``, ``.dot``, ``np.dot`` (matrix and vector,
 chains, a parenthesised sub-product on the right, products inside elementwise expressions and
@@ -28,7 +33,9 @@ point where the one-sided differences disagree, a kink, is skipped). Shapes must
 exactly; values within ``RTOL`` of the larger of the parameter's gradient and a thousandth of the
 largest gradient, plus a round-off floor. The backward must modify neither its inputs nor its
 upstream, and each gradient it returns must be the caller's own writable array (no view, no
-memory shared with another gradient, an input or the upstream). On a subset of short programs,
+memory shared with another gradient, an input or the upstream); where the forward raised no
+floating-point error, the backward must raise none (divide, overflow, invalid: under
+``np.errstate(..="raise")``, a "float-error"). On a subset of short programs,
 ``stagegen.verify`` must agree with that verdict (a proof over ``PROOF_BUDGET`` seconds is
 abandoned and printed).
 
@@ -74,6 +81,7 @@ np = pytest.importorskip("numpy")
 
 import stagegen  # noqa: E402
 from stagegen.api import load_backward_module  # noqa: E402
+from stagegen.gates import NUMPY_BINARY, NUMPY_FUNCTIONS  # noqa: E402
 from stagegen.numeric import central_difference, indices  # noqa: E402
 
 _EXAMPLES_ENV = os.environ.get("STAGEGEN_ARRAY_FUZZ_EXAMPLES") or os.environ.get(
@@ -116,25 +124,29 @@ LABELS = "y"  # y: "N", integers in range(D)
 # gradient names, dimension names, the upstream's name, stagegen's names for re-assigned values
 CLASH_NAMES = ("dx", "dt1", "N", "D", "M", "out", "dout", "t1_1", "x_1", "t1_in", "dout_in", "ds")
 
+# How often the unary maker picks each function of gates.NUMPY_FUNCTIONS it knows how to keep
+# inside its domain (Builder.function_of); one it does not know is never generated, which
+# test_generator_writes_every_construct reports.
+UNARY_WEIGHTS = {"exp": 4, "tanh": 4, "abs": 4, "log": 4, "sqrt": 4}
+UNARY_WEIGHTS.update(
+    (fn, 1) for fn in ("expm1", "log2", "log10", "log1p", "sin", "cos", "tan", "arcsin", "arccos")
+)
+UNARY_WEIGHTS.update((fn, 1) for fn in ("arctan", "sinh", "cosh"))
+
+CACHED = ("tanh", "exp", "sigmoid")  # the gates whose local gradient reads the stage's output
+
 MAY_REFUSE = {"alias-augmented", "view-augmented", "param-augmented", "reassign-parameter"}
 MUST_REFUSE = "grow-augmented"
 
 CONSTRUCTS = {
     *(f"ew:{op}" for op in "+-*/"),
     *(f"pow:{e}" for e in ("2", "3", "0.5", "-1", "1.5", "-0.5", "param")),
-    *(
-        "exp",
-        "log",
-        "sqrt",
-        "tanh",
-        "abs",
-        "neg",
-        "unary-plus",
-        *("sin", "cos", "arctan", "sinh", "log1p", "arcsin"),
-        "maximum",
-        "minimum",
-        "max/min-constant",
-    ),
+    *NUMPY_FUNCTIONS,  # every one-argument function of the table (np.exp, np.arccos, ...)
+    *NUMPY_BINARY,  # np.maximum, np.minimum, np.arctan2, np.hypot, np.power
+    *("neg", "unary-plus", "max/min-constant", "maximum(number, expression)", "relu-stage"),
+    *("power:integer", "power:fraction", "sigmoid", "sigmoid:swapped-sum"),
+    *(f"cached:{fn}" for fn in CACHED),  # a stage that is the function: its output is cached
+    *(f"read-back:{fn}" for fn in CACHED),  # ... and a later stage reads it
     *("broadcast", "scalar-literal", "scalar-param", "tamed", "redundant-parens"),
     *(f"reduce:{fn}" for fn in ("sum", "mean", "max")),
     *("reduce:method", "reduce:np", "axis:None", "axis:0", "axis:1", "axis:-1", "axis:tuple"),
@@ -237,6 +249,7 @@ class Builder:
             p: Val(p, PARAMS[p], 1.5, name=p) for p in self.params if p != LABELS
         }
         self.fresh: set[str] = set()  # stage names holding an array no other name sees
+        self.cached: dict[str, str] = {}  # stage name -> the gate of CACHED its value is
         self.stages: list[str] = []
         self.lines: list[str] = []
         self.header: list[str] = []
@@ -270,6 +283,8 @@ class Builder:
         val = self.env[name]
         if name == "s":
             self.feature("scalar-param")
+        if name in self.cached:
+            self.feature(f"read-back:{self.cached[name]}")
         return self.tame(val)
 
     def tame(self, val: Val) -> Val:
@@ -303,6 +318,7 @@ class Builder:
             self.unary: 12,
             self.positive_use: 12,
             self.max_min: 6,
+            self.binary_function: 6,
             self.reduce: 10,
             self.matmul: 12,
             self.transpose: 4,
@@ -391,36 +407,61 @@ class Builder:
 
     def unary(self, depth: int) -> Val:
         a = self.expr(depth - 1)
-        fn = self.rng.choice(
-            ["exp", "tanh", "abs", "neg", "log", "sqrt"] * 4
-            + ["unary-plus", "sin", "cos", "arctan", "sinh", "log1p", "arcsin"]
-        )
+        known = [fn for fn in NUMPY_FUNCTIONS if fn in UNARY_WEIGHTS]
+        fn = self.rng.choices(
+            known + ["neg", "unary-plus", "sigmoid"],
+            [UNARY_WEIGHTS[fn] for fn in known] + [4, 1, 2],
+        )[0]
         self.feature(fn)
-        if fn in ("sin", "cos", "arctan"):  # bounded everywhere: from the table of operations
-            return Val(f"np.{fn}({a.text})", a.shape, 1.6, kind=fn)
-        if fn == "sinh":
-            a = self.tame(a) if a.bound > 3 else a
-            return Val(f"np.sinh({a.text})", a.shape, math.sinh(a.bound), kind=fn)
-        if fn == "arcsin":  # its argument kept inside (-0.9, 0.9)
-            return Val(f"np.arcsin(0.9 * np.tanh({a.text}))", a.shape, 1.2, kind=fn)
         if fn == "unary-plus":
             return Val(f"+{a.at(UNARY)}", a.shape, a.bound, a.lo, prec=UNARY, kind="neg")
-        if fn == "exp":
-            a = self.tame(a) if a.bound > 3 else a
-            return Val(f"np.exp({a.text})", a.shape, math.exp(a.bound), math.exp(-a.bound))
+        if fn == "neg":
+            return Val(f"-{a.at(UNARY)}", a.shape, a.bound, prec=UNARY, kind="neg")
+        if fn == "sigmoid":
+            return self.sigmoid(a)
+        return self.function_of(fn, a)
+
+    def function_of(self, fn: str, a: Val) -> Val:
+        """``np.<fn>(a)``, with ``a`` kept inside the function's domain, and its bounds."""
+        if fn in ("sin", "cos", "arctan"):  # bounded everywhere
+            return Val(f"np.{fn}({a.text})", a.shape, 1.6, kind=fn)
         if fn == "tanh":
             return Val(f"np.tanh({a.text})", a.shape, 1.0, kind="tanh")
         if fn == "abs":
             return Val(f"np.abs({a.text})", a.shape, a.bound, kind="abs")
-        if fn == "neg":
-            return Val(f"-{a.at(UNARY)}", a.shape, a.bound, prec=UNARY, kind="neg")
+        if fn in ("exp", "expm1", "sinh", "cosh"):
+            a = self.tame(a) if a.bound > 3 else a
+            bound = {"exp": math.exp, "expm1": math.expm1, "sinh": math.sinh, "cosh": math.cosh}
+            lo = {"exp": math.exp(-a.bound), "cosh": 1.0}.get(fn, 0.0)
+            return Val(f"np.{fn}({a.text})", a.shape, bound[fn](a.bound), lo, kind=fn)
+        if fn == "tan":  # its argument kept inside (-1.2, 1.2), away from the poles
+            if a.bound > 1.2:
+                a = Val(f"np.tanh({a.text})", a.shape, 1.0, kind="tanh")
+            return Val(f"np.tan({a.text})", a.shape, math.tan(a.bound), kind=fn)
+        if fn in ("arcsin", "arccos"):  # its argument kept inside (-0.9, 0.9)
+            text = a.text if a.bound <= 0.9 else f"0.9 * np.tanh({a.text})"
+            return Val(f"np.{fn}({text})", a.shape, 3.2, kind=fn)
         p = self.positive(a)
-        if fn == "log":
-            bound = max(abs(math.log(p.lo)), math.log(p.bound)) + 0.1
-            return Val(f"np.log({p.text})", a.shape, bound, kind="log")
+        if fn in ("log", "log2", "log10"):
+            base = {"log": 1.0, "log2": math.log(2), "log10": math.log(10)}[fn]
+            bound = (max(abs(math.log(p.lo)), math.log(p.bound)) + 0.1) / base
+            return Val(f"np.{fn}({p.text})", a.shape, bound, kind="log")
         if fn == "log1p":
             return Val(f"np.log1p({p.text})", a.shape, math.log1p(p.bound) + 0.1, kind="log")
+        assert fn == "sqrt", fn
         return Val(f"np.sqrt({p.text})", a.shape, math.sqrt(p.bound), math.sqrt(p.lo))
+
+    def sigmoid(self, z: Val) -> Val:
+        """The notes' sigmoid gate, spelled as they spell it: ``1 / (1 + np.exp(-z))``."""
+        z = self.tame(z) if z.bound > 30 else z
+        one = self.rng.choice(["1", "1.0"])
+        exp = f"np.exp(-{z.at(UNARY)})"
+        den = f"{one} + {exp}"
+        if self.chance(0.3):
+            self.feature("sigmoid:swapped-sum")
+            den = f"{exp} + {one}"
+        lo = 1.0 / (1.0 + math.exp(z.bound))
+        return Val(f"{one} / ({den})", z.shape, 1.0, lo, prec=MUL, kind="sigmoid")
 
     def positive_use(self, depth: int) -> Val:
         a = self.expr(depth - 1)
@@ -453,13 +494,42 @@ class Builder:
             self.feature("max/min-constant")
             k = self.rng.choice(["0", "0.5", "-0.3", "0.0"])
             b = Val(k, (), abs(float(k)))
+            if self.chance(0.5):  # np.maximum(0, <expression>): the ReLU of the notes
+                if a.name is None:
+                    self.feature("maximum(number, expression)")
+                a, b = b, a
         else:
             b = self.operand_like(a.shape, depth - 1)
-        if self.chance(0.5):
-            a, b = b, a
+            if self.chance(0.5):
+                a, b = b, a
         lo = max(a.lo, b.lo) if fn == "maximum" else min(a.lo, b.lo)
         shape = broadcast(a.shape, b.shape)
         return Val(f"np.{fn}({a.text}, {b.text})", shape, max(a.bound, b.bound), lo, kind=fn)
+
+    def binary_function(self, depth: int) -> Val:
+        """np.arctan2, np.hypot (one input kept positive, away from their kink at the origin and
+        arctan2's branch cut) and np.power with a number exponent."""
+        fn = self.rng.choice(["arctan2", "hypot", "power", "power"])
+        a = self.expr(depth - 1)
+        self.feature(fn)
+        if fn == "power":
+            e = self.rng.choice(["2", "3", "2.0", "-1", "0.5", "1.5", "-0.5", "-2"])
+            if e in ("2", "3", "2.0"):  # any base
+                self.feature("power:integer")
+                a = self.tame(a) if a.bound > 4 else a
+                return Val(f"np.power({a.text}, {e})", a.shape, a.bound ** float(e), kind="pow")
+            self.feature("power:fraction")
+            p = self.positive(a)
+            k = float(e)
+            bound, lo = max(p.bound**k, p.lo**k), min(p.bound**k, p.lo**k)
+            return Val(f"np.power({p.text}, {e})", a.shape, bound, lo, kind="pow")
+        b = self.positive(self.operand_like(a.shape, depth - 1))
+        if fn == "hypot" and self.chance(0.5):
+            a, b = b, a
+        shape = broadcast(a.shape, b.shape)
+        if fn == "arctan2":  # arctan2(y, x) with x > 0: inside (-pi/2, pi/2)
+            return Val(f"np.arctan2({a.text}, {b.text})", shape, 1.6, kind=fn)
+        return Val(f"np.hypot({a.text}, {b.text})", shape, a.bound + b.bound, b.lo, kind=fn)
 
     def reduce(self, depth: int) -> Val:
         a = self.expr(depth - 1)
@@ -711,12 +781,16 @@ class Builder:
         return f"t{self.counter}"
 
     def emit(self, line: str) -> None:
+        updated = re.match(r"(\w+) [-+*/]= ", line)
+        if updated:  # t += e: t no longer holds a cached gate's output
+            self.cached.pop(updated.group(1), None)
         self.lines.append(line)
         self.statements += 1
         self.stmt_uses = Counter()
 
     def assign(self, name: str, val: Val) -> None:
         self.emit(f"{name} = {val.text}")
+        self.cached.pop(name, None)
         for n in list(self.fresh):  # a view or alias of a stage: neither may be updated in place
             if val.name == n or (val.kind in ("view", "transpose") and n in val.text):
                 self.fresh.discard(n)
@@ -759,6 +833,7 @@ class Builder:
         alias = self.new_name()
         self.assign(alias, self.env[t])
         self.fresh.discard(t)
+        self.cached.pop(t, None)  # `alias += e` updates t too
         e = self.operand_like(self.env[t].shape, 1, exact=True)
         self.emit(f"{alias} += {e.text}")
         bound = self.env[t].bound + e.bound
@@ -834,7 +909,10 @@ class Builder:
         elif roll < 0.124:
             if self.param_augmented():
                 return
-        val = self.expr(self.rng.choice([1, 1, 2, 2, 2, 3]))
+        if self.chance(0.12):
+            val = self.cached_stage()
+        else:
+            val = self.expr(self.rng.choice([1, 1, 2, 2, 2, 3]))
         stages = [n for n in self.stages if n in self.env]
         same = [p for p in self.params if p in self.env and self.env[p].shape == val.shape]
         if stages and self.chance(0.15):
@@ -847,6 +925,27 @@ class Builder:
         else:
             name = self.new_name()
         self.assign(name, val)
+        if val.kind in CACHED:  # its gate reads the output: (1 - t**2), (1 - s) * s, exp
+            self.feature(f"cached:{val.kind}")
+            self.cached[name] = val.kind
+
+    def cached_stage(self) -> Val:
+        """A stage that is one gate whose local gradient the backward reads from the stage's own
+        output (np.tanh, np.exp, the sigmoid), or the ReLU ``np.maximum(0, <expression>)``,
+        whose mask reads the output; later stages read it back (recent names are likelier)."""
+        a = self.expr(self.rng.choice([1, 1, 2]))
+        fn = self.rng.choice(["tanh", "exp", "sigmoid", "relu"])
+        if fn == "sigmoid":
+            self.feature("sigmoid")
+            return self.sigmoid(a)
+        if fn == "relu":
+            if a.name is not None:
+                a = Val(f"{a.text} * 2.0", a.shape, a.bound * 2, prec=MUL, kind="elementwise")
+            self.feature("relu-stage", "maximum", "max/min-constant", "maximum(number, expression)")
+            k = self.rng.choice(["0", "0.0"])
+            return Val(f"np.maximum({k}, {a.text})", a.shape, a.bound, kind="maximum")
+        self.feature(fn)
+        return self.function_of(fn, a)
 
     def ret(self) -> None:
         roll = self.rng.random()
@@ -1004,8 +1103,13 @@ def check_point(prog, forward, backward, sizes, rng, stats) -> None:
         given = copies(args)
         up_given = up.copy() if isinstance(up, np.ndarray) else up
         try:
-            with np.errstate(all="ignore"):
+            # The forward raised nothing here (evaluate), so neither may the backward: a
+            # division by zero, an overflow or an invalid value (log of a negative number) is
+            # a gradient computed outside its domain, or a branch np.where evaluates in vain.
+            with np.errstate(divide="raise", over="raise", invalid="raise"):
                 grads = backward(*given) if up is None else backward(*given, up_given)
+        except FloatingPointError:
+            raise Failure("float-error", traceback.format_exc(limit=-3)) from None
         except Exception:
             raise Failure("backward-crash", traceback.format_exc(limit=-3)) from None
         for name, a, a0 in zip(names, given, args):
@@ -1195,6 +1299,26 @@ def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
     assert caught >= 30
 
 
+def logs_a_negative_number(backward):
+    def warns(*args):
+        np.log(np.array(-1.0))
+        return backward(*args)
+
+    return warns
+
+
+def test_the_checker_catches_a_floating_point_error_in_the_backward():
+    """Guards the float-error check: a backward that takes the log of a negative number (a
+    RuntimeWarning otherwise, and right gradients) fails every program it checks."""
+    verdicts = []
+    for seed in range(10):
+        try:
+            verdicts.append(run_program(build_program(seed), Counter(), logs_a_negative_number))
+        except Failure as failure:
+            verdicts.append(failure.kind)
+    assert "checked" not in verdicts and verdicts.count("float-error") >= 7, verdicts
+
+
 def test_random_array_programs_match_central_differences():
     failures: list[str] = []
     kinds: Counter = Counter()
@@ -1318,6 +1442,8 @@ def test_verify_agrees_with_the_numerical_check():
             proof, why = "crashed", traceback.format_exc(limit=-3)
         counts[proof] += 1
         counts["seconds"] += round(time.monotonic() - start, 1)
+        if isinstance(verdict, Failure) and verdict.kind == "float-error":
+            continue  # the proof checks values, not NumPy's floating-point errors
         if isinstance(verdict, Failure):
             expected = {"disproven"} if verdict.kind in WRONG else {"disproven", "refused"}
             mine = f"{verdict.kind}: {verdict.detail[:600]}"
