@@ -288,9 +288,22 @@ def elementwise_selections(e: Expr) -> Expr:
             return Bin("*", Call("sign", (elementwise_selections(a),)), body)
         if _is_zero(orelse) and _finite_where_masked(body):
             return Bin("*", _mask(test), body)
-        return Where(test, body, elementwise_selections(orelse))
+        # np.where computes both sides everywhere: a log in the selected side is taken of 1.0
+        # where the test fails (x ** y's gradient in y at x = 0), so it neither warns nor raises
+        # where the forward does not.
+        return Where(test, _guard_logs(body, test), elementwise_selections(orelse))
 
     return transform_array(e, rewrite)
+
+
+def _guard_logs(e: Expr, test: Expr) -> Expr:
+    def guard(node: Expr) -> Expr | None:
+        if isinstance(node, Call) and node.fn == "log" and len(node.args) == 1:
+            (arg,) = node.args
+            return Call("log", (Where(test, _guard_logs(arg, test), Num(1.0)),))
+        return None
+
+    return transform_array(e, guard)
 
 
 def _mask(test: Expr) -> Expr:

@@ -294,13 +294,6 @@ def test_a_tie_of_a_number_and_an_expression_goes_to_the_number(fn):
 # ---------------------------------------------------------------------------- found, not fixed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FloatingPointError,
-    reason="lowering writes the exponent's gradient as np.where(np.abs(out) > 0, out * "
-    "np.log(x) * dout, 0.0): np.where evaluates np.log(0) too (a RuntimeWarning by default, "
-    "FloatingPointError under np.errstate(all='raise')), where numbers select (x ** y at x = 0)",
-)
 def test_a_power_at_zero_with_a_parameter_exponent_is_fine_where_the_forward_is():
     source = 'import numpy as np\n\n\ndef f(x: "N", s):\n    out = np.power(x, s)\n    return out\n'
     forward, backward, _ = compile_pair(source)
