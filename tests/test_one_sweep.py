@@ -303,3 +303,24 @@ def test_a_power_at_zero_with_a_parameter_exponent_is_fine_where_the_forward_is(
         forward(x.copy(), 1.5)  # fine: 0 ** 1.5 is 0
         dx, ds = backward(x.copy(), 1.5)
     assert ds == pytest.approx(sum(scalar_b(float(v), 1.5)[1] for v in x), rel=1e-12)
+
+
+def test_an_array_exponent_and_a_number_base_are_differentiated_as_for_numbers():
+    # 2.0 ** x and (x * x + 1) ** y: the exponent's gradient out * log(base), summed where the
+    # exponent was broadcast, as numbers have it
+    source = (
+        "import numpy as np\n\n\n"
+        'def f(x: "N, D", y: "D"):\n'
+        "    a = 2.0**x\n"
+        "    c = (x * x + 1.0) ** (y * 0.5)\n"
+        "    return np.sum(a * c)\n"
+    )
+    forward, backward, text = compile_pair(source)
+    assert "np.log(2.0)" in text
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(3, 4)), rng.normal(size=4)
+    dx, dy = backward(x.copy(), y.copy())
+    numeric = central_differences(forward, [x.copy(), y.copy()], [0, 1])
+    np.testing.assert_allclose(dx, numeric[0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dy, numeric[1], rtol=1e-6, atol=1e-9)
+    assert stagegen.verify(source, filename="case.py").functions

@@ -38,11 +38,11 @@ DOMAIN = {
     "sqrt": POSITIVE, "log1p": "x * x - 0.5", "tan": INSIDE, "asin": INSIDE, "acos": INSIDE,
 }  # fmt: skip
 
-# The two-argument ones: both arguments arrays, except a power's exponent (an array exponent is
-# refused). x and y are drawn apart, so max and min have no ties.
+# The two-argument ones, both arguments arrays (a power's base kept positive). x and y are drawn
+# apart, so max and min have no ties.
 BINARY_ARGUMENTS = {
     "max": ("x", "y"), "min": ("x", "y"), "atan2": ("x", "y"), "hypot": ("x", "y"),
-    "pow": (POSITIVE, "2.5"),
+    "pow": (POSITIVE, "y"),
 }  # fmt: skip
 
 

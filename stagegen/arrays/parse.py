@@ -263,10 +263,6 @@ class ArrayReader(FunctionReader):
             if isinstance(a.value, int) and isinstance(b.value, int) and op == "-":
                 value = a.value - b.value
             return Type(shape, "int", value)
-        if op == "**" and not self.type_of(right).shape == ():
-            raise self.src.error(
-                node, "an array exponent is not supported", "raise to a number, e.g. `x**2`"
-            )
         return Type(shape, "float")
 
     def _compare(self, node: ast.Compare) -> tuple[Expr, Type]:
@@ -362,12 +358,6 @@ class ArrayReader(FunctionReader):
             args = tuple(self.expr(a) for a in node.args)
             for a, n in zip(args, node.args):
                 self._require_float(n, a, shown)
-            if name == "power" and self.type_of(args[1]).shape != ():
-                raise self.src.error(
-                    node.args[1],
-                    "an array exponent is not supported",
-                    "raise to a number, e.g. `np.power(x, 2)`",
-                )
             return Call(NUMPY_BINARY[name], args), self._elementwise(node, "*", *args)
         if name in REDUCTIONS:
             keywords = self._keywords(node, ("axis", "keepdims"))
