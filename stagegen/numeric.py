@@ -141,14 +141,17 @@ class Difference:
 
     def rounding(self, upstream=1.0, ulps: int = 16) -> float:
         """A bound on the float64 rounding error of ``slope(upstream)``: ``ulps`` units in the
-        last place of every weighted output the move changed, over the width."""
+        last place of every weighted output the move changed, over the width; and one unit of
+        every output it left as it was, which it may reach by less than a unit (a saturated
+        tanh), over the width."""
         import numpy as np
 
         plus, minus = np.asarray(self.plus, dtype=float), np.asarray(self.minus, dtype=float)
         weights = np.broadcast_to(np.asarray(upstream, dtype=float), plus.shape)
         changed = (plus - minus) != 0  # outputs the element does not reach cancel exactly
         size = np.abs(plus * weights) + np.abs(minus * weights)
-        return ulps * float(np.finfo(float).eps) * float(np.sum(size[changed])) / self.width
+        units = ulps * float(np.sum(size[changed])) + 0.5 * float(np.sum(size[~changed]))
+        return float(np.finfo(float).eps) * units / self.width
 
 
 def central_difference(

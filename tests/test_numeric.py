@@ -228,3 +228,21 @@ def test_a_planted_wrong_gradient_is_rejected_and_the_right_one_accepted():
     assert course_error(dz * N, numeric[0]) > 1e-7  # the mean's 1/N forgotten
     assert np.shape(dz) != np.shape(numeric[1])  # db without the sum over the batch axis
     assert course_error(dz[0], numeric[1]) > 1e-7
+
+
+def test_an_output_the_move_leaves_unchanged_still_counts_in_the_rounding_bound():
+    # A saturated tanh: its slope (~1.3e-12 here) moves the output by less than a unit in the
+    # last place, so the quotient is exactly 0. The rounding bound must cover the true slope,
+    # or a correct backward is reported as wrong (found by the generation benchmark).
+    def forward(x):
+        return np.tanh(x + 14.0)
+
+    x = np.array([0.3, -0.2, 0.1])
+    d = central_difference(forward, [x], 0, (0,))
+    true_slope = 1.0 - np.tanh(14.3) ** 2
+    assert d.slope(1.0) == 0.0 and true_slope > 0
+    assert d.rounding(1.0) >= true_slope
+    # and an output that does change is still bounded by units of itself, not by the others
+    moving = central_difference(lambda t: np.array([t[0] * 3.0, 5.0]), [x], 0, (0,))
+    assert moving.slope(1.0) == pytest.approx(3.0)
+    assert moving.rounding(1.0) < 1e-6
