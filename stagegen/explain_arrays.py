@@ -47,6 +47,7 @@ from .expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
 from .program import Program, Stage
 from .reverse import Backward
 from .traced import GeneratedLine, allocates, read_backward, traced_run
+from .types import dimension_names
 
 # The teaching aid is for small arrays: every value is drawn, traced and differenced.
 ELEMENT_LIMIT = 10_000  # elements per array at the point
@@ -516,15 +517,6 @@ def _match(backward: Backward, lines: list[GeneratedLine]) -> list[list[list[Gen
 
 
 # ---------------------------------------------------------------------------- the point
-
-
-def dimension_names(program: Program) -> list[str]:
-    names: list[str] = []
-    for p in program.params:
-        for n in shapes.names_in(p.shape or ()):
-            if n not in names:
-                names.append(n)
-    return names
 
 
 def _signature(program: Program) -> str:

@@ -298,7 +298,7 @@ def num(value: Union[int, float]) -> Expr:
     return Num(value)
 
 
-def _number_value(e: Expr):
+def number_value(e: Expr):
     if isinstance(e, Num):
         return e.value
     if isinstance(e, Neg) and isinstance(e.operand, Num):
@@ -341,7 +341,7 @@ def _exact(op: str, a, b, r: float) -> bool:
 
 
 def neg(a: Expr) -> Expr:
-    v = _number_value(a)
+    v = number_value(a)
     if v is not None:
         return num(-v)
     if isinstance(a, Neg):
@@ -352,7 +352,7 @@ def neg(a: Expr) -> Expr:
 
 
 def add(a: Expr, b: Expr) -> Expr:
-    va, vb = _number_value(a), _number_value(b)
+    va, vb = number_value(a), number_value(b)
     if va is not None and vb is not None:
         r = _fold("+", va, vb)
         if r is not None:
@@ -371,7 +371,7 @@ def add(a: Expr, b: Expr) -> Expr:
 
 
 def sub(a: Expr, b: Expr) -> Expr:
-    va, vb = _number_value(a), _number_value(b)
+    va, vb = number_value(a), number_value(b)
     if va is not None and vb is not None:
         r = _fold("-", va, vb)
         if r is not None:
@@ -388,7 +388,7 @@ def sub(a: Expr, b: Expr) -> Expr:
 
 
 def mul(a: Expr, b: Expr) -> Expr:
-    va, vb = _number_value(a), _number_value(b)
+    va, vb = number_value(a), number_value(b)
     if va is not None and vb is not None:
         r = _fold("*", va, vb)
         if r is not None:
@@ -412,8 +412,8 @@ def mul(a: Expr, b: Expr) -> Expr:
         if (
             isinstance(x, Bin)
             and x.op == "/"
-            and _number_value(x.left) == 1
-            and _number_value(x.right) is not None
+            and number_value(x.left) == 1
+            and number_value(x.right) is not None
         ):
             return div(y, x.right)
     # A selector times a factor: move the factor into the branches that are not zero,
@@ -427,7 +427,7 @@ def mul(a: Expr, b: Expr) -> Expr:
     if vb is not None or (isinstance(b, Const) and va is None and not isinstance(a, Const)):
         a, b, va, vb = b, a, vb, va
     if va is not None and isinstance(b, Bin) and b.op == "*":
-        inner = _number_value(b.left)
+        inner = number_value(b.left)
         if inner is not None:
             r = _fold("*", va, inner)
             if r is not None:
@@ -438,7 +438,7 @@ def mul(a: Expr, b: Expr) -> Expr:
 
 
 def div(a: Expr, b: Expr) -> Expr:
-    va, vb = _number_value(a), _number_value(b)
+    va, vb = number_value(a), number_value(b)
     if va is not None and vb is not None:
         r = _fold("/", va, vb)
         if r is not None:
@@ -457,12 +457,12 @@ def div(a: Expr, b: Expr) -> Expr:
 
 
 def power(a: Expr, b: Expr) -> Expr:
-    vb = _number_value(b)
+    vb = number_value(b)
     if vb == 1:
         return a
     if vb == 0:
         return Num(1)
-    va = _number_value(a)
+    va = number_value(a)
     if va is not None and vb is not None:
         r = _fold("**", va, vb)
         if r is not None:

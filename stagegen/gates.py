@@ -31,6 +31,7 @@ from .expr import (
     mul,
     neg,
     num,
+    number_value,
     power,
     sub,
 )
@@ -100,7 +101,7 @@ def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str
                 i == len(args) - 1
                 and isinstance(out, Var)
                 and not isinstance(a, (Var, Elem))
-                and all(_is_number(b) for b in others)
+                and all(number_value(b) is not None for b in others)
             ):
                 # max(0, <expression>): the last input wins exactly where the cached output
                 # beats the numbers, so the mask reads out > 0 instead of recomputing the input.
@@ -114,10 +115,6 @@ def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str
         return tuple(partials)
 
     return rule
-
-
-def _is_number(e: Expr) -> bool:
-    return isinstance(e, Num) or (isinstance(e, Neg) and isinstance(e.operand, Num))
 
 
 def _sign(a: Expr) -> Expr:

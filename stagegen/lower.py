@@ -30,7 +30,7 @@ from .arrays.ir import (
     Zeros,
     transform_array,
 )
-from .expr import And, Bin, Call, Compare, Cond, Elem, Expr, Neg, Num, Var, walk
+from .expr import And, Bin, Call, Compare, Cond, Expr, Neg, Num, Var, walk
 from .layout import LINE_LENGTH
 from .names import CALLED_BUILTINS
 from .program import Stage

@@ -22,12 +22,12 @@ from .explain_arrays import (
     Scattered,
     Spread,
     Summed,
-    dimension_names,
     shape_text,
     summary,
 )
 from .explained import BackwardStep, ExplanationData, point_text, precise, short
 from .highlight import Piece, ansi, code_pieces, spans
+from .types import dimension_names
 
 INDENT = "    "
 COMMENT_COLUMN_LIMIT = 44  # trailing comments align up to this code width

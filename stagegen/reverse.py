@@ -18,12 +18,12 @@ from typing import Callable
 
 from .arrays.ir import BroadcastTo, Transpose
 from .domain import may_raise
-from .expr import Elem, Expr, Leaf, Neg, Num, Var, add, leaves, walk
+from .expr import Elem, Expr, Leaf, Neg, Num, Var, add, leaves, number_value, walk
 from .gates import gate_of, local_gradients
 from .names import as_python_reads, usable
 from .program import Program, Stage
-from .structural import NotNamed, Scatter, dimension_names, lift, structural_rule
-from .types import Types
+from .structural import NotNamed, Scatter, lift, structural_rule
+from .types import Types, dimension_names
 
 
 @dataclass
@@ -246,7 +246,7 @@ class _StageSweep:
 
     def send(self, node: Expr, g: Expr) -> None:
         """Send ``g``, the gradient of the value of ``node``, down to the requested inputs."""
-        if not self.carries(node) or _number(g) == 0:
+        if not self.carries(node) or number_value(g) == 0:
             return  # an identically zero gradient (0.0 * x, x ** 0) is no path at all
         if isinstance(node, (Var, Elem)):
             self.sink(node, _Contribution(g))
@@ -324,7 +324,7 @@ class _StageSweep:
         if len(self.region(inner, None)) < 2:
             return None
         adjoint = gate.rule(Var(self.stage.target), *inputs)[carrying[0]]
-        if _number(adjoint) is not None:
+        if number_value(adjoint) is not None:
             return None  # a number is as cheap to repeat as to name
         return gate.name, inner, adjoint
 
@@ -356,7 +356,7 @@ class _StageSweep:
                 total = plain[0].value
                 for p in plain[1:]:
                     total = add(total, p.value)
-                if _number(total) != 0:  # x - x: the parts cancel, no path
+                if number_value(total) != 0:  # x - x: the parts cancel, no path
                     written.append(_Contribution(total))
             written += [p for p in parts if isinstance(p.value, Scatter)]
             for part in written:
@@ -425,7 +425,7 @@ def differentiate(program: Program, wrt=None) -> Backward:
         if any(leaf in active for leaf in paths.get(stage.target, ())):
             active.add(Var(stage.target))
 
-    dimensions = {d for p in program.params if p.shape for d in dimension_names(p.shape)}
+    dimensions = set(dimension_names(program))
     names, upstream = name_gradients(program, wrt_names, dimensions)
     sweep.names = names
 
@@ -500,15 +500,7 @@ def _rule_input(node: Expr) -> bool:
 
 
 def _is_zero(e: Expr) -> bool:
-    return _number(e) == 0
-
-
-def _number(e: Expr):
-    if isinstance(e, Num):
-        return e.value
-    if isinstance(e, Neg) and isinstance(e.operand, Num):
-        return -e.operand.value
-    return None
+    return number_value(e) == 0
 
 
 def _costly(g: Expr) -> bool:

@@ -18,13 +18,13 @@ reads every shape from ``program.types`` as it does for an unsplit program.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from .arrays.ir import Dot, FullSlice, Index, NewAxis, Reduce, Reshape, Transpose, rebuild_array
 from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
 from .gates import sigmoid_input
 from .names import usable
 from .program import Program, Stage
+from .types import dimension_names
 
 _MAX_NAME = 9
 _OP_LETTER = {"+": "p", "-": "m", "*": "t", "/": "d"}
@@ -139,7 +139,7 @@ class _Splitter:
             set(program.user_names)
             | {s.target for s in program.stages}
             | {p.name for p in program.params}
-            | _dimension_names(program)
+            | set(dimension_names(program))
         )
         if program.numpy:
             self.taken.add(program.numpy)  # the name NumPy is imported as
@@ -228,15 +228,6 @@ def _sigmoid_of(original: Expr, u: Expr) -> Expr:
     new_exp = Call("exp", (Neg(u),))
     new_den = Bin("+", one, new_exp) if den.left is one else Bin("+", new_exp, one)
     return Bin("/", original.left, new_den)
-
-
-def _dimension_names(program: Program) -> set[str]:
-    """The dimension names of the annotations (``N``, ``D``): the backward binds them."""
-    found: set[str] = set()
-    for p in program.params:
-        for d in p.shape or ():
-            found.update(re.findall(r"[^\W\d]\w*", str(d)))
-    return found
 
 
 def split_program(program: Program) -> Program:

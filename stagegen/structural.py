@@ -64,10 +64,6 @@ def dims(shape: Shape) -> tuple[Expr, ...]:
     return tuple(out)
 
 
-def dimension_names(shape: Shape) -> list[str]:
-    return [n for d in shape for n in factors(d)[1]]
-
-
 # ---------------------------------------------------------------------------- broadcasting
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .arrays.shapes import Shape, broadcast
+from .arrays.shapes import Shape, broadcast, names_in
 from .expr import Const, Elem, Expr, Num, Var
 
 
@@ -73,6 +73,17 @@ class Types:
     def differentiable(self, e: Expr) -> bool:
         known = self.of(e)
         return known.differentiable if known is not None else True
+
+
+def dimension_names(program) -> list[str]:
+    """The dimension names of a program's annotations (``N``, ``D``), in the order the
+    parameters name them: the backward binds them, so no other value may take them."""
+    names: list[str] = []
+    for p in program.params:
+        for n in names_in(p.shape or ()):
+            if n not in names:
+                names.append(n)
+    return names
 
 
 _ELEMENTWISE = {"Bin", "Neg", "Call", "Cond", "Compare", "And"}

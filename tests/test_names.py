@@ -23,7 +23,7 @@ import ast
 import builtins
 import re
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest

@@ -15,7 +15,6 @@ the same gradient text as number code, domain checks, and max/min ties.
   ``max``/``min`` do for numbers, ``np.maximum(0, <expression>)`` included.
 """
 
-import math
 import re
 
 import pytest

@@ -20,7 +20,7 @@ from ..arrays.ir import FullSlice, Index, NewAxis
 from ..expr import Var, walk
 from ..oracle import FLOAT_LIMIT
 from ..program import Program
-from ..types import Types
+from ..types import Types, dimension_names
 from .common import RANGES
 
 ARRAY_ELEMENT_LIMIT = 512  # elements per parameter past which dimensions are checked at size 1
@@ -77,24 +77,14 @@ def array_seed(program: Program) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16)
 
 
-def dim_names(program: Program) -> list[str]:
-    """The dimension names, in the order the parameters name them."""
-    names: list[str] = []
-    for p in program.params:
-        for n in shapes.names_in(p.shape or ()):
-            if n not in names:
-                names.append(n)
-    return names
-
-
 def symbolic_sizes(program: Program) -> dict[str, int]:
     """2, 3, 4, ... in the order the parameters name the dimensions."""
-    return {n: 2 + k for k, n in enumerate(dim_names(program))}
+    return {n: 2 + k for k, n in enumerate(dimension_names(program))}
 
 
 def numeric_sizes(program: Program, rng, avoid: dict[str, int]) -> dict[str, int]:
     """Distinct random sizes from 2 to 8 (more if needed), not all equal to ``avoid``."""
-    names = dim_names(program)
+    names = dimension_names(program)
     pool = list(range(2, max(9, len(names) + 4)))
     for _ in range(20):
         picked = [int(v) for v in rng.choice(pool, size=len(names), replace=False)]
