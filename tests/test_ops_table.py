@@ -56,6 +56,16 @@ def source_for(key: str) -> str:
         """)
 
 
+def pair_and_point(source: str, text: str, key: str):
+    """The forward as written and the generated backward, a point x of shape (3, 4) away from
+    0 (the table's kinks and poles), and the random generator that drew it."""
+    namespace: dict = {}
+    exec(compile(source, "case.py", "exec"), namespace)
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    x = rng.choice([-1.0, 1.0], size=(3, 4)) * rng.uniform(0.1, 1.5, size=(3, 4))
+    return namespace["f"], load_backward_module(text)["f_backward"], x, rng
+
+
 def test_every_spelled_function_has_a_domain_here():
     assert set(DOMAIN) == set(SPELLED)
     assert set(BINARY_ARGUMENTS) == set(BINARY)
@@ -101,12 +111,7 @@ def test_backward_matches_central_differences_and_is_proven(key):
     for other, spelled in SPELLED.items():
         if other != spelled:
             assert f"np.{other}(" not in text, text
-    namespace: dict = {}
-    exec(compile(source, "case.py", "exec"), namespace)
-    forward = namespace["f"]
-    backward = load_backward_module(text)["f_backward"]
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    x = rng.choice([-1.0, 1.0], size=(3, 4)) * rng.uniform(0.1, 1.5, size=(3, 4))
+    forward, backward, x, rng = pair_and_point(source, text, key)
     upstream = rng.normal(size=(3, 4))
     analytic = backward(x.copy(), upstream)
     numeric = central_differences(forward, [x.copy()], [0], upstream)[0]
@@ -133,12 +138,7 @@ def test_two_argument_functions_match_central_differences_and_are_proven(key):
     source = binary_source(key)
     text = stagegen.generate(source, filename="case.py")
     assert f"np.{BINARY[key]}(" in text
-    namespace: dict = {}
-    exec(compile(source, "case.py", "exec"), namespace)
-    forward = namespace["f"]
-    backward = load_backward_module(text)["f_backward"]
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    x = rng.choice([-1.0, 1.0], size=(3, 4)) * rng.uniform(0.1, 1.5, size=(3, 4))
+    forward, backward, x, rng = pair_and_point(source, text, key)
     y = x + rng.choice([-1.0, 1.0], size=(3, 4)) * rng.uniform(0.2, 1.0, size=(3, 4))
     upstream = rng.normal(size=(3, 4))
     dx, dy = backward(x.copy(), y.copy(), upstream)
