@@ -30,7 +30,7 @@ from .arrays.ir import (
     Zeros,
     transform_array,
 )
-from .expr import And, Bin, Call, Compare, Cond, Expr, Neg, Num, Var, walk
+from .expr import And, Bin, Call, Compare, Cond, Const, Expr, Neg, Num, Var, number_value, walk
 from .layout import LINE_LENGTH
 from .names import CALLED_BUILTINS
 from .program import Stage
@@ -288,7 +288,7 @@ def elementwise_selections(e: Expr) -> Expr:
             return Bin("*", Call("sign", (elementwise_selections(a),)), body)
         if _is_zero(orelse) and _finite_where_masked(body):
             return Bin("*", _mask(test), body)
-        # np.where computes both sides everywhere: a log in the selected side is taken of 1.0
+        # np.where computes both sides everywhere: a log in the selected side is taken of e
         # where the test fails (x ** y's gradient in y at x = 0), so it neither warns nor raises
         # where the forward does not.
         return Where(test, _guard_logs(body, test), elementwise_selections(orelse))
@@ -297,10 +297,15 @@ def elementwise_selections(e: Expr) -> Expr:
 
 
 def _guard_logs(e: Expr, test: Expr) -> Expr:
+    """``e`` with each log of a value taken of ``e`` (log e = 1, so a division by the log stays
+    finite too) where ``test`` fails; a log of a number is left as it is."""
+
     def guard(node: Expr) -> Expr | None:
         if isinstance(node, Call) and node.fn == "log" and len(node.args) == 1:
             (arg,) = node.args
-            return Call("log", (Where(test, _guard_logs(arg, test), Num(1.0)),))
+            if number_value(arg) is not None:
+                return node
+            return Call("log", (Where(test, _guard_logs(arg, test), Const("e")),))
         return None
 
     return transform_array(e, guard)

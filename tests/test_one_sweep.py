@@ -323,3 +323,21 @@ def test_an_array_exponent_and_a_number_base_are_differentiated_as_for_numbers()
     np.testing.assert_allclose(dx, numeric[0], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(dy, numeric[1], rtol=1e-6, atol=1e-9)
     assert stagegen.verify(source, filename="case.py").functions
+
+
+def test_a_selection_whose_gradient_divides_by_a_log_of_a_number_stays_finite_when_not_taken():
+    # np.log10's gradient divides by np.log(10): a guard that took that log of 1.0 where
+    # np.maximum's mask fails divided by zero there (found by the 2,000-program array fuzz)
+    source = (
+        "import numpy as np\n\n\n"
+        'def f(r: "1, D"):\n'
+        "    t = np.log10(np.maximum(r, -0.3) * np.maximum(r, -0.3) + 0.1)\n"
+        "    return np.sum(t)\n"
+    )
+    forward, backward, text = compile_pair(source)
+    r = np.array([[-0.9, 0.4, -0.1]])
+    with np.errstate(all="raise"):
+        forward(r.copy())
+        dr = backward(r.copy())
+    numeric = central_differences(forward, [r.copy()], [0])[0]
+    np.testing.assert_allclose(dr, numeric, rtol=1e-6, atol=1e-9)
