@@ -51,6 +51,9 @@ class Gate:
     # Where it is defined, when not everywhere: the backward replays a stage that calls it, so
     # that it raises (NumPy: warns) where the forward does (see domain.py).
     domain: str | None = None
+    # What it means for the SymPy proof: (sympy, *inputs) -> a SymPy expression; sympy is
+    # passed in, so the table loads without it.
+    sympy: Callable[..., object] | None = None
 
 
 def _call(fn: str, *args: Expr) -> Expr:
@@ -135,6 +138,10 @@ def _atan2_rule(out: Expr, y: Expr, x: Expr) -> tuple[Expr, Expr]:
     return div(div(x, r), r), neg(div(div(y, r), r))
 
 
+def _sympy_atan2(sp, y, x):
+    return sp.Integer(0) if y == 0 and x == 0 else sp.atan2(y, x)  # atan2(0, 0) is 0, not nan
+
+
 # The tables below are kept one line per gate, like the notes' gate table (black leaves them be).
 # fmt: off
 ONE, TWO = Num(1), Num(2)
@@ -150,29 +157,29 @@ OPERATORS: dict[str, Gate] = {
 
 # The functions: math.<name>, or the builtins abs, max, min.
 FUNCTIONS: dict[str, Gate] = {
-    "exp":   Gate((1, 1), lambda out, a: (out,),                               "exp: the local gradient is the output itself", "exp", "exp"),
-    "expm1": Gate((1, 1), lambda out, a: (add(out, ONE),),                     "expm1: out + 1", "expm1", "expm1"),
-    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x", "log", "log", domain="x > 0"),
-    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)", "log2", "log2", domain="x > 0"),
-    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)", "log10", "log10", domain="x > 0"),
-    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)", "log1p", "log1p", domain="x > -1"),
-    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out", "sqrt", "sqrt", domain="x >= 0"),
-    "sin":   Gate((1, 1), lambda out, a: (_call("cos", a),),                   "sin: cos x", "sin", "sin"),
-    "cos":   Gate((1, 1), lambda out, a: (neg(_call("sin", a)),),              "cos: -sin x", "cos", "cos"),
-    "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2", "tan", "tan"),
-    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin", "arcsin", domain="-1 <= x <= 1"),
-    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos", "arccos", domain="-1 <= x <= 1"),
-    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, _square(a))),),  "atan: 1 / (1 + x * x)", "atan", "arctan"),
-    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r / r for y, -y / r / r for x, with r = hypot(x, y)", "atan2", "arctan2"),
-    "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x", "sinh", "sinh"),
-    "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x", "cosh", "cosh"),
-    "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2", "tanh", "tanh"),
-    "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(_square(a)))),), "erf: 2/sqrt(pi) * exp(-x * x)", "erf"),
-    "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output", "hypot", "hypot"),
-    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow", "power", domain="a > 0, or b an integer"),
-    "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)", "abs", "abs"),
-    "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max", "maximum"),
-    "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min", "minimum"),
+    "exp":   Gate((1, 1), lambda out, a: (out,),                               "exp: the local gradient is the output itself", "exp", "exp", sympy=lambda sp, a: sp.exp(a)),
+    "expm1": Gate((1, 1), lambda out, a: (add(out, ONE),),                     "expm1: out + 1", "expm1", "expm1", sympy=lambda sp, a: sp.exp(a) - 1),
+    "log":   Gate((1, 2), _log_rule,                                           "log: 1/x", "log", "log", domain="x > 0", sympy=lambda sp, a, base=None: sp.log(a) if base is None else sp.log(a) / sp.log(base)),
+    "log2":  Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", TWO))),),    "log2: 1 / (x ln 2)", "log2", "log2", domain="x > 0", sympy=lambda sp, a: sp.log(a) / sp.log(2)),
+    "log10": Gate((1, 1), lambda out, a: (div(ONE, mul(a, _call("log", Num(10)))),), "log10: 1 / (x ln 10)", "log10", "log10", domain="x > 0", sympy=lambda sp, a: sp.log(a) / sp.log(10)),
+    "log1p": Gate((1, 1), lambda out, a: (div(ONE, add(ONE, a)),),             "log1p: 1 / (1 + x)", "log1p", "log1p", domain="x > -1", sympy=lambda sp, a: sp.log(1 + a)),
+    "sqrt":  Gate((1, 1), lambda out, a: (div(Num(0.5), out),),                "sqrt: 0.5 / out", "sqrt", "sqrt", domain="x >= 0", sympy=lambda sp, a: sp.sqrt(a)),
+    "sin":   Gate((1, 1), lambda out, a: (_call("cos", a),),                   "sin: cos x", "sin", "sin", sympy=lambda sp, a: sp.sin(a)),
+    "cos":   Gate((1, 1), lambda out, a: (neg(_call("sin", a)),),              "cos: -sin x", "cos", "cos", sympy=lambda sp, a: sp.cos(a)),
+    "tan":   Gate((1, 1), lambda out, a: (add(ONE, power(out, TWO)),),         "tan: 1 + out**2", "tan", "tan", sympy=lambda sp, a: sp.tan(a)),
+    "asin":  Gate((1, 1), lambda out, a: (_over_sqrt_one_minus_square(a),),    "asin: 1 / sqrt(1 - x**2)", "asin", "arcsin", domain="-1 <= x <= 1", sympy=lambda sp, a: sp.asin(a)),
+    "acos":  Gate((1, 1), lambda out, a: (neg(_over_sqrt_one_minus_square(a)),), "acos: -1 / sqrt(1 - x**2)", "acos", "arccos", domain="-1 <= x <= 1", sympy=lambda sp, a: sp.acos(a)),
+    "atan":  Gate((1, 1), lambda out, a: (div(ONE, add(ONE, _square(a))),),  "atan: 1 / (1 + x * x)", "atan", "arctan", sympy=lambda sp, a: sp.atan(a)),
+    "atan2": Gate((2, 2), _atan2_rule,                                         "atan2(y, x): x / r / r for y, -y / r / r for x, with r = hypot(x, y)", "atan2", "arctan2", sympy=_sympy_atan2),
+    "sinh":  Gate((1, 1), lambda out, a: (_call("cosh", a),),                  "sinh: cosh x", "sinh", "sinh", sympy=lambda sp, a: sp.sinh(a)),
+    "cosh":  Gate((1, 1), lambda out, a: (_call("sinh", a),),                  "cosh: sinh x", "cosh", "cosh", sympy=lambda sp, a: sp.cosh(a)),
+    "tanh":  Gate((1, 1), lambda out, a: (sub(ONE, power(out, TWO)),),         "tanh: 1 - out**2", "tanh", "tanh", sympy=lambda sp, a: sp.tanh(a)),
+    "erf":   Gate((1, 1), lambda out, a: (mul(div(TWO, _call("sqrt", Const("pi"))), _call("exp", neg(_square(a)))),), "erf: 2/sqrt(pi) * exp(-x * x)", "erf", sympy=lambda sp, a: sp.erf(a)),
+    "hypot": Gate((1, None), lambda out, *args: tuple(div(a, out) for a in args), "hypot: each input over the output", "hypot", "hypot", sympy=lambda sp, *args: sp.sqrt(sum(a**2 for a in args))),
+    "pow":   Gate((2, 2), _pow_rule,                                           "pow: like **", "pow", "power", domain="a > 0, or b an integer", sympy=lambda sp, a, b: a**b),
+    "abs":   Gate((1, 1), lambda out, a: (_sign(a),),                          "abs: the gradient passes with the input's sign (0 at 0)", "abs", "abs", sympy=lambda sp, a: sp.Abs(a)),
+    "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max", "maximum", sympy=lambda sp, *args: sp.Max(*args)),
+    "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min", "minimum", sympy=lambda sp, *args: sp.Min(*args)),
 }
 # fmt: on
 

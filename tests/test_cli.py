@@ -1,5 +1,6 @@
 """The stagegen command: files written, --check, --stdout, exit codes, safety."""
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -154,7 +155,10 @@ def test_colour_on_a_terminal(monkeypatch):
 
 def test_a_wrong_gate_fails_verification_and_writes_nothing(model, monkeypatch, capsys):
     """Sabotage the sin gate in-process: the proof must catch it (exit 1, no file)."""
-    wrong = gates.Gate((1, 1), lambda out, a: (gates._call("sin", a),), "wrong on purpose")
+    # the rule only: the table's SymPy meaning of sin stays (it is checked against math.sin)
+    wrong = dataclasses.replace(
+        gates.FUNCTIONS["sin"], rule=lambda out, a: (gates._call("sin", a),)
+    )
     monkeypatch.setitem(gates.FUNCTIONS, "sin", wrong)
     status = cli.main([str(model)])
     err = capsys.readouterr().err

@@ -150,3 +150,23 @@ def test_two_argument_functions_match_central_differences_and_are_proven(key):
         assert np.max(np.abs(analytic - numeric)) / scale < 1e-7, (key, text)
     report = stagegen.verify(source, filename="case.py")
     assert report.functions and all(r.points for r in report.functions), report
+
+
+@pytest.mark.parametrize("key", sorted(FUNCTIONS))
+def test_every_gate_declares_its_sympy_meaning_and_it_is_pythons_function(key):
+    # The table holds each operation's meaning for the proof beside its rule; a meaning that
+    # is not the function Python runs (asin read as acos) would prove the rule against the
+    # wrong derivative, so each is evaluated against math's own at a point inside every domain.
+    import math
+
+    import sympy
+
+    gate = FUNCTIONS[key]
+    assert gate.sympy is not None, key
+    low, high = gate.arity
+    args = [0.3, 0.7, 0.2][: low if high == low or high is None else low]
+    if high is None:
+        args = [0.3, 0.7]
+    python = {"abs": abs, "max": max, "min": min}.get(key) or getattr(math, key)
+    meaning = gate.sympy(sympy, *[sympy.Rational(repr(a)) for a in args])
+    assert float(meaning) == pytest.approx(python(*args), rel=1e-12), key
