@@ -239,5 +239,9 @@ def split_program(program: Program) -> Program:
     if splitter.typed:
         types = {**splitter.types, "<expressions>": splitter.exprs}
     return dataclasses.replace(
-        program, body=stages, user_names=program.user_names | splitter.taken, types=types
+        program,
+        body=stages,
+        # the dimension names stay free: the backward binds them (N, D = x.shape)
+        user_names=program.user_names | (splitter.taken - set(dimension_names(program))),
+        types=types,
     )

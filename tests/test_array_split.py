@@ -255,3 +255,11 @@ def test_cli_writes_a_split_array_module_and_its_check_passes(tmp_path, monkeypa
     assert "stagegen batchnorm.py --split" in written
     assert "# backprop varpeps = var + eps" in written
     assert main(["batchnorm.py", "--check", "--quiet"]) == 0
+
+
+def test_a_split_backward_binds_the_dimensions_by_name():
+    # the invented stage names avoid N and D, and so leave them for the backward to bind
+    source = (LAYERS / "batchnorm.py").read_text()
+    text = stagegen.generate(source, "batchnorm", split=True, filename="batchnorm.py")
+    assert "    N, D = x.shape\n" in text
+    assert "x.shape[0]" not in text and "x.shape[1]" not in text
