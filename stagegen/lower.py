@@ -12,7 +12,7 @@ prints, choosing spellings by type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .arrays.ir import (
     AddAt,
@@ -71,7 +71,6 @@ class Lowered:
     blocks: list[LoweredBlock]
     zero: list[Line]
     upstream_shaped: bool  # the upstream gradient is broadcast to an array output's shape
-    notes: dict[int, str] = field(default_factory=dict)
 
 
 NUMBERS_ONLY = "numbers only: array code needs shape annotations"

@@ -244,8 +244,9 @@ class _StageSweep:
         )
         return Var(name)
 
-    def send(self, node: Expr, g: Expr) -> None:
-        """Send ``g``, the gradient of the value of ``node``, down to the requested inputs."""
+    def send(self, node: Expr, g: Expr, out: Expr | None = None) -> None:
+        """Send ``g``, the gradient of the value of ``node``, down to the requested inputs;
+        ``out`` is the stage's own output when ``node`` is its root (a rule may read it)."""
         if not self.carries(node) or number_value(g) == 0:
             return  # an identically zero gradient (0.0 * x, x ** 0) is no path at all
         if isinstance(node, (Var, Elem)):
@@ -256,7 +257,7 @@ class _StageSweep:
         rule = structural_rule(node)
         if rule is not None:
             try:
-                parts = rule(node, g, node, self.types)
+                parts = rule(node, g, out if out is not None else node, self.types)
             except NotNamed:
                 raise _located(
                     self.sweep.program,
@@ -276,7 +277,7 @@ class _StageSweep:
         stage, expr, d_stage = self.stage, self.stage.expr, self.d_stage
         out = Var(stage.target)
         if structural_rule(expr) is not None:
-            self.send(expr, d_stage)  # a product, reduction, ... at the top: its own rule
+            self.send(expr, d_stage, out)  # a product, reduction, ... at the top: its own rule
             return self.finish()
         shape = self.types.shape(expr)
         locals_ = self.region(expr, out)

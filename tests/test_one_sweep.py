@@ -341,3 +341,19 @@ def test_a_selection_whose_gradient_divides_by_a_log_of_a_number_stays_finite_wh
         dr = backward(r.copy())
     numeric = central_differences(forward, [r.copy()], [0])[0]
     np.testing.assert_allclose(dr, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_a_max_reduction_at_a_stages_root_reads_its_cached_output():
+    # m = np.max(x, axis=1, keepdims=True): the mask compares x with m, as the array sweep did
+    # before the one sweep, not with a recomputed np.max
+    source = (
+        "import numpy as np\n\n\n"
+        'def f(x: "N, D"):\n'
+        "    m = np.max(x, axis=1, keepdims=True)\n"
+        "    return np.sum(m * m)\n"
+    )
+    forward, backward, text = compile_pair(source)
+    assert "(x == m)" in text and text.count("np.max(") == 2  # the replay and the # backprop line
+    x = np.random.default_rng(3).normal(size=(3, 4))
+    numeric = central_differences(forward, [x.copy()], [0])[0]
+    np.testing.assert_allclose(backward(x.copy()), numeric, rtol=1e-6, atol=1e-9)
