@@ -14,9 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from .arrays.ir import ArrayPrinter
-from .expr import Call, Const, Num, Printer, walk
+from .expr import Call, Const, Expr, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code
-from .lower import Line, Lowered, LoweredBlock, lower
+from .lower import Line, Lowered, LoweredBlock, LoweredCompound, lower
 from .reverse import Backward
 
 
@@ -29,7 +29,7 @@ class RenderedFunction:
     dependent: str
     independent: str
     notes: list[str]
-    replay: list[str]
+    replay: list  # code, or {"opening", "nested", "lines"} for a loop or branch
     checks_domain: bool  # some replayed stages are there only to raise where the forward does
     setup: list[str]
     blocks: list[dict]  # the body's tree: {"opening", "nested", "lines": [code or block]}
@@ -63,9 +63,19 @@ def environment():
 
 
 def _uses_math(lowered: Lowered) -> bool:
-    exprs = [line.value for line in lowered.replay] + [
-        line.value for block in lowered.blocks for line in block.lines
-    ]
+    exprs = []
+
+    def collect(items):
+        for item in items:
+            if isinstance(item, (LoweredBlock, LoweredCompound)):
+                collect(item.lines)
+                if isinstance(item, LoweredCompound) and isinstance(item.opening, Expr):
+                    exprs.append(item.opening)
+            elif isinstance(item.value, Expr):
+                exprs.append(item.value)
+
+    collect(lowered.replay)
+    collect(lowered.blocks)
     return any(
         isinstance(n, Const)
         or (isinstance(n, Call) and n.fn not in ("abs", "max", "min"))
@@ -125,8 +135,9 @@ def _line_text(line: Line, printer: Printer) -> str:
 def _block(block: LoweredBlock, printer: Printer) -> dict:
     """A block of the body's tree, for the template: its opening line, whether its lines are
     indented under it, and its lines (code, or blocks inside it)."""
+    header = f"# backprop {_shorten(f'{block.stage.target} = {printer(block.stage.expr)}')}"
     return {
-        "opening": f"# backprop {_shorten(f'{block.stage.target} = {printer(block.stage.expr)}')}",
+        "opening": "" if block.continued else header,
         "nested": block.nested,
         "lines": [
             _block(item, printer) if isinstance(item, LoweredBlock) else _line_text(item, printer)
@@ -135,15 +146,71 @@ def _block(block: LoweredBlock, printer: Printer) -> dict:
     }
 
 
+def _item(item, printer: Printer):
+    """A line, a stage's block or a compound statement of the body's tree, for the template."""
+    if isinstance(item, LoweredBlock):
+        return _block(item, printer)
+    if isinstance(item, LoweredCompound):
+        return {
+            "opening": _opening(item, printer),
+            "nested": True,
+            "lines": [_item(i, printer) for i in item.lines] or ["pass"],
+        }
+    if item.target is None and isinstance(item.value, str) and item.value.startswith("#"):
+        return item.value
+    return _line_text(item, printer)
+
+
+def _opening(item: LoweredCompound, printer: Printer) -> str:
+    if item.opening_kind == "else":
+        return "else:"
+    opening = item.opening
+    if item.opening_kind == "if":
+        code = f"if {printer(opening)}:"
+    elif isinstance(opening, str):
+        code = opening
+    elif isinstance(opening, tuple):
+        index, bounds = opening
+        code = f"for {index} in {_bounds(bounds, printer)}:"
+    else:
+        code = f"while {printer(opening)}:"
+    return code + _comment(item.stage)
+
+
+def _bounds(bounds: tuple, printer: Printer) -> str:
+    if bounds[0] == "reversed":
+        return f"reversed({_bounds(bounds[1], printer)})"
+    _, start, stop, step = bounds
+    if step != 1:
+        return f"range({printer(start)}, {printer(stop)}, {step})"
+    if isinstance(start, Num) and start.value == 0:
+        return f"range({printer(stop)})"
+    return f"range({printer(start)}, {printer(stop)})"
+
+
+def _replay_text(line, printer: Printer):
+    """A replayed forward line keeps the user's comment whole (it is the user's own line)."""
+    if not isinstance(line, Line) or line.target is None or line.op != "=":
+        return _item(line, printer)
+    value = line.value if isinstance(line.value, str) else printer(line.value)
+    return f"{printer(line.target)} = {value}" + _comment(line.stage, line.note)
+
+
+def _replay_item(item, printer: Printer):
+    if isinstance(item, LoweredCompound):
+        return {
+            "opening": _opening(item, printer),
+            "nested": True,
+            "lines": [_replay_item(i, printer) for i in item.lines] or ["pass"],
+        }
+    return _replay_text(item, printer)
+
+
 def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
     b = lowered.backward
     p = b.program
-    # The forward replay keeps the user's comments whole (they are the user's own lines).
-    replay = [
-        f"{printer(line.target)} = {printer(line.value)}" + _comment(line.stage, line.note)
-        for line in lowered.replay
-    ]
-    blocks = [_block(block, printer) for block in lowered.blocks]
+    replay = [_replay_item(line, printer) for line in lowered.replay]
+    blocks = [_item(block, printer) for block in lowered.blocks]
     grads = [b.gradient_of(n) for n in b.wrt]
     returns = ", ".join(grads)
     params = [f"{q.name}={q.default}" if q.default is not None else q.name for q in p.params]

@@ -44,7 +44,14 @@ class Var(Expr):
 @dataclass(frozen=True)
 class Elem(Expr):
     name: str  # a list parameter (or its gradient list)
-    index: int
+    index: "int | Expr"  # a constant, or a loop's index (Var("i"), i + 1)
+
+
+@dataclass(frozen=True)
+class Length(Expr):
+    """``len(w)`` of list parameters; ``min(len(w), len(x))`` for several (a zip's length)."""
+
+    lists: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,22 @@ class And(Expr):
 
     def children(self):
         return self.items
+
+
+@dataclass(frozen=True)
+class Or(Expr):
+    items: tuple[Expr, ...]
+
+    def children(self):
+        return self.items
+
+
+@dataclass(frozen=True)
+class Not(Expr):
+    operand: Expr
+
+    def children(self):
+        return (self.operand,)
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,10 @@ def rebuild(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Compare(e.op, kids[0], kids[1])
     if isinstance(e, And):
         return And(kids)
+    if isinstance(e, Or):
+        return Or(kids)
+    if isinstance(e, Not):
+        return Not(kids[0])
     if isinstance(e, Cond):
         return Cond(kids[0], kids[1], kids[2])
     return e
@@ -168,6 +195,7 @@ def size(e: Expr) -> int:
 
 # Python's operator precedence, low to high.
 _COND, _AND, _CMP, _ADD, PREC_MUL, _UNARY, _POW, PREC_ATOM = 0, 2, 4, 6, 7, 8, 9, 10
+_OR, _NOT = 1, 3  # Python: or < and < not < comparisons
 _BIN_PREC = {"+": _ADD, "-": _ADD, "*": PREC_MUL, "/": PREC_MUL, "**": _POW}
 
 
@@ -185,6 +213,10 @@ def precedence_of(e: Expr) -> int:
         return _CMP
     if isinstance(e, And):
         return _AND
+    if isinstance(e, Or):
+        return _OR
+    if isinstance(e, Not):
+        return _NOT
     if isinstance(e, Cond):
         return _COND
     # Nodes defined elsewhere (the array operations) say how tightly they bind: ``a @ b``
@@ -225,7 +257,15 @@ class Printer:
         if isinstance(e, Var):
             return e.name
         if isinstance(e, Elem):
-            return f"{e.name}[{e.index}]"
+            index = e.index if isinstance(e.index, int) else self.text(e.index)
+            return f"{e.name}[{index}]"
+        if isinstance(e, Length):
+            lengths = ", ".join(f"len({name})" for name in e.lists)
+            return lengths if len(e.lists) == 1 else f"min({lengths})"
+        if isinstance(e, Or):
+            return " or ".join(self._wrap(i, precedence_of(i) <= _OR) for i in e.items)
+        if isinstance(e, Not):
+            return "not " + self._wrap(e.operand, precedence_of(e.operand) < _NOT)
         if isinstance(e, Neg):
             inner = e.operand
             if isinstance(inner, Bin) and inner.op in ("*", "/"):

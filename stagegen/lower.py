@@ -33,8 +33,8 @@ from .arrays.ir import (
 from .expr import And, Bin, Call, Compare, Cond, Const, Expr, Neg, Num, Var, number_value, walk
 from .layout import LINE_LENGTH
 from .names import CALLED_BUILTINS
-from .program import Stage
-from .reverse import Backward
+from .program import Branch, Exit, Loop, Stage
+from .reverse import Backward, Block, BranchBlock, LoopBlock, Restore, Save
 from .structural import Scatter, dims
 from .types import Types
 
@@ -60,6 +60,18 @@ class LoweredBlock:
     stage: Stage  # the forward stage it undoes, named in the `# backprop` header
     lines: list["Line | LoweredBlock"]
     nested: bool = False
+    continued: bool = False  # goes on after a restore: no header again
+
+
+@dataclass
+class LoweredCompound:
+    """A compound statement: its opening line (``for i in reversed(range(n)):``, ``if x < 0:``,
+    ``else:``) with its own lines indented under it."""
+
+    opening: str | Expr
+    lines: list
+    stage: int | None = None
+    opening_kind: str = "code"  # "code": a header printed with its (n); "else"
 
 
 @dataclass
@@ -71,6 +83,7 @@ class Lowered:
     blocks: list[LoweredBlock]
     zero: list[Line]
     upstream_shaped: bool  # the upstream gradient is broadcast to an array output's shape
+    # With loops or branches, replay and blocks are trees: Line, LoweredBlock, LoweredCompound.
 
 
 NUMBERS_ONLY = "numbers only: array code needs shape annotations"
@@ -85,6 +98,7 @@ def lower(b: Backward) -> Lowered:
     accumulated = {st.gradient.name for bl in b.blocks for st in bl.statements if st.accumulate}
 
     blocks: list[LoweredBlock] = []
+    lowered_block: dict[int, LoweredBlock] = {}
     for block in b.blocks:
         lines: list[Line] = []
         for st in block.statements:
@@ -94,7 +108,8 @@ def lower(b: Backward) -> Lowered:
                 )
             else:
                 lines += _array_statement_lines(st, types, accumulated, returned)
-        blocks.append(LoweredBlock(block.stage, lines))
+        blocks.append(LoweredBlock(block.stage, lines, continued=block.continued))
+        lowered_block[id(block)] = blocks[-1]
 
     # A list gradient as long as the list passed in (`len` may be one of the user's names).
     zeros = "[0.0] * len({})" if "len" not in p.user_names else "[0.0 for _ in {}]"
@@ -132,13 +147,18 @@ def lower(b: Backward) -> Lowered:
     if output_shape and reads_upstream:
         setup.append(Line(Var(b.upstream), BroadcastTo(Var(b.upstream), dims(output_shape))))
 
+    if b.body is not None:
+        stacks = sorted({n.stack: None for n in _saves(b.replay_body)})
+        replay = [Line(Var(stack), "[]") for stack in stacks]
+        replay += _replay_lines(b.replay_body, b, types)
+        blocks = _backward_lines(b.body, lowered_block, types)
     bound, replace = _bind_dimensions(b, blocks, setup, zero)
     if replace:
 
         def replace_dim(n: Expr) -> Expr | None:
             return replace.get(n) if isinstance(n, Dim) else None
 
-        for line in [*setup, *zero, *(l for bl in blocks for l in bl.lines)]:
+        for line in [*setup, *zero, *flat_lines(blocks)]:
             if isinstance(line.value, Expr):
                 line.value = transform_array(line.value, replace_dim)
     return Lowered(
@@ -150,6 +170,148 @@ def lower(b: Backward) -> Lowered:
         zero=zero,
         upstream_shaped=bool(output_shape and reads_upstream),
     )
+
+
+# ---------------------------------------------------------------------------- loops and branches
+
+
+def flat_lines(items: list) -> list[Line]:
+    """Every line of a tree of lines and blocks."""
+    found = []
+    for item in items:
+        if isinstance(item, (LoweredBlock, LoweredCompound)):
+            found += flat_lines(item.lines)
+        else:
+            found.append(item)
+    return found
+
+
+def _saves(replay: list):
+    for node in replay:
+        if isinstance(node, Save):
+            yield node
+        elif isinstance(node, Branch):
+            yield from _saves(node.then)
+            yield from _saves(node.orelse)
+        elif isinstance(node, Loop):
+            yield from _saves(node.body)
+
+
+def _replay_lines(nodes: list, b: Backward, types: Types) -> list:
+    """The forward replay as code: the user's loops and branches around the replayed
+    stages, the values the backward reads saved step by step, and each ``while`` (or loop
+    that may ``break``) counting its steps."""
+    out: list = []
+    for node in nodes:
+        if isinstance(node, Stage):
+            note = DOMAIN_CHECK if node.target in b.domain_checks else node.comment
+            out.append(Line(Var(node.target), node.expr, stage=node.number, note=note))
+        elif isinstance(node, Save):
+            out.append(Line(None, f"{node.stack}.append({node.name})"))
+        elif isinstance(node, Exit):
+            out.append(Line(None, node.kind, stage=node.number))
+        elif isinstance(node, Branch):
+            out += _branch_lines(
+                node, _replay_lines(node.then, b, types), _replay_lines(node.orelse, b, types)
+            )
+        elif isinstance(node, Loop):
+            inner = _replay_lines(node.body, b, types)
+            if node.steps:
+                out.append(Line(Var(node.steps), Num(0)))
+                inner.insert(0, Line(Var(node.steps), Num(1), "+="))
+            out.append(LoweredCompound(_forward_header(node), inner, node.number))
+    return out
+
+
+def _branch_lines(branch: Branch, then: list, orelse: list) -> list:
+    """``if test:`` with its arms; an arm that ends in ``break``/``continue`` is printed
+    first, the other arm after the ``if`` as the code it is."""
+    test = branch.test
+    if _leaves(then):
+        return [LoweredCompound(test, then, branch.number, "if")] + orelse
+    if _leaves(orelse):
+        return [LoweredCompound(_negated(test), orelse, branch.number, "if")] + then
+    if not then and not orelse:
+        return []
+    if not then:
+        return [LoweredCompound(_negated(test), orelse, branch.number, "if")]
+    out = [LoweredCompound(test, then, branch.number, "if")]
+    if orelse:
+        out.append(LoweredCompound("else:", orelse, None, "else"))
+    return out
+
+
+def _leaves(lines: list) -> bool:
+    return bool(lines) and isinstance(lines[-1], Line) and lines[-1].value in ("break", "continue")
+
+
+def _negated(test: Expr) -> Expr:
+    from .expr import Not
+
+    return test.operand if isinstance(test, Not) else Not(test)
+
+
+def _forward_header(loop: Loop) -> str:
+    if loop.index is None:
+        return "while True:" if loop.test is None else loop.test
+    bounds = _range(loop.start, loop.stop, loop.step)
+    return (loop.index, ("reversed", bounds) if loop.backwards else bounds)
+
+
+def _range(start, stop, step: int):
+    return ("range", start, stop, step)
+
+
+def _backward_lines(items: list, lowered_block: dict, types: Types) -> list:
+    out: list = []
+    for item in items:
+        if isinstance(item, Block):
+            if not item.stage.target:  # gradients set to zero
+                out += [_zero_line(st, types) for st in item.statements]
+            else:
+                out.append(lowered_block[id(item)])
+        elif isinstance(item, Restore):
+            out.append(Line(Var(item.name), f"{item.stack}.pop()", stage=item.stage))
+        elif isinstance(item, BranchBlock):
+            then = _backward_lines(item.then, lowered_block, types)
+            orelse = _backward_lines(item.orelse, lowered_block, types)
+            out += _branch_lines(item.branch, then, orelse)
+        elif isinstance(item, LoopBlock):
+            out += [_zero_line(st, types) for st in item.before]
+            loop = item.loop
+            out.append(Line(None, f"# backprop {loop.text}:", None))
+            out.append(
+                LoweredCompound(
+                    _backward_header(loop),
+                    _backward_lines(item.body, lowered_block, types),
+                    loop.number,
+                )
+            )
+    return out
+
+
+def _backward_header(loop: Loop):
+    """The steps of a loop, last first: ``for i in reversed(range(n))``; a counted loop runs
+    its counted steps (``for _ in range(steps)`` for a ``while``)."""
+    if loop.index is None:
+        return ("_", ("range", Num(0), Var(loop.steps), 1))
+    start, stop, step = loop.start, loop.stop, loop.step
+    if loop.steps:  # it may break: only the steps it ran
+        from .expr import Bin
+
+        if loop.backwards:
+            start = Bin("-", stop, Var(loop.steps))
+        else:
+            stop = Bin("+", start, Var(loop.steps)) if number_value(start) != 0 else Var(loop.steps)
+        if step != 1:
+            raise AssertionError("a counted loop steps by one")
+    bounds = ("range", start, stop, step)
+    return (loop.index, bounds if loop.backwards else ("reversed", bounds))
+
+
+def _zero_line(st, types: Types) -> Line:
+    shape = types.shape(st.of) if not types.numbers_only else ()
+    return Line(st.gradient, _zeros_like(shape), stage=st.stage, note=st.note)
 
 
 def _zeros_like(shape) -> Expr:
@@ -198,7 +360,7 @@ def _bind_dimensions(b: Backward, blocks, setup, zero) -> tuple[list[Line], dict
     p = b.program
     types = Types(p)
     used: list[str] = []
-    for line in [*(l for bl in blocks for l in bl.lines), *setup, *zero]:
+    for line in [*flat_lines(blocks), *setup, *zero]:
         for node in walk(line.value) if isinstance(line.value, Expr) else ():
             if isinstance(node, Dim) and node.name not in used:
                 used.append(node.name)
@@ -244,7 +406,7 @@ def _numbers_only(p) -> list[str]:
     would return gradients of the wrong shape; ``float`` raises on that line instead."""
     if "float" in p.user_names:
         return []  # the user's own `float`: leave the inputs as they are
-    names = [q.name for q in p.params if not q.is_list]
+    names = [q.name for q in p.params if not q.is_list and not q.integer]
     lines: list[str] = []
     group: list[str] = []
     for n in names:  # as few lines as fit, so black has nothing to wrap

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .errors import Source, StagegenError
 from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
 from .gates import FUNCTIONS, MATH_CONSTANTS
+from .control import ControlFlowReader, always_leaves
 from .program import Param, Program, Stage
 
 BUILTINS = ("abs", "max", "min")
@@ -37,13 +38,10 @@ _OP_SPELLING = {
 }
 
 # Statements outside the language: (message, what to do instead).
+# A list looped over has no constant length to read: the proof samples lists this long.
+LOOPED_LIST_LENGTH = 4
+
 _STATEMENTS = {
-    ast.If: (
-        "`if` statements are not supported yet",
-        "choose between values with max(), min() or abs()",
-    ),
-    ast.For: ("`for` loops are not supported yet", "unroll the loop into one stage per step"),
-    ast.While: ("`while` loops are not supported yet", "unroll the loop into one stage per step"),
     ast.AsyncFor: ("`async for` is not supported", "write straight-line code in a plain def"),
     ast.Try: (
         "`try` statements are not supported",
@@ -293,7 +291,7 @@ class _Versions:
         return candidate
 
 
-class FunctionReader:
+class FunctionReader(ControlFlowReader):
     """Turns one ``def`` into a Program, refusing whatever falls outside the language."""
 
     def __init__(
@@ -329,37 +327,56 @@ class FunctionReader:
         self.assigned_later = {
             n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
         }
+        self._start_blocks()
+        self.integers: set[str] = set()  # loop indices
+        self.integer_values: set[str] = set()
+        self.element_names: set[str] = set()  # `x` of `for x in xs`: read as xs[i]
+        self.looped_lists: set[str] = set()
 
         body = list(fn.body)
         docstring = ""
         if body and _is_string_statement(body[0]):
             docstring = body[0].value.value
             body = body[1:]
-        output: Var | None = None
-        returned_name: str | None = None
-        for i, stmt in enumerate(body):
-            if isinstance(stmt, ast.Return):
-                if i != len(body) - 1:
-                    raise self.src.error(
-                        body[i + 1],
-                        "code after `return` never runs",
-                        "remove it, or move the return to the end",
-                    )
-                output, returned_name = self._return(stmt)
-            else:
-                self._statement(stmt)
-        if output is None:
+        self.final: tuple[Var, str | None] | None = None
+        if any(isinstance(stmt, (ast.If, ast.For, ast.While)) for stmt in body):
+            self._sequence(body)
+            if not always_leaves(body):
+                raise self.src.error(
+                    fn,
+                    f"some paths through `{fn.name}` end without a `return`",
+                    "return a value on every path",
+                )
+        else:
+            for i, stmt in enumerate(body):
+                if isinstance(stmt, ast.Return):
+                    if i != len(body) - 1:
+                        raise self.src.error(
+                            body[i + 1],
+                            "code after `return` never runs",
+                            "remove it, or move the return to the end",
+                        )
+                    self.final = self._return(stmt)
+                else:
+                    self._statement(stmt)
+        if self.output_name is not None:
+            output, returned_name = Var(self.output_name), None
+        elif self.final is not None:
+            output, returned_name = self.final
+        else:
             raise self.src.error(
                 fn,
                 f"function `{fn.name}` has no return statement",
                 "end it with `return <the value to differentiate>`",
             )
+        for name in self.looped_lists:
+            self.params[name].length = max(self.params[name].length, LOOPED_LIST_LENGTH)
         for p in params:
             p.is_list = p.name in self.list_params
         return Program(
             name=fn.name,
             params=params,
-            body=self.stages,
+            body=self.block,
             output=output,
             returned_name=returned_name,
             filename=self.src.filename,
@@ -522,21 +539,32 @@ class FunctionReader:
 
     def _bind(self, target: ast.Name, value: Expr, stmt: ast.stmt) -> None:
         name = target.id
-        generated = self.versions.fresh(name, first=name not in self.env)
+        if name in self.element_names or name in self.integers_by_user():
+            raise self._refuse_rebinding(name, "a loop variable")
+        generated = self._generated_name(name)
         self.env[name] = Var(generated)
-        self.stages.append(
-            Stage(
-                number=len(self.stages) + 1,
-                target=generated,
-                user_name=name,
-                expr=value,
-                line=target.lineno + self.src.line_offset,
-                col=target.col_offset + 1 + self.src.col_offset,
-                comment=self.comments.get(
-                    getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno, ""
-                ),
-            )
+        self.partly_bound.discard(name)
+        self._add_stage(generated, name, value, target, stmt)
+
+    def integers_by_user(self) -> set[str]:
+        return {u for u, v in self.env.items() if isinstance(v, Var) and v.name in self.integers}
+
+    def _add_stage(self, target: str, user_name: str, value: Expr, at: ast.AST, stmt: ast.stmt):
+        stage = Stage(
+            number=self._next_number(),
+            target=target,
+            user_name=user_name,
+            expr=value,
+            line=at.lineno + self.src.line_offset,
+            col=at.col_offset + 1 + self.src.col_offset,
+            comment=self.comments.get(getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno, ""),
         )
+        self.stages.append(stage)
+        self.block.append(stage)
+
+    def _bind_output(self, name: str, value: Expr, stmt: ast.Return) -> None:
+        self.env["<out>"] = Var(name)
+        self._add_stage(name, name, value, stmt, stmt)
 
     def _return(self, stmt: ast.Return) -> tuple[Var, str | None]:
         if stmt.value is None:
@@ -558,20 +586,7 @@ class FunctionReader:
             return value, stmt.value.id
         # An expression, or a parameter returned as it is: the output becomes a stage of its own.
         name = self.versions.fresh("out", "out" not in self.user_names and "out" not in self.env)
-        self.env["<out>"] = Var(name)
-        self.stages.append(
-            Stage(
-                number=len(self.stages) + 1,
-                target=name,
-                user_name=name,
-                expr=value,
-                line=stmt.lineno + self.src.line_offset,
-                col=stmt.col_offset + 1 + self.src.col_offset,
-                comment=self.comments.get(
-                    getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno, ""
-                ),
-            )
-        )
+        self._bind_output(name, value, stmt)
         return Var(name), None
 
     def _mutation(self, target: ast.expr) -> StagegenError:
@@ -670,6 +685,12 @@ class FunctionReader:
         if name in self.names.functions or name in BUILTINS:
             raise self.src.error(
                 node, f"`{name}` is a function, used here as a value", f"call it: `{name}(...)`"
+            )
+        if name in self.partly_bound:
+            raise self.src.error(
+                node,
+                f"`{name}` is assigned on only some paths through the `if` before this line",
+                f"assign `{name}` on every path (or before the `if`)",
             )
         if name in self.assigned_later:
             raise self.src.error(
@@ -871,6 +892,8 @@ class FunctionReader:
         index = None
         if isinstance(index_node, ast.Constant) and type(index_node.value) is int:
             index = index_node.value
+        elif self._reads_loop_index(index_node):
+            index = self._loop_index(index_node)
         elif (
             isinstance(index_node, ast.UnaryOp)
             and isinstance(index_node.op, ast.USub)
@@ -887,7 +910,7 @@ class FunctionReader:
                 "a list index must be a constant integer",
                 "write the index as a number, e.g. `w[0]`",
             )
-        if index < 0:
+        if isinstance(index, int) and index < 0:
             raise self.src.error(
                 index_node,
                 "negative indices are not supported",
@@ -899,8 +922,24 @@ class FunctionReader:
             )
         self.list_params.add(name)
         p = self.params[name]
-        p.length = max(p.length, index + 1)
+        if isinstance(index, int):
+            p.length = max(p.length, index + 1)
+        else:
+            self.looped_lists.add(name)
         return Elem(name, index)
+
+    def _reads_loop_index(self, node: ast.expr) -> bool:
+        loop_names = self.integers_by_user()
+        return any(isinstance(n, ast.Name) and n.id in loop_names for n in ast.walk(node))
+
+    def _loop_index(self, node: ast.expr) -> Expr:
+        """``i``, ``i + 1``, ``i - 1``, ``n - 1 - i``: an index a loop variable computes."""
+        if isinstance(node, ast.Name) and node.id in self.integers_by_user():
+            return self.env[node.id]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            op = "+" if isinstance(node.op, ast.Add) else "-"
+            return Bin(op, self._loop_index(node.left), self._loop_index(node.right))
+        return self._integer(node)
 
     def _bad_operator(self, node: ast.BinOp) -> Expr:
         spelled = _OP_SPELLING.get(type(node.op), "?")

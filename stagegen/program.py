@@ -9,6 +9,7 @@ and substitution safe downstream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Union
 
 from .errors import StagegenError
 from .expr import Expr, Var
@@ -24,6 +25,8 @@ class Param:
     # parameter is read as indices (integer labels, which have no gradient).
     shape: tuple | None = None
     labels: bool = False
+    # Used as a trip count or a loop bound (an integer): never differentiated.
+    integer: bool = False
 
 
 @dataclass
@@ -37,15 +40,81 @@ class Stage:
     comment: str = ""  # the user's trailing comment, kept on the forward replay
 
 
-# The program's body is a tree of blocks. Today every node is a stage (one forward line); loops,
-# branches and call sites become nodes that hold bodies of their own (issues 14 and 15), and
-# `Program.stages` lists the stages of the whole tree in program order.
-Node = Stage
+@dataclass
+class Branch:
+    """``if test: then else: orelse``. A ``break``/``continue`` ends an arm (an Exit node), and
+    the statements after such an ``if`` are its other arm, so every path is a tree path."""
+
+    number: int  # the #(n) of the `if` line
+    test: Expr  # a condition on values (Compare, And, Or, Not): it has no gradient
+    then: list["Node"]
+    orelse: list["Node"]
+    line: int = 0
+    col: int = 0
+    text: str = ""  # the user's `if ...` line (an `elif` reads as `if` here)
+
+
+@dataclass
+class Loop:
+    """``for index in range(start, stop, step)`` (``reversed`` when ``backwards``), or
+    ``while test``. The loop's own iterations are counted (``steps``) when the backward cannot
+    know their number otherwise: a ``while``, or a ``break``."""
+
+    number: int  # the #(n) of the loop's line
+    body: list["Node"]
+    index: str | None = None  # the loop variable (an integer), None for `while`
+    start: Expr | None = None
+    stop: Expr | None = None
+    step: int = 1
+    backwards: bool = False
+    test: Expr | None = None  # `while test`
+    steps: str | None = None  # the name of the iteration counter, when there is one
+    line: int = 0
+    col: int = 0
+    text: str = ""  # the user's loop line, as written
+
+
+@dataclass
+class Exit:
+    """``break`` or ``continue``: the last node of a branch arm inside a loop."""
+
+    kind: str  # "break" | "continue"
+    number: int
+    line: int = 0
+    col: int = 0
+
+
+# The program's body is a tree of blocks: stages (one forward line each), branches and loops
+# holding bodies of their own; `Program.stages` lists the stages of the whole tree in program
+# order. Inside a branch or a loop, a name the user binds again keeps its name (the loop
+# carries it); straight-line code outside binds fresh versions (y, y_1).
+Node = Union[Stage, Branch, Loop, Exit]
+
+
+def children_of(node: Node) -> list[list[Node]]:
+    """The bodies a node holds: none for a stage or an exit."""
+    if isinstance(node, Branch):
+        return [node.then, node.orelse]
+    if isinstance(node, Loop):
+        return [node.body]
+    return []
+
+
+def walk_nodes(body: list[Node]):
+    """Every node of a block tree, in program order (a compound node before its bodies)."""
+    for node in body:
+        yield node
+        for inner in children_of(node):
+            yield from walk_nodes(inner)
 
 
 def stages_of(body: list[Node]) -> list[Stage]:
     """Every stage of a block tree, in program order."""
-    return [node for node in body if isinstance(node, Stage)]
+    return [node for node in walk_nodes(body) if isinstance(node, Stage)]
+
+
+def has_control_flow(body: list[Node]) -> bool:
+    return any(not isinstance(node, Stage) for node in body)
 
 
 @dataclass

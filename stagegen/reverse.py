@@ -12,16 +12,16 @@ the stages whose values those statements read, and the domain checks.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from typing import Callable
 
 from .arrays.ir import BroadcastTo, Transpose
 from .domain import may_raise
-from .expr import Elem, Expr, Leaf, Neg, Num, Var, add, leaves, number_value, walk
+from .expr import Elem, Expr, Leaf, Neg, Num, Var, add, leaves, number_value, substitute, walk
 from .gates import gate_of, local_gradients
 from .names import as_python_reads, usable
-from .program import Program, Stage
+from .program import Branch, Exit, Loop, Program, Stage, has_control_flow, walk_nodes
 from .structural import NotNamed, Scatter, lift, structural_rule
 from .types import Types, dimension_names
 
@@ -48,6 +48,45 @@ class GradStatement:
 class Block:
     stage: Stage
     statements: list[GradStatement]
+    continued: bool = False  # the rest of the stage's statements, after a restore
+
+
+@dataclass
+class Restore:
+    """``name = stack.pop()``: the value ``name`` had in the forward at this point of the
+    backward (saved by the replay, see Save)."""
+
+    name: str
+    stack: str
+    stage: int
+
+
+@dataclass
+class Save:
+    """``stack.append(name)`` in the forward replay, before or after a binding of ``name``."""
+
+    name: str
+    stack: str
+    stage: int
+
+
+@dataclass
+class BranchBlock:
+    """The reverse of an ``if``: the same test, each arm's gradient statements."""
+
+    branch: Branch
+    then: list  # Block | BranchBlock | LoopBlock | Restore, in backward order
+    orelse: list
+
+
+@dataclass
+class LoopBlock:
+    """The reverse of a loop: the gradients it accumulates set to zero first, then the body's
+    gradient statements once per step, last step first."""
+
+    loop: Loop
+    before: list[GradStatement]
+    body: list
 
 
 @dataclass
@@ -63,6 +102,10 @@ class Backward:
     renamed: list[tuple[str, str, str]] = field(default_factory=list)
     # replayed stages whose values nothing reads: kept so the backward raises where f does
     domain_checks: set[str] = field(default_factory=set)
+    # With loops or branches: the backward's tree (Block, BranchBlock, LoopBlock, Restore) and
+    # the forward replay's (Stage, Branch, Loop, Exit, Save); straight-line code has neither.
+    body: list | None = None
+    replay_body: list | None = None
 
     def gradient_of(self, param: str) -> str:
         return self.gradient_names[param]
@@ -147,7 +190,7 @@ def resolve_wrt(program: Program, wrt) -> list[str]:
     """The differentiated parameters, in parameter order: all of them but integer labels when
     ``wrt`` is None."""
     names = [p.name for p in program.params]
-    labels = [p.name for p in program.params if p.labels]
+    labels = [p.name for p in program.params if p.labels or p.integer]
     if wrt is None:
         return [n for n in names if n not in labels]
     if isinstance(wrt, str):
@@ -361,10 +404,14 @@ class _StageSweep:
                     written.append(_Contribution(total))
             written += [p for p in parts if isinstance(p.value, Scatter)]
             for part in written:
+                if part.value == gradient and gradient not in sweep.written:
+                    sweep.written.add(gradient)  # `ds = ds`: the gradient passes unchanged
+                    continue
                 self.statements.append(
                     GradStatement(
                         gradient=gradient,
-                        accumulate=gradient in sweep.written,
+                        accumulate=gradient in sweep.written
+                        or (isinstance(gradient, Elem) and sweep.loops),
                         value=part.value,
                         local=part.local if part.local is not None else part.value,
                         of=leaf,
@@ -388,6 +435,9 @@ class _Sweep:
         self.written: set[Leaf] = set()
         self.has_gradient: set[str] = {program.output.name}
         self.names: _GradientNames | None = None
+        # With loops, dw[0] and dw[i] may be one element: every write to a list's gradient
+        # adds (the list starts at zero).
+        self.loops = any(isinstance(n, Loop) for n in walk_nodes(program.body))
 
     def paths(self, stage: Stage) -> list[Leaf]:
         """The values a stage reads through a path whose local gradient is not zero."""
@@ -411,24 +461,33 @@ def differentiate(program: Program, wrt=None) -> Backward:
 
     # Which values reach the output through a path that is not zero, and which of those
     # depend on a requested input (list elements are added as they are read).
+    # A loop carries values from one step to the next: both passes repeat until nothing new
+    # is found (once, for straight-line code).
     reaches: set[str] = {output}
     paths: dict[str, list[Leaf]] = {}
-    for stage in reversed(stages):
-        if stage.target in reaches and types.differentiable(Var(stage.target)):
-            paths[stage.target] = sweep.paths(stage)
-            reaches.update(leaf.name for leaf in paths[stage.target])
     active = sweep.active
     active.update(Var(name) for name in wrt_names)
-    for stage in stages:
-        for leaf in paths.get(stage.target, ()):
-            if isinstance(leaf, Elem) and leaf.name in wrt_names:
-                active.add(leaf)
-        if any(leaf in active for leaf in paths.get(stage.target, ())):
-            active.add(Var(stage.target))
+    while True:
+        known = (len(reaches), len(active))
+        for stage in reversed(stages):
+            if stage.target in reaches and types.differentiable(Var(stage.target)):
+                found = sweep.paths(stage)
+                paths[stage.target] = list(dict.fromkeys(paths.get(stage.target, []) + found))
+                reaches.update(leaf.name for leaf in paths[stage.target])
+        for stage in stages:
+            for leaf in paths.get(stage.target, ()):
+                if isinstance(leaf, Elem) and leaf.name in wrt_names:
+                    active.add(leaf)
+            if any(leaf in active for leaf in paths.get(stage.target, ())):
+                active.add(Var(stage.target))
+        if (len(reaches), len(active)) == known or not has_control_flow(program.body):
+            break
 
     dimensions = set(dimension_names(program))
     names, upstream = name_gradients(program, wrt_names, dimensions)
     sweep.names = names
+    if has_control_flow(program.body):
+        return _differentiate_tree(sweep, paths, reaches, upstream)
 
     blocks: list[Block] = []
     for stage in reversed(stages):
@@ -496,6 +555,11 @@ def _without_unread(blocks: list[Block], returned: set[str]) -> list[Block]:
         blocks = kept
 
 
+def _indexed_by_loop(gradient: Leaf) -> bool:
+    """``dw[i]``: a list's gradient starts as zeros, and a loop adds into its elements."""
+    return isinstance(gradient, Elem) and not isinstance(gradient.index, int)
+
+
 def _rule_input(node: Expr) -> bool:
     return structural_rule(node) is not None
 
@@ -528,3 +592,647 @@ def _located(program: Program, stage: Stage, message: str, hint: str):
     from .errors import StagegenError
 
     return StagegenError(message, hint, filename=program.filename, line=stage.line, col=stage.col)
+
+
+# ---------------------------------------------------------------------------- control flow
+
+
+def _old(name: str) -> str:
+    """A stage's own target read as an input (``h = tanh(wh * h + ...)``): the value before
+    the binding, told apart from the value after it while the stage's gradient is swept."""
+    return f"{name}\u2032before"
+
+
+class _TreeSweep:
+    """The sweep over a body with branches and loops. Gradient variables are tracked as a
+    state: which hold a value on every path here (``written``). A branch sweeps each arm from
+    the same state and sets to zero, at the end of an arm, what only the other arm wrote; a
+    loop's reverse starts each step from one state, so what its steps accumulate is set to
+    zero before it, and what a step consumes (a name the loop binds again) is set to zero
+    again at the end of the step."""
+
+    def __init__(self, sweep: _Sweep, paths: dict, mutable: set[str]):
+        self.sweep, self.paths, self.mutable = sweep, paths, mutable
+        self.names = sweep.names
+        self.blocks: list[Block] = []  # every stage's block, in backward order
+
+    def body(self, nodes: list) -> list:
+        items: list = []
+        for node in reversed(nodes):
+            if isinstance(node, Stage):
+                items += self.stage(node)
+            elif isinstance(node, Branch):
+                items += self.branch(node)
+            elif isinstance(node, Loop):
+                items += self.loop(node)
+        return items
+
+    def stage(self, stage: Stage) -> list:
+        sweep, names = self.sweep, self.names
+        target = stage.target
+        gradient = Var(names.assign(target))
+        restore = [Restore(target, "", stage.number)] if target in self.mutable else []
+        if (
+            Var(target) not in sweep.active
+            or gradient not in sweep.written
+            or target not in self.paths
+        ):
+            return restore
+        if target not in self.mutable:
+            statements = _StageSweep(sweep, stage, gradient).run()
+            return [Block(stage, statements)] if statements else []
+        # A binding of a name the code binds again: after its gradient is read, the name's
+        # gradient is that of the value before (its own input's, when the stage reads it).
+        old = _old(target)
+        reads_old = Var(target) in leaves(stage.expr)
+        swept = stage
+        if reads_old:
+            swept = Stage(
+                stage.number,
+                stage.target,
+                stage.user_name,
+                substitute(stage.expr, {Var(target): Var(old)}),
+                stage.line,
+                stage.col,
+                stage.comment,
+            )
+            names.names[old] = gradient.name
+            if sweep.program.types:
+                sweep.program.types[old] = sweep.program.types[target]
+            sweep.active.add(Var(old))
+        sweep.written.discard(gradient)
+        statements = _StageSweep(sweep, swept, gradient).run()
+        if reads_old:
+            sweep.active.discard(Var(old))
+        # The gradient of the value before is written last: its right side reads the one after.
+        own = [st for st in statements if st.gradient == gradient]
+        others = [st for st in statements if st.gradient != gradient]
+        if len(own) > 1:
+            raise _located(
+                sweep.program,
+                stage,
+                f"`{stage.user_name}` is read more than once by the line that binds it again",
+                f"bind the new value to a new name, e.g. `{stage.user_name}_new = ...`",
+            )
+        statements = others + own
+        # Statements reading the value after come before the restore, those reading the value
+        # before after it; one reading both reads the value before from the saved stack.
+        first_old = next(
+            (k for k, st in enumerate(statements) if Var(old) in leaves(st.value)),
+            len(statements),
+        )
+        late_new = any(Var(target) in leaves(st.value) for st in statements[first_old:])
+        # The restore goes right after the last statement reading the value after.
+        split = max(
+            (k + 1 for k, st in enumerate(statements) if Var(target) in leaves(st.value)),
+            default=0,
+        )
+
+        fixed = []
+        for k, st in enumerate(statements):
+            if Var(old) in leaves(st.value):
+                before = Elem(f"{_STACK_TOP}{target}", -1) if late_new else Var(target)
+                st.value = substitute(st.value, {Var(old): before})
+                if st.local is not None:
+                    st.local = substitute(st.local, {Var(old): before})
+            if st.of == Var(old):
+                st.of = Var(target)
+            fixed.append(st)
+        if late_new:
+            split = len(fixed)
+        blocks = [Block(stage, fixed[:split])] if fixed[:split] else []
+        tail = [Block(stage, fixed[split:], continued=bool(blocks))] if fixed[split:] else []
+        return blocks + restore + tail
+
+    def branch(self, branch: Branch) -> list:
+        sweep = self.sweep
+        state = set(sweep.written)
+        then = self.body(branch.then)
+        after_then = set(sweep.written)
+        sweep.written = set(state)
+        orelse = self.body(branch.orelse)
+        after_else = set(sweep.written)
+        merged = after_then | after_else
+        then += self.zeros(merged - after_then, branch.number)
+        orelse += self.zeros(merged - after_else, branch.number)
+        sweep.written = merged
+        if not _has_statements(then) and not _has_statements(orelse):
+            return [i for i in then + orelse if isinstance(i, Restore)] and [
+                BranchBlock(branch, then, orelse)
+            ]
+        return [BranchBlock(branch, then, orelse)]
+
+    def loop(self, loop: Loop) -> list:
+        sweep = self.sweep
+        entry = set(sweep.written)
+        top = set(entry)
+        while True:  # the state each step starts from: what any step leaves written
+            sweep.written = set(top)
+            body = self.body(loop.body)
+            grown = top | sweep.written
+            if grown == top:
+                break
+            top = grown
+        end = set(sweep.written)
+        body += self.zeros(top - end, loop.number, again=True)
+        before = [z for z in self.zeros(top - entry, loop.number) if isinstance(z, Block)]
+        sweep.written = top
+        if not _has_statements(body):
+            return [LoopBlock(loop, [], body)] if any(isinstance(i, Restore) for i in body) else []
+        return [LoopBlock(loop, [st for b in before for st in b.statements], body)]
+
+    def zeros(self, gradients: set, number: int, again: bool = False) -> list:
+        """``dv = 0.0`` for each gradient (list elements need none: their list starts at
+        zero); typed by lowering."""
+        owner = {v: k for k, v in self.names.names.items()}
+        statements = []
+        for g in sorted(gradients, key=lambda l: (l.name, str(getattr(l, "index", "")))):
+            if not isinstance(g, Var) or g.name not in owner:
+                continue
+            statements.append(
+                GradStatement(
+                    gradient=g,
+                    accumulate=False,
+                    value=Num(0.0),
+                    local=Num(0.0),
+                    of=Var(owner[g.name]),
+                    stage=number,
+                    note="for the step before" if again else "",
+                    intermediate=True,
+                )
+            )
+        if not statements:
+            return []
+        stage = Stage(number, "", "", Num(0.0))
+        return [Block(stage, statements)]
+
+
+def _has_statements(items: list) -> bool:
+    for item in items:
+        if isinstance(item, Block) and item.stage.target:
+            return True
+        if isinstance(item, BranchBlock) and (
+            _has_statements(item.then) or _has_statements(item.orelse)
+        ):
+            return True
+        if isinstance(item, LoopBlock) and _has_statements(item.body):
+            return True
+    return False
+
+
+def _differentiate_tree(sweep: _Sweep, paths: dict, reaches: set[str], upstream: str) -> Backward:
+    program, names = sweep.program, sweep.names
+    wrt_names = sweep.wrt_names
+    stages = program.stages
+    sites: dict[str, int] = {}
+    for stage in stages:
+        sites[stage.target] = sites.get(stage.target, 0) + 1
+    in_compound = {
+        st.target
+        for node in program.body
+        if not isinstance(node, Stage)
+        for st in stages_in([node])
+    }
+    mutable = {t for t, n in sites.items() if n > 1} | in_compound
+    sweep.written = {Var(upstream)}
+    tree = _TreeSweep(sweep, paths, mutable)
+    body = tree.body(program.body)
+    returned = {names.assign(n) for n in wrt_names}
+    body = _tree_without_unread(body, returned)
+
+    gradient_names = set(names.names.values())
+    backward_reads = _reads_of(body, gradient_names)
+    stage_targets = {s.target for s in stages}
+    read = _with_inputs(stages, backward_reads & stage_targets)
+    domain_checks = _with_inputs(stages, may_raise(program) & reaches) - read
+    replay_body, read = _replay_tree(program.body, read | domain_checks, stages)
+    domain_checks -= read - domain_checks
+    saved = _read_where_rebound(program, body, mutable & backward_reads, gradient_names)
+    stacks = _stack_names(saved, program.user_names | gradient_names)
+    replay_body, after, unreplayable = _with_saves(replay_body, saved, stacks)
+    if unreplayable:
+        stage = unreplayable[0]
+        raise _located(
+            program,
+            stage,
+            f"`{stage.user_name}` is bound more than once inside a loop, but not before it, and "
+            "the backward reads it",
+            f"assign `{stage.user_name}` before the loop too (e.g. `{stage.user_name} = 0.0`), so "
+            "every step starts from a known value",
+        )
+    used = {n.name for n in walk_nodes(replay_body) if isinstance(n, Save)}
+    stacks = {n: s for n, s in stacks.items() if n in used}
+    body = _with_restores(body, replay_body, saved, stacks, after)
+
+    blocks = [b for b in _flat_blocks(body) if b.stage.target]
+    params = {p.name: p for p in program.params}
+    zero = [n for n in wrt_names if not params[n].is_list and not _writes(body, names.assign(n))]
+    return Backward(
+        program=program,
+        wrt=wrt_names,
+        upstream=upstream,
+        replay=[s for s in stages_in(replay_body)],
+        blocks=blocks,
+        gradient_names=names.names,
+        zero=zero,
+        renamed=names.renamed,
+        domain_checks=domain_checks & {s.target for s in stages_in(replay_body)},
+        body=body,
+        replay_body=replay_body,
+    )
+
+
+def stages_in(body: list) -> list[Stage]:
+    return [n for n in walk_nodes(body) if isinstance(n, Stage)]
+
+
+def _items(body: list):
+    """Every item of a backward tree, compound ones before their insides."""
+    for item in body:
+        yield item
+        if isinstance(item, BranchBlock):
+            yield from _items(item.then)
+            yield from _items(item.orelse)
+        elif isinstance(item, LoopBlock):
+            yield from _items(item.body)
+
+
+def _flat_blocks(body: list) -> list[Block]:
+    return [i for i in _items(body) if isinstance(i, Block)]
+
+
+def _statements(body: list) -> list[GradStatement]:
+    found = [st for b in _flat_blocks(body) for st in b.statements]
+    found += [st for i in _items(body) if isinstance(i, LoopBlock) for st in i.before]
+    return found
+
+
+def _writes(body: list, gradient: str) -> bool:
+    return any(st.gradient.name == gradient for st in _statements(body))
+
+
+def _reads_of(body: list, gradient_names: set[str]) -> set[str]:
+    """The forward names the backward reads: in gradient statements, branch tests, and loop
+    bounds (a `while` is not tested again: its steps are counted)."""
+    exprs = [st.value for st in _statements(body)]
+    for item in _items(body):
+        if isinstance(item, BranchBlock):
+            exprs.append(item.branch.test)
+        elif isinstance(item, LoopBlock) and item.loop.index is not None:
+            exprs += [item.loop.start, item.loop.stop]
+    reads = set()
+    for e in exprs:
+        for n in walk(e):
+            if isinstance(n, Var) and n.name not in gradient_names:
+                reads.add(n.name)
+            elif isinstance(n, Elem) and not isinstance(n.index, int):
+                reads.update(v.name for v in walk(n.index) if isinstance(v, Var))
+    return reads
+
+
+def _read_where_rebound(
+    program: Program, body: list, candidates: set[str], gradient_names: set[str]
+) -> set[str]:
+    """The names the backward reads at a point where the forward's value differs from the
+    last one bound: a read before a later binding, or inside a loop that binds the name."""
+    spans: dict[str, list[tuple[int, int]]] = {}  # name -> (first, last) numbers to guard
+    for node in walk_nodes(program.body):
+        if isinstance(node, Loop):
+            inside = [n.number for n in walk_nodes(node.body)] or [node.number]
+            for st in stages_in(node.body):
+                spans.setdefault(st.target, []).append((node.number, max(inside)))
+    for st in program.stages:
+        spans.setdefault(st.target, []).append((0, st.number - 1))
+    reads: list[tuple[int, Expr]] = []
+    for item in _items(body):
+        if isinstance(item, Block) and item.stage.target:
+            reads += [(item.stage.number, st.value) for st in item.statements]
+        elif isinstance(item, BranchBlock):
+            reads.append((item.branch.number, item.branch.test))
+        elif isinstance(item, LoopBlock) and item.loop.index is not None:
+            reads += [(item.loop.number, item.loop.start), (item.loop.number, item.loop.stop)]
+    saved = set()
+    for number, e in reads:
+        for name in _names(e) & candidates:
+            if any(lo <= number <= hi for lo, hi in spans.get(name, ())):
+                saved.add(name)
+    return saved
+
+
+def _tree_without_unread(body: list, returned: set[str]) -> list:
+    """Drop gradient statements nothing reads (as _without_unread, over the tree)."""
+    while True:
+        statements = _statements(body)
+        read = {l.name for st in statements for l in leaves(st.value) if isinstance(l, Var)}
+        keep = read | returned
+        before = len(statements)
+        body = _prune(body, keep)
+        if len(_statements(body)) == before:
+            return body
+
+
+def _prune(body: list, keep: set[str]) -> list:
+    out = []
+    for item in body:
+        if isinstance(item, Block):
+            kept = [st for st in item.statements if st.gradient.name in keep]
+            if kept:
+                out.append(Block(item.stage, kept))
+        elif isinstance(item, BranchBlock):
+            then, orelse = _prune(item.then, keep), _prune(item.orelse, keep)
+            if then or orelse:
+                out.append(BranchBlock(item.branch, then, orelse))
+        elif isinstance(item, LoopBlock):
+            inner = _prune(item.body, keep)
+            if _has_statements(inner) or any(isinstance(i, Restore) for i in inner):
+                before = [st for st in item.before if st.gradient.name in keep]
+                out.append(LoopBlock(item.loop, before, inner))
+        else:
+            out.append(item)
+    return out
+
+
+def _replay_tree(body: list, wanted: set[str], stages: list[Stage]) -> tuple[list, set[str]]:
+    """The forward replay: the stages the backward reads (and what they are computed from),
+    inside the loops and branches that run them, with what decides how those run: a loop's
+    bounds and test, the tests of the branches that hold a stage or a `break`."""
+    read = set(wanted)
+    while True:
+        replay = _replay_nodes(body, read)
+        needed = set(read)
+        for node in walk_nodes(replay):
+            if isinstance(node, Branch):
+                needed |= _names(node.test)
+            elif isinstance(node, Loop):
+                for e in (node.start, node.stop, node.test):
+                    if e is not None:
+                        needed |= _names(e)
+        needed = _with_inputs(stages, needed & {s.target for s in stages}) | read
+        if needed == read:
+            return replay, read
+        read = needed
+
+
+def _names(e: Expr) -> set[str]:
+    return {n.name for n in walk(e) if isinstance(n, Var)}
+
+
+def _replay_nodes(body: list, read: set[str]) -> list:
+    out = []
+    for node in body:
+        if isinstance(node, Stage):
+            if node.target in read:
+                out.append(node)
+        elif isinstance(node, Exit):
+            out.append(node)
+        elif isinstance(node, Branch):
+            then, orelse = _replay_nodes(node.then, read), _replay_nodes(node.orelse, read)
+            if _runs_something(then + orelse) or _exits(then + orelse):
+                out.append(replace(node, then=then, orelse=orelse))
+        elif isinstance(node, Loop):
+            inner = _replay_nodes(node.body, read)
+            if _runs_something(inner):
+                out.append(replace(node, body=inner))
+    return out
+
+
+def _exits(body: list) -> bool:
+    """Whether a `break` or `continue` is in the body (not of a loop inside it)."""
+    for node in body:
+        if isinstance(node, Exit):
+            return True
+        if isinstance(node, Branch) and _exits(node.then + node.orelse):
+            return True
+    return False
+
+
+def _runs_something(body: list) -> bool:
+    return any(isinstance(n, Stage) for n in walk_nodes(body))
+
+
+def _stack_names(saved: set[str], taken: set[str]) -> dict[str, str]:
+    stacks = {}
+    for name in sorted(saved):
+        candidate, k = f"{name}_saved", 1
+        while candidate in taken:
+            candidate, k = f"{name}_saved_{k}", k + 1
+        taken = taken | {candidate}
+        stacks[name] = candidate
+    return stacks
+
+
+def _with_saves(
+    replay: list, saved: set[str], stacks: dict
+) -> tuple[list, dict[int, bool], list[Stage]]:
+    """The replay with each saved name pushed where it is bound again. Where a value was
+    there already on every path, the value before the binding is pushed (and popped right
+    after the binding's gradient statements). A name a loop binds first, once per step, is
+    pushed after its binding (and popped at the top of its block, each step). A first
+    binding outside loops needs nothing: the bindings after it restore its value. Also:
+    which bindings push the value after, by stage number, and the bindings that cannot be
+    replayed (a loop's own name bound twice)."""
+    after: dict[int, bool] = {}
+    unreplayable: list[Stage] = []
+
+    def walk_body(nodes: list, bound: set[str], loop_sites: dict | None) -> tuple[list, set]:
+        out = []
+        for node in nodes:
+            if isinstance(node, Stage):
+                name = node.target
+                if name in saved and name in bound:
+                    out += [Save(name, stacks[name], node.number), node]
+                elif name in saved and loop_sites is not None:
+                    loop_sites.setdefault(name, []).append(node)
+                    after[node.number] = True
+                    out += [node, Save(name, stacks[name], node.number)]
+                else:
+                    out.append(node)
+                bound = bound | {name}
+            elif isinstance(node, Branch):
+                then, then_bound = walk_body(node.then, bound, loop_sites)
+                orelse, else_bound = walk_body(node.orelse, bound, loop_sites)
+                out.append(replace(node, then=then, orelse=orelse))
+                bound = then_bound & else_bound
+            elif isinstance(node, Loop):
+                sites: dict = {} if loop_sites is None else loop_sites
+                inner, _ = walk_body(node.body, bound, sites)
+                out.append(replace(node, body=inner))
+                if loop_sites is None:
+                    unreplayable.extend(
+                        s for found in sites.values() if len(found) > 1 for s in found[1:]
+                    )
+                    bound = bound | set(sites)
+            else:
+                out.append(node)
+        return out, bound
+
+    return walk_body(replay, set(), None)[0], after, unreplayable
+
+
+def _with_restores(
+    body: list, replay: list, saved: set[str], stacks: dict, after: dict[int, bool]
+) -> list:
+    """Each Restore of a saved name gets its stack; the others are dropped. A name saved
+    after its first binding is restored at the top of the block that binds it (the value the
+    statements after the binding read), not after the binding."""
+
+    def walk_body(items: list) -> list:
+        out: list = []
+        tops: list = []
+        for item in items:
+            if isinstance(item, Restore):
+                if item.name not in saved:
+                    continue
+                if not _is_saved(item.stage, item.name, saves):
+                    continue
+                restore = Restore(item.name, stacks[item.name], item.stage)
+                (tops if after.get(item.stage) else out).append(restore)
+            elif isinstance(item, BranchBlock):
+                out.append(BranchBlock(item.branch, walk_body(item.then), walk_body(item.orelse)))
+            elif isinstance(item, LoopBlock):
+                out.append(LoopBlock(item.loop, item.before, walk_body(item.body)))
+            else:
+                if isinstance(item, Block):
+                    for st in item.statements:
+                        st.value = _stack_tops(st.value, stacks)
+                out.append(item)
+        return tops + out
+
+    saves = {(n.stage, n.name) for n in walk_nodes(replay) if isinstance(n, Save)}
+    return walk_body(body)
+
+
+def _is_saved(stage: int, name: str, saves: set) -> bool:
+    return (stage, name) in saves
+
+
+def _stack_tops(e: Expr, stacks: dict) -> Expr:
+    """The value before a binding, read from the top of its stack (``h_saved[-1]``)."""
+    from .expr import transform
+
+    def top(n: Expr):
+        if isinstance(n, Elem) and n.name.startswith(_STACK_TOP):
+            return Elem(stacks[n.name[len(_STACK_TOP) :]], -1)
+        return None
+
+    return transform(e, top)
+
+
+_STACK_TOP = "\u2032stack:"
+
+
+def _with_saves(
+    replay: list, saved: set[str], stacks: dict
+) -> tuple[list, dict[int, bool], list[Stage]]:
+    """The replay with each saved name pushed where it is bound again. Where a value was
+    there already on every path, the value before the binding is pushed (and popped right
+    after the binding's gradient statements). A name a loop binds first, once per step, is
+    pushed after its binding (and popped at the top of its block, each step). A first
+    binding outside loops needs nothing: the bindings after it restore its value. Also:
+    which bindings push the value after, by stage number, and the bindings that cannot be
+    replayed (a loop's own name bound twice)."""
+    after: dict[int, bool] = {}
+    unreplayable: list[Stage] = []
+
+    def walk_body(nodes: list, bound: set[str], loop_sites: dict | None) -> tuple[list, set]:
+        out = []
+        for node in nodes:
+            if isinstance(node, Stage):
+                name = node.target
+                if name in saved and name in bound:
+                    out += [Save(name, stacks[name], node.number), node]
+                elif name in saved and loop_sites is not None:
+                    loop_sites.setdefault(name, []).append(node)
+                    after[node.number] = True
+                    out += [node, Save(name, stacks[name], node.number)]
+                else:
+                    out.append(node)
+                bound = bound | {name}
+            elif isinstance(node, Branch):
+                then, then_bound = walk_body(node.then, bound, loop_sites)
+                orelse, else_bound = walk_body(node.orelse, bound, loop_sites)
+                out.append(replace(node, then=then, orelse=orelse))
+                bound = then_bound & else_bound
+            elif isinstance(node, Loop):
+                sites: dict = {} if loop_sites is None else loop_sites
+                inner, _ = walk_body(node.body, bound, sites)
+                out.append(replace(node, body=inner))
+                if loop_sites is None:
+                    unreplayable.extend(
+                        s for found in sites.values() if len(found) > 1 for s in found[1:]
+                    )
+                    bound = bound | set(sites)
+            else:
+                out.append(node)
+        return out, bound
+
+    return walk_body(replay, set(), None)[0], after, unreplayable
+
+
+def _with_restores(
+    body: list, replay: list, saved: set[str], stacks: dict, after: dict[int, bool]
+) -> list:
+    """Each Restore of a saved name gets its stack; the others are dropped. A name saved
+    after its first binding is restored at the top of the block that binds it (the value the
+    statements after the binding read), not after the binding."""
+
+    def walk_body(items: list) -> list:
+        out: list = []
+        tops: list = []
+        for item in items:
+            if isinstance(item, Restore):
+                if item.name not in saved:
+                    continue
+                if not _is_saved(item.stage, item.name, saves):
+                    continue
+                restore = Restore(item.name, stacks[item.name], item.stage)
+                (tops if after.get(item.stage) else out).append(restore)
+            elif isinstance(item, BranchBlock):
+                out.append(BranchBlock(item.branch, walk_body(item.then), walk_body(item.orelse)))
+            elif isinstance(item, LoopBlock):
+                out.append(LoopBlock(item.loop, item.before, walk_body(item.body)))
+            else:
+                if isinstance(item, Block):
+                    for st in item.statements:
+                        st.value = _stack_tops(st.value, stacks)
+                out.append(item)
+        return tops + out
+
+    saves = {(n.stage, n.name) for n in walk_nodes(replay) if isinstance(n, Save)}
+    return walk_body(body)
+
+
+def _is_saved(stage: int, name: str, saves: set) -> bool:
+    return (stage, name) in saves
+
+
+def _stack_tops(e: Expr, stacks: dict) -> Expr:
+    """The value before a binding, read from the top of its stack (``h_saved[-1]``)."""
+    from .expr import transform
+
+    def top(n: Expr):
+        if isinstance(n, Elem) and n.name.startswith(_STACK_TOP):
+            return Elem(stacks[n.name[len(_STACK_TOP) :]], -1)
+        return None
+
+    return transform(e, top)
+
+
+_STACK_TOP = "\u2032stack:"
+
+
+def _loops(body: list) -> list[Loop]:
+    return [n for n in walk_nodes(body) if isinstance(n, Loop)]
+
+
+def _strip_saves(replay: list) -> list:
+    out = []
+    for node in replay:
+        if isinstance(node, Save):
+            continue
+        if isinstance(node, Branch):
+            node = replace(node, then=_strip_saves(node.then), orelse=_strip_saves(node.orelse))
+        elif isinstance(node, Loop):
+            node = replace(node, body=_strip_saves(node.body))
+        out.append(node)
+    return out

@@ -39,25 +39,25 @@ CASES = [
         "if",
         """\
         def f(x, y):
-            if x > y:
+            if x:
                 x = y
             return x
         """,
         2,
-        5,
-        "`if` statements are not supported yet",
+        8,
+        "a test must compare values",
     ),
     case(
         "for",
         """\
         def f(x, y):
-            for i in range(3):
+            for i in {1: 2}:
                 x = x * y
             return x
         """,
         2,
-        5,
-        "`for` loops are not supported yet",
+        14,
+        "this loop's iterable is not supported",
     ),
     case(
         "while",
@@ -65,11 +65,13 @@ CASES = [
         def f(x, y):
             while x < y:
                 x = x * 2
+            else:
+                x = y
             return x
         """,
-        2,
         5,
-        "`while` loops are not supported yet",
+        9,
+        "a loop's `else` block is not supported",
     ),
     case(
         "try",

@@ -294,15 +294,14 @@ ROWS = [
     ),
     row(
         "for-over-range",
-        "def f(x, n):\n    for _ in range(3):\n        x = x * n\n    return x\n",
-        f"{FILE}:2:5: error: `for` loops are not supported yet — unroll the loop into one stage per "
-        "step",
+        "def f(x, n):\n    for _ in range(3):\n        x = x * n\n    return\n",
+        f"{FILE}:4:5: error: `return` without a value — return the value to differentiate",
     ),
     row(
         "while-true",
-        "def f(x):\n    while True:\n        break\n    return x\n",
-        f"{FILE}:2:5: error: `while` loops are not supported yet — unroll the loop into one stage "
-        "per step",
+        "def f(x):\n    while True:\n        return x\n    return x\n",
+        f"{FILE}:3:9: error: `return` inside a loop is not supported — `break` out of the loop, "
+        "then return after it",
     ),
     row(
         "try-finally",
@@ -454,9 +453,9 @@ ROWS = [
     ),
     row(
         "if-else-returns",
-        "def f(x):\n    if x > 0:\n        return x\n    else:\n        return -x\n",
-        f"{FILE}:2:5: error: `if` statements are not supported yet — choose between values with "
-        "max(), min() or abs()",
+        "def f(x):\n    if x > 0:\n        y = x\n    return y\n",
+        f"{FILE}:4:12: error: `y` is assigned on only some paths through the `if` before this line "
+        "— assign `y` on every path (or before the `if`)",
     ),
     row(
         "ellipsis-statement",
