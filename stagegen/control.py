@@ -314,6 +314,7 @@ class ControlFlowReader:
         else:
             loop.index = self._index_name(None)
         self.integers.add(loop.index)
+        self._typed_index(loop.index)
         for target, list_name in elements:
             if not isinstance(target, ast.Name):
                 raise self.src.error(
@@ -394,6 +395,9 @@ class ControlFlowReader:
 
     def _array_integer(self, node: ast.expr) -> Expr | None:
         return None  # array code reads `x.shape[k]` (arrays/parse.py)
+
+    def _typed_index(self, name: str) -> None:
+        pass  # array code records the loop index's type (arrays/parse.py)
 
     def _list_name(self, node: ast.expr) -> str:
         if not (isinstance(node, ast.Name) and node.id in self.params):

@@ -321,6 +321,14 @@ def _zeros_like(shape) -> Expr:
 def _array_statement_lines(st, types: Types, accumulated: set[str], returned: set[str]):
     name = st.gradient.name
     value = elementwise_selections(st.value)
+    if isinstance(value, Scatter) and _one_slot(value, types):
+        # x[:, t, :] read at a loop's step: its gradient is added into that slot
+        lines = []
+        if not st.accumulate:
+            lines.append(Line(Var(name), Zeros(value.shape), stage=st.stage))
+        target = Index(Var(name), value.items)
+        lines.append(Line(target, value.values, "+=", st.stage, st.note))
+        return lines
     if isinstance(value, Scatter):
         lines = []
         if not st.accumulate:
@@ -338,6 +346,15 @@ def _array_statement_lines(st, types: Types, accumulated: set[str], returned: se
         elif not is_array and name in accumulated:
             value = Copy(value, number=True)  # the upstream may be a 0-d array
     return [Line(st.gradient, value, "+=" if st.accumulate else "=", st.stage, st.note)]
+
+
+def _one_slot(scatter: Scatter, types: Types) -> bool:
+    """Whether a scatter writes one slot (``:`` and loop indices): no index repeats, so a
+    plain ``+=`` into it is exact."""
+    return all(
+        isinstance(i, (FullSlice, NewAxis)) or (isinstance(i, Var) and types.shape(i) == ())
+        for i in scatter.items
+    )
 
 
 def _may_alias(e: Expr) -> bool:

@@ -263,7 +263,8 @@ class ScalarOracle:
         with mpmath.workdps(DIGITS + GUARD_DIGITS):
             function = self.user.bind(mpmath_math(), None, pow=_mp_pow)
             exact = [
-                [mpmath.mpf(v) for v in a] if isinstance(a, list) else mpmath.mpf(a) for a in args
+                [mpmath.mpf(v) for v in a] if isinstance(a, list) else _exact_number(a)
+                for a in args
             ]
 
             def run(*point):
@@ -311,6 +312,13 @@ def _tree_size(sp, exprs: list, limit: int) -> int:
             if count > limit:
                 return count
     return count
+
+
+def _exact_number(a):
+    """A 50-digit number; an integer (a trip count) stays an integer."""
+    import mpmath
+
+    return a if type(a) is int else mpmath.mpf(a)
 
 
 class _Swollen(Exception):

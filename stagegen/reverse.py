@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 
 from typing import Callable
 
-from .arrays.ir import BroadcastTo, Transpose
+from .arrays.ir import BroadcastTo, Transpose, transform_array
 from .domain import may_raise
-from .expr import Elem, Expr, Leaf, Neg, Num, Var, add, leaves, number_value, substitute, walk
+from .expr import Elem, Expr, Leaf, Neg, Num, Var, add, leaves, number_value, walk
 from .gates import gate_of, local_gradients
 from .names import as_python_reads, usable
 from .program import Branch, Exit, Loop, Program, Stage, has_control_flow, walk_nodes
@@ -49,6 +49,9 @@ class Block:
     stage: Stage
     statements: list[GradStatement]
     continued: bool = False  # the rest of the stage's statements, after a restore
+    # A stage that reads the name it binds again (`h = tanh(wh * h)`), as swept: its input
+    # renamed apart from its output, as the statements' local gradients read them.
+    swept: Stage | None = None
 
 
 @dataclass
@@ -597,10 +600,14 @@ def _located(program: Program, stage: Stage, message: str, hint: str):
 # ---------------------------------------------------------------------------- control flow
 
 
-def _old(name: str) -> str:
+def _old(name: str, taken: set[str]) -> str:
     """A stage's own target read as an input (``h = tanh(wh * h + ...)``): the value before
-    the binding, told apart from the value after it while the stage's gradient is swept."""
-    return f"{name}\u2032before"
+    the binding, told apart from the value after it while the stage's gradient is swept (and
+    by the proof's local check). Never printed."""
+    candidate = f"{name}_before"
+    while candidate in taken:
+        candidate += "_"
+    return candidate
 
 
 class _TreeSweep:
@@ -643,7 +650,7 @@ class _TreeSweep:
             return [Block(stage, statements)] if statements else []
         # A binding of a name the code binds again: after its gradient is read, the name's
         # gradient is that of the value before (its own input's, when the stage reads it).
-        old = _old(target)
+        old = _old(target, sweep.program.user_names)
         reads_old = Var(target) in leaves(stage.expr)
         swept = stage
         if reads_old:
@@ -651,7 +658,7 @@ class _TreeSweep:
                 stage.number,
                 stage.target,
                 stage.user_name,
-                substitute(stage.expr, {Var(target): Var(old)}),
+                _renamed(stage.expr, Var(target), Var(old)),
                 stage.line,
                 stage.col,
                 stage.comment,
@@ -659,6 +666,7 @@ class _TreeSweep:
             names.names[old] = gradient.name
             if sweep.program.types:
                 sweep.program.types[old] = sweep.program.types[target]
+                _retype(stage.expr, swept.expr, sweep.types.expressions)
             sweep.active.add(Var(old))
         sweep.written.discard(gradient)
         statements = _StageSweep(sweep, swept, gradient).run()
@@ -692,16 +700,16 @@ class _TreeSweep:
         for k, st in enumerate(statements):
             if Var(old) in leaves(st.value):
                 before = Elem(f"{_STACK_TOP}{target}", -1) if late_new else Var(target)
-                st.value = substitute(st.value, {Var(old): before})
-                if st.local is not None:
-                    st.local = substitute(st.local, {Var(old): before})
-            if st.of == Var(old):
-                st.of = Var(target)
-            fixed.append(st)
+                st.value = _renamed(st.value, Var(old), before)
+            fixed.append(st)  # its local gradient still tells the two values apart (the proof)
         if late_new:
             split = len(fixed)
-        blocks = [Block(stage, fixed[:split])] if fixed[:split] else []
-        tail = [Block(stage, fixed[split:], continued=bool(blocks))] if fixed[split:] else []
+        blocks = [Block(stage, fixed[:split], swept=swept)] if fixed[:split] else []
+        tail = (
+            [Block(stage, fixed[split:], continued=bool(blocks), swept=swept)]
+            if fixed[split:]
+            else []
+        )
         return blocks + restore + tail
 
     def branch(self, branch: Branch) -> list:
@@ -765,6 +773,19 @@ class _TreeSweep:
             return []
         stage = Stage(number, "", "", Num(0.0))
         return [Block(stage, statements)]
+
+
+def _renamed(e: Expr, name: Var, value: Expr) -> Expr:
+    """``e`` with every read of ``name`` replaced (array nodes too)."""
+    return transform_array(e, lambda n: value if n == name else None)
+
+
+def _retype(original: Expr, renamed: Expr, expressions: dict) -> None:
+    """The reader's types of an expression, for the same expression with a name replaced."""
+    if original in expressions and renamed not in expressions:
+        expressions[renamed] = expressions[original]
+    for a, b in zip(original.children(), renamed.children()):
+        _retype(a, b, expressions)
 
 
 def _has_statements(items: list) -> bool:
@@ -937,7 +958,7 @@ def _prune(body: list, keep: set[str]) -> list:
         if isinstance(item, Block):
             kept = [st for st in item.statements if st.gradient.name in keep]
             if kept:
-                out.append(Block(item.stage, kept))
+                out.append(replace(item, statements=kept))
         elif isinstance(item, BranchBlock):
             then, orelse = _prune(item.then, keep), _prune(item.orelse, keep)
             if then or orelse:
@@ -1108,14 +1129,13 @@ def _is_saved(stage: int, name: str, saves: set) -> bool:
 
 def _stack_tops(e: Expr, stacks: dict) -> Expr:
     """The value before a binding, read from the top of its stack (``h_saved[-1]``)."""
-    from .expr import transform
 
     def top(n: Expr):
         if isinstance(n, Elem) and n.name.startswith(_STACK_TOP):
             return Elem(stacks[n.name[len(_STACK_TOP) :]], -1)
         return None
 
-    return transform(e, top)
+    return transform_array(e, top)
 
 
 _STACK_TOP = "\u2032stack:"
@@ -1208,14 +1228,13 @@ def _is_saved(stage: int, name: str, saves: set) -> bool:
 
 def _stack_tops(e: Expr, stacks: dict) -> Expr:
     """The value before a binding, read from the top of its stack (``h_saved[-1]``)."""
-    from .expr import transform
 
     def top(n: Expr):
         if isinstance(n, Elem) and n.name.startswith(_STACK_TOP):
             return Elem(stacks[n.name[len(_STACK_TOP) :]], -1)
         return None
 
-    return transform(e, top)
+    return transform_array(e, top)
 
 
 _STACK_TOP = "\u2032stack:"

@@ -146,9 +146,31 @@ class ArrayReader(FunctionReader):
             self.holders[self.array_of[old.name]].discard(target.id)
         super()._bind(target, value, stmt)
         new = self.stages[-1].target
+        before = self.var_types.get(new)
+        if self.depth and before is not None and before != self.types[value]:
+            raise self.src.error(
+                stmt,
+                f"`{target.id}` changes from {show(before.shape)} to "
+                f"{show(self.types[value].shape)} inside a loop or branch",
+                "keep one shape per name, or bind a new name",
+            )
         self.var_types[new] = self.types[value]
         self.array_of[new] = array or new
         self.holders.setdefault(self.array_of[new], set()).add(target.id)
+
+    def _typed_index(self, name: str) -> None:
+        self.var_types[name] = Type((), "int")
+
+    def _array_integer(self, node: ast.expr) -> Expr | None:
+        """``x.shape[k]``, or a name bound to one (``T = x.shape[1]``), as a loop's bound."""
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
+            if node.value.attr == "shape":
+                return self.expr(node)
+        if isinstance(node, ast.Name) and isinstance(self.env.get(node.id), Var):
+            t = self.var_types.get(self.env[node.id].name)
+            if t is not None and t.kind == "int" and t.shape == ():
+                return self.expr(node)
+        return None
 
     def _check_in_place(self, stmt: ast.AugAssign, value: Bin) -> None:
         """`t += x` on an array is exact as `t = t + x` only when no other name sees `t`'s
@@ -554,6 +576,9 @@ class ArrayReader(FunctionReader):
             else:
                 e = self.expr(item)
                 it = self.type_of(e)
+                if it.kind == "int" and it.shape == () and _is_loop_index(e, self.integers):
+                    items.append(e)  # one step's slot: x[:, t, :]
+                    continue
                 if it.kind != "int" or len(it.shape) != 1:
                     raise self.src.error(
                         item,
@@ -561,6 +586,20 @@ class ArrayReader(FunctionReader):
                         "for a single row or column, index with an integer array of length 1",
                     )
                 items.append(e)
+        steps = [i for i in items if _is_loop_index(i, self.integers)]
+        if steps and (
+            any(_is_array(i) for i in items if i not in steps) or not isinstance(operand, Var)
+        ):
+            raise self.src.error(
+                node,
+                "a loop index selects a slot of a named array, with `:` for the other axes",
+                "write `x[:, t, :]` on a parameter or a named value",
+            )
+        if steps:
+            shape = tuple(
+                d for d, i in zip(t.shape, items + [FullSlice()] * len(t.shape)) if i not in steps
+            )
+            return Index(operand, tuple(items)), Type(shape, t.kind)
         if any(_is_array(i) for i in items) and not isinstance(operand, Var):
             raise self.src.error(
                 value,
@@ -591,6 +630,10 @@ def _shares_memory(e: Expr) -> Var | None:
             e = e.operand
         else:
             return None
+
+
+def _is_loop_index(item: Expr, integers: set[str]) -> bool:
+    return isinstance(item, Var) and item.name in integers
 
 
 def _is_array(item: Expr) -> bool:

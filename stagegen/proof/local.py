@@ -29,6 +29,7 @@ from ..expr import (
     leaves,
     mul,
     size,
+    to_source,
 )
 from ..program import Program
 from ..report import LocalCheck
@@ -93,6 +94,8 @@ class ToSymPy:
 
 def leaf_text(leaf: Var | Elem) -> str:
     """``x`` for a number, ``w[2]`` for an element of a list (as the symbols are named)."""
+    if isinstance(leaf, Elem) and not isinstance(leaf.index, int):
+        return f"{leaf.name}[{to_source(leaf.index)}]"  # an element a loop index reads
     return index_text(leaf.name, () if isinstance(leaf, Var) else (leaf.index,))
 
 
@@ -149,7 +152,7 @@ def check_locals(
     sp = conv.sp
     checks = []
     for block in backward.blocks:
-        stage = block.stage
+        stage = block.swept or block.stage
         rhs = conv.convert(stage.expr, {})
         for st in block.statements:
             if st.intermediate:

@@ -52,9 +52,14 @@ def arguments(program: Program, point: dict[str, float]) -> list:
     for p in program.params:
         if p.is_list:
             args.append([point[f"{p.name}[{i}]"] for i in range(p.length)])
+        elif p.integer:  # a trip count: a small whole number, from the drawn value
+            args.append(min(int(abs(point[p.name]) * 2), INTEGER_LIMIT))
         else:
             args.append(point[p.name])
     return args
+
+
+INTEGER_LIMIT = 6  # the largest trip count an integer parameter is given
 
 
 def sample(rng: random.Random, names: list[str], attempt: int) -> dict[str, float]:
