@@ -63,6 +63,31 @@ def sample(rng: random.Random, names: list[str], attempt: int) -> dict[str, floa
     return {n: rng.uniform(low, high) for n in names}
 
 
+# The variations tried, once the usual points are checked, to reach a branch outcome not seen
+# yet: a point checked already with its signs flipped, or scaled, or one input scaled; or a
+# draw from a wider range.
+SCALES = (0.1, 0.3, 0.5, 2.0, 3.0, 10.0)
+WIDE_RANGES = [(-5.0, 5.0), (-20.0, 20.0), (0.01, 0.2)]
+
+
+def variant(rng: random.Random, names: list[str], seen: list[dict], attempt: int) -> dict:
+    """A point meant to take a branch the points so far did not (see SCALES)."""
+    if not seen or attempt % 4 == 3:
+        low, high = WIDE_RANGES[attempt % len(WIDE_RANGES)]
+        return {n: rng.uniform(low, high) for n in names}
+    base = {n: float(seen[rng.randrange(len(seen))][n]) for n in names}
+    how = attempt % 4
+    if how == 0:  # flip the signs of some inputs (at least one)
+        flipped = [n for n in names if rng.random() < 0.5] or [rng.choice(names)]
+        return {n: -v if n in flipped else v for n, v in base.items()}
+    if how == 1:  # scale every input
+        factor = rng.choice(SCALES)
+        return {n: v * factor for n, v in base.items()}
+    one = rng.choice(names)  # scale one input
+    factor = rng.choice(SCALES) * rng.choice((1.0, -1.0))
+    return {n: v * factor if n == one else v for n, v in base.items()}
+
+
 def within_float_range(values) -> bool:
     """Whether every value is finite and within float range."""
     return all(math.isfinite(float(v)) and abs(float(v)) < FLOAT_LIMIT for v in values)
