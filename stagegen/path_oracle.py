@@ -95,6 +95,7 @@ class _Run:
         value = checked(value)
         depends = any(o.depends for o in operands)
         size = 1 + sum(o.size for o in operands)
+        kinks = frozenset().union(*(o.kinks for o in operands))
         expr = None
         if self.building and all(o.expr is not None for o in operands):
             self.operations += 1
@@ -106,10 +107,10 @@ class _Run:
                     symbol = self.sp.Symbol(f"p{len(self.pieces)}", real=True)
                     self.pieces.append((symbol, expr))
                     expr, size = symbol, 1
-        return PathValue(value, expr, depends, self, size)
+        return PathValue(value, expr, depends, self, size, kinks)
 
-    def decide(self, outcome, a, b, measured: bool) -> None:
-        self.recorder.decide(outcome, a, b, measured)
+    def decide(self, outcome, a, b, measured: bool) -> int | None:
+        return self.recorder.decide(outcome, a, b, measured)
 
 
 def _untraceable(what: str):
@@ -124,15 +125,24 @@ class PathValue:
     them, its SymPy expression (None otherwise); whether it depends on the inputs; the size
     of its expression since the last cut."""
 
-    __slots__ = ("value", "expr", "depends", "run", "size")
+    __slots__ = ("value", "expr", "depends", "run", "size", "kinks")
 
-    def __init__(self, value, expr, depends: bool, run: _Run, size: int = 1):
+    def __init__(self, value, expr, depends: bool, run: _Run, size: int = 1, kinks=frozenset()):
         self.value, self.expr, self.depends, self.run, self.size = (
             value,
             expr,
             depends,
             run,
             size,
+        )
+        self.kinks = kinks  # kinks (abs, min, max sites) this value sits on, from its inputs
+
+    def on_kink(self, site: int | None) -> "PathValue":
+        """This value, marked as computed at a kink (``site``), if any."""
+        if site is None:
+            return self
+        return PathValue(
+            self.value, self.expr, self.depends, self.run, self.size, self.kinks | {site}
         )
 
     def _binary(self, other, value_op, expr_op, reflected=False):
@@ -258,8 +268,8 @@ def depends(value) -> bool:
 def _abs(run: _Run, x):
     x = run.value(x)
     positive = x.value >= 0
-    run.decide(positive, x.value, 0, x.depends)
-    return x if positive else -x
+    kink = run.decide(positive, x.value, 0, x.depends)
+    return (x if positive else -x).on_kink(kink)
 
 
 def _extremum(run: _Run, largest: bool, args, kwargs):
@@ -278,8 +288,8 @@ def _extremum(run: _Run, largest: bool, args, kwargs):
     others = [v for j, v in enumerate(values) if j != best]
     closest = min(others, key=lambda v: abs(v - values[best])) if others else values[best]
     measured = any(depends(i) for i in items) and bool(others)
-    run.decide(best, values[best], closest, measured)
-    return items[best]
+    kink = run.decide(best, values[best], closest, measured)
+    return run.value(items[best]).on_kink(kink) if kink is not None else items[best]
 
 
 def _symbolic_functions(sp) -> dict:
@@ -354,7 +364,7 @@ class Path:
     followed: bool
     key: tuple = ()
     decisions: list = field(default_factory=list)
-    near: list[int] = field(default_factory=list)
+    near: list[int] = field(default_factory=list)  # branch sites, and kinks the output is on
     note: str = ""
 
 
@@ -440,10 +450,11 @@ class PathOracle:
             except Exception as exc:  # where the float forward runs, a gap here is only ours
                 return Path(False, note=f"{type(exc).__name__}: {exc}")
         recorder = run.recorder
+        kinks = sorted(output.kinks) if isinstance(output, PathValue) else []
         lengths = tuple(len(a) if isinstance(a, list) else None for a in args)
         integers = tuple(a for a in args if isinstance(a, numbers.Integral))
         key = (lengths, integers, tuple(recorder.decisions))
-        return Path(True, key, list(recorder.decisions), list(recorder.near))
+        return Path(True, key, list(recorder.decisions), list(recorder.near) + kinks)
 
     def gradient(self, path: Path, args, inputs: list[tuple]):
         """SymPy's (output, [d output / d input]) along ``path`` at the point, in 50 digits;

@@ -16,8 +16,8 @@ else:
   path values, stagegen.path_oracle) can record which way it went (a kink, not a branch).
 
 A ``Recorder`` holds one run's decisions, in order (the path's key: the same decisions mean
-the same straight-line function of the inputs), and the sites where the run passed too close
-to a boundary: ``|a - b| <= BOUNDARY_RTOL * max(|a|, |b|) + BOUNDARY_ATOL``, where a
+the same straight-line function of the inputs), and the branch sites where the run passed too
+close to a boundary (a kink too close is reported to the number that decided it): ``|a - b| <= BOUNDARY_RTOL * max(|a|, |b|) + BOUNDARY_ATOL``, where a
 difference quotient may straddle the kink, or the float backward may decide otherwise than
 the 50-digit forward. Only operands that depend on the inputs are measured so (integer loop
 counters decide exactly). ``Coverage`` gathers the outcomes seen over the points.
@@ -94,7 +94,9 @@ class _Instrumenter(ast.NodeTransformer):
         if len(names) == 1:
             k = self.site(node, "compare")
             return self.call(
-                COMPARE, node, [ast.Constant(k), node.left, ast.Constant(names[0]), node.right]
+                COMPARE,
+                node,
+                [ast.Constant(k), node.left, ast.Constant(names[0]), node.comparators[0]],
             )
         links = []
         for i, name in enumerate(names):
@@ -228,10 +230,14 @@ class Recorder:
     near: list[int] = field(default_factory=list)  # sites decided too close to the boundary
     stack: list[int] = field(default_factory=list)
 
-    def record(self, site: int, outcome, a=None, b=None, measured: bool = False) -> None:
+    def record(self, site: int, outcome, a=None, b=None, measured: bool = False) -> bool:
+        """Record a decision; whether it was too close to its boundary (a branch site that was
+        is listed in ``near``: the caller of a kink decides what its closeness means)."""
         self.decisions.append((site, outcome))
-        if measured and site >= 0 and near_boundary(a, b) and site not in self.near:
+        close = measured and site >= 0 and near_boundary(a, b)
+        if close and self.sites[site].branch and site not in self.near:
             self.near.append(site)
+        return close
 
     # bound into the instrumented def
     def compare(self, site: int, a, name: str, b):
@@ -269,10 +275,14 @@ class Recorder:
         finally:
             self.stack.pop()
 
-    def decide(self, outcome, a, b, measured: bool) -> None:
+    def decide(self, outcome, a, b, measured: bool) -> int | None:
         """A decision taken by a function called at the current site (abs, min, max): ``a``
-        and ``b`` are the concrete values it decided between."""
-        self.record(self.stack[-1] if self.stack else -1, outcome, a, b, measured)
+        and ``b`` are the concrete values it decided between. The site, when that was too
+        close to the kink: only if the value decided flows into the output does the point sit
+        on a kink (a convergence test's ``abs(y_next - y)`` tends to 0 and only decides a
+        branch), which the caller follows."""
+        site = self.stack[-1] if self.stack else -1
+        return site if self.record(site, outcome, a, b, measured) else None
 
     def unlocated(self, outcome) -> None:
         """A decision made where no site was instrumented (a comparison inside a builtin)."""

@@ -191,15 +191,17 @@ def backward_fn_call(trial, point: dict, upstream: float):
 
 
 def _taken(sites, path) -> str:
-    """`` (taking line 5: `x < 0` False, ...)`` for a failure's message: the branch outcomes
-    the forward took at the point (the first of each site)."""
+    """`` (where the forward takes line 5: `x < 0` False, ...)`` for a failure's message: the
+    outcomes each branch site took at the point (in a loop, each that it took)."""
     if not path.followed:
         return ""
-    first: dict[int, object] = {}
+    taken: dict[int, list] = {}
     for site, outcome in path.decisions:
-        if site >= 0 and sites[site].branch:
-            first.setdefault(site, outcome)
-    if not first:
+        if site >= 0 and sites[site].branch and outcome not in taken.setdefault(site, []):
+            taken[site].append(outcome)
+    if not taken:
         return ""
-    shown = ", ".join(f"{sites[k].where()} {v}" for k, v in list(first.items())[:4])
-    return f" (where the forward takes {shown}{', ...' if len(first) > 4 else ''})"
+    shown = ", ".join(
+        f"{sites[k].where()} {' and '.join(str(o) for o in v)}" for k, v in taken.items()
+    )
+    return f" (where the forward takes {shown})"
