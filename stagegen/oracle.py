@@ -393,6 +393,21 @@ class ArrayOracle:
             return None
         return out
 
+    def decisions(self, args) -> Recorder | None:
+        """The branch decisions of the float64 forward at the arguments (its instrumented copy,
+        on copies of them): which way each comparison and test went, and which were too close
+        to their boundary (stagegen.sites); None where it raises."""
+        import numpy as np
+
+        recorder = self.user.recorder()
+        function = self.user.bind_recording(recorder, math, np)
+        try:
+            with np.errstate(all="ignore"):
+                function(*copies(args))
+        except DOMAIN_ERRORS:
+            return None
+        return recorder
+
     def mpmath_gradient(self, args, differentiable: dict[int, tuple], upstream, elements=None):
         """{argument position: array of d sum(out * upstream) / d element} in 50 digits, by
         central differences over every element (or over ``elements``: {position: [index]});

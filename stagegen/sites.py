@@ -243,7 +243,7 @@ class Recorder:
     def compare(self, site: int, a, name: str, b):
         ca, cb = self.concrete(a), self.concrete(b)
         result = OPERATIONS[name](ca, cb)
-        if isinstance(result, bool) or type(result).__name__ == "bool_":
+        if type(result).__name__ in ("bool", "bool_"):  # Python's, or a NumPy scalar's
             measured = self.inexact(a) or self.inexact(b)
             self.record(site, bool(result), ca, cb, measured)
         return result

@@ -392,6 +392,25 @@ def test_a_right_hand_written_backward_is_proven(name):
         assert outcome.branches == ""
 
 
+def test_a_list_read_only_in_loops_gets_list_length_elements():
+    """A list the forward reads at no constant index (len(xs), xs[i] in a loop) has no length
+    from the reader: the proof gives it LIST_LENGTH elements."""
+    from stagegen.proof.sampling import LIST_LENGTH
+
+    lengths = []
+
+    def backward(xs, wx, wh, dout=1.0):
+        lengths.append(len(xs))
+        return by_hand("rnn")(xs, wx, wh, dout=dout)
+
+    trial = number_trial("rnn", *STUBS["rnn"], backward)
+    xs = trial.program.param("xs")
+    xs.length = 0  # as read from `for i in range(len(xs))` alone
+    outcome = numbers.check_end_to_end(trial)
+    assert outcome.done >= 5 and set(lengths) == {LIST_LENGTH}
+    assert all(f"xs[{LIST_LENGTH - 1}]" in p for p in trial.report.points)
+
+
 def test_both_sides_of_every_branch_are_sampled():
     trial = number_trial("clamp", *STUBS["clamp"], by_hand("clamp"))
     numbers.check_end_to_end(trial)
@@ -526,7 +545,7 @@ def truncated_rnn_backward(x, h0, Wx, Wh, b, dout=1.0):
     hs = [h0]
     for t in range(T):
         hs.append(np.tanh(x[:, t, :] @ Wx + hs[-1] @ Wh + b))
-    dx, dWx, dWh, db = np.zeros_like(x), np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)
+    dx = np.zeros_like(x)
     da = 2 * hs[-1] * dout * (1 - hs[-1] ** 2)
     t = T - 1
     dx[:, t, :] = da @ Wx.T
@@ -563,6 +582,47 @@ def test_a_truncated_array_rnn_backward_is_caught():
     small, _ = feasible_sizes(trial.program, symbolic_sizes(trial.program))
     with pytest.raises(VerificationError, match="50-digit central difference"):
         arrays.check_independent(trial, 2, small, oracle.ArrayOracle(trial.user))
+
+
+ARRAY_GATE = """\
+import numpy as np
+
+
+def gate(x: "N, D", w: "D"):
+    s = np.sum(x * w)
+    if s > 0:
+        return s * s
+    return np.sum(np.tanh(x))
+"""
+
+
+def gate_backward(x, w, dout=1.0):
+    import numpy as np
+
+    s = np.sum(x * w)
+    if s > 0:
+        return 2 * s * w * dout + 0 * x, 2 * s * np.sum(x, axis=0) * dout
+    return (1 - np.tanh(x) ** 2) * dout, np.zeros_like(w)
+
+
+def test_an_array_forward_that_branches_reports_its_branches():
+    import numpy as np
+
+    stub = 'import numpy as np\n\n\ndef gate(x: "N, D", w: "D"):\n    return np.sum(x * w)\n'
+    backward = build(stub).backwards[0]
+    program = backward.program
+    report = FunctionReport("gate", 1)
+    user = oracle.user_function(ARRAY_GATE, "gate")
+    trial = Trial(program, backward, gate_backward, 3, report, user, arrays.random_numbers(program))
+    small, _ = feasible_sizes(program, symbolic_sizes(program))
+    checker = oracle.ArrayOracle(user)
+    outcome = arrays.check_independent(trial, 4, small, checker)
+    assert outcome.done == 4
+    sides = {bool(np.sum(np.asarray(p["x"]) * np.asarray(p["w"])) > 0) for p in report.points}
+    assert outcome.branches == f"branches: {len(sides)} of 2 outcomes seen"
+    on_boundary = checker.decisions([np.zeros((2, 3)), np.ones(3)])  # s == 0
+    assert on_boundary.near == [0] and on_boundary.decisions == [(0, False)]
+    assert not checker.decisions([np.ones((2, 3)), np.ones(3)]).near
 
 
 def test_coverage_counts_outcomes_over_points():

@@ -26,7 +26,15 @@ from ..errors import VerificationError
 from ..program import Program
 from ..reverse import Backward
 from .common import BUG, Outcome, agree, oracle_failure, returned_gradients
-from .sampling import arguments, input_names, number_rng, sample, variant, within_float_range
+from .sampling import (
+    arguments,
+    input_names,
+    list_length,
+    number_rng,
+    sample,
+    variant,
+    within_float_range,
+)
 
 MAX_TRIES = 200  # random draws for the usual points
 BRANCH_TRIES = 60  # further draws to reach branch outcomes the usual points did not
@@ -37,7 +45,7 @@ def _flatten(results: list, backward: Backward, program: Program) -> list[float]
     flat = []
     for name, value in zip(backward.wrt, results):
         p = program.param(name)
-        flat += list(value)[: p.length] if p.is_list else [value]
+        flat += list(value)[: list_length(p)] if p.is_list else [value]
     return flat
 
 

@@ -35,12 +35,21 @@ def number_rng(program: Program) -> random.Random:
     return random.Random(int(seed[:16], 16))
 
 
+LIST_LENGTH = 4  # elements of a list the function reads at no constant index (in loops only)
+
+
+def list_length(param) -> int:
+    """How many elements the proof gives a list parameter: one past the highest constant index
+    read, or LIST_LENGTH for a list read only in loops (``len(w)``, ``zip``, ``w[i]``)."""
+    return param.length or LIST_LENGTH
+
+
 def input_names(program: Program) -> list[str]:
     """Every input number: ``x`` for a number parameter, ``w[0]``, ``w[1]``... for a list."""
     names = []
     for p in program.params:
         if p.is_list:
-            names += [f"{p.name}[{i}]" for i in range(p.length)]
+            names += [f"{p.name}[{i}]" for i in range(list_length(p))]
         else:
             names.append(p.name)
     return names
@@ -51,7 +60,7 @@ def arguments(program: Program, point: dict[str, float]) -> list:
     args = []
     for p in program.params:
         if p.is_list:
-            args.append([point[f"{p.name}[{i}]"] for i in range(p.length)])
+            args.append([point[f"{p.name}[{i}]"] for i in range(list_length(p))])
         else:
             args.append(point[p.name])
     return args
