@@ -159,8 +159,11 @@ def user_function(text: str, name: str, line: int = 0, filename: str = "<string>
     fn = _without_annotations(chosen[0])
     code = compile(ast.Module(body=[fn], type_ignores=[]), filename, "exec")
     statements = sum(isinstance(n, ast.stmt) for n in ast.walk(fn)) - 1
-    recording, sites = instrument(fn, text)
-    instrumented = compile(ast.Module(body=[recording], type_ignores=[]), filename, "exec")
+    try:
+        recording, sites = instrument(fn, text)
+        instrumented = compile(ast.Module(body=[recording], type_ignores=[]), filename, "exec")
+    except (SyntaxError, ValueError, TypeError):  # a form the instrumenter does not handle:
+        instrumented, sites = code, []  # the def as written, its decisions unlocated
     bindings = module_bindings(tree)
     return UserFunction(name, filename, code, bindings, statements, instrumented, sites)
 
