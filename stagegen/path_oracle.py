@@ -78,8 +78,8 @@ class _Run:
         if isinstance(value, numbers.Integral):
             expr = self.sp.Integer(int(value)) if self.building else None
             return PathValue(mpmath.mpf(int(value)), expr, False, self, 1)
-        if isinstance(value, float):
-            expr = self.sp.Float(value) if self.building else None
+        if isinstance(value, float):  # exactly: SymPy folds Float constants at 53 bits
+            expr = self.sp.Rational(value) if self.building else None
             return PathValue(mpmath.mpf(value), expr, False, self, 1)
         if isinstance(value, mpmath.mpf):
             expr = self.sp.Float(value, DIGITS + GUARD_DIGITS) if self.building else None
@@ -417,6 +417,7 @@ class PathOracle:
         self.user = user
         self.derivatives: dict[tuple, _Derivative | str] = {}
         self.note = ""  # why SymPy's derivative was not used, where it was not
+        self.partials: dict = {}  # (expression, symbol) -> SymPy's partial: paths share pieces
 
     def _run(self, args, sp=None):
         """(output, run) of the instrumented def on path values (expressions when ``sp``)."""
@@ -490,8 +491,8 @@ class PathOracle:
         out = output.expr if isinstance(output, PathValue) else sp.sympify(output)
         pieces = []
         for symbol, definition in run.pieces:
-            pieces.append((symbol, definition, _partials(sp, definition)))
-        partials = _partials(sp, out)
+            pieces.append((symbol, definition, _partials(sp, definition, self.partials)))
+        partials = _partials(sp, out, self.partials)
         if any(p is None for _, _, p in pieces) or partials is None:
             return (
                 f"SymPy's derivative not used (a partial derivative has more than "
@@ -500,15 +501,21 @@ class PathOracle:
         return _Derivative(_input_symbols(sp, args), pieces, out, partials)
 
 
-def _partials(sp, expr) -> dict | None:
+def _partials(sp, expr, memo: dict) -> dict | None:
     """{symbol: SymPy's partial derivative of expr by it} for every symbol it reads; None when
-    one has more than DERIVATIVE_LIMIT nodes (a nested power's can swell)."""
+    one has more than DERIVATIVE_LIMIT nodes (a nested power's can swell). ``memo`` keeps
+    them by (expression, symbol): paths that share a prefix share its pieces."""
     out = {}
     for symbol in _read(expr):
-        partial = sp.diff(expr, symbol)
-        if _tree_size(sp, partial, DERIVATIVE_LIMIT) > DERIVATIVE_LIMIT:
+        key = (expr, symbol)
+        if key not in memo:
+            partial = sp.diff(expr, symbol)
+            memo[key] = partial
+            if _tree_size(sp, partial, DERIVATIVE_LIMIT) > DERIVATIVE_LIMIT:
+                memo[key] = None
+        if memo[key] is None:
             return None
-        out[symbol] = partial
+        out[symbol] = memo[key]
     return out
 
 
