@@ -272,6 +272,36 @@ def test_a_long_loop_is_differentiated_in_pieces():
     assert float(exact[1][0]) == pytest.approx(newton_grad(40.0)[0], rel=1e-12)
 
 
+def test_a_path_past_the_operation_limit_leaves_sympy_out(monkeypatch):
+    """A loop that builds more than OPERATION_LIMIT operations on expressions (here lowered to
+    100): no SymPy reference there (the note says why), the central differences still are."""
+    from stagegen import path_oracle
+
+    monkeypatch.setattr(path_oracle, "OPERATION_LIMIT", 100)
+    source = (
+        "def f(x):\n    s = 0.0\n    for _ in range(60):\n        s = s * 0.5 + x\n    return s\n"
+    )
+    user = oracle.user_function(source, "f")
+    paths = PathOracle(user)
+    path = paths.trace([0.75])
+    assert path.followed and paths.gradient(path, [0.75], [(0,)]) is None
+    assert "more than 100 operations" in paths.note
+    _, [slope] = oracle.ScalarOracle(user).mpmath_gradient([0.75], [(0,)])
+    assert float(slope) == pytest.approx(2.0, rel=1e-12)  # 1 + 1/2 + 1/4 + ...
+    monkeypatch.setattr(path_oracle, "OPERATION_LIMIT", 1000)
+    paths = PathOracle(user)
+    _, [exact] = paths.gradient(paths.trace([0.75]), [0.75], [(0,)])
+    assert float(exact) == pytest.approx(2.0, rel=1e-12)
+
+
+def test_a_float_taken_of_a_value_leaves_the_path_unfollowed():
+    user = oracle.user_function("def f(x):\n    return float(x) * x\n", "f")
+    paths = PathOracle(user)
+    path = paths.trace([0.5])
+    assert not path.followed and "float()" in path.note
+    assert paths.gradient(path, [0.5], [(0,)]) is None and "float()" in paths.note
+
+
 # ---------------------------------------------------------------------------- sites
 
 
