@@ -75,7 +75,6 @@ class UserFunction:
     filename: str
     code: object  # the compiled module holding only the def
     bindings: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    statements: int = 0  # statements in the body (a bound on the composed expression's size)
     instrumented: object = None  # the same def, its decisions reporting (stagegen.sites)
     sites: list[Site] = field(default_factory=list)  # where it decides, indexed as reported
 
@@ -158,14 +157,13 @@ def user_function(text: str, name: str, line: int = 0, filename: str = "<string>
         raise SourceUnavailable(f"no `def {name}` at line {line} of the source text")
     fn = _without_annotations(chosen[0])
     code = compile(ast.Module(body=[fn], type_ignores=[]), filename, "exec")
-    statements = sum(isinstance(n, ast.stmt) for n in ast.walk(fn)) - 1
     try:
         recording, sites = instrument(fn, text)
         instrumented = compile(ast.Module(body=[recording], type_ignores=[]), filename, "exec")
     except (SyntaxError, ValueError, TypeError):  # a form the instrumenter does not handle:
         instrumented, sites = code, []  # the def as written, its decisions unlocated
     bindings = module_bindings(tree)
-    return UserFunction(name, filename, code, bindings, statements, instrumented, sites)
+    return UserFunction(name, filename, code, bindings, instrumented, sites)
 
 
 def source_text(filename: str) -> str | None:
