@@ -13,8 +13,13 @@ of numbers:
   whose elementwise functions apply mpmath to object arrays, everything else real NumPy):
   the gradient as central differences (stagegen.numeric) with a step of 1e-20, exact to far
   beyond the 1e-7 the proof asks for;
-* **SymPy symbols** (numbers only, while the composed expression stays small): SymPy's exact
-  derivative of the expression the source builds.
+* **path values** (numbers only; stagegen.path_oracle): a 50-digit value and a SymPy
+  expression in one, so that the forward decides by the value (branches, loops, abs, min,
+  max) and builds, along the path it takes, a straight-line expression whose SymPy derivative
+  is a second, exact reference.
+
+The path values run an instrumented copy of the ``def`` (stagegen.sites: its comparisons and
+tests report the outcome they took); the floats and mpmath numbers run the ``def`` as written.
 """
 
 from __future__ import annotations
@@ -28,18 +33,16 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from .numeric import central_differences, copies, element
+from .sites import Recorder, Site, instrument
 from .gates import NUMPY_FUNCTIONS  # which np.<fn> array code may call (names only, no rules)
 
 DIGITS = 50  # digits of the reference values
 GUARD_DIGITS = 15  # extra working digits, eaten by the difference quotient
 FLOAT_LIMIT = 1e250  # a value past this says nothing about float64 code
-SYMPY_STATEMENT_LIMIT = 60  # statements in the def up to which SymPy's route is tried
-SYMPY_TREE_LIMIT = 400  # nodes of the composed expression up to which SymPy differentiates
-SYMPY_DERIVATIVE_LIMIT = 4000  # nodes of its derivatives up to which they are compiled
 
 # What a forward raises where it is not defined (log(-1), 1/0, a complex value in math.exp).
 DOMAIN_ERRORS = (ValueError, ZeroDivisionError, OverflowError, TypeError, FloatingPointError)
-# The same on mpmath numbers, where a complex value raises ValueError (see _checked): any other
+# The same on mpmath numbers, where a complex value raises ValueError (see checked): any other
 # exception there is a gap in the shims, never a reason to skip a point silently.
 MP_DOMAIN_ERRORS = (ValueError, ZeroDivisionError, OverflowError, FloatingPointError)
 
@@ -72,12 +75,26 @@ class UserFunction:
     filename: str
     code: object  # the compiled module holding only the def
     bindings: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    statements: int = 0  # statements in the body (a bound on the composed expression's size)
+    instrumented: object = None  # the same def, its decisions reporting (stagegen.sites)
+    sites: list[Site] = field(default_factory=list)  # where it decides, indexed as reported
 
     def bind(self, math_module, numpy_module, **builtin_overrides):
         """The function, compiled in a fresh namespace: each name the module's imports bind to
         math or numpy (or one of their members) bound to ``math_module`` / ``numpy_module``
         (or that object's member), plus ``builtin_overrides`` (abs, max, min, pow)."""
+        return self._bound(self.code, math_module, numpy_module, builtin_overrides)
+
+    def bind_recording(self, recorder: Recorder, math_module, numpy_module, **builtin_overrides):
+        """The instrumented copy, bound as ``bind`` binds the def, its decisions reported to
+        ``recorder``."""
+        overrides = {**builtin_overrides, **recorder.bindings()}
+        return self._bound(self.instrumented, math_module, numpy_module, overrides)
+
+    def recorder(self, **kwargs) -> Recorder:
+        """A fresh recorder of this def's sites (see stagegen.sites.Recorder)."""
+        return Recorder(self.sites, **kwargs)
+
+    def _bound(self, code, math_module, numpy_module, builtin_overrides):
         namespace: dict = {"__builtins__": builtins, "__name__": "stagegen_oracle"}
         modules = {"math": math_module, "numpy": numpy_module}
         for local, (module, member) in self.bindings.items():
@@ -89,7 +106,7 @@ class UserFunction:
             elif hasattr(target, member):
                 namespace[local] = getattr(target, member)
         namespace.update(builtin_overrides)
-        exec(self.code, namespace)
+        exec(code, namespace)
         return namespace[self.name]
 
 
@@ -139,10 +156,14 @@ def user_function(text: str, name: str, line: int = 0, filename: str = "<string>
     if not chosen or isinstance(chosen[0], ast.AsyncFunctionDef):
         raise SourceUnavailable(f"no `def {name}` at line {line} of the source text")
     fn = _without_annotations(chosen[0])
-    module = ast.Module(body=[fn], type_ignores=[])
-    code = compile(module, filename, "exec")
-    statements = sum(isinstance(n, ast.stmt) for n in ast.walk(fn)) - 1
-    return UserFunction(name, filename, code, module_bindings(tree), statements)
+    code = compile(ast.Module(body=[fn], type_ignores=[]), filename, "exec")
+    try:
+        recording, sites = instrument(fn, text)
+        instrumented = compile(ast.Module(body=[recording], type_ignores=[]), filename, "exec")
+    except (SyntaxError, ValueError, TypeError):  # a form the instrumenter does not handle:
+        instrumented, sites = code, []  # the def as written, its decisions unlocated
+    bindings = module_bindings(tree)
+    return UserFunction(name, filename, code, bindings, instrumented, sites)
 
 
 def source_text(filename: str) -> str | None:
@@ -170,7 +191,7 @@ def float_value(function, args):
 # ---------------------------------------------------------------------------- numbers: mpmath
 
 
-def _checked(value):
+def checked(value):
     """A real, finite mpmath number; ValueError for a complex or infinite one (Python's math
     raises a domain error where mpmath would return a complex number)."""
     import mpmath
@@ -188,13 +209,13 @@ def _checked(value):
 
 def _real(fn):
     def call(*args):
-        return _checked(fn(*args))
+        return checked(fn(*args))
 
     call.__name__ = getattr(fn, "__name__", "function")
     return call
 
 
-def _mpmath_functions() -> dict:
+def mpmath_functions() -> dict:
     """math's functions in mpmath, by their names in ``math`` (the gate table's keys)."""
     import mpmath as mp
 
@@ -222,32 +243,26 @@ def mpmath_math():
             raise ValueError("math domain error")
         return mp.power(x, y)
 
-    functions = dict(_mpmath_functions(), log=log, hypot=hypot, pow=pow_)
+    functions = dict(mpmath_functions(), log=log, hypot=hypot, pow=pow_)
     shim = SimpleNamespace(**{k: _real(f) for k, f in functions.items()})
     shim.pi, shim.e, shim.tau = +mp.pi, +mp.e, 2 * mp.pi
     shim.inf, shim.nan = mp.inf, mp.nan
     return shim
 
 
-def _mp_pow(x, y, z=None):
+def mp_pow(x, y, z=None):
     if z is not None:
         raise TypeError("pow() with three arguments")
     return x**y
 
 
 class ScalarOracle:
-    """Gradients of a scalar function (numbers and lists of numbers) from its source text."""
+    """Gradients of a scalar function (numbers and lists of numbers) from its source text.
+    (Its SymPy reference, along the path the forward takes: stagegen.path_oracle.)"""
 
     def __init__(self, user: UserFunction):
         self.user = user
         self.float_function = user.bind(math, None)
-        self.sympy: _SympyGradient | None = None
-        self.sympy_note = ""
-        if user.statements > SYMPY_STATEMENT_LIMIT:
-            self.sympy_note = (
-                f"SymPy's derivative not used ({user.statements} statements: the composed "
-                "expression would swell)"
-            )
 
     def value(self, args):
         """The float forward at the arguments (lists copied: the run must not change them)."""
@@ -257,19 +272,17 @@ class ScalarOracle:
 
     def mpmath_gradient(self, args, inputs: list[tuple]):
         """(output, [d output / d input for each input]) in 50 digits, by central differences
-        of the forward run on mpmath numbers; None outside the domain (or float range)."""
+        of the forward run on mpmath numbers; None outside the domain (or float range).
+        Integer arguments (trip counts, indices) stay integers."""
         import mpmath
 
         with mpmath.workdps(DIGITS + GUARD_DIGITS):
-            function = self.user.bind(mpmath_math(), None, pow=_mp_pow)
-            exact = [
-                [mpmath.mpf(v) for v in a] if isinstance(a, list) else _exact_number(a)
-                for a in args
-            ]
+            function = self.user.bind(mpmath_math(), None, pow=mp_pow)
+            exact = [mp_number(a) for a in args]
 
             def run(*point):
                 try:
-                    out = _checked(_run_mp(function, point))
+                    out = checked(_run_mp(function, point))
                 except MP_DOMAIN_ERRORS:
                     return None
                 return out if abs(out) < FLOAT_LIMIT else None
@@ -286,167 +299,17 @@ class ScalarOracle:
             gradient = [element(found[index[0]], index[1:]) for index in inputs]
         return output, gradient
 
-    def sympy_gradient(self, args, inputs: list[tuple]):
-        """SymPy's exact gradient at the point (50 digits), or None where it is not available
-        (the expression is too large, SymPy cannot evaluate it, or it is not real there)."""
-        if self.sympy_note:
-            return None
-        if self.sympy is None:
-            try:
-                self.sympy = _SympyGradient(self.user, args, inputs)
-            except Exception as exc:  # any failure of SymPy: its route is only a second opinion
-                self.sympy_note = f"SymPy's derivative not used ({type(exc).__name__}: {exc})"
-                return None
-            if self.sympy.skipped:
-                self.sympy_note = self.sympy.skipped
-                return None
-        return self.sympy.at(args)
 
-
-def _tree_size(sp, exprs: list, limit: int) -> int:
-    """Nodes of the expressions as trees (shared subtrees counted each time), up to limit + 1."""
-    count = 0
-    for e in exprs:
-        for _ in sp.preorder_traversal(e):
-            count += 1
-            if count > limit:
-                return count
-    return count
-
-
-def _exact_number(a):
-    """A 50-digit number; an integer (a trip count) stays an integer."""
+def mp_number(value):
+    """An argument on 50-digit numbers: a float (or a list's floats) as mpmath's, an integer
+    (a trip count, an index) as itself."""
     import mpmath
 
-    return a if type(a) is int else mpmath.mpf(a)
-
-
-class _Swollen(Exception):
-    """A function was called on an expression past SymPy's size limit."""
-
-
-def _bounded(sp, fn):
-    def call(*args, **kwargs):
-        exprs = [a for a in args if isinstance(a, sp.Basic)]
-        if _tree_size(sp, exprs, SYMPY_TREE_LIMIT) > SYMPY_TREE_LIMIT:
-            raise _Swollen
-        return fn(*args, **kwargs)
-
-    return call
-
-
-class _SympyGradient:
-    """The user's source run on SymPy symbols, differentiated by SymPy, compiled to mpmath."""
-
-    def __init__(self, user: UserFunction, args, inputs: list[tuple]):
-        import sympy as sp
-
-        self.skipped = ""
-        shim = SimpleNamespace(
-            exp=sp.exp, expm1=lambda x: sp.exp(x) - 1,
-            log=lambda x, base=None: sp.log(x) if base is None else sp.log(x) / sp.log(base),
-            log2=lambda x: sp.log(x) / sp.log(2), log10=lambda x: sp.log(x) / sp.log(10),
-            log1p=lambda x: sp.log(1 + x), sqrt=sp.sqrt, sin=sp.sin, cos=sp.cos, tan=sp.tan,
-            asin=sp.asin, acos=sp.acos, atan=sp.atan, atan2=sp.atan2, sinh=sp.sinh,
-            cosh=sp.cosh, tanh=sp.tanh, erf=sp.erf, fabs=sp.Abs,
-            hypot=lambda *a: sp.sqrt(sum(x**2 for x in a)), pow=lambda x, y: x**y,
-            pi=sp.pi, e=sp.E, tau=2 * sp.pi,
-        )  # fmt: skip
-        # Every function call first checks the size of what it is given: SymPy's automatic
-        # evaluation of cos(<a large sum>) looks for multiples of pi with polynomial
-        # arithmetic, which can run for minutes before any size check after the call.
-        for name, fn in list(vars(shim).items()):
-            if callable(fn):
-                setattr(shim, name, _bounded(sp, fn))
-        builtins_ = {
-            n: _bounded(sp, f)
-            for n, f in (("abs", sp.Abs), ("max", sp.Max), ("min", sp.Min), ("pow", sp.Pow))
-        }
-        function = user.bind(shim, None, **builtins_)
-        symbols = []
-        for k, a in enumerate(args):
-            if isinstance(a, list):
-                symbols.append([sp.Symbol(f"a{k}_{j}", real=True) for j in range(len(a))])
-            else:
-                symbols.append(sp.Symbol(f"a{k}", real=True))
-        try:
-            output = sp.sympify(function(*symbols))
-        except _Swollen:
-            output = None
-        if output is None or _tree_size(sp, [output], SYMPY_TREE_LIMIT) > SYMPY_TREE_LIMIT:
-            self.skipped = (
-                f"SymPy's derivative not used (the composed expression has more than "
-                f"{SYMPY_TREE_LIMIT} nodes)"
-            )
-            return
-        flat = [s for a in symbols for s in (a if isinstance(a, list) else [a])]
-        gradient = [sp.diff(output, element(symbols[index[0]], index[1:])) for index in inputs]
-        # A small expression can still have a swollen derivative (nested powers): printing it
-        # as code would then take minutes.
-        if _tree_size(sp, gradient, SYMPY_DERIVATIVE_LIMIT) > SYMPY_DERIVATIVE_LIMIT:
-            self.skipped = (
-                f"SymPy's derivative not used (it has more than {SYMPY_DERIVATIVE_LIMIT} nodes)"
-            )
-            return
-        self.flat = flat
-        self.exprs = [output, *gradient]
-
-    def at(self, args):
-        """(output, gradient) at the point in 50 digits; None where SymPy's expressions are not
-        real and finite there, or use a function this evaluator does not know."""
-        import mpmath
-
-        values = [v for a in args for v in (a if isinstance(a, list) else [a])]
-        with mpmath.workdps(DIGITS):
-            env = {s: mpmath.mpf(v) for s, v in zip(self.flat, values)}
-            memo: dict = {}
-            try:
-                results = [_checked(_evaluate(e, env, memo)) for e in self.exprs]
-            except Exception:  # not real, not finite, or not evaluable here
-                return None
-        return results[0], results[1:]
-
-
-def _heaviside(x, *rest):
-    import mpmath
-
-    return mpmath.mpf(1 if x > 0 else 0 if x < 0 else 0.5)
-
-
-def _evaluate(e, env: dict, memo: dict):
-    """A SymPy expression's value in mpmath, walking it as a graph (each distinct
-    subexpression once). SymPy's own printers were not used: on a swollen derivative they
-    spent minutes in assumption queries."""
-    import mpmath
-
-    if e in memo:
-        return memo[e]
-    if e.is_Symbol:
-        value = env[e]
-    elif e.is_Rational:
-        value = mpmath.mpf(int(e.p)) / int(e.q)
-    elif e.is_Float:
-        value = mpmath.mpf(e._mpf_)
-    elif e.is_NumberSymbol:  # pi, E
-        value = mpmath.mpf(str(e.evalf(DIGITS + GUARD_DIGITS)))
-    elif e.is_Add:
-        value = mpmath.fsum(_evaluate(a, env, memo) for a in e.args)
-    elif e.is_Mul:
-        value = mpmath.fprod(_evaluate(a, env, memo) for a in e.args)
-    elif e.is_Pow:
-        value = mpmath.power(_evaluate(e.args[0], env, memo), _evaluate(e.args[1], env, memo))
-    elif e.is_Function:
-        name = type(e).__name__
-        args = [_evaluate(a, env, memo) for a in e.args]
-        special = {"Abs": mpmath.fabs, "Max": max, "Min": min, "Heaviside": _heaviside}
-        function = special.get(name) or getattr(mpmath, name.lower(), None)
-        if function is None:
-            raise TypeError(f"no mpmath counterpart for {name}")
-        value = function(*args)
-    else:
-        raise TypeError(f"cannot evaluate {type(e).__name__}")
-    memo[e] = value
-    return value
+    if isinstance(value, list):
+        return [mp_number(v) for v in value]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return mpmath.mpf(value)
 
 
 # ---------------------------------------------------------------------------- arrays: mpmath
@@ -473,22 +336,22 @@ class _MpmathNumpy:
         import numpy as np
 
         def unary(fn):
-            ufunc = np.frompyfunc(lambda t: _checked(fn(_checked(t))), 1, 1)
+            ufunc = np.frompyfunc(lambda t: checked(fn(checked(t))), 1, 1)
             return lambda x: _unwrap(ufunc(x))
 
         def binary(pick):
-            ufunc = np.frompyfunc(lambda a, b: pick(_checked(a), _checked(b)), 2, 1)
+            ufunc = np.frompyfunc(lambda a, b: pick(checked(a), checked(b)), 2, 1)
             return lambda a, b: _unwrap(ufunc(a, b))
 
         # Every elementwise function array code may call (the gate table's NumPy spellings).
-        functions = _mpmath_functions() | {"abs": mp.fabs}
+        functions = mpmath_functions() | {"abs": mp.fabs}
         self._own = {spelled: unary(functions[key]) for spelled, key in NUMPY_FUNCTIONS.items()}
         self._own |= {
             "absolute": unary(mp.fabs), "square": unary(lambda t: t * t),
             "maximum": binary(lambda a, b: a if a >= b else b),
             "minimum": binary(lambda a, b: a if a <= b else b),
             "arctan2": binary(mp.atan2), "hypot": binary(mp.hypot),
-            "power": binary(lambda a, b: _checked(a**b)),
+            "power": binary(lambda a, b: checked(a**b)),
         }  # fmt: skip
         self._np = np
 
@@ -531,6 +394,21 @@ class ArrayOracle:
             return None
         return out
 
+    def decisions(self, args) -> Recorder | None:
+        """The branch decisions of the float64 forward at the arguments (its instrumented copy,
+        on copies of them): which way each comparison and test went, and which were too close
+        to their boundary (stagegen.sites); None where it raises."""
+        import numpy as np
+
+        recorder = self.user.recorder()
+        function = self.user.bind_recording(recorder, math, np)
+        try:
+            with np.errstate(all="ignore"):
+                function(*copies(args))
+        except DOMAIN_ERRORS:
+            return None
+        return recorder
+
     def mpmath_gradient(self, args, differentiable: dict[int, tuple], upstream, elements=None):
         """{argument position: array of d sum(out * upstream) / d element} in 50 digits, by
         central differences over every element (or over ``elements``: {position: [index]});
@@ -539,7 +417,7 @@ class ArrayOracle:
         import numpy as np
 
         with mpmath.workdps(DIGITS + GUARD_DIGITS):
-            function = self.user.bind(mpmath_math(), _MpmathNumpy(), pow=_mp_pow)
+            function = self.user.bind(mpmath_math(), _MpmathNumpy(), pow=mp_pow)
             exact = []  # every float as a 50-digit number; labels stay integers
             for k, a in enumerate(args):
                 if differentiable.get(k) or (isinstance(a, np.ndarray) and a.dtype.kind == "f"):
@@ -553,7 +431,7 @@ class ArrayOracle:
                 try:
                     with np.errstate(all="ignore"):
                         out = np.asarray(_run_mp(function, point), dtype=object)
-                    terms = [_checked(o) for o in out.reshape(-1)]
+                    terms = [checked(o) for o in out.reshape(-1)]
                 except MP_DOMAIN_ERRORS:
                     return None
                 if any(abs(t) > FLOAT_LIMIT for t in terms):

@@ -7,9 +7,18 @@ One driver (proof.check) for every function, numbers being the 0-d case: the sam
 floats at random points (for arrays, element by element, on concrete sizes) and compared with
 the gradient of the user's own ``def``, taken from the source text and run on 50-digit mpmath
 numbers (stagegen.oracle; NumPy object arrays of them for array code), differentiated by
-central differences with a step of 1e-20; for numbers, also SymPy's exact derivative of it
-while that stays small. Nothing there reads stagegen's stages or its printed code
-(proof.numbers, proof.arrays).
+central differences with a step of 1e-20; for numbers, also SymPy's exact derivative of the
+path the forward took at the point (stagegen.path_oracle: the forward run on values carrying a
+50-digit number, which decides every branch, loop condition, abs, min and max, and a SymPy
+expression; a long path is differentiated in pieces composed by the chain rule). Nothing
+there reads stagegen's stages or its printed code (proof.numbers, proof.arrays).
+
+**Branches.** The forward's comparisons and tests are its branch sites (stagegen.sites, which
+runs an instrumented copy of the ``def``). A point where a decision is too close to its
+boundary is skipped (the function is not differentiable there, or a difference quotient
+straddles the kink); for numbers, further points are sought (signs flipped, inputs scaled,
+wider draws) until every outcome of every site is seen or a budget is spent, and the report
+says how many were (``branches: 5 of 6 outcomes seen``).
 
 **Where a bug is: SymPy on stagegen's stages.** For numbers, every gradient statement's local
 factor against SymPy's ``diff`` of its stage (proof.local). For arrays, SymPy's derivative of

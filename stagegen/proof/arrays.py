@@ -13,7 +13,11 @@ whose size would give a parameter more than ``ARRAY_ELEMENT_LIMIT`` elements is 
    ``L = sum(out * u)`` with a step of 1e-20, at ``INDEPENDENT_POINTS`` points (past
    ``INDEPENDENT_ELEMENT_LIMIT`` elements, a random subset, and the notes say so); the
    generated backward must agree to 1e-7, measured as in check 2. Nothing here reads
-   stagegen's stages or its printed code.
+   stagegen's stages or its printed code. A forward that branches on a value (``if
+   np.sum(x) > 0``) is also run in float64 as an instrumented copy (stagegen.sites): a point
+   where a branch is decided too close to its boundary is skipped, and the summary says how
+   many branch outcomes the points covered. (Loops over ``range(T)`` reading ``x[:, t, :]``
+   need nothing more: the source runs as written.)
 
 2. **Symbolic, element by element, on the small sizes** (stagegen's stages, run by SymPy: a
    check of the sweep against the stage model, and of the stage model's forward against the
@@ -374,6 +378,8 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
 
     from ..oracle import OracleFailure
 
+    from ..sites import Coverage
+
     check = _Check(trial, sizes, oracle)
     program, backward, report, rng, inputs = (
         check.program,
@@ -386,6 +392,8 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
     differentiable = check.differentiable(shapes_of)
     everything = [(k, index) for k, shape in differentiable.items() for index in np.ndindex(*shape)]
     outcome = Outcome("50-digit central differences of the forward as written")
+    coverage = Coverage(trial.user.sites)
+    boundary = 0
     done, tries = 0, 0
     while done < points and tries < MAX_TRIES:
         tries += 1
@@ -393,6 +401,10 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
         out = check.run_forward(values)
         if out is None:
             continue
+        decided = oracle.decisions(check.arguments(values)) if coverage.sites else None
+        if decided is not None and decided.near:
+            boundary += 1
+            continue  # a branch too close to its boundary: no derivative to compare with
         upstream = check.upstream(done, out.shape)
         ones = np.ones(out.shape) if upstream is None else upstream
         elements = None
@@ -440,8 +452,16 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
                 ),
             )  # fmt: skip
         check.checked("independent", values)
+        if decided is not None:
+            coverage.add(decided.decisions)
         done += 1
     check.finish(outcome, "50-digit central differences", done, points, tries)
+    outcome.branches = coverage.text()
+    if boundary:
+        report.notes.append(
+            f"50-digit central differences: {boundary} point(s) skipped too close to a "
+            "branch's boundary"
+        )
     if len(everything) > INDEPENDENT_ELEMENT_LIMIT and done:
         report.notes.append(
             f"50-digit central differences: {INDEPENDENT_ELEMENT_LIMIT} of the "
@@ -453,9 +473,10 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
 def _summarise(outcome: Outcome, method: str, sizes: dict) -> Outcome:
     """The check's part of the report's ``reference``, where it checked any point."""
     if outcome.done:
+        branches = f", {outcome.branches}" if outcome.branches else ""
         outcome.summary = (
             f"{method} on {show_sizes(sizes)} ({outcome.done} points, "
-            f"max rel. error {outcome.max_rel:.1e})"
+            f"max rel. error {outcome.max_rel:.1e}{branches})"
         )
     return outcome
 

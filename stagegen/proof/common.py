@@ -37,6 +37,7 @@ class Outcome:
     max_abs: float = 0.0
     max_rel: float = 0.0
     summary: str = ""
+    branches: str = ""  # "branches: 5 of 6 outcomes seen" (functions that branch)
 
 
 def agree(outcome: Outcome, got, want, floor: float, failure) -> None:

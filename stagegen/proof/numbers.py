@@ -1,13 +1,23 @@
 """The checks of a function of numbers: the local checks (proof.local), then the end-to-end
 check, the verdict.
 
-The end-to-end check: the generated ``*_backward`` is run in floats at random points of the domain and compared with
-the gradient of the forward *as the user wrote it*: the ``def`` from the source text, run by
-Python on 50-digit mpmath numbers (stagegen.oracle), differentiated by central differences
-with a step of 1e-20; and, while the expression it builds on SymPy symbols stays small,
-SymPy's exact derivative of that expression. Neither reads stagegen's stages or its printed
-code. Points where the float forward raises or overflows are skipped; a backward that raises
-where the forward is defined and its derivative finite is a failure.
+The end-to-end check: the generated ``*_backward`` is run in floats at random points of the
+domain and compared with the gradient of the forward *as the user wrote it*: the ``def`` from
+the source text, run by Python on 50-digit mpmath numbers (stagegen.oracle), differentiated by
+central differences with a step of 1e-20; and SymPy's derivative of the path the forward took
+at the point (stagegen.path_oracle: the forward run on values that carry a 50-digit number and
+a SymPy expression, deciding every branch by the number). Neither reads stagegen's stages or
+its printed code. Points where the float forward raises or overflows are skipped, and so are
+points where a decision (a comparison, a test, abs, min, max) is too close to its boundary
+(stagegen.sites): the function is not differentiable there, or a difference quotient would
+straddle the kink. A backward that raises where the forward is defined and its derivative
+finite is a failure.
+
+Branches: after the usual points, up to ``BRANCH_TRIES`` further points (points checked
+already with signs flipped or scaled, wider draws) look for the outcomes of the forward's
+comparisons and tests that no point took yet; a point is kept only if it adds one. The report
+says how many outcomes the points covered (``branches: 5 of 6 outcomes seen``) and its notes
+which were never reached.
 """
 
 from __future__ import annotations
@@ -16,7 +26,18 @@ from ..errors import VerificationError
 from ..program import Program
 from ..reverse import Backward
 from .common import BUG, Outcome, agree, oracle_failure, returned_gradients
-from .sampling import arguments, input_names, number_rng, sample, within_float_range
+from .sampling import (
+    arguments,
+    input_names,
+    list_length,
+    number_rng,
+    sample,
+    variant,
+    within_float_range,
+)
+
+MAX_TRIES = 200  # random draws for the usual points
+BRANCH_TRIES = 60  # further draws to reach branch outcomes the usual points did not
 
 
 def _flatten(results: list, backward: Backward, program: Program) -> list[float]:
@@ -24,7 +45,7 @@ def _flatten(results: list, backward: Backward, program: Program) -> list[float]
     flat = []
     for name, value in zip(backward.wrt, results):
         p = program.param(name)
-        flat += list(value)[: p.length] if p.is_list else [value]
+        flat += list(value)[: list_length(p)] if p.is_list else [value]
     return flat
 
 
@@ -57,26 +78,37 @@ def check_end_to_end(trial) -> Outcome:
     """The verdict (see the module docstring); appends points to the report, raises on a
     mismatch."""
     from ..oracle import OracleFailure, ScalarOracle
+    from ..path_oracle import PathOracle
+    from ..sites import Coverage
 
-    program, backward, backward_fn, report, rng = (
-        trial.program,
-        trial.backward,
-        trial.backward_fn,
-        trial.report,
-        trial.rng,
-    )
+    program, backward, report, rng = trial.program, trial.backward, trial.report, trial.rng
     outcome = Outcome("50-digit central differences of the forward as written (mpmath)")
-    oracle = ScalarOracle(trial.user)
+    oracle, paths = ScalarOracle(trial.user), PathOracle(trial.user)
+    coverage = Coverage(trial.user.sites)
     names = input_names(program)
     wrt_inputs = [n for n in names if n.split("[")[0] in backward.wrt]
     indices = _input_indices(program, wrt_inputs)
-    tries, sympy_points = 0, 0
-    while len(report.points) < trial.points and tries < 200:
-        tries += 1
-        point = sample(rng, names, tries)
+    tries, extra, sympy_points = 0, 0, 0
+    boundary: dict[int, int] = {}  # site -> points skipped there (too close to its boundary)
+    while tries < MAX_TRIES:
+        if len(report.points) >= trial.points:
+            if coverage.complete() or extra >= BRANCH_TRIES:
+                break
+            extra += 1  # a point meant to reach a branch outcome not seen yet
+            point = variant(rng, names, report.points, extra)
+        else:
+            tries += 1
+            point = sample(rng, names, tries)
         args = arguments(program, point)
         if oracle.value(args) is None:
             continue  # the float forward raises or overflows here
+        path = paths.trace(args)
+        if path.near:
+            for site in path.near:
+                boundary[site] = boundary.get(site, 0) + 1
+            continue  # a decision too close to its boundary: no derivative to compare with
+        if extra and not (path.followed and coverage.adds(path.decisions)):
+            continue  # nothing new: the usual points are checked already
         try:
             reference = oracle.mpmath_gradient(args, indices)
         except OracleFailure as exc:
@@ -86,10 +118,10 @@ def check_end_to_end(trial) -> Outcome:
         output_value, want = reference
         if not within_float_range([output_value, *want]):
             continue  # the float forward or gradient would overflow here
-        exact = oracle.sympy_gradient(args, indices)
+        exact = paths.gradient(path, args, indices)
         upstream = 1.0 if len(report.points) % 2 == 0 else 2.5
         try:
-            result = backward_fn(*arguments(program, point), **{backward.upstream: upstream})
+            result = backward_fn_call(trial, point, upstream)
         except OverflowError:
             continue  # a float-only failure (overflow in the forward replay): not a wrong gradient
         except (ValueError, ZeroDivisionError, TypeError) as exc:
@@ -111,8 +143,11 @@ def check_end_to_end(trial) -> Outcome:
             )
         references = [("the 50-digit central difference of the forward as written", want)]
         if exact is not None:
-            references.append(("SymPy's derivative of the forward as written", exact[1]))
+            references.append(
+                ("SymPy's derivative of the forward as written, along the path it took", exact[1])
+            )
             sympy_points += 1
+        taken = _taken(trial.user.sites, path)
         for method, values in references:
             scale = max([1.0] + [abs(float(w)) for w in values])
             scaled = [float(w) * upstream for w in values]
@@ -122,21 +157,59 @@ def check_end_to_end(trial) -> Outcome:
                 scaled,
                 1e-3 * scale * upstream,
                 lambda k: program.error(
-                    f"{program.name}_backward gives d{wrt_inputs[k]} = {got[k]!r} at {point}, "
-                    f"but {method} is {scaled[k]!r}",
+                    f"{program.name}_backward gives d{wrt_inputs[k]} = {got[k]!r} at {point}"
+                    f"{taken}, but {method} is {scaled[k]!r}",
                     BUG,
                     VerificationError,
                 ),
             )
+        if path.followed:
+            coverage.add(path.decisions)
         report.points.append(dict(point))
     outcome.done = len(report.points)
     outcome.summary = outcome.method
     if sympy_points:
         outcome.summary += f" and SymPy's derivative of it (at {sympy_points} points)"
-    elif oracle.sympy_note and report.points:
-        outcome.summary += f"; {oracle.sympy_note}"
+    elif paths.note and report.points:
+        outcome.summary += f"; {paths.note}"
+    outcome.branches = coverage.text()
+    if outcome.branches:
+        outcome.summary += f"; {outcome.branches}"
+        unseen = coverage.unseen()
+        if unseen and report.points:
+            report.notes.append("branch outcomes not reached: " + "; ".join(unseen))
+    if boundary:
+        sites = trial.user.sites
+        shown = ", ".join(f"{sites[k].where()} ({n})" for k, n in boundary.items())
+        report.notes.append(
+            f"points skipped too close to a decision's boundary, where the forward is not "
+            f"differentiable or a difference quotient would straddle it: {shown}"
+        )
     if not report.points:
         report.notes.append(
             f"no point where {program.name} is defined was found in {tries} random tries"
         )
     return outcome
+
+
+def backward_fn_call(trial, point: dict, upstream: float):
+    """The generated backward at a point, with an upstream gradient."""
+    args = arguments(trial.program, point)
+    return trial.backward_fn(*args, **{trial.backward.upstream: upstream})
+
+
+def _taken(sites, path) -> str:
+    """`` (where the forward takes line 5: `x < 0` False, ...)`` for a failure's message: the
+    outcomes each branch site took at the point (in a loop, each that it took)."""
+    if not path.followed:
+        return ""
+    taken: dict[int, list] = {}
+    for site, outcome in path.decisions:
+        if site >= 0 and sites[site].branch and outcome not in taken.setdefault(site, []):
+            taken[site].append(outcome)
+    if not taken:
+        return ""
+    shown = ", ".join(
+        f"{sites[k].where()} {' and '.join(str(o) for o in v)}" for k, v in taken.items()
+    )
+    return f" (where the forward takes {shown})"

@@ -35,12 +35,21 @@ def number_rng(program: Program) -> random.Random:
     return random.Random(int(seed[:16], 16))
 
 
+LIST_LENGTH = 4  # elements of a list the function reads at no constant index (in loops only)
+
+
+def list_length(param) -> int:
+    """How many elements the proof gives a list parameter: one past the highest constant index
+    read, or LIST_LENGTH for a list read only in loops (``len(w)``, ``zip``, ``w[i]``)."""
+    return param.length or LIST_LENGTH
+
+
 def input_names(program: Program) -> list[str]:
     """Every input number: ``x`` for a number parameter, ``w[0]``, ``w[1]``... for a list."""
     names = []
     for p in program.params:
         if p.is_list:
-            names += [f"{p.name}[{i}]" for i in range(p.length)]
+            names += [f"{p.name}[{i}]" for i in range(list_length(p))]
         else:
             names.append(p.name)
     return names
@@ -51,7 +60,7 @@ def arguments(program: Program, point: dict[str, float]) -> list:
     args = []
     for p in program.params:
         if p.is_list:
-            args.append([point[f"{p.name}[{i}]"] for i in range(p.length)])
+            args.append([point[f"{p.name}[{i}]"] for i in range(list_length(p))])
         elif p.integer:  # a trip count: a small whole number, from the drawn value
             args.append(min(int(abs(point[p.name]) * 2), INTEGER_LIMIT))
         else:
@@ -66,6 +75,31 @@ def sample(rng: random.Random, names: list[str], attempt: int) -> dict[str, floa
     """A random point, in the ``attempt``-th of the RANGES (cycled)."""
     low, high = RANGES[attempt % len(RANGES)]
     return {n: rng.uniform(low, high) for n in names}
+
+
+# The variations tried, once the usual points are checked, to reach a branch outcome not seen
+# yet: a point checked already with its signs flipped, or scaled, or one input scaled; or a
+# draw from a wider range.
+SCALES = (0.1, 0.3, 0.5, 2.0, 3.0, 10.0)
+WIDE_RANGES = [(-5.0, 5.0), (-20.0, 20.0), (0.01, 0.2)]
+
+
+def variant(rng: random.Random, names: list[str], seen: list[dict], attempt: int) -> dict:
+    """A point meant to take a branch the points so far did not (see SCALES)."""
+    if not seen or attempt % 4 == 3:
+        low, high = WIDE_RANGES[attempt % len(WIDE_RANGES)]
+        return {n: rng.uniform(low, high) for n in names}
+    base = {n: float(seen[rng.randrange(len(seen))][n]) for n in names}
+    how = attempt % 4
+    if how == 0:  # flip the signs of some inputs (at least one)
+        flipped = [n for n in names if rng.random() < 0.5] or [rng.choice(names)]
+        return {n: -v if n in flipped else v for n, v in base.items()}
+    if how == 1:  # scale every input
+        factor = rng.choice(SCALES)
+        return {n: v * factor for n, v in base.items()}
+    one = rng.choice(names)  # scale one input
+    factor = rng.choice(SCALES) * rng.choice((1.0, -1.0))
+    return {n: v * factor if n == one else v for n, v in base.items()}
 
 
 def within_float_range(values) -> bool:
