@@ -165,8 +165,8 @@ def _opening(item: LoweredCompound, printer: Printer) -> str:
     if item.opening_kind == "else":
         return "else:"
     opening = item.opening
-    if item.opening_kind == "if":
-        code = f"if {printer(opening)}:"
+    if item.opening_kind in ("if", "elif"):
+        code = f"{item.opening_kind} {printer(opening)}:"
     elif isinstance(opening, str):
         code = opening
     elif isinstance(opening, tuple):

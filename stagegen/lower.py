@@ -236,9 +236,23 @@ def _branch_lines(branch: Branch, then: list, orelse: list) -> list:
     if not then:
         return [LoweredCompound(_negated(test), orelse, branch.number, "if")]
     out = [LoweredCompound(test, then, branch.number, "if")]
-    if orelse:
+    if _is_if_chain(orelse):  # else: if ... → elif ...
+        inner = orelse[0]
+        out.append(LoweredCompound(inner.opening, inner.lines, inner.stage, "elif"))
+        out += orelse[1:]
+    elif orelse:
         out.append(LoweredCompound("else:", orelse, None, "else"))
     return out
+
+
+def _is_if_chain(lines: list) -> bool:
+    """An `if` with its `elif`s and `else`, and nothing else."""
+    return (
+        bool(lines)
+        and all(isinstance(line, LoweredCompound) for line in lines)
+        and lines[0].opening_kind == "if"
+        and all(line.opening_kind in ("elif", "else") for line in lines[1:])
+    )
 
 
 def _leaves(lines: list) -> bool:

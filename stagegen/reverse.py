@@ -721,14 +721,22 @@ class _TreeSweep:
         orelse = self.body(branch.orelse)
         after_else = set(sweep.written)
         merged = after_then | after_else
-        then += self.zeros(merged - after_then, branch.number)
-        orelse += self.zeros(merged - after_else, branch.number)
+        # A gradient one arm writes first is set to zero before the `if` (the other arm then
+        # leaves it so), as one writes `dx = dlo = dhi = 0.0` above a clamp's branches; one an
+        # arm consumes (a name it binds again) is set to zero at the end of the other arm.
+        first = (merged - (after_then & after_else)) - state
+        then = _without_zeros(then, first) + self.zeros(
+            (merged - after_then) & state, branch.number
+        )
+        orelse = _without_zeros(orelse, first) + self.zeros(
+            (merged - after_else) & state, branch.number
+        )
+        before = self.zeros(first, branch.number)
         sweep.written = merged
         if not _has_statements(then) and not _has_statements(orelse):
-            return [i for i in then + orelse if isinstance(i, Restore)] and [
-                BranchBlock(branch, then, orelse)
-            ]
-        return [BranchBlock(branch, then, orelse)]
+            restores = any(isinstance(i, Restore) for i in _items(then + orelse))
+            return [BranchBlock(branch, then, orelse)] if restores else []
+        return before + [BranchBlock(branch, then, orelse)]
 
     def loop(self, loop: Loop) -> list:
         sweep = self.sweep
@@ -778,6 +786,22 @@ class _TreeSweep:
 def _renamed(e: Expr, name: Var, value: Expr) -> Expr:
     """``e`` with every read of ``name`` replaced (array nodes too)."""
     return transform_array(e, lambda n: value if n == name else None)
+
+
+def _without_zeros(items: list, gradients: set) -> list:
+    """An arm's items without the zeros it sets first for these gradients (set before the
+    `if` instead): an inner `if`'s zeros move out to the outer one."""
+    out = []
+    leading = True
+    for item in items:
+        if leading and isinstance(item, Block) and not item.stage.target:
+            kept = [st for st in item.statements if st.gradient not in gradients]
+            if kept:
+                out.append(replace(item, statements=kept))
+            continue
+        leading = False
+        out.append(item)
+    return out
 
 
 def _retype(original: Expr, renamed: Expr, expressions: dict) -> None:
