@@ -42,7 +42,7 @@ from .explained import (  # the model; its names stay importable from here
 )
 from .expr import Const, Elem, Expr, Neg, Num, Var
 from .names import as_python_reads
-from .program import Program, Stage
+from .program import Program, Stage, has_control_flow
 from .reverse import Backward
 
 _NAMESPACE = {"__builtins__": {}, "math": math, "abs": abs, "max": max, "min": min}
@@ -607,6 +607,15 @@ def _explain_program(
 ) -> Explanation | ArrayExplanation:
     from .reverse import differentiate
 
+    if has_control_flow(program.body):
+        node = next(n for n in program.body if not isinstance(n, Stage))
+        raise StagegenError(
+            "`explain` does not show loops and branches yet",
+            "generate the backward (`stagegen FILE.py`): it is proven along the path taken",
+            filename=program.filename,
+            line=node.line,
+            col=node.col,
+        )
     if _has_arrays(program):  # split, if asked, as `stagegen --split` splits it
         return _explain_arrays(program, values, split=split, source_text=source_text, seed=seed)
     if split:

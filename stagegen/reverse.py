@@ -1069,18 +1069,21 @@ def _stack_names(saved: set[str], taken: set[str]) -> dict[str, str]:
 def _with_saves(
     replay: list, saved: set[str], stacks: dict
 ) -> tuple[list, dict[int, bool], list[Stage]]:
-    """The replay with each saved name pushed where it is bound again. Where a value was
-    there already on every path, the value before the binding is pushed (and popped right
-    after the binding's gradient statements). A name a loop binds first, once per step, is
-    pushed after its binding (and popped at the top of its block, each step). A first
-    binding outside loops needs nothing: the bindings after it restore its value. Also:
-    which bindings push the value after, by stage number, and the bindings that cannot be
-    replayed (a loop's own name bound twice)."""
+    """The replay with each saved name pushed where the backward needs it back.
+
+    Where a value was there already on every path, the value before the binding is pushed
+    (and popped right after the binding's gradient statements). A name a loop binds first
+    (not before it) is pushed once per step, after the last statement of its block that binds
+    it: the value the step ends with, popped at the top of the block's reverse. A first
+    binding outside loops needs nothing: the bindings after it restore its value. Also: the
+    first bindings whose pop goes to the top of their block, by stage number, and the
+    bindings that cannot be replayed (a loop's own name first bound in two places)."""
     after: dict[int, bool] = {}
     unreplayable: list[Stage] = []
 
     def walk_body(nodes: list, bound: set[str], loop_sites: dict | None) -> tuple[list, set]:
         out = []
+        firsts: dict[str, int] = {}  # a loop's own names first bound in this block
         for node in nodes:
             if isinstance(node, Stage):
                 name = node.target
@@ -1089,7 +1092,8 @@ def _with_saves(
                 elif name in saved and loop_sites is not None:
                     loop_sites.setdefault(name, []).append(node)
                     after[node.number] = True
-                    out += [node, Save(name, stacks[name], node.number)]
+                    firsts[name] = node.number
+                    out.append(node)
                 else:
                     out.append(node)
                 bound = bound | {name}
@@ -1109,9 +1113,21 @@ def _with_saves(
                     bound = bound | set(sites)
             else:
                 out.append(node)
+        for name, number in firsts.items():
+            last = max(k for k, n in enumerate(out) if name in _bound_by(n))
+            out.insert(last + 1, Save(name, stacks[name], number))
         return out, bound
 
     return walk_body(replay, set(), None)[0], after, unreplayable
+
+
+def _bound_by(node) -> set[str]:
+    """The names a replayed node binds (a compound one: anywhere inside it)."""
+    if isinstance(node, Stage):
+        return {node.target}
+    if isinstance(node, (Branch, Loop)):
+        return {n.target for n in walk_nodes([node]) if isinstance(n, Stage)}
+    return set()
 
 
 def _with_restores(
@@ -1163,119 +1179,3 @@ def _stack_tops(e: Expr, stacks: dict) -> Expr:
 
 
 _STACK_TOP = "\u2032stack:"
-
-
-def _with_saves(
-    replay: list, saved: set[str], stacks: dict
-) -> tuple[list, dict[int, bool], list[Stage]]:
-    """The replay with each saved name pushed where it is bound again. Where a value was
-    there already on every path, the value before the binding is pushed (and popped right
-    after the binding's gradient statements). A name a loop binds first, once per step, is
-    pushed after its binding (and popped at the top of its block, each step). A first
-    binding outside loops needs nothing: the bindings after it restore its value. Also:
-    which bindings push the value after, by stage number, and the bindings that cannot be
-    replayed (a loop's own name bound twice)."""
-    after: dict[int, bool] = {}
-    unreplayable: list[Stage] = []
-
-    def walk_body(nodes: list, bound: set[str], loop_sites: dict | None) -> tuple[list, set]:
-        out = []
-        for node in nodes:
-            if isinstance(node, Stage):
-                name = node.target
-                if name in saved and name in bound:
-                    out += [Save(name, stacks[name], node.number), node]
-                elif name in saved and loop_sites is not None:
-                    loop_sites.setdefault(name, []).append(node)
-                    after[node.number] = True
-                    out += [node, Save(name, stacks[name], node.number)]
-                else:
-                    out.append(node)
-                bound = bound | {name}
-            elif isinstance(node, Branch):
-                then, then_bound = walk_body(node.then, bound, loop_sites)
-                orelse, else_bound = walk_body(node.orelse, bound, loop_sites)
-                out.append(replace(node, then=then, orelse=orelse))
-                bound = then_bound & else_bound
-            elif isinstance(node, Loop):
-                sites: dict = {} if loop_sites is None else loop_sites
-                inner, _ = walk_body(node.body, bound, sites)
-                out.append(replace(node, body=inner))
-                if loop_sites is None:
-                    unreplayable.extend(
-                        s for found in sites.values() if len(found) > 1 for s in found[1:]
-                    )
-                    bound = bound | set(sites)
-            else:
-                out.append(node)
-        return out, bound
-
-    return walk_body(replay, set(), None)[0], after, unreplayable
-
-
-def _with_restores(
-    body: list, replay: list, saved: set[str], stacks: dict, after: dict[int, bool]
-) -> list:
-    """Each Restore of a saved name gets its stack; the others are dropped. A name saved
-    after its first binding is restored at the top of the block that binds it (the value the
-    statements after the binding read), not after the binding."""
-
-    def walk_body(items: list) -> list:
-        out: list = []
-        tops: list = []
-        for item in items:
-            if isinstance(item, Restore):
-                if item.name not in saved:
-                    continue
-                if not _is_saved(item.stage, item.name, saves):
-                    continue
-                restore = Restore(item.name, stacks[item.name], item.stage)
-                (tops if after.get(item.stage) else out).append(restore)
-            elif isinstance(item, BranchBlock):
-                out.append(BranchBlock(item.branch, walk_body(item.then), walk_body(item.orelse)))
-            elif isinstance(item, LoopBlock):
-                out.append(LoopBlock(item.loop, item.before, walk_body(item.body)))
-            else:
-                if isinstance(item, Block):
-                    for st in item.statements:
-                        st.value = _stack_tops(st.value, stacks)
-                out.append(item)
-        return tops + out
-
-    saves = {(n.stage, n.name) for n in walk_nodes(replay) if isinstance(n, Save)}
-    return walk_body(body)
-
-
-def _is_saved(stage: int, name: str, saves: set) -> bool:
-    return (stage, name) in saves
-
-
-def _stack_tops(e: Expr, stacks: dict) -> Expr:
-    """The value before a binding, read from the top of its stack (``h_saved[-1]``)."""
-
-    def top(n: Expr):
-        if isinstance(n, Elem) and n.name.startswith(_STACK_TOP):
-            return Elem(stacks[n.name[len(_STACK_TOP) :]], -1)
-        return None
-
-    return transform_array(e, top)
-
-
-_STACK_TOP = "\u2032stack:"
-
-
-def _loops(body: list) -> list[Loop]:
-    return [n for n in walk_nodes(body) if isinstance(n, Loop)]
-
-
-def _strip_saves(replay: list) -> list:
-    out = []
-    for node in replay:
-        if isinstance(node, Save):
-            continue
-        if isinstance(node, Branch):
-            node = replace(node, then=_strip_saves(node.then), orelse=_strip_saves(node.orelse))
-        elif isinstance(node, Loop):
-            node = replace(node, body=_strip_saves(node.body))
-        out.append(node)
-    return out

@@ -18,12 +18,13 @@ reads every shape from ``program.types`` as it does for an unsplit program.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from .arrays.ir import Dot, FullSlice, Index, NewAxis, Reduce, Reshape, Transpose, rebuild_array
 from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
 from .gates import sigmoid_input
 from .names import usable
-from .program import Program, Stage
+from .program import Branch, Loop, Program, Stage
 from .types import dimension_names
 
 _MAX_NAME = 9
@@ -232,9 +233,9 @@ def _sigmoid_of(original: Expr, u: Expr) -> Expr:
 
 def split_program(program: Program) -> Program:
     splitter = _Splitter(program)
-    for stage in program.stages:
-        splitter.stage(stage)
-    stages = [dataclasses.replace(s, number=i) for i, s in enumerate(splitter.stages, start=1)]
+    body = _split_body(program.body, splitter)
+    count = itertools.count(1)
+    stages = _renumbered(body, count)
     types = program.types
     if splitter.typed:
         types = {**splitter.types, "<expressions>": splitter.exprs}
@@ -245,3 +246,41 @@ def split_program(program: Program) -> Program:
         user_names=program.user_names | (splitter.taken - set(dimension_names(program))),
         types=types,
     )
+
+
+def _split_body(body: list, splitter: "_Splitter") -> list:
+    """Each stage of a block tree replaced by its split stages, in the same block."""
+    out = []
+    for node in body:
+        if isinstance(node, Stage):
+            first = len(splitter.stages)
+            splitter.stage(node)
+            out += splitter.stages[first:]
+        elif isinstance(node, Branch):
+            then = _split_body(node.then, splitter)
+            out.append(
+                dataclasses.replace(node, then=then, orelse=_split_body(node.orelse, splitter))
+            )
+        elif isinstance(node, Loop):
+            out.append(dataclasses.replace(node, body=_split_body(node.body, splitter)))
+        else:
+            out.append(node)
+    return out
+
+
+def _renumbered(body: list, count) -> list:
+    """The tree with every forward line numbered again, in program order."""
+    out = []
+    for node in body:
+        number = next(count)
+        if isinstance(node, Branch):
+            then = _renumbered(node.then, count)
+            node = dataclasses.replace(
+                node, number=number, then=then, orelse=_renumbered(node.orelse, count)
+            )
+        elif isinstance(node, Loop):
+            node = dataclasses.replace(node, number=number, body=_renumbered(node.body, count))
+        else:
+            node = dataclasses.replace(node, number=number)
+        out.append(node)
+    return out
