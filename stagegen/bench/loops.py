@@ -1,0 +1,358 @@
+"""The loops part of the benchmark (issue 14): time and memory against the number of steps.
+
+A backward through a loop replays the forward and saves, at every step, the values the step
+overwrites and its backward reads (``h_saved.append(h)``), then runs the steps last first and
+pops them back. So its time and its memory should both grow linearly with the number of steps
+T, and the forward's memory should not grow at all. This part measures that, for
+
+* ``rnn``: a scalar recurrent net, ``h = tanh(wx * x + wh * h + b)`` over a list ``xs``;
+* ``dot``: a dot product over ``zip(w, x)`` (its backward saves nothing);
+* ``newton``: T steps of Newton's square root in a ``while`` loop (with respect to ``a``).
+
+Each backward is generated once with ``stagegen.generate``; then, at every T, before anything is
+timed, the generated gradient is compared with a hand-written backward of the same function
+(written here, the way one writes backpropagation through time by hand) and, at the smallest T,
+with central differences of the forward. Then the forward, the generated backward and the
+hand-written one are timed (``timing.interleaved``: rounds of calibrated batches, medians), and
+each is called once more under ``tracemalloc`` for its peak memory.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import random
+import sys
+import tracemalloc
+from dataclasses import dataclass
+
+from .timing import Contender, interleaved
+
+STEPS = [10, 100, 1_000, 10_000, 100_000]
+QUICK_STEPS = [10, 100, 1_000, 10_000]
+AGREEMENT = 1e-9  # generated against hand-written, relative to the largest entry
+NUMERIC_AGREEMENT = 1e-6  # generated against central differences, at the smallest T
+
+# The forward functions, one module: what the user writes.
+SOURCE = """\
+import math
+
+
+def rnn(xs, wx, wh, b):
+    h = 0.0
+    for x in xs:
+        h = math.tanh(wx * x + wh * h + b)
+    return h * h
+
+
+def dot(w, x):
+    s = 0.0
+    for wi, xi in zip(w, x):
+        s += wi * xi
+    return s
+
+
+def newton(a, n):
+    g = a
+    k = 0
+    while k < n:
+        g = 0.5 * (g + a / g)
+        k += 1
+    return g
+"""
+
+
+# ---------------------------------------------------------------------------- hand-written
+
+
+def rnn_hand(xs, wx, wh, b):
+    """Backpropagation through time as written by hand: keep every hidden state, then walk
+    back over them."""
+    hs = [0.0]
+    h = 0.0
+    for x in xs:
+        h = math.tanh(wx * x + wh * h + b)
+        hs.append(h)
+    dh = 2.0 * h
+    dxs = [0.0] * len(xs)
+    dwx = dwh = db = 0.0
+    for t in range(len(xs) - 1, -1, -1):
+        dz = (1.0 - hs[t + 1] ** 2) * dh  # through the tanh
+        dxs[t] = wx * dz
+        dwx += xs[t] * dz
+        dwh += hs[t] * dz
+        db += dz
+        dh = wh * dz
+    return dxs, dwx, dwh, db
+
+
+def dot_hand(w, x):
+    """The gradient of a dot product: each side's gradient is the other side."""
+    n = min(len(w), len(x))
+    return list(x[:n]) + [0.0] * (len(w) - n), list(w[:n]) + [0.0] * (len(x) - n)
+
+
+def newton_hand(a, n):
+    """n Newton steps g <- (g + a / g) / 2 from g = a, and their backward over the saved g."""
+    gs = []
+    g = a
+    for _ in range(int(n)):
+        gs.append(g)
+        g = 0.5 * (g + a / g)
+    da, dg = 0.0, 1.0
+    for g in reversed(gs):
+        da += 0.5 / g * dg
+        dg *= 0.5 - 0.5 * a / (g * g)
+    return da + dg
+
+
+# ---------------------------------------------------------------------------- the functions
+
+
+@dataclass
+class LoopFunction:
+    key: str
+    label: str
+    name: str  # the forward's name in SOURCE
+    wrt: list[str] | None  # None: every parameter
+    hand: object  # the hand-written backward (same arguments as the forward)
+    loop_inputs: list[int]  # positions of the arguments that are lists of T numbers
+
+    def arguments(self, steps: int, seed: int = 0) -> tuple:
+        rng = random.Random(seed)
+
+        def series():
+            return [rng.uniform(-1.0, 1.0) for _ in range(steps)]
+
+        if self.key == "rnn":
+            return (series(), 0.7, 0.6, 0.1)
+        if self.key == "dot":
+            return (series(), series())
+        if self.key == "newton":
+            return (2.0, steps)
+        raise ValueError(self.key)
+
+
+FUNCTIONS = {
+    "rnn": LoopFunction("rnn", "scalar RNN, h = tanh(wx*x + wh*h + b)", "rnn", None, rnn_hand, [0]),
+    "dot": LoopFunction("dot", "dot product over zip(w, x)", "dot", None, dot_hand, [0, 1]),
+    "newton": LoopFunction(
+        "newton", "Newton's sqrt, T steps of a while loop", "newton", ["a"], newton_hand, []
+    ),
+}
+
+
+def by_key(key: str) -> LoopFunction:
+    if key not in FUNCTIONS:
+        raise ValueError(f"unknown loop function {key!r}: choose from {', '.join(FUNCTIONS)}")
+    return FUNCTIONS[key]
+
+
+def forward(lf: LoopFunction):
+    namespace: dict = {"__name__": "stagegen_bench_loops"}
+    exec(compile(SOURCE, "<bench loops>", "exec"), namespace)
+    return namespace[lf.name]
+
+
+def generated(lf: LoopFunction) -> tuple[str, object]:
+    """(the generated module's text, its backward function), from ``stagegen.generate``."""
+    import stagegen
+    from stagegen.api import load_backward_module
+
+    text = stagegen.generate(SOURCE, lf.name, wrt=lf.wrt)
+    return text, load_backward_module(text)[f"{lf.name}_backward"]
+
+
+# ---------------------------------------------------------------------------- what is saved
+
+
+def saved_per_step(text: str, name: str) -> list[str]:
+    """What the generated backward saves at each step of its loops, read from its code: the
+    argument of every ``X.append(...)`` inside a loop of ``name``'s backward (one float
+    each). Appends inside nested loops would be saved more than once a step; none here."""
+    tree = ast.parse(text)
+    saved = []
+    for fn in ast.walk(tree):
+        if not (isinstance(fn, ast.FunctionDef) and fn.name == f"{name}_backward"):
+            continue
+        for loop in ast.walk(fn):
+            if not isinstance(loop, (ast.For, ast.While)):
+                continue
+            for stmt in loop.body:
+                for node in ast.walk(stmt):
+                    if (
+                        isinstance(node, ast.Call)
+                        and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "append"
+                    ):
+                        saved.append(ast.unparse(node.args[0]) if node.args else "?")
+    return saved
+
+
+def appends_during(fn, args: tuple) -> int:
+    """How many times ``list.append`` is called during fn(*args) (a profile hook on the calls
+    of built-in functions): the run-time count of the values saved, to hold the count read
+    from the code to."""
+    count = 0
+
+    def hook(frame, event, arg):
+        nonlocal count
+        if event == "c_call" and getattr(arg, "__name__", "") == "append":
+            if isinstance(getattr(arg, "__self__", None), list):
+                count += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        fn(*args)
+    finally:
+        sys.setprofile(previous)
+    return count
+
+
+# ---------------------------------------------------------------------------- correctness
+
+
+def flat(value) -> list[float]:
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in flat(v)]
+    return [float(value)]
+
+
+def max_rel_diff(got: list[float], want: list[float]) -> float:
+    if len(got) != len(want):
+        return math.inf
+    scale = max([abs(w) for w in want] + [1e-300])
+    return max([abs(g - w) for g, w in zip(got, want)] + [0.0]) / scale
+
+
+def numeric_gradient(lf: LoopFunction, args: tuple) -> list[float]:
+    """Central differences of the forward (stagegen.numeric), over the parameters differentiated."""
+    from stagegen.numeric import central_differences
+
+    import inspect
+
+    f = forward(lf)
+    names = list(inspect.signature(f).parameters)
+    positions = [i for i, n in enumerate(names) if lf.wrt is None or n in lf.wrt]
+    grads = central_differences(f, list(args), positions)
+    return flat([grads[i] for i in positions])
+
+
+# ---------------------------------------------------------------------------- measuring
+
+
+def peak_memory(fn, args: tuple) -> int:
+    """Bytes: the peak of memory allocated during one call of fn(*args), over what was
+    allocated before it (the arguments are not counted; the returned value is)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = fn(*args)
+        peak = tracemalloc.get_traced_memory()[1]
+        del result
+    finally:
+        tracemalloc.stop()
+    return peak - before
+
+
+def measure(
+    lf: LoopFunction, steps: list[int], rounds: int, batch: float, log=lambda message: None
+) -> dict:
+    """The part's figures for one function: a row per T, and what the backward saves."""
+    text, backward = generated(lf)
+    f = forward(lf)
+    saved = saved_per_step(text, lf.name)
+    out = {
+        "key": lf.key,
+        "label": lf.label,
+        "saved_per_step": len(saved),
+        "saved": saved,
+        "rows": [],
+    }
+    for number, t in enumerate(steps):
+        args = lf.arguments(t)
+        want = flat(backward(*args))
+        row = {"steps": t, "tools": {}}
+        diff = max_rel_diff(flat(lf.hand(*args)), want)
+        hand_ok = diff <= AGREEMENT
+        row["hand_max_rel_diff"] = diff
+        if number == 0:
+            out["appends_at"] = {"steps": t, "appends": appends_during(backward, args)}
+            row["numeric_max_rel_diff"] = max_rel_diff(numeric_gradient(lf, args), want)
+            if not row["numeric_max_rel_diff"] <= NUMERIC_AGREEMENT:
+                out["error"] = (
+                    f"the generated gradient differs from central differences by "
+                    f"{row['numeric_max_rel_diff']:.1e} at T={t}: not timed"
+                )
+                out["rows"].append(row)
+                return out
+        contenders = {"forward": f, "generated": backward}
+        if hand_ok:
+            contenders["hand"] = lf.hand
+        else:
+            row["tools"]["hand"] = {
+                "status": "wrong",
+                "reason": f"gradient differs by {diff:.1e} (relative)",
+            }
+        log(f"[loops] {lf.key}, T={t:,}: timing {', '.join(contenders)} ({rounds} rounds)")
+        timings = interleaved(
+            [Contender(name, fn, args) for name, fn in contenders.items()], rounds, batch
+        )
+        for name, fn in contenders.items():
+            row["tools"][name] = {
+                "status": "ok",
+                "time_s": timings.median(name),
+                "peak_bytes": peak_memory(fn, args),
+            }
+        row["b_over_f"] = timings.ratio("generated", "forward")
+        if hand_ok:
+            row["hand_over_generated"] = timings.ratio("hand", "generated")
+        out["rows"].append(row)
+    out["growth"] = growth(out["rows"])
+    return out
+
+
+def growth(rows: list[dict]) -> list[dict]:
+    """Against the previous row, for each row after the first: the steps' factor, and the
+    factors of the generated backward's time and peak memory (linear: the same as the steps')."""
+    out = []
+    for prev, row in zip(rows, rows[1:]):
+        a, b = prev["tools"]["generated"], row["tools"]["generated"]
+        out.append(
+            {
+                "from": prev["steps"],
+                "to": row["steps"],
+                "steps": row["steps"] / prev["steps"],
+                "time": b["time_s"] / a["time_s"],
+                "memory": b["peak_bytes"] / a["peak_bytes"] if a["peak_bytes"] else None,
+            }
+        )
+    return out
+
+
+SPAN_FROM = 1_000  # below this, fixed costs and CPython's free list of floats blur the growth
+
+
+def span(part: dict, what: str) -> dict | None:
+    """Per step, the largest T against the smallest T of at least 1,000: ``what`` is
+    ``time_s`` or ``peak_bytes`` of the generated backward. Linear growth gives 1. None when
+    fewer than two such T were measured: at small T the call's fixed costs dominate, and
+    floats taken from CPython's free list (up to 100 of them) escape tracemalloc."""
+    by_steps = {
+        r["steps"]: r["tools"]["generated"][what]
+        for r in part.get("rows", [])
+        if "generated" in r["tools"] and r["steps"] >= SPAN_FROM
+    }
+    if len(by_steps) < 2 or not by_steps[min(by_steps)]:
+        return None
+    start, largest = min(by_steps), max(by_steps)
+    per_step = (by_steps[largest] / largest) / (by_steps[start] / start)
+    return {"from": start, "to": largest, "per_step_ratio": per_step}
+
+
+def run(
+    keys: list[str] | None, steps: list[int], rounds: int, batch: float, log=lambda m: None
+) -> list[dict]:
+    return [measure(by_key(k), steps, rounds, batch, log) for k in keys or list(FUNCTIONS)]
