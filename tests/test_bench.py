@@ -231,6 +231,8 @@ def tiny_run(tmp_path_factory):
         "10",  # an array proof takes seconds even at 10 stages
         "--import-reps",
         "1",
+        "--steps",
+        "10,100",
     ]
     assert main(argv) == 0
     return out
@@ -374,7 +376,7 @@ def test_render_an_earlier_run_from_the_command_line(tiny_run, tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "Targets (issue 5)" in done.stdout
+    assert "Targets (issues 5 and 14)" in done.stdout
     assert "PASS" in done.stdout or "MISS" in done.stdout  # plain words when piped
     assert (tmp_path / "results.md").exists()
 
@@ -390,3 +392,136 @@ def test_unknown_code_is_a_usage_error(capsys):
         main(["--parts", "generation", "--codes", "numbers,strings"])
     assert exc.value.code == 2
     assert "unknown code(s) strings" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- loops (issue 14)
+
+LOOP_COLUMNS = [
+    "function",
+    "steps T",
+    "forward",
+    "backward",
+    "bwd/fwd",
+    "time x",
+    "peak memory",
+    "per step",
+    "memory x",
+    "hand-written",
+    "hand peak",
+]
+
+
+@pytest.fixture(scope="module")
+def loops_run(tmp_path_factory):
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("loops")
+    argv = ["--parts", "loops", "--steps", "10,100", "--rounds", "1", "--batch", "0.0005"]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(argv + ["--out", str(out), "--no-plot"]) == 0
+    return stdout.getvalue(), json.loads((out / "results.json").read_text())
+
+
+def test_loops_part_prints_a_table_with_the_expected_columns(loops_run):
+    from stagegen.bench import loops
+
+    text, results = loops_run
+    section = text.split("6. Loops: time and memory against the number of steps (issue 14)")[1]
+    table_lines = section.split("Targets")[0].strip().splitlines()
+    assert [c.strip() for c in table_lines[0].split("  ") if c.strip()] == LOOP_COLUMNS
+    rows = [line.split() for line in table_lines[2:] if line and not line.startswith(" ")]
+    assert [(r[0], r[1]) for r in rows] == [(k, t) for k in loops.FUNCTIONS for t in ("10", "100")]
+    assert [p["key"] for p in results["loops"]] == list(loops.FUNCTIONS)
+    assert "gradients" not in results and "generation" not in results
+    assert "Targets (issue 14)" in text and "(issue 5)" not in text
+
+
+def test_loops_part_figures_and_growth(loops_run):
+    text, results = loops_run
+    for part in results["loops"]:
+        assert "error" not in part, part["error"]
+        assert [r["steps"] for r in part["rows"]] == [10, 100]
+        for r in part["rows"]:
+            assert r["hand_max_rel_diff"] <= 1e-9
+            for tool in ("forward", "generated", "hand"):
+                assert r["tools"][tool]["status"] == "ok"
+                assert r["tools"][tool]["time_s"] > 0 and r["tools"][tool]["peak_bytes"] >= 0
+        assert part["rows"][0]["numeric_max_rel_diff"] <= 1e-6
+        (g,) = part["growth"]
+        small, large = (r["tools"]["generated"] for r in part["rows"])
+        assert g["steps"] == 10
+        assert g["time"] == pytest.approx(large["time_s"] / small["time_s"])
+        assert g["memory"] == pytest.approx(large["peak_bytes"] / small["peak_bytes"])
+        # the growth and memory per step, as the table shows them
+        line = next(x for x in text.splitlines() if x.split()[:2] == [part["key"], "100"])
+        assert report.fmt_ratio(g["time"]) in line.split()
+        assert report.fmt_bytes(large["peak_bytes"] / 100).split()[0] in line.split()
+        # the backward's memory grows with T (it saves or returns something per step)
+        assert large["peak_bytes"] > small["peak_bytes"]
+
+
+def test_loops_part_counts_what_the_backward_saves_per_step(loops_run):
+    text, results = loops_run
+    parts = {p["key"]: p for p in results["loops"]}
+    # read from the generated code, and counted at run time: one append per step and value
+    for part in parts.values():
+        at = part["appends_at"]
+        assert at["appends"] == part["saved_per_step"] * at["steps"], part["key"]
+    assert parts["rnn"]["saved"] == ["h"]
+    assert parts["newton"]["saved"] == ["g"]
+    assert parts["dot"]["saved"] == []  # reads w[i] and x[i] again: nothing to save
+    assert "the backward saves 1 float per step (h)" in text
+
+
+def test_loop_targets_need_two_sizes_of_a_thousand_steps(loops_run):
+    text, results = loops_run
+    targets = [t for t in report.targets(results) if t["target"].startswith("loops, ")]
+    assert len(targets) == 2 * len(results["loops"])
+    assert all(t["ok"] is None and "not measured" in t["figure"] for t in targets)
+    part = json.loads(json.dumps(results["loops"][0]))
+    rows = part["rows"]
+    for steps, row in zip((1000, 4000), rows):
+        row["steps"] = steps
+    rows[1]["tools"]["generated"]["time_s"] = rows[0]["tools"]["generated"]["time_s"] * 8
+    got = {t["target"].split(": backward ")[1]: t for t in report.targets({"loops": [part]})}
+    time_target = got["time per step, T=4,000 / T=1,000 (linear: 1)"]
+    assert time_target["figure"] == "2.00" and time_target["ok"] is True
+
+
+def test_a_wrong_hand_written_loop_backward_is_reported_and_not_timed(monkeypatch):
+    from dataclasses import replace
+
+    from stagegen.bench import loops
+
+    wrong = replace(loops.FUNCTIONS["newton"], hand=lambda a, n: 0.0)
+    part = loops.measure(wrong, [10], rounds=1, batch=0.0005)
+    (row,) = part["rows"]
+    assert row["tools"]["hand"]["status"] == "wrong" and "time_s" not in row["tools"]["hand"]
+    assert row["tools"]["generated"]["time_s"] > 0
+    title, text, notes = report.loops_table([part], report.Style(unicode=False))
+    assert "WRONG" in text
+    assert any("hand-written, gradient differs" in n for n in notes)
+
+
+def test_peak_memory_counts_what_a_call_allocates():
+    from stagegen.bench.loops import peak_memory
+
+    small = peak_memory(lambda n: [float(i) for i in range(n)], (10,))
+    large = peak_memory(lambda n: [float(i) for i in range(n)], (10_000,))
+    assert large > 10_000 * 24 > small  # a float object is 24 bytes in CPython
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--parts", "loops", "--loops", "rnn,lstm"], "unknown loop function 'lstm'"),
+        (["--parts", "loops", "--steps", "0,10"], "numbers of steps must be positive"),
+    ],
+)
+def test_bad_loops_options_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
