@@ -513,6 +513,19 @@ def test_peak_memory_counts_what_a_call_allocates():
     assert large > 10_000 * 24 > small  # a float object is 24 bytes in CPython
 
 
+def test_peak_memory_counts_floats_that_cpython_would_reuse():
+    """Floats freed just before the call sit in CPython's free list; the call's floats must
+    be counted all the same (else a short loop looks as if it saved nothing)."""
+    from stagegen.bench.loops import peak_memory
+
+    def make(n):
+        return [i + 0.5 for i in range(n)]
+
+    freed = make(500)
+    del freed  # fills the free list
+    assert peak_memory(make, (50,)) >= 50 * (24 + 8)  # each float and its slot in the list
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -447,9 +447,9 @@ def loops_table(parts: list[dict], style: Style) -> tuple[str, str, list[str]]:
         "time ×, memory ×: the generated backward's time and peak memory over the previous "
         "row's (linear growth: the steps' factor)",
         "peak memory: tracemalloc's peak during one call, over what was allocated before it "
-        "(the arguments not counted, the returned gradient counted); per step: peak / T; "
-        "below about 1,000 steps the call's fixed costs dominate, and floats reused from "
-        "CPython's free list (up to 100) are not counted",
+        "(the arguments not counted, the returned gradient counted; CPython's free list of "
+        "floats emptied first, so that every float made is counted); per step: peak / T, "
+        "which includes the call's fixed costs: they weigh below about 1,000 steps",
     ]
     title = "6. Loops: time and memory against the number of steps (issue 14)"
     return title, table(headers, body, style, set(range(1, len(headers)))), notes
