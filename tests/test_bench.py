@@ -206,6 +206,8 @@ def test_interleaved_timing_gives_every_contender_every_round():
         [Contender("a", abs, (-1.0,)), Contender("b", max, (1.0, 2.0))], rounds=3, batch=0.0005
     )
     assert [len(timings.samples[k]) for k in "ab"] == [3, 3]
+    assert [len(timings.cpu_samples[k]) for k in "ab"] == [3, 3]
+    assert timings.cpu_median("a") >= 0
     assert timings.ratio("a", "b") > 0 and timings.median("a") > 0
 
 
@@ -403,6 +405,7 @@ LOOP_COLUMNS = [
     "backward",
     "bwd/fwd",
     "time x",
+    "CPU/step",
     "peak memory",
     "per step",
     "memory x",
@@ -447,7 +450,8 @@ def test_loops_part_figures_and_growth(loops_run):
             assert r["hand_max_rel_diff"] <= 1e-9
             for tool in ("forward", "generated", "hand"):
                 assert r["tools"][tool]["status"] == "ok"
-                assert r["tools"][tool]["time_s"] > 0 and r["tools"][tool]["peak_bytes"] >= 0
+                cell = r["tools"][tool]
+                assert cell["time_s"] > 0 and cell["cpu_s"] >= 0 and cell["peak_bytes"] >= 0
         assert part["rows"][0]["numeric_max_rel_diff"] <= 1e-6
         (g,) = part["growth"]
         small, large = (r["tools"]["generated"] for r in part["rows"])
@@ -458,6 +462,8 @@ def test_loops_part_figures_and_growth(loops_run):
         line = next(x for x in text.splitlines() if x.split()[:2] == [part["key"], "100"])
         assert report.fmt_ratio(g["time"]) in line.split()
         assert report.fmt_bytes(large["peak_bytes"] / 100).split()[0] in line.split()
+        cpu_per_step = report.fmt_time(large["cpu_s"] / 100, report.Style(unicode=False))
+        assert cpu_per_step in line
         # the backward's memory grows with T (it saves or returns something per step)
         assert large["peak_bytes"] > small["peak_bytes"]
 
@@ -484,10 +490,14 @@ def test_loop_targets_need_two_sizes_of_a_thousand_steps(loops_run):
     rows = part["rows"]
     for steps, row in zip((1000, 4000), rows):
         row["steps"] = steps
-    rows[1]["tools"]["generated"]["time_s"] = rows[0]["tools"]["generated"]["time_s"] * 8
+    gen = [r["tools"]["generated"] for r in rows]
+    gen[1]["cpu_s"] = gen[0]["cpu_s"] * 8  # 4 times the steps, 8 times the time
+    gen[1]["peak_bytes"] = gen[0]["peak_bytes"] * 5
     got = {t["target"].split(": backward ")[1]: t for t in report.targets({"loops": [part]})}
-    time_target = got["time per step, T=4,000 / T=1,000 (linear: 1)"]
-    assert time_target["figure"] == "2.00" and time_target["ok"] is True
+    cpu = got["CPU time per step, T=4,000 / T=1,000 (linear: 1)"]
+    assert cpu["figure"] == "2.00" and cpu["ok"] is True
+    memory = got["peak memory per step, T=4,000 / T=1,000 (linear: 1)"]
+    assert memory["figure"] == "1.25" and memory["ok"] is False
 
 
 def test_a_wrong_hand_written_loop_backward_is_reported_and_not_timed(monkeypatch):

@@ -311,6 +311,7 @@ def measure(
             row["tools"][name] = {
                 "status": "ok",
                 "time_s": timings.median(name),
+                "cpu_s": timings.cpu_median(name),
                 "peak_bytes": peak_memory(fn, args),
             }
         row["b_over_f"] = timings.ratio("generated", "forward")
@@ -344,12 +345,12 @@ SPAN_FROM = 1_000  # below this, the call's fixed costs weigh on the figures per
 
 def span(part: dict, what: str) -> dict | None:
     """Per step, the largest T against the smallest T of at least 1,000: ``what`` is
-    ``time_s`` or ``peak_bytes`` of the generated backward. Linear growth gives 1. None when
+    ``time_s``, ``cpu_s`` or ``peak_bytes`` of the generated backward. Linear growth gives 1. None when
     fewer than two such T were measured (at small T, the call's fixed costs dominate)."""
     by_steps = {
         r["steps"]: r["tools"]["generated"][what]
         for r in part.get("rows", [])
-        if "generated" in r["tools"] and r["steps"] >= SPAN_FROM
+        if what in r["tools"].get("generated", {}) and r["steps"] >= SPAN_FROM
     }
     if len(by_steps) < 2 or not by_steps[min(by_steps)]:
         return None
