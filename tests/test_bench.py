@@ -515,6 +515,18 @@ def test_a_wrong_hand_written_loop_backward_is_reported_and_not_timed(monkeypatc
     assert any("hand-written, gradient differs" in n for n in notes)
 
 
+def test_a_loop_function_stagegen_refuses_is_reported_not_raised():
+    from dataclasses import replace
+
+    from stagegen.bench import loops
+
+    part = loops.measure(replace(loops.FUNCTIONS["rnn"], name="lstm"), [10], 1, 0.0005)
+    assert part["rows"] == [] and part["error"].startswith("not generated: ")
+    assert "no top-level function named `lstm`" in part["error"]
+    title, text, notes = report.loops_table([part], report.Style())
+    assert any(n.startswith("rnn: ") and "not generated" in n for n in notes)
+
+
 def test_peak_memory_counts_what_a_call_allocates():
     from stagegen.bench.loops import peak_memory
 

@@ -24,6 +24,7 @@ import math
 import random
 import sys
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .timing import Contender, interleaved
@@ -110,35 +111,43 @@ def newton_hand(a, n):
 # ---------------------------------------------------------------------------- the functions
 
 
+def _rnn_arguments(steps: int, rng: random.Random) -> tuple:
+    return ([rng.uniform(-1.0, 1.0) for _ in range(steps)], 0.7, 0.6, 0.1)
+
+
+def _dot_arguments(steps: int, rng: random.Random) -> tuple:
+    return tuple([rng.uniform(-1.0, 1.0) for _ in range(steps)] for _ in range(2))
+
+
+def _newton_arguments(steps: int, rng: random.Random) -> tuple:
+    return (2.0, steps)
+
+
 @dataclass
 class LoopFunction:
     key: str
     label: str
     name: str  # the forward's name in SOURCE
     wrt: list[str] | None  # None: every parameter
-    hand: object  # the hand-written backward (same arguments as the forward)
-    loop_inputs: list[int]  # positions of the arguments that are lists of T numbers
+    hand: Callable  # the hand-written backward (same arguments as the forward)
+    make_arguments: Callable[[int, random.Random], tuple]  # (T, rng) -> the arguments
 
     def arguments(self, steps: int, seed: int = 0) -> tuple:
-        rng = random.Random(seed)
-
-        def series():
-            return [rng.uniform(-1.0, 1.0) for _ in range(steps)]
-
-        if self.key == "rnn":
-            return (series(), 0.7, 0.6, 0.1)
-        if self.key == "dot":
-            return (series(), series())
-        if self.key == "newton":
-            return (2.0, steps)
-        raise ValueError(self.key)
+        return self.make_arguments(steps, random.Random(seed))
 
 
 FUNCTIONS = {
-    "rnn": LoopFunction("rnn", "scalar RNN, h = tanh(wx*x + wh*h + b)", "rnn", None, rnn_hand, [0]),
-    "dot": LoopFunction("dot", "dot product over zip(w, x)", "dot", None, dot_hand, [0, 1]),
+    "rnn": LoopFunction(
+        "rnn", "scalar RNN, h = tanh(wx*x + wh*h + b)", "rnn", None, rnn_hand, _rnn_arguments
+    ),
+    "dot": LoopFunction("dot", "dot product over zip(w, x)", "dot", None, dot_hand, _dot_arguments),
     "newton": LoopFunction(
-        "newton", "Newton's sqrt, T steps of a while loop", "newton", ["a"], newton_hand, []
+        "newton",
+        "Newton's sqrt, T steps of a while loop",
+        "newton",
+        ["a"],
+        newton_hand,
+        _newton_arguments,
     ),
 }
 
@@ -268,16 +277,17 @@ def measure(
     lf: LoopFunction, steps: list[int], rounds: int, batch: float, log=lambda message: None
 ) -> dict:
     """The part's figures for one function: a row per T, and what the backward saves."""
-    text, backward = generated(lf)
+    from stagegen.errors import StagegenError
+
+    out = {"key": lf.key, "label": lf.label, "rows": []}
+    try:
+        text, backward = generated(lf)
+    except StagegenError as exc:  # a finding to report, not a crash
+        out["error"] = f"not generated: {str(exc).splitlines()[0][:200]}"
+        return out
     f = forward(lf)
     saved = saved_per_step(text, lf.name)
-    out = {
-        "key": lf.key,
-        "label": lf.label,
-        "saved_per_step": len(saved),
-        "saved": saved,
-        "rows": [],
-    }
+    out.update(saved_per_step=len(saved), saved=saved)
     for number, t in enumerate(steps):
         args = lf.arguments(t)
         want = flat(backward(*args))

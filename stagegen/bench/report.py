@@ -416,6 +416,9 @@ def loops_table(parts: list[dict], style: Style) -> tuple[str, str, list[str]]:
                     fmt_bytes(hand.get("peak_bytes")),
                 ]
             )
+        if "saved" not in part:  # not generated: the error says why
+            notes.append(f"{part['key']}: {part['label']}; {part.get('error', 'not measured')}")
+            continue
         saved = part["saved"]
         what = f" ({', '.join(saved)})" if saved else ""
         at = part.get("appends_at")
