@@ -560,3 +560,21 @@ def test_bad_loops_options_are_usage_errors(argv, message, capsys):
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_saved_per_step_counts_an_append_in_nested_loops_once():
+    from stagegen.bench.loops import saved_per_step
+
+    text = (
+        "def f_backward(xs):\n"
+        "    a_saved = []\n"
+        "    b_saved = []\n"
+        "    for i in range(3):\n"
+        "        a_saved.append(xs[i])\n"
+        "        for j in range(2):\n"
+        "            b_saved.append(xs[j])\n"
+        "    b_saved.append(0.0)\n"  # outside every loop: saved once, not per step
+        "    return a_saved\n"
+    )
+    assert saved_per_step(text, "f") == ["xs[i]", "xs[j]"]
+    assert saved_per_step(text, "g") == []

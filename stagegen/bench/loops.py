@@ -178,11 +178,10 @@ def generated(lf: LoopFunction) -> tuple[str, object]:
 
 def saved_per_step(text: str, name: str) -> list[str]:
     """What the generated backward saves at each step of its loops, read from its code: the
-    argument of every ``X.append(...)`` inside a loop of ``name``'s backward (one float
-    each). Appends inside nested loops would be saved more than once a step; none here."""
-    tree = ast.parse(text)
-    saved = []
-    for fn in ast.walk(tree):
+    argument of every ``X.append(...)`` inside a loop of ``name``'s backward, each once, in
+    the order of the code (one float each, per step of the innermost loop that holds it)."""
+    found = {}
+    for fn in ast.walk(ast.parse(text)):
         if not (isinstance(fn, ast.FunctionDef) and fn.name == f"{name}_backward"):
             continue
         for loop in ast.walk(fn):
@@ -195,8 +194,8 @@ def saved_per_step(text: str, name: str) -> list[str]:
                         and isinstance(node.func, ast.Attribute)
                         and node.func.attr == "append"
                     ):
-                        saved.append(ast.unparse(node.args[0]) if node.args else "?")
-    return saved
+                        found[(node.lineno, node.col_offset)] = node
+    return [ast.unparse(n.args[0]) if n.args else "?" for _, n in sorted(found.items())]
 
 
 def appends_during(fn, args: tuple) -> int:
