@@ -478,7 +478,24 @@ def test_loops_part_counts_what_the_backward_saves_per_step(loops_run):
     assert parts["rnn"]["saved"] == ["h"]
     assert parts["newton"]["saved"] == ["g"]
     assert parts["dot"]["saved"] == []  # reads w[i] and x[i] again: nothing to save
+    assert parts["numpy_rnn"]["saved"] == ["h"]
     assert "the backward saves 1 float per step (h)" in text
+    assert "the backward saves 1 (4, 16) float64 array per step (h)" in text
+
+
+def test_the_loops_numpy_rnn_is_the_example():
+    import ast
+    from pathlib import Path
+
+    from stagegen.bench import loops
+
+    def function_text(source, name):
+        tree = ast.parse(source)
+        (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+        return ast.get_source_segment(source, node)
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "control" / "numpy_rnn.py"
+    assert function_text(loops.SOURCE, "rnn_loss") == function_text(example.read_text(), "rnn_loss")
 
 
 def test_loop_targets_need_two_sizes_of_a_thousand_steps(loops_run):
@@ -578,3 +595,12 @@ def test_saved_per_step_counts_an_append_in_nested_loops_once():
     )
     assert saved_per_step(text, "f") == ["xs[i]", "xs[j]"]
     assert saved_per_step(text, "g") == []
+
+
+def test_loop_rounds_shrink_to_fit_the_budget_odd_and_at_least_three():
+    from stagegen.bench.loops import ROUND_BUDGET_S, rounds_within
+
+    assert rounds_within(21, ROUND_BUDGET_S / 1000) == 21
+    assert rounds_within(21, ROUND_BUDGET_S / 5) == 5
+    assert rounds_within(21, ROUND_BUDGET_S / 10) == 9  # 10 fit; odd
+    assert rounds_within(21, ROUND_BUDGET_S * 2) == 3

@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--loops",
-        help="loops: comma-separated loop functions (rnn, dot, newton); default: all",
+        help="loops: comma-separated loop functions (rnn, dot, newton, numpy_rnn); default: all",
     )
     p.add_argument("--sympy-budget", type=float, help="seconds SymPy may take to build a gradient")
     p.add_argument("--import-reps", type=int, help="fresh processes per import measurement")

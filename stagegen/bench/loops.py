@@ -7,14 +7,17 @@ T, and the forward's memory should not grow at all. This part measures that, for
 
 * ``rnn``: a scalar recurrent net, ``h = tanh(wx * x + wh * h + b)`` over a list ``xs``;
 * ``dot``: a dot product over ``zip(w, x)`` (its backward saves nothing);
-* ``newton``: T steps of Newton's square root in a ``while`` loop (with respect to ``a``).
+* ``newton``: T steps of Newton's square root in a ``while`` loop (with respect to ``a``);
+* ``numpy_rnn``: the NumPy RNN of ``examples/control/numpy_rnn.py`` over T time steps
+  (``h = np.tanh(x[:, t, :] @ Wx + h @ Wh + b)``, N=4 sequences, D=8 inputs, H=16 units).
 
 Each backward is generated once with ``stagegen.generate``; then, at every T, before anything is
 timed, the generated gradient is compared with a hand-written backward of the same function
 (written here, the way one writes backpropagation through time by hand) and, at the smallest T,
 with central differences of the forward. Then the forward, the generated backward and the
-hand-written one are timed (``timing.interleaved``: rounds of calibrated batches, medians), and
-each is called once more under ``tracemalloc`` for its peak memory.
+hand-written one are timed (``timing.interleaved``: rounds of calibrated batches, medians; fewer
+rounds, at least 3, where one round would take more than ``ROUND_BUDGET_S`` / rounds), and each
+is called once more under ``tracemalloc`` for its peak memory.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ import ast
 import math
 import random
 import sys
+import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from .timing import Contender, interleaved
 
@@ -34,10 +40,14 @@ QUICK_STEPS = [10, 100, 1_000, 10_000]
 AGREEMENT = 1e-9  # generated against hand-written, relative to the largest entry
 FREE_LIST_DRAIN = 1_000  # floats made before a memory measurement (CPython keeps up to 100)
 NUMERIC_AGREEMENT = 1e-6  # generated against central differences, at the smallest T
+ROUND_BUDGET_S = 10.0  # the timing of one T takes about this long at most (at least 3 rounds)
+RNN_N, RNN_D, RNN_H = 4, 8, 16  # the NumPy RNN: sequences, inputs, hidden units
 
 # The forward functions, one module: what the user writes.
 SOURCE = """\
 import math
+
+import numpy as np
 
 
 def rnn(xs, wx, wh, b):
@@ -61,6 +71,14 @@ def newton(a, n):
         g = 0.5 * (g + a / g)
         k += 1
     return g
+
+
+def rnn_loss(x: "N, T, D", h0: "N, H", Wx: "D, H", Wh: "H, H", b: "H"):
+    h = h0
+    for t in range(x.shape[1]):
+        h = np.tanh(x[:, t, :] @ Wx + h @ Wh + b)
+    loss = np.sum(h * h)
+    return loss
 """
 
 
@@ -108,6 +126,26 @@ def newton_hand(a, n):
     return da + dg
 
 
+def numpy_rnn_hand(x, h0, Wx, Wh, b):
+    """Backpropagation through time in NumPy, as a course's assignment has it: the forward
+    keeps every hidden state, the backward walks back over them."""
+    T = x.shape[1]
+    hs = [h0]
+    for t in range(T):
+        hs.append(np.tanh(x[:, t, :] @ Wx + hs[-1] @ Wh + b))
+    dh = 2.0 * hs[-1]
+    dx = np.zeros_like(x)
+    dWx, dWh, db = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)
+    for t in range(T - 1, -1, -1):
+        dz = (1.0 - hs[t + 1] ** 2) * dh  # through the tanh
+        dx[:, t, :] = dz @ Wx.T
+        dWx += x[:, t, :].T @ dz
+        dWh += hs[t].T @ dz
+        db += dz.sum(axis=0)
+        dh = dz @ Wh.T
+    return dx, dh, dWx, dWh, db
+
+
 # ---------------------------------------------------------------------------- the functions
 
 
@@ -123,6 +161,18 @@ def _newton_arguments(steps: int, rng: random.Random) -> tuple:
     return (2.0, steps)
 
 
+def _numpy_rnn_arguments(steps: int, rng: random.Random) -> tuple:
+    g = np.random.default_rng(rng.randrange(2**32))
+    n, d, h = RNN_N, RNN_D, RNN_H
+    return (
+        g.uniform(-1.0, 1.0, (n, steps, d)),
+        g.uniform(-0.5, 0.5, (n, h)),
+        g.uniform(-0.3, 0.3, (d, h)),
+        g.uniform(-0.2, 0.2, (h, h)),  # small enough that h does not saturate the tanh
+        g.uniform(-0.1, 0.1, h),
+    )
+
+
 @dataclass
 class LoopFunction:
     key: str
@@ -131,6 +181,7 @@ class LoopFunction:
     wrt: list[str] | None  # None: every parameter
     hand: Callable  # the hand-written backward (same arguments as the forward)
     make_arguments: Callable[[int, random.Random], tuple]  # (T, rng) -> the arguments
+    value: str = "float"  # what one saved value is
 
     def arguments(self, steps: int, seed: int = 0) -> tuple:
         return self.make_arguments(steps, random.Random(seed))
@@ -148,6 +199,15 @@ FUNCTIONS = {
         ["a"],
         newton_hand,
         _newton_arguments,
+    ),
+    "numpy_rnn": LoopFunction(
+        "numpy_rnn",
+        f"NumPy RNN, h = np.tanh(x[:, t, :] @ Wx + h @ Wh + b), N={RNN_N}, D={RNN_D}, H={RNN_H}",
+        "rnn_loss",
+        None,
+        numpy_rnn_hand,
+        _numpy_rnn_arguments,
+        value=f"({RNN_N}, {RNN_H}) float64 array",
     ),
 }
 
@@ -222,17 +282,27 @@ def appends_during(fn, args: tuple) -> int:
 # ---------------------------------------------------------------------------- correctness
 
 
-def flat(value) -> list[float]:
-    if isinstance(value, (list, tuple)):
-        return [x for v in value for x in flat(v)]
-    return [float(value)]
+def flat(value) -> np.ndarray:
+    """Numbers, lists, tuples and arrays, nested: one flat float64 array, in order."""
+    if isinstance(value, tuple) or (isinstance(value, list) and value and _nested(value)):
+        parts = [flat(v) for v in value]
+        return np.concatenate(parts) if parts else np.zeros(0)
+    return np.asarray(value, dtype=float).ravel()
 
 
-def max_rel_diff(got: list[float], want: list[float]) -> float:
-    if len(got) != len(want):
+def _nested(values: list) -> bool:
+    return any(isinstance(v, (list, tuple, np.ndarray)) for v in values)
+
+
+def max_rel_diff(got: np.ndarray, want: np.ndarray) -> float:
+    """The largest difference, relative to the largest entry of ``want``; inf when the two
+    differ in length."""
+    if got.shape != want.shape:
         return math.inf
-    scale = max([abs(w) for w in want] + [1e-300])
-    return max([abs(g - w) for g, w in zip(got, want)] + [0.0]) / scale
+    if not want.size:
+        return 0.0
+    scale = max(float(np.max(np.abs(want))), 1e-300)
+    return float(np.max(np.abs(got - want))) / scale
 
 
 def numeric_gradient(lf: LoopFunction, args: tuple) -> list[float]:
@@ -278,7 +348,7 @@ def measure(
     """The part's figures for one function: a row per T, and what the backward saves."""
     from stagegen.errors import StagegenError
 
-    out = {"key": lf.key, "label": lf.label, "rows": []}
+    out = {"key": lf.key, "label": lf.label, "value": lf.value, "rows": []}
     try:
         text, backward = generated(lf)
     except StagegenError as exc:  # a finding to report, not a crash
@@ -289,9 +359,13 @@ def measure(
     out.update(saved_per_step=len(saved), saved=saved)
     for number, t in enumerate(steps):
         args = lf.arguments(t)
+        started = time.perf_counter()
         want = flat(backward(*args))
+        f(*args)
+        got = flat(lf.hand(*args))
+        one_round = time.perf_counter() - started  # about one call of each contender
         row = {"steps": t, "tools": {}}
-        diff = max_rel_diff(flat(lf.hand(*args)), want)
+        diff = max_rel_diff(got, want)
         hand_ok = diff <= AGREEMENT
         row["hand_max_rel_diff"] = diff
         if number == 0:
@@ -312,9 +386,10 @@ def measure(
                 "status": "wrong",
                 "reason": f"gradient differs by {diff:.1e} (relative)",
             }
-        log(f"[loops] {lf.key}, T={t:,}: timing {', '.join(contenders)} ({rounds} rounds)")
+        row["rounds"] = rounds_within(rounds, one_round)
+        log(f"[loops] {lf.key}, T={t:,}: timing {', '.join(contenders)} ({row['rounds']} rounds)")
         timings = interleaved(
-            [Contender(name, fn, args) for name, fn in contenders.items()], rounds, batch
+            [Contender(name, fn, args) for name, fn in contenders.items()], row["rounds"], batch
         )
         for name, fn in contenders.items():
             row["tools"][name] = {
@@ -329,6 +404,14 @@ def measure(
         out["rows"].append(row)
     out["growth"] = growth(out["rows"])
     return out
+
+
+def rounds_within(rounds: int, one_round_s: float) -> int:
+    """``rounds``, or fewer where they would take more than ROUND_BUDGET_S: odd (a median is
+    then a measured figure) and at least 3."""
+    fit = int(ROUND_BUDGET_S / max(one_round_s, 1e-9))
+    fit -= 1 - fit % 2  # odd
+    return max(3, min(rounds, fit))
 
 
 def growth(rows: list[dict]) -> list[dict]:
