@@ -445,6 +445,7 @@ def test_loops_part_figures_and_growth(loops_run):
     text, results = loops_run
     for part in results["loops"]:
         assert "error" not in part, part["error"]
+        assert part["proof"] == "proven (stagegen.verify)"
         assert [r["steps"] for r in part["rows"]] == [10, 100]
         for r in part["rows"]:
             assert r["hand_max_rel_diff"] <= 1e-9
@@ -604,3 +605,16 @@ def test_loop_rounds_shrink_to_fit_the_budget_odd_and_at_least_three():
     assert rounds_within(21, ROUND_BUDGET_S / 5) == 5
     assert rounds_within(21, ROUND_BUDGET_S / 10) == 9  # 10 fit; odd
     assert rounds_within(21, ROUND_BUDGET_S * 2) == 3
+
+
+def test_a_failed_proof_of_a_loop_backward_is_reported(monkeypatch):
+    from stagegen.bench import loops
+    from stagegen.errors import VerificationError
+
+    def fails(*args, **kwargs):
+        raise VerificationError("local gradient of stage (3) differs\nmore detail")
+
+    monkeypatch.setattr(stagegen, "verify", fails)
+    assert loops.prove(loops.FUNCTIONS["rnn"]) == (
+        "proof failed: local gradient of stage (3) differs"
+    )

@@ -11,8 +11,8 @@ T, and the forward's memory should not grow at all. This part measures that, for
 * ``numpy_rnn``: the NumPy RNN of ``examples/control/numpy_rnn.py`` over T time steps
   (``h = np.tanh(x[:, t, :] @ Wx + h @ Wh + b)``, N=4 sequences, D=8 inputs, H=16 units).
 
-Each backward is generated once with ``stagegen.generate``; then, at every T, before anything is
-timed, the generated gradient is compared with a hand-written backward of the same function
+Each backward is generated once with ``stagegen.generate`` and proven (``stagegen.verify``; a
+failed proof is reported, not fatal); then, at every T, before anything is timed, the generated gradient is compared with a hand-written backward of the same function
 (written here, the way one writes backpropagation through time by hand) and, at the smallest T,
 with central differences of the forward. Then the forward, the generated backward and the
 hand-written one are timed (``timing.interleaved``: rounds of calibrated batches, medians; fewer
@@ -233,6 +233,19 @@ def generated(lf: LoopFunction) -> tuple[str, object]:
     return text, load_backward_module(text)[f"{lf.name}_backward"]
 
 
+def prove(lf: LoopFunction) -> str:
+    """stagegen's own proof of the backward (``stagegen.verify``), in a few words: what the
+    report says when it holds, the first line of the error when it does not."""
+    import stagegen
+    from stagegen.errors import StagegenError
+
+    try:
+        stagegen.verify(SOURCE, lf.name, wrt=lf.wrt)
+    except StagegenError as exc:
+        return f"proof failed: {str(exc).splitlines()[0][:200]}"
+    return "proven (stagegen.verify)"
+
+
 # ---------------------------------------------------------------------------- what is saved
 
 
@@ -354,6 +367,7 @@ def measure(
     except StagegenError as exc:  # a finding to report, not a crash
         out["error"] = f"not generated: {str(exc).splitlines()[0][:200]}"
         return out
+    out["proof"] = prove(lf)
     f = forward(lf)
     saved = saved_per_step(text, lf.name)
     out.update(saved_per_step=len(saved), saved=saved)

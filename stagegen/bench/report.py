@@ -431,6 +431,7 @@ def loops_table(parts: list[dict], style: Style) -> tuple[str, str, list[str]]:
         notes.append(
             f"{part['key']}: {part['label']}; the backward saves {len(saved)} "
             f"{part.get('value', 'float')}{'' if len(saved) == 1 else 's'} per step{what}"
+            + (f"; {part['proof']}" if "proof" in part else "")
             + (
                 f"; the forward's peak memory is at most {fmt_bytes(forward_peak)} at every T"
                 if forward_peak is not None
