@@ -619,3 +619,15 @@ def test_a_failed_proof_of_a_loop_backward_is_reported(monkeypatch):
     assert said.startswith("proof failed: ") and said.endswith(
         "local gradient of stage (3) differs"
     )
+
+
+def test_loop_rows_timed_in_fewer_rounds_are_named(loops_run):
+    text, results = loops_run
+    parts = json.loads(json.dumps(results["loops"]))
+    title, table_text, notes = report.loops_table(parts, report.Style())
+    assert not any(n.startswith("timing rounds") for n in notes)  # all rows alike
+    parts[-1]["rows"][-1]["rounds"] = 0
+    title, table_text, notes = report.loops_table(parts, report.Style())
+    (note,) = [n for n in notes if n.startswith("timing rounds")]
+    most = parts[0]["rows"][0]["rounds"]
+    assert note == f"timing rounds, {most} unless a round would take long: numpy_rnn, T=100: 0"

@@ -444,6 +444,11 @@ def loops_table(parts: list[dict], style: Style) -> tuple[str, str, list[str]]:
             cell = r["tools"].get("hand", {})
             if cell.get("status") == "wrong":
                 notes.append(f"{part['key']}, T={r['steps']:,}: hand-written, {cell['reason']}")
+    rounds = [(p["key"], r) for p in parts for r in p["rows"] if "rounds" in r]
+    most = max((r["rounds"] for _, r in rounds), default=0)
+    fewer = [f"{key}, T={r['steps']:,}: {r['rounds']}" for key, r in rounds if r["rounds"] < most]
+    if fewer:
+        notes.append(f"timing rounds, {most} unless a round would take long: " + "; ".join(fewer))
     notes += [
         "forward: the function itself; backward: stagegen's generated backward (it replays the "
         "forward, saving what each step overwrites, then runs the steps last first); "
