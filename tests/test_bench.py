@@ -206,6 +206,8 @@ def test_interleaved_timing_gives_every_contender_every_round():
         [Contender("a", abs, (-1.0,)), Contender("b", max, (1.0, 2.0))], rounds=3, batch=0.0005
     )
     assert [len(timings.samples[k]) for k in "ab"] == [3, 3]
+    assert [len(timings.cpu_samples[k]) for k in "ab"] == [3, 3]
+    assert timings.cpu_median("a") >= 0
     assert timings.ratio("a", "b") > 0 and timings.median("a") > 0
 
 
@@ -231,6 +233,8 @@ def tiny_run(tmp_path_factory):
         "10",  # an array proof takes seconds even at 10 stages
         "--import-reps",
         "1",
+        "--steps",
+        "10,100",
     ]
     assert main(argv) == 0
     return out
@@ -374,7 +378,7 @@ def test_render_an_earlier_run_from_the_command_line(tiny_run, tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "Targets (issue 5)" in done.stdout
+    assert "Targets (issues 5 and 14)" in done.stdout
     assert "PASS" in done.stdout or "MISS" in done.stdout  # plain words when piped
     assert (tmp_path / "results.md").exists()
 
@@ -390,3 +394,240 @@ def test_unknown_code_is_a_usage_error(capsys):
         main(["--parts", "generation", "--codes", "numbers,strings"])
     assert exc.value.code == 2
     assert "unknown code(s) strings" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- loops (issue 14)
+
+LOOP_COLUMNS = [
+    "function",
+    "steps T",
+    "forward",
+    "backward",
+    "bwd/fwd",
+    "time x",
+    "CPU/step",
+    "peak memory",
+    "per step",
+    "memory x",
+    "hand-written",
+    "hand peak",
+]
+
+
+@pytest.fixture(scope="module")
+def loops_run(tmp_path_factory):
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("loops")
+    argv = ["--parts", "loops", "--steps", "10,100", "--rounds", "1", "--batch", "0.0005"]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(argv + ["--out", str(out), "--no-plot"]) == 0
+    return stdout.getvalue(), json.loads((out / "results.json").read_text())
+
+
+def test_loops_part_prints_a_table_with_the_expected_columns(loops_run):
+    from stagegen.bench import loops
+
+    text, results = loops_run
+    section = text.split("6. Loops: time and memory against the number of steps (issue 14)")[1]
+    table_lines = section.split("Targets")[0].strip().splitlines()
+    assert [c.strip() for c in table_lines[0].split("  ") if c.strip()] == LOOP_COLUMNS
+    rows = [line.split() for line in table_lines[2:] if line and not line.startswith(" ")]
+    assert [(r[0], r[1]) for r in rows] == [(k, t) for k in loops.FUNCTIONS for t in ("10", "100")]
+    assert [p["key"] for p in results["loops"]] == list(loops.FUNCTIONS)
+    assert "gradients" not in results and "generation" not in results
+    assert "Targets (issue 14)" in text and "(issue 5)" not in text
+
+
+def test_loops_part_figures_and_growth(loops_run):
+    text, results = loops_run
+    for part in results["loops"]:
+        assert "error" not in part, part["error"]
+        assert part["proof"] == "proven (stagegen.verify)"
+        assert [r["steps"] for r in part["rows"]] == [10, 100]
+        for r in part["rows"]:
+            assert r["hand_max_rel_diff"] <= 1e-9
+            for tool in ("forward", "generated", "hand"):
+                assert r["tools"][tool]["status"] == "ok"
+                cell = r["tools"][tool]
+                assert cell["time_s"] > 0 and cell["cpu_s"] >= 0 and cell["peak_bytes"] >= 0
+        assert part["rows"][0]["numeric_max_rel_diff"] <= 1e-6
+        (g,) = part["growth"]
+        small, large = (r["tools"]["generated"] for r in part["rows"])
+        assert g["steps"] == 10
+        assert g["time"] == pytest.approx(large["time_s"] / small["time_s"])
+        assert g["memory"] == pytest.approx(large["peak_bytes"] / small["peak_bytes"])
+        # the growth and memory per step, as the table shows them
+        line = next(x for x in text.splitlines() if x.split()[:2] == [part["key"], "100"])
+        assert report.fmt_ratio(g["time"]) in line.split()
+        assert report.fmt_bytes(large["peak_bytes"] / 100).split()[0] in line.split()
+        cpu_per_step = report.fmt_time(large["cpu_s"] / 100, report.Style(unicode=False))
+        assert cpu_per_step in line
+        # the backward's memory grows with T (it saves or returns something per step)
+        assert large["peak_bytes"] > small["peak_bytes"]
+
+
+def test_loops_part_counts_what_the_backward_saves_per_step(loops_run):
+    text, results = loops_run
+    parts = {p["key"]: p for p in results["loops"]}
+    # read from the generated code, and counted at run time: one append per step and value
+    for part in parts.values():
+        at = part["appends_at"]
+        assert at["appends"] == part["saved_per_step"] * at["steps"], part["key"]
+    assert parts["rnn"]["saved"] == ["h"]
+    assert parts["newton"]["saved"] == ["g"]
+    assert parts["dot"]["saved"] == []  # reads w[i] and x[i] again: nothing to save
+    assert parts["numpy_rnn"]["saved"] == ["h"]
+    assert "the backward saves 1 float per step (h)" in text
+    assert "the backward saves 1 (4, 16) float64 array per step (h)" in text
+
+
+def test_the_loops_numpy_rnn_is_the_example():
+    import ast
+    from pathlib import Path
+
+    from stagegen.bench import loops
+
+    def function_text(source, name):
+        tree = ast.parse(source)
+        (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+        return ast.get_source_segment(source, node)
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "control" / "numpy_rnn.py"
+    assert function_text(loops.SOURCE, "rnn_loss") == function_text(example.read_text(), "rnn_loss")
+
+
+def test_loop_targets_need_two_sizes_of_a_thousand_steps(loops_run):
+    text, results = loops_run
+    targets = [t for t in report.targets(results) if t["target"].startswith("loops, ")]
+    assert len(targets) == 2 * len(results["loops"])
+    assert all(t["ok"] is None and "not measured" in t["figure"] for t in targets)
+    part = json.loads(json.dumps(results["loops"][0]))
+    rows = part["rows"]
+    for steps, row in zip((1000, 4000), rows):
+        row["steps"] = steps
+    gen = [r["tools"]["generated"] for r in rows]
+    gen[1]["cpu_s"] = gen[0]["cpu_s"] * 8  # 4 times the steps, 8 times the time
+    gen[1]["peak_bytes"] = gen[0]["peak_bytes"] * 5
+    got = {t["target"].split(": backward ")[1]: t for t in report.targets({"loops": [part]})}
+    cpu = got["CPU time per step, T=4,000 / T=1,000 (linear: 1)"]
+    assert cpu["figure"] == "2.00" and cpu["ok"] is True
+    memory = got["peak memory per step, T=4,000 / T=1,000 (linear: 1)"]
+    assert memory["figure"] == "1.25" and memory["ok"] is False
+
+
+def test_a_wrong_hand_written_loop_backward_is_reported_and_not_timed(monkeypatch):
+    from dataclasses import replace
+
+    from stagegen.bench import loops
+
+    wrong = replace(loops.FUNCTIONS["newton"], hand=lambda a, n: 0.0)
+    part = loops.measure(wrong, [10], rounds=1, batch=0.0005)
+    (row,) = part["rows"]
+    assert row["tools"]["hand"]["status"] == "wrong" and "time_s" not in row["tools"]["hand"]
+    assert row["tools"]["generated"]["time_s"] > 0
+    title, text, notes = report.loops_table([part], report.Style(unicode=False))
+    assert "WRONG" in text
+    assert any("hand-written, gradient differs" in n for n in notes)
+
+
+def test_a_loop_function_stagegen_refuses_is_reported_not_raised():
+    from dataclasses import replace
+
+    from stagegen.bench import loops
+
+    part = loops.measure(replace(loops.FUNCTIONS["rnn"], name="lstm"), [10], 1, 0.0005)
+    assert part["rows"] == [] and part["error"].startswith("not generated: ")
+    assert "no top-level function named `lstm`" in part["error"]
+    title, text, notes = report.loops_table([part], report.Style())
+    assert any(n.startswith("rnn: ") and "not generated" in n for n in notes)
+
+
+def test_peak_memory_counts_what_a_call_allocates():
+    from stagegen.bench.loops import peak_memory
+
+    small = peak_memory(lambda n: [float(i) for i in range(n)], (10,))
+    large = peak_memory(lambda n: [float(i) for i in range(n)], (10_000,))
+    assert large > 10_000 * 24 > small  # a float object is 24 bytes in CPython
+
+
+def test_peak_memory_counts_floats_that_cpython_would_reuse():
+    """Floats freed just before the call sit in CPython's free list; the call's floats must
+    be counted all the same (else a short loop looks as if it saved nothing)."""
+    from stagegen.bench.loops import peak_memory
+
+    def make(n):
+        return [i + 0.5 for i in range(n)]
+
+    freed = make(500)
+    del freed  # fills the free list
+    assert peak_memory(make, (50,)) >= 50 * (24 + 8)  # each float and its slot in the list
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--parts", "loops", "--loops", "rnn,lstm"], "unknown loop function 'lstm'"),
+        (["--parts", "loops", "--steps", "0,10"], "numbers of steps must be positive"),
+    ],
+)
+def test_bad_loops_options_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_saved_per_step_counts_an_append_in_nested_loops_once():
+    from stagegen.bench.loops import saved_per_step
+
+    text = (
+        "def f_backward(xs):\n"
+        "    a_saved = []\n"
+        "    b_saved = []\n"
+        "    for i in range(3):\n"
+        "        a_saved.append(xs[i])\n"
+        "        for j in range(2):\n"
+        "            b_saved.append(xs[j])\n"
+        "    b_saved.append(0.0)\n"  # outside every loop: saved once, not per step
+        "    return a_saved\n"
+    )
+    assert saved_per_step(text, "f") == ["xs[i]", "xs[j]"]
+    assert saved_per_step(text, "g") == []
+
+
+def test_loop_rounds_shrink_to_fit_the_budget_odd_and_at_least_three():
+    from stagegen.bench.loops import ROUND_BUDGET_S, rounds_within
+
+    assert rounds_within(21, ROUND_BUDGET_S / 1000) == 21
+    assert rounds_within(21, ROUND_BUDGET_S / 5) == 5
+    assert rounds_within(21, ROUND_BUDGET_S / 10) == 9  # 10 fit; odd
+    assert rounds_within(21, ROUND_BUDGET_S * 2) == 3
+
+
+def test_a_failed_proof_of_a_loop_backward_is_reported(monkeypatch):
+    from stagegen.bench import loops
+    from stagegen.errors import VerificationError
+
+    def fails(*args, **kwargs):
+        raise VerificationError("local gradient of stage (3) differs\nmore detail")
+
+    monkeypatch.setattr(stagegen, "verify", fails)
+    said = loops.prove(loops.FUNCTIONS["rnn"])
+    assert said.startswith("proof failed: ") and said.endswith(
+        "local gradient of stage (3) differs"
+    )
+
+
+def test_loop_rows_timed_in_fewer_rounds_are_named(loops_run):
+    text, results = loops_run
+    parts = json.loads(json.dumps(results["loops"]))
+    title, table_text, notes = report.loops_table(parts, report.Style())
+    assert not any(n.startswith("timing rounds") for n in notes)  # all rows alike
+    parts[-1]["rows"][-1]["rounds"] = 0
+    title, table_text, notes = report.loops_table(parts, report.Style())
+    (note,) = [n for n in notes if n.startswith("timing rounds")]
+    most = parts[0]["rows"][0]["rounds"]
+    assert note == f"timing rounds, {most} unless a round would take long: numpy_rnn, T=100: 0"

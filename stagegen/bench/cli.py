@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from . import loops as loop_part
 from . import report
 from .suite import CODES, Options, log, run
 
-PARTS = ("gradients", "generation", "import")
+PARTS = ("gradients", "generation", "import", "loops")
 
 
 def _ints(text: str) -> list[int]:
@@ -21,7 +22,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m stagegen.bench",
         description="Benchmark stagegen's generated backward against hand-written code, SymPy, "
-        "autograd, micrograd, PyTorch and JAX; generation, verification and import cost.",
+        "autograd, micrograd, PyTorch and JAX; generation, verification and import cost; time "
+        "and memory of backwards through loops against the number of steps.",
     )
     p.add_argument(
         "--quick", action="store_true", help="fewer functions, sizes and rounds (<1 min)"
@@ -54,6 +56,15 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="verify array programs only up to this size (default 1000, quick 100: slow proofs)",
     )
+    p.add_argument(
+        "--steps",
+        type=_ints,
+        help="loops: numbers of steps T (default 10,100,1000,10000,100000; quick: to 10000)",
+    )
+    p.add_argument(
+        "--loops",
+        help="loops: comma-separated loop functions (rnn, dot, newton, numpy_rnn); default: all",
+    )
     p.add_argument("--sympy-budget", type=float, help="seconds SymPy may take to build a gradient")
     p.add_argument("--import-reps", type=int, help="fresh processes per import measurement")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
@@ -81,7 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(opts.codes) - set(CODES))
         if unknown:
             parser().error(f"unknown code(s) {', '.join(unknown)}: choose from {', '.join(CODES)}")
-    names = ("rounds", "batch", "sizes", "verify_sizes", "array_verify_max")
+    if args.loops:
+        opts.loop_functions = [k.strip() for k in args.loops.split(",") if k.strip()]
+        try:
+            for key in opts.loop_functions:
+                loop_part.by_key(key)
+        except ValueError as exc:
+            parser().error(str(exc))
+    if args.steps is not None and (not args.steps or min(args.steps) < 1):
+        parser().error("--steps: numbers of steps must be positive, e.g. 10,100,1000")
+    names = ("rounds", "batch", "sizes", "verify_sizes", "array_verify_max", "steps")
     for name in names + ("sympy_budget", "import_reps"):
         value = getattr(args, name)
         if value is not None:
@@ -117,6 +137,8 @@ def report_plot(results: dict, path: Path):
     from .plot import plot
 
     written = plot(results, path)
-    if written is None:
+    if written is None and not any(results.get(p) for p in ("gradients", "generation", "import")):
+        log("no plot: the plot draws the gradients, generation and import parts only")
+    elif written is None:
         log("no plot: matplotlib is not installed (pip install 'stagegen[bench]')")
     return written

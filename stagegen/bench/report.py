@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from .competitors import LABELS
+from .loops import span as loop_span
 
 COMPETITOR_ORDER = ["hand", "sympy", "autograd", "micrograd", "torch", "jax"]
 TIME_ORDER = ["forward", "generated"] + COMPETITOR_ORDER
@@ -65,6 +66,16 @@ def _sig(value: float) -> str:
     if value >= 1:
         return f"{value:.2f}"
     return f"{value:.3f}"
+
+
+def fmt_bytes(value: float | None) -> str:
+    """Bytes in B, kB, MB (powers of 1,000), three significant figures."""
+    if value is None:
+        return "-"
+    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+        if abs(value) >= scale:
+            return f"{_sig(value / scale)} {unit}"
+    return f"{_sig(value)} B" if value else "0 B"
 
 
 def fmt_ratio(value: float | None) -> str:
@@ -364,6 +375,99 @@ def import_table(imp: dict, style: Style) -> tuple[str, str, list[str]]:
     return title, table(headers, body, style, {1, 2}), notes
 
 
+def loops_table(parts: list[dict], style: Style) -> tuple[str, str, list[str]]:
+    """Time and peak memory of each loop function's backward against the number of steps."""
+    headers = [
+        "function",
+        "steps T",
+        "forward",
+        "backward",
+        "bwd/fwd",
+        "time ×" if style.unicode else "time x",
+        "CPU/step",
+        "peak memory",
+        "per step",
+        "memory ×" if style.unicode else "memory x",
+        "hand-written",
+        "hand peak",
+    ]
+    body = []
+    notes = []
+    for part in parts:
+        growth = {g["to"]: g for g in part.get("growth", [])}
+        for r in part["rows"]:
+            tools = r["tools"]
+            gen, fwd, hand = (tools.get(k, {}) for k in ("generated", "forward", "hand"))
+            g = growth.get(r["steps"], {})
+            peak = gen.get("peak_bytes")
+            body.append(
+                [
+                    part["key"],
+                    f"{r['steps']:,}",
+                    fmt_time(fwd.get("time_s"), style),
+                    fmt_time(gen.get("time_s"), style),
+                    fmt_ratio(r.get("b_over_f")),
+                    fmt_ratio(g.get("time")),
+                    fmt_time(gen["cpu_s"] / r["steps"], style) if "cpu_s" in gen else "-",
+                    fmt_bytes(peak),
+                    fmt_bytes(peak / r["steps"]) if peak is not None else "-",
+                    fmt_ratio(g.get("memory")),
+                    fmt_time(hand["time_s"], style) if "time_s" in hand else _short(hand, style),
+                    fmt_bytes(hand.get("peak_bytes")),
+                ]
+            )
+        if "saved" not in part:  # not generated: the error says why
+            notes.append(f"{part['key']}: {part['label']}; {part.get('error', 'not measured')}")
+            continue
+        saved = part["saved"]
+        what = f" ({', '.join(saved)})" if saved else ""
+        at = part.get("appends_at")
+        if at:
+            what += f"; run at T={at['steps']:,}, it appended {at['appends']:,} times"
+        forward_peak = max(
+            (r["tools"]["forward"]["peak_bytes"] for r in part["rows"] if "forward" in r["tools"]),
+            default=None,
+        )
+        notes.append(
+            f"{part['key']}: {part['label']}; the backward saves {len(saved)} "
+            f"{part.get('value', 'float')}{'' if len(saved) == 1 else 's'} per step{what}"
+            + (f"; {part['proof']}" if "proof" in part else "")
+            + (
+                f"; the forward's peak memory is at most {fmt_bytes(forward_peak)} at every T"
+                if forward_peak is not None
+                else ""
+            )
+        )
+        if "error" in part:
+            notes.append(f"{part['key']}: {part['error']}")
+        for r in part["rows"]:
+            cell = r["tools"].get("hand", {})
+            if cell.get("status") == "wrong":
+                notes.append(f"{part['key']}, T={r['steps']:,}: hand-written, {cell['reason']}")
+    rounds = [(p["key"], r) for p in parts for r in p["rows"] if "rounds" in r]
+    most = max((r["rounds"] for _, r in rounds), default=0)
+    fewer = [f"{key}, T={r['steps']:,}: {r['rounds']}" for key, r in rounds if r["rounds"] < most]
+    if fewer:
+        notes.append(f"timing rounds, {most} unless a round would take long: " + "; ".join(fewer))
+    notes += [
+        "forward: the function itself; backward: stagegen's generated backward (it replays the "
+        "forward, saving what each step overwrites, then runs the steps last first); "
+        "hand-written: a backward written in the bench for the same function; every gradient "
+        "checked against the hand-written one at every T, and against central differences at "
+        "the smallest T, before timing",
+        "time ×, memory ×: the generated backward's time and peak memory over the previous "
+        "row's (linear growth: the steps' factor); CPU/step: the generated backward's time on "
+        "this process's CPU clock (the same batches; other work on the machine does not count "
+        "on it), over T",
+        "peak memory: tracemalloc's peak during one call, over what was allocated before it "
+        "(the arguments not counted, the returned gradient counted; CPython's free list of "
+        "floats emptied first, so that every float made is counted); per step: peak / T, "
+        "which includes the call's fixed costs: they weigh below about 1,000 steps",
+    ]
+    title = "6. Loops: time and memory against the number of steps (issue 14)"
+    return title, table(headers, body, style, set(range(1, len(headers)))), notes
+
+
 # ---------------------------------------------------------------------------- targets
 
 
@@ -466,6 +570,25 @@ def targets(results: dict) -> list[dict]:
         )
         v = imp["warm_per_function_s"]
         add("@staged per function at import, warm cache", f"{v * 1e3:.1f} ms", v <= 0.005, "≤ 5 ms")
+    for part in results.get("loops") or ():
+        checks = (("cpu_s", "CPU time", 2.0), ("peak_bytes", "peak memory", 1.2))
+        for what, name, limit in checks:
+            sp = loop_span(part, what)
+            if sp is None:
+                add(
+                    f"loops, {part['key']}: backward {name} per step, largest T / T=1,000",
+                    "not measured (needs two T ≥ 1,000)",
+                    None,
+                    f"≤ {limit:g}",
+                )
+                continue
+            add(
+                f"loops, {part['key']}: backward {name} per step, T={sp['to']:,} / "
+                f"T={sp['from']:,} (linear: 1)",
+                f"{sp['per_step_ratio']:.2f}",
+                sp["per_step_ratio"] <= limit,
+                f"≤ {limit:g}",
+            )
     return out
 
 
@@ -526,5 +649,14 @@ def render(results: dict, style: Style) -> str:
         section(*generation_table(results["generation"], style))
     if results.get("import") is not None:
         section(*import_table(results["import"], style))
-    section("Targets (issue 5)", targets_table(results, style))
+    if results.get("loops") is not None:
+        section(*loops_table(results["loops"], style))
+    issues = (
+        ["5"]
+        if any(results.get(p) is not None for p in ("gradients", "generation", "import"))
+        else []
+    )
+    issues += ["14"] if results.get("loops") is not None else []
+    of = f"issue {issues[0]}" if len(issues) == 1 else f"issues {' and '.join(issues)}"
+    section(f"Targets ({of})", targets_table(results, style))
     return "\n".join(out) + "\n"

@@ -1,10 +1,12 @@
-"""The four parts of the benchmark; each returns plain data (JSON-ready dicts and lists).
+"""The parts of the benchmark; each returns plain data (JSON-ready dicts and lists).
 
 1. ``gradients``: gradient runtime of every tool on every function, interleaved, and the
    (forward + backward) / forward cost of the generated code.
 2. (in 1) ``fb_over_f`` per function.
 3. ``generation``: generation and verification time against program size.
 4. ``imports``: ``import stagegen``, and a module of 10 ``@staged`` functions cold and warm.
+5. ``loops`` (issue 14): time and peak memory of backwards through loops against the number
+   of steps (stagegen.bench.loops).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import loops as loop_part
 from . import programs
 from .competitors import GRADIENT_TOOLS, Skip, max_rel_diff, prepare
 from .timing import Contender, interleaved
@@ -52,6 +55,8 @@ class Options:
     array_verify_max: int = 1000  # array programs are verified at verify sizes up to this only
     sympy_budget: float = 60.0
     import_reps: int = 5
+    steps: list[int] = field(default_factory=lambda: list(loop_part.STEPS))  # loops: T
+    loop_functions: list[str] | None = None  # loops: keys (loops.FUNCTIONS); None: all
 
     @classmethod
     def for_mode(cls, quick: bool) -> Options:
@@ -65,6 +70,7 @@ class Options:
             array_verify_max=100,
             sympy_budget=20.0,
             import_reps=2,
+            steps=list(loop_part.QUICK_STEPS),
         )
 
 
@@ -359,6 +365,14 @@ def _count_files(path: Path) -> int:
     return sum(1 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
+# ---------------------------------------------------------------------------- 5
+
+
+def loops(opts: Options) -> list[dict]:
+    """Backwards through loops: a row per number of steps, for each loop function."""
+    return loop_part.run(opts.loop_functions, opts.steps, opts.rounds, opts.batch, log)
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     import platform
@@ -409,6 +423,8 @@ def run(opts: Options, parts: list[str]) -> dict:
         results["generation"] = generation(opts)
     if "import" in parts:
         results["import"] = imports(opts)
+    if "loops" in parts:
+        results["loops"] = loops(opts)
     results["machine"]["load_end"] = _load()
     results["elapsed_s"] = time.perf_counter() - started
     return results

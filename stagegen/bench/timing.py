@@ -32,9 +32,15 @@ class Timings:
 
     samples: dict[str, list[float]] = field(default_factory=dict)
     number: dict[str, int] = field(default_factory=dict)  # calls per batch
+    # The same batches on this process's CPU clock: unlike the wall clock, it does not count
+    # the time other work on the machine took the processor away.
+    cpu_samples: dict[str, list[float]] = field(default_factory=dict)
 
     def median(self, name: str) -> float:
         return statistics.median(self.samples[name])
+
+    def cpu_median(self, name: str) -> float:
+        return statistics.median(self.cpu_samples[name])
 
     def ratio(self, name: str, reference: str) -> float:
         """Median over rounds of (name's time / reference's time) in the same round."""
@@ -61,12 +67,15 @@ def interleaved(contenders: list[Contender], rounds: int, batch: float) -> Timin
         timers[c.name].timeit(1)  # warm up: first-call costs (caches, lazy imports)
         result.number[c.name] = calibrate(timers[c.name], batch)
         result.samples[c.name] = []
+        result.cpu_samples[c.name] = []
     names = [c.name for c in contenders]
     for r in range(rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
             n = result.number[name]
+            cpu = time.process_time()
             result.samples[name].append(timers[name].timeit(n) / n)
+            result.cpu_samples[name].append((time.process_time() - cpu) / n)
     return result
 
 
