@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ast
 
-from .expr import And, Compare, Expr, Length, Not, Num, Or, Var, Elem
-from .program import Branch, Exit, Loop, Stage
+from .expr import And, Bin, Compare, Elem, Expr, Length, Not, Num, Or, Var, walk
+from .program import Branch, Exit, Loop, Stage, walk_nodes
 
 _COMPARISONS = {
     ast.Gt: ">",
@@ -147,6 +147,33 @@ class ControlFlowReader:
 
     # -- branches --------------------------------------------------------------------
 
+    def _decide_branches(self, body: list) -> None:
+        """A branch whose arms bind a name its test reads cannot be tested again in the
+        backward (the name holds the arm's value by then): its test becomes a stage of its
+        own, ``cond3 = t > 0``, and the branch tests that name (the replay keeps it)."""
+        for k in range(len(body) - 1, -1, -1):
+            node = body[k]
+            for inner in (
+                [node.then, node.orelse]
+                if isinstance(node, Branch)
+                else [node.body] if isinstance(node, Loop) else []
+            ):
+                self._decide_branches(inner)
+            if not isinstance(node, Branch):
+                continue
+            bound = {n.target for n in walk_nodes(node.then + node.orelse) if isinstance(n, Stage)}
+            if not bound & {v.name for v in walk(node.test) if isinstance(v, Var)}:
+                continue
+            name = self.versions.fresh(f"cond{node.number}", first=True)
+            stage = Stage(node.number, name, name, node.test, node.line, node.col)
+            self.typed_condition(node.test)
+            body.insert(k, stage)
+            self.stages.append(stage)
+            node.test = Var(name)
+
+    def typed_condition(self, test: Expr) -> None:
+        pass  # array code records the condition's type (arrays/parse.py)
+
     def _if(self, stmt: ast.If, then_tail: list[ast.stmt], else_tail: list[ast.stmt]) -> None:
         """Reads an `if`, each arm followed by the statements given for it."""
         test = self.condition(stmt.test)
@@ -211,6 +238,7 @@ class ControlFlowReader:
                     )
                 right = self.expr(right_node)
                 items.append(Compare(spelled, left, right))
+                self._note_trip_count(left, right)
                 left = right
             return items[0] if len(items) == 1 else And(tuple(items))
         if isinstance(node, ast.BoolOp):
@@ -225,6 +253,32 @@ class ControlFlowReader:
             "a test must compare values (`x > 0`, `a <= b and b < c`)",
             "write the comparison out; a number's truth (`if x:`) is not read",
         )
+
+    def _note_trip_count(self, left: Expr, right: Expr) -> None:
+        """`k < n` with `k` a counter (an integer the code counts): `n` is a trip count."""
+        for a, b in ((left, right), (right, left)):
+            counts = any(
+                isinstance(v, Var) and (v.name in self.integer_values or v.name in self.integers)
+                for v in walk(a)
+            )
+            if counts and self._is_integer(a) and isinstance(b, Var) and b.name in self.params:
+                self.trip_counts.add(b.name)
+
+    def _is_integer(self, e: Expr) -> bool:
+        if isinstance(e, Num):
+            return type(e.value) is int
+        if isinstance(e, Var):
+            return e.name in self.integer_values or e.name in self.integers
+        if isinstance(e, Bin) and e.op in ("+", "-", "*"):
+            return self._is_integer(e.left) and self._is_integer(e.right)
+        return False
+
+    def _mark_trip_counts(self) -> None:
+        """A parameter compared only with counters, never read as a value, is a trip count:
+        an integer, never differentiated."""
+        values = {l.name for st in self.stages for l in walk(st.expr) if isinstance(l, Var)}
+        for name in self.trip_counts - values:
+            self.params[name].integer = True
 
     # -- loops -----------------------------------------------------------------------
 

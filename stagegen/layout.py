@@ -52,17 +52,37 @@ def format_code(text: str) -> str:
     return "\n".join(out)
 
 
-def format_with_black(text: str) -> str:
+def format_with_black(text: str, line_length: int = LINE_LENGTH) -> str:
     import black
 
-    return black.format_str(text, mode=black.Mode(line_length=LINE_LENGTH))
+    return black.format_str(text, mode=black.Mode(line_length=line_length))
+
+
+_OPENING = re.compile(r"(if|elif|while|for|else)\b")
 
 
 def _black_statement(line: str) -> list[str]:
-    """One statement of a function body, formatted at the body's indentation."""
-    formatted = format_with_black(f"{_STAND_IN}\n{line}\n").split("\n")
-    assert formatted[0] == _STAND_IN, formatted
-    return [l for l in formatted[1:] if l]
+    """One statement of a function body, formatted at its indentation: inside a loop or a
+    branch, at the body's with the line length shortened by the extra indentation (which is
+    what black's width budget is), then indented back. A loop's or branch's opening line is
+    formatted with a stand-in body."""
+    stripped = line.lstrip(" ")
+    extra = " " * (len(line) - len(stripped) - 4)
+    opening = _OPENING.match(stripped)
+    elif_ = opening is not None and opening.group(1) == "elif"
+    statement = "    " + (stripped.replace("elif", "if", 1) if elif_ else stripped)
+    if opening is not None:
+        statement += "\n        pass"
+    formatted = format_with_black(f"{_STAND_IN}\n{statement}\n", LINE_LENGTH - len(extra))
+    lines = formatted.rstrip("\n").split("\n")
+    assert lines[0] == _STAND_IN, lines
+    lines = [l for l in lines[1:] if l]
+    if opening is not None:
+        assert lines[-1] == "        pass", lines
+        lines = lines[:-1]
+    if elif_:
+        lines[0] = lines[0].replace("if", "elif", 1)
+    return [extra + l for l in lines]
 
 
 def _black_signature(line: str) -> list[str]:

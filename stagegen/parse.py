@@ -329,7 +329,8 @@ class FunctionReader(ControlFlowReader):
         }
         self._start_blocks()
         self.integers: set[str] = set()  # loop indices
-        self.integer_values: set[str] = set()
+        self.integer_values: set[str] = set()  # names bound to counts (k = 0; k = k + 1)
+        self.trip_counts: set[str] = set()  # parameters compared with counts
         self.element_names: set[str] = set()  # `x` of `for x in xs`: read as xs[i]
         self.looped_lists: set[str] = set()
 
@@ -341,6 +342,8 @@ class FunctionReader(ControlFlowReader):
         self.final: tuple[Var, str | None] | None = None
         if any(isinstance(stmt, (ast.If, ast.For, ast.While)) for stmt in body):
             self._sequence(body)
+            self._decide_branches(self.block)
+            self._mark_trip_counts()
             if not always_leaves(body):
                 raise self.src.error(
                     fn,
@@ -518,6 +521,16 @@ class FunctionReader(ControlFlowReader):
                 )
             # All values are read before any name is bound: `a, b = b, a` swaps.
             values = [self.expr(v) for v in value.elts]
+            if self.depth:  # names keep one name in a loop: a swap would read a new value
+                for k, t in enumerate(target.elts):
+                    later = [n for v in value.elts[k + 1 :] for n in ast.walk(v)]
+                    if any(isinstance(n, ast.Name) and n.id == t.id for n in later):
+                        raise self.src.error(
+                            stmt,
+                            f"inside a loop or branch, `{ast.unparse(stmt)[:40]}` reads `{t.id}` "
+                            "after binding it",
+                            "swap through a new name: `tmp = a`, `a = b`, `b = tmp`",
+                        )
             for t, v in zip(target.elts, values):
                 self._bind(t, v, stmt)
             return
@@ -542,6 +555,10 @@ class FunctionReader(ControlFlowReader):
         if name in self.element_names or name in self.integers_by_user():
             raise self._refuse_rebinding(name, "a loop variable")
         generated = self._generated_name(name)
+        if self._is_integer(value):  # a count: k = 0, k = k + 1
+            self.integer_values.add(generated)
+        else:
+            self.integer_values.discard(generated)
         self.env[name] = Var(generated)
         self.partly_bound.discard(name)
         self._add_stage(generated, name, value, target, stmt)

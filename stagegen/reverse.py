@@ -71,6 +71,7 @@ class Save:
     name: str
     stack: str
     stage: int
+    count: bool = False  # a loop's step count, saved after it (a loop inside a loop)
 
 
 @dataclass
@@ -725,12 +726,12 @@ class _TreeSweep:
         # leaves it so), as one writes `dx = dlo = dhi = 0.0` above a clamp's branches; one an
         # arm consumes (a name it binds again) is set to zero at the end of the other arm.
         first = (merged - (after_then & after_else)) - state
-        then = _without_zeros(then, first) + self.zeros(
-            (merged - after_then) & state, branch.number
-        )
-        orelse = _without_zeros(orelse, first) + self.zeros(
-            (merged - after_else) & state, branch.number
-        )
+        # An arm that wrote such a gradient and then consumed it (its value bound again) leaves
+        # the new value's gradient behind: it sets it to zero at its end too.
+        then_stale = (merged - after_then) & (state | _written_in(then))
+        else_stale = (merged - after_else) & (state | _written_in(orelse))
+        then = _without_zeros(then, first) + self.zeros(then_stale, branch.number)
+        orelse = _without_zeros(orelse, first) + self.zeros(else_stale, branch.number)
         before = self.zeros(first, branch.number)
         sweep.written = merged
         if not _has_statements(then) and not _has_statements(orelse):
@@ -754,7 +755,8 @@ class _TreeSweep:
         before = [z for z in self.zeros(top - entry, loop.number) if isinstance(z, Block)]
         sweep.written = top
         if not _has_statements(body):
-            return [LoopBlock(loop, [], body)] if any(isinstance(i, Restore) for i in body) else []
+            restores = any(isinstance(i, Restore) for i in _items(body))
+            return [LoopBlock(loop, [], body)] if restores else []
         return [LoopBlock(loop, [st for b in before for st in b.statements], body)]
 
     def zeros(self, gradients: set, number: int, again: bool = False) -> list:
@@ -786,6 +788,10 @@ class _TreeSweep:
 def _renamed(e: Expr, name: Var, value: Expr) -> Expr:
     """``e`` with every read of ``name`` replaced (array nodes too)."""
     return transform_array(e, lambda n: value if n == name else None)
+
+
+def _written_in(items: list) -> set:
+    return {st.gradient for st in _statements(items)}
 
 
 def _without_zeros(items: list, gradients: set) -> list:
@@ -847,31 +853,42 @@ def _differentiate_tree(sweep: _Sweep, paths: dict, reaches: set[str], upstream:
 
     gradient_names = set(names.names.values())
     backward_reads = _reads_of(body, gradient_names)
-    stage_targets = {s.target for s in stages}
-    read = _with_inputs(stages, backward_reads & stage_targets)
-    domain_checks = _with_inputs(stages, may_raise(program) & reaches) - read
-    replay_body, read = _replay_tree(program.body, read | domain_checks, stages)
-    domain_checks -= read - domain_checks
     saved = _read_where_rebound(program, body, mutable & backward_reads, gradient_names)
-    stacks = _stack_names(saved, program.user_names | gradient_names)
-    replay_body, after, unreplayable = _with_saves(replay_body, saved, stacks)
-    if unreplayable:
-        stage = unreplayable[0]
+    stacks = _stack_names(
+        saved | _counted_in_loops(program.body), program.user_names | gradient_names
+    )
+    params = {p.name for p in program.params}
+    plan = _plan_saves(program.body, saved, stacks, params)
+    if plan.unreplayable:
+        stage = plan.unreplayable[0]
         raise _located(
             program,
             stage,
-            f"`{stage.user_name}` is bound more than once inside a loop, but not before it, and "
-            "the backward reads it",
+            f"`{stage.user_name}` is bound in more than one place inside a loop, but not before "
+            "it, and the backward reads it",
             f"assign `{stage.user_name}` before the loop too (e.g. `{stage.user_name} = 0.0`), so "
             "every step starts from a known value",
         )
-    used = {n.name for n in walk_nodes(replay_body) if isinstance(n, Save)}
-    stacks = {n: s for n, s in stacks.items() if n in used}
-    body = _with_restores(body, replay_body, saved, stacks, after)
+    body = _without_empty(_with_restores(body, stacks, plan))
+
+    stage_targets = {s.target for s in stages}
+    read = _with_inputs(stages, (_reads_of(body, gradient_names) | saved) & stage_targets)
+    domain_checks = _with_inputs(stages, may_raise(program) & reaches) - read
+    loops = {i.loop.number for i in _items(body) if isinstance(i, LoopBlock)}
+    replay_body, read = _replay_tree(plan.replay, read | domain_checks, stages, loops)
+    domain_checks -= read - domain_checks
+    used = {n.stack for n in walk_nodes(replay_body) if isinstance(n, Save)}
+    stacks = {n: s for n, s in stacks.items() if s in used}
 
     blocks = [b for b in _flat_blocks(body) if b.stage.target]
     params = {p.name: p for p in program.params}
-    zero = [n for n in wrt_names if not params[n].is_list and not _writes(body, names.assign(n))]
+    # A parameter's gradient is what is left when the sweep is done: a parameter bound again
+    # in a branch leaves the gradient of its new value behind, which is not its own.
+    zero = [
+        n
+        for n in wrt_names
+        if not program.param(n).is_list and Var(names.assign(n)) not in sweep.written
+    ]
     return Backward(
         program=program,
         wrt=wrt_names,
@@ -947,7 +964,7 @@ def _read_where_rebound(
             for st in stages_in(node.body):
                 spans.setdefault(st.target, []).append((node.number, max(inside)))
     for st in program.stages:
-        spans.setdefault(st.target, []).append((0, st.number - 1))
+        spans.setdefault(st.target, []).append((0, st.number))
     reads: list[tuple[int, Expr]] = []
     for item in _items(body):
         if isinstance(item, Block) and item.stage.target:
@@ -989,7 +1006,7 @@ def _prune(body: list, keep: set[str]) -> list:
                 out.append(BranchBlock(item.branch, then, orelse))
         elif isinstance(item, LoopBlock):
             inner = _prune(item.body, keep)
-            if _has_statements(inner) or any(isinstance(i, Restore) for i in inner):
+            if _has_statements(inner) or any(isinstance(i, Restore) for i in _items(inner)):
                 before = [st for st in item.before if st.gradient.name in keep]
                 out.append(LoopBlock(item.loop, before, inner))
         else:
@@ -997,13 +1014,15 @@ def _prune(body: list, keep: set[str]) -> list:
     return out
 
 
-def _replay_tree(body: list, wanted: set[str], stages: list[Stage]) -> tuple[list, set[str]]:
+def _replay_tree(
+    body: list, wanted: set[str], stages: list[Stage], loops: set[int]
+) -> tuple[list, set[str]]:
     """The forward replay: the stages the backward reads (and what they are computed from),
     inside the loops and branches that run them, with what decides how those run: a loop's
     bounds and test, the tests of the branches that hold a stage or a `break`."""
     read = set(wanted)
     while True:
-        replay = _replay_nodes(body, read)
+        replay = _replay_nodes(body, read, loops)
         needed = set(read)
         for node in walk_nodes(replay):
             if isinstance(node, Branch):
@@ -1022,23 +1041,30 @@ def _names(e: Expr) -> set[str]:
     return {n.name for n in walk(e) if isinstance(n, Var)}
 
 
-def _replay_nodes(body: list, read: set[str]) -> list:
+def _replay_nodes(body: list, read: set[str], loops: set[int]) -> list:
     out = []
     for node in body:
         if isinstance(node, Stage):
             if node.target in read:
                 out.append(node)
+        elif isinstance(node, Save):
+            if node.name in read or node.count:
+                out.append(node)
         elif isinstance(node, Exit):
             out.append(node)
         elif isinstance(node, Branch):
-            then, orelse = _replay_nodes(node.then, read), _replay_nodes(node.orelse, read)
+            then, orelse = _replay_nodes(node.then, read, loops), _replay_nodes(
+                node.orelse, read, loops
+            )
             if _runs_something(then + orelse) or _exits(then + orelse):
                 out.append(replace(node, then=then, orelse=orelse))
         elif isinstance(node, Loop):
-            inner = _replay_nodes(node.body, read)
-            if _runs_something(inner):
+            inner = _replay_nodes(node.body, read, loops)
+            if _runs_something(inner) or (node.number in loops and node.steps):
                 out.append(replace(node, body=inner))
-    return out
+    # a counted loop's saved count goes with the loop
+    counted = {n.steps for n in out if isinstance(n, Loop)}
+    return [n for n in out if not (isinstance(n, Save) and n.count) or n.name in counted]
 
 
 def _exits(body: list) -> bool:
@@ -1066,92 +1092,152 @@ def _stack_names(saved: set[str], taken: set[str]) -> dict[str, str]:
     return stacks
 
 
-def _with_saves(
-    replay: list, saved: set[str], stacks: dict
-) -> tuple[list, dict[int, bool], list[Stage]]:
+@dataclass
+class _SavePlan:
+    """Where the replay saves values and the backward puts them back (see _plan_saves)."""
+
+    replay: list  # the program's tree with Save nodes
+    before: set  # (stage number, name): saved before that binding, restored after its gradient
+    tops: dict  # forward node number -> names saved after it, restored at the top of its block
+    counted: dict  # loop number -> its `steps` counter, saved after it (a loop inside a loop)
+    unreplayable: list
+
+
+def _plan_saves(body: list, saved: set[str], stacks: dict, params: set[str]) -> _SavePlan:
     """The replay with each saved name pushed where the backward needs it back.
 
-    Where a value was there already on every path, the value before the binding is pushed
-    (and popped right after the binding's gradient statements). A name a loop binds first
-    (not before it) is pushed once per step, after the last statement of its block that binds
-    it: the value the step ends with, popped at the top of the block's reverse. A first
-    binding outside loops needs nothing: the bindings after it restore its value. Also: the
-    first bindings whose pop goes to the top of their block, by stage number, and the
-    bindings that cannot be replayed (a loop's own name first bound in two places)."""
-    after: dict[int, bool] = {}
-    unreplayable: list[Stage] = []
+    Where a value was there already on every path (a parameter, a value bound before the
+    loop or earlier in the step), the value before the binding is pushed, and popped right
+    after the binding's gradient statements. A name a loop binds first (not before it) is
+    pushed once per step after the last statement of its block that binds it (an `if` binding
+    it on every path counts as one statement): the value the step ends with, popped at the
+    top of the block's reverse. A first binding outside loops needs nothing: the bindings
+    after it restore its value. A loop inside a loop saves its step count (`steps`) after it,
+    popped before its reverse."""
+    plan = _SavePlan([], set(), {}, {}, [])
 
-    def walk_body(nodes: list, bound: set[str], loop_sites: dict | None) -> tuple[list, set]:
-        out = []
+    def walk_body(nodes: list, bound: set, in_loop: bool, handled: set) -> tuple[list, set]:
+        out: list = []
         firsts: dict[str, int] = {}  # a loop's own names first bound in this block
-        for node in nodes:
+        for k, node in enumerate(nodes):
+            new = (_binds_on_every_path(node) & saved) - bound - handled if in_loop else set()
+            if in_loop and isinstance(node, Loop):
+                # a name an inner loop binds first, read after it: saved per outer step too
+                later = {n for after in nodes[k + 1 :] for n in _read_by(after)}
+                new = (_binds_anywhere(node) & saved & later) - bound - handled
             if isinstance(node, Stage):
                 name = node.target
                 if name in saved and name in bound:
                     out += [Save(name, stacks[name], node.number), node]
-                elif name in saved and loop_sites is not None:
-                    loop_sites.setdefault(name, []).append(node)
-                    after[node.number] = True
-                    firsts[name] = node.number
-                    out.append(node)
+                    plan.before.add((node.number, name))
                 else:
                     out.append(node)
-                bound = bound | {name}
             elif isinstance(node, Branch):
-                then, then_bound = walk_body(node.then, bound, loop_sites)
-                orelse, else_bound = walk_body(node.orelse, bound, loop_sites)
+                then, then_bound = walk_body(node.then, bound, in_loop, handled | new)
+                orelse, else_bound = walk_body(node.orelse, bound, in_loop, handled | new)
                 out.append(replace(node, then=then, orelse=orelse))
-                bound = then_bound & else_bound
             elif isinstance(node, Loop):
-                sites: dict = {} if loop_sites is None else loop_sites
-                inner, _ = walk_body(node.body, bound, sites)
+                inner, _ = walk_body(node.body, bound, True, set())
                 out.append(replace(node, body=inner))
-                if loop_sites is None:
-                    unreplayable.extend(
-                        s for found in sites.values() if len(found) > 1 for s in found[1:]
-                    )
-                    bound = bound | set(sites)
+                if in_loop and node.steps:
+                    out.append(Save(node.steps, stacks[node.steps], node.number, count=True))
+                    plan.counted[node.number] = node.steps
             else:
                 out.append(node)
+            for name in new:
+                if name in firsts:
+                    plan.unreplayable.append(_first_stage(node, name))
+                firsts.setdefault(name, node.number)
+            if isinstance(node, Stage) and node.target in saved and in_loop:
+                if node.target not in bound and node.target not in handled | new:
+                    plan.unreplayable.append(node)  # first bound on some paths only
+            bound = bound | _binds_on_every_path(node)
+            if isinstance(node, Branch):
+                bound = bound | (then_bound & else_bound)
         for name, number in firsts.items():
-            last = max(k for k, n in enumerate(out) if name in _bound_by(n))
+            last = max(k for k, n in enumerate(out) if name in _binds_anywhere(n))
             out.insert(last + 1, Save(name, stacks[name], number))
+            plan.tops.setdefault(number, []).append(name)
         return out, bound
 
-    return walk_body(replay, set(), None)[0], after, unreplayable
+    plan.replay = walk_body(body, set(params), False, set())[0]
+    return plan
 
 
-def _bound_by(node) -> set[str]:
-    """The names a replayed node binds (a compound one: anywhere inside it)."""
+def _binds_on_every_path(node) -> set[str]:
     if isinstance(node, Stage):
         return {node.target}
-    if isinstance(node, (Branch, Loop)):
-        return {n.target for n in walk_nodes([node]) if isinstance(n, Stage)}
-    return set()
+    if isinstance(node, Branch):
+        return _binds_all(node.then) & _binds_all(node.orelse)
+    return set()  # a loop may run no step
 
 
-def _with_restores(
-    body: list, replay: list, saved: set[str], stacks: dict, after: dict[int, bool]
-) -> list:
-    """Each Restore of a saved name gets its stack; the others are dropped. A name saved
-    after its first binding is restored at the top of the block that binds it (the value the
-    statements after the binding read), not after the binding."""
+def _binds_all(body: list) -> set[str]:
+    found: set[str] = set()
+    for node in body:
+        found |= _binds_on_every_path(node)
+    return found
+
+
+def _binds_anywhere(node) -> set[str]:
+    if isinstance(node, Save):
+        return set()
+    return {n.target for n in walk_nodes([node]) if isinstance(n, Stage)}
+
+
+def _read_by(node) -> set[str]:
+    """The names a forward node reads (its stages, tests and bounds)."""
+    found: set[str] = set()
+    for n in walk_nodes([node]):
+        if isinstance(n, Stage):
+            found |= _names(n.expr)
+        elif isinstance(n, Branch):
+            found |= _names(n.test)
+        elif isinstance(n, Loop):
+            for e in (n.start, n.stop, n.test):
+                if e is not None:
+                    found |= _names(e)
+    return found
+
+
+def _first_stage(node, name: str) -> Stage:
+    return next(n for n in walk_nodes([node]) if isinstance(n, Stage) and n.target == name)
+
+
+def _counted_in_loops(body: list) -> set[str]:
+    """The step counters of loops inside loops (each outer step has its own count)."""
+    found = set()
+    for node in walk_nodes(body):
+        if isinstance(node, Loop):
+            found |= {n.steps for n in walk_nodes(node.body) if isinstance(n, Loop) and n.steps}
+    return found
+
+
+def _with_restores(body: list, stacks: dict, plan: _SavePlan) -> list:
+    """The backward with each saved value popped back where the plan says: after the
+    gradient statements of a binding whose value before was saved, at the top of a block for
+    a name saved after its binding, before a nested counted loop for its step count."""
 
     def walk_body(items: list) -> list:
         out: list = []
         tops: list = []
         for item in items:
+            number = _number_of(item)
+            for name in plan.tops.get(number, ()):
+                restore = Restore(name, stacks[name], number)
+                if restore not in tops:
+                    tops.append(restore)
             if isinstance(item, Restore):
-                if item.name not in saved:
-                    continue
-                if not _is_saved(item.stage, item.name, saves):
-                    continue
-                restore = Restore(item.name, stacks[item.name], item.stage)
-                (tops if after.get(item.stage) else out).append(restore)
+                if (item.stage, item.name) in plan.before:
+                    out.append(Restore(item.name, stacks[item.name], item.stage))
             elif isinstance(item, BranchBlock):
                 out.append(BranchBlock(item.branch, walk_body(item.then), walk_body(item.orelse)))
             elif isinstance(item, LoopBlock):
-                out.append(LoopBlock(item.loop, item.before, walk_body(item.body)))
+                inner = _without_empty(walk_body(item.body))
+                steps = plan.counted.get(item.loop.number)
+                if steps and _has_work(inner):
+                    out.append(Restore(steps, stacks[steps], item.loop.number))
+                out.append(LoopBlock(item.loop, item.before, inner))
             else:
                 if isinstance(item, Block):
                     for st in item.statements:
@@ -1159,12 +1245,42 @@ def _with_restores(
                 out.append(item)
         return tops + out
 
-    saves = {(n.stage, n.name) for n in walk_nodes(replay) if isinstance(n, Save)}
     return walk_body(body)
 
 
-def _is_saved(stage: int, name: str, saves: set) -> bool:
-    return (stage, name) in saves
+def _number_of(item) -> int | None:
+    if isinstance(item, Block):
+        return item.stage.number if item.stage.target else None
+    if isinstance(item, BranchBlock):
+        return item.branch.number
+    if isinstance(item, LoopBlock):
+        return item.loop.number
+    if isinstance(item, Restore):
+        return item.stage
+    return None
+
+
+def _without_empty(body: list) -> list:
+    """Loops and branches left with neither a gradient statement nor a restore are dropped."""
+    out = []
+    for item in body:
+        if isinstance(item, BranchBlock):
+            then, orelse = _without_empty(item.then), _without_empty(item.orelse)
+            if _has_work(then) or _has_work(orelse):
+                out.append(BranchBlock(item.branch, then, orelse))
+        elif isinstance(item, LoopBlock):
+            inner = _without_empty(item.body)
+            if _has_work(inner):
+                out.append(LoopBlock(item.loop, item.before, inner))
+            elif item.before:
+                out.append(Block(Stage(item.loop.number, "", "", Num(0.0)), item.before))
+        else:
+            out.append(item)
+    return out
+
+
+def _has_work(items: list) -> bool:
+    return _has_statements(items) or any(isinstance(i, Restore) for i in _items(items))
 
 
 def _stack_tops(e: Expr, stacks: dict) -> Expr:

@@ -11,6 +11,7 @@ import pytest
 
 import stagegen
 from stagegen.errors import StagegenError
+from stagegen.expr import Var
 from stagegen.program import Branch, Exit, Loop, Stage
 from stagegen.reader import read_programs
 
@@ -85,7 +86,9 @@ def test_statements_after_an_if_that_breaks_go_into_its_other_arm():
         """)
     loop = p.body[1]
     assert isinstance(loop, Loop) and loop.steps  # a loop that may break counts its steps
-    [branch] = loop.body
+    # the test reads `s`, which the other arm binds: the decision is kept as a value first
+    decision, branch = loop.body
+    assert isinstance(decision, Stage) and branch.test == Var(decision.target)
     assert isinstance(branch.then[0], Exit) and isinstance(branch.orelse[0], Stage)
 
 

@@ -158,6 +158,9 @@ class ArrayReader(FunctionReader):
         self.array_of[new] = array or new
         self.holders.setdefault(self.array_of[new], set()).add(target.id)
 
+    def typed_condition(self, test: Expr) -> None:
+        self.types.setdefault(test, Type((), "bool"))
+
     def _typed_index(self, name: str) -> None:
         self.var_types[name] = Type((), "int")
 
