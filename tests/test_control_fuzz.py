@@ -89,7 +89,7 @@ from test_properties import (  # noqa: E402  (the straight-line generator; tests
 
 FUZZ_EXAMPLES = int(os.environ.get("STAGEGEN_FUZZ_EXAMPLES", "0") or 0)
 ON_DEMAND = FUZZ_EXAMPLES > 0
-DEFAULT_EXAMPLES = 100
+DEFAULT_EXAMPLES = 200
 EXAMPLES = FUZZ_EXAMPLES if ON_DEMAND else DEFAULT_EXAMPLES
 
 MP_DPS = 50  # digits of the mpmath reference
