@@ -83,6 +83,7 @@ from test_properties import (  # noqa: E402  (the straight-line generator; tests
     Builder,
     Chooser,
     DrawChooser,
+    Param,
     RandomChooser,
     Val,
 )
@@ -153,13 +154,14 @@ class ControlBuilder(Builder):
         super().__init__(ch, style, scalars, list_length)
         self.lines = IndentedLines()
         self.list_length = list_length
-        self.lists = [LIST_NAME for LIST_NAME in LIST_NAMES[:lists]] if list_length else []
+        self.lists = list(LIST_NAMES[:lists]) if list_length else []
         if len(self.lists) == 2:
-            self.params.insert(ch.integer(0, len(self.params)), _param("v", list_length))
+            self.params.insert(ch.integer(0, len(self.params)), Param("v", list_length))
         self.int_param = False
         self.frames: list[Frame] = []
         self.in_branch = 0  # ifs around the statement being written
         self.assigned: list[set[str]] = []  # per open loop: outer names assigned in it
+        self.outer: set[str] = set()  # the names bound before the outermost open loop
         self.counter_names = 0
         self.statements = 0
 
@@ -177,13 +179,10 @@ class ControlBuilder(Builder):
         return super().leaf()
 
     def bind(self, name: str, v: Val) -> None:
-        if self.assigned and name in self.outer_names():
+        if self.assigned and name in self.outer:
             for names in self.assigned:
                 names.add(name)
         super().bind(name, v)
-
-    def outer_names(self) -> set[str]:
-        return getattr(self, "_outer", set())
 
     # -- scopes -----------------------------------------------------------------------------
 
@@ -370,7 +369,7 @@ class ControlBuilder(Builder):
     def enter_loop(self, frame: Frame) -> tuple:
         before = self.snapshot()
         outer = set(self.env)
-        self._outer = outer | self.outer_names()
+        self.outer = outer | self.outer
         self.assigned.append(set())
         for name in outer:
             self.env[name] = max(self.env[name], CARRIED)
@@ -390,7 +389,7 @@ class ControlBuilder(Builder):
                 env[name] = max(env[name], self.env.get(name, 0.0)) + 3.0 * steps
         self.restore(env, stage0, recent0 + [n for n in self.recent if n in env])
         if not self.frames:
-            self._outer = set()
+            self.outer = set()
 
     def iteration(self) -> tuple[str, list[Val], int, str | None, list[str]]:
         """(the `for` header, the elements the body may read, the step count, the index name
@@ -516,7 +515,7 @@ class ControlBuilder(Builder):
 
     def render(self, ret: str) -> str:
         if self.int_param and self.params[0].name != INT_NAME:
-            self.params.insert(0, _param(INT_NAME, 0))
+            self.params.insert(0, Param(INT_NAME, 0))
         body = "\n".join(self.lines) + ret
         if "v" in self.lists and not re.search(r"\bv\b", body):
             # A list parameter is a list because it is read as one: read it in a stage that
@@ -524,12 +523,6 @@ class ControlBuilder(Builder):
             self.features.add("unused-list")
             self.lines.append(f"{self.new_name()} = v[0] * 2.0")
         return super().render(ret)
-
-
-def _param(name, length):
-    from test_properties import Param
-
-    return Param(name, length)
 
 
 def build_program(ch: Chooser) -> Program:
