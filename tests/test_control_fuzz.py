@@ -1019,13 +1019,27 @@ def tuple_assignment_in_block(source: str) -> bool:
     )
 
 
+def _arms(fn) -> list[list]:
+    """The statement lists that run on one arm of an `if` only: its arms, and the statements
+    after an `if` one of whose arms leaves (stagegen reads them as the other arm)."""
+    arms = []
+    bodies = [fn.body] + [n.body for n in _compound(fn)] + [n.orelse for n in _compound(fn)]
+    for n in _compound(fn):
+        if isinstance(n, ast.If):
+            arms += [n.body, n.orelse]
+    for body in bodies:
+        for k, stmt in enumerate(body):
+            if isinstance(stmt, ast.If) and any(
+                isinstance(n, (ast.Return, ast.Break, ast.Continue)) for n in ast.walk(stmt)
+            ):
+                arms.append(body[k + 1 :])
+    return arms
+
+
 def rebinding_in_if(source: str) -> bool:
-    """A name assigned from its own value inside an `if` (bug K; also what bug I needs)."""
-    fn = _function(source)
-    for block in _compound(fn):
-        if not isinstance(block, ast.If):
-            continue
-        for stmt in block.body + block.orelse:
+    """A name assigned from its own value on one arm of an `if` (bugs C and K)."""
+    for arm in _arms(_function(source)):
+        for stmt in arm:
             for n in ast.walk(stmt):
                 if isinstance(n, ast.AugAssign):
                     return True
@@ -1093,8 +1107,9 @@ KNOWN_BUGS = {
         or (out.signature in _WRONG or "UnboundLocalError" in out.signature)
         and dedented_statement(out.text)
     ),
-    "C: KeyError for a parameter assigned in one arm": lambda out, src: "KeyError" in out.signature
-    and parameter_assigned_in_block(src),
+    "C: KeyError for a name rebound from itself in one arm": lambda out, src: "KeyError"
+    in out.signature
+    and (rebinding_in_if(src) or parameter_assigned_in_block(src)),
     "E: black cannot parse a long while test": lambda out, src: "ParseError" in out.signature,
     "D/F/N: a parameter assigned in a loop or branch": lambda out, src: (
         out.signature in _WRONG or "UnboundLocalError" in out.signature
@@ -1108,7 +1123,9 @@ KNOWN_BUGS = {
     and trip_count_in_loop(src),
     "J: a tuple assignment in a loop or branch": lambda out, src: out.signature in _WRONG
     and tuple_assignment_in_block(src),
-    "K: a name rebound from itself in an `if`": lambda out, src: out.signature in _WRONG
+    "K: a name rebound from itself in an `if`": lambda out, src: (
+        out.signature in _WRONG or "UnboundLocalError" in out.signature
+    )
     and rebinding_in_if(src),
     "O: a value overwritten in a later dead block is not put back": lambda out, src: out.signature
     in _WRONG
@@ -1473,6 +1490,24 @@ def test_bug_c_parameter_assigned_in_one_arm():
 
 
 @_xfail(
+    "C: a name bound in one arm and rebound from itself there, read twice by a call "
+    "(`t = math.hypot(t, t, b)`): generate raises KeyError in reverse.py"
+)
+def test_bug_c_rebinding_read_twice_in_one_arm():
+    source = """
+    import math
+    def f(a, b):
+        if a > 0:
+            t = a * 2.0
+        else:
+            t = a / 3
+            t = math.hypot(t, t, b)
+        return math.sin(t)
+    """
+    assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [-0.5, 1.0], [0.5, 1.0]))
+
+
+@_xfail(
     "D: a parameter assigned in a loop from its own value: the replay saves it after the "
     "assignment instead of before (wrong gradient)"
 )
@@ -1603,20 +1638,52 @@ def test_bug_j_swap_inside_a_loop():
     assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [1.0, 2.0]))
 
 
+K_CASES = {
+    "if without else": (
+        """
+        import math
+        def f(a):
+            t = a * 1.0
+            if a > 0:
+                t = math.sin(t)
+            return t
+        """,
+        [[1.0], [-1.0]],
+    ),
+    "else arm": (
+        """
+        def f(a):
+            if a > 0:
+                t = a * 2.0
+            else:
+                t = a / 3
+                t = t * t
+            return t
+        """,
+        [[-0.5], [0.5]],
+    ),
+    "after an early return": (
+        """
+        def f(a):
+            if a > 1.0:
+                return a * 2.0
+            t = a * 3.0
+            t = t * t
+            return t
+        """,
+        [[0.5], [1.5]],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(K_CASES))
 @_xfail(
-    "K: a name rebound from its own value in an `if` without `else` (`t = sin(t)`): the old "
-    "value is not saved, its backward reads the new one (wrong gradient)"
+    "K: a name rebound from its own value on one arm of an `if` (`t = sin(t)`, `t = t * t`): "
+    "the old value is not saved, its backward reads the new one (wrong gradient)"
 )
-def test_bug_k_rebinding_in_an_if_without_else():
-    source = """
-    import math
-    def f(a):
-        t = a * 1.0
-        if a > 0:
-            t = math.sin(t)
-        return t
-    """
-    assert_reference(reproduce(source, [("a", "scalar")], [1.0], [-1.0]))
+def test_bug_k_rebinding_in_one_arm(case):
+    source, points = K_CASES[case]
+    assert_reference(reproduce(source, [("a", "scalar")], *points))
 
 
 @_xfail(
