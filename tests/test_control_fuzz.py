@@ -1115,7 +1115,8 @@ _WRONG = (
 )
 
 KNOWN_BUGS = {
-    "A: `steps` of a while loop never counted": lambda out, src: "name 'steps" in out.signature,
+    "A: `steps` of a while loop (or a loop left by break) never counted": lambda out, src: "name 'steps"
+    in out.signature,
     "B: a wrapped statement in a backward block loses its indentation": lambda out, src: (
         any(e in out.signature for e in ("IndentationError", "SyntaxError"))
         or out.signature == "statement outside its block"
@@ -1461,6 +1462,22 @@ def test_bug_a_dead_while_loop():
         return a * 2.0
     """
     assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [0.3, 1.1]))
+
+
+@_xfail(
+    "A: the same for a `for` loop left by `break` that does not reach the output: the backward "
+    "runs `for i in range(len(w) - steps, len(w)): pass`, `steps` never counted (NameError)"
+)
+def test_bug_a_dead_loop_with_break():
+    source = """
+    def f(a, w):
+        for i in reversed(range(len(w))):
+            t = w[i] * 2.0
+            if a < w[i]:
+                break
+        return a * 3.0
+    """
+    assert_reference(reproduce(source, [("a", "scalar"), ("w", "list")], [0.3, [1.5, -1.0]]))
 
 
 @_xfail(
