@@ -258,12 +258,20 @@ class ControlBuilder(Builder):
 
     # -- tests ------------------------------------------------------------------------------
 
+    def pair(self, depth: int) -> tuple[Val, Val]:
+        """Two operands to compare. The same text twice would take one outcome only: then a
+        constant instead of the second."""
+        x, y = self.operand(depth), self.operand(depth)
+        if x.text == y.text:
+            y = Val(self.ch.choice(["0", "0.5", "-0.25"]), 0.5)
+        return x, y
+
     def comparison(self) -> str:
         """A test on values."""
         r = self.ch.integer(0, 99)
         op = self.ch.choice(["<", "<=", ">", ">="])
         if r < 40:
-            x, y = self.distinct([self.operand(1), self.operand(1)])
+            x, y = self.pair(1)
             self.features.add("compare:values")
             return f"{x.text} {op} {y.text}"
         if r < 65:
@@ -272,26 +280,27 @@ class ControlBuilder(Builder):
             self.features.add("compare:constant")
             return f"{x.text} {op} {k}"
         if r < 72:
-            x, y, z = self.distinct([self.operand(2), self.operand(2), self.operand(2)])
+            x, y = self.pair(2)
+            z = self.operand(2)
+            z = z if z.text not in (x.text, y.text) else Val("1.5", 1.5)
             self.features.add("compare:chained")
             return f"{x.text} < {y.text} <= {z.text}"
         if r < 80:
             self.features.add("compare:not")
             return f"not {self.comparison_atom()}"
-        if r < 92:
+        if r < 96:
             join = self.ch.choice(["and", "or"])
             self.features.add(f"compare:{join}")
             return f"{self.comparison_atom()} {join} {self.comparison_atom()}"
-        x, y = self.distinct([self.operand(1), self.operand(1)])
+        x, y = self.pair(1)
         self.features.add("compare:!=")
         return f"{x.text} != {y.text}"
 
     def comparison_atom(self) -> str:
-        x = self.operand(2)
         op = self.ch.choice(["<", "<=", ">", ">="])
         if self.ch.chance(50):
-            return f"({x.text} {op} 0)"
-        x, y = self.distinct([x, self.operand(2)])
+            return f"({self.operand(2).text} {op} 0)"
+        x, y = self.pair(2)
         return f"({x.text} {op} {y.text})"
 
     # -- branches ---------------------------------------------------------------------------
