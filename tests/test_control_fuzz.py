@@ -1031,7 +1031,10 @@ def if_test_reads_what_its_arm_assigns(source: str) -> bool:
         for k, n in enumerate(body):
             if isinstance(n, ast.If):
                 read = {e.id for e in ast.walk(n.test) if isinstance(e, ast.Name)}
-                if read & _assigned(n.body + n.orelse + body[k + 1 :]):
+                leaves = any(
+                    isinstance(e, (ast.Return, ast.Break, ast.Continue)) for e in ast.walk(n)
+                )
+                if read & _assigned(n.body + n.orelse + (body[k + 1 :] if leaves else [])):
                     return True
     return False
 
