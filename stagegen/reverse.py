@@ -1064,7 +1064,11 @@ def _replay_nodes(body: list, read: set[str], loops: set[int]) -> list:
                 out.append(replace(node, body=inner))
     # a counted loop's saved count goes with the loop
     counted = {n.steps for n in out if isinstance(n, Loop)}
-    return [n for n in out if not (isinstance(n, Save) and n.count) or n.name in counted]
+    return [
+        n
+        for n in out
+        if not (isinstance(n, Save) and n.count) or (n.name in counted and n.stage in loops)
+    ]
 
 
 def _exits(body: list) -> bool:

@@ -32,11 +32,11 @@ so that
   min within ``KINK`` of its kink), where the path's derivative and the difference quotient
   disagree by design, and where the float forward takes another path than the 50-digit one.
 
-Known bugs: the bugs this fuzzer found are listed in KNOWN_BUGS, each with a strict xfail
-reproducer at the end of the file. The property test excuses (and counts, as hypothesis events)
-a failure that one of them explains, so that the suite is green while they are open; any other
-failure fails it. When a bug is fixed its reproducer passes, which strict xfail reports as a
-failure: remove the marker and the KNOWN_BUGS entry together.
+Bugs found: the 16 bugs this fuzzer found (A to P) are fixed; their minimal reproducers stay at
+the end of the file as regression tests (J, a swap inside a loop, is now refused). A bug found
+later goes into KNOWN_BUGS (a classifier of its failures) with a strict xfail reproducer: the
+property test excuses and counts the failures it explains, any other failure fails it; when the
+bug is fixed, remove the marker and the entry together.
 
 Size: ``DEFAULT_EXAMPLES`` programs by default (derandomized). A large run:
 
@@ -448,7 +448,7 @@ class ControlBuilder(Builder):
         elif r < 75 and len(lists) == 2:
             e1, e2 = f"w{i}", f"v{i}"
             self.features.add("for:zip")
-            header = f"zip(w, v)" if self.ch.chance(70) else "zip(v, w)"
+            header = "zip(w, v)" if self.ch.chance(70) else "zip(v, w)"
             names = (e1, e2) if header == "zip(w, v)" else (e2, e1)
             return (
                 f"for {names[0]}, {names[1]} in {header}:",
@@ -984,24 +984,6 @@ def _compound(fn) -> list:
     return [n for n in ast.walk(fn) if isinstance(n, (ast.If, ast.For, ast.While))]
 
 
-def parameter_assigned_in_block(source: str) -> bool:
-    """A parameter assigned inside an `if`, `for` or `while`, or after an `if` one of whose
-    arms leaves (stagegen reads what follows as the other arm) (bugs C, D, F, H, N)."""
-    fn = _function(source)
-    params = {a.arg for a in fn.args.args}
-    if any(_assigned(n.body + n.orelse) & params for n in _compound(fn)):
-        return True
-    bodies = [fn.body] + [n.body for n in _compound(fn)] + [n.orelse for n in _compound(fn)]
-    for body in bodies:
-        for k, stmt in enumerate(body):
-            leaves = isinstance(stmt, ast.If) and any(
-                isinstance(n, (ast.Return, ast.Break, ast.Continue)) for n in ast.walk(stmt)
-            )
-            if leaves and _assigned(body[k + 1 :]) & params:
-                return True
-    return False
-
-
 def _breaks(loop) -> bool:
     """Whether a `break` leaves this loop (not a loop inside it)."""
     todo = list(loop.body)
@@ -1012,47 +994,6 @@ def _breaks(loop) -> bool:
         if not isinstance(n, (ast.For, ast.While)):
             todo += list(ast.iter_child_nodes(n))
     return False
-
-
-def trip_count_in_loop(source: str) -> bool:
-    """A `while` loop, or a loop left by `break`, inside another loop (bug G)."""
-    fn = _function(source)
-    for outer in ast.walk(fn):
-        if isinstance(outer, (ast.For, ast.While)):
-            for inner in ast.walk(outer):
-                if inner is not outer and (
-                    isinstance(inner, ast.While) or isinstance(inner, ast.For) and _breaks(inner)
-                ):
-                    return True
-    return False
-
-
-def if_test_reads_what_its_arm_assigns(source: str) -> bool:
-    """An `if` whose arms (with the statements after it, when an arm leaves) assign a name its
-    test reads (bug I)."""
-    fn = _function(source)
-    bodies = [fn.body] + [n.body for n in _compound(fn)] + [n.orelse for n in _compound(fn)]
-    for body in bodies:
-        for k, n in enumerate(body):
-            if isinstance(n, ast.If):
-                read = {e.id for e in ast.walk(n.test) if isinstance(e, ast.Name)}
-                leaves = any(
-                    isinstance(e, (ast.Return, ast.Break, ast.Continue)) for e in ast.walk(n)
-                )
-                if read & _assigned(n.body + n.orelse + (body[k + 1 :] if leaves else [])):
-                    return True
-    return False
-
-
-def tuple_assignment_in_block(source: str) -> bool:
-    """`p, q = ...` inside an `if`, `for` or `while` (bug J)."""
-    fn = _function(source)
-    return any(
-        isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Tuple)
-        for block in _compound(fn)
-        for stmt in block.body + block.orelse
-        for n in ast.walk(stmt)
-    )
 
 
 def _arms(fn) -> list[list]:
@@ -1070,22 +1011,6 @@ def _arms(fn) -> list[list]:
             ):
                 arms.append(body[k + 1 :])
     return arms
-
-
-def rebinding_in_if(source: str) -> bool:
-    """A name assigned from its own value on one arm of an `if` (bugs C and K)."""
-    for arm in _arms(_function(source)):
-        for stmt in arm:
-            for n in ast.walk(stmt):
-                if isinstance(n, ast.AugAssign):
-                    return True
-                if isinstance(n, ast.Assign):
-                    targets = {
-                        e.id for t in n.targets for e in ast.walk(t) if isinstance(e, ast.Name)
-                    }
-                    if targets & {e.id for e in ast.walk(n.value) if isinstance(e, ast.Name)}:
-                        return True
-    return False
 
 
 def dedented_statement(text: str) -> bool:
@@ -1114,21 +1039,6 @@ def dedented_statement(text: str) -> bool:
     return False
 
 
-def overwritten_in_a_later_block(source: str) -> bool:
-    """A name read by a statement and assigned again inside a later `if` or loop (bug O)."""
-    fn = _function(source)
-    for k, stmt in enumerate(fn.body):
-        if isinstance(stmt, (ast.If, ast.For, ast.While)):
-            continue
-        read = {
-            n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-        }
-        later = [b for b in fn.body[k + 1 :] if isinstance(b, (ast.If, ast.For, ast.While))]
-        if any(read & _assigned(b.body + b.orelse) for b in later):
-            return True
-    return False
-
-
 def unbalanced_saves(text: str) -> bool:
     """A stack of saved values that the replay pushes and the backward never pops (bug O)."""
     for name in set(re.findall(r"\b(\w+_saved)\.append\(", text)):
@@ -1144,46 +1054,7 @@ _WRONG = (
     "the backward raises ZeroDivisionError: float division by zero",
 )
 
-KNOWN_BUGS = {
-    "A: `steps` of a while loop (or a loop left by break) never counted": lambda out, src: "name 'steps"
-    in out.signature,
-    "B: a wrapped statement in a backward block loses its indentation": lambda out, src: (
-        any(e in out.signature for e in ("IndentationError", "SyntaxError"))
-        or out.signature == "statement outside its block"
-        or (out.signature in _WRONG or "UnboundLocalError" in out.signature)
-        and dedented_statement(out.text)
-    ),
-    "C: KeyError for a name rebound from itself in one arm": lambda out, src: "KeyError"
-    in out.signature
-    and (rebinding_in_if(src) or parameter_assigned_in_block(src)),
-    "E: black cannot parse a long while test": lambda out, src: "ParseError" in out.signature,
-    "D/F/N: a parameter assigned in a loop or branch": lambda out, src: (
-        out.signature in _WRONG or "UnboundLocalError" in out.signature
-    )
-    and parameter_assigned_in_block(src),
-    "I: a branch test replayed on values its arm overwrote": lambda out, src: (
-        out.signature in _WRONG or "UnboundLocalError" in out.signature
-    )
-    and if_test_reads_what_its_arm_assigns(src),
-    "G: a nested loop's trip count kept once": lambda out, src: out.signature in _WRONG
-    and trip_count_in_loop(src),
-    "J: a tuple assignment in a loop or branch": lambda out, src: out.signature in _WRONG
-    and tuple_assignment_in_block(src),
-    "K: a name rebound from itself in an `if`": lambda out, src: (
-        out.signature in _WRONG or "UnboundLocalError" in out.signature
-    )
-    and rebinding_in_if(src),
-    "O: a save in a dead block is never put back": lambda out, src: (
-        out.signature == "saved values never restored"
-        or (out.signature in _WRONG or "ZeroDivisionError" in out.signature)
-        and (unbalanced_saves(out.text) or overwritten_in_a_later_block(src))
-    ),
-    "M: an integer parameter that only bounds a while loop is differentiated": lambda out, src: (
-        out.signature == "wrong shape"
-        and re.search(rf"(while k\d+ < {INT_NAME}\b|if k\d+ > {INT_NAME}:)", src) is not None
-        and not re.search(rf"range\({INT_NAME}\)", src)
-    ),
-}
+KNOWN_BUGS: dict = {}  # every bug found so far is fixed (their reproducers are below)
 # Bug H is a refusal that should not be (a parameter assigned in both arms of an `if` in a
 # loop): refusals are counted by message, never failures, so it needs no entry here.
 
@@ -1482,14 +1353,6 @@ def assert_reference(prog: Program) -> None:
     assert out.points >= len(prog.points), f"only {out.points} points checked: {out.skips}"
 
 
-def _xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-@_xfail(
-    "A: a while loop whose body saves no value: the replay never counts `steps`, and the "
-    "backward's `for _ in range(steps)` raises NameError"
-)
 def test_bug_a_while_loop_without_saved_values():
     source = """
     def f(x):
@@ -1503,10 +1366,6 @@ def test_bug_a_while_loop_without_saved_values():
     assert_reference(reproduce(source, [("x", "scalar")], [0.7], [-1.3]))
 
 
-@_xfail(
-    "A: a while loop that does not reach the output still gets a backward loop over "
-    "`steps`, which is never counted (NameError)"
-)
 def test_bug_a_dead_while_loop():
     source = """
     def f(a, b):
@@ -1519,10 +1378,6 @@ def test_bug_a_dead_while_loop():
     assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [0.3, 1.1]))
 
 
-@_xfail(
-    "A: the same for a `for` loop left by `break` that does not reach the output: the backward "
-    "runs `for i in range(len(w) - steps, len(w)): pass`, `steps` never counted (NameError)"
-)
 def test_bug_a_dead_loop_with_break():
     source = """
     def f(a, w):
@@ -1535,10 +1390,6 @@ def test_bug_a_dead_loop_with_break():
     assert_reference(reproduce(source, [("a", "scalar"), ("w", "list")], [0.3, [1.5, -1.0]]))
 
 
-@_xfail(
-    "B: a statement that black wraps over several lines inside an `if` (or loop) of the "
-    "backward loses its indentation: IndentationError"
-)
 def test_bug_b_wrapped_statement_in_a_block():
     source = """
     import math
@@ -1550,10 +1401,6 @@ def test_bug_b_wrapped_statement_in_a_block():
     assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [0.3, 0.1], [0.1, 0.3]))
 
 
-@_xfail(
-    "B: the same lost indentation, where the wrapped statement then parses at the function's "
-    "level: it runs on every path (silently wrong gradient)"
-)
 def test_bug_b_wrapped_statement_runs_on_the_other_path():
     source = """
     import math
@@ -1566,10 +1413,6 @@ def test_bug_b_wrapped_statement_runs_on_the_other_path():
     assert_reference(reproduce(source, [("w", "list")], [[-0.78, 1.99, -1.0]]))
 
 
-@_xfail(
-    "C: a parameter assigned in one arm of an `if` (no else): generate raises KeyError "
-    "(an internal error, not a StagegenError)"
-)
 def test_bug_c_parameter_assigned_in_one_arm():
     source = """
     import math
@@ -1581,10 +1424,6 @@ def test_bug_c_parameter_assigned_in_one_arm():
     assert_reference(reproduce(source, [("a", "scalar")], [0.2], [0.9]))
 
 
-@_xfail(
-    "C: a name bound in one arm and rebound from itself there, read twice by a call "
-    "(`t = math.hypot(t, t, b)`): generate raises KeyError in reverse.py"
-)
 def test_bug_c_rebinding_read_twice_in_one_arm():
     source = """
     import math
@@ -1599,10 +1438,6 @@ def test_bug_c_rebinding_read_twice_in_one_arm():
     assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [-0.5, 1.0], [0.5, 1.0]))
 
 
-@_xfail(
-    "D: a parameter assigned in a loop from its own value: the replay saves it after the "
-    "assignment instead of before (wrong gradient)"
-)
 def test_bug_d_parameter_carried_by_a_loop():
     source = """
     import math
@@ -1614,10 +1449,6 @@ def test_bug_d_parameter_carried_by_a_loop():
     assert_reference(reproduce(source, [("a", "scalar")], [0.7]))
 
 
-@_xfail(
-    "E: a `while` test long enough for black to wrap: generate raises black's "
-    "InvalidInput (an internal error)"
-)
 def test_bug_e_long_while_test():
     source = """
     import math
@@ -1631,10 +1462,6 @@ def test_bug_e_long_while_test():
     assert_reference(reproduce(source, [("a", "scalar")], [0.3]))
 
 
-@_xfail(
-    "F: a parameter overwritten in a branch after a stage read it: the backward of that "
-    "stage reads the new value (wrong gradient)"
-)
 def test_bug_f_parameter_overwritten_in_a_branch():
     source = """
     def f(a, b):
@@ -1647,10 +1474,6 @@ def test_bug_f_parameter_overwritten_in_a_branch():
     assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [0.3, 0.1]))
 
 
-@_xfail(
-    "G: a while loop inside a for loop: its trip count `steps` is one variable, overwritten "
-    "at every outer step; the backward uses the last count for every step (wrong gradient)"
-)
 def test_bug_g_while_inside_a_loop():
     source = """
     import math
@@ -1666,7 +1489,6 @@ def test_bug_g_while_inside_a_loop():
     assert_reference(reproduce(source, [("x", "scalar"), ("w", "list")], [0.7, [2.5, 0.5]]))
 
 
-@_xfail("G: a loop left by `break` inside another loop: the same single `steps` (wrong gradient)")
 def test_bug_g_break_inside_a_loop():
     source = """
     def f(x, w):
@@ -1681,10 +1503,6 @@ def test_bug_g_break_inside_a_loop():
     assert_reference(reproduce(source, [("x", "scalar"), ("w", "list")], [0.3, [2.0, 3.0]]))
 
 
-@_xfail(
-    "H: a parameter assigned in both arms of an `if` inside a loop is refused as 'bound more "
-    "than once inside a loop, but not before it' (it is a parameter: bound before)"
-)
 def test_bug_h_parameter_assigned_in_both_arms_in_a_loop():
     source = """
     def f(a, w):
@@ -1698,10 +1516,6 @@ def test_bug_h_parameter_assigned_in_both_arms_in_a_loop():
     assert_reference(reproduce(source, [("a", "scalar"), ("w", "list")], [0.7, [0.5, -1.0]]))
 
 
-@_xfail(
-    "I: the backward replays a branch's test on the values after the arm overwrote them "
-    "(the branch taken is not kept): it takes the other arm (wrong gradient)"
-)
 def test_bug_i_test_replayed_on_overwritten_values():
     source = """
     def f(a, w):
@@ -1714,11 +1528,6 @@ def test_bug_i_test_replayed_on_overwritten_values():
     assert_reference(reproduce(source, [("a", "scalar"), ("w", "list")], [1.0, [5.0]]))
 
 
-@_xfail(
-    "I: the same in a while loop with `continue` (the peer tool Clad's bug the issue cites): "
-    "each step's `if s > 1.0` is replayed on the last value of s, so the steps that went on "
-    "are skipped in the backward (da = 1.0 where 4.0 is right)"
-)
 def test_bug_i_continue_in_a_while_loop():
     source = """
     def f(a):
@@ -1734,20 +1543,20 @@ def test_bug_i_continue_in_a_while_loop():
     assert_reference(reproduce(source, [("a", "scalar")], [0.5], [0.9]))
 
 
-@_xfail(
-    "J: a tuple assignment `s, t = t, s` inside a loop (or branch) is replayed and reversed "
-    "as two assignments in a row, `s = t; t = s` (wrong gradient)"
-)
-def test_bug_j_swap_inside_a_loop():
-    source = """
-    def f(a, b):
-        s = a * 1.0
-        t = b * 1.0
-        for i in range(1):
-            s, t = t, s
-        return s * 3.0 + t
-    """
-    assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [1.0, 2.0]))
+def test_bug_j_swap_inside_a_loop_is_refused():
+    """J: `s, t = t, s` in a loop was replayed as `s = t; t = s` (a wrong gradient): inside a
+    loop or branch a name keeps one name, so the swap is refused, located, with a hint."""
+    source = textwrap.dedent("""
+        def f(a, b):
+            s = a * 1.0
+            t = b * 1.0
+            for i in range(1):
+                s, t = t, s
+            return s * 3.0 + t
+        """)
+    with pytest.raises(stagegen.StagegenError) as info:
+        stagegen.generate(source, filename="forward.py")
+    assert (info.value.line, info.value.col) == (6, 9) and "tmp" in info.value.hint
 
 
 K_CASES = {
@@ -1789,19 +1598,11 @@ K_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(K_CASES))
-@_xfail(
-    "K: a name rebound from its own value on one arm of an `if` (`t = sin(t)`, `t = t * t`): "
-    "the old value is not saved, its backward reads the new one (wrong gradient)"
-)
 def test_bug_k_rebinding_in_one_arm(case):
     source, points = K_CASES[case]
     assert_reference(reproduce(source, [("a", "scalar")], *points))
 
 
-@_xfail(
-    "L: with --split, the loops and branches are dropped: the backward is straight-line code "
-    "that reads the loop index `i` outside any loop (NameError)"
-)
 def test_bug_l_split_drops_control_flow():
     source = """
     def f(xs, d):
@@ -1824,11 +1625,6 @@ def test_bug_l_split_drops_control_flow():
     assert compare_gradients(got, want, 1.0) == ""
 
 
-@_xfail(
-    "M: an integer parameter that only bounds a `while` loop (`while k < n`) is read as a "
-    "number: the backward converts it with float() and returns a gradient for it, where "
-    "`range(n)` makes it an integer that is never differentiated"
-)
 def test_bug_m_integer_parameter_of_a_while_loop():
     source = """
     def f(n, a):
@@ -1842,11 +1638,6 @@ def test_bug_m_integer_parameter_of_a_while_loop():
     assert_reference(reproduce(source, [("n", "int"), ("a", "scalar")], [3, 0.7]))
 
 
-@_xfail(
-    "H: a name bound in every arm of an `if` inside a loop (once per step, as in a Huber "
-    "loss summed over a list) is refused as 'bound more than once inside a loop, but not "
-    "before it' when the backward reads it"
-)
 def test_bug_h_conditional_binding_in_a_loop():
     source = """
     def f(a, w):
@@ -1862,11 +1653,6 @@ def test_bug_h_conditional_binding_in_a_loop():
     assert_reference(reproduce(source, [("a", "scalar"), ("w", "list")], [0.7, [0.5, -1.0]]))
 
 
-@_xfail(
-    "N: a parameter assigned a new value (not from itself) inside a branch, or after an "
-    "early return: the gradient of the new value is also returned as the parameter's "
-    "(da = -16.0 where a does not reach the output)"
-)
 def test_bug_n_overwritten_parameter_gets_the_new_values_gradient():
     source = """
     def f(a, b):
@@ -1878,11 +1664,6 @@ def test_bug_n_overwritten_parameter_gets_the_new_values_gradient():
     assert_reference(reproduce(source, [("a", "scalar"), ("b", "scalar")], [0.5, -1.0]))
 
 
-@_xfail(
-    "O: a value read by an earlier stage and overwritten later inside an `if` in a loop "
-    "that does not reach the output: the replay saves it, but the backward of that loop is "
-    "left out and never puts it back, so the earlier stage's backward reads the new value"
-)
 def test_bug_o_value_overwritten_by_a_dead_block():
     source = """
     def f(a, w):
@@ -1896,11 +1677,6 @@ def test_bug_o_value_overwritten_by_a_dead_block():
     assert_reference(reproduce(source, [("a", "scalar"), ("w", "list")], [0.5, [0.1, 1.0]]))
 
 
-@_xfail(
-    "O: a value saved inside an arm whose backward is left out (`t -= t` has no gradient to "
-    "pass) is never popped: the loop's own pops are off by one, and the backward divides by "
-    "the zero that `t - t` left (ZeroDivisionError)"
-)
 def test_bug_o_save_in_a_dead_arm_shifts_the_loop_stack():
     source = """
     import math
@@ -1919,12 +1695,6 @@ def test_bug_o_save_in_a_dead_arm_shifts_the_loop_stack():
     )
 
 
-@_xfail(
-    "P: the proof (stagegen.verify, and so the CLI, which then writes nothing) rejects the right "
-    "backward of a loop stage that reads and writes one name, `s = s + w[i] * math.cos(s)`: its "
-    "local-gradient check reads s as the stage's new value (cos(s + w[i]*cos(s)) against "
-    "SymPy's cos(s)), and calls it 'a bug in stagegen'; the message spells `w[Var(name='i')]`"
-)
 def test_bug_p_proof_of_a_carried_loop_stage():
     source = textwrap.dedent("""
         import math
