@@ -130,19 +130,9 @@ class ControlFlowReader:
 
     def _early_return(self, stmt: ast.Return) -> None:
         """With several `return`s, each binds the one output name (`out`)."""
-        if stmt.value is None:
-            raise self.src.error(
-                stmt, "`return` without a value", "return the value to differentiate"
-            )
-        if isinstance(stmt.value, (ast.Tuple, ast.List)):
-            raise self.src.error(
-                stmt.value,
-                "returning several values is not supported",
-                "return one number (the value to differentiate)",
-            )
+        value = self._returned_value(stmt)
         if self.output_name is None:
             self.output_name = self.versions.fresh("out", first="out" not in self.user_names)
-        value = self.expr(stmt.value)
         self._bind_output(self.output_name, value, stmt)
 
     # -- branches --------------------------------------------------------------------

@@ -33,7 +33,7 @@ from .arrays.ir import (
 from .expr import And, Bin, Call, Compare, Cond, Const, Expr, Neg, Num, Var, number_value, walk
 from .layout import LINE_LENGTH
 from .names import CALLED_BUILTINS
-from .program import Branch, Exit, Loop, Stage
+from .program import Branch, Exit, Loop, Stage, walk_nodes
 from .reverse import Backward, Block, BranchBlock, LoopBlock, Restore, Save
 from .structural import Scatter, dims
 from .types import Types
@@ -148,7 +148,7 @@ def lower(b: Backward) -> Lowered:
         setup.append(Line(Var(b.upstream), BroadcastTo(Var(b.upstream), dims(output_shape))))
 
     if b.body is not None:
-        stacks = sorted({n.stack: None for n in _saves(b.replay_body)})
+        stacks = sorted({n.stack for n in walk_nodes(b.replay_body) if isinstance(n, Save)})
         replay = [Line(Var(stack), "[]") for stack in stacks]
         replay += _replay_lines(b.replay_body, b, types)
         blocks = _backward_lines(b.body, lowered_block, types)
@@ -184,17 +184,6 @@ def flat_lines(items: list) -> list[Line]:
         else:
             found.append(item)
     return found
-
-
-def _saves(replay: list):
-    for node in replay:
-        if isinstance(node, Save):
-            yield node
-        elif isinstance(node, Branch):
-            yield from _saves(node.then)
-            yield from _saves(node.orelse)
-        elif isinstance(node, Loop):
-            yield from _saves(node.body)
 
 
 def _replay_lines(nodes: list, b: Backward, types: Types) -> list:

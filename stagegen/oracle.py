@@ -300,6 +300,17 @@ class ScalarOracle:
         return output, gradient
 
 
+def tree_size(sp, expr, limit: int) -> int:
+    """Nodes of a SymPy expression as a tree (shared subtrees counted each time), up to
+    limit + 1: how large a derivative or a composed expression has grown."""
+    count = 0
+    for _ in sp.preorder_traversal(expr):
+        count += 1
+        if count > limit:
+            break
+    return count
+
+
 def mp_number(value):
     """An argument on 50-digit numbers: a float (or a list's floats) as mpmath's, an integer
     (a trip count, an index) as itself."""

@@ -583,7 +583,8 @@ class FunctionReader(ControlFlowReader):
         self.env["<out>"] = Var(name)
         self._add_stage(name, name, value, stmt, stmt)
 
-    def _return(self, stmt: ast.Return) -> tuple[Var, str | None]:
+    def _returned_value(self, stmt: ast.Return) -> Expr:
+        """The value a `return` gives back (one value: several are not supported yet)."""
         if stmt.value is None:
             raise self.src.error(
                 stmt, "`return` without a value", "return the value to differentiate"
@@ -594,7 +595,10 @@ class FunctionReader(ControlFlowReader):
                 "returning several values is not supported",
                 "return one number (the value to differentiate)",
             )
-        value = self.expr(stmt.value)
+        return self.expr(stmt.value)
+
+    def _return(self, stmt: ast.Return) -> tuple[Var, str | None]:
+        value = self._returned_value(stmt)
         if (
             isinstance(stmt.value, ast.Name)
             and isinstance(value, Var)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from .oracle import (
+    tree_size,
     DIGITS,
     GUARD_DIGITS,
     UserFunction,
@@ -511,22 +512,12 @@ def _partials(sp, expr, memo: dict) -> dict | None:
         if key not in memo:
             partial = sp.diff(expr, symbol)
             memo[key] = partial
-            if _tree_size(sp, partial, DERIVATIVE_LIMIT) > DERIVATIVE_LIMIT:
+            if tree_size(sp, partial, DERIVATIVE_LIMIT) > DERIVATIVE_LIMIT:
                 memo[key] = None
         if memo[key] is None:
             return None
         out[symbol] = memo[key]
     return out
-
-
-def _tree_size(sp, expr, limit: int) -> int:
-    """Nodes of an expression as a tree (shared subtrees counted each time), up to limit + 1."""
-    count = 0
-    for _ in sp.preorder_traversal(expr):
-        count += 1
-        if count > limit:
-            break
-    return count
 
 
 def _read(expr) -> list:

@@ -1024,13 +1024,8 @@ def _replay_tree(
     while True:
         replay = _replay_nodes(body, read, loops)
         needed = set(read)
-        for node in walk_nodes(replay):
-            if isinstance(node, Branch):
-                needed |= _names(node.test)
-            elif isinstance(node, Loop):
-                for e in (node.start, node.stop, node.test):
-                    if e is not None:
-                        needed |= _names(e)
+        for node in replay:
+            needed |= _read_by(node)
         needed = _with_inputs(stages, needed & {s.target for s in stages}) | read
         if needed == read:
             return replay, read

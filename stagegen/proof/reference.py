@@ -31,6 +31,7 @@ from ..arrays.ir import (
 )
 from ..expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Num, Var, walk
 from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS
+from ..oracle import tree_size
 from ..program import Program
 from ..reverse import Backward
 from ..types import Types
@@ -299,16 +300,6 @@ class SymbolicForward:
         return np.asarray(out, dtype=object)
 
 
-def _tree_size(sp, expr, limit: int) -> int:
-    """Nodes of a SymPy expression as a tree (shared subtrees counted each time), up to limit."""
-    count = 0
-    for _ in sp.preorder_traversal(expr):
-        count += 1
-        if count > limit:
-            break
-    return count
-
-
 def symbol_array(sp, np, name: str, shape: tuple):
     symbols = np.empty(shape, dtype=object)
     for index in np.ndindex(*shape):
@@ -373,13 +364,13 @@ class Reference:
             env[stage.target] = forward.value(stage.expr, env)
             elements = np.asarray(env[stage.target], dtype=object).reshape(-1)
             if self.types.of(Var(stage.target)).kind == "float" and any(
-                _tree_size(sp, sp.sympify(x), WHOLE_NODE_LIMIT) > WHOLE_NODE_LIMIT for x in elements
+                tree_size(sp, sp.sympify(x), WHOLE_NODE_LIMIT) > WHOLE_NODE_LIMIT for x in elements
             ):
                 return False
         out = np.asarray(env[program.output.name], dtype=object)
         outputs = [sp.sympify(o) for o in out.reshape(-1)]
         total = sp.Add(*[o * u for o, u in zip(outputs, self.upstream.reshape(-1))])
-        if _tree_size(sp, total, WHOLE_NODE_LIMIT) > WHOLE_NODE_LIMIT:
+        if tree_size(sp, total, WHOLE_NODE_LIMIT) > WHOLE_NODE_LIMIT:
             return False
         gradients = [
             sp.diff(total, s) for name in self.wrt for s in self.float_symbols[name].reshape(-1)
