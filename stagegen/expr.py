@@ -76,7 +76,7 @@ class Call(Expr):
 
 @dataclass(frozen=True)
 class Compare(Expr):
-    op: str  # > >= < <=
+    op: str  # > >= < <= == !=
     left: Expr
     right: Expr
 
@@ -86,10 +86,28 @@ class Compare(Expr):
 
 @dataclass(frozen=True)
 class And(Expr):
+    """Conditions that must all hold (a chained ``a < b < c`` is the And of its links)."""
+
     items: tuple[Expr, ...]
 
     def children(self):
         return self.items
+
+
+@dataclass(frozen=True)
+class Or(Expr):
+    items: tuple[Expr, ...]
+
+    def children(self):
+        return self.items
+
+
+@dataclass(frozen=True)
+class Not(Expr):
+    operand: Expr
+
+    def children(self):
+        return (self.operand,)
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,10 @@ def rebuild(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Compare(e.op, kids[0], kids[1])
     if isinstance(e, And):
         return And(kids)
+    if isinstance(e, Or):
+        return Or(kids)
+    if isinstance(e, Not):
+        return Not(kids[0])
     if isinstance(e, Cond):
         return Cond(kids[0], kids[1], kids[2])
     return e
@@ -167,7 +189,18 @@ def size(e: Expr) -> int:
 # ---------------------------------------------------------------------------- printing
 
 # Python's operator precedence, low to high.
-_COND, _AND, _CMP, _ADD, PREC_MUL, _UNARY, _POW, PREC_ATOM = 0, 2, 4, 6, 7, 8, 9, 10
+_COND, _OR, _AND, _NOT, _CMP, _ADD, PREC_MUL, _UNARY, _POW, PREC_ATOM = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    6,
+    7,
+    8,
+    9,
+    10,
+)
 _BIN_PREC = {"+": _ADD, "-": _ADD, "*": PREC_MUL, "/": PREC_MUL, "**": _POW}
 
 
@@ -184,7 +217,11 @@ def precedence_of(e: Expr) -> int:
     if isinstance(e, Compare):
         return _CMP
     if isinstance(e, And):
-        return _AND
+        return _CMP if chain_of(e) is not None else _AND
+    if isinstance(e, Or):
+        return _OR
+    if isinstance(e, Not):
+        return _NOT
     if isinstance(e, Cond):
         return _COND
     # Nodes defined elsewhere (the array operations) say how tightly they bind: ``a @ b``
@@ -258,12 +295,34 @@ class Printer:
             right = self._wrap(e.right, precedence_of(e.right) <= _CMP)
             return f"{left} {e.op} {right}"
         if isinstance(e, And):
+            chain = chain_of(e)
+            if chain is not None:  # 0 < x < 1, as the user wrote it
+                operands, ops = chain
+                parts = [self._wrap(operands[0], precedence_of(operands[0]) <= _CMP)]
+                for op, operand in zip(ops, operands[1:]):
+                    parts += [op, self._wrap(operand, precedence_of(operand) <= _CMP)]
+                return " ".join(parts)
             return " and ".join(self._wrap(i, precedence_of(i) <= _AND) for i in e.items)
+        if isinstance(e, Or):
+            return " or ".join(self._wrap(i, precedence_of(i) <= _OR) for i in e.items)
+        if isinstance(e, Not):
+            return "not " + self._wrap(e.operand, precedence_of(e.operand) < _NOT)
         if isinstance(e, Cond):
             body = self._wrap(e.body, precedence_of(e.body) <= _COND)
             test = self._wrap(e.test, precedence_of(e.test) <= _COND)
             return f"{body} if {test} else {self.text(e.orelse)}"
         raise TypeError(f"cannot print {e!r}")
+
+
+def chain_of(e: And) -> tuple[list[Expr], list[str]] | None:
+    """(operands, operators) when ``e`` is a chained comparison ``a < b <= c`` written out as
+    the And of its links (each link's right operand the next one's left); None otherwise."""
+    items = e.items
+    if len(items) < 2 or not all(isinstance(i, Compare) for i in items):
+        return None
+    if any(a.right != b.left for a, b in zip(items, items[1:])):
+        return None
+    return [items[0].left, *(i.right for i in items)], [i.op for i in items]
 
 
 def _negated(e: Expr) -> Expr:
@@ -348,6 +407,8 @@ def neg(a: Expr) -> Expr:
         return a.operand
     if isinstance(a, Bin) and a.op == "-":
         return Bin("-", a.right, a.left)
+    if isinstance(a, Cond):  # -(d if t else 0.1 * d) is -d if t else -0.1 * d
+        return select(a.test, neg(a.body), neg(a.orelse))
     return Neg(a)
 
 
@@ -361,6 +422,10 @@ def add(a: Expr, b: Expr) -> Expr:
         return b
     if vb == 0:
         return a
+    # Two selections on one test add side by side: the gradient of ``x if x > 0 else 0.1 * x``
+    # reads ``d if x > 0 else 0.1 * d``, not the sum of two selections.
+    if isinstance(a, Cond) and isinstance(b, Cond) and a.test == b.test:
+        return select(a.test, _plus(a.body, b.body), _plus(a.orelse, b.orelse))
     if isinstance(b, Neg):
         return sub(a, b.operand)
     if isinstance(a, Neg):
@@ -380,6 +445,8 @@ def sub(a: Expr, b: Expr) -> Expr:
         return a
     if va == 0:
         return neg(b)
+    if isinstance(a, Cond) and isinstance(b, Cond) and a.test == b.test:
+        return add(a, neg(b))
     if isinstance(b, Neg):
         return add(a, b.operand)
     if a == b:
@@ -419,9 +486,9 @@ def mul(a: Expr, b: Expr) -> Expr:
     # A selector times a factor: move the factor into the branches that are not zero,
     # so a max gate reads ``dz = dm if z >= w else 0.0``.
     if isinstance(a, Cond):
-        return Cond(a.test, mul(a.body, b), mul(a.orelse, b))
+        return select(a.test, mul(a.body, b), mul(a.orelse, b))
     if isinstance(b, Cond):
-        return Cond(b.test, mul(a, b.body), mul(a, b.orelse))
+        return select(b.test, mul(a, b.body), mul(a, b.orelse))
     # Numbers and constants go first (so x * pi + pi * x is seen as a double), and
     # numbers gather: 2 * (3 * x) -> 6 * x.
     if vb is not None or (isinstance(b, Const) and va is None and not isinstance(a, Const)):
@@ -471,6 +538,22 @@ def power(a: Expr, b: Expr) -> Expr:
 
 
 def select(test: Expr, body: Expr, orelse: Expr) -> Expr:
+    """``body if test else orelse``; a side that tests the same condition again is already
+    decided (``(a if t else b) if t else c`` is ``a if t else c``)."""
+    if isinstance(body, Cond) and body.test == test:
+        body = body.body
+    if isinstance(orelse, Cond) and orelse.test == test:
+        orelse = orelse.orelse
     if body == orelse:
         return body
     return Cond(test, body, orelse)
+
+
+def _plus(a: Expr, b: Expr) -> Expr:
+    """``a + b`` for the sides of two selections: a zero side adds nothing (``2 + 0.0`` stays
+    ``2``, so the gradient does not read ``2.0 * d``)."""
+    if number_value(b) == 0:
+        return a
+    if number_value(a) == 0:
+        return b
+    return add(a, b)
