@@ -426,6 +426,10 @@ def add(a: Expr, b: Expr) -> Expr:
     # reads ``d if x > 0 else 0.1 * d``, not the sum of two selections.
     if isinstance(a, Cond) and isinstance(b, Cond) and a.test == b.test:
         return select(a.test, _plus(a.body, b.body), _plus(a.orelse, b.orelse))
+    # A number adds into each side: ``1 + (0.0 if t else 0.2 * x)`` is ``1 if t else ...``.
+    for x, y in ((a, b), (b, a)):
+        if number_value(x) is not None and isinstance(y, Cond):
+            return select(y.test, _plus(y.body, x), _plus(y.orelse, x))
     if isinstance(b, Neg):
         return sub(a, b.operand)
     if isinstance(a, Neg):

@@ -37,6 +37,7 @@ failure: ``--hypothesis-seed=N``) and also runs ``verify`` on a tenth as many pr
 
 from __future__ import annotations
 
+import ast
 import builtins
 import inspect
 import json
@@ -672,6 +673,44 @@ def _precedence(b, d):
     return Val(f"{x.p()} - -{y.p()} * -{z.p()}", x.bound + y.bound * z.bound, atomic=False)
 
 
+def _condition(b, d) -> str:
+    """A condition on the program's values: a comparison (chained at times), or ``and`` /
+    ``or`` / ``not`` of them. Its operands carry no gradient, so they are any values."""
+    k = b.ch.integer(0, 9)
+    if k == 0:
+        b.features.add("condition:and")
+        return f"{_comparison(b, d)} and {_comparison(b, d)}"
+    if k == 1:
+        b.features.add("condition:or")
+        return f"{_comparison(b, d)} or {_comparison(b, d)}"
+    if k == 2:
+        b.features.add("condition:not")
+        return f"not {_comparison(b, d)}"
+    if k == 3:
+        b.features.add("condition:chain")
+        x, y, z = b.leaf(), b.leaf(), b.leaf()
+        return f"{x.p()} < {y.p()} <= {z.p()}"
+    return _comparison(b, d)
+
+
+def _comparison(b, d) -> str:
+    x = b.leaf() if b.ch.chance(70) else b.operand(d + 1)
+    y = b.ch.choice([Val("0", 0), Val("0.5", 0.5), Val("-1", 1)]) if b.ch.chance(50) else b.leaf()
+    # == and != rarely: equality holds only at a kink, where the point is skipped
+    op = b.ch.choice([">", ">=", "<", "<=", ">", "<"] + (["==", "!="] if b.ch.chance(10) else []))
+    b.features.add(f"compare:{op}")
+    return f"{x.p()} {op} {y.p()}"
+
+
+def _conditional(b, d):
+    """``x if c else y``: the gradient is the side the forward took (at points off the
+    boundary; the reference skips points within KINK of one)."""
+    test = _condition(b, d)
+    x, y = b.operand(d), b.operand(d)
+    b.features.add("conditional")
+    return Val(f"{x.p()} if {test} else {y.p()}", max(x.bound, y.bound), atomic=False)
+
+
 TEMPLATES = {
     "add": _binary("+"),
     "sub": _binary("-"),
@@ -720,6 +759,7 @@ TEMPLATES = {
     "literals": _literals,
     "fork": _fork,
     "precedence": _precedence,
+    "conditional": _conditional,
 }
 TEMPLATE_NAMES = sorted(TEMPLATES)
 
@@ -776,6 +816,7 @@ def single_template_program(template: str, seed: int) -> Generated:
     b = Builder(ch, "math", 3, 3)
     v = b.expression(0, template)
     b.lines += [f"t1 = {v.text}", "t2 = a * b + c"]
+    b.counter = 2  # a stage render adds (to read an unread list) is t3, not t1 again
     text = b.render("t1 * t2 + t1")  # t1 forks; t2 is a second path into the output
     params = [Param(p.name, 4 if p.length else 0) for p in b.params]  # one element never read
     prog = Generated(text, params, None, False, 2, b.features)
@@ -863,7 +904,49 @@ def _mp_namespace(kinks: Kinks) -> dict:
         e=+mp.e,
         tau=2 * mp.pi,
     )
-    return _namespace(shim, abs=_abs, max=_route(builtins.max), min=_route(builtins.min))
+
+    def compare(a, op, b):
+        kinks.note(a - b, builtins.max(builtins.abs(a), builtins.abs(b)))  # a test's boundary
+        return COMPARE[op](a, b)
+
+    return _namespace(
+        shim,
+        abs=_abs,
+        max=_route(builtins.max),
+        min=_route(builtins.min),
+        __compare=compare,
+    )
+
+
+COMPARE = {
+    "Gt": lambda a, b: a > b,
+    "GtE": lambda a, b: a >= b,
+    "Lt": lambda a, b: a < b,
+    "LtE": lambda a, b: a <= b,
+    "Eq": lambda a, b: a == b,
+    "NotEq": lambda a, b: a != b,
+}
+
+
+def _with_noted_comparisons(source: str) -> str:
+    """The source with each comparison ``a < b`` written ``__compare(a, "Lt", b)`` (a chain as
+    the ``and`` of its links), so that a reference can see how close a test is to flipping,
+    or decide it at a point. Only Python's ``ast`` is used, none of stagegen's reading."""
+
+    class Noted(ast.NodeTransformer):
+        def visit_Compare(self, node):
+            self.generic_visit(node)
+            operands = [node.left, *node.comparators]
+            links = [
+                ast.Call(
+                    ast.Name("__compare", ast.Load()), [a, ast.Constant(type(op).__name__), b], []
+                )
+                for op, a, b in zip(node.ops, operands, operands[1:])
+            ]
+            return links[0] if len(links) == 1 else ast.BoolOp(ast.And(), links)
+
+    tree = ast.fix_missing_locations(Noted().visit(ast.parse(source)))
+    return ast.unparse(tree)
 
 
 def _namespace(shim, **overrides) -> dict:
@@ -913,7 +996,7 @@ def mp_gradient(prog: Generated, args) -> list | None:
     where the point is outside the domain or within KINK of a kink."""
     kinks = Kinks()
     with mpmath.workdps(MP_DPS):
-        f = _forward(prog.source, _mp_namespace(kinks))
+        f = _forward(_with_noted_comparisons(prog.source), _mp_namespace(kinks))
         exact = [[mpmath.mpf(v) for v in a] if isinstance(a, list) else mpmath.mpf(a) for a in args]
 
         def call(*point):
@@ -964,8 +1047,19 @@ def sympy_gradient(prog: Generated, args) -> list | None:
         e=sp.E,
         tau=2 * sp.pi,
     )
-    f = _forward(prog.source, _namespace(shim, max=sp.Max, min=sp.Min))
-    symbols, flat, values = [], [], {}
+    values = {}
+
+    def compare(a, op, b):
+        """A test decided at the point (exactly, or in 40 digits): SymPy then differentiates
+        the path the forward takes there."""
+        gap = sp.sympify(a - b).subs(values)
+        return COMPARE[op](float(gap.evalf(40)), 0.0)
+
+    f = _forward(
+        _with_noted_comparisons(prog.source),
+        _namespace(shim, max=sp.Max, min=sp.Min, __compare=compare),
+    )
+    symbols, flat = [], []
     for p, a in zip(prog.params, args):
         if p.length:
             elems = [sp.Symbol(f"{p.name}{k}", real=True) for k in range(p.length)]
@@ -1119,7 +1213,9 @@ def test_generator_covers_every_gate():
         "constant-stage", "return-expression", "return-parameter", "return-earlier-stage",
         "unused-list", "docstring", "comment", "wrt", "split", "tamed", "fork-in-expression", "precedence", "default-value",
         "hypot:1", "hypot:2", "hypot:3", "max:3", "max:4", "min:3", "min:4", "log:2-arguments",
-        "import:math", "import:m", "import:from",
+        "import:math", "import:m", "import:from", "conditional", "condition:and",
+        "condition:or", "condition:not", "condition:chain", "compare:>", "compare:>=",
+        "compare:<", "compare:<=", "compare:==", "compare:!=",
     }  # fmt: skip
     assert wanted <= corpus, f"never generated: {sorted(wanted - corpus)}"
     assert max(statements) >= 50 and min(statements) == 1
