@@ -426,6 +426,12 @@ def add(a: Expr, b: Expr) -> Expr:
     # reads ``d if x > 0 else 0.1 * d``, not the sum of two selections.
     if isinstance(a, Cond) and isinstance(b, Cond) and a.test == b.test:
         return select(a.test, _plus(a.body, b.body), _plus(a.orelse, b.orelse))
+    # ... also where the first is a term of a sum: (p + (1 if t else 0.0)) + (0.0 if t else q)
+    if isinstance(b, Cond) and isinstance(a, Bin) and a.op == "+":
+        if isinstance(a.right, Cond) and a.right.test == b.test:
+            return add(a.left, add(a.right, b))
+        if isinstance(a.left, Cond) and a.left.test == b.test:
+            return add(add(a.left, b), a.right)
     # A number adds into each side: ``1 + (0.0 if t else 0.2 * x)`` is ``1 if t else ...``.
     for x, y in ((a, b), (b, a)):
         if number_value(x) is not None and isinstance(y, Cond):

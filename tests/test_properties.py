@@ -6,7 +6,8 @@ too), the sigmoid gate, math constants, numeric literals, a list parameter read 
 indices, forks (a value read several times, also inside one expression), re-assignments
 (stage names and parameters), augmented assignments, tuple unpacking, annotated assignments,
 unused stages, a "hot" parameter read many times, chains of up to 60 stages, the three import
-styles, ``--split`` and ``wrt``. Arguments are kept inside their domains (``log(u * u + 0.5)``,
+styles, ``--split`` and ``wrt``, conditional expressions ``a if c else b`` whose conditions
+compare values (chained at times) joined by ``and``, ``or``, ``not``. Arguments are kept inside their domains (``log(u * u + 0.5)``,
 ``asin(0.9 * tanh(u))``, ...) and magnitudes are tracked so that long chains stay in float
 range (a value that may have grown is passed through ``tanh`` or ``sin`` before it is reused).
 
@@ -17,9 +18,11 @@ with references that share no code with stagegen's pipeline:
   replaced by mpmath functions (via ``__import__``) at 50 digits, and differenced by
   stagegen.numeric (tested against analytic derivatives in test_numeric.py) with its step of
   1e-20 (times max(1, |x|)): the quotient keeps some 30 digits, far beyond the tolerance. Points within 1e-7 of a kink
-  (abs at 0, a max/min tie, hypot at the origin, atan2's branch cut) are skipped, as are points
-  where the float forward fails or overflows.
-* **SymPy**: for small programs, the source is run on SymPy symbols (``math`` replaced by SymPy),
+  (abs at 0, a max/min tie, hypot at the origin, atan2's branch cut, a condition's boundary: each
+  comparison is rewritten with ``ast`` to a call that notes how close it is to flipping) are
+  skipped, as are points where the float forward fails or overflows.
+* **SymPy**: for small programs, the source is run on SymPy symbols (``math`` replaced by SymPy,
+  each comparison decided at the point, so the expression is that of the path taken there),
   the whole composed expression is differentiated with ``sympy.diff`` and evaluated at 30 digits.
   The two references must also agree with each other.
 

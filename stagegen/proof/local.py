@@ -5,7 +5,9 @@ are checked through the statements that read them) prints a factor times the ups
 gradient; the factor must equal SymPy's derivative of the stage's right-hand side by the value
 the statement differentiates: equal when the difference simplifies to zero within a bounded
 effort, else compared at sampled points of the stage's own inputs in 50 digits (gates with
-branches, such as max and abs, always are), and the check says which. It reads stagegen's own
+branches, such as max and abs, always are), and the check says which. A stage with
+conditional expressions is checked once per choice of sides: with each test decided, stage and
+gradient are free of branches, and SymPy compares them exactly. It reads stagegen's own
 stages, so it cannot see a stage that misreads the source: the end-to-end checks can.
 """
 
