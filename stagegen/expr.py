@@ -401,6 +401,8 @@ def _exact(op: str, a, b, r: float) -> bool:
 
 def neg(a: Expr) -> Expr:
     v = number_value(a)
+    if v == 0:
+        return a  # the zero side of a selection stays 0.0, not -0.0
     if v is not None:
         return num(-v)
     if isinstance(a, Neg):

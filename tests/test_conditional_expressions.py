@@ -291,7 +291,7 @@ READABLE = [
         NUMBER_CASES["parameter-in-test-only"][0],
         [
             "    dx = 2 * x * dy if s > 0 else -dy  # (1)",
-            "    ds = 0.0  # s does not reach the output",
+            "    ds = 0.0  # s reaches the output only through a condition, which has no gradient",
         ],
     ),
 ]
