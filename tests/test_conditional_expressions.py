@@ -428,6 +428,11 @@ ARRAY_CASES = module("""
         m = np.mean(x)
         y = (x + b if m > 0 else 2.0 * x) * b
         return np.sum(np.tanh(y))
+
+    def branchy(x: "N, D", s, t):
+        m = x.max()
+        y = np.exp(x) * t if -1 < s <= m and not t < -1 or s < -1 else x * s
+        return np.sum(y) if s != 0.5 else np.sum(x)
     """)
 
 
@@ -470,7 +475,7 @@ def _array_differences(f, a):
 
 def test_array_code_with_a_number_test_is_proven():
     report = stagegen.verify(ARRAY_CASES)
-    assert [f.name for f in report.functions] == ["sign_flip", "by_mean"]
+    assert [f.name for f in report.functions] == ["sign_flip", "by_mean", "branchy"]
 
 
 # ---------------------------------------------------------------------------- the proof
