@@ -189,18 +189,8 @@ def size(e: Expr) -> int:
 # ---------------------------------------------------------------------------- printing
 
 # Python's operator precedence, low to high.
-_COND, _OR, _AND, _NOT, _CMP, _ADD, PREC_MUL, _UNARY, _POW, PREC_ATOM = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    6,
-    7,
-    8,
-    9,
-    10,
-)
+_COND, _OR, _AND, _NOT, _CMP, _ADD = 0, 1, 2, 3, 4, 6
+PREC_MUL, _UNARY, _POW, PREC_ATOM = 7, 8, 9, 10
 _BIN_PREC = {"+": _ADD, "-": _ADD, "*": PREC_MUL, "/": PREC_MUL, "**": _POW}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 
 from ..expr import And, Bin, Call, Compare, Expr, Neg, Not, Or, Var, walk
-from ..parse import BINOPS, FunctionReader
+from ..parse import BINOPS, COMPARISONS, FunctionReader
 from ..program import Param, Program
 from ..types import Type
 from . import annotations, shapes
@@ -38,7 +38,7 @@ REDUCTIONS = ("sum", "mean", "max")
 SUPPORTED = ", ".join(
     f"np.{n}" for n in (*UNARY, *BINARY, *REDUCTIONS, "dot", "transpose", "reshape", "arange")
 )
-_COMPARE = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+_COMPARE = COMPARISONS  # a mask compares as a condition does
 
 
 class ArrayReader(FunctionReader):
