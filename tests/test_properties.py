@@ -691,7 +691,7 @@ def _condition(b, d) -> str:
         return f"not {_comparison(b, d)}"
     if k == 3:
         b.features.add("condition:chain")
-        x, y, z = b.leaf(), b.leaf(), b.leaf()
+        x, y, z = b.distinct([b.leaf(), b.leaf(), b.leaf()])
         return f"{x.p()} < {y.p()} <= {z.p()}"
     return _comparison(b, d)
 
@@ -699,6 +699,7 @@ def _condition(b, d) -> str:
 def _comparison(b, d) -> str:
     x = b.leaf() if b.ch.chance(70) else b.operand(d + 1)
     y = b.ch.choice([Val("0", 0), Val("0.5", 0.5), Val("-1", 1)]) if b.ch.chance(50) else b.leaf()
+    x, y = b.distinct([x, y])  # `a < a` is on its boundary at every point
     # == and != rarely: equality holds only at a kink, where the point is skipped
     op = b.ch.choice([">", ">=", "<", "<=", ">", "<"] + (["==", "!="] if b.ch.chance(10) else []))
     b.features.add(f"compare:{op}")
