@@ -21,7 +21,7 @@ import stagegen
 from stagegen import gates
 from stagegen.api import load_backward_module
 from stagegen.errors import StagegenError, VerificationError
-from stagegen.expr import And, Compare, Cond, Not, Or, to_source
+from stagegen.expr import And, Compare, Cond, Not, Or, to_source, walk
 from stagegen.reader import read_programs
 
 STEP = 1e-6
@@ -197,9 +197,9 @@ def test_the_points_reach_both_sides_of_every_test():
     for case, (source, points) in NUMBER_CASES.items():
         programs = read_programs(module(source))
         (program,) = programs
-        tests = [n.test for s in program.stages for n in _walk(s.expr) if isinstance(n, Cond)]
+        tests = [n.test for s in program.stages for n in walk(s.expr) if isinstance(n, Cond)]
         assert tests, case
-        values_at = [_stage_values(module(source), program, args) for args in points]
+        values_at = [_stage_values(program, args) for args in points]
         for test in tests:
             if isinstance(test, Compare) and test.op in ("==", "!="):
                 continue  # equality holds at a boundary only: see test_at_a_boundary_...
@@ -207,21 +207,13 @@ def test_the_points_reach_both_sides_of_every_test():
             assert outcomes == {True, False}, f"{case}: `{to_source(test)}` is always {outcomes}"
 
 
-def _walk(e):
-    from stagegen.expr import walk
-
-    return walk(e)
-
-
-def _stage_values(source: str, program, args) -> dict:
+def _stage_values(program, args) -> dict:
     """Every parameter's and stage's value at ``args`` (the stages run as Python code)."""
-    import ast
-
     env: dict = {"math": math}
     for p, a in zip(program.params, args):
         env[p.name] = a
     for s in program.stages:
-        env[s.target] = eval(compile(ast.parse(to_source(s.expr), mode="eval"), "<stage>", "eval"), env)  # fmt: skip
+        env[s.target] = eval(to_source(s.expr), env)
     return env
 
 
