@@ -1135,6 +1135,7 @@ def assert_gradient(got, want, upstream: float, where: str) -> None:
 
 STATS = {
     "programs": 0, "checked": 0, "points": 0, "sympy": 0, "statements": 0, "zero": 0, "tiny": 0,
+    "conditional": 0,
 }  # fmt: skip
 
 
@@ -1255,6 +1256,7 @@ def test_random_programs_match_the_references(prog):
     STATS["statements"] += prog.statements
     STATS["points"] += checked
     STATS["checked"] += checked > 0
+    STATS["conditional"] += "conditional" in prog.features
     event(f"points checked: {checked}")
     event(
         f"statements: {'1-8' if prog.statements <= 8 else '9-20' if prog.statements <= 20 else '21-60'}"
