@@ -73,6 +73,9 @@ class UserFunction:
     code: object  # the compiled module holding only the def
     bindings: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     statements: int = 0  # statements in the body (a bound on the composed expression's size)
+    # Whether it chooses by its inputs' values (a conditional expression, an `if`, a `while`):
+    # run on SymPy symbols, it cannot decide a test.
+    branches: bool = False
 
     def bind(self, math_module, numpy_module, **builtin_overrides):
         """The function, compiled in a fresh namespace: each name the module's imports bind to
@@ -142,7 +145,8 @@ def user_function(text: str, name: str, line: int = 0, filename: str = "<string>
     module = ast.Module(body=[fn], type_ignores=[])
     code = compile(module, filename, "exec")
     statements = sum(isinstance(n, ast.stmt) for n in ast.walk(fn)) - 1
-    return UserFunction(name, filename, code, module_bindings(tree), statements)
+    branches = any(isinstance(n, (ast.IfExp, ast.If, ast.While)) for n in ast.walk(fn))
+    return UserFunction(name, filename, code, module_bindings(tree), statements, branches)
 
 
 def source_text(filename: str) -> str | None:
@@ -243,7 +247,12 @@ class ScalarOracle:
         self.float_function = user.bind(math, None)
         self.sympy: _SympyGradient | None = None
         self.sympy_note = ""
-        if user.statements > SYMPY_STATEMENT_LIMIT:
+        if user.branches:
+            self.sympy_note = (
+                "SymPy's derivative not used (the function chooses by its inputs' values, "
+                "which SymPy's symbols cannot decide)"
+            )
+        elif user.statements > SYMPY_STATEMENT_LIMIT:
             self.sympy_note = (
                 f"SymPy's derivative not used ({user.statements} statements: the composed "
                 "expression would swell)"
