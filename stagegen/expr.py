@@ -486,10 +486,12 @@ def mul(a: Expr, b: Expr) -> Expr:
         ):
             return div(y, x.right)
     # A selector times a factor: move the factor into the branches that are not zero,
-    # so a max gate reads ``dz = dm if z >= w else 0.0``.
-    if isinstance(a, Cond):
-        return select(a.test, mul(a.body, b), mul(a.orelse, b))
-    if isinstance(b, Cond):
+    # so a max gate reads ``dz = dm if z >= w else 0.0``. Not where both hold several
+    # selections: each would be copied into every side of the other, and a product of k
+    # conditional expressions would give 2**k sides.
+    if (isinstance(a, Cond) or isinstance(b, Cond)) and _distributes(a, b):
+        if isinstance(a, Cond):
+            return select(a.test, mul(a.body, b), mul(a.orelse, b))
         return select(b.test, mul(a, b.body), mul(a, b.orelse))
     # Numbers and constants go first (so x * pi + pi * x is seen as a double), and
     # numbers gather: 2 * (3 * x) -> 6 * x.
@@ -549,6 +551,15 @@ def select(test: Expr, body: Expr, orelse: Expr) -> Expr:
     if body == orelse:
         return body
     return Cond(test, body, orelse)
+
+
+DISTRIBUTED_SELECTIONS = 4  # selections in a product up to which it is written side by side
+
+
+def _distributes(a: Expr, b: Expr) -> bool:
+    """Whether ``a * b``, one of them a selection, is written as a selection of products."""
+    counts = [sum(1 for n in walk(e) if isinstance(n, Cond)) for e in (a, b)]
+    return min(counts) == 0 or sum(counts) <= DISTRIBUTED_SELECTIONS
 
 
 def _plus(a: Expr, b: Expr) -> Expr:

@@ -47,6 +47,10 @@ COMPARISONS = {
 }
 _NOT_COMPARISONS = {ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}
 
+# Conditional expressions nested in one expression, at most: black writes each level of the
+# backward's selection in parentheses, and Python reads at most 200 of them.
+MAX_CONDITIONAL_NESTING = 100
+
 # Statements outside the language: (message, what to do instead).
 _STATEMENTS = {
     ast.If: (
@@ -649,8 +653,20 @@ class FunctionReader:
 
     def _conditional(self, node: ast.IfExp) -> Expr:
         """``a if c else b``: the test is read first, as Python evaluates it."""
-        test = self.condition(node.test)
-        return Cond(test, self.expr(node.body), self.expr(node.orelse))
+        depth = getattr(self, "_conditional_depth", 0)
+        if depth >= MAX_CONDITIONAL_NESTING:
+            raise self.src.error(
+                node,
+                f"more than {MAX_CONDITIONAL_NESTING} conditional expressions nested in one "
+                "expression (the backward's line would nest too deeply for Python to read)",
+                "bind an inner choice to a name in a statement of its own",
+            )
+        self._conditional_depth = depth + 1
+        try:
+            test = self.condition(node.test)
+            return Cond(test, self.expr(node.body), self.expr(node.orelse))
+        finally:
+            self._conditional_depth = depth
 
     def condition(self, node: ast.expr) -> Expr:
         """A test, as a conditional expression (and an ``if`` or ``while``) reads it:

@@ -553,3 +553,31 @@ def test_explain_names_each_side_value():
     for at, dx in (({"x": 2.0, "y": 0.5}, "1"), ({"x": -2.0, "y": 0.5}, "0.1")):
         text = stagegen.explain(source, "scaled", at=at).text()
         assert f"dx = {dx}" in text.split("gradient on each input")[1], text
+
+
+# ---------------------------------------------------------------------------- sizes
+
+
+def test_a_product_of_conditional_expressions_stays_linear():
+    """Each selection is written side by side only while few are involved: a product of k
+    conditional expressions would otherwise give 2**k sides (a megabyte of code at k = 10)."""
+    sizes = {}
+    for k in (6, 12):
+        product = " * ".join(f"(x if x > {i / 4} else y)" for i in range(k))
+        source = f"def f(x, y):\n    return {product}\n"
+        text, backward = backward_of(source, "f")
+        sizes[k] = len(text)
+        forward = forward_of(source, "f")
+        for point in ([1.3, 0.7], [-0.4, 1.1]):
+            got = backward(*point)
+            want = central_differences(forward, point, 1.0)
+            assert got == pytest.approx(want, rel=1e-6)
+    assert sizes[12] < 4 * sizes[6], sizes
+
+
+def test_conditional_expressions_nested_too_deeply_are_refused():
+    chain = " else ".join(f"{i} * x if x > {i}" for i in range(101)) + " else x"
+    with pytest.raises(StagegenError) as info:
+        stagegen.generate(f"def f(x):\n    return {chain}\n")
+    assert "more than 100 conditional expressions nested" in info.value.message
+    assert info.value.line == 2 and info.value.col > 1
