@@ -1054,10 +1054,11 @@ def sympy_gradient(prog: Generated, args) -> list | None:
     values = {}
 
     def compare(a, op, b):
-        """A test decided at the point (exactly, or in 40 digits): SymPy then differentiates
-        the path the forward takes there."""
-        gap = sp.sympify(a - b).subs(values)
-        return COMPARE[op](float(gap.evalf(40)), 0.0)
+        """A test decided at the point in 40 digits: SymPy then differentiates the path the
+        forward takes there. (evalf with ``subs``, not ``subs``: substituting the exact values
+        would have SymPy raise exact rationals to powers, digits without end.)"""
+        gap = sp.sympify(a - b).evalf(40, subs=values)
+        return COMPARE[op](float(gap), 0.0)
 
     f = _forward(
         _with_noted_comparisons(prog.source),
