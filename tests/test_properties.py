@@ -1081,7 +1081,10 @@ def sympy_gradient(prog: Generated, args) -> list | None:
         return None  # the composed expression swells; mpmath alone is the reference here
     grads = []
     for s in flat:
-        d = sp.diff(out, s).evalf(30, subs=values)
+        try:
+            d = sp.diff(out, s).evalf(30, subs=values)
+        except ValueError:  # SymPy cannot evaluate it (Max of exp(1e-119) - 1 "not comparable")
+            return None
         if not d.is_real or not d.is_finite:
             return None
         grads.append(mpmath.mpf(str(d)))
