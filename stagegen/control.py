@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 
-from .expr import And, Bin, Compare, Elem, Expr, Length, Not, Num, Or, Var, walk
+from .expr import Bin, Elem, Expr, Length, Num, Var, walk
 from .program import Branch, Exit, Loop, Stage, walk_nodes
 
 _COMPARISONS = {
@@ -212,37 +212,6 @@ class ControlFlowReader:
             else:
                 self.partly_bound.add(name)
         return merged
-
-    def condition(self, node: ast.expr) -> Expr:
-        """A test on values: comparisons (chained too), `and`, `or`, `not`."""
-        if isinstance(node, ast.Compare):
-            items = []
-            left = self.expr(node.left)
-            for op, right_node in zip(node.ops, node.comparators):
-                spelled = _COMPARISONS.get(type(op))
-                if spelled is None:
-                    raise self.src.error(
-                        node,
-                        "only comparisons of numbers (< <= > >= == !=) can be tested",
-                        "compare two values",
-                    )
-                right = self.expr(right_node)
-                items.append(Compare(spelled, left, right))
-                self._note_trip_count(left, right)
-                left = right
-            return items[0] if len(items) == 1 else And(tuple(items))
-        if isinstance(node, ast.BoolOp):
-            parts = tuple(self.condition(v) for v in node.values)
-            return And(parts) if isinstance(node.op, ast.And) else Or(parts)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return Not(self.condition(node.operand))
-        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
-            return Num(node.value)
-        raise self.src.error(
-            node,
-            "a test must compare values (`x > 0`, `a <= b and b < c`)",
-            "write the comparison out; a number's truth (`if x:`) is not read",
-        )
 
     def _note_trip_count(self, left: Expr, right: Expr) -> None:
         """`k < n` with `k` a counter (an integer the code counts): `n` is a trip count."""

@@ -83,7 +83,7 @@ class Call(Expr):
 
 @dataclass(frozen=True)
 class Compare(Expr):
-    op: str  # > >= < <=
+    op: str  # > >= < <= == !=
     left: Expr
     right: Expr
 
@@ -93,6 +93,8 @@ class Compare(Expr):
 
 @dataclass(frozen=True)
 class And(Expr):
+    """Conditions that must all hold (a chained ``a < b < c`` is the And of its links)."""
+
     items: tuple[Expr, ...]
 
     def children(self):
@@ -194,8 +196,8 @@ def size(e: Expr) -> int:
 # ---------------------------------------------------------------------------- printing
 
 # Python's operator precedence, low to high.
-_COND, _AND, _CMP, _ADD, PREC_MUL, _UNARY, _POW, PREC_ATOM = 0, 2, 4, 6, 7, 8, 9, 10
-_OR, _NOT = 1, 3  # Python: or < and < not < comparisons
+_COND, _OR, _AND, _NOT, _CMP, _ADD = 0, 1, 2, 3, 4, 6
+PREC_MUL, _UNARY, _POW, PREC_ATOM = 7, 8, 9, 10
 _BIN_PREC = {"+": _ADD, "-": _ADD, "*": PREC_MUL, "/": PREC_MUL, "**": _POW}
 
 
@@ -212,7 +214,7 @@ def precedence_of(e: Expr) -> int:
     if isinstance(e, Compare):
         return _CMP
     if isinstance(e, And):
-        return _AND
+        return _CMP if chain_of(e) is not None else _AND
     if isinstance(e, Or):
         return _OR
     if isinstance(e, Not):
@@ -298,12 +300,34 @@ class Printer:
             right = self._wrap(e.right, precedence_of(e.right) <= _CMP)
             return f"{left} {e.op} {right}"
         if isinstance(e, And):
+            chain = chain_of(e)
+            if chain is not None:  # 0 < x < 1, as the user wrote it
+                operands, ops = chain
+                parts = [self._wrap(operands[0], precedence_of(operands[0]) <= _CMP)]
+                for op, operand in zip(ops, operands[1:]):
+                    parts += [op, self._wrap(operand, precedence_of(operand) <= _CMP)]
+                return " ".join(parts)
             return " and ".join(self._wrap(i, precedence_of(i) <= _AND) for i in e.items)
+        if isinstance(e, Or):
+            return " or ".join(self._wrap(i, precedence_of(i) <= _OR) for i in e.items)
+        if isinstance(e, Not):
+            return "not " + self._wrap(e.operand, precedence_of(e.operand) < _NOT)
         if isinstance(e, Cond):
             body = self._wrap(e.body, precedence_of(e.body) <= _COND)
             test = self._wrap(e.test, precedence_of(e.test) <= _COND)
             return f"{body} if {test} else {self.text(e.orelse)}"
         raise TypeError(f"cannot print {e!r}")
+
+
+def chain_of(e: And) -> tuple[list[Expr], list[str]] | None:
+    """(operands, operators) when ``e`` is a chained comparison ``a < b <= c`` written out as
+    the And of its links (each link's right operand the next one's left); None otherwise."""
+    items = e.items
+    if len(items) < 2 or not all(isinstance(i, Compare) for i in items):
+        return None
+    if any(a.right != b.left for a, b in zip(items, items[1:])):
+        return None
+    return [items[0].left, *(i.right for i in items)], [i.op for i in items]
 
 
 def _negated(e: Expr) -> Expr:
@@ -382,12 +406,16 @@ def _exact(op: str, a, b, r: float) -> bool:
 
 def neg(a: Expr) -> Expr:
     v = number_value(a)
+    if v == 0:
+        return a  # the zero side of a selection stays 0.0, not -0.0
     if v is not None:
         return num(-v)
     if isinstance(a, Neg):
         return a.operand
     if isinstance(a, Bin) and a.op == "-":
         return Bin("-", a.right, a.left)
+    if isinstance(a, Cond):  # -(d if t else 0.1 * d) is -d if t else -0.1 * d
+        return select(a.test, neg(a.body), neg(a.orelse))
     return Neg(a)
 
 
@@ -401,6 +429,20 @@ def add(a: Expr, b: Expr) -> Expr:
         return b
     if vb == 0:
         return a
+    # Two selections on one test add side by side: the gradient of ``x if x > 0 else 0.1 * x``
+    # reads ``d if x > 0 else 0.1 * d``, not the sum of two selections.
+    if isinstance(a, Cond) and isinstance(b, Cond) and a.test == b.test:
+        return select(a.test, _plus(a.body, b.body), _plus(a.orelse, b.orelse))
+    # ... also where the first is a term of a sum: (p + (1 if t else 0.0)) + (0.0 if t else q)
+    if isinstance(b, Cond) and isinstance(a, Bin) and a.op == "+":
+        if isinstance(a.right, Cond) and a.right.test == b.test:
+            return add(a.left, add(a.right, b))
+        if isinstance(a.left, Cond) and a.left.test == b.test:
+            return add(add(a.left, b), a.right)
+    # A number adds into each side: ``1 + (0.0 if t else 0.2 * x)`` is ``1 if t else ...``.
+    for x, y in ((a, b), (b, a)):
+        if number_value(x) is not None and isinstance(y, Cond):
+            return select(y.test, _plus(y.body, x), _plus(y.orelse, x))
     if isinstance(b, Neg):
         return sub(a, b.operand)
     if isinstance(a, Neg):
@@ -420,6 +462,8 @@ def sub(a: Expr, b: Expr) -> Expr:
         return a
     if va == 0:
         return neg(b)
+    if isinstance(a, Cond) and isinstance(b, Cond) and a.test == b.test:
+        return add(a, neg(b))
     if isinstance(b, Neg):
         return add(a, b.operand)
     if a == b:
@@ -457,11 +501,13 @@ def mul(a: Expr, b: Expr) -> Expr:
         ):
             return div(y, x.right)
     # A selector times a factor: move the factor into the branches that are not zero,
-    # so a max gate reads ``dz = dm if z >= w else 0.0``.
-    if isinstance(a, Cond):
-        return Cond(a.test, mul(a.body, b), mul(a.orelse, b))
-    if isinstance(b, Cond):
-        return Cond(b.test, mul(a, b.body), mul(a, b.orelse))
+    # so a max gate reads ``dz = dm if z >= w else 0.0``. Not where both hold several
+    # selections: each would be copied into every side of the other, and a product of k
+    # conditional expressions would give 2**k sides.
+    if (isinstance(a, Cond) or isinstance(b, Cond)) and _distributes(a, b):
+        if isinstance(a, Cond):
+            return select(a.test, mul(a.body, b), mul(a.orelse, b))
+        return select(b.test, mul(a, b.body), mul(a, b.orelse))
     # Numbers and constants go first (so x * pi + pi * x is seen as a double), and
     # numbers gather: 2 * (3 * x) -> 6 * x.
     if vb is not None or (isinstance(b, Const) and va is None and not isinstance(a, Const)):
@@ -511,6 +557,31 @@ def power(a: Expr, b: Expr) -> Expr:
 
 
 def select(test: Expr, body: Expr, orelse: Expr) -> Expr:
+    """``body if test else orelse``; a side that tests the same condition again is already
+    decided (``(a if t else b) if t else c`` is ``a if t else c``)."""
+    if isinstance(body, Cond) and body.test == test:
+        body = body.body
+    if isinstance(orelse, Cond) and orelse.test == test:
+        orelse = orelse.orelse
     if body == orelse:
         return body
     return Cond(test, body, orelse)
+
+
+DISTRIBUTED_SELECTIONS = 4  # selections in a product up to which it is written side by side
+
+
+def _distributes(a: Expr, b: Expr) -> bool:
+    """Whether ``a * b``, one of them a selection, is written as a selection of products."""
+    counts = [sum(1 for n in walk(e) if isinstance(n, Cond)) for e in (a, b)]
+    return min(counts) == 0 or sum(counts) <= DISTRIBUTED_SELECTIONS
+
+
+def _plus(a: Expr, b: Expr) -> Expr:
+    """``a + b`` for the sides of two selections: a zero side adds nothing (``2 + 0.0`` stays
+    ``2``, so the gradient does not read ``2.0 * d``)."""
+    if number_value(b) == 0:
+        return a
+    if number_value(a) == 0:
+        return b
+    return add(a, b)

@@ -33,6 +33,7 @@ from .expr import (
     num,
     number_value,
     power,
+    select,
     sub,
 )
 
@@ -237,8 +238,24 @@ def sigmoid_input(e: Expr) -> Expr | None:
     return None
 
 
+def conditional(test: Expr) -> Gate:
+    """``a if test else b``: the gradient goes to the side the test chose. The test is part of
+    the gate, not an input: a condition has no gradient (it is constant near every point off
+    its boundary, and at the boundary the forward took one side, whose gradient this is)."""
+    return Gate(
+        (2, 2),
+        lambda out, a, b: (select(test, ONE, ZERO_F), select(test, ZERO_F, ONE)),
+        "the conditional expression passes the gradient to the side the test chose; "
+        "the test gets none",
+        "conditional",
+    )
+
+
 def gate_of(e: Expr) -> tuple[Gate, tuple[Expr, ...]] | None:
-    """The gate an expression node applies, and its inputs (None for leaves)."""
+    """The gate an expression node applies, and its inputs (None for leaves). A conditional
+    expression's inputs are its two sides."""
+    if isinstance(e, Cond):
+        return conditional(e.test), (e.body, e.orelse)
     u = sigmoid_input(e)
     if u is not None:
         return SIGMOID, (u,)
@@ -265,6 +282,17 @@ def local_gradients(
     """
     grads: dict[Expr, Expr] = {}
     stack: list[tuple[Expr, Expr]] = [(e, Num(1))]
+    # The nodes whose value is the stage's output: the root, and where the root is a
+    # conditional expression, each side (in its branch, the side is the output), so that
+    # ``t = math.exp(x) if x < 0 else x`` reads ``t * dt if x < 0 else dt``.
+    is_output: set[int] = set()
+    if out is not None:
+        sides = [e]
+        while sides:
+            node = sides.pop()
+            is_output.add(id(node))
+            if isinstance(node, Cond):
+                sides += [node.body, node.orelse]
     while stack:
         node, adjoint = stack.pop()
         if isinstance(node, (Var, Elem)) or (stop is not None and node is not e and stop(node)):
@@ -274,7 +302,7 @@ def local_gradients(
         if found is None:  # a number or a constant: no gradient to pass on
             continue
         gate, inputs = found
-        node_value = out if (out is not None and node is e) else node
+        node_value = out if id(node) in is_output else node
         partials = gate.rule(node_value, *inputs)
         # Push in reverse so inputs are visited left to right (the order readers expect).
         for child, partial in reversed(list(zip(inputs, partials))):

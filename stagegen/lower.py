@@ -118,11 +118,16 @@ def lower(b: Backward) -> Lowered:
         for q in p.params
         if q.is_list and q.name in b.wrt
     ]
+    tested = _tested(b)
     zero = [
         Line(
             Var(gradient_of(n)),
             _zeros_like(p.param(n).shape),
-            note=f"{n} does not reach the output",
+            note=(
+                f"{n} reaches the output only through a condition, which has no gradient"
+                if n in tested
+                else f"{n} does not reach the output"
+            ),
         )
         for n in b.zero
     ]
@@ -315,6 +320,25 @@ def _backward_header(loop: Loop):
 def _zero_line(st, types: Types) -> Line:
     shape = types.shape(st.of) if not types.numbers_only else ()
     return Line(st.gradient, _zeros_like(shape), stage=st.stage, note=st.note)
+
+
+def _tested(b: Backward) -> set[str]:
+    """The names the tests of conditional expressions on the gradient's path read, and the
+    values those are made of."""
+    stage_of = b.program.stage_of
+    names: set[str] = set()
+    for stage in (block.stage for block in b.blocks):
+        for node in walk(stage.expr):
+            if isinstance(node, Cond):
+                names.update(l.name for l in walk(node.test) if isinstance(l, Var))
+    pending = list(names)
+    while pending:
+        stage = stage_of.get(pending.pop())
+        if stage is not None:
+            found = {l.name for l in walk(stage.expr) if isinstance(l, Var)} - names
+            names |= found
+            pending += found
+    return names
 
 
 def _zeros_like(shape) -> Expr:

@@ -13,7 +13,7 @@ import tokenize
 from dataclasses import dataclass, field
 
 from .errors import Source, StagegenError
-from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
+from .expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Not, Num, Or, Var
 from .gates import FUNCTIONS, MATH_CONSTANTS
 from .control import ControlFlowReader, always_leaves
 from .program import Param, Program, Stage
@@ -36,6 +36,21 @@ _OP_SPELLING = {
     ast.LShift: "<<",
     ast.RShift: ">>",
 }
+
+# The comparisons a condition may make, as the expression IR spells them.
+COMPARISONS = {
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+}
+_NOT_COMPARISONS = {ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}
+
+# Conditional expressions nested in one expression, at most: black writes each level of the
+# backward's selection in parentheses, and Python reads at most 200 of them.
+MAX_CONDITIONAL_NESTING = 100
 
 # Statements outside the language: (message, what to do instead).
 # A list looped over has no constant length to read: the proof samples lists this long.
@@ -96,12 +111,11 @@ if hasattr(ast, "TryStar"):
 _EXPRESSIONS = {
     ast.Compare: (
         "comparisons are not values here",
-        "use max(), min() or abs() to choose between values",
+        "choose between values with a conditional expression, `a if x > 0 else b`",
     ),
-    ast.BoolOp: ("`and`/`or` are not values here", "use max() or min() to choose between values"),
-    ast.IfExp: (
-        "conditional expressions are not supported yet",
-        "choose between values with max(), min() or abs()",
+    ast.BoolOp: (
+        "`and`/`or` are not values here",
+        "use them in a condition: `a if x > 0 and y > 0 else b`",
     ),
     ast.NamedExpr: (
         "the walrus operator := is not supported",
@@ -648,7 +662,9 @@ class FunctionReader(ControlFlowReader):
                 return self.expr(node.operand)
             if isinstance(node.op, ast.Not):
                 raise self.src.error(
-                    node, "`not` gives a boolean, not a number", "compute with numbers only"
+                    node,
+                    "`not` gives a boolean, not a number",
+                    "use it in a condition: `a if not x > 0 else b`",
                 )
             raise self.src.error(
                 node,
@@ -661,6 +677,8 @@ class FunctionReader(ControlFlowReader):
             return self._attribute(node)
         if isinstance(node, ast.Subscript):
             return self._subscript(node)
+        if isinstance(node, ast.IfExp):
+            return self._conditional(node)
         if type(node) in _EXPRESSIONS:
             raise self.src.error(node, *_EXPRESSIONS[type(node)])
         raise self.src.error(
@@ -668,6 +686,68 @@ class FunctionReader(ControlFlowReader):
             f"`{type(node).__name__}` expressions are not supported",
             "use numbers, names, + - * / ** and math functions",
         )
+
+    def _conditional(self, node: ast.IfExp) -> Expr:
+        """``a if c else b``: the test is read first, as Python evaluates it."""
+        depth = getattr(self, "_conditional_depth", 0)
+        if depth >= MAX_CONDITIONAL_NESTING:
+            raise self.src.error(
+                node,
+                f"more than {MAX_CONDITIONAL_NESTING} conditional expressions nested in one "
+                "expression (the backward's line would nest too deeply for Python to read)",
+                "bind an inner choice to a name in a statement of its own",
+            )
+        self._conditional_depth = depth + 1
+        try:
+            test = self.condition(node.test)
+            return Cond(test, self.expr(node.body), self.expr(node.orelse))
+        finally:
+            self._conditional_depth = depth
+
+    def condition(self, node: ast.expr) -> Expr:
+        """A test, as a conditional expression (and an ``if`` or ``while``) reads it:
+        comparisons of values (``<`` ``<=`` ``>`` ``>=`` ``==`` ``!=``, chained ``a < b < c``),
+        joined by ``and``, ``or``, ``not``. A chain is the ``And`` of its links (each operand
+        is read once; the printer writes the chain back). Anything else is refused, located."""
+        if isinstance(node, ast.Compare):
+            for op in node.ops:
+                if type(op) not in COMPARISONS:
+                    spelled = _NOT_COMPARISONS.get(type(op), "this comparison")
+                    raise self.src.error(
+                        node,
+                        f"`{spelled}` does not compare numbers",
+                        "compare values with < <= > >= == !=",
+                    )
+            operands = [self._condition_operand(n, node) for n in [node.left, *node.comparators]]
+            links = tuple(
+                Compare(COMPARISONS[type(op)], a, b)
+                for op, a, b in zip(node.ops, operands, operands[1:])
+            )
+            for a, b in zip(operands, operands[1:]):
+                self._note_trip_count(a, b)
+            return links[0] if len(links) == 1 else And(links)
+        if isinstance(node, ast.BoolOp):
+            items = tuple(self.condition(v) for v in node.values)
+            return And(items) if isinstance(node.op, ast.And) else Or(items)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return Not(self.condition(node.operand))
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            raise self.src.error(
+                node,
+                f"the condition is always {node.value}",
+                "write the side that is taken, without the condition",
+            )
+        shown = self.src.segment(node) or ast.unparse(node)
+        self.expr(node)  # anything that is not a value at all is refused as such
+        raise self.src.error(
+            node,
+            f"`{shown}` is a number, not a condition",
+            f"compare it: `{shown} != 0`, `{shown} > 0`, ...",
+        )
+
+    def _condition_operand(self, node: ast.expr, test: ast.Compare) -> Expr:
+        """One side of a comparison in a condition (array code requires a number)."""
+        return self.expr(node)
 
     def _constant(self, node: ast.Constant) -> Expr:
         v = node.value

@@ -6,6 +6,9 @@ notes). Names are built from the operands when they are short (``x + y`` -> ``xp
 ``xpy ** 2`` -> ``xpysqr``, ``1 / den`` -> ``invden``), and from the gate otherwise (``sum``,
 ``prod``). A subexpression that occurs twice in one statement becomes one stage.
 
+A conditional expression stays one stage, as written: its sides run only where its test
+chooses them, and a stage of their own would run them everywhere.
+
 Array code (a program with ``numpy`` set) is split by the same rule: every elementwise gate is
 a stage, and so is every structural operation (a product ``x.dot(w)`` or ``x @ w``, ``.T``, a
 reshape, a reduction, an index), each named after what it does (``xdotw``, ``sumexp``). What
@@ -21,7 +24,7 @@ import dataclasses
 import itertools
 
 from .arrays.ir import Dot, FullSlice, Index, NewAxis, Reduce, Reshape, Transpose, rebuild_array
-from .expr import Bin, Call, Const, Elem, Expr, Neg, Num, Var
+from .expr import Bin, Call, Cond, Const, Elem, Expr, Neg, Num, Var
 from .gates import sigmoid_input
 from .names import usable
 from .program import Branch, Loop, Program, Stage
@@ -95,6 +98,8 @@ def _describe(e: Expr) -> str:
         joined = "".join(x for x in args if x) if all(args) else ""
         name = f"{e.fn}{joined}"
         return name if len(name) <= _MAX_NAME else e.fn
+    if isinstance(e, Cond):
+        return "chosen"
     return _describe_structural(e) or "t"
 
 
@@ -193,6 +198,10 @@ class _Splitter:
         if u is not None:
             inner = self._operand(u, origin, memo)
             return e if inner is u else _sigmoid_of(e, inner)
+        if isinstance(e, Cond):
+            # One stage, kept whole: a side runs only where the test chooses it (a stage of
+            # its own would run it everywhere: math.log(x) where x < 0).
+            return e
         kids = e.children()
         if not kids:
             return e

@@ -600,14 +600,24 @@ CASES = [
         "`and`/`or` are not values",
     ),
     case(
-        "conditional-expression",
+        "conditional-expression-on-a-number",
         """\
         def f(x, y):
-            return x if x > y else y
+            return x if y else -x
         """,
         2,
-        12,
-        "conditional expressions",
+        17,
+        "`y` is a number, not a condition",
+    ),
+    case(
+        "conditional-expression-with-in",
+        """\
+        def f(x, y):
+            return x if x in y else -x
+        """,
+        2,
+        17,
+        "`in` does not compare numbers",
     ),
     case(
         "walrus",

@@ -448,8 +448,8 @@ ROWS = [
     row(
         "chained-comparison",
         "def f(x, y):\n    return 0 < x < y\n",
-        f"{FILE}:2:12: error: comparisons are not values here — use max(), min() or abs() to "
-        "choose between values",
+        f"{FILE}:2:12: error: comparisons are not values here — choose between values with a "
+        "conditional expression, `a if x > 0 else b`",
     ),
     row(
         "if-else-returns",

@@ -6,7 +6,8 @@ too), the sigmoid gate, math constants, numeric literals, a list parameter read 
 indices, forks (a value read several times, also inside one expression), re-assignments
 (stage names and parameters), augmented assignments, tuple unpacking, annotated assignments,
 unused stages, a "hot" parameter read many times, chains of up to 60 stages, the three import
-styles, ``--split`` and ``wrt``. Arguments are kept inside their domains (``log(u * u + 0.5)``,
+styles, ``--split`` and ``wrt``, conditional expressions ``a if c else b`` whose conditions
+compare values (chained at times) joined by ``and``, ``or``, ``not``. Arguments are kept inside their domains (``log(u * u + 0.5)``,
 ``asin(0.9 * tanh(u))``, ...) and magnitudes are tracked so that long chains stay in float
 range (a value that may have grown is passed through ``tanh`` or ``sin`` before it is reused).
 
@@ -17,9 +18,11 @@ with references that share no code with stagegen's pipeline:
   replaced by mpmath functions (via ``__import__``) at 50 digits, and differenced by
   stagegen.numeric (tested against analytic derivatives in test_numeric.py) with its step of
   1e-20 (times max(1, |x|)): the quotient keeps some 30 digits, far beyond the tolerance. Points within 1e-7 of a kink
-  (abs at 0, a max/min tie, hypot at the origin, atan2's branch cut) are skipped, as are points
-  where the float forward fails or overflows.
-* **SymPy**: for small programs, the source is run on SymPy symbols (``math`` replaced by SymPy),
+  (abs at 0, a max/min tie, hypot at the origin, atan2's branch cut, a condition's boundary: each
+  comparison is rewritten with ``ast`` to a call that notes how close it is to flipping) are
+  skipped, as are points where the float forward fails or overflows.
+* **SymPy**: for small programs, the source is run on SymPy symbols (``math`` replaced by SymPy,
+  each comparison decided at the point, so the expression is that of the path taken there),
   the whole composed expression is differentiated with ``sympy.diff`` and evaluated at 30 digits.
   The two references must also agree with each other.
 
@@ -37,6 +40,7 @@ failure: ``--hypothesis-seed=N``) and also runs ``verify`` on a tenth as many pr
 
 from __future__ import annotations
 
+import ast
 import builtins
 import inspect
 import json
@@ -672,6 +676,45 @@ def _precedence(b, d):
     return Val(f"{x.p()} - -{y.p()} * -{z.p()}", x.bound + y.bound * z.bound, atomic=False)
 
 
+def _condition(b, d) -> str:
+    """A condition on the program's values: a comparison (chained at times), or ``and`` /
+    ``or`` / ``not`` of them. Its operands carry no gradient, so they are any values."""
+    k = b.ch.integer(0, 9)
+    if k == 0:
+        b.features.add("condition:and")
+        return f"{_comparison(b, d)} and {_comparison(b, d)}"
+    if k == 1:
+        b.features.add("condition:or")
+        return f"{_comparison(b, d)} or {_comparison(b, d)}"
+    if k == 2:
+        b.features.add("condition:not")
+        return f"not {_comparison(b, d)}"
+    if k == 3:
+        b.features.add("condition:chain")
+        x, y, z = b.distinct([b.leaf(), b.leaf(), b.leaf()])
+        return f"{x.p()} < {y.p()} <= {z.p()}"
+    return _comparison(b, d)
+
+
+def _comparison(b, d) -> str:
+    x = b.leaf() if b.ch.chance(70) else b.operand(d + 1)
+    y = b.ch.choice([Val("0", 0), Val("0.5", 0.5), Val("-1", 1)]) if b.ch.chance(50) else b.leaf()
+    x, y = b.distinct([x, y])  # `a < a` is on its boundary at every point
+    # == and != rarely: equality holds only at a kink, where the point is skipped
+    op = b.ch.choice([">", ">=", "<", "<=", ">", "<"] + (["==", "!="] if b.ch.chance(10) else []))
+    b.features.add(f"compare:{op}")
+    return f"{x.p()} {op} {y.p()}"
+
+
+def _conditional(b, d):
+    """``x if c else y``: the gradient is the side the forward took (at points off the
+    boundary; the reference skips points within KINK of one)."""
+    test = _condition(b, d)
+    x, y = b.operand(d), b.operand(d)
+    b.features.add("conditional")
+    return Val(f"{x.p()} if {test} else {y.p()}", max(x.bound, y.bound), atomic=False)
+
+
 TEMPLATES = {
     "add": _binary("+"),
     "sub": _binary("-"),
@@ -720,6 +763,7 @@ TEMPLATES = {
     "literals": _literals,
     "fork": _fork,
     "precedence": _precedence,
+    "conditional": _conditional,
 }
 TEMPLATE_NAMES = sorted(TEMPLATES)
 
@@ -776,6 +820,7 @@ def single_template_program(template: str, seed: int) -> Generated:
     b = Builder(ch, "math", 3, 3)
     v = b.expression(0, template)
     b.lines += [f"t1 = {v.text}", "t2 = a * b + c"]
+    b.counter = 2  # a stage render adds (to read an unread list) is t3, not t1 again
     text = b.render("t1 * t2 + t1")  # t1 forks; t2 is a second path into the output
     params = [Param(p.name, 4 if p.length else 0) for p in b.params]  # one element never read
     prog = Generated(text, params, None, False, 2, b.features)
@@ -863,7 +908,49 @@ def _mp_namespace(kinks: Kinks) -> dict:
         e=+mp.e,
         tau=2 * mp.pi,
     )
-    return _namespace(shim, abs=_abs, max=_route(builtins.max), min=_route(builtins.min))
+
+    def compare(a, op, b):
+        kinks.note(a - b, builtins.max(builtins.abs(a), builtins.abs(b)))  # a test's boundary
+        return COMPARE[op](a, b)
+
+    return _namespace(
+        shim,
+        abs=_abs,
+        max=_route(builtins.max),
+        min=_route(builtins.min),
+        __compare=compare,
+    )
+
+
+COMPARE = {
+    "Gt": lambda a, b: a > b,
+    "GtE": lambda a, b: a >= b,
+    "Lt": lambda a, b: a < b,
+    "LtE": lambda a, b: a <= b,
+    "Eq": lambda a, b: a == b,
+    "NotEq": lambda a, b: a != b,
+}
+
+
+def _with_noted_comparisons(source: str) -> str:
+    """The source with each comparison ``a < b`` written ``__compare(a, "Lt", b)`` (a chain as
+    the ``and`` of its links), so that a reference can see how close a test is to flipping,
+    or decide it at a point. Only Python's ``ast`` is used, none of stagegen's reading."""
+
+    class Noted(ast.NodeTransformer):
+        def visit_Compare(self, node):
+            self.generic_visit(node)
+            operands = [node.left, *node.comparators]
+            links = [
+                ast.Call(
+                    ast.Name("__compare", ast.Load()), [a, ast.Constant(type(op).__name__), b], []
+                )
+                for op, a, b in zip(node.ops, operands, operands[1:])
+            ]
+            return links[0] if len(links) == 1 else ast.BoolOp(ast.And(), links)
+
+    tree = ast.fix_missing_locations(Noted().visit(ast.parse(source)))
+    return ast.unparse(tree)
 
 
 def _namespace(shim, **overrides) -> dict:
@@ -913,7 +1000,7 @@ def mp_gradient(prog: Generated, args) -> list | None:
     where the point is outside the domain or within KINK of a kink."""
     kinks = Kinks()
     with mpmath.workdps(MP_DPS):
-        f = _forward(prog.source, _mp_namespace(kinks))
+        f = _forward(_with_noted_comparisons(prog.source), _mp_namespace(kinks))
         exact = [[mpmath.mpf(v) for v in a] if isinstance(a, list) else mpmath.mpf(a) for a in args]
 
         def call(*point):
@@ -964,8 +1051,20 @@ def sympy_gradient(prog: Generated, args) -> list | None:
         e=sp.E,
         tau=2 * sp.pi,
     )
-    f = _forward(prog.source, _namespace(shim, max=sp.Max, min=sp.Min))
-    symbols, flat, values = [], [], {}
+    values = {}
+
+    def compare(a, op, b):
+        """A test decided at the point in 40 digits: SymPy then differentiates the path the
+        forward takes there. (evalf with ``subs``, not ``subs``: substituting the exact values
+        would have SymPy raise exact rationals to powers, digits without end.)"""
+        gap = sp.sympify(a - b).evalf(40, subs=values)
+        return COMPARE[op](float(gap), 0.0)
+
+    f = _forward(
+        _with_noted_comparisons(prog.source),
+        _namespace(shim, max=sp.Max, min=sp.Min, __compare=compare),
+    )
+    symbols, flat = [], []
     for p, a in zip(prog.params, args):
         if p.length:
             elems = [sp.Symbol(f"{p.name}{k}", real=True) for k in range(p.length)]
@@ -982,7 +1081,10 @@ def sympy_gradient(prog: Generated, args) -> list | None:
         return None  # the composed expression swells; mpmath alone is the reference here
     grads = []
     for s in flat:
-        d = sp.diff(out, s).evalf(30, subs=values)
+        try:
+            d = sp.diff(out, s).evalf(30, subs=values)
+        except ValueError:  # SymPy cannot evaluate it (Max of exp(1e-119) - 1 "not comparable")
+            return None
         if not d.is_real or not d.is_finite:
             return None
         grads.append(mpmath.mpf(str(d)))
@@ -1037,6 +1139,7 @@ def assert_gradient(got, want, upstream: float, where: str) -> None:
 
 STATS = {
     "programs": 0, "checked": 0, "points": 0, "sympy": 0, "statements": 0, "zero": 0, "tiny": 0,
+    "conditional": 0,
 }  # fmt: skip
 
 
@@ -1119,7 +1222,9 @@ def test_generator_covers_every_gate():
         "constant-stage", "return-expression", "return-parameter", "return-earlier-stage",
         "unused-list", "docstring", "comment", "wrt", "split", "tamed", "fork-in-expression", "precedence", "default-value",
         "hypot:1", "hypot:2", "hypot:3", "max:3", "max:4", "min:3", "min:4", "log:2-arguments",
-        "import:math", "import:m", "import:from",
+        "import:math", "import:m", "import:from", "conditional", "condition:and",
+        "condition:or", "condition:not", "condition:chain", "compare:>", "compare:>=",
+        "compare:<", "compare:<=", "compare:==", "compare:!=",
     }  # fmt: skip
     assert wanted <= corpus, f"never generated: {sorted(wanted - corpus)}"
     assert max(statements) >= 50 and min(statements) == 1
@@ -1155,6 +1260,7 @@ def test_random_programs_match_the_references(prog):
     STATS["statements"] += prog.statements
     STATS["points"] += checked
     STATS["checked"] += checked > 0
+    STATS["conditional"] += "conditional" in prog.features
     event(f"points checked: {checked}")
     event(
         f"statements: {'1-8' if prog.statements <= 8 else '9-20' if prog.statements <= 20 else '21-60'}"

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ast
 
-from ..expr import Bin, Call, Compare, Expr, Neg, Var
-from ..parse import BINOPS, FunctionReader
+from ..expr import And, Bin, Call, Compare, Expr, Neg, Not, Or, Var, walk
+from ..parse import BINOPS, COMPARISONS, FunctionReader
 from ..program import Param, Program
 from ..types import Type
 from . import annotations, shapes
@@ -38,7 +38,7 @@ REDUCTIONS = ("sum", "mean", "max")
 SUPPORTED = ", ".join(
     f"np.{n}" for n in (*UNARY, *BINARY, *REDUCTIONS, "dot", "transpose", "reshape", "arange")
 )
-_COMPARE = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+_COMPARE = COMPARISONS  # a mask compares as a condition does
 
 
 class ArrayReader(FunctionReader):
@@ -274,8 +274,51 @@ class ArrayReader(FunctionReader):
             return self._array_attribute(node)
         if isinstance(node, ast.Subscript):
             return self._index(node)
+        if isinstance(node, ast.IfExp):
+            return self._array_conditional(node)
         e = super().expr(node)  # raises the scalar reader's error for everything else
         raise AssertionError(f"unexpected expression {e!r}")
+
+    def _array_conditional(self, node: ast.IfExp) -> tuple[Expr, Type]:
+        """``a if c else b`` with a number for its test: Python picks one side, so both sides
+        must have one shape (else the value's shape would depend on the test)."""
+        e = self._conditional(node)
+        a, b = self.type_of(e.body), self.type_of(e.orelse)
+        if a.shape != b.shape:
+            raise self.src.error(
+                node,
+                f"the sides of this conditional expression have different shapes "
+                f"({_shape_words(a.shape)} and {_shape_words(b.shape)}), so its shape would "
+                "depend on the test",
+                "give both sides the same shape (e.g. `0.0 * x` for zeros like x)",
+            )
+        if a.kind != b.kind and "bool" in (a.kind, b.kind):
+            raise self.src.error(
+                node, "one side of this conditional expression is a mask", "choose between floats"
+            )
+        kind = a.kind if a.kind == b.kind else "float"
+        return e, Type(a.shape, kind)
+
+    def condition(self, node: ast.expr) -> Expr:
+        test = super().condition(node)
+        for n in walk(test):
+            if isinstance(n, (Compare, And, Or, Not)):
+                self.types.setdefault(n, Type((), "bool"))
+        return test
+
+    def _condition_operand(self, node: ast.expr, test: ast.Compare) -> Expr:
+        e = self.expr(node)
+        shape = self.type_of(e).shape
+        if shape:
+            shown = self.src.segment(test) or ast.unparse(test)
+            raise self.src.error(
+                test,
+                f"the condition `{shown}` compares an array of shape {show(shape)}, but a "
+                "condition must be one truth value, not one per element",
+                "test a number here (a parameter, or a reduction such as `x.sum()`); to choose "
+                "element by element, use np.where(c, a, b) (not supported yet)",
+            )
+        return e
 
     def _elementwise(self, node, op: str, left: Expr, right: Expr) -> Type:
         a, b = self.type_of(left), self.type_of(right)
@@ -616,6 +659,10 @@ class ArrayReader(FunctionReader):
         except ShapeError as err:
             raise self.src.error(node, err.message, err.hint) from None
         return Index(operand, tuple(items)), Type(shape, t.kind)
+
+
+def _shape_words(shape: Shape) -> str:
+    return show(shape) if shape else "a number"
 
 
 def _is_unary_plus(node) -> bool:

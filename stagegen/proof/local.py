@@ -5,12 +5,15 @@ are checked through the statements that read them) prints a factor times the ups
 gradient; the factor must equal SymPy's derivative of the stage's right-hand side by the value
 the statement differentiates: equal when the difference simplifies to zero within a bounded
 effort, else compared at sampled points of the stage's own inputs in 50 digits (gates with
-branches, such as max and abs, always are), and the check says which. It reads stagegen's own
+branches, such as max and abs, always are), and the check says which. A stage with
+conditional expressions is checked once per choice of sides: with each test decided, stage and
+gradient are free of branches, and SymPy compares them exactly. It reads stagegen's own
 stages, so it cannot see a stage that misreads the source: the end-to-end checks can.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from ..errors import VerificationError
@@ -24,12 +27,16 @@ from ..expr import (
     Elem,
     Expr,
     Neg,
+    Not,
     Num,
+    Or,
     Var,
     leaves,
     mul,
     size,
     to_source,
+    transform,
+    walk,
 )
 from ..program import Program
 from ..report import LocalCheck
@@ -81,9 +88,14 @@ class ToSymPy:
             return self.function(e.fn, args)
         if isinstance(e, Compare):
             a, b = c(e.left), c(e.right)
-            return {">": sp.Gt, ">=": sp.Ge, "<": sp.Lt, "<=": sp.Le}[e.op](a, b)
+            relation = {">": sp.Gt, ">=": sp.Ge, "<": sp.Lt, "<=": sp.Le, "==": sp.Eq, "!=": sp.Ne}
+            return relation[e.op](a, b)
         if isinstance(e, And):
             return sp.And(*[c(i) for i in e.items])
+        if isinstance(e, Or):
+            return sp.Or(*[c(i) for i in e.items])
+        if isinstance(e, Not):
+            return sp.Not(c(e.operand))
         if isinstance(e, Cond):
             return sp.Piecewise((c(e.body), c(e.test)), (c(e.orelse), True))
         raise TypeError(f"cannot convert {e!r}")
@@ -146,26 +158,69 @@ def _is_zero(sp, d, stage_size: int) -> str | None:
     return None
 
 
+SIDES_LIMIT = 5  # distinct tests in one stage up to which each choice of sides is checked
+
+
+def tests_of(e: Expr) -> list[Expr]:
+    """The distinct tests of the conditional expressions in ``e``, in order."""
+    found: dict[Expr, None] = {}
+    for node in walk(e):
+        if isinstance(node, Cond):
+            found.setdefault(node.test, None)
+    return list(found)
+
+
+def decided(e: Expr, outcomes: dict[Expr, bool]) -> Expr:
+    """``e`` with each conditional expression whose test has an outcome replaced by the side
+    that outcome takes."""
+
+    def choose(node: Expr) -> Expr | None:
+        if isinstance(node, Cond) and node.test in outcomes:
+            return decided(node.body if outcomes[node.test] else node.orelse, outcomes)
+        return None
+
+    return transform(e, choose)
+
+
 def check_locals(
     program: Program, backward: Backward, conv: ToSymPy, rng: random.Random
 ) -> list[LocalCheck]:
-    sp = conv.sp
+    """Each statement's local gradient against SymPy's derivative of its stage. A stage with
+    conditional expressions is checked once per choice of sides (each test true, then false),
+    on the branch-free stage and gradient that choice leaves: the gradient of the side the
+    forward takes is the derivative of that side, wherever the test holds."""
     checks = []
     for block in backward.blocks:
         stage = block.swept or block.stage
-        rhs = conv.convert(stage.expr, {})
+        tests = tests_of(stage.expr)
+        if len(tests) > SIDES_LIMIT:
+            tests = []  # too many choices: the stage is read as a Piecewise and sampled
+        choices = [dict(zip(tests, c)) for c in itertools.product((True, False), repeat=len(tests))]
         for st in block.statements:
             if st.intermediate:
                 continue  # checked through the statements that read it
             # What is printed: the factor times the intermediate's local gradient, if any.
             local = mul(st.factor, st.via.local) if st.via is not None else st.local
-            ours = conv.convert(local, {stage.target: rhs})
-            theirs = sp.diff(rhs, conv.symbol(st.of))
-            method = _is_zero(sp, ours - theirs, size(stage.expr))
-            if method is None:
-                method = _sampled_equal(program, stage, ours, theirs, conv, rng, st.of)
+            methods = [
+                _check_one(program, stage, decided(stage.expr, c), decided(local, c), st, conv, rng)
+                for c in choices
+            ]
+            method = "symbolic" if all(m == "symbolic" for m in methods) else "sampled"
             checks.append(LocalCheck(stage.number, leaf_text(st.of), method))
     return checks
+
+
+def _check_one(program, stage, expr: Expr, local: Expr, st, conv: ToSymPy, rng) -> str:
+    """'symbolic' or 'sampled': the local gradient ``local`` of the stage ``expr`` (the stage's
+    right-hand side, or the side a choice of tests leaves of it) by ``st.of``; raises if not."""
+    sp = conv.sp
+    rhs = conv.convert(expr, {})
+    ours = conv.convert(local, {stage.target: rhs})
+    theirs = sp.diff(rhs, conv.symbol(st.of))
+    method = _is_zero(sp, ours - theirs, size(expr))
+    if method is None:
+        method = _sampled_equal(program, stage, ours, theirs, conv, rng, st.of)
+    return method
 
 
 def _sampled_equal(program, stage, ours, theirs, conv, rng, of) -> str:

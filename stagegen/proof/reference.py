@@ -29,7 +29,7 @@ from ..arrays.ir import (
     ShapeRead,
     Transpose,
 )
-from ..expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Num, Var, walk
+from ..expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Not, Num, Or, Var, walk
 from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS
 from ..oracle import tree_size
 from ..program import Program
@@ -269,9 +269,14 @@ class SymbolicForward:
         if isinstance(e, And):
             items = [self._relation(i, env) for i in e.items]
             return self._ufunc(lambda *r: sp.And(*r), len(items))(*items)
+        if isinstance(e, Or):
+            items = [self._relation(i, env) for i in e.items]
+            return self._ufunc(lambda *r: sp.Or(*r), len(items))(*items)
+        if isinstance(e, Not):
+            return self._ufunc(sp.Not, 1)(self._relation(e.operand, env))
         if isinstance(e, Compare):
-            relation = {">": sp.Gt, ">=": sp.Ge, "<": sp.Lt, "<=": sp.Le}[e.op]
-            return self._ufunc(relation, 2)(self.value(e.left, env), self.value(e.right, env))
+            relation = {">": sp.Gt, ">=": sp.Ge, "<": sp.Lt, "<=": sp.Le, "==": sp.Eq, "!=": sp.Ne}
+            return self._ufunc(relation[e.op], 2)(self.value(e.left, env), self.value(e.right, env))
         raise TypeError(f"the proof cannot read {e!r} as a condition")
 
     def _reduce(self, e: Reduce, x):
