@@ -480,7 +480,7 @@ def test_local_check_proves_each_side_symbolically():
         for function in report.functions:
             assert function.local_checks, source
             assert {c.method for c in function.local_checks} == {"symbolic"}, str(report)
-            assert len(function.points) == 5
+            assert len(function.points) >= 5  # and more to reach every side
 
 
 def test_end_to_end_proof_passes_on_every_case():

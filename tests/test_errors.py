@@ -45,7 +45,7 @@ CASES = [
         """,
         2,
         8,
-        "a test must compare values",
+        "is a number, not a condition",
     ),
     case(
         "for",
