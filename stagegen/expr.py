@@ -280,8 +280,11 @@ class Printer:
                 # ** binds tighter than a unary minus on its left, looser on its right.
                 left = self._wrap(e.left, precedence_of(e.left) <= _POW)
                 right = self._wrap(e.right, precedence_of(e.right) < _UNARY)
-                if _simple_power_operand(e.left) and _simple_power_operand(e.right):
-                    return f"{left}**{right}"  # black's spelling, so comments match the code
+                # black's spelling (so comments match the code): a name or number, possibly
+                # negated, hugs `**`; a parenthesised operand does not: `(-a) ** b`
+                hug = not left.startswith("(") and not right.startswith("(")
+                if hug and _simple_power_operand(e.left) and _simple_power_operand(e.right):
+                    return f"{left}**{right}"
             else:
                 # (a / b) * c and (a @ b) * c: parentheses the reader would write anyway
                 readable = (e.op == "*" and isinstance(e.left, Bin) and e.left.op == "/") or (

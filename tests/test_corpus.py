@@ -118,23 +118,7 @@ def test_folder_searches_skip_exactly_the_modules_without_a_golden():
         ), f"{path.name}: take it out of (or put it in) `exclude` in pyproject.toml"
 
 
-# Black leaves a replayed forward stage `a = (-a) ** b` alone, but stagegen writes it `(-a)**b`
-# (Tangent's gradgrad_pow): a stagegen bug, kept here until it is fixed.
-BLACK_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="stagegen bug: a replayed forward stage `a = (-a) ** b` is written `(-a)**b`, where "
-    "black writes `(-a) ** b`",
-)
-
-
-@pytest.mark.parametrize(
-    "golden",
-    [
-        pytest.param(g, marks=BLACK_BUG) if g.name == "tangent_functions_backward.py" else g
-        for g in GOLDENS
-    ],
-    ids=lambda p: p.name,
-)
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.name)
 def test_golden_is_what_black_writes(golden):
     """As the README promises for every generated module (stagegen writes black's defaults)."""
     import black

@@ -540,7 +540,7 @@ def gradgrad_pow_backward(a, b, dout=1.0):
         a = a**b  # (2)
     else:
         a_saved.append(a)
-        a = (-a)**b  # (3)
+        a = (-a) ** b  # (3)
     # backprop out = a
     da = dout  # (4)
     if cond1:  # (1)
@@ -549,7 +549,7 @@ def gradgrad_pow_backward(a, b, dout=1.0):
         da = b * a_saved[-1] ** (b - 1) * da  # (2)
         a = a_saved.pop()  # (2)
     else:
-        # backprop a = (-a)**b
+        # backprop a = (-a) ** b
         db = a * math.log(-a_saved[-1]) * da if abs(a) > 0 else 0.0  # (3)
         da = -b * (-a_saved[-1]) ** (b - 1) * da  # (3)
         a = a_saved.pop()  # (3)
