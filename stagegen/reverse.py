@@ -645,6 +645,8 @@ class _TreeSweep:
             or gradient not in sweep.written
             or target not in self.paths
         ):
+            if target in self.mutable:
+                sweep.written.discard(gradient)  # bound again: the value before gets none
             return restore
         if target not in self.mutable:
             statements = _StageSweep(sweep, stage, gradient).run()
@@ -734,9 +736,9 @@ class _TreeSweep:
         orelse = _without_zeros(orelse, first) + self.zeros(else_stale, branch.number)
         before = self.zeros(first, branch.number)
         sweep.written = merged
-        if not _has_statements(then) and not _has_statements(orelse):
+        if not _statements(then + orelse):  # zeros count: an arm may end a gradient's life
             restores = any(isinstance(i, Restore) for i in _items(then + orelse))
-            return [BranchBlock(branch, then, orelse)] if restores else []
+            return before + ([BranchBlock(branch, then, orelse)] if restores else [])
         return before + [BranchBlock(branch, then, orelse)]
 
     def loop(self, loop: Loop) -> list:
@@ -754,7 +756,7 @@ class _TreeSweep:
         body += self.zeros(top - end, loop.number, again=True)
         before = [z for z in self.zeros(top - entry, loop.number) if isinstance(z, Block)]
         sweep.written = top
-        if not _has_statements(body):
+        if not _statements(body):
             restores = any(isinstance(i, Restore) for i in _items(body))
             return [LoopBlock(loop, [], body)] if restores else []
         return [LoopBlock(loop, [st for b in before for st in b.statements], body)]
@@ -1006,7 +1008,7 @@ def _prune(body: list, keep: set[str]) -> list:
                 out.append(BranchBlock(item.branch, then, orelse))
         elif isinstance(item, LoopBlock):
             inner = _prune(item.body, keep)
-            if _has_statements(inner) or any(isinstance(i, Restore) for i in _items(inner)):
+            if _has_work(inner):
                 before = [st for st in item.before if st.gradient.name in keep]
                 out.append(LoopBlock(item.loop, before, inner))
         else:
@@ -1077,7 +1079,8 @@ def _exits(body: list) -> bool:
 
 
 def _runs_something(body: list) -> bool:
-    return any(isinstance(n, Stage) for n in walk_nodes(body))
+    """Stages, or a loop kept for its step count."""
+    return any(isinstance(n, (Stage, Loop)) for n in walk_nodes(body))
 
 
 def _stack_names(saved: set[str], taken: set[str]) -> dict[str, str]:
@@ -1155,12 +1158,30 @@ def _plan_saves(body: list, saved: set[str], stacks: dict, params: set[str]) -> 
                 bound = bound | (then_bound & else_bound)
         for name, number in firsts.items():
             last = max(k for k, n in enumerate(out) if name in _binds_anywhere(n))
-            out.insert(last + 1, Save(name, stacks[name], number))
+            save = Save(name, stacks[name], number)
+            if isinstance(out[last], Branch) and _exits([out[last]]):
+                out[last] = _saved_at_ends(out[last], save)  # a path may leave the step there
+            else:
+                out.insert(last + 1, save)
             plan.tops.setdefault(number, []).append(name)
         return out, bound
 
     plan.replay = walk_body(body, set(params), False, set())[0]
     return plan
+
+
+def _saved_at_ends(branch: Branch, save: Save) -> Branch:
+    """The branch with ``save`` at the end of every path through it: before a `break` or
+    `continue` that leaves the step, at the end of an arm that goes on."""
+
+    def at_end(nodes: list) -> list:
+        if nodes and isinstance(nodes[-1], Exit):
+            return nodes[:-1] + [save, nodes[-1]]
+        if nodes and isinstance(nodes[-1], Branch) and _exits([nodes[-1]]):
+            return nodes[:-1] + [_saved_at_ends(nodes[-1], save)]
+        return nodes + [save]
+
+    return replace(branch, then=at_end(branch.then), orelse=at_end(branch.orelse))
 
 
 def _binds_on_every_path(node) -> set[str]:
@@ -1279,7 +1300,7 @@ def _without_empty(body: list) -> list:
 
 
 def _has_work(items: list) -> bool:
-    return _has_statements(items) or any(isinstance(i, Restore) for i in _items(items))
+    return bool(_statements(items)) or any(isinstance(i, Restore) for i in _items(items))
 
 
 def _stack_tops(e: Expr, stacks: dict) -> Expr:

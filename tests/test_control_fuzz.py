@@ -1707,3 +1707,59 @@ def test_bug_p_proof_of_a_carried_loop_stage():
     assert_reference(reproduce(source, [("a", "scalar"), ("w", "list")], [0.4, [1.2, -0.5]]))
     report = stagegen.verify(source, "f")
     assert report.max_rel_error <= 1e-7, str(report)
+
+
+def test_bug_q_a_rebinding_with_no_gradient_ends_the_old_values():
+    """Q: `a -= a` in one arm has no gradient to pass, but it still ends the gradient of the
+    `a` before it (found on seed 541): the arm sets it to zero."""
+    source = """
+    import math
+    def f(a):
+        if (a < 0) or (a > 0.5):
+            a -= a
+        return math.expm1(3.0 * math.tanh(0.25 * a))
+    """
+    assert_reference(reproduce(source, [("a", "scalar")], [1.42], [0.2]))
+
+
+def test_bug_r_a_counted_loop_inside_a_branch_is_replayed():
+    """R: a `while` inside an `if`, none of whose values the backward reads, still counts its
+    steps in the replay (seed 981: `steps` was never defined)."""
+    source = """
+    def f(a, w):
+        t1 = w[0] * 2.0
+        if t1 < 1.0:
+            k1 = 0
+            while k1 < 3 and (a < t1):
+                k1 = k1 + 1
+                a += w[0]
+        return a
+    """
+    assert_reference(reproduce(source, [("a", "scalar"), ("w", "list")], [-0.8, [0.3, -0.2]]))
+
+
+def test_bug_s_a_value_saved_per_step_on_a_path_that_continues():
+    """S: a name every arm of a step binds, one arm ending in `continue`, is saved on that
+    path too (seed 1509: the save sat after the `if` and `continue` skipped it)."""
+    source = """
+    import math
+    def f(a, w):
+        s = 0.0
+        for wi in w:
+            if wi < 0:
+                t = wi * a
+                s = s + t * t
+                continue
+            else:
+                t = math.sin(wi + a)
+            s = s + t * a
+        return s
+    """
+    assert_reference(
+        reproduce(
+            source,
+            [("a", "scalar"), ("w", "list")],
+            [0.7, [0.5, -1.0, 0.3]],
+            [-0.4, [-0.2, 0.9, -1.1]],
+        )
+    )
