@@ -15,14 +15,6 @@ import ast
 from .expr import Bin, Elem, Expr, Length, Num, Var, walk
 from .program import Branch, Exit, Loop, Stage, walk_nodes
 
-_COMPARISONS = {
-    ast.Gt: ">",
-    ast.GtE: ">=",
-    ast.Lt: "<",
-    ast.LtE: "<=",
-    ast.Eq: "==",
-    ast.NotEq: "!=",
-}
 _INDEX_NAMES = ("i", "j", "k", "t", "n")
 
 
