@@ -748,8 +748,10 @@ def _bind_path_point(program: Program, values: dict) -> dict:
                 default = _literal(p.default)
                 point[p.name] = int(default) if p.integer else float(default)
                 continue
-            example = f"{p.name}=[...]" if p.is_list else f"{p.name}=3" if p.integer else (
-                f"{p.name}=1.5"
+            example = (
+                f"{p.name}=[...]"
+                if p.is_list
+                else f"{p.name}=3" if p.integer else (f"{p.name}=1.5")
             )
             raise program.error(
                 f"no value for `{p.name}`", f"add {example} to the point (it takes {signature})"

@@ -343,7 +343,12 @@ def _path_forward(ex: PathExplanationData) -> Section:
                     add(step.body, level + 1)
             elif isinstance(node, PathExit):
                 said = "leaves the loop" if node.exit.kind == "break" else "skips to the next step"
-                rows.append(Row(f"{pad}{node.exit.kind}", [("dim", f"({node.exit.number}) "), ("gate", said)]))
+                rows.append(
+                    Row(
+                        f"{pad}{node.exit.kind}",
+                        [("dim", f"({node.exit.number}) "), ("gate", said)],
+                    )
+                )
 
     add(ex.path.body, 0)
     return Section("forward along the path taken: each branch, each loop's steps, each value", rows)
@@ -353,7 +358,10 @@ def _path_backward(ex: PathExplanationData) -> Section:
     straight = ex.straight
     up = straight.upstream
     start: list[Piece] = [
-        ("text", f"the gradient of {ex.output} with respect to itself: the backward pass starts here")
+        (
+            "text",
+            f"the gradient of {ex.output} with respect to itself: the backward pass starts here",
+        )
     ]
     rows = [Row(f"{up} = 1.0", start)]
     blocks = {block.stage.target: block for block in straight.blocks}
@@ -391,18 +399,25 @@ def _path_backward(ex: PathExplanationData) -> Section:
             elif isinstance(node, PathLoop):
                 loop = node.loop
                 count = len(node.steps)
-                note = [("comment", f"backprop {loop.text}: "), ("gate", f"its {count} steps, last first")]
+                note = [
+                    ("comment", f"backprop {loop.text}: "),
+                    ("gate", f"its {count} steps, last first"),
+                ]
                 rows.append(Row("", note, "header", pad))
                 first, hidden, last = folded(list(reversed(node.steps)))
                 for step in first + [None] + last if hidden else first:
                     if step is None:
                         rows.append(
-                            Row("", _fold_note(loop, list(reversed(hidden))), "header", pad + INDENT)
+                            Row(
+                                "", _fold_note(loop, list(reversed(hidden))), "header", pad + INDENT
+                            )
                         )
                         continue
                     rows.append(Row("", _step_title(loop, step, count), "header", pad + INDENT))
-                    inner = f" at {loop.index} = {step.index}" if step.index is not None else (
-                        f" at step {step.number}"
+                    inner = (
+                        f" at {loop.index} = {step.index}"
+                        if step.index is not None
+                        else (f" at step {step.number}")
                     )
                     add(step.body, level + 1, inner)
                 for step in hidden:  # not shown, but their contributions are counted
@@ -411,7 +426,9 @@ def _path_backward(ex: PathExplanationData) -> Section:
     add(ex.path.body, 0, "")
     for name in straight.backward.zero:
         grad = straight.backward.gradient_of(name)
-        rows.append(Row(f"{grad} = 0.0", [("text", f"{name} does not reach the output on this path")]))
+        rows.append(
+            Row(f"{grad} = 0.0", [("text", f"{name} does not reach the output on this path")])
+        )
     title = "backward along the same path, last stage first: local gradient × gradient flowing in"
     return Section(title, rows)
 

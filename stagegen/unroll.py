@@ -187,9 +187,7 @@ class _Runner:
             value = evaluate(e, scope)
         except (ValueError, ZeroDivisionError, OverflowError, TypeError, IndexError) as exc:
             raise self.undefined(where, e, exc) from None
-        if isinstance(value, complex) or (
-            isinstance(value, float) and not math.isfinite(value)
-        ):
+        if isinstance(value, complex) or (isinstance(value, float) and not math.isfinite(value)):
             raise self.undefined(where, e, ValueError("the result is not a finite real number"))
         return value
 
