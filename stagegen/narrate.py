@@ -35,7 +35,7 @@ from .explained import (
     precise,
     short,
 )
-from .unroll import PathBranch, PathExit, PathLoop, PathStage
+from .unroll import PathBranch, PathExit, PathLoop, PathStage, path_stages
 from .highlight import Piece, ansi, code_pieces, spans
 from .types import dimension_names
 
@@ -357,17 +357,15 @@ def _path_forward(ex: PathExplanationData) -> Section:
 def _path_backward(ex: PathExplanationData) -> Section:
     straight = ex.straight
     up = straight.upstream
-    start: list[Piece] = [
-        (
-            "text",
-            f"the gradient of {ex.output} with respect to itself: the backward pass starts here",
-        )
-    ]
-    rows = [Row(f"{up} = 1.0", start)]
+    said = ex.output
+    if ex.program.returned_name and ex.program.returned_name != ex.output:
+        said += f" (your `{ex.program.returned_name}`, returned)"
+    start = f"the gradient of {said} with respect to itself: the backward pass starts here"
+    rows = [Row(f"{up} = 1.0", [("text", start)])]
     blocks = {block.stage.target: block for block in straight.blocks}
-    wrote: dict[str, list[str]] = {}  # gradient -> where its contributions came from
+    wrote: dict[str, dict] = {}  # gradient -> {stage number: [where in the loops]}
 
-    def add(body, level: int, context: str) -> None:
+    def add(body, level: int, context) -> None:
         pad = _depth(level)
         for node in reversed(body):
             if isinstance(node, PathStage):
@@ -380,15 +378,13 @@ def _path_backward(ex: PathExplanationData) -> Section:
                     rows.append(Row(f"{pad}{step.code}", [("dim", f"({step.stage.number})")]))
                     notes = _step_notes(straight, step)
                     if step.accumulate:
-                        earlier = ", ".join(wrote.get(step.gradient, []))
+                        earlier = _contributions(wrote.get(step.gradient, {}))
                         notes[-1] = [
                             p if not p[1].startswith(" (from") else ("dim", f" (from {earlier})")
                             for p in notes[-1]
                         ]
                     rows.extend(Row("", note, "detail", pad) for note in notes)
-                    here = f"({step.stage.number}){context}"
-                    if here not in wrote.setdefault(step.gradient, []):
-                        wrote[step.gradient].append(here)
+                    _record(wrote, step.gradient, step.stage.number, context)
             elif isinstance(node, PathBranch):
                 b = node.branch
                 said = "taken" if node.taken else "not taken"
@@ -407,23 +403,15 @@ def _path_backward(ex: PathExplanationData) -> Section:
                 first, hidden, last = folded(list(reversed(node.steps)))
                 for step in first + [None] + last if hidden else first:
                     if step is None:
-                        rows.append(
-                            Row(
-                                "", _fold_note(loop, list(reversed(hidden))), "header", pad + INDENT
-                            )
-                        )
+                        note = _fold_note(loop, hidden)
+                        rows.append(Row("", note, "header", pad + INDENT))
+                        for folded_step in hidden:  # not shown, but a later += adds to them
+                            _count(folded_step.body, blocks, wrote, loop, folded_step)
                         continue
                     rows.append(Row("", _step_title(loop, step, count), "header", pad + INDENT))
-                    inner = (
-                        f" at {loop.index} = {step.index}"
-                        if step.index is not None
-                        else (f" at step {step.number}")
-                    )
-                    add(step.body, level + 1, inner)
-                for step in hidden:  # not shown, but their contributions are counted
-                    _count(step.body, blocks, wrote, loop, step)
+                    add(step.body, level + 1, _where(loop, step))
 
-    add(ex.path.body, 0, "")
+    add(ex.path.body, 0, None)
     for name in straight.backward.zero:
         grad = straight.backward.gradient_of(name)
         rows.append(
@@ -433,14 +421,44 @@ def _path_backward(ex: PathExplanationData) -> Section:
     return Section(title, rows)
 
 
+def _where(loop, step) -> tuple[str, str]:
+    """A step as a fork's note names it: ("i", "2"), or ("step", "3") in a while loop."""
+    if step.index is not None:
+        return (loop.index, str(step.index))
+    return ("step", str(step.number))
+
+
+def _record(wrote: dict, gradient: str, number: int, where) -> None:
+    places = wrote.setdefault(gradient, {}).setdefault(number, [])
+    if where and where not in places:
+        places.append(where)
+
+
 def _count(body, blocks, wrote, loop, step) -> None:
     """Record the contributions of folded steps (a later += says it adds to them)."""
-    label = f"({loop.number}) steps folded"
-    for node in body:
-        if isinstance(node, PathStage) and node.target in blocks:
+    for node in path_stages(body):
+        if node.target in blocks:
             for s in blocks[node.target].steps:
-                if label not in wrote.setdefault(s.gradient, []):
-                    wrote[s.gradient].append(label)
+                _record(wrote, s.gradient, s.stage.number, _where(loop, step))
+
+
+def _contributions(places: dict) -> str:
+    """ "(3) at i = 19, 18, ..., 2", "(2), (4)": where a gradient's earlier contributions
+    come from (the innermost loop's steps named)."""
+    out = []
+    for number, where in places.items():
+        if not where:
+            out.append(f"({number})")
+            continue
+        values = [v for _, v in where]
+        if len(values) > 4:
+            values = values[:2] + ["..."] + values[-1:]
+        name = where[0][0]
+        if name == "step":
+            out.append(f"({number}) at step{'s' if len(where) > 1 else ''} {', '.join(values)}")
+        else:
+            out.append(f"({number}) at {name} = {', '.join(values)}")
+    return ", ".join(out)
 
 
 def _path_inputs(ex: PathExplanationData) -> Section:
