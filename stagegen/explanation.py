@@ -807,7 +807,7 @@ def _compare_generated(ex: PathExplanation, source_text: str | None) -> None:
     ex.backward_code = _function_lines(build.text, f"{program.name}_backward")
     backward = build.backwards[0]
     function = load_backward_module(build.text, program.filename)[f"{program.name}_backward"]
-    args = [ex.point[p.name] for p in program.params]
+    args = [ex.path.point[p.name] for p in program.params]
     try:
         returned = function(*args)
     except Exception as exc:  # the path explained fine: say so, and what the backward raised

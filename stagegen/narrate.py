@@ -324,7 +324,7 @@ def _path_forward(ex: PathExplanationData) -> Section:
                 if not node.taken:
                     if not node.body:
                         continue
-                    rows.append(Row(f"{pad}else:", [("dim", "the arm that runs")]))
+                    rows.append(Row(f"{pad}else:", [("dim", "the other arm runs")]))
                 add(node.body, level + 1)
             elif isinstance(node, PathLoop):
                 loop = node.loop
@@ -388,6 +388,8 @@ def _path_backward(ex: PathExplanationData) -> Section:
             elif isinstance(node, PathBranch):
                 b = node.branch
                 said = "taken" if node.taken else "not taken"
+                if not node.taken:
+                    said += ": the gradient goes back through the other arm"
                 rows.append(
                     Row("", [("comment", f"backprop {b.text}: "), ("gate", said)], "header", pad)
                 )

@@ -206,9 +206,12 @@ class _Runner:
     def undefined(self, where, e: Expr, exc: Exception) -> StagegenError:
         number = getattr(where, "number", "?")
         reason = str(exc) or type(exc).__name__
+        step = ", ".join(f"{name} = {value}" for name, value in self.indices.items())
         return self.error(
             where,
-            f"`{PRINT(e)}` of ({number}) is undefined at this point ({reason})",
+            f"`{PRINT(e)}` of ({number}) is undefined at this point"
+            + (f", in the step where {step}" if step else "")
+            + f" ({reason})",
             "choose a point inside the function's domain",
         )
 
@@ -223,7 +226,7 @@ class _Runner:
                 taken = bool(self.value(node.test, self.scope(), node))
                 reads = []
                 for leaf in leaves(node.test):
-                    shown = PRINT(leaf)
+                    shown = PRINT(self.written_in(leaf, node))
                     if shown not in [r for r, _ in reads]:
                         reads.append((shown, self.value(leaf, self.scope(), node)))
                 record = PathBranch(node, taken, reads, [])
