@@ -700,7 +700,8 @@ def _explain_path(
 
         raise StagegenError(
             "`explain` shows loops and branches along the path taken at a point: it needs one",
-            f"give the inputs' values: --at on the command line, or {call_example(program)}",
+            f"give the inputs' values: {_at_example(program)} on the command line, or "
+            f"{call_example(program)} from Python",
             **where,
         )
     if split:
@@ -727,6 +728,19 @@ def _explain_path(
         g.finite_difference = _path_difference(program, point, g.name)
     _compare_generated(ex, source_text)
     return ex
+
+
+def _at_example(program: Program) -> str:
+    """``--at x=3,lo=-4,hi=2`` with the function's own parameters (lists of three numbers)."""
+    values = (3, -4, 2, -1, 0.5)
+    items = []
+    for k, p in enumerate(program.params):
+        if p.is_list:
+            items.append(f"{p.name}=[{','.join(str(values[(k + i) % 5]) for i in range(3))}]")
+        else:
+            items.append(f"{p.name}={3 if p.integer else values[k % 5]}")
+    spec = ",".join(items)
+    return f"--at '{spec}'" if "[" in spec else f"--at {spec}"
 
 
 def _bind_path_point(program: Program, values: dict) -> dict:
