@@ -365,9 +365,14 @@ def _path_backward(ex: PathExplanationData) -> Section:
     blocks = {block.stage.target: block for block in straight.blocks}
     wrote: dict[str, dict] = {}  # gradient -> {stage number: [where in the loops]}
 
+    def active(body) -> bool:
+        return any(node.target in blocks for node in path_stages(body))
+
     def add(body, level: int, context) -> None:
         pad = _depth(level)
         for node in reversed(body):
+            if not isinstance(node, PathStage) and not active([node]):
+                continue  # a branch or loop none of whose stages the gradient passes
             if isinstance(node, PathStage):
                 block = blocks.get(node.target)
                 if block is None:
@@ -410,7 +415,8 @@ def _path_backward(ex: PathExplanationData) -> Section:
                         for folded_step in hidden:  # not shown, but a later += adds to them
                             _count(folded_step.body, blocks, wrote, loop, folded_step)
                         continue
-                    rows.append(Row("", _step_title(loop, step, count), "header", pad + INDENT))
+                    if active(step.body):
+                        rows.append(Row("", _step_title(loop, step, count), "header", pad + INDENT))
                     add(step.body, level + 1, _where(loop, step))
 
     add(ex.path.body, 0, None)

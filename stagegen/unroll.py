@@ -123,7 +123,9 @@ class _Runner:
         self.indices: dict[str, int] = {}  # loop index -> value
         self.taken = set(program.user_names) | {p.name for p in program.params}
         self.taken |= {s.target for s in program.stages}
-        self.counts: dict[str, int] = {}
+        # a parameter bound again is numbered from its first binding (``a_1``): ``a`` stays
+        # the input
+        self.counts: dict[str, int] = {p.name: 0 for p in program.params}
         self.straight: list[Stage] = []
         self.origin: dict[str, PathStage] = {}
         self.source_line = source_line
@@ -269,10 +271,10 @@ class _Runner:
 
     def loop(self, node: Loop) -> PathLoop:
         record = PathLoop(node, [], "")
-        if node.test is not None:  # while
+        if node.index is None:  # while (`while True` has no test: a break ends it)
             count = 0
             while True:
-                if not self.value(node.test, self.scope(), node):
+                if node.test is not None and not self.value(node.test, self.scope(), node):
                     record.ended = "then its test is false"
                     break
                 count += 1

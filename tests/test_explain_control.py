@@ -4,6 +4,7 @@ against the forward (central differences), the generated backward and SymPy; the
 the path; the refusals."""
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from stagegen.api import generate, load_backward_module
 from stagegen.circuit import circuit_of
 from stagegen.explanation import explain_source
 from stagegen.numeric import central_difference
+from stagegen.program import has_control_flow
 from stagegen.unroll import PathBranch, PathLoop
 
 CONTROL = Path(__file__).resolve().parent.parent / "examples" / "control"
@@ -294,3 +296,48 @@ def test_arrays_with_loops_and_split_are_refused_located():
     assert caught.value.line == 9
     with pytest.raises(stagegen.StagegenError, match="--split"):
         explain_source(RNN, "rnn", rnn_point(3), split=True)
+
+
+def test_the_readme_shows_what_the_command_prints():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    command = "stagegen explain examples/control/rnn.py --at 'xs=[1,-1,2],h0=0,wh=0.5,wx=1,b=0'\n"
+    shown_block = readme.split(command + "```\n\n```\n", 1)[1].split("```", 1)[0]
+    done = run("explain", CONTROL / "rnn.py", "--at", "xs=[1,-1,2],h0=0,wh=0.5,wx=1,b=0")
+    printed = done.stdout.splitlines()
+    lines = [line for line in shown_block.splitlines() if line.strip() not in ("", "...")]
+    assert len(lines) >= 20
+    for line in lines:
+        assert line in printed, line
+
+
+EXPLAIN_FUZZ = int(os.environ.get("STAGEGEN_FUZZ_EXAMPLES") or 12)
+
+
+def test_explain_on_random_control_flow_programs_agrees_with_the_generated_backward():
+    """The control-flow fuzzer's programs (tests/test_control_fuzz.py), explained at their first
+    point: each is explained or refused with a located error, and on every one explained, the
+    gradient of the unrolled path equals what the generated backward (which keeps its loops
+    and branches) returns there. ``STAGEGEN_FUZZ_EXAMPLES=N`` runs N programs."""
+    from test_control_fuzz import build_program
+    from test_properties import RandomChooser
+
+    explained = 0
+    for seed in range(EXPLAIN_FUZZ):
+        prog = build_program(RandomChooser(seed))
+        values = dict(zip((name for name, _ in prog.params), prog.points[0]))
+        try:
+            ex = explain_source(prog.source, "f", values)
+        except stagegen.StagegenError as exc:  # refused (on purpose) or outside the domain
+            assert exc.message and exc.hint and exc.line, str(exc)
+            continue
+        if not has_control_flow(ex.program.body):
+            continue  # straight-line code: test_explain.py
+        text = ex.text()
+        ex.svg()
+        largest = max([abs(g.value) for g in ex.inputs] + [1.0])
+        for g in ex.inputs:
+            assert g.generated == pytest.approx(
+                g.value, rel=1e-9, abs=1e-12 * largest
+            ), f"seed {seed}, {g.name}:\n{prog.source}\n{text}"
+        explained += 1
+    assert explained >= EXPLAIN_FUZZ // 3
