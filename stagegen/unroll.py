@@ -19,7 +19,21 @@ from functools import lru_cache
 from typing import Union
 
 from .errors import StagegenError
-from .expr import Cond, Elem, Expr, Length, Num, Printer, Var, leaves, transform
+from .expr import (
+    And,
+    Compare,
+    Cond,
+    Elem,
+    Expr,
+    Length,
+    Not,
+    Num,
+    Or,
+    Printer,
+    Var,
+    leaves,
+    transform,
+)
 from .program import Branch, Exit, Loop, Program, Stage
 
 PRINT = Printer("math")
@@ -127,6 +141,7 @@ class _Runner:
         # the input
         self.counts: dict[str, int] = {p.name: 0 for p in program.params}
         self.straight: list[Stage] = []
+        self.decisions: dict[str, list] = {}  # a saved decision -> what its test read
         self.origin: dict[str, PathStage] = {}
         self.source_line = source_line
 
@@ -222,15 +237,19 @@ class _Runner:
     def run(self, body: list) -> list[PathNode]:
         out: list[PathNode] = []
         for node in body:
-            if isinstance(node, Stage):
+            if isinstance(node, Stage) and isinstance(node.expr, (Compare, And, Or, Not)):
+                self.decide(node)
+            elif isinstance(node, Stage):
                 out.append(self.stage(node))
             elif isinstance(node, Branch):
                 taken = bool(self.value(node.test, self.scope(), node))
                 reads = []
                 for leaf in leaves(node.test):
-                    shown = PRINT(self.written_in(leaf, node))
-                    if shown not in [r for r, _ in reads]:
-                        reads.append((shown, self.value(leaf, self.scope(), node)))
+                    if isinstance(leaf, Var) and leaf.name in self.decisions:
+                        found = self.decisions[leaf.name]  # what the saved decision read
+                    else:
+                        found = self.reads([leaf], node)
+                    reads += [r for r in found if r not in reads]
                 record = PathBranch(node, taken, reads, [])
                 out.append(record)
                 try:
@@ -247,6 +266,19 @@ class _Runner:
                 stop.ran = out
                 raise stop
         return out
+
+    def reads(self, found: list, where) -> list[tuple[str, float]]:
+        """(name as read on the path, value) of each leaf."""
+        scope = self.scope()
+        return [
+            (PRINT(self.written_in(leaf, where)), self.value(leaf, scope, where)) for leaf in found
+        ]
+
+    def decide(self, node: Stage) -> None:
+        """A branch's decision, saved before its arms bind what its test reads (``cond3 =
+        x > y``): not a value of the path; the branch names what it read."""
+        self.decisions[node.target] = self.reads(leaves(node.expr), node)
+        self.env[node.target] = bool(self.value(node.expr, self.scope(), node))
 
     def stage(self, node: Stage) -> PathStage:
         expr = self.written_in(node.expr, node)
