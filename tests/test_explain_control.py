@@ -341,3 +341,23 @@ def test_explain_on_random_control_flow_programs_agrees_with_the_generated_backw
             ), f"seed {seed}, {g.name}:\n{prog.source}\n{text}"
         explained += 1
     assert explained >= EXPLAIN_FUZZ // 3
+
+
+def test_a_branch_whose_arms_bind_what_its_test_reads_names_the_values_it_read():
+    source = """
+def f(x, y):
+    if x > y:
+        x = x * 2
+        y = y + x
+    else:
+        y = y * x
+    return x * y
+"""
+    ex = explain_source(source, "f", {"x": 3, "y": 1})
+    text = str(ex)
+    assert "(1) taken: x = 3, y = 1" in text and "cond" not in text
+    assert {g.name: g.value for g in ex.inputs} == {"x": 2 * 7 + 6 * 2, "y": 6}
+    check_inputs(ex)
+    ex = explain_source(source, "f", {"x": 1, "y": 3})
+    assert "(1) not taken: x = 1, y = 3" in str(ex)
+    check_inputs(ex)
