@@ -162,7 +162,8 @@ class Explanation(Rendered, ExplanationData):
     def explained_as(self, program: Program) -> "Explanation":
         from .reverse import differentiate
 
-        return explain_backward(differentiate(program), self.point, split=True)
+        # what it is compared with is this explanation's business: only its values are drawn
+        return explain_backward(differentiate(program), self.point, split=True, compare=False)
 
 
 class ArrayExplanation(Rendered, ArrayExplanationData):
@@ -416,9 +417,11 @@ def explain_backward(
     *,
     split: bool = False,
     source_text: str | None = None,
+    compare: bool = True,
 ) -> Explanation | ArrayExplanation:
     """Explain one generated backward, at the point ``values`` or symbolically (None). Array
-    code is explained from the module generated for its program again (the same backward)."""
+    code is explained from the module generated for its program again (the same backward).
+    ``compare``: each input's gradient beside SymPy's and a central difference."""
     program = backward.program
     if _has_arrays(program):  # explained from its generated module, which is written again
         explained = _explain_arrays(program, values, split=False, source_text=source_text)
@@ -516,7 +519,7 @@ def explain_backward(
         inputs=inputs,
         split=split,
     )
-    if point is not None:
+    if point is not None and compare:
         _compare(explanation)
     return explanation
 
@@ -714,7 +717,7 @@ def _explain_path(
     path = unroll(program, point, lambda line: _source_line(program, line, source_text))
     straight = path.straight
     explained = explain_backward(
-        differentiate(straight), point, split=split, source_text=source_text
+        differentiate(straight), point, split=split, source_text=source_text, compare=False
     )
     ex = PathExplanation(
         program=program,
@@ -726,6 +729,7 @@ def _explain_path(
     )
     for g in ex.inputs:  # the forward itself (its branches decided again), not the path's
         g.finite_difference = _path_difference(program, point, g.name)
+    _path_sympy(ex, source_text)
     _compare_generated(ex, source_text)
     return ex
 
@@ -809,6 +813,37 @@ def _path_difference(program: Program, point: dict, name: str) -> float | None:
     element = (int(index.rstrip("]")),) if index else ()
     d = central_difference(output, list(point.values()), names.index(base), element)
     return None if d is None else d.slope()
+
+
+def _path_sympy(ex: PathExplanation, source_text: str | None) -> None:
+    """SymPy's derivative of the path at the point, as the proof computes it (the user's `def`
+    run on 50-digit numbers that build SymPy expressions, cut into pieces where they swell:
+    stagegen.path_oracle), independent of the unrolling shown."""
+    from .oracle import SourceUnavailable, source_text as file_text, user_function
+    from .path_oracle import PathOracle
+
+    program = ex.program
+    text = source_text if source_text is not None else file_text(program.filename)
+    position = {p.name: k for k, p in enumerate(program.params)}
+    indices = []
+    for g in ex.inputs:
+        base, _, rest = g.name.partition("[")
+        indices.append((position[base], int(rest[:-1])) if rest else (position[base],))
+    try:
+        if text is None:
+            raise SourceUnavailable("the source text is not available")
+        paths = PathOracle(user_function(text, program.name, program.line, program.filename))
+        args = [ex.path.point[p.name] for p in program.params]
+        path = paths.trace(args)
+        found = paths.gradient(path, args, indices)
+    except Exception as exc:  # SymPy's value is a second opinion: say why it is missing
+        ex.notes.append(f"SymPy's derivative of this path is not shown ({type(exc).__name__})")
+        return
+    if found is None:
+        ex.notes.append(paths.note or "SymPy's derivative of this path is not defined here")
+        return
+    for g, value in zip(ex.inputs, found[1]):
+        g.sympy = float(value)
 
 
 def _compare_generated(ex: PathExplanation, source_text: str | None) -> None:
