@@ -203,14 +203,14 @@ def _scalar_circuit(ex: ExplanationData) -> Circuit:
                 partial = gate.rule(Var(s.target), *inputs)[inputs.index(Neg(leaf))]
                 flowing = _cut(PRINT(mul(partial, Var(upstream[s.target]))))
             else:
-                flowing = short(-along[(name, s.target)])
+                flowing = short(-along.get((name, s.target), 0.0))
             wires.append(
                 Wire(
                     minus,
                     s.target,
                     f"-{name}" if ex.symbolic else _negative(value),
                     flowing,
-                    amount=None if ex.symbolic else -along[(name, s.target)],
+                    amount=None if ex.symbolic else -along.get((name, s.target), 0.0),
                 )
             )
             label_expr = _replace(label_expr, Neg(leaf), Var(minus))

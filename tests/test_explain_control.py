@@ -363,3 +363,11 @@ def f(x, y):
     ex = explain_source(source, "f", {"x": 1, "y": 3})
     assert "(1) not taken: x = 1, y = 3" in str(ex)
     check_inputs(ex)
+
+
+def test_a_stage_off_the_path_to_the_output_with_a_negated_input_is_drawn():
+    """Found by the fuzzer through explain on a path, but straight-line code had it too: a
+    negated input (exp(-x)) of a stage that does not reach the output carries no gradient."""
+    source = "import math\n\n\ndef f(x, y):\n    t = math.exp(-x)\n    return y * 2\n"
+    c = circuit_of(explain_source(source, "f", {"x": 1, "y": 2}))
+    assert [w.gradient for w in c.wires if w.target == "t"] == ["0"]
