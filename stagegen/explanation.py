@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import linecache
 import math
+from contextlib import contextmanager
 from dataclasses import fields
 from functools import lru_cache
 
@@ -829,21 +830,67 @@ def _path_sympy(ex: PathExplanation, source_text: str | None) -> None:
     for g in ex.inputs:
         base, _, rest = g.name.partition("[")
         indices.append((position[base], int(rest[:-1])) if rest else (position[base],))
+    spent = {"spent": False}
     try:
         if text is None:
             raise SourceUnavailable("the source text is not available")
         paths = PathOracle(user_function(text, program.name, program.line, program.filename))
         args = [ex.path.point[p.name] for p in program.params]
-        path = paths.trace(args)
-        found = paths.gradient(path, args, indices)
+        with _time_budget(SYMPY_SECONDS, spent):
+            path = paths.trace(args)
+            found = paths.gradient(path, args, indices)
+    except _OutOfTime:
+        pass
     except Exception as exc:  # SymPy's value is a second opinion: say why it is missing
         ex.notes.append(f"SymPy's derivative of this path is not shown ({type(exc).__name__})")
+        return
+    if spent["spent"]:  # (the oracle may have caught the signal's exception itself)
+        ex.notes.append(
+            f"SymPy's derivative of this path is not shown (it took more than {SYMPY_SECONDS} s)"
+        )
         return
     if found is None:
         ex.notes.append(paths.note or "SymPy's derivative of this path is not defined here")
         return
     for g, value in zip(ex.inputs, found[1]):
         g.sympy = float(value)
+
+
+SYMPY_SECONDS = 10  # SymPy's derivative of a path is a second opinion: it may not take longer
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+@contextmanager
+def _time_budget(seconds: float, budget: dict):
+    """Raise _OutOfTime in the block after ``seconds`` and mark the budget spent (a timer
+    signal: only in the main thread of a process that has no timer of its own; elsewhere the
+    block runs unbounded)."""
+    import signal
+    import threading
+
+    usable = (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+    )
+    if not usable:
+        yield
+        return
+
+    def out_of_time(signum, frame):
+        budget["spent"] = True
+        raise _OutOfTime()
+
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
 
 def _compare_generated(ex: PathExplanation, source_text: str | None) -> None:

@@ -473,7 +473,8 @@ def _path_inputs(ex: PathExplanationData) -> Section:
     rows = []
     for g in ex.inputs:
         note: list[Piece] = [("text", "generated backward "), ("grad", precise(g.generated))]
-        note += [("text", ", SymPy on this path "), ("grad", precise(g.sympy))]
+        if g.sympy is not None:
+            note += [("text", ", SymPy on this path "), ("grad", precise(g.sympy))]
         note += [("text", ", finite difference "), ("grad", _fd(g.finite_difference))]
         if g.agrees_with_generated is False:
             note.append(("bad", " ✗ the generated backward differs"))
@@ -481,7 +482,7 @@ def _path_inputs(ex: PathExplanationData) -> Section:
             note.append(("bad", " ✗ differs from SymPy"))
         elif g.agrees_with_finite_difference is False:
             note.append(("bad", " ✓ SymPy; the finite difference differs (a branch boundary?)"))
-        elif g.agrees_with_sympy:
+        elif g.agrees_with_generated:
             note.append(("ok", " ✓ agree"))
         rows.append(Row(f"{g.gradient} = {precise(g.value)}", note))
     title = (

@@ -371,3 +371,17 @@ def test_a_stage_off_the_path_to_the_output_with_a_negated_input_is_drawn():
     source = "import math\n\n\ndef f(x, y):\n    t = math.exp(-x)\n    return y * 2\n"
     c = circuit_of(explain_source(source, "f", {"x": 1, "y": 2}))
     assert [w.gradient for w in c.wires if w.target == "t"] == ["0"]
+
+
+def test_sympys_value_is_left_out_when_it_takes_too_long(monkeypatch):
+    """SymPy's derivative of a path is a second opinion within a time budget (the proof's path
+    reference can take minutes where a loop's expressions swell); past it, a note says so."""
+    import stagegen.explanation as explanation
+
+    monkeypatch.setattr(explanation, "SYMPY_SECONDS", 1e-6)
+    ex = explain_source(RNN, "rnn", rnn_point(3))
+    assert any("it took more than" in n for n in ex.notes)
+    assert all(g.sympy is None and g.agrees_with_generated for g in ex.inputs)
+    text = str(ex)
+    assert "SymPy on this path" not in text.split("gradient on each input")[1].split("\n\n")[0]
+    assert "note: SymPy's derivative of this path is not shown" in text
