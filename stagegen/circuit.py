@@ -22,7 +22,8 @@ from .errors import StagegenError
 from . import gates
 from .expr import Bin, Call, Elem, Neg, Num, Var, leaves, mul, rebuild
 from .explain_arrays import ArrayExplanationData, Scattered, shape_text
-from .explained import PRINT, ExplanationData, point_text, short
+from .explained import PRINT, ExplanationData, PathExplanationData, folded, point_text, short
+from .unroll import PathBranch, PathLoop, path_stages
 from .split import split_program
 
 VALUE_COLOUR = "#1a7f37"  # green, as in the notes' diagrams
@@ -51,6 +52,7 @@ class Node:
     layer: int = 0
     y: float = 0.0
     ports: int = 1  # how many input lanes
+    stage: str = ""  # a gate: the stage (target) it is, or is part of
 
     @property
     def half_width(self) -> float:
@@ -79,6 +81,7 @@ class Wire:
     value: str  # green, above
     gradient: str  # red, below
     port: int = 0  # which input lane of the target
+    amount: float | None = None  # the gradient as a number, at a point
     waypoints: list[float] = field(default_factory=list)  # its heights in the columns it crosses
 
 
@@ -147,9 +150,18 @@ def drawn_explanation(ex: ExplanationData) -> ExplanationData:
         return ex
 
 
-def circuit_of(ex: ExplanationData | ArrayExplanationData) -> Circuit:
+def circuit_of(ex: ExplanationData | ArrayExplanationData | PathExplanationData) -> Circuit:
     if isinstance(ex, ArrayExplanationData):
         return array_circuit(ex)
+    if isinstance(ex, PathExplanationData):
+        return path_circuit(ex)
+    circuit = _scalar_circuit(ex)
+    layout(circuit)
+    return circuit
+
+
+def _scalar_circuit(ex: ExplanationData) -> Circuit:
+    """The gates of scalar code, wired, before layout."""
     program = ex.program
     drawn = drawn_explanation(ex)
     nodes: list[Node] = []
@@ -169,7 +181,7 @@ def circuit_of(ex: ExplanationData | ArrayExplanationData) -> Circuit:
             along[(step.of, block.stage.target)] = step.contribution
     upstream = drawn.backward.gradient_names
     wires = []
-    for step, title in zip(drawn.forward, _titles(ex, drawn)):
+    for step, title, owner in zip(drawn.forward, _titles(ex, drawn), _owners(ex, drawn)):
         s = step.stage
         negated = _negated_inputs(s.expr)
         label_expr = s.expr
@@ -177,25 +189,32 @@ def circuit_of(ex: ExplanationData | ArrayExplanationData) -> Circuit:
             name = leaf.name if isinstance(leaf, Var) else f"{leaf.name}[{leaf.index}]"
             value = name if ex.symbolic else short(drawn.value_of(name))
             gradient = contribution.get((name, s.target), "0")
+            amount = along.get((name, s.target), 0.0)
             if leaf not in negated:
-                wires.append(Wire(name, s.target, value, gradient))
+                wires.append(Wire(name, s.target, value, gradient, amount=amount))
                 continue
             # A negated input (exp(-m), a * -x) is a negate gate of its own, wired into this one.
             minus = f"{s.target}.-{name}"
             whole = title.split(": ", 1)[0] if title.startswith("part of ") else f"part of {title}"
-            nodes.append(Node(minus, "gate", "-", f"{whole}: -{name}"))
-            wires.append(Wire(name, minus, value, gradient))
+            nodes.append(Node(minus, "gate", "-", f"{whole}: -{name}", stage=owner))
+            wires.append(Wire(name, minus, value, gradient, amount=amount))
             if ex.symbolic:
                 gate, inputs = gates.gate_of(s.expr)
                 partial = gate.rule(Var(s.target), *inputs)[inputs.index(Neg(leaf))]
                 flowing = _cut(PRINT(mul(partial, Var(upstream[s.target]))))
             else:
-                flowing = short(-along[(name, s.target)])
+                flowing = short(-along.get((name, s.target), 0.0))
             wires.append(
-                Wire(minus, s.target, f"-{name}" if ex.symbolic else _negative(value), flowing)
+                Wire(
+                    minus,
+                    s.target,
+                    f"-{name}" if ex.symbolic else _negative(value),
+                    flowing,
+                    amount=None if ex.symbolic else -along.get((name, s.target), 0.0),
+                )
             )
             label_expr = _replace(label_expr, Neg(leaf), Var(minus))
-        nodes.append(Node(s.target, "gate", gate_label(label_expr), title))
+        nodes.append(Node(s.target, "gate", gate_label(label_expr), title, stage=owner))
     out_name = program.returned_name or "out"
     nodes.append(Node("output", "output", out_name, f"the output {out_name}"))
     last = ex.output
@@ -212,9 +231,7 @@ def circuit_of(ex: ExplanationData | ArrayExplanationData) -> Circuit:
         if ex.symbolic
         else ", ".join(f"{k} = {point_text(v)}" for k, v in ex.point.items())
     )
-    circuit = Circuit(f"{program.name}: {where}", nodes, wires, ex.symbolic)
-    layout(circuit)
-    return circuit
+    return Circuit(f"{program.name}: {where}", nodes, wires, ex.symbolic)
 
 
 def _negated_inputs(expr) -> set:
@@ -240,6 +257,22 @@ def _negative(value: str) -> str:
     return value[1:] if value.startswith("-") else ("0" if value == "0" else f"-{value}")
 
 
+def _owners(ex: ExplanationData, drawn: ExplanationData) -> list[str]:
+    """The stage of ``ex`` each drawn gate is (or is part of: the splitter puts a stage's inner
+    gates just before it)."""
+    own = {step.stage.target for step in ex.forward}
+    owners: list[str] = []
+    inner = 0
+    for step in drawn.forward:
+        target = step.stage.target
+        if target not in own:
+            inner += 1
+            continue
+        owners += [target] * (inner + 1)
+        inner = 0
+    return owners + [""] * inner
+
+
 def _titles(ex: ExplanationData, drawn: ExplanationData) -> list[str]:
     """A tooltip for each drawn gate: the stage it is, or, for a gate inside a compound stage,
     which stage it is part of (the splitter puts a stage's inner gates just before it)."""
@@ -256,6 +289,90 @@ def _titles(ex: ExplanationData, drawn: ExplanationData) -> list[str]:
         titles += [f"part of {stage}: {code}" for code in inner] + [stage]
         inner = []
     return titles + inner
+
+
+# ---------------------------------------------------------------------------- a path
+
+
+def path_circuit(ex: PathExplanationData) -> Circuit:
+    """The circuit of the path taken: the gates of the stages that ran, with each long loop's
+    middle steps folded into one box (the text folds the same steps), whose wires carry the
+    values going in and out and, back from it, the gradient those steps add up."""
+    c = _scalar_circuit(ex.straight)
+    where = ", ".join(f"{k} = {point_text(v)}" for k, v in ex.point.items())
+    c.title = f"{ex.program.name}: {where} (the path taken)"
+    for k, (loop, hidden) in enumerate(_folds(ex.path.body)):
+        _fold(c, f"fold{k}", loop, hidden)
+    layout(c)
+    return c
+
+
+def _folds(body) -> list:
+    """(loop, [its folded steps]) for every loop folded on the path, outermost first; the loops
+    inside a folded step are in its box."""
+    out = []
+    for node in body:
+        if isinstance(node, PathBranch):
+            out += _folds(node.body)
+        elif isinstance(node, PathLoop):
+            first, hidden, last = folded(node.steps)
+            if hidden:
+                out.append((node.loop, hidden))
+            for step in first + last:
+                out += _folds(step.body)
+    return out
+
+
+def _fold(c: Circuit, id: str, loop, hidden) -> None:
+    """Replace the gates of ``hidden`` steps by one box wired as they were."""
+    inside = {node.target for step in hidden for node in path_stages(step.body)}
+    boxed = {n.id for n in c.nodes if n.kind == "gate" and n.stage in inside}
+    if not boxed:
+        return
+    span = f"steps {hidden[0].number} to {hidden[-1].number}"
+    if hidden[0].index is not None:
+        span = f"{loop.index} = {hidden[0].index} to {hidden[-1].index}"
+    box = Node(id, "gate", f"… {len(hidden)} steps of ({loop.number}) …", f"{loop.text}: {span}")
+    position = next(k for k, n in enumerate(c.nodes) if n.id in boxed)
+    c.nodes = [n for n in c.nodes if n.id not in boxed]
+    c.nodes.insert(position, box)
+    wires: list[Wire] = []
+    merged: dict[str, Wire] = {}  # source -> its one wire into the box
+    for w in c.wires:
+        into, out_of = w.target in boxed, w.source in boxed
+        if into and out_of:
+            continue
+        if into:
+            if w.source in merged:
+                m = merged[w.source]
+                if m.amount is not None and w.amount is not None:
+                    m.amount += w.amount
+                    m.gradient = short(m.amount)
+                continue
+            w.target = id
+            merged[w.source] = w
+        elif out_of:
+            w.source = id
+        wires.append(w)
+    c.wires = wires
+    _gather_inputs(c, id)
+
+
+def _gather_inputs(c: Circuit, box: str) -> None:
+    """Inputs wired only into a folded box (``xs[3]`` to ``xs[17]``) drawn as one: their
+    values and gradients are in the text."""
+    feeds: dict[str, set[str]] = {}
+    for w in c.wires:
+        feeds.setdefault(w.source, set()).add(w.target)
+    only = [n for n in c.nodes if n.kind == "input" and feeds.get(n.id) == {box}]
+    if len(only) < 2:
+        return
+    gone = {n.id for n in only}
+    label = f"{only[0].label} … {only[-1].label}"
+    node = Node(f"{box}.inputs", "input", label, ", ".join(n.id for n in only))
+    c.nodes = [node] + [n for n in c.nodes if n.id not in gone]
+    c.wires = [w for w in c.wires if w.source not in gone]
+    c.wires.append(Wire(node.id, box, f"{len(only)} inputs", "in the text"))
 
 
 # ---------------------------------------------------------------------------- array code

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .expr import Expr, Printer
 from .program import Program, Stage
 from .reverse import Backward
+from .unroll import Unrolled
 
 PRINT = Printer("math")  # expressions as the generated scalar code prints them
 
@@ -122,6 +123,14 @@ class InputGradient:
             return None
         return math.isclose(self.value, self.sympy, rel_tol=1e-9, abs_tol=1e-12)
 
+    generated: float | None = None  # what the generated backward returns (a path's explanation)
+
+    @property
+    def agrees_with_generated(self) -> bool | None:
+        if self.value is None or self.generated is None:
+            return None
+        return math.isclose(self.value, self.generated, rel_tol=1e-12, abs_tol=1e-15)
+
     @property
     def agrees_with_finite_difference(self) -> bool | None:
         if self.value is None or self.finite_difference is None:
@@ -184,3 +193,48 @@ class ExplanationData:
         )
         lines = 1 + sum(len(b.steps) for b in self.blocks) + len(self.backward.zero)
         return f"<Explanation of {self.program.name} {where}: {lines} backward lines>"
+
+
+# ---------------------------------------------------------------------------- a path
+
+
+def folded(steps: list, first: int = 3, last: int = 2) -> tuple[list, list, list]:
+    """A loop's steps as shown: the first few, the ones folded away, the last few (nothing is
+    folded unless at least two steps would be)."""
+    if len(steps) - first - last < 2:
+        return list(steps), [], []
+    return list(steps[:first]), list(steps[first:-last]), list(steps[-last:])
+
+
+@dataclass
+class PathExplanationData:
+    """A function with branches and loops, explained along the path its forward takes at one
+    point: the path (which arm each ``if`` ran, each loop's steps) and the straight-line program
+    of the stages run, explained as straight-line code is (``straight``). The generated
+    backward (with its loops) is shown as written, and its gradients at the point compared."""
+
+    program: Program  # as read: the block tree
+    path: Unrolled
+    straight: ExplanationData  # the stages run, explained (its inputs are this one's)
+    backward_code: list[str]  # the generated backward function, as `stagegen FILE.py` writes it
+    split: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    symbolic = False
+
+    @property
+    def point(self) -> dict:
+        return self.straight.point
+
+    @property
+    def inputs(self) -> list[InputGradient]:
+        return self.straight.inputs
+
+    @property
+    def output(self) -> str:
+        return self.straight.output
+
+    def __repr__(self) -> str:
+        where = ", ".join(f"{k}={point_text(v)}" for k, v in self.point.items())
+        stages = len(self.straight.forward)
+        return f"<Explanation of {self.program.name} at {where}: a path of {stages} stages>"

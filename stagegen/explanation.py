@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import linecache
 import math
+from contextlib import contextmanager
 from dataclasses import fields
 from functools import lru_cache
 
@@ -36,6 +37,7 @@ from .explained import (  # the model; its names stay importable from here
     ForwardStep,
     GateInfo,
     InputGradient,
+    PathExplanationData,
     point_text,
     precise,
     short,
@@ -56,6 +58,7 @@ __all__ = [
     "ForwardStep",
     "GateInfo",
     "InputGradient",
+    "PathExplanation",
     "explain",
     "explain_backward",
     "explain_function",
@@ -160,11 +163,17 @@ class Explanation(Rendered, ExplanationData):
     def explained_as(self, program: Program) -> "Explanation":
         from .reverse import differentiate
 
-        return explain_backward(differentiate(program), self.point, split=True)
+        # what it is compared with is this explanation's business: only its values are drawn
+        return explain_backward(differentiate(program), self.point, split=True, compare=False)
 
 
 class ArrayExplanation(Rendered, ArrayExplanationData):
     """An explanation of array code (the model in explain_arrays.py), renderable."""
+
+
+class PathExplanation(Rendered, PathExplanationData):
+    """An explanation of code with branches and loops along the path taken at a point (the
+    model in explained.py), renderable."""
 
 
 def parse_at(specs) -> dict[str, float | list[float]]:
@@ -409,9 +418,11 @@ def explain_backward(
     *,
     split: bool = False,
     source_text: str | None = None,
+    compare: bool = True,
 ) -> Explanation | ArrayExplanation:
     """Explain one generated backward, at the point ``values`` or symbolically (None). Array
-    code is explained from the module generated for its program again (the same backward)."""
+    code is explained from the module generated for its program again (the same backward).
+    ``compare``: each input's gradient beside SymPy's and a central difference."""
     program = backward.program
     if _has_arrays(program):  # explained from its generated module, which is written again
         explained = _explain_arrays(program, values, split=False, source_text=source_text)
@@ -509,7 +520,7 @@ def explain_backward(
         inputs=inputs,
         split=split,
     )
-    if point is not None:
+    if point is not None and compare:
         _compare(explanation)
     return explanation
 
@@ -608,14 +619,7 @@ def _explain_program(
     from .reverse import differentiate
 
     if has_control_flow(program.body):
-        node = next(n for n in program.body if not isinstance(n, Stage))
-        raise StagegenError(
-            "`explain` does not show loops and branches yet",
-            "generate the backward (`stagegen FILE.py`): it is proven along the path taken",
-            filename=program.filename,
-            line=node.line,
-            col=node.col,
-        )
+        return _explain_path(program, values, split=split, source_text=source_text)
     if _has_arrays(program):  # split, if asked, as `stagegen --split` splits it
         return _explain_arrays(program, values, split=split, source_text=source_text, seed=seed)
     if split:
@@ -670,3 +674,257 @@ def explain(
     if not callable(target):
         raise TypeError("explain() takes a function or a module's source text")
     return explain_function(target, point, split=split, seed=seed)
+
+
+# ---------------------------------------------------------------------------- branches and loops
+
+
+def _explain_path(
+    program: Program, values, *, split: bool, source_text: str | None
+) -> PathExplanation:
+    """Code with branches and loops, explained along the path its forward takes at the point:
+    the block tree is run there (stagegen.unroll) and the stages it ran, a straight-line
+    program, are explained as straight-line code is, so every value and gradient shown is that
+    of the path. The generated backward is shown as written, and its gradients compared."""
+    from .reverse import differentiate
+    from .unroll import unroll
+
+    first = next(n for n in program.body if not isinstance(n, Stage))
+    where = dict(filename=program.filename, line=first.line, col=first.col)
+    where["source_line"] = _source_line(program, first.line, source_text)
+    if _has_arrays(program):
+        raise StagegenError(
+            "`explain` shows loops and branches of code on numbers; array code with loops is "
+            "not explained yet",
+            "generate the backward (`stagegen FILE.py`): it is proven along the path taken",
+            **where,
+        )
+    if values is None:
+        from .narrate import call_example
+
+        raise StagegenError(
+            "`explain` shows loops and branches along the path taken at a point: it needs one",
+            f"give the inputs' values: {_at_example(program)} on the command line, or "
+            f"{call_example(program)} from Python",
+            **where,
+        )
+    if split:
+        raise StagegenError(
+            "`explain --split` does not show loops and branches yet",
+            "leave out --split: the circuit is drawn gate by gate anyway",
+            **where,
+        )
+    point = _bind_path_point(program, values)
+    path = unroll(program, point, lambda line: _source_line(program, line, source_text))
+    straight = path.straight
+    explained = explain_backward(
+        differentiate(straight), point, split=split, source_text=source_text, compare=False
+    )
+    ex = PathExplanation(
+        program=program,
+        path=path,
+        straight=explained,
+        backward_code=[],
+        split=split,
+        notes=list(explained.notes),
+    )
+    for g in ex.inputs:  # the forward itself (its branches decided again), not the path's
+        g.finite_difference = _path_difference(program, point, g.name)
+    _path_sympy(ex, source_text)
+    _compare_generated(ex, source_text)
+    return ex
+
+
+def _at_example(program: Program) -> str:
+    """``--at x=3,lo=-4,hi=2`` with the function's own parameters (lists of three numbers)."""
+    values = (3, -4, 2, -1, 0.5)
+    items = []
+    for k, p in enumerate(program.params):
+        if p.is_list:
+            items.append(f"{p.name}=[{','.join(str(values[(k + i) % 5]) for i in range(3))}]")
+        else:
+            items.append(f"{p.name}={3 if p.integer else values[k % 5]}")
+    spec = ",".join(items)
+    return f"--at '{spec}'" if "[" in spec else f"--at {spec}"
+
+
+def _bind_path_point(program: Program, values: dict) -> dict:
+    """The point for a run of the block tree: numbers as floats, lists of any length (a loop
+    reads as many as it is given), trip counts as whole numbers."""
+    names = [p.name for p in program.params]
+    signature = f"{program.name}({', '.join(names)})"
+    values = {as_python_reads(k) if isinstance(k, str) else k: v for k, v in values.items()}
+    for name in values:
+        if program.param(name) is None:
+            raise program.error(
+                f"`{name}` is not a parameter of `{program.name}`",
+                f"give values for the parameters of {signature}",
+            )
+    point: dict = {}
+    for p in program.params:
+        if p.name not in values:
+            if p.default is not None and _is_number(_literal(p.default)):
+                default = _literal(p.default)
+                point[p.name] = int(default) if p.integer else float(default)
+                continue
+            example = (
+                f"{p.name}=[...]"
+                if p.is_list
+                else f"{p.name}=3" if p.integer else (f"{p.name}=1.5")
+            )
+            raise program.error(
+                f"no value for `{p.name}`", f"add {example} to the point (it takes {signature})"
+            )
+        v = values[p.name]
+        if p.is_list:
+            if not isinstance(v, (list, tuple)) or not all(_is_number(x) for x in v):
+                raise program.error(
+                    f"`{p.name}` is a list of numbers, not {v!r}", f"give {p.name}=[...]"
+                )
+            point[p.name] = [float(x) for x in v]
+        elif isinstance(v, (list, tuple)) or not _is_number(v):
+            raise program.error(f"`{p.name}` takes one number, not {v!r}", f"give {p.name}=NUMBER")
+        elif p.integer:
+            if float(v) != int(float(v)) or float(v) < 0:
+                raise program.error(
+                    f"`{p.name}` is a trip count (a loop runs it), not {short(v)}",
+                    f"give {p.name} a whole number from 0",
+                )
+            point[p.name] = int(float(v))
+        else:
+            point[p.name] = float(v)
+    return point
+
+
+def _path_difference(program: Program, point: dict, name: str) -> float | None:
+    """A central difference of the forward (its block tree run again at each nudged point)."""
+    from .numeric import central_difference
+    from .unroll import unroll
+
+    base, _, index = name.partition("[")
+    names = list(point)
+
+    def output(*args) -> float | None:
+        try:
+            value = unroll(program, dict(zip(names, args))).value
+        except StagegenError:
+            return None
+        return float(value)
+
+    element = (int(index.rstrip("]")),) if index else ()
+    d = central_difference(output, list(point.values()), names.index(base), element)
+    return None if d is None else d.slope()
+
+
+def _path_sympy(ex: PathExplanation, source_text: str | None) -> None:
+    """SymPy's derivative of the path at the point, as the proof computes it (the user's `def`
+    run on 50-digit numbers that build SymPy expressions, cut into pieces where they swell:
+    stagegen.path_oracle), independent of the unrolling shown."""
+    from .oracle import SourceUnavailable, source_text as file_text, user_function
+    from .path_oracle import PathOracle
+
+    program = ex.program
+    text = source_text if source_text is not None else file_text(program.filename)
+    position = {p.name: k for k, p in enumerate(program.params)}
+    indices = []
+    for g in ex.inputs:
+        base, _, rest = g.name.partition("[")
+        indices.append((position[base], int(rest[:-1])) if rest else (position[base],))
+    spent = {"spent": False}
+    try:
+        if text is None:
+            raise SourceUnavailable("the source text is not available")
+        paths = PathOracle(user_function(text, program.name, program.line, program.filename))
+        args = [ex.path.point[p.name] for p in program.params]
+        with _time_budget(SYMPY_SECONDS, spent):
+            path = paths.trace(args)
+            found = paths.gradient(path, args, indices)
+    except _OutOfTime:
+        pass
+    except Exception as exc:  # SymPy's value is a second opinion: say why it is missing
+        ex.notes.append(f"SymPy's derivative of this path is not shown ({type(exc).__name__})")
+        return
+    if spent["spent"]:  # (the oracle may have caught the signal's exception itself)
+        ex.notes.append(
+            f"SymPy's derivative of this path is not shown (it took more than {SYMPY_SECONDS} s)"
+        )
+        return
+    if found is None:
+        ex.notes.append(paths.note or "SymPy's derivative of this path is not defined here")
+        return
+    for g, value in zip(ex.inputs, found[1]):
+        g.sympy = float(value)
+
+
+SYMPY_SECONDS = 10  # SymPy's derivative of a path is a second opinion: it may not take longer
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+@contextmanager
+def _time_budget(seconds: float, budget: dict):
+    """Raise _OutOfTime in the block after ``seconds`` and mark the budget spent (a timer
+    signal: only in the main thread of a process that has no timer of its own; elsewhere the
+    block runs unbounded)."""
+    import signal
+    import threading
+
+    usable = (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+    )
+    if not usable:
+        yield
+        return
+
+    def out_of_time(signum, frame):
+        budget["spent"] = True
+        raise _OutOfTime()
+
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def _compare_generated(ex: PathExplanation, source_text: str | None) -> None:
+    """The generated backward, as `stagegen FILE.py` writes it, and what it returns at the
+    point: each input's gradient beside the path's."""
+    from .api import build_programs, load_backward_module
+
+    program = ex.program
+    build = build_programs([program], program.filename, source=source_text or "")
+    ex.backward_code = _function_lines(build.text, f"{program.name}_backward")
+    backward = build.backwards[0]
+    function = load_backward_module(build.text, program.filename)[f"{program.name}_backward"]
+    args = [ex.path.point[p.name] for p in program.params]
+    try:
+        returned = function(*args)
+    except Exception as exc:  # the path explained fine: say so, and what the backward raised
+        ex.notes.append(f"the generated backward raised {type(exc).__name__}: {exc}")
+        return
+    if len(backward.wrt) == 1:
+        returned = (returned,)
+    by_name = {}
+    for name, value in zip(backward.wrt, returned):
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                by_name[f"{name}[{i}]"] = v
+        else:
+            by_name[name] = value
+    for g in ex.inputs:
+        if g.name in by_name:
+            g.generated = float(by_name[g.name])
+
+
+def _function_lines(text: str, name: str) -> list[str]:
+    """The lines of one function of a module's text, as written."""
+    tree = ast.parse(text)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    return text.splitlines()[fn.lineno - 1 : fn.end_lineno]

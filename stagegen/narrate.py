@@ -25,7 +25,17 @@ from .explain_arrays import (
     shape_text,
     summary,
 )
-from .explained import BackwardStep, ExplanationData, point_text, precise, short
+from .explained import (
+    PRINT,
+    BackwardStep,
+    ExplanationData,
+    PathExplanationData,
+    folded,
+    point_text,
+    precise,
+    short,
+)
+from .unroll import PathBranch, PathExit, PathLoop, PathStage, path_stages
 from .highlight import Piece, ansi, code_pieces, spans
 from .types import dimension_names
 
@@ -38,6 +48,7 @@ class Row:
     code: str = ""  # a line of Python; "" for a comment line of its own
     note: list[Piece] = field(default_factory=list)
     kind: str = "code"  # code | header (a "# backprop ..." line) | detail (under a statement)
+    indent: str = ""  # a comment row's indentation (inside a loop or a branch)
 
 
 @dataclass
@@ -62,11 +73,13 @@ def document(ex: ExplanationData, audience: str = "cli") -> Document:
     (``stagegen.explain`` in a REPL or a notebook), which ask for values differently."""
     if isinstance(ex, ArrayExplanationData):
         return array_document(ex, audience)
+    if isinstance(ex, PathExplanationData):
+        return path_document(ex, audience)
     p = ex.program
     shown = _shown_file(p.filename, audience)
     where = f" from {shown}" if shown else ""
     if ex.symbolic and audience == "python":
-        at = f"symbolically: the local-gradient formulas (pass values, e.g. {_call_example(p)})"
+        at = f"symbolically: the local-gradient formulas (pass values, e.g. {call_example(p)})"
     elif ex.symbolic:
         at = "symbolically: the local-gradient formulas (give --at for numbers)"
     else:
@@ -105,7 +118,7 @@ _EXAMPLE_VALUES = (3, -4, 2, -1, 0.5)
 KEYWORDS = ("split", "function", "at", "seed")  # explain()'s own keywords
 
 
-def _call_example(program) -> str:
+def call_example(program) -> str:
     """``explain(f, x=3, y=-4)`` with the function's own parameters."""
     values = []
     for k, param in enumerate(program.params):
@@ -248,6 +261,241 @@ def _inputs(ex: ExplanationData) -> Section:
 
 def _fd(value) -> str:
     return "undefined" if value is None else f"{value:.7g}"
+
+
+# ---------------------------------------------------------------------------- a path
+
+
+def path_document(ex: PathExplanationData, audience: str = "cli") -> Document:
+    """Branches and loops along the path taken: the forward as the path ran it (each branch
+    named, each loop by its steps, long ones folded), the backward over the same path last
+    stage first, each input's gradient, and the generated backward as written."""
+    p = ex.program
+    shown = _shown_file(p.filename, audience)
+    where = f" from {shown}" if shown else ""
+    at = ", ".join(f"{k} = {point_text(v)}" for k, v in ex.point.items())
+    title = f"{p.name}{where}, at {at}: along the path the forward takes there"
+    sections = [_path_forward(ex), _path_backward(ex), _path_inputs(ex), _generated(ex)]
+    names = set(ex.straight.backward.gradient_names.values())
+    return Document(title, sections, names, ex.notes)
+
+
+def _depth(level: int) -> str:
+    return INDENT * level
+
+
+def _step_title(loop, step, count: int) -> list[Piece]:
+    text = f"step {step.number} of {count}"
+    if step.index is not None:
+        text += f": {loop.index} = {step.index}"
+    return [("text", text)]
+
+
+def _fold_note(loop, hidden) -> list[Piece]:
+    first, last = hidden[0], hidden[-1]
+    what = f"... {len(hidden)} more steps of ({loop.number}), steps {first.number} to {last.number}"
+    if first.index is not None:
+        what += f" ({loop.index} = {first.index} to {last.index})"
+    return [("dim", what + " ...")]
+
+
+def _path_forward(ex: PathExplanationData) -> Section:
+    values = {step.stage.target: step.value for step in ex.straight.forward}
+    rows: list[Row] = []
+
+    def add(body, level: int) -> None:
+        for node in body:
+            pad = _depth(level)
+            if isinstance(node, PathStage):
+                s = node.straight
+                note: list[Piece] = [("dim", f"({s.number}) "), ("text", f"{s.target} becomes ")]
+                note.append(("value", short(values.get(s.target))))
+                if s.user_name != s.target:
+                    note.append(("dim", f" — your `{s.user_name}`"))
+                rows.append(Row(f"{pad}{s.target} = {PRINT(s.expr)}", note))
+            elif isinstance(node, PathBranch):
+                b = node.branch
+                reads = ", ".join(f"{name} = {short(v)}" for name, v in node.reads)
+                said = "taken" if node.taken else "not taken"
+                note = [("dim", f"({b.number}) "), ("gate", said)]
+                if reads:
+                    note.append(("text", f": {reads}"))
+                rows.append(Row(f"{pad}{b.text}:", note))
+                if not node.taken:
+                    if not node.body:
+                        continue
+                    rows.append(Row(f"{pad}else:", [("dim", "the other arm runs")]))
+                add(node.body, level + 1)
+            elif isinstance(node, PathLoop):
+                loop = node.loop
+                count = len(node.steps)
+                steps = "1 step" if count == 1 else f"{count} steps"
+                note = [("dim", f"({loop.number}) "), ("gate", steps), ("text", f", {node.ended}")]
+                rows.append(Row(f"{pad}{loop.text}:", note))
+                first, hidden, last = folded(node.steps)
+                for step in first:
+                    rows.append(Row("", _step_title(loop, step, count), "header", pad + INDENT))
+                    add(step.body, level + 1)
+                if hidden:
+                    rows.append(Row("", _fold_note(loop, hidden), "header", pad + INDENT))
+                for step in last:
+                    rows.append(Row("", _step_title(loop, step, count), "header", pad + INDENT))
+                    add(step.body, level + 1)
+            elif isinstance(node, PathExit):
+                said = "leaves the loop" if node.exit.kind == "break" else "skips to the next step"
+                rows.append(
+                    Row(
+                        f"{pad}{node.exit.kind}",
+                        [("dim", f"({node.exit.number}) "), ("gate", said)],
+                    )
+                )
+
+    add(ex.path.body, 0)
+    return Section("forward along the path taken: each branch, each loop's steps, each value", rows)
+
+
+def _path_backward(ex: PathExplanationData) -> Section:
+    straight = ex.straight
+    up = straight.upstream
+    said = ex.output
+    if ex.program.returned_name and ex.program.returned_name != ex.output:
+        said += f" (your `{ex.program.returned_name}`, returned)"
+    start = f"the gradient of {said} with respect to itself: the backward pass starts here"
+    rows = [Row(f"{up} = 1.0", [("text", start)])]
+    blocks = {block.stage.target: block for block in straight.blocks}
+    wrote: dict[str, dict] = {}  # gradient -> {stage number: [where in the loops]}
+
+    def active(body) -> bool:
+        return any(node.target in blocks for node in path_stages(body))
+
+    def add(body, level: int, context) -> None:
+        pad = _depth(level)
+        for node in reversed(body):
+            if not isinstance(node, PathStage) and not active([node]):
+                continue  # a branch or loop none of whose stages the gradient passes
+            if isinstance(node, PathStage):
+                block = blocks.get(node.target)
+                if block is None:
+                    continue
+                header = [("comment", f"backprop {block.header}"), ("dim", " — ")]
+                rows.append(Row("", header + [("gate", block.gate.behaviour)], "header", pad))
+                for step in block.steps:
+                    rows.append(Row(f"{pad}{step.code}", [("dim", f"({step.stage.number})")]))
+                    notes = _step_notes(straight, step)
+                    if step.accumulate:
+                        earlier = _contributions(wrote.get(step.gradient, {}))
+                        notes[-1] = [
+                            p if not p[1].startswith(" (from") else ("dim", f" (from {earlier})")
+                            for p in notes[-1]
+                        ]
+                    rows.extend(Row("", note, "detail", pad) for note in notes)
+                    _record(wrote, step.gradient, step.stage.number, context)
+            elif isinstance(node, PathBranch):
+                b = node.branch
+                said = "taken" if node.taken else "not taken"
+                if not node.taken:
+                    said += ": the gradient goes back through the other arm"
+                rows.append(
+                    Row("", [("comment", f"backprop {b.text}: "), ("gate", said)], "header", pad)
+                )
+                add(node.body, level + 1, context)
+            elif isinstance(node, PathLoop):
+                loop = node.loop
+                count = len(node.steps)
+                note = [
+                    ("comment", f"backprop {loop.text}: "),
+                    ("gate", f"its {count} steps, last first"),
+                ]
+                rows.append(Row("", note, "header", pad))
+                first, hidden, last = folded(list(reversed(node.steps)))
+                for step in first + [None] + last if hidden else first:
+                    if step is None:
+                        note = _fold_note(loop, hidden)
+                        rows.append(Row("", note, "header", pad + INDENT))
+                        for folded_step in hidden:  # not shown, but a later += adds to them
+                            _count(folded_step.body, blocks, wrote, loop, folded_step)
+                        continue
+                    if active(step.body):
+                        rows.append(Row("", _step_title(loop, step, count), "header", pad + INDENT))
+                    add(step.body, level + 1, _where(loop, step))
+
+    add(ex.path.body, 0, None)
+    for name in straight.backward.zero:
+        grad = straight.backward.gradient_of(name)
+        rows.append(
+            Row(f"{grad} = 0.0", [("text", f"{name} does not reach the output on this path")])
+        )
+    title = "backward along the same path, last stage first: local gradient × gradient flowing in"
+    return Section(title, rows)
+
+
+def _where(loop, step) -> tuple[str, str]:
+    """A step as a fork's note names it: ("i", "2"), or ("step", "3") in a while loop."""
+    if step.index is not None:
+        return (loop.index, str(step.index))
+    return ("step", str(step.number))
+
+
+def _record(wrote: dict, gradient: str, number: int, where) -> None:
+    places = wrote.setdefault(gradient, {}).setdefault(number, [])
+    if where and where not in places:
+        places.append(where)
+
+
+def _count(body, blocks, wrote, loop, step) -> None:
+    """Record the contributions of folded steps (a later += says it adds to them)."""
+    for node in path_stages(body):
+        if node.target in blocks:
+            for s in blocks[node.target].steps:
+                _record(wrote, s.gradient, s.stage.number, _where(loop, step))
+
+
+def _contributions(places: dict) -> str:
+    """ "(3) at i = 19, 18, ..., 2", "(2), (4)": where a gradient's earlier contributions
+    come from (the innermost loop's steps named)."""
+    out = []
+    for number, where in places.items():
+        if not where:
+            out.append(f"({number})")
+            continue
+        values = [v for _, v in where]
+        if len(values) > 4:
+            values = values[:2] + ["..."] + values[-1:]
+        name = where[0][0]
+        if name == "step":
+            out.append(f"({number}) at step{'s' if len(where) > 1 else ''} {', '.join(values)}")
+        else:
+            out.append(f"({number}) at {name} = {', '.join(values)}")
+    return ", ".join(out)
+
+
+def _path_inputs(ex: PathExplanationData) -> Section:
+    rows = []
+    for g in ex.inputs:
+        note: list[Piece] = [("text", "generated backward "), ("grad", precise(g.generated))]
+        if g.sympy is not None:
+            note += [("text", ", SymPy on this path "), ("grad", precise(g.sympy))]
+        note += [("text", ", finite difference "), ("grad", _fd(g.finite_difference))]
+        if g.agrees_with_generated is False:
+            note.append(("bad", " ✗ the generated backward differs"))
+        elif g.agrees_with_sympy is False:
+            note.append(("bad", " ✗ differs from SymPy"))
+        elif g.agrees_with_finite_difference is False:
+            note.append(("bad", " ✓ SymPy; the finite difference differs (a branch boundary?)"))
+        elif g.agrees_with_generated:
+            note.append(("ok", " ✓ agree"))
+        rows.append(Row(f"{g.gradient} = {precise(g.value)}", note))
+    title = (
+        "gradient on each input: the generated backward's, SymPy's derivative of this path, "
+        "a central difference of the forward"
+    )
+    return Section(title, rows)
+
+
+def _generated(ex: PathExplanationData) -> Section:
+    rows = [Row(line) for line in ex.backward_code if line.strip()]
+    title = "the generated backward, as `stagegen` writes it: the path above is what it runs here"
+    return Section(title, rows)
 
 
 # ---------------------------------------------------------------------------- array code
@@ -513,7 +761,7 @@ def _lines(section: Section, gradient_names, paint) -> list[str]:
                 line += pad + paint([("comment", "  # ")] + r.note)
         else:
             lead = "# " if r.kind == "header" else "#   "
-            line = paint([("comment", lead)] + r.note)
+            line = r.indent + paint([("comment", lead)] + r.note)
         out.append(line)
     return out
 
