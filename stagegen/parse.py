@@ -345,6 +345,7 @@ class FunctionReader(ControlFlowReader):
         self.integers: set[str] = set()  # loop indices
         self.integer_values: set[str] = set()  # names bound to counts (k = 0; k = k + 1)
         self.trip_counts: set[str] = set()  # parameters compared with counts
+        self.placeholders: set[str] = set()  # `out = None` until `out` is bound
         self.element_names: set[str] = set()  # `x` of `for x in xs`: read as xs[i]
         self.looped_lists: set[str] = set()
 
@@ -512,8 +513,17 @@ class FunctionReader(ControlFlowReader):
             )
 
     def _assign(self, target: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
+        if _is_none(value) or (
+            isinstance(target, (ast.Tuple, ast.List))
+            and isinstance(value, (ast.Tuple, ast.List))
+            and all(_is_none(v) for v in value.elts)
+        ):
+            self._placeholders(target)
+            return
         if isinstance(target, ast.Name):
             self._bind(target, self.expr(value), stmt)
+            return
+        if isinstance(target, (ast.Tuple, ast.List)) and self._unpacks_shape(target, value, stmt):
             return
         if isinstance(target, (ast.Tuple, ast.List)):
             if any(not isinstance(t, ast.Name) for t in target.elts):
@@ -550,6 +560,25 @@ class FunctionReader(ControlFlowReader):
             return
         raise self._mutation(target)
 
+    def _placeholders(self, target: ast.expr) -> None:
+        """`out = None` (`out, cache = None, None`), as course code writes before computing:
+        the names are placeholders, and reading one before it is bound again is refused."""
+        names = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+        for t in names:
+            if not isinstance(t, ast.Name):
+                raise self._mutation(t)
+            if t.id in self.params or self.depth:
+                raise self.src.error(
+                    t,
+                    f"`{t.id} = None` here would change a value, not mark a placeholder",
+                    "bind a value (a number or an array), or drop the line",
+                )
+            self.env.pop(t.id, None)
+            self.placeholders.add(t.id)
+
+    def _unpacks_shape(self, target, value, stmt) -> bool:
+        return False  # array code unpacks `N, D = x.shape` (arrays/parse.py)
+
     def _augassign(self, stmt: ast.AugAssign) -> None:
         op = _AUGOPS.get(type(stmt.op))
         if op is None:
@@ -568,6 +597,7 @@ class FunctionReader(ControlFlowReader):
         name = target.id
         if name in self.element_names or name in self.integers_by_user():
             raise self._refuse_rebinding(name, "a loop variable")
+        self.placeholders.discard(name)
         generated = self._generated_name(name)
         if self._is_integer(value):  # a count: k = 0, k = k + 1
             self.integer_values.add(generated)
@@ -786,6 +816,12 @@ class FunctionReader(ControlFlowReader):
         if name in self.names.functions or name in BUILTINS:
             raise self.src.error(
                 node, f"`{name}` is a function, used here as a value", f"call it: `{name}(...)`"
+            )
+        if name in self.placeholders:
+            raise self.src.error(
+                node,
+                f"`{name}` is still the placeholder None here",
+                f"bind `{name}` to its value before reading it",
             )
         if name in self.partly_bound:
             raise self.src.error(
@@ -1082,6 +1118,10 @@ ARRAY_ATTRIBUTES = frozenset(
     "T shape ndim size dot sum mean max min prod var std reshape transpose ravel flatten "
     "squeeze copy astype clip argmax argmin cumsum".split()
 )
+
+
+def _is_none(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
 
 
 def _is_string_statement(stmt: ast.stmt) -> bool:

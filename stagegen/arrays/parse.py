@@ -158,6 +158,27 @@ class ArrayReader(FunctionReader):
         self.array_of[new] = array or new
         self.holders.setdefault(self.array_of[new], set()).add(target.id)
 
+    def _unpacks_shape(self, target, value, stmt) -> bool:
+        """`N, D = x.shape`: each name bound to one dimension of the array."""
+        if not (isinstance(value, ast.Attribute) and value.attr == "shape"):
+            return False
+        operand = self.expr(value.value)
+        shape = self.type_of(operand).shape
+        if len(target.elts) != len(shape):
+            raise self.src.error(
+                value,
+                f"`{ast.unparse(value.value)}` has {len(shape)} dimension(s), "
+                f"unpacked into {len(target.elts)} name(s)",
+                "unpack one name per dimension",
+            )
+        for k, t in enumerate(target.elts):
+            if not isinstance(t, ast.Name):
+                raise self._mutation(t)
+            read = ShapeRead(operand, k)
+            self.types[read] = Type((), "int", shape[k])
+            self._bind(t, read, stmt)
+        return True
+
     def typed_condition(self, test: Expr) -> None:
         self.types.setdefault(test, Type((), "bool"))
 
