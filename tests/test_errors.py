@@ -499,11 +499,11 @@ CASES = [
         "none",
         """\
         def f(x, y):
-            z = None
-            return x
+            z = x * None
+            return z
         """,
         2,
-        9,
+        13,
         "`None` is not a number",
     ),
     case(
