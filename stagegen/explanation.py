@@ -248,8 +248,10 @@ def _at_error(message: str, hint: str) -> StagegenError:
     return StagegenError(message, hint, filename="--at")
 
 
-def bind_point(program: Program, values: dict) -> dict[str, float | list[float]]:
-    """The values of every parameter, checked against the program's parameters."""
+def bind_point(program: Program, values: dict) -> dict[str, float | int | list[float]]:
+    """The values of every parameter, checked against the program's parameters: numbers as
+    floats, trip counts as whole numbers, lists as lists of floats (long enough for their
+    constant indices; a function with loops reads as many as it is given)."""
     names = [p.name for p in program.params]
     signature = f"{program.name}({', '.join(names)})"
     values = {as_python_reads(k) if isinstance(k, str) else k: v for k, v in values.items()}
@@ -259,29 +261,42 @@ def bind_point(program: Program, values: dict) -> dict[str, float | list[float]]
                 f"`{name}` is not a parameter of `{program.name}`",
                 f"give values for the parameters of {signature}",
             )
-    point: dict[str, float | list[float]] = {}
+    any_length = has_control_flow(program.body)
+    point: dict = {}
     for p in program.params:
         if p.name not in values:
             if p.default is not None and _is_number(_literal(p.default)):
-                point[p.name] = float(_literal(p.default))
+                default = _literal(p.default)
+                point[p.name] = int(default) if p.integer else float(default)
                 continue
-            example = f"{p.name}=[...]" if p.is_list else f"{p.name}=1.5"
+            example = (
+                f"{p.name}=[...]" if p.is_list else f"{p.name}=3" if p.integer else f"{p.name}=1.5"
+            )
             raise program.error(
                 f"no value for `{p.name}`", f"add {example} to the point (it takes {signature})"
             )
         v = values[p.name]
         if p.is_list:
-            if not isinstance(v, list) or len(v) < p.length:
+            if not isinstance(v, (list, tuple)) or not all(_is_number(x) for x in v):
+                raise program.error(
+                    f"`{p.name}` is a list of numbers, not {v!r}", f"give {p.name}=[...]"
+                )
+            if not any_length and len(v) < p.length:
                 raise program.error(
                     f"`{p.name}` is a list: {program.name} reads {p.name}[0] to {p.name}[{p.length - 1}]",
                     f"give {p.name}=[...] with at least {p.length} numbers",
                 )
             point[p.name] = [float(x) for x in v]
-        else:
-            if isinstance(v, (list, tuple)) or not _is_number(v):
+        elif isinstance(v, (list, tuple)) or not _is_number(v):
+            raise program.error(f"`{p.name}` takes one number, not {v!r}", f"give {p.name}=NUMBER")
+        elif p.integer:
+            if float(v) != int(float(v)) or float(v) < 0:
                 raise program.error(
-                    f"`{p.name}` takes one number, not {v!r}", f"give {p.name}=NUMBER"
+                    f"`{p.name}` is a trip count (a loop runs it), not {short(v)}",
+                    f"give {p.name} a whole number from 0",
                 )
+            point[p.name] = int(float(v))
+        else:
             point[p.name] = float(v)
     return point
 
@@ -714,7 +729,7 @@ def _explain_path(
             "leave out --split: the circuit is drawn gate by gate anyway",
             **where,
         )
-    point = _bind_path_point(program, values)
+    point = bind_point(program, values)
     path = unroll(program, point, lambda line: _source_line(program, line, source_text))
     straight = path.straight
     explained = explain_backward(
@@ -746,54 +761,6 @@ def _at_example(program: Program) -> str:
             items.append(f"{p.name}={3 if p.integer else values[k % 5]}")
     spec = ",".join(items)
     return f"--at '{spec}'" if "[" in spec else f"--at {spec}"
-
-
-def _bind_path_point(program: Program, values: dict) -> dict:
-    """The point for a run of the block tree: numbers as floats, lists of any length (a loop
-    reads as many as it is given), trip counts as whole numbers."""
-    names = [p.name for p in program.params]
-    signature = f"{program.name}({', '.join(names)})"
-    values = {as_python_reads(k) if isinstance(k, str) else k: v for k, v in values.items()}
-    for name in values:
-        if program.param(name) is None:
-            raise program.error(
-                f"`{name}` is not a parameter of `{program.name}`",
-                f"give values for the parameters of {signature}",
-            )
-    point: dict = {}
-    for p in program.params:
-        if p.name not in values:
-            if p.default is not None and _is_number(_literal(p.default)):
-                default = _literal(p.default)
-                point[p.name] = int(default) if p.integer else float(default)
-                continue
-            example = (
-                f"{p.name}=[...]"
-                if p.is_list
-                else f"{p.name}=3" if p.integer else (f"{p.name}=1.5")
-            )
-            raise program.error(
-                f"no value for `{p.name}`", f"add {example} to the point (it takes {signature})"
-            )
-        v = values[p.name]
-        if p.is_list:
-            if not isinstance(v, (list, tuple)) or not all(_is_number(x) for x in v):
-                raise program.error(
-                    f"`{p.name}` is a list of numbers, not {v!r}", f"give {p.name}=[...]"
-                )
-            point[p.name] = [float(x) for x in v]
-        elif isinstance(v, (list, tuple)) or not _is_number(v):
-            raise program.error(f"`{p.name}` takes one number, not {v!r}", f"give {p.name}=NUMBER")
-        elif p.integer:
-            if float(v) != int(float(v)) or float(v) < 0:
-                raise program.error(
-                    f"`{p.name}` is a trip count (a loop runs it), not {short(v)}",
-                    f"give {p.name} a whole number from 0",
-                )
-            point[p.name] = int(float(v))
-        else:
-            point[p.name] = float(v)
-    return point
 
 
 def _path_difference(program: Program, point: dict, name: str) -> float | None:

@@ -699,20 +699,16 @@ class _TreeSweep:
             default=0,
         )
 
-        fixed = []
-        for k, st in enumerate(statements):
-            if Var(old) in leaves(st.value):
-                before = Elem(f"{_STACK_TOP}{target}", -1) if late_new else Var(target)
-                st.value = _renamed(st.value, Var(old), before)
-            fixed.append(st)  # its local gradient still tells the two values apart (the proof)
+        # Printed, both values are the name; each statement's local gradient still tells them
+        # apart (the proof's local check reads it against the swept stage).
+        before = Elem(f"{_STACK_TOP}{target}", -1) if late_new else Var(target)
+        for st in statements:
+            st.value = _renamed(st.value, Var(old), before)
         if late_new:
-            split = len(fixed)
-        blocks = [Block(stage, fixed[:split], swept=swept)] if fixed[:split] else []
-        tail = (
-            [Block(stage, fixed[split:], continued=bool(blocks), swept=swept)]
-            if fixed[split:]
-            else []
-        )
+            split = len(statements)
+        head, rest = statements[:split], statements[split:]
+        blocks = [Block(stage, head, swept=swept)] if head else []
+        tail = [Block(stage, rest, continued=bool(blocks), swept=swept)] if rest else []
         return blocks + restore + tail
 
     def branch(self, branch: Branch) -> list:
@@ -820,19 +816,6 @@ def _retype(original: Expr, renamed: Expr, expressions: dict) -> None:
         _retype(a, b, expressions)
 
 
-def _has_statements(items: list) -> bool:
-    for item in items:
-        if isinstance(item, Block) and item.stage.target:
-            return True
-        if isinstance(item, BranchBlock) and (
-            _has_statements(item.then) or _has_statements(item.orelse)
-        ):
-            return True
-        if isinstance(item, LoopBlock) and _has_statements(item.body):
-            return True
-    return False
-
-
 def _differentiate_tree(sweep: _Sweep, paths: dict, reaches: set[str], upstream: str) -> Backward:
     program, names = sweep.program, sweep.names
     wrt_names = sweep.wrt_names
@@ -929,10 +912,6 @@ def _statements(body: list) -> list[GradStatement]:
     found = [st for b in _flat_blocks(body) for st in b.statements]
     found += [st for i in _items(body) if isinstance(i, LoopBlock) for st in i.before]
     return found
-
-
-def _writes(body: list, gradient: str) -> bool:
-    return any(st.gradient.name == gradient for st in _statements(body))
 
 
 def _reads_of(body: list, gradient_names: set[str]) -> set[str]:
