@@ -1579,3 +1579,31 @@ def test_unary_plus_makes_a_new_array(body):
     """`t2 = +t1` makes a new array in NumPy (np.positive); a later `t2 *= ...` was refused as
     if it 'also changed t1' (fixed on main)."""
     assert check_text(function('x: "N, D"', body)) == "checked"
+
+
+def test_a_negated_mask_is_multiplied_by_minus_one():
+    """Seed 3509: a selection's side held a negated mask, `-((d @ d) ** 2 >= 0.5)`, which NumPy
+    refuses (TypeError); it prints as a product with -1.0."""
+    import numpy as np
+
+    import stagegen
+
+    source = (
+        "import numpy as np\n\n\n"
+        'def f(b: "M"):\n'
+        "    t = 1.0 / (1.0 + np.exp(-b))\n"
+        "    m = -np.minimum(b, b) * ((t @ t) ** 2 >= 0.5)\n"
+        "    return np.minimum(-0.3, m ** 2)\n"
+    )
+    namespace: dict = {}
+    exec(stagegen.generate(source, filename="fuzz.py"), namespace)
+    b = np.array([2.0, -1.5, 3.0])
+    got = namespace["f_backward"](b)
+    namespace = {}
+    exec(source, namespace)
+    f = namespace["f"]
+    for k in range(3):
+        up, down = b.copy(), b.copy()
+        up[k] += 1e-6
+        down[k] -= 1e-6
+        assert got[k] == pytest.approx(np.sum(f(up) - f(down)) / 2e-6, abs=1e-6)

@@ -13,7 +13,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..gates import numpy_spelling
-from ..expr import PREC_ATOM, PREC_MUL, Bin, Call, Compare, Expr, Neg, Num, Printer, precedence_of
+from ..expr import (
+    PREC_ATOM,
+    PREC_MUL,
+    And,
+    Bin,
+    Call,
+    Compare,
+    Expr,
+    Neg,
+    Not,
+    Num,
+    Or,
+    Printer,
+    precedence_of,
+)
 
 
 @dataclass(frozen=True)
@@ -256,6 +270,9 @@ class ArrayPrinter(Printer):
 
     def text(self, e: Expr) -> str:
         np = self.np
+        if isinstance(e, Neg) and isinstance(e.operand, (Compare, And, Or, Not)):
+            # NumPy refuses `-` on a mask: the negated mask is its product with -1.0
+            return self.text(Bin("*", Num(-1.0), e.operand))
         if isinstance(e, Neg) and isinstance(e.operand, Bin) and e.operand.op in ("*", "/"):
             inner = e.operand
             left = inner.left
