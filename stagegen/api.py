@@ -89,6 +89,7 @@ def build_programs(
     from .emit import render
     from .reverse import differentiate
 
+    programs = _with_callees(programs)
     with working_on(filename):
         if split:
             from .split import split_program
@@ -103,6 +104,19 @@ def build_programs(
 
         source = source_text(filename)
     return Build(backwards, text, filename, source)
+
+
+def _with_callees(programs: list[Program]) -> list[Program]:
+    """The programs asked for, then every function they call (each once): the generated
+    module holds a backward for each, since the callers' backwards call them."""
+    found = {p.name: p for p in programs}
+    pending = list(programs)
+    while pending:
+        for callee in pending.pop(0).callees.values():
+            if callee.name not in found:
+                found[callee.name] = callee
+                pending.append(callee)
+    return list(found.values())
 
 
 def build(

@@ -372,7 +372,9 @@ class Run:
                 )
                 continue
             exact = sum(c.method == "symbolic" for c in f.local_checks)
-            checked = f"{len(f.local_checks)} local gradients ({exact} exact)"
+            callee = sum(c.method == "callee" for c in f.local_checks)
+            by_callee = f", {callee} by callees' backwards" if callee else ""
+            checked = f"{len(f.local_checks)} local gradients ({exact} exact{by_callee})"
             if f.points:
                 checked += f", {len(f.points)} random points, max rel. error {f.max_rel_error:.0e}"
             else:

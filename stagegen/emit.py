@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .arrays.ir import ArrayPrinter
-from .expr import Call, Const, Expr, Num, Printer, walk
+from .expr import Call, Const, Expr, Invoke, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code
 from .lower import Line, Lowered, LoweredBlock, LoweredCompound, lower
 from .reverse import Backward
@@ -105,6 +105,55 @@ def _math_alias(backwards: list[Backward]) -> str:
     return f"math_{k}"
 
 
+def _replayed_callees(backwards: list[Backward]) -> list:
+    """The module's forward functions that a backward's replay calls (and what they call), in
+    the order they were read: the generated module carries their text, so it runs alone."""
+    by_name = {}
+    for b in backwards:
+        for p in [b.program, *_callees_of(b.program)]:
+            by_name.setdefault(p.name, p)
+    wanted: list[str] = []
+
+    def want(name: str) -> None:
+        if name not in wanted:
+            for callee in by_name[name].callees:
+                want(callee)
+            wanted.append(name)
+
+    for b in backwards:
+        for stage in b.replay if b.replay_body is None else _stages(b.replay_body):
+            if isinstance(stage.expr, Invoke):
+                want(stage.expr.function)
+    return [by_name[n] for n in wanted]
+
+
+def _imports_for(replayed: list, uses_math: bool, math_name: str, np_name: str | None) -> list:
+    """The user's imports of math and NumPy that the copied forward functions may read, but
+    for those the module imports anyway."""
+    if not replayed:
+        return []
+    already = set()
+    if uses_math:
+        already.add("import math" if math_name == "math" else f"import math as {math_name}")
+    if np_name:
+        already.add("import numpy" if np_name == "numpy" else f"import numpy as {np_name}")
+    found = dict.fromkeys(line for p in replayed for line in p.imports)
+    return [line for line in found if line not in already]
+
+
+def _callees_of(program) -> list:
+    found = []
+    for callee in program.callees.values():
+        found += [callee, *_callees_of(callee)]
+    return found
+
+
+def _stages(body: list) -> list:
+    from .program import Stage, walk_nodes
+
+    return [n for n in walk_nodes(body) if isinstance(n, Stage)]
+
+
 def _shorten(text: str, limit: int = 80) -> str:
     """A stage as a one-line comment; a long one is cut (the forward line has it whole)."""
     return text if len(text) <= limit else text[: limit - 4].rstrip() + " ..."
@@ -122,14 +171,19 @@ def _line_text(line: Line, printer: Printer) -> str:
     value = line.value if isinstance(line.value, str) else printer(line.value)
     if line.target is None:
         code = value
-    elif isinstance(line.target, tuple):
-        code = f"{', '.join(printer(t) for t in line.target)} {line.op} {value}"
     else:
-        code = f"{printer(line.target)} {line.op} {value}"
+        code = f"{_target_text(line.target, printer)} {line.op} {value}"
     with_note = code + _comment(line.stage, line.note)
     if line.stage is None or len(with_note) + 4 <= LINE_LENGTH or not line.note:
         return with_note
     return code + _comment(line.stage)
+
+
+def _target_text(target, printer: Printer) -> str:
+    """A name, or the names a tuple unpacks into (``N, D``; ``p, q``)."""
+    if isinstance(target, tuple):
+        return ", ".join(printer(t) for t in target)
+    return printer(target)
 
 
 def _block(block: LoweredBlock, printer: Printer) -> dict:
@@ -193,7 +247,7 @@ def _replay_text(line, printer: Printer):
     if not isinstance(line, Line) or line.target is None or line.op != "=":
         return _item(line, printer)
     value = line.value if isinstance(line.value, str) else printer(line.value)
-    return f"{printer(line.target)} = {value}" + _comment(line.stage, line.note)
+    return f"{_target_text(line.target, printer)} = {value}" + _comment(line.stage, line.note)
 
 
 def _replay_item(item, printer: Printer):
@@ -214,8 +268,14 @@ def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
     grads = [b.gradient_of(n) for n in b.wrt]
     returns = ", ".join(grads)
     params = [f"{q.name}={q.default}" if q.default is not None else q.name for q in p.params]
-    params.append(f"{b.upstream}=1.0")
+    several = len(b.upstreams) > 1
+    # With several outputs, each upstream gradient the caller leaves out counts as zero.
+    params += [f"{u}={'0.0' if several else '1.0'}" for u in b.upstreams or [b.upstream]]
     output_name = f"the output {p.returned_name}" if p.returned_name else "the returned value"
+    if several:
+        output_name = "the outputs " + ", ".join(
+            name or f"#{k + 1}" for k, (_, name) in enumerate(p.outputs)
+        )
     wrt_text = ", ".join(b.wrt)
     result = f"({returns})" if len(grads) > 1 else returns
     shaped = (
@@ -223,10 +283,17 @@ def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
         if lowered.upstream_shaped
         else ""
     )
+    docstring = f"Gradient of {p.name} with respect to {wrt_text}, scaled by the upstream gradient {b.upstream}{shaped}."
+    if several:
+        docstring = (
+            f"Gradient of {p.name} with respect to {wrt_text}: the sum of each output's gradient "
+            f"scaled by its upstream gradient ({', '.join(b.upstreams)}); one left out counts "
+            "as zero."
+        )
     return RenderedFunction(
         backward_name=f"{p.name}_backward",
         parameters=", ".join(params),
-        docstring=f"Gradient of {p.name} with respect to {wrt_text}, scaled by the upstream gradient {b.upstream}{shaped}.",
+        docstring=docstring,
         signature_line=f"{p.name}_backward({', '.join(params)}) -> {result}",
         dependent=output_name,
         independent=wrt_text,
@@ -247,6 +314,7 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
     np_name = next((b.program.numpy for b in backwards if b.program.numpy), None)
     functions = []
     uses_math = False
+    replayed = _replayed_callees(backwards)
     for b in backwards:
         lowered = lower(b)
         # Spelling by type: array code calls NumPy (np.exp, np.pi); number code the standard
@@ -261,6 +329,8 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
             source_name=source_name,
             command=command,
             functions=functions,
+            forward_functions=[p.text for p in replayed],
+            forward_imports=_imports_for(replayed, uses_math, math_name, np_name),
             uses_math=uses_math,
             math_name=math_name,
             np_name=np_name,

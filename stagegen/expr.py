@@ -127,6 +127,52 @@ class Cond(Expr):
         return (self.test, self.body, self.orelse)
 
 
+@dataclass(frozen=True)
+class Invoke(Expr):
+    """A call to one of the module's own functions (``sigmoid(z)``, ``affine_forward(x, w,
+    b)``), or, in a backward, to a backward (``sigmoid_backward(z, ds)``). ``returns`` is how
+    many values it gives back (a tuple when more than one); ``gradients`` lists the positions
+    of the arguments whose gradients the callee's backward returns, in order."""
+
+    function: str
+    args: tuple[Expr, ...]
+    returns: int = 1
+    gradients: tuple[int, ...] = ()
+
+    def children(self):
+        return self.args
+
+    def rebuilt(self, kids) -> "Invoke":
+        return Invoke(self.function, tuple(kids), self.returns, self.gradients)
+
+
+@dataclass(frozen=True)
+class Item(Expr):
+    """``value[k]``: one of the values a call returns (``loss, scores = g(x)`` reads both)."""
+
+    operand: Expr
+    index: int
+
+    def children(self):
+        return (self.operand,)
+
+    def rebuilt(self, kids) -> "Item":
+        return Item(kids[0], self.index)
+
+
+@dataclass(frozen=True)
+class Several(Expr):
+    """The gradients of a call's several outputs, in order, passed to its backward."""
+
+    items: tuple[Expr, ...]
+
+    def children(self):
+        return self.items
+
+    def rebuilt(self, kids) -> "Several":
+        return Several(tuple(kids))
+
+
 Leaf = Union[Var, Elem]
 ZERO = Num(0)
 ONE = Num(1)
@@ -170,6 +216,8 @@ def rebuild(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Not(kids[0])
     if isinstance(e, Cond):
         return Cond(kids[0], kids[1], kids[2])
+    if hasattr(e, "rebuilt"):
+        return e.rebuilt(kids)
     return e
 
 
@@ -315,6 +363,12 @@ class Printer:
             return " or ".join(self._wrap(i, precedence_of(i) <= _OR) for i in e.items)
         if isinstance(e, Not):
             return "not " + self._wrap(e.operand, precedence_of(e.operand) < _NOT)
+        if isinstance(e, Invoke):
+            return f"{e.function}({', '.join(self.text(a) for a in e.args)})"
+        if isinstance(e, Item):
+            return f"{self._wrap(e.operand, precedence_of(e.operand) < PREC_ATOM)}[{e.index}]"
+        if isinstance(e, Several):
+            return ", ".join(self.text(a) for a in e.items)
         if isinstance(e, Cond):
             body = self._wrap(e.body, precedence_of(e.body) <= _COND)
             test = self._wrap(e.test, precedence_of(e.test) <= _COND)

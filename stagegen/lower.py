@@ -30,7 +30,22 @@ from .arrays.ir import (
     Zeros,
     transform_array,
 )
-from .expr import And, Bin, Call, Compare, Cond, Const, Expr, Neg, Num, Var, number_value, walk
+from .expr import (
+    And,
+    Bin,
+    Call,
+    Compare,
+    Cond,
+    Const,
+    Expr,
+    Invoke,
+    Item,
+    Neg,
+    Num,
+    Var,
+    number_value,
+    walk,
+)
 from .layout import LINE_LENGTH
 from .names import CALLED_BUILTINS
 from .program import Branch, Exit, Loop, Stage, walk_nodes
@@ -141,22 +156,31 @@ def lower(b: Backward) -> Lowered:
         for s in b.replay
     ]
 
-    # An array output's upstream gradient, when read, is broadcast to the output's shape.
-    output_shape = types.shape(p.output)
-    reads_upstream = any(
-        isinstance(n, Var) and n.name == b.upstream
-        for bl in blocks
-        for line in bl.lines
+    # An array output's upstream gradient, when read, is broadcast to the output's shape (and
+    # copied, when the backward adds to it: the caller's array is not written into).
+    read_names = {
+        n.name
+        for line in flat_lines(blocks)
+        if isinstance(line.value, Expr)
         for n in walk(line.value)
-    )
-    if output_shape and reads_upstream:
-        setup.append(Line(Var(b.upstream), BroadcastTo(Var(b.upstream), dims(output_shape))))
+        if isinstance(n, Var)
+    }
+    shaped = False
+    for (value, _), upstream in zip(p.outputs, b.upstreams or [b.upstream]):
+        output_shape = types.shape(value)
+        if output_shape and upstream in read_names:
+            shaped = True
+            spread: Expr = BroadcastTo(Var(upstream), dims(output_shape))
+            if upstream in accumulated:
+                spread = Copy(spread)
+            setup.append(Line(Var(upstream), spread))
 
     if b.body is not None:
         stacks = sorted({n.stack for n in walk_nodes(b.replay_body) if isinstance(n, Save)})
         replay = [Line(Var(stack), "[]") for stack in stacks]
         replay += _replay_lines(b.replay_body, b, types)
         blocks = _backward_lines(b.body, lowered_block, types)
+    replay, blocks = _unpack_calls(replay), _unpack_calls(blocks)
     bound, replace = _bind_dimensions(b, blocks, setup, zero)
     if replace:
 
@@ -173,8 +197,69 @@ def lower(b: Backward) -> Lowered:
         setup=bound + setup,
         blocks=blocks,
         zero=zero,
-        upstream_shaped=bool(output_shape and reads_upstream),
+        upstream_shaped=shaped,
     )
+
+
+# ---------------------------------------------------------------------------- calls
+
+
+def _unpack_calls(items: list) -> list:
+    """A call returning several values, and the lines reading its parts right after it, as
+    one unpacking: ``p, q = two(m, u)``, ``dm, du = two_backward(m, u, dp, dq)`` (``_`` for
+    a part nothing reads). Where a part is added to a gradient (``+=``), the lines stay."""
+    out: list = []
+    k = 0
+    while k < len(items):
+        item = items[k]
+        if isinstance(item, (LoweredBlock, LoweredCompound)):
+            item.lines = _unpack_calls(item.lines)
+            out.append(item)
+            k += 1
+            continue
+        parts = _parts_read(items, k)
+        if parts is None:
+            out.append(item)
+            k += 1
+            continue
+        targets = tuple(parts.get(i, Var("_")) for i in range(item.value.returns))
+        out.append(Line(targets, item.value, stage=item.stage, note=item.note))
+        k += 1 + len(parts)
+    return out
+
+
+def _parts_read(items: list, k: int) -> dict[int, Expr] | None:
+    """{position: target} of the lines after ``items[k]`` that each bind one part of the call
+    it holds, when they are all plain bindings, each part read once; else None."""
+    line = items[k]
+    if not (
+        isinstance(line, Line)
+        and isinstance(line.target, Var)
+        and isinstance(line.value, Invoke)
+        and line.op == "="
+    ):
+        return None
+    parts: dict[int, Expr] = {}
+    for after in items[k + 1 :]:
+        if not (
+            isinstance(after, Line)
+            and isinstance(after.value, Item)
+            and after.value.operand == line.target
+            and after.op == "="
+            and after.value.index not in parts
+        ):
+            break
+        parts[after.value.index] = after.target
+    if not parts:
+        return None
+    reads = [
+        n
+        for other in flat_lines(items)
+        if other is not line and isinstance(other.value, Expr)
+        for n in walk(other.value)
+        if n == line.target
+    ]
+    return parts if len(reads) == len(parts) else None
 
 
 # ---------------------------------------------------------------------------- loops and branches

@@ -25,6 +25,7 @@ tests report the outcome they took); the floats and mpmath numbers run the ``def
 from __future__ import annotations
 
 import ast
+import copy
 import builtins
 import linecache
 import math
@@ -77,6 +78,10 @@ class UserFunction:
     bindings: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     instrumented: object = None  # the same def, its decisions reporting (stagegen.sites)
     sites: list[Site] = field(default_factory=list)  # where it decides, indexed as reported
+    # A def returning several values is run as the weighted sum of them (weights changed in
+    # place by the proof, point by point): one number, whose gradient is what a backward given
+    # those weights as its upstream gradients must return.
+    weights: list | None = None
 
     def bind(self, math_module, numpy_module, **builtin_overrides):
         """The function, compiled in a fresh namespace: each name the module's imports bind to
@@ -107,7 +112,19 @@ class UserFunction:
                 namespace[local] = getattr(target, member)
         namespace.update(builtin_overrides)
         exec(code, namespace)
-        return namespace[self.name]
+        function = namespace[self.name]
+        if self.weights is None:
+            return function
+        weights = self.weights
+
+        def weighted(*args):
+            outputs = function(*args)
+            total = weights[0] * outputs[0]
+            for w, out in zip(weights[1:], outputs[1:]):
+                total = total + w * out
+            return total
+
+        return weighted
 
 
 def module_bindings(tree: ast.AST) -> dict[str, tuple[str, str | None]]:
@@ -156,14 +173,33 @@ def user_function(text: str, name: str, line: int = 0, filename: str = "<string>
     if not chosen or isinstance(chosen[0], ast.AsyncFunctionDef):
         raise SourceUnavailable(f"no `def {name}` at line {line} of the source text")
     fn = _without_annotations(chosen[0])
-    code = compile(ast.Module(body=[fn], type_ignores=[]), filename, "exec")
+    # The module's functions it calls, as written, run beside it.
+    callees = [_without_annotations(c) for c in _called_functions(tree, fn)]
+    code = compile(ast.Module(body=[*callees, fn], type_ignores=[]), filename, "exec")
     try:
         recording, sites = instrument(fn, text)
-        instrumented = compile(ast.Module(body=[recording], type_ignores=[]), filename, "exec")
+        instrumented = compile(
+            ast.Module(body=[*callees, recording], type_ignores=[]), filename, "exec"
+        )
     except (SyntaxError, ValueError, TypeError):  # a form the instrumenter does not handle:
         instrumented, sites = code, []  # the def as written, its decisions unlocated
     bindings = module_bindings(tree)
     return UserFunction(name, filename, code, bindings, instrumented, sites)
+
+
+def _called_functions(tree: ast.Module, fn: ast.FunctionDef) -> list[ast.FunctionDef]:
+    """The module's top-level functions ``fn`` calls, and those they call, each once."""
+    top = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    found: dict[str, ast.FunctionDef] = {}
+    pending = [fn]
+    while pending:
+        for node in ast.walk(pending.pop()):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                name = node.func.id
+                if name in top and name != fn.name and name not in found:
+                    found[name] = top[name]
+                    pending.append(top[name])
+    return [copy.deepcopy(d) for d in found.values()]
 
 
 def source_text(filename: str) -> str | None:

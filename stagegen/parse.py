@@ -13,7 +13,23 @@ import tokenize
 from dataclasses import dataclass, field
 
 from .errors import Source, StagegenError
-from .expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Not, Num, Or, Var
+from .expr import (
+    And,
+    Bin,
+    Call,
+    Compare,
+    Cond,
+    Const,
+    Elem,
+    Expr,
+    Invoke,
+    Item,
+    Neg,
+    Not,
+    Num,
+    Or,
+    Var,
+)
 from .gates import FUNCTIONS, MATH_CONSTANTS
 from .control import ControlFlowReader, always_leaves
 from .program import Param, Program, Stage
@@ -315,6 +331,9 @@ class FunctionReader(ControlFlowReader):
         self.names = names
         self.module_functions = module_functions
         self.comments = comments
+        # The module's functions already read, which this one may call (read_programs reads
+        # callees before their callers).
+        self.callees: dict[str, Program] = {}
 
     # -- entry point -------------------------------------------------------------------
 
@@ -355,6 +374,7 @@ class FunctionReader(ControlFlowReader):
             docstring = body[0].value.value
             body = body[1:]
         self.final: tuple[Var, str | None] | None = None
+        self.several: list[tuple[Var, str | None]] = []
         if any(isinstance(stmt, (ast.If, ast.For, ast.While)) for stmt in body):
             self._sequence(body)
             self._decide_branches(self.block)
@@ -401,6 +421,7 @@ class FunctionReader(ControlFlowReader):
             line=fn.lineno + self.src.line_offset,
             docstring=docstring,
             user_names=self.user_names | set(self.versions.taken),
+            several=self.several,
             def_line=(
                 (" " * self.src.col_offset + self.src.lines[fn.lineno - 1])
                 if fn.lineno <= len(self.src.lines)
@@ -521,9 +542,12 @@ class FunctionReader(ControlFlowReader):
             self._placeholders(target)
             return
         if isinstance(target, ast.Name):
-            self._bind(target, self.expr(value), stmt)
+            self._bind(target, self._right_side(value, 1), stmt)
             return
         if isinstance(target, (ast.Tuple, ast.List)) and self._unpacks_shape(target, value, stmt):
+            return
+        if isinstance(target, (ast.Tuple, ast.List)) and self._invoked(value) is not None:
+            self._unpack_call(target, value, stmt)
             return
         if isinstance(target, (ast.Tuple, ast.List)):
             if any(not isinstance(t, ast.Name) for t in target.elts):
@@ -560,6 +584,79 @@ class FunctionReader(ControlFlowReader):
             return
         raise self._mutation(target)
 
+    # -- calls to the module's own functions --------------------------------------------
+
+    def _invoked(self, node: ast.expr) -> Program | None:
+        """The callee's Program when ``node`` calls one of the module's functions."""
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            return None
+        name = node.func.id
+        if name in self.env or name in self.assigned_later or name == self.fn.name:
+            return None  # a local shadows it, or recursion (refused where the call is read)
+        return self.callees.get(name)
+
+    def _right_side(self, node: ast.expr, wanted: int) -> Expr:
+        """The value of an assignment's right side or a return: a call to one of the module's
+        functions may stand there (and only there: the staged style names each call)."""
+        callee = self._invoked(node)
+        if callee is None:
+            return self.expr(node)
+        invoke = self._invoke(node, callee)
+        if invoke.returns != wanted:
+            raise self.src.error(
+                node,
+                f"`{callee.name}` returns {invoke.returns} values",
+                f"unpack them: `{', '.join(_output_names(callee))} = {callee.name}(...)`"
+                if wanted == 1
+                else f"give one name per value ({invoke.returns})",
+            )
+        return invoke
+
+    def _invoke(self, node: ast.Call, callee: Program) -> Invoke:
+        if node.keywords:
+            raise self.src.error(
+                node.keywords[0], "keyword arguments are not supported", "pass arguments by position"
+            )
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise self.src.error(
+                    a, "starred arguments are not supported", "list the arguments one by one"
+                )
+        params = callee.params
+        required = sum(1 for p in params if p.default is None)
+        if not required <= len(node.args) <= len(params):
+            want = f"{required}" if required == len(params) else f"{required} to {len(params)}"
+            raise self.src.error(
+                node, f"`{callee.name}` takes {want} arguments, not {len(node.args)}",
+                f"call it as `{callee.name}({', '.join(p.name for p in params)})`",
+            )
+        for p in params:
+            if p.is_list:
+                raise self.src.error(
+                    node,
+                    f"`{callee.name}` reads `{p.name}` as a list, which calls cannot pass yet",
+                    "pass numbers (or arrays), or inline the callee",
+                )
+        args = [self.expr(a) for a in node.args]
+        for p in params[len(args) :]:  # defaults, written out: the backward takes them too
+            args.append(Num(ast.literal_eval(p.default), p.default))
+        differentiated = callee.differentiable_params()  # its backward returns these
+        gradients = tuple(k for k, p in enumerate(params) if p.name in differentiated)
+        return Invoke(callee.name, tuple(args), len(callee.outputs), gradients)
+
+    def _unpack_call(self, target: ast.Tuple | ast.List, value: ast.Call, stmt: ast.stmt) -> None:
+        """``a, b = g(x)``: one stage holds what the call returns, one per name reads its part
+        (all under the line's one number)."""
+        invoke = self._right_side(value, len(target.elts))
+        for t in target.elts:
+            if not isinstance(t, ast.Name):
+                raise self._mutation(t)
+        held = self.versions.fresh(f"{invoke.function}_out", first=False)
+        number = self._next_number()
+        self._add_stage(held, "", invoke, value, stmt, number=number)
+        for k, t in enumerate(target.elts):
+            self._bind(t, Item(Var(held), k), stmt, number=number)
+
     def _placeholders(self, target: ast.expr) -> None:
         """`out = None` (`out, cache = None, None`), as course code writes before computing:
         the names are placeholders, and reading one before it is bound again is refused."""
@@ -593,7 +690,7 @@ class FunctionReader(ControlFlowReader):
         )
         self._bind(stmt.target, Bin(op, current, self.expr(stmt.value)), stmt)
 
-    def _bind(self, target: ast.Name, value: Expr, stmt: ast.stmt) -> None:
+    def _bind(self, target: ast.Name, value: Expr, stmt: ast.stmt, number: int | None = None):
         name = target.id
         if name in self.element_names or name in self.integers_by_user():
             raise self._refuse_rebinding(name, "a loop variable")
@@ -605,14 +702,22 @@ class FunctionReader(ControlFlowReader):
             self.integer_values.discard(generated)
         self.env[name] = Var(generated)
         self.partly_bound.discard(name)
-        self._add_stage(generated, name, value, target, stmt)
+        self._add_stage(generated, name, value, target, stmt, number=number)
 
     def integers_by_user(self) -> set[str]:
         return {u for u, v in self.env.items() if isinstance(v, Var) and v.name in self.integers}
 
-    def _add_stage(self, target: str, user_name: str, value: Expr, at: ast.AST, stmt: ast.stmt):
+    def _add_stage(
+        self,
+        target: str,
+        user_name: str,
+        value: Expr,
+        at: ast.AST,
+        stmt: ast.stmt,
+        number: int | None = None,
+    ):
         stage = Stage(
-            number=self._next_number(),
+            number=number if number is not None else self._next_number(),
             target=target,
             user_name=user_name,
             expr=value,
@@ -628,7 +733,7 @@ class FunctionReader(ControlFlowReader):
         self._add_stage(name, name, value, stmt, stmt)
 
     def _returned_value(self, stmt: ast.Return) -> Expr:
-        """The value a `return` gives back (one value: several are not supported yet)."""
+        """The value a `return` gives back (several only from the one `return` at the end)."""
         if stmt.value is None:
             raise self.src.error(
                 stmt, "`return` without a value", "return the value to differentiate"
@@ -636,12 +741,14 @@ class FunctionReader(ControlFlowReader):
         if isinstance(stmt.value, (ast.Tuple, ast.List)):
             raise self.src.error(
                 stmt.value,
-                "returning several values is not supported",
-                "return one number (the value to differentiate)",
+                "returning several values is supported only from one `return` at the end",
+                "bind each value in every branch, and return them together at the end",
             )
-        return self.expr(stmt.value)
+        return self._right_side(stmt.value, 1)
 
     def _return(self, stmt: ast.Return) -> tuple[Var, str | None]:
+        if isinstance(stmt.value, (ast.Tuple, ast.List)) and not self.depth:
+            return self._return_several(stmt)
         value = self._returned_value(stmt)
         if (
             isinstance(stmt.value, ast.Name)
@@ -653,6 +760,38 @@ class FunctionReader(ControlFlowReader):
         name = self.versions.fresh("out", "out" not in self.user_names and "out" not in self.env)
         self._bind_output(name, value, stmt)
         return Var(name), None
+
+    def _return_several(self, stmt: ast.Return) -> tuple[Var, str | None]:
+        """`return loss, scores`: each value an output with an upstream gradient of its own."""
+        elements = stmt.value.elts
+        if len(elements) < 2 or any(isinstance(e, ast.Starred) for e in elements):
+            raise self.src.error(
+                stmt.value, "return a fixed number of values", "write `return a, b`"
+            )
+        outputs: list[tuple[Var, str | None]] = []
+        for k, element in enumerate(elements):
+            value = self._right_side(element, 1)
+            if (
+                isinstance(element, ast.Name)
+                and isinstance(value, Var)
+                and element.id not in self.params
+            ):
+                outputs.append((value, element.id))
+                continue
+            stem = f"out{k}"
+            name = self.versions.fresh(stem, stem not in self.user_names and stem not in self.env)
+            self._add_stage(name, name, value, element, stmt)
+            outputs.append((Var(name), None))
+        seen = [v for v, _ in outputs]
+        if len(set(seen)) != len(seen):
+            twice = next(v for v in seen if seen.count(v) > 1)
+            raise self.src.error(
+                stmt.value,
+                f"`{twice.name}` is returned twice",
+                "return each value once (its two gradients would add)",
+            )
+        self.several = outputs
+        return outputs[0]
 
     def _mutation(self, target: ast.expr) -> StagegenError:
         if isinstance(target, ast.Subscript):
@@ -914,11 +1053,17 @@ class FunctionReader(ControlFlowReader):
                     f"recursion (`{name}` calls itself) is not supported",
                     "write the computation as straight-line stages",
                 )
+            if name in self.callees:
+                raise self.src.error(
+                    func,
+                    f"a call to `{name}` inside an expression is not supported",
+                    f"bind its result to a name first: `{name}_value = {name}(...)`",
+                )
             if name in self.module_functions:
                 raise self.src.error(
                     func,
-                    f"calling another function (`{name}`) is not supported yet",
-                    "inline its body into this function",
+                    f"`{name}` calls back into `{self.fn.name}` (recursion is not supported)",
+                    "write the computation as a loop, or without the cycle",
                 )
             if name in FUNCTIONS:
                 raise self.src.error(
@@ -1118,6 +1263,10 @@ ARRAY_ATTRIBUTES = frozenset(
     "T shape ndim size dot sum mean max min prod var std reshape transpose ravel flatten "
     "squeeze copy astype clip argmax argmin cumsum".split()
 )
+
+
+def _output_names(program: Program) -> list[str]:
+    return [name or f"out{k}" for k, (_, name) in enumerate(program.outputs)]
 
 
 def _is_none(node: ast.expr) -> bool:

@@ -455,7 +455,8 @@ class PathOracle:
         kinks = sorted(output.kinks) if isinstance(output, PathValue) else []
         lengths = tuple(len(a) if isinstance(a, list) else None for a in args)
         integers = tuple(a for a in args if isinstance(a, numbers.Integral))
-        key = (lengths, integers, tuple(recorder.decisions))
+        weights = tuple(self.user.weights or ())  # several outputs: their weighted sum
+        key = (lengths, integers, weights, tuple(recorder.decisions))
         return Path(True, key, list(recorder.decisions), list(recorder.near) + kinks)
 
     def gradient(self, path: Path, args, inputs: list[tuple]):

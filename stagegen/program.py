@@ -133,6 +133,25 @@ class Program:
     # stage target or parameter name: arrays.parse.Type (shape, kind).
     numpy: str | None = None
     types: dict = field(default_factory=dict)
+    # `return a, b`: every returned value and the user's name for it, in order (the first is
+    # `output`); empty when one value is returned.
+    several: list[tuple[Var, str | None]] = field(default_factory=list)
+    # The module's functions it calls, by name (their backwards are generated beside its own).
+    callees: dict[str, "Program"] = field(default_factory=dict)
+    # Its `def` as written, without decorators or annotations: a generated module whose
+    # backward replays a call to it carries this text (see emit.py).
+    text: str = ""
+    imports: list[str] = field(default_factory=list)  # the module's math and NumPy imports
+
+    @property
+    def outputs(self) -> list[tuple[Var, str | None]]:
+        """(value, the user's name for it) for each returned value, in order."""
+        return self.several or [(self.output, self.returned_name)]
+
+    def differentiable_params(self) -> list[str]:
+        """The parameters a backward returns gradients for by default: all but integer labels
+        and trip counts."""
+        return [p.name for p in self.params if not (p.labels or p.integer)]
 
     def error(self, message: str, hint: str = "", error_class=StagegenError) -> StagegenError:
         """An error about the function as a whole, located at its `def` line."""

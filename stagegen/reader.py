@@ -7,6 +7,8 @@ neither imports this module, so the two frontends depend on each other in one di
 from __future__ import annotations
 
 import ast
+import copy
+import textwrap
 
 from .arrays.annotations import is_shape_annotation
 from .errors import Source, StagegenError
@@ -63,16 +65,88 @@ def read_programs(
     math_names = names or MathNames.from_module(module)
     module_functions = set(by_name)
     comments = comments_by_line(text)
-    reader = FunctionReader(source, math_names, module_functions, comments)
-    programs = []
-    for d in chosen:
+    read: dict[str, Program] = {}
+
+    def read_one(d, calling: list) -> Program:
+        """``d`` as a Program, after the functions it calls (each read once)."""
+        if d.name in read:
+            return read[d.name]
+        for call, callee in _calls(d, by_name):
+            if callee.name == d.name:
+                continue  # calls itself: the reader says so where the call is
+            if callee.name in [c.name for c in calling]:
+                cycle = " → ".join([c.name for c in calling] + [d.name, callee.name])
+                raise source.error(
+                    call,
+                    f"recursion is not supported ({cycle})",
+                    "write the computation as a loop, or without the cycle",
+                )
+            read_one(callee, calling + [d])
         if is_array_function(d):
             from .arrays.parse import ArrayReader  # NumPy's language loads only when used
 
-            programs.append(ArrayReader(source, math_names, module_functions, comments).read(d))
+            reader = ArrayReader(source, math_names, module_functions, comments)
         else:
-            programs.append(reader.read(d))
-    return programs
+            reader = FunctionReader(source, math_names, module_functions, comments)
+        reader.callees = dict(read)
+        program = reader.read(d)
+        program.text, program.imports = _def_text(text, d, module)
+        program.callees = {
+            callee.name: read[callee.name]
+            for _, callee in _calls(d, by_name)
+            if callee.name in read
+        }
+        read[d.name] = program
+        return program
+
+    return [read_one(d, []) for d in chosen]
+
+
+def _def_text(text: str, fn, module: ast.Module) -> tuple[str, list[str]]:
+    """The ``def`` as the user wrote it (comments kept; annotations dropped only when they
+    are more than strings, since they may name what a generated module does not import), and
+    the module's imports of math and NumPy, as written."""
+    args = fn.args
+    annotations = [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+    plain = all(
+        a is None or (isinstance(a, ast.Constant) and isinstance(a.value, str))
+        for a in [*annotations, fn.returns]
+    )
+    segment = ast.get_source_segment(text, fn) if plain else None
+    if segment is None:
+        bare = copy.deepcopy(fn)
+        bare.decorator_list, bare.returns = [], None
+        for a in [*bare.args.posonlyargs, *bare.args.args, *bare.args.kwonlyargs]:
+            a.annotation = None
+        segment = ast.unparse(bare)
+    imports = []
+    for node in module.body:
+        if isinstance(node, ast.Import) and any(
+            a.name in ("math", "numpy") for a in node.names
+        ):
+            imports.append(ast.unparse(node))
+        elif isinstance(node, ast.ImportFrom) and node.module in ("math", "numpy"):
+            imports.append(ast.unparse(node))
+    return textwrap.dedent(segment), imports
+
+
+def _calls(fn, by_name: dict) -> list[tuple[ast.Call, ast.FunctionDef]]:
+    """The calls in ``fn`` to the module's other functions (where no local name hides them)."""
+    local = {
+        n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    local |= {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
+    found = []
+    for node in ast.walk(fn):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in by_name
+            and node.func.id not in local
+            and node is not fn
+        ):
+            found.append((node, by_name[node.func.id]))
+    return found
 
 
 def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

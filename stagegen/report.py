@@ -32,9 +32,11 @@ class FunctionReport:
             checked = f"every gradient element checked; {len(self.points)} points vs "
             return f"{self.name}: {checked}" + "; ".join([self.reference, *self.notes])
         symbolic = sum(c.method == "symbolic" for c in self.local_checks)
-        sampled = len(self.local_checks) - symbolic
+        callee = sum(c.method == "callee" for c in self.local_checks)
+        sampled = len(self.local_checks) - symbolic - callee
         local = f"{len(self.local_checks)} local gradients ({symbolic} symbolic"
-        local += f", {sampled} sampled)" if sampled else ")"
+        local += f", {sampled} sampled" if sampled else ""
+        local += f", {callee} by a callee's proven backward)" if callee else ")"
         if self.points:
             e2e = f"{len(self.points)} points vs {self.reference}, max rel. error {self.max_rel_error:.1e}"
         else:

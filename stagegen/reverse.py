@@ -18,7 +18,21 @@ from typing import Callable
 
 from .arrays.ir import BroadcastTo, Transpose, transform_array
 from .domain import may_raise
-from .expr import Elem, Expr, Leaf, Neg, Num, Var, add, leaves, number_value, walk
+from .expr import (
+    Elem,
+    Expr,
+    Invoke,
+    Item,
+    Leaf,
+    Neg,
+    Num,
+    Several,
+    Var,
+    add,
+    leaves,
+    number_value,
+    walk,
+)
 from .gates import gate_of, local_gradients
 from .names import as_python_reads, usable
 from .program import Branch, Exit, Loop, Program, Stage, has_control_flow, walk_nodes
@@ -110,6 +124,8 @@ class Backward:
     # the forward replay's (Stage, Branch, Loop, Exit, Save); straight-line code has neither.
     body: list | None = None
     replay_body: list | None = None
+    # With several outputs, every upstream gradient's name in order (the first is `upstream`).
+    upstreams: list[str] = field(default_factory=list)
 
     def gradient_of(self, param: str) -> str:
         return self.gradient_names[param]
@@ -169,8 +185,8 @@ class _GradientNames:
 
 def name_gradients(
     program: Program, wrt_names: list[str], also_taken: set[str] = frozenset()
-) -> tuple[_GradientNames, str]:
-    """The gradient names: the upstream's first (it is part of the signature), then the
+) -> tuple[_GradientNames, list[str]]:
+    """The gradient names: the upstreams' first (they are part of the signature), then the
     requested parameters'; stages get theirs as the sweep reaches them."""
     stages = program.stages
     taken = set(program.user_names) | {p.name for p in program.params} | {s.target for s in stages}
@@ -178,16 +194,19 @@ def name_gradients(
     if not program.returned_name:
         shown[program.output.name] = "the returned value"
     names = _GradientNames(program.name, taken | set(also_taken), shown)
-    upstream = names.assign(
-        program.output.name,
-        f"d{program.returned_name or 'out'}",
-        program.returned_name or "out",
-        what="the upstream gradient",
-    )
+    upstreams = [
+        names.assign(
+            value.name,
+            f"d{returned or 'out'}",
+            returned or "out",
+            what="the upstream gradient",
+        )
+        for value, returned in program.outputs
+    ]
     for p in program.params:
         if p.name in wrt_names:
             names.assign(p.name)
-    return names, upstream
+    return names, upstreams
 
 
 def resolve_wrt(program: Program, wrt) -> list[str]:
@@ -196,7 +215,7 @@ def resolve_wrt(program: Program, wrt) -> list[str]:
     names = [p.name for p in program.params]
     labels = [p.name for p in program.params if p.labels or p.integer]
     if wrt is None:
-        return [n for n in names if n not in labels]
+        return program.differentiable_params()
     if isinstance(wrt, str):
         wrt = [w.strip() for w in wrt.split(",") if w.strip()]
     wrt = [as_python_reads(w) if isinstance(w, str) else w for w in wrt]
@@ -299,7 +318,7 @@ class _StageSweep:
         if isinstance(node, (Var, Elem)):
             self.sink(node, _Contribution(g))
             return
-        if _costly(g) and _active_reads(node, self.sweep.active) > 1:
+        if _costly(g) and _active_reads(node, self.sweep.active) > 1 and not isinstance(g, Several):
             g = self.name(g)  # computed once, read by every input below
         rule = structural_rule(node)
         if rule is not None:
@@ -312,6 +331,12 @@ class _StageSweep:
                     "an index array reads an expression, not a named value",
                     "bind the expression to a name first, then index the name",
                 ) from None
+            calls = [g for c, g in parts if isinstance(g, Item) and self.carries(c)]
+            if len(calls) > 1:  # a backward returning several gradients is called once
+                held = self.name(calls[0].operand)
+                parts = [
+                    (c, Item(held, g.index) if isinstance(g, Item) else g) for c, g in parts
+                ]
             for child, child_g in parts:
                 self.send(child, child_g)
             return
@@ -437,15 +462,35 @@ class _Sweep:
         self.wrt_names = wrt_names
         self.active: set[Leaf] = set()
         self.written: set[Leaf] = set()
-        self.has_gradient: set[str] = {program.output.name}
+        self.has_gradient: set[str] = {value.name for value, _ in program.outputs}
         self.names: _GradientNames | None = None
+        # A call returning several values (`a, b = g(x)`): the stage holding them, and the
+        # stages reading each of them by position.
+        self.parts: dict[str, dict[int, list[str]]] = {}
+        for stage in program.stages:
+            if isinstance(stage.expr, Item) and isinstance(stage.expr.operand, Var):
+                held = self.parts.setdefault(stage.expr.operand.name, {})
+                held.setdefault(stage.expr.index, []).append(stage.target)
         # With loops, dw[0] and dw[i] may be one element: every write to a list's gradient
         # adds (the list starts at zero).
         self.loops = any(isinstance(n, Loop) for n in walk_nodes(program.body))
 
+    def call_upstream(self, stage: Stage, has_gradient: Callable[[str], bool]) -> Expr | None:
+        """The gradients of the values a call returns, for its backward (0.0 for one with
+        none); None when none of them has a gradient."""
+        invoke = stage.expr
+        parts = self.parts.get(stage.target, {})
+        upstream: list[Expr] = []
+        for k in range(invoke.returns):
+            named = [t for t in parts.get(k, ()) if has_gradient(t)]
+            upstream.append(Var(self.names.assign(named[0])) if named else Num(0.0))
+        if all(isinstance(u, Num) for u in upstream):
+            return None
+        return Several(tuple(upstream))
+
     def paths(self, stage: Stage) -> list[Leaf]:
         """The values a stage reads through a path whose local gradient is not zero."""
-        stop = lambda n: structural_rule(n) is not None  # noqa: E731
+        stop = lambda n: structural_rule(n) is not None or isinstance(n, Item)  # noqa: E731
         if stop(stage.expr):
             return [l for l in leaves(stage.expr) if self.types.differentiable(l)]
         found: list[Leaf] = []
@@ -467,7 +512,7 @@ def differentiate(program: Program, wrt=None) -> Backward:
     # depend on a requested input (list elements are added as they are read).
     # A loop carries values from one step to the next: both passes repeat until nothing new
     # is found (once, for straight-line code).
-    reaches: set[str] = {output}
+    reaches: set[str] = {value.name for value, _ in program.outputs}
     paths: dict[str, list[Leaf]] = {}
     active = sweep.active
     active.update(Var(name) for name in wrt_names)
@@ -488,17 +533,25 @@ def differentiate(program: Program, wrt=None) -> Backward:
             break
 
     dimensions = set(dimension_names(program))
-    names, upstream = name_gradients(program, wrt_names, dimensions)
+    names, upstreams = name_gradients(program, wrt_names, dimensions)
     sweep.names = names
+    sweep.written.update(Var(u) for u in upstreams)  # a returned value read again adds to it
     if has_control_flow(program.body):
-        return _differentiate_tree(sweep, paths, reaches, upstream)
+        return _differentiate_tree(sweep, paths, reaches, upstreams)
 
     blocks: list[Block] = []
     for stage in reversed(stages):
         target = stage.target
-        if Var(target) not in active or target not in sweep.has_gradient or target not in paths:
+        if isinstance(stage.expr, Item) or Var(target) not in active or target not in paths:
+            continue  # a part of what a call returns is read by the call's backward
+        if isinstance(stage.expr, Invoke) and stage.expr.returns > 1:
+            d_stage = sweep.call_upstream(stage, sweep.has_gradient.__contains__)
+            if d_stage is None:
+                continue
+        elif target in sweep.has_gradient:
+            d_stage = Var(names.assign(target))
+        else:
             continue
-        d_stage = Var(names.assign(target))
         statements = _StageSweep(sweep, stage, d_stage).run()
         if statements:
             blocks.append(Block(stage, statements))
@@ -528,7 +581,8 @@ def differentiate(program: Program, wrt=None) -> Backward:
     return Backward(
         program=program,
         wrt=wrt_names,
-        upstream=upstream,
+        upstream=upstreams[0],
+        upstreams=upstreams,
         replay=replay,
         blocks=blocks,
         gradient_names=names.names,
@@ -640,6 +694,19 @@ class _TreeSweep:
         target = stage.target
         gradient = Var(names.assign(target))
         restore = [Restore(target, "", stage.number)] if target in self.mutable else []
+        several = isinstance(stage.expr, Invoke) and stage.expr.returns > 1
+        if several and Var(target) in sweep.active and target in self.paths:
+            upstream = sweep.call_upstream(stage, lambda t: Var(names.assign(t)) in sweep.written)
+            if upstream is None:
+                return restore
+            statements = _StageSweep(sweep, stage, upstream).run()
+            for parts in sweep.parts.get(target, {}).values():
+                for t in parts:
+                    if t in self.mutable:  # consumed: the value before gets its own
+                        sweep.written.discard(Var(names.assign(t)))
+            return ([Block(stage, statements)] if statements else []) + restore
+        if isinstance(stage.expr, Item):
+            return restore  # read by the call's backward (above)
         if (
             Var(target) not in sweep.active
             or gradient not in sweep.written
@@ -816,7 +883,9 @@ def _retype(original: Expr, renamed: Expr, expressions: dict) -> None:
         _retype(a, b, expressions)
 
 
-def _differentiate_tree(sweep: _Sweep, paths: dict, reaches: set[str], upstream: str) -> Backward:
+def _differentiate_tree(
+    sweep: _Sweep, paths: dict, reaches: set[str], upstreams: list[str]
+) -> Backward:
     program, names = sweep.program, sweep.names
     wrt_names = sweep.wrt_names
     stages = program.stages
@@ -830,7 +899,7 @@ def _differentiate_tree(sweep: _Sweep, paths: dict, reaches: set[str], upstream:
         for st in stages_in([node])
     }
     mutable = {t for t, n in sites.items() if n > 1} | in_compound
-    sweep.written = {Var(upstream)}
+    sweep.written = {Var(u) for u in upstreams}
     tree = _TreeSweep(sweep, paths, mutable)
     body = tree.body(program.body)
     returned = {names.assign(n) for n in wrt_names}
@@ -877,7 +946,8 @@ def _differentiate_tree(sweep: _Sweep, paths: dict, reaches: set[str], upstream:
     return Backward(
         program=program,
         wrt=wrt_names,
-        upstream=upstream,
+        upstream=upstreams[0],
+        upstreams=upstreams,
         replay=[s for s in stages_in(replay_body)],
         blocks=blocks,
         gradient_names=names.names,

@@ -25,7 +25,7 @@ from .arrays.ir import (
     Transpose,
 )
 from .arrays.shapes import Shape, factors
-from .expr import Bin, Compare, Expr, Neg, Num, Var, div, is_num, mul, neg
+from .expr import Bin, Compare, Expr, Invoke, Item, Neg, Num, Several, Var, div, is_num, mul, neg
 from .types import Types
 
 
@@ -189,7 +189,23 @@ def _index(node: Index, g: Expr, value: Expr, types: Types):
     return [(x, Scatter(dims(types.shape(x)), node.items, g))]
 
 
+def _invoke(node: Invoke, g: Expr, value: Expr, types: Types):
+    """A call to one of the module's functions: its backward, called with the call's arguments
+    and the gradient of each value it returns, gives the gradient of each argument (a tuple
+    when it returns several, read by position)."""
+    upstreams = g.items if isinstance(g, Several) else (g,)
+    backward = Invoke(backward_name(node.function), node.args + tuple(upstreams), len(node.gradients))
+    if len(node.gradients) == 1:
+        return [(node.args[node.gradients[0]], backward)]
+    return [(node.args[k], Item(backward, i)) for i, k in enumerate(node.gradients)]
+
+
+def backward_name(function: str) -> str:
+    return f"{function}_backward"
+
+
 STRUCTURAL: dict[type, Rule] = {
+    Invoke: _invoke,
     Dot: _dot,
     Transpose: _transpose,
     Reshape: _reshape,

@@ -46,6 +46,8 @@ def check_function(
 ) -> FunctionReport:
     """Prove one function's generated backward; raises VerificationError on a disagreement."""
     user = user_function_of(program, source)
+    if len(program.outputs) > 1:
+        user.weights = [1.0] * len(program.outputs)
     route = route_of(program)
     report = FunctionReport(program.name, len(program.stages))
     trial = Trial(
