@@ -189,7 +189,9 @@ def _target_text(target, printer: Printer) -> str:
 def _block(block: LoweredBlock, printer: Printer) -> dict:
     """A block of the body's tree, for the template: its opening line, whether its lines are
     indented under it, and its lines (code, or blocks inside it)."""
-    header = f"# backprop {_shorten(f'{block.stage.target} = {printer(block.stage.expr)}')}"
+    stage = block.stage
+    bound = stage.user_name if isinstance(stage.expr, Invoke) and stage.expr.returns > 1 else None
+    header = f"# backprop {_shorten(f'{bound or stage.target} = {printer(stage.expr)}')}"
     return {
         "opening": "" if block.continued else header,
         "nested": block.nested,

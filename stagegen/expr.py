@@ -138,12 +138,13 @@ class Invoke(Expr):
     args: tuple[Expr, ...]
     returns: int = 1
     gradients: tuple[int, ...] = ()
+    defaults: tuple[Expr, ...] = ()  # the values of the parameters the call leaves out
 
     def children(self):
         return self.args
 
     def rebuilt(self, kids) -> "Invoke":
-        return Invoke(self.function, tuple(kids), self.returns, self.gradients)
+        return Invoke(self.function, tuple(kids), self.returns, self.gradients, self.defaults)
 
 
 @dataclass(frozen=True)

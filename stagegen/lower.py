@@ -217,6 +217,20 @@ def _unpack_calls(items: list) -> list:
             out.append(item)
             k += 1
             continue
+        if (
+            isinstance(item, Line)
+            and item.op == "="
+            and isinstance(item.target, Var)
+            and isinstance(item.value, Item)
+            and isinstance(item.value.operand, Invoke)
+        ):  # one part of a call's values: `dk, _ = scale_backward(k, 2.0, dm)`
+            call = item.value.operand
+            targets = tuple(
+                item.target if i == item.value.index else Var("_") for i in range(call.returns)
+            )
+            out.append(Line(targets, call, stage=item.stage, note=item.note))
+            k += 1
+            continue
         parts = _parts_read(items, k)
         if parts is None:
             out.append(item)

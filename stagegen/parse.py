@@ -637,12 +637,13 @@ class FunctionReader(ControlFlowReader):
                     f"`{callee.name}` reads `{p.name}` as a list, which calls cannot pass yet",
                     "pass numbers (or arrays), or inline the callee",
                 )
-        args = [self.expr(a) for a in node.args]
-        for p in params[len(args) :]:  # defaults, written out: the backward takes them too
-            args.append(Num(ast.literal_eval(p.default), p.default))
+        args = tuple(self.expr(a) for a in node.args)
+        # The parameters left out take their defaults; the backward is passed them, since
+        # the upstream gradients follow the parameters.
+        defaults = tuple(Num(ast.literal_eval(p.default), p.default) for p in params[len(args) :])
         differentiated = callee.differentiable_params()  # its backward returns these
         gradients = tuple(k for k, p in enumerate(params) if p.name in differentiated)
-        return Invoke(callee.name, tuple(args), len(callee.outputs), gradients)
+        return Invoke(callee.name, args, len(callee.outputs), gradients, defaults)
 
     def _unpack_call(self, target: ast.Tuple | ast.List, value: ast.Call, stmt: ast.stmt) -> None:
         """``a, b = g(x)``: one stage holds what the call returns, one per name reads its part
@@ -653,7 +654,8 @@ class FunctionReader(ControlFlowReader):
                 raise self._mutation(t)
         held = self.versions.fresh(f"{invoke.function}_out", first=False)
         number = self._next_number()
-        self._add_stage(held, "", invoke, value, stmt, number=number)
+        shown = ", ".join(t.id for t in target.elts)  # how explanations name the stage
+        self._add_stage(held, shown, invoke, value, stmt, number=number)
         for k, t in enumerate(target.elts):
             self._bind(t, Item(Var(held), k), stmt, number=number)
 
@@ -764,9 +766,17 @@ class FunctionReader(ControlFlowReader):
     def _return_several(self, stmt: ast.Return) -> tuple[Var, str | None]:
         """`return loss, scores`: each value an output with an upstream gradient of its own."""
         elements = stmt.value.elts
-        if len(elements) < 2 or any(isinstance(e, ast.Starred) for e in elements):
+        if any(isinstance(e, ast.Starred) for e in elements):
             raise self.src.error(
-                stmt.value, "return a fixed number of values", "write `return a, b`"
+                stmt.value,
+                "a starred value cannot be returned",
+                "return a fixed number of values: `return a, b`",
+            )
+        if len(elements) < 2:
+            raise self.src.error(
+                stmt.value,
+                f"a {'tuple of one value' if elements else 'empty tuple'} is returned",
+                "return the value itself: `return a`",
             )
         outputs: list[tuple[Var, str | None]] = []
         for k, element in enumerate(elements):

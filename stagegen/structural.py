@@ -194,10 +194,16 @@ def _invoke(node: Invoke, g: Expr, value: Expr, types: Types):
     and the gradient of each value it returns, gives the gradient of each argument (a tuple
     when it returns several, read by position)."""
     upstreams = g.items if isinstance(g, Several) else (g,)
-    backward = Invoke(backward_name(node.function), node.args + tuple(upstreams), len(node.gradients))
+    arguments = node.args + node.defaults + tuple(upstreams)
+    backward = Invoke(backward_name(node.function), arguments, len(node.gradients))
     if len(node.gradients) == 1:
-        return [(node.args[node.gradients[0]], backward)]
-    return [(node.args[k], Item(backward, i)) for i, k in enumerate(node.gradients)]
+        return [(node.args[node.gradients[0]], backward)] if node.args else []
+    # (a parameter left to its default has a gradient too, which the call does not need)
+    return [
+        (node.args[k], Item(backward, i))
+        for i, k in enumerate(node.gradients)
+        if k < len(node.args)
+    ]
 
 
 def backward_name(function: str) -> str:

@@ -481,7 +481,7 @@ CASES = [
         """,
         4,
         12,
-        "calling another function (`g`)",
+        "a call to `g` inside an expression",
     ),
     # -- literals and operators --------------------------------------------------------------
     case(
@@ -728,14 +728,16 @@ CASES = [
         "dict values",
     ),
     case(
-        "tuple-return",
+        "tuple-return-in-a-branch",
         """\
         def f(x, y):
-            return x, y
+            if x > 0:
+                return x, y
+            return y, x
         """,
-        2,
-        12,
-        "returning several values",
+        3,
+        16,
+        "returning several values is supported only from one `return` at the end",
     ),
     # -- assignments ---------------------------------------------------------------------------
     case(

@@ -471,8 +471,8 @@ ROWS = [
     row(
         "return-starred-tuple",
         "def f(w):\n    return *w,\n",
-        f"{FILE}:2:12: error: returning several values is not supported — return one number (the "
-        "value to differentiate)",
+        f"{FILE}:2:12: error: a starred value cannot be returned — return a fixed number of "
+        "values: `return a, b`",
     ),
     row(
         "await-in-plain-def",
