@@ -8,6 +8,7 @@ here depends on time, paths or set order.
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .arrays.ir import ArrayPrinter
 from .expr import Call, Const, Expr, Invoke, Num, Printer, walk
-from .layout import LINE_LENGTH, format_code
+from .layout import LINE_LENGTH, format_code, format_with_black
 from .lower import Line, Lowered, LoweredBlock, LoweredCompound, lower
 from .reverse import Backward
 
@@ -137,8 +138,21 @@ def _imports_for(replayed: list, uses_math: bool, math_name: str, np_name: str |
         already.add("import math" if math_name == "math" else f"import math as {math_name}")
     if np_name:
         already.add("import numpy" if np_name == "numpy" else f"import numpy as {np_name}")
+    read: set[str] = set()
+    for p in replayed:
+        read |= {n.id for n in ast.walk(ast.parse(p.text)) if isinstance(n, ast.Name)}
     found = dict.fromkeys(line for p in replayed for line in p.imports)
-    return [line for line in found if line not in already]
+    return [
+        line
+        for line in found
+        if line not in already and _bound_by(line) & read
+    ]
+
+
+def _bound_by(line: str) -> set[str]:
+    """The names an import statement binds."""
+    node = ast.parse(line).body[0]
+    return {(a.asname or a.name).split(".")[0] for a in node.names}
 
 
 def _callees_of(program) -> list:
@@ -331,7 +345,7 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
             source_name=source_name,
             command=command,
             functions=functions,
-            forward_functions=[p.text for p in replayed],
+            forward_functions=[format_with_black(p.text).rstrip("\n") for p in replayed],
             forward_imports=_imports_for(replayed, uses_math, math_name, np_name),
             uses_math=uses_math,
             math_name=math_name,

@@ -72,11 +72,10 @@
 
 import math
 
-import numpy as np
 
 # The forward functions the backward passes call, as written in tangent_functions.py.
 def _inner_fn(a, b):
-  return a * b
+    return a * b
 
 
 def overwrite_if_backward(a, dout=1.0):
