@@ -39,6 +39,7 @@ class RenderedFunction:
     # Code for numbers turns its inputs into floats first: called with arrays, it raises
     # on that line instead of returning gradients of the wrong shape.
     numbers_only: list[str] = field(default_factory=list)
+    verbatim: str = ""  # a backward the user wrote: printed as written
 
 
 def template_dir() -> Path:
@@ -128,10 +129,14 @@ def _replayed_callees(backwards: list[Backward]) -> list:
     return [by_name[n] for n in wanted]
 
 
-def _imports_for(replayed: list, uses_math: bool, math_name: str, np_name: str | None) -> list:
-    """The user's imports of math and NumPy that the copied forward functions may read, but
-    for those the module imports anyway."""
-    if not replayed:
+def _imports_for(
+    replayed: list, handwritten: list, uses_math: bool, math_name: str, np_name: str | None
+) -> list:
+    """The user's imports of math and NumPy that the functions copied as written (forward
+    functions replayed, backwards written by hand) read, but for those the module imports
+    anyway."""
+    texts = [p.text for p in replayed] + [p.handwritten.text for p in handwritten]
+    if not texts:
         return []
     already = set()
     if uses_math:
@@ -139,9 +144,9 @@ def _imports_for(replayed: list, uses_math: bool, math_name: str, np_name: str |
     if np_name:
         already.add("import numpy" if np_name == "numpy" else f"import numpy as {np_name}")
     read: set[str] = set()
-    for p in replayed:
-        read |= {n.id for n in ast.walk(ast.parse(p.text)) if isinstance(n, ast.Name)}
-    found = dict.fromkeys(line for p in replayed for line in p.imports)
+    for text in texts:
+        read |= {n.id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)}
+    found = dict.fromkeys(line for p in replayed + handwritten for line in p.imports)
     return [
         line
         for line in found
@@ -337,7 +342,14 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
         # library (math.exp), so that it runs with nothing installed.
         printer = ArrayPrinter(np_name) if b.program.numpy else Printer(math_name)
         uses_math = uses_math or (not b.program.numpy and _uses_math(lowered))
-        functions.append(_render_function(lowered, printer))
+        rendered = _render_function(lowered, printer)
+        own = b.program.handwritten
+        if own is not None:  # proven (stagegen.proof), then used as written
+            rendered.verbatim = format_with_black(own.text).rstrip("\n")
+            rendered.signature_line = f"{own.name}: written by hand in {source_name}"
+            rendered.dependent = "its forward " + b.program.name
+            rendered.notes = ["proven against the forward by stagegen, and used as written"]
+        functions.append(rendered)
     text = (
         environment()
         .get_template("module.py.j2")
@@ -346,7 +358,13 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
             command=command,
             functions=functions,
             forward_functions=[format_with_black(p.text).rstrip("\n") for p in replayed],
-            forward_imports=_imports_for(replayed, uses_math, math_name, np_name),
+            forward_imports=_imports_for(
+                replayed,
+                [b.program for b in backwards if b.program.handwritten],
+                uses_math,
+                math_name,
+                np_name,
+            ),
             uses_math=uses_math,
             math_name=math_name,
             np_name=np_name,

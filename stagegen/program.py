@@ -118,6 +118,18 @@ def has_control_flow(body: list[Node]) -> bool:
 
 
 @dataclass
+class HandWritten:
+    """A backward the user wrote beside the forward (``g_backward`` beside ``g``): proven, then
+    used by callers and carried into the generated module as written."""
+
+    name: str
+    text: str  # its `def`, as written
+    line: int
+    col: int
+    def_line: str
+
+
+@dataclass
 class Program:
     name: str
     params: list[Param]
@@ -142,6 +154,7 @@ class Program:
     # backward replays a call to it carries this text (see emit.py).
     text: str = ""
     imports: list[str] = field(default_factory=list)  # the module's math and NumPy imports
+    handwritten: HandWritten | None = None
 
     @property
     def outputs(self) -> list[tuple[Var, str | None]]:

@@ -14,7 +14,7 @@ from .arrays.annotations import is_shape_annotation
 from .errors import Source, StagegenError
 from .names import as_python_reads
 from .parse import FunctionReader, MathNames, comments_by_line, function_defs, parse_source
-from .program import Program
+from .program import HandWritten, Program
 
 
 def read_programs(
@@ -43,8 +43,14 @@ def read_programs(
                 "Python keeps only the last definition: rename or remove one",
             )
         by_name[d.name] = d
+    # `g_backward` beside `g` is the user's own backward of g, not a forward to differentiate.
+    handwritten = {
+        d.name[: -len(BACKWARD)]: d
+        for d in defs
+        if d.name.endswith(BACKWARD) and d.name[: -len(BACKWARD)] in by_name
+    }
     if functions is None:
-        chosen = defs
+        chosen = [d for d in defs if d.name[: -len(BACKWARD)] not in handwritten]
         if not chosen:
             raise StagegenError(
                 "no function definitions found",
@@ -91,6 +97,16 @@ def read_programs(
         reader.callees = dict(read)
         program = reader.read(d)
         program.text, program.imports = _def_text(text, d, module)
+        if d.name in handwritten:
+            own = handwritten[d.name]
+            _check_convention(source, own, program)
+            program.handwritten = HandWritten(
+                own.name,
+                _def_text(text, own, module)[0],
+                own.lineno + line_offset,
+                own.col_offset + 1 + col_offset,
+                source.lines[own.lineno - 1] if own.lineno <= len(source.lines) else "",
+            )
         program.callees = {
             callee.name: read[callee.name]
             for _, callee in _calls(d, by_name)
@@ -100,6 +116,28 @@ def read_programs(
         return program
 
     return [read_one(d, []) for d in chosen]
+
+
+BACKWARD = "_backward"
+
+
+def _check_convention(source: Source, own, program: Program) -> None:
+    """A hand-written backward takes the forward's parameters, then one upstream gradient per
+    output (the convention of the generated ones, so callers call either alike)."""
+    args = own.args
+    positional = [*args.posonlyargs, *args.args]
+    want = len(program.params) + len(program.outputs)
+    required = len(positional) - len(args.defaults)
+    if args.vararg is None and not required <= want <= len(positional):
+        upstreams = ", ".join(f"d{name or 'out'}" for _, name in program.outputs)
+        params = ", ".join(p.name for p in program.params)
+        raise source.error(
+            own,
+            f"the hand-written `{own.name}` cannot be called as a backward of `{program.name}` "
+            f"(it takes {len(positional)} arguments, a backward is passed {want})",
+            f"write `def {own.name}({params}, {upstreams})`, returning the gradients of "
+            f"{params} in order",
+        )
 
 
 def _def_text(text: str, fn, module: ast.Module) -> tuple[str, list[str]]:

@@ -269,3 +269,59 @@ def test_the_proof_runs_the_callees_as_written():
     names = [f.name for f in report.functions]
     assert names == ["sigmoid", "f"] or sorted(names) == ["f", "sigmoid"]
     assert all(f.points for f in report.functions)
+
+
+SOFTPLUS = """
+import math
+
+
+def softplus(x):
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def softplus_backward(x, dout=1.0):
+    if x >= 0:
+        sig = 1.0 / (1.0 + math.exp(-x))
+    else:
+        e = math.exp(x)
+        sig = e / (1.0 + e)
+    return sig * dout
+
+
+def hinge(w, x):
+    m = 1.0 - w * x
+    return softplus(m)
+"""
+
+
+def test_a_hand_written_backward_is_proven_and_used_as_written():
+    source = module(SOFTPLUS)
+    report = stagegen.verify(source)
+    assert "softplus_backward (hand-written)" in [f.name for f in report.functions]
+    text = check_gradients(source, "hinge", [(0.4, 2.0), (-1.5, 0.3), (30.0, -40.0)])
+    assert text.count("def softplus_backward(") == 1
+    assert "sig = e / (1.0 + e)" in text  # the user's own code, as written
+    assert "dm = softplus_backward(m, dout)" in text
+    # The generated module runs alone: far out, where a naive softplus overflows, the
+    # hand-written backward is what keeps the gradient finite.
+    generated = load_backward_module(text)
+    assert generated["hinge_backward"](-800.0, 1.0) == (pytest.approx(-1.0), pytest.approx(800.0))
+
+
+def test_a_wrong_hand_written_backward_is_the_users_error_located_on_it():
+    wrong = module(SOFTPLUS).replace("return sig * dout", "return (1.0 - sig) * dout")
+    with pytest.raises(StagegenError) as caught:
+        stagegen.verify(wrong, filename="m.py")
+    err = caught.value
+    assert not isinstance(err, stagegen.VerificationError)  # exit 2: the user's bug
+    assert "the hand-written `softplus_backward` is wrong" in str(err)
+    lines = wrong.split("\n")
+    assert lines[err.line - 1].startswith("def softplus_backward(")
+
+
+def test_a_hand_written_backward_with_the_wrong_signature_is_refused():
+    wrong = module(SOFTPLUS).replace("def softplus_backward(x, dout=1.0):", "def softplus_backward(x):")
+    wrong = wrong.replace("return sig * dout", "return sig")
+    with pytest.raises(StagegenError) as caught:
+        stagegen.verify(wrong, filename="m.py")
+    assert "cannot be called as a backward" in str(caught.value)

@@ -35,6 +35,7 @@ user's function, 50-digit code), ``meaning`` (SymPy's meaning of literals and fu
 
 from __future__ import annotations
 
+from ..errors import VerificationError
 from ..report import VerificationReport
 from .check import check_function
 from .reference import reference_gradient
@@ -50,8 +51,42 @@ def check_build(build, points: int = 5) -> VerificationReport:
     with working_on(build.filename):
         for b in build.backwards:
             backward_fn = namespace[f"{b.program.name}_backward"]
+            if b.program.handwritten is not None:
+                reports.append(check_handwritten(b, backward_fn, points, build.source))
+                continue
             reports.append(check_function(b.program, b, backward_fn, points, source=build.source))
     return VerificationReport(reports)
+
+
+def check_handwritten(b, backward_fn, points: int, source):
+    """A backward the user wrote, against the forward as written, end to end. Wrong, it is the
+    user's bug, not stagegen's: a located error on the hand-written def (exit status 2)."""
+    from ..errors import StagegenError
+
+    own = b.program.handwritten
+    try:
+        report = check_function(b.program, b, backward_fn, points, source=source)
+    except VerificationError as exc:
+        message = exc.message
+        raise StagegenError(
+            f"the hand-written `{own.name}` is wrong: {message}",
+            f"fix it, or delete it to have stagegen generate {own.name}",
+            filename=b.program.filename,
+            line=own.line,
+            col=own.col,
+            source_line=own.def_line,
+        ) from None
+    except TypeError as exc:
+        raise StagegenError(
+            f"the hand-written `{own.name}` cannot be called as a backward ({exc})",
+            f"take {b.program.name}'s parameters, then one upstream gradient per output",
+            filename=b.program.filename,
+            line=own.line,
+            col=own.col,
+            source_line=own.def_line,
+        ) from None
+    report.name = own.name + " (hand-written)"
+    return report
 
 
 def verify(
