@@ -203,8 +203,10 @@ def backward_fn_call(trial, point: dict, upstream: float):
     args = arguments(trial.program, point)
     weights = trial.user.weights or [1.0]
     names = trial.backward.upstreams or [trial.backward.upstream]
-    # By position: a backward written by hand may name its upstream gradients otherwise.
-    return trial.backward_fn(*args, *[w * upstream for _, w in zip(names, weights)])
+    upstreams = [w * upstream for _, w in zip(names, weights)]
+    if trial.program.handwritten is not None:  # the user's may name them otherwise
+        return trial.backward_fn(*args, *upstreams)
+    return trial.backward_fn(*args, **dict(zip(names, upstreams)))
 
 
 def output_weights(outputs: int, k: int) -> list[float]:
