@@ -28,6 +28,7 @@ from . import __version__, cache
 from .api import load_backward_module
 from .errors import StagegenError
 from .introspect import function_source
+from .program import backward_name
 
 
 def staged(func=None, *, wrt=None, verify=True, split=False):
@@ -76,7 +77,7 @@ def attach_backward(f, *, wrt, verify, split):
         text, report, _ = served
         cache.store(entry_key, text, report.to_dict() if report is not None else None)
     text, report, namespace = served
-    f.backward = namespace[f"{source.name}_backward"]
+    f.backward = namespace[backward_name(source.name)]
     f.backward_source = text
     if verify:
         f.verification = report
@@ -98,7 +99,7 @@ def serve(entry: cache.Entry | None, source, verify: bool):
             if [f.name for f in report.functions] != [name]:
                 return None
         namespace = load_backward_module(entry.text, source.filename)
-        if not callable(namespace.get(f"{name}_backward")):
+        if not callable(namespace.get(backward_name(name))):
             return None
     except Exception:  # an entry that does not load is a miss: generate it again
         return None

@@ -18,6 +18,7 @@ from .arrays.ir import ArrayPrinter
 from .expr import Call, Const, Expr, Invoke, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code, format_with_black
 from .lower import Line, Lowered, LoweredBlock, LoweredCompound, lower
+from .program import backward_name
 from .reverse import Backward
 
 
@@ -147,11 +148,7 @@ def _imports_for(
     for text in texts:
         read |= {n.id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Name)}
     found = dict.fromkeys(line for p in replayed + handwritten for line in p.imports)
-    return [
-        line
-        for line in found
-        if line not in already and _bound_by(line) & read
-    ]
+    return [line for line in found if line not in already and _bound_by(line) & read]
 
 
 def _bound_by(line: str) -> set[str]:
@@ -312,10 +309,10 @@ def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
             "as zero."
         )
     return RenderedFunction(
-        backward_name=f"{p.name}_backward",
+        backward_name=backward_name(p.name),
         parameters=", ".join(params),
         docstring=docstring,
-        signature_line=f"{p.name}_backward({', '.join(params)}) -> {result}",
+        signature_line=f"{backward_name(p.name)}({', '.join(params)}) -> {result}",
         dependent=output_name,
         independent=wrt_text,
         notes=[f"the gradient of {v} is named `{g}` ({why})" for v, g, why in b.renamed],

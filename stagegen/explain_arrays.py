@@ -44,7 +44,7 @@ from .arrays.shapes import Shape, ShapeError
 from .errors import StagegenError
 from .explained import short
 from .expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
-from .program import Program, Stage
+from .program import Program, Stage, backward_name
 from .reverse import Backward
 from .traced import GeneratedLine, allocates, read_backward, traced_run
 from .types import dimension_names
@@ -779,7 +779,7 @@ def explain_array_build(
         from .api import load_backward_module
 
         namespace = load_backward_module(module_text, program.filename)
-        fn = namespace[f"{program.name}_backward"]
+        fn = namespace[backward_name(program.name)]
         after = traced_run(fn, [values[p.name] for p in program.params], lines)
     index_of = {id(line): k for k, line in enumerate(lines)}
 

@@ -44,7 +44,7 @@ from .explained import (  # the model; its names stay importable from here
 )
 from .expr import Const, Elem, Expr, Neg, Num, Var
 from .names import as_python_reads
-from .program import Program, Stage, has_control_flow
+from .program import Program, Stage, backward_name, has_control_flow
 from .reverse import Backward
 
 _NAMESPACE = {"__builtins__": {}, "math": math, "abs": abs, "max": max, "min": min}
@@ -867,9 +867,9 @@ def _compare_generated(ex: PathExplanation, source_text: str | None) -> None:
 
     program = ex.program
     build = build_programs([program], program.filename, source=source_text or "")
-    ex.backward_code = _function_lines(build.text, f"{program.name}_backward")
+    ex.backward_code = _function_lines(build.text, backward_name(program.name))
     backward = build.backwards[0]
-    function = load_backward_module(build.text, program.filename)[f"{program.name}_backward"]
+    function = load_backward_module(build.text, program.filename)[backward_name(program.name)]
     args = [ex.path.point[p.name] for p in program.params]
     try:
         returned = function(*args)

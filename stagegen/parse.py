@@ -365,6 +365,7 @@ class FunctionReader(ControlFlowReader):
         self.integer_values: set[str] = set()  # names bound to counts (k = 0; k = k + 1)
         self.trip_counts: set[str] = set()  # parameters compared with counts
         self.placeholders: set[str] = set()  # `out = None` until `out` is bound
+        self.held_calls: dict[str, Invoke] = {}  # the stage holding a call's several values
         self.element_names: set[str] = set()  # `x` of `for x in xs`: read as xs[i]
         self.looped_lists: set[str] = set()
 
@@ -606,16 +607,20 @@ class FunctionReader(ControlFlowReader):
             raise self.src.error(
                 node,
                 f"`{callee.name}` returns {invoke.returns} values",
-                f"unpack them: `{', '.join(_output_names(callee))} = {callee.name}(...)`"
-                if wanted == 1
-                else f"give one name per value ({invoke.returns})",
+                (
+                    f"unpack them: `{', '.join(_output_names(callee))} = {callee.name}(...)`"
+                    if wanted == 1
+                    else f"give one name per value ({invoke.returns})"
+                ),
             )
         return invoke
 
     def _invoke(self, node: ast.Call, callee: Program) -> Invoke:
         if node.keywords:
             raise self.src.error(
-                node.keywords[0], "keyword arguments are not supported", "pass arguments by position"
+                node.keywords[0],
+                "keyword arguments are not supported",
+                "pass arguments by position",
             )
         for a in node.args:
             if isinstance(a, ast.Starred):
@@ -627,7 +632,8 @@ class FunctionReader(ControlFlowReader):
         if not required <= len(node.args) <= len(params):
             want = f"{required}" if required == len(params) else f"{required} to {len(params)}"
             raise self.src.error(
-                node, f"`{callee.name}` takes {want} arguments, not {len(node.args)}",
+                node,
+                f"`{callee.name}` takes {want} arguments, not {len(node.args)}",
                 f"call it as `{callee.name}({', '.join(p.name for p in params)})`",
             )
         for p in params:
@@ -656,6 +662,7 @@ class FunctionReader(ControlFlowReader):
         number = self._next_number()
         shown = ", ".join(t.id for t in target.elts)  # how explanations name the stage
         self._add_stage(held, shown, invoke, value, stmt, number=number)
+        self.held_calls[held] = invoke
         for k, t in enumerate(target.elts):
             self._bind(t, Item(Var(held), k), stmt, number=number)
 

@@ -117,6 +117,14 @@ def has_control_flow(body: list[Node]) -> bool:
     return any(not isinstance(node, Stage) for node in body)
 
 
+def backward_name(function: str) -> str:
+    """The name of a function's backward: ``f_backward``, and ``affine_backward`` for
+    ``affine_forward``, as the course names its pairs."""
+    if function.endswith("_forward") and len(function) > len("_forward"):
+        return function[: -len("_forward")] + "_backward"
+    return function + "_backward"
+
+
 @dataclass
 class HandWritten:
     """A backward the user wrote beside the forward (``g_backward`` beside ``g``): proven, then

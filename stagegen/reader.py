@@ -14,7 +14,7 @@ from .arrays.annotations import is_shape_annotation
 from .errors import Source, StagegenError
 from .names import as_python_reads
 from .parse import FunctionReader, MathNames, comments_by_line, function_defs, parse_source
-from .program import HandWritten, Program
+from .program import HandWritten, Program, backward_name
 
 
 def read_programs(
@@ -45,12 +45,13 @@ def read_programs(
         by_name[d.name] = d
     # `g_backward` beside `g` is the user's own backward of g, not a forward to differentiate.
     handwritten = {
-        d.name[: -len(BACKWARD)]: d
-        for d in defs
-        if d.name.endswith(BACKWARD) and d.name[: -len(BACKWARD)] in by_name
+        forward: by_name[backward_name(forward)]
+        for forward in by_name
+        if backward_name(forward) in by_name and backward_name(forward) != forward
     }
+    backwards = {d.name for d in handwritten.values()}
     if functions is None:
-        chosen = [d for d in defs if d.name[: -len(BACKWARD)] not in handwritten]
+        chosen = [d for d in defs if d.name not in backwards]
         if not chosen:
             raise StagegenError(
                 "no function definitions found",
@@ -118,9 +119,6 @@ def read_programs(
     return [read_one(d, []) for d in chosen]
 
 
-BACKWARD = "_backward"
-
-
 def _check_convention(source: Source, own, program: Program) -> None:
     """A hand-written backward takes the forward's parameters, then one upstream gradient per
     output (the convention of the generated ones, so callers call either alike)."""
@@ -159,9 +157,7 @@ def _def_text(text: str, fn, module: ast.Module) -> tuple[str, list[str]]:
         segment = ast.unparse(bare)
     imports = []
     for node in module.body:
-        if isinstance(node, ast.Import) and any(
-            a.name in ("math", "numpy") for a in node.names
-        ):
+        if isinstance(node, ast.Import) and any(a.name in ("math", "numpy") for a in node.names):
             imports.append(ast.unparse(node))
         elif isinstance(node, ast.ImportFrom) and node.module in ("math", "numpy"):
             imports.append(ast.unparse(node))
@@ -170,9 +166,7 @@ def _def_text(text: str, fn, module: ast.Module) -> tuple[str, list[str]]:
 
 def _calls(fn, by_name: dict) -> list[tuple[ast.Call, ast.FunctionDef]]:
     """The calls in ``fn`` to the module's other functions (where no local name hides them)."""
-    local = {
-        n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-    }
+    local = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     local |= {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
     found = []
     for node in ast.walk(fn):

@@ -334,9 +334,7 @@ class _StageSweep:
             calls = [g for c, g in parts if isinstance(g, Item) and self.carries(c)]
             if len(calls) > 1:  # a backward returning several gradients is called once
                 held = self.name(calls[0].operand)
-                parts = [
-                    (c, Item(held, g.index) if isinstance(g, Item) else g) for c, g in parts
-                ]
+                parts = [(c, Item(held, g.index) if isinstance(g, Item) else g) for c, g in parts]
             for child, child_g in parts:
                 self.send(child, child_g)
             return
@@ -506,7 +504,6 @@ def differentiate(program: Program, wrt=None) -> Backward:
     sweep = _Sweep(program, wrt_names)
     types = sweep.types
     stages = program.stages
-    output = program.output.name
 
     # Which values reach the output through a path that is not zero, and which of those
     # depend on a requested input (list elements are added as they are read).

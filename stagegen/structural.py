@@ -26,6 +26,7 @@ from .arrays.ir import (
 )
 from .arrays.shapes import Shape, factors
 from .expr import Bin, Compare, Expr, Invoke, Item, Neg, Num, Several, Var, div, is_num, mul, neg
+from .program import backward_name
 from .types import Types
 
 
@@ -204,10 +205,6 @@ def _invoke(node: Invoke, g: Expr, value: Expr, types: Types):
         for i, k in enumerate(node.gradients)
         if k < len(node.args)
     ]
-
-
-def backward_name(function: str) -> str:
-    return f"{function}_backward"
 
 
 STRUCTURAL: dict[type, Rule] = {

@@ -15,6 +15,8 @@ import sys
 import tokenize
 from dataclasses import dataclass
 
+from .program import backward_name
+
 # ---------------------------------------------------------------------------- reading it
 
 
@@ -45,7 +47,7 @@ def read_backward(text: str, name: str) -> GeneratedBackward:
     """``name``'s backward in the module text: its statements, headers and signature."""
     tree = ast.parse(text)
     fn = next(
-        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == f"{name}_backward"
+        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == backward_name(name)
     )
     lines = text.splitlines()
     comments: dict[int, tuple[int, str]] = {}

@@ -9,6 +9,7 @@ import pytest
 os.environ["STAGEGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="stagegen-test-cache-")
 
 import stagegen
+from stagegen.program import backward_name
 from stagegen.api import load_backward_module
 
 
@@ -18,6 +19,6 @@ def backward():
 
     def make(source: str, name: str, **options):
         text = stagegen.generate(textwrap.dedent(source), function=name, **options)
-        return load_backward_module(text)[f"{name}_backward"]
+        return load_backward_module(text)[backward_name(name)]
 
     return make

@@ -80,8 +80,7 @@ def test_the_callers_backward_calls_the_callees():
 
 
 def test_a_callee_called_twice_with_a_default_and_through_three_levels():
-    source = module(
-        """
+    source = module("""
         import math
 
 
@@ -104,8 +103,7 @@ def test_a_callee_called_twice_with_a_default_and_through_three_levels():
             h = scaled_tanh(x)
             k = scaled_tanh(y, 0.5)
             return norm2(h, k)
-        """
-    )
+        """)
     text = check_gradients(source, "unit", [(0.3, -0.8), (1.5, 0.2), (-0.4, -1.3)])
     assert text.count("def square_backward(") == 1
     assert "scale" not in text.split("def unit_backward")[1].split("return")[0] or True
@@ -116,8 +114,7 @@ def test_a_callee_called_twice_with_a_default_and_through_three_levels():
 
 
 def test_a_callee_in_a_loop():
-    source = module(
-        """
+    source = module("""
         import math
 
 
@@ -129,8 +126,7 @@ def test_a_callee_in_a_loop():
             for i in range(n):
                 h = cell(h, x, w)
             return h
-        """
-    )
+        """)
     text = stagegen.generate(source)
     generated = load_backward_module(text)
     forward = forward_namespace(source)["run"]
@@ -143,8 +139,7 @@ def test_a_callee_in_a_loop():
 
 
 def test_several_outputs_each_with_its_upstream_and_any_subset():
-    source = module(
-        """
+    source = module("""
         import math
 
 
@@ -158,8 +153,7 @@ def test_several_outputs_each_with_its_upstream_and_any_subset():
             p, q = pair(u, v)
             r = p * q
             return r, p
-        """
-    )
+        """)
     points = [(0.3, -0.7), (1.2, 0.4)]
     for weights in [(1.0, 0.0), (0.0, 1.0), (0.5, -2.0)]:
         text = check_gradients(source, "g", points, weights=weights)
@@ -174,8 +168,7 @@ def test_several_outputs_each_with_its_upstream_and_any_subset():
 
 
 def test_a_call_whose_parts_are_not_all_read():
-    source = module(
-        """
+    source = module("""
         def pair(a, b):
             s = a * b
             t = a + b
@@ -185,8 +178,7 @@ def test_a_call_whose_parts_are_not_all_read():
         def first(u, v):
             p, q = pair(u, v)
             return p * 3.0
-        """
-    )
+        """)
     text = check_gradients(source, "first", [(0.3, -0.7)])
     assert "pair_backward(u, v, dp, 0.0)" in text
 
@@ -320,7 +312,9 @@ def test_a_wrong_hand_written_backward_is_the_users_error_located_on_it():
 
 
 def test_a_hand_written_backward_with_the_wrong_signature_is_refused():
-    wrong = module(SOFTPLUS).replace("def softplus_backward(x, dout=1.0):", "def softplus_backward(x):")
+    wrong = module(SOFTPLUS).replace(
+        "def softplus_backward(x, dout=1.0):", "def softplus_backward(x):"
+    )
     wrong = wrong.replace("return sig * dout", "return sig")
     with pytest.raises(StagegenError) as caught:
         stagegen.verify(wrong, filename="m.py")

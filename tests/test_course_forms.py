@@ -8,6 +8,7 @@ import pytest
 
 import stagegen
 from stagegen.errors import StagegenError
+from stagegen.program import backward_name
 
 AFFINE = textwrap.dedent("""
     import numpy as np
@@ -36,7 +37,7 @@ RNN = textwrap.dedent("""
 def backward_of(source: str, name: str):
     namespace: dict = {}
     exec(stagegen.generate(source, filename="forward.py"), namespace)
-    return namespace[f"{name}_backward"]
+    return namespace[backward_name(name)]
 
 
 def forward_of(source: str, name: str):
@@ -76,7 +77,7 @@ def test_placeholder_and_shape_unpacking_are_read_and_proven(source, name):
 
 def test_a_placeholder_is_not_replayed_or_differentiated():
     text = stagegen.generate(AFFINE, filename="forward.py")
-    assert "None" not in text.split("def affine_forward_backward")[1]
+    assert "None" not in text.split("def affine_backward")[1]
 
 
 REFUSED = [

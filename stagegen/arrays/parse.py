@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 
-from ..expr import And, Bin, Call, Compare, Expr, Neg, Not, Or, Var, walk
+from ..expr import And, Bin, Call, Compare, Expr, Invoke, Item, Neg, Not, Or, Var, walk
 from ..parse import BINOPS, COMPARISONS, FunctionReader
 from ..program import Param, Program
 from ..types import Type
@@ -47,6 +47,7 @@ class ArrayReader(FunctionReader):
     def read(self, fn) -> Program:
         self.types: dict[Expr, Type] = {}  # every expression read, by value
         self.var_types: dict[str, Type] = {}  # parameters and stage targets
+        self.call_parts: dict[Invoke, list[Type]] = {}  # the types of what each call returns
         if not self.names.numpy:
             raise self.src.error(
                 fn,
@@ -126,7 +127,9 @@ class ArrayReader(FunctionReader):
         finally:
             self.in_place = None
 
-    def _bind(self, target, value, stmt) -> None:
+    def _bind(self, target, value, stmt, number=None) -> None:
+        if value not in self.types and isinstance(value, Item):
+            self.types[value] = self.call_parts[self.held_calls[value.operand.name]][value.index]
         if value not in self.types and isinstance(value, Bin):
             # `s += x`: the scalar reader builds the Bin itself; type it here.
             if isinstance(value.left, Var):
@@ -144,7 +147,7 @@ class ArrayReader(FunctionReader):
         old = self.env.get(target.id)
         if old is not None and old.name in self.array_of:
             self.holders[self.array_of[old.name]].discard(target.id)
-        super()._bind(target, value, stmt)
+        super()._bind(target, value, stmt, number)
         new = self.stages[-1].target
         before = self.var_types.get(new)
         if self.depth and before is not None and before != self.types[value]:
@@ -157,6 +160,52 @@ class ArrayReader(FunctionReader):
         self.var_types[new] = self.types[value]
         self.array_of[new] = array or new
         self.holders.setdefault(self.array_of[new], set()).add(target.id)
+
+    # -- calls -------------------------------------------------------------------------
+
+    def _invoke(self, node: ast.Call, callee: Program) -> Invoke:
+        """A call types as its callee's outputs, with the callee's dimension names read as the
+        arguments' (``affine_forward(h, w2, b2)`` with h of shape (N, H) returns (N, C))."""
+        invoke = super()._invoke(node, callee)
+        dims: dict = {}
+        for p, arg_node, arg in zip(callee.params, node.args, invoke.args):
+            want = callee.types.get(p.name, Type((), "float"))
+            got = self.type_of(arg)
+            if len(want.shape) != len(got.shape) or (want.kind == "int") != (got.kind == "int"):
+                raise self.src.error(
+                    arg_node,
+                    f"`{callee.name}` takes `{p.name}` of shape {show(want.shape)}"
+                    f"{' (integer labels)' if want.kind == 'int' else ''}, and this is "
+                    f"{show(got.shape)}{' (integers)' if got.kind == 'int' else ''}",
+                    "pass a value of that shape (a call does not broadcast its arguments)",
+                )
+            for w, g in zip(want.shape, got.shape):
+                if isinstance(w, str) and "*" not in w and dims.setdefault(w, g) == g:
+                    continue
+                if w == g and isinstance(w, int):
+                    continue
+                raise self.src.error(
+                    arg_node,
+                    f"`{callee.name}` takes `{p.name}` of shape {show(want.shape)}, which here "
+                    f"would need {w} to be {g}"
+                    + (f" and {dims[w]}" if isinstance(w, str) and w in dims else ""),
+                    "pass arguments whose shapes agree as the callee's annotations say",
+                )
+        outputs = []
+        for value, _ in callee.outputs:
+            t = callee.types.get(value.name, Type((), "float"))
+            missing = [d for d in t.shape if isinstance(d, str) and d not in dims]
+            if missing:
+                raise self.src.error(
+                    node,
+                    f"`{callee.name}` returns a value of shape {show(t.shape)}, whose "
+                    f"dimension {missing[0]} none of its parameters' annotations names",
+                    "return values whose shapes the parameters' annotations fix",
+                )
+            outputs.append(Type(tuple(dims.get(d, d) for d in t.shape), t.kind))
+        self.call_parts[invoke] = outputs
+        self.types[invoke] = outputs[0] if invoke.returns == 1 else Type((), "float")
+        return invoke
 
     def _unpacks_shape(self, target, value, stmt) -> bool:
         """`N, D = x.shape`: each name bound to one dimension of the array."""

@@ -36,6 +36,7 @@ user's function, 50-digit code), ``meaning`` (SymPy's meaning of literals and fu
 from __future__ import annotations
 
 from ..errors import VerificationError
+from ..program import backward_name
 from ..report import VerificationReport
 from .check import check_function
 from .reference import reference_gradient
@@ -50,7 +51,7 @@ def check_build(build, points: int = 5) -> VerificationReport:
     reports = []
     with working_on(build.filename):
         for b in build.backwards:
-            backward_fn = namespace[f"{b.program.name}_backward"]
+            backward_fn = namespace[backward_name(b.program.name)]
             if b.program.handwritten is not None:
                 reports.append(check_handwritten(b, backward_fn, points, build.source))
                 continue

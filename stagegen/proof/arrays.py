@@ -61,7 +61,7 @@ from __future__ import annotations
 
 from ..errors import VerificationError
 from ..numeric import central_difference, copies
-from ..program import Program, has_control_flow
+from ..program import Program, backward_name, has_control_flow
 from .common import BUG, Outcome, agree, index_text, oracle_failure, returned_gradients
 from .sampling import (
     ARRAY_ELEMENT_LIMIT,
@@ -157,7 +157,7 @@ class _Check:
         import numpy as np
 
         kwargs = {} if upstream is None else {self.backward.upstream: upstream}
-        name = f"{self.program.name}_backward"
+        name = backward_name(self.program.name)
         try:
             with np.errstate(all="ignore"):
                 result = self.backward_fn(*copies(self.arguments(values)), **kwargs)
@@ -242,7 +242,7 @@ def check_symbolic(trial, points: int, sizes: dict[str, int], oracle) -> Outcome
             def failure(k, g=g, w=w, gname=gname):
                 index = tuple(int(i) for i in np.unravel_index(k, g.shape))
                 return check.fail(
-                    f"{program.name}_backward gives {index_text(gname, index)} = "
+                    f"{backward_name(program.name)} gives {index_text(gname, index)} = "
                     f"{float(g[index])!r}, "
                     f"but SymPy's derivative is {float(w[index])!r} (element by element on "
                     f"{show_sizes(sizes)}, with {shown_upstream}, at {show_point(values)})"
@@ -309,7 +309,7 @@ def check_numeric(trial, points: int, sizes: dict[str, int], oracle) -> Outcome:
         for name, g in got.items():
             if not np.all(np.isfinite(g)):
                 raise check.fail(
-                    f"{program.name}_backward gives a non-finite {backward.gradient_of(name)} "
+                    f"{backward_name(program.name)} gives a non-finite {backward.gradient_of(name)} "
                     "where "
                     f"{program.name} is finite (on {show_sizes(sizes)}, at {show_point(values)})"
                 )
@@ -351,7 +351,7 @@ def check_numeric(trial, points: int, sizes: dict[str, int], oracle) -> Outcome:
                         continue
                 if rel > NUMERIC_RTOL:
                     raise check.fail(
-                        f"{program.name}_backward gives "
+                        f"{backward_name(program.name)} gives "
                         f"{index_text(backward.gradient_of(name), index)} = {a!r}, "
                         "but the central "
                         f"difference is {b!r} (relative error {rel:.1e} > {NUMERIC_RTOL:g}, on "
@@ -444,7 +444,7 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
             agree(
                 outcome, g, w, floor,
                 lambda k: check.fail(
-                    f"{program.name}_backward gives "
+                    f"{backward_name(program.name)} gives "
                     f"{index_text(gname, indices[k])} = {float(g[k])!r}, "
                     f"but the 50-digit central difference of the forward as written is "
                     f"{float(w[k])!r} (on {show_sizes(sizes)}, with {shown_upstream}, "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import VerificationError
 from ..oracle import DIGITS, FLOAT_LIMIT, SourceUnavailable, user_function
-from ..program import Program
+from ..program import Program, backward_name
 
 RTOL = 1e-7  # relative error (with a floor under small values) the generated gradient must meet
 BUG = "this is a bug in stagegen: please report it with this function"
@@ -75,7 +75,7 @@ def returned_gradients(program: Program, backward, result) -> list:
     results = [result] if len(backward.wrt) == 1 else list(result)
     if len(results) != len(backward.wrt):
         raise program.error(
-            f"{program.name}_backward returned {len(results)} gradients, "
+            f"{backward_name(program.name)} returned {len(results)} gradients, "
             f"expected {len(backward.wrt)}",
             BUG,
             VerificationError,

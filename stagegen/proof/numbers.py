@@ -23,7 +23,7 @@ which were never reached.
 from __future__ import annotations
 
 from ..errors import VerificationError
-from ..program import Program
+from ..program import Program, backward_name
 from ..reverse import Backward
 from .common import BUG, Outcome, agree, oracle_failure, returned_gradients
 from .sampling import (
@@ -133,7 +133,7 @@ def check_end_to_end(trial) -> Outcome:
             # (TypeError: a complex intermediate, as in abs(math.sin(x) ** y), which the
             # forward as written gets through)
             raise program.error(
-                f"{program.name}_backward raises {type(exc).__name__} ({exc}) at {point}, where "
+                f"{backward_name(program.name)} raises {type(exc).__name__} ({exc}) at {point}, where "
                 "the forward as written is defined and its 50-digit derivative is finite",
                 BUG,
                 VerificationError,
@@ -141,7 +141,7 @@ def check_end_to_end(trial) -> Outcome:
         got = _flatten(returned_gradients(program, backward, result), backward, program)
         if len(got) != len(want):
             raise program.error(
-                f"{program.name}_backward returned {len(got)} gradient elements, "
+                f"{backward_name(program.name)} returned {len(got)} gradient elements, "
                 f"expected {len(want)}",
                 BUG,
                 VerificationError,
@@ -162,7 +162,7 @@ def check_end_to_end(trial) -> Outcome:
                 scaled,
                 1e-3 * scale * upstream,
                 lambda k: program.error(
-                    f"{program.name}_backward gives d{wrt_inputs[k]} = {got[k]!r} at {point}"
+                    f"{backward_name(program.name)} gives d{wrt_inputs[k]} = {got[k]!r} at {point}"
                     f"{taken}, but {method} is {scaled[k]!r}",
                     BUG,
                     VerificationError,
