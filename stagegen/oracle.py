@@ -119,9 +119,11 @@ class UserFunction:
 
         def weighted(*args):
             outputs = function(*args)
-            total = weights[0] * outputs[0]
-            for w, out in zip(weights[1:], outputs[1:]):
-                total = total + w * out
+            total = 0
+            for w, out in zip(weights, outputs):
+                product = w * out  # an array output: the sum of its weighted elements
+                for term in product.ravel() if hasattr(product, "ravel") else [product]:
+                    total = total + term
             return total
 
         return weighted

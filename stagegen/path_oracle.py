@@ -455,7 +455,9 @@ class PathOracle:
         kinks = sorted(output.kinks) if isinstance(output, PathValue) else []
         lengths = tuple(len(a) if isinstance(a, list) else None for a in args)
         integers = tuple(a for a in args if isinstance(a, numbers.Integral))
-        weights = tuple(self.user.weights or ())  # several outputs: their weighted sum
+        weights = tuple(  # several outputs: their weighted sum
+            tuple(w.ravel().tolist()) if hasattr(w, "ravel") else w for w in self.user.weights or ()
+        )
         key = (lengths, integers, weights, tuple(recorder.decisions))
         return Path(True, key, list(recorder.decisions), list(recorder.near) + kinks)
 

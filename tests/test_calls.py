@@ -319,3 +319,108 @@ def test_a_hand_written_backward_with_the_wrong_signature_is_refused():
     with pytest.raises(StagegenError) as caught:
         stagegen.verify(wrong, filename="m.py")
     assert "cannot be called as a backward" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- arrays
+
+np = pytest.importorskip("numpy")
+
+LAYERS = """
+import numpy as np
+
+
+def affine_forward(x: "N, D", w: "D, M", b: "M"):
+    out = x.dot(w) + b
+    return out
+
+
+def relu_forward(x: "N, M"):
+    out = np.maximum(0, x)
+    return out
+
+
+def affine_relu_forward(x: "N, D", w: "D, M", b: "M"):
+    a = affine_forward(x, w, b)
+    out = relu_forward(a)
+    return out
+
+
+def net(x: "N, D", w1: "D, H", b1: "H", w2: "H, C", b2: "C"):
+    h = affine_relu_forward(x, w1, b1)
+    scores = affine_forward(h, w2, b2)
+    loss = np.sum(scores * scores)
+    return loss, scores
+"""
+
+
+def array_central(f, arrays, k, h=1e-6):
+    grad = np.zeros_like(arrays[k])
+    for index in np.ndindex(arrays[k].shape):
+        up = [a.copy() for a in arrays]
+        down = [a.copy() for a in arrays]
+        up[k][index] += h
+        down[k][index] -= h
+        grad[index] = (f(*up) - f(*down)) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_the_course_layers_composed_from_their_parts(n):
+    text = stagegen.generate(module(LAYERS))
+    body = text.split("def affine_relu_backward")[1].split("\ndef ")[0]
+    assert "da = relu_backward(a, dout)" in body
+    assert "dx, dw, db = affine_backward(x, w, b, da)" in body
+    generated = load_backward_module(text)
+    forward = forward_namespace(module(LAYERS))
+    rng = np.random.default_rng(n)
+    x, w1, b1 = rng.normal(size=(n, 4)), rng.normal(size=(4, 5)), rng.normal(size=5)
+    w2, b2 = rng.normal(size=(5, 3)), rng.normal(size=3)
+    arrays = [x, w1, b1, w2, b2]
+    dloss, dscores = 0.7, rng.normal(size=(n, 3))
+
+    def weighted(*a):
+        loss, scores = forward["net"](*a)
+        return dloss * loss + np.sum(dscores * scores)
+
+    got = generated["net_backward"](*arrays, dloss, dscores)
+    for k in range(5):
+        np.testing.assert_allclose(got[k], array_central(weighted, arrays, k), rtol=1e-5, atol=1e-6)
+    # dscores is the caller's array: the backward adds to a copy of it.
+    before = dscores.copy()
+    generated["net_backward"](*arrays, dloss, dscores)
+    np.testing.assert_array_equal(dscores, before)
+
+
+def test_array_calls_are_proven():
+    report = stagegen.verify(module(LAYERS))
+    assert {f.name for f in report.functions} == {
+        "affine_forward",
+        "relu_forward",
+        "affine_relu_forward",
+        "net",
+    }
+    assert all(f.points for f in report.functions)
+
+
+def test_a_hand_written_course_backward_is_used_for_arrays():
+    source = module(LAYERS).replace(
+        "def affine_relu_forward",
+        "def relu_backward(x, dout):\n    dx = dout * (x > 0)\n    return dx\n\n\n"
+        "def affine_relu_forward",
+    )
+    text = stagegen.generate(source)
+    assert "dx = dout * (x > 0)" in text  # the student's own relu_backward, as written
+    stagegen.verify(source)
+    wrong = source.replace("dx = dout * (x > 0)", "dx = dout * (x >= 0) + 0.5 * dout * (x < 0)")
+    with pytest.raises(StagegenError) as caught:
+        stagegen.verify(wrong, filename="layers.py")
+    assert "the hand-written `relu_backward` is wrong" in str(caught.value)
+
+
+def test_a_call_whose_argument_shapes_disagree_is_refused():
+    source = module(LAYERS) + (
+        '\n\ndef bad(x: "N, D", w: "M, D", b: "M"):\n    return affine_forward(x, w, b)\n'
+    )
+    with pytest.raises(StagegenError) as caught:
+        stagegen.generate(source, function="bad", filename="m.py")
+    assert "`affine_forward` takes `w` of shape (D, M)" in str(caught.value)

@@ -106,6 +106,15 @@ class _Check:
             n: self.inputs.shape(n) if self.program.param(n).shape is not None else ()
             for n in self.backward.wrt
         }
+        # Several outputs: the forward is checked as the sum of each output's elements times
+        # random weights (changed in place here: the oracle reads this list), one number; the
+        # backward gets each output's weights, times the upstream, as its upstream gradients.
+        weights = trial.user.weights
+        if weights is not None:
+            weights[:] = [
+                self.rng.uniform(-2.0, 2.0, size=self.inputs.shape(value.name))
+                for value, _ in self.program.outputs
+            ]
 
     def fail(self, message: str, hint: str = BUG):
         return self.program.error(message, hint, VerificationError)
@@ -157,10 +166,19 @@ class _Check:
         import numpy as np
 
         kwargs = {} if upstream is None else {self.backward.upstream: upstream}
+        positional = []
+        weights = self.oracle.user.weights
+        if weights is not None:
+            scale = 1.0 if upstream is None else upstream
+            kwargs = {u: w * scale for u, w in zip(self.backward.upstreams, weights)}
+        if self.program.handwritten is not None:  # it may name its upstreams otherwise
+            out_shape = self.inputs.shape(self.program.output.name)
+            positional = list(kwargs.values()) or [np.ones(out_shape) if out_shape else 1.0]
+            kwargs = {}
         name = backward_name(self.program.name)
         try:
             with np.errstate(all="ignore"):
-                result = self.backward_fn(*copies(self.arguments(values)), **kwargs)
+                result = self.backward_fn(*copies(self.arguments(values)), *positional, **kwargs)
         except (ZeroDivisionError, OverflowError, FloatingPointError):
             return None
         except Exception as exc:  # NumPy never raises for a value: a shape bug, say
@@ -291,7 +309,7 @@ def check_numeric(trial, points: int, sizes: dict[str, int], oracle) -> Outcome:
 
     check = _Check(trial, sizes, oracle)
     program, backward, report, inputs = check.program, check.backward, check.report, check.inputs
-    out_shape = inputs.shape(program.output.name)
+    out_shape = () if len(program.outputs) > 1 else inputs.shape(program.output.name)
     shapes_of = check.shapes_of
     outcome = Outcome("central differences")
     done, tries = 0, 0
