@@ -106,12 +106,33 @@ def serve(entry: cache.Entry | None, source, verify: bool):
     return entry.text, report, namespace
 
 
+def _refuse_calls(source) -> None:
+    """The decorator reads one function's text: a call to another of the user's functions
+    (which the CLI follows, reading the whole module) is refused, located, with that advice."""
+    import ast
+    import types
+
+    from .errors import Source
+
+    text = Source(source.text, source.filename, source.line_offset, source.col_offset)
+    for node in ast.walk(ast.parse(source.text)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            called = source.namespace.get(node.func.id)
+            if isinstance(called, types.FunctionType) and node.func.id != source.name:
+                raise text.error(
+                    node.func,
+                    f"@staged does not follow calls to your own functions (`{node.func.id}`) yet",
+                    "generate the module's backwards with `stagegen FILE.py`, which does",
+                )
+
+
 def generate(source, *, wrt, split, verify):
     """Generate (and prove) the backward of a live function; errors are raised here, located,
     and never cached."""
     from .api import build_programs
     from .introspect import programs_of_source
 
+    _refuse_calls(source)
     programs = programs_of_source(source)  # refuses a file that is not the running code
     result = build_programs(programs, source.filename, [source.name], wrt=wrt, split=split)
     report = None

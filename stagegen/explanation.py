@@ -42,7 +42,7 @@ from .explained import (  # the model; its names stay importable from here
     precise,
     short,
 )
-from .expr import Const, Elem, Expr, Neg, Num, Var
+from .expr import Const, Elem, Expr, Invoke, Num, Neg, Var
 from .names import as_python_reads
 from .program import Program, Stage, backward_name, has_control_flow
 from .reverse import Backward
@@ -633,6 +633,16 @@ def _explain_program(
 ) -> Explanation | ArrayExplanation:
     from .reverse import differentiate
 
+    for stage in program.stages:
+        if isinstance(stage.expr, Invoke):
+            raise StagegenError(
+                f"`stagegen explain` does not follow the call to `{stage.expr.function}` yet",
+                f"explain `{stage.expr.function}` on its own (FILE.py::{stage.expr.function}), "
+                "or write its body into this function to see every value",
+                filename=program.filename,
+                line=stage.line,
+                col=stage.col,
+            )
     if has_control_flow(program.body):
         return _explain_path(program, values, split=split, source_text=source_text)
     if _has_arrays(program):  # split, if asked, as `stagegen --split` splits it

@@ -424,3 +424,20 @@ def test_a_call_whose_argument_shapes_disagree_is_refused():
     with pytest.raises(StagegenError) as caught:
         stagegen.generate(source, function="bad", filename="m.py")
     assert "`affine_forward` takes `w` of shape (D, M)" in str(caught.value)
+
+
+def test_explain_and_the_decorator_refuse_calls_located(tmp_path, monkeypatch):
+    with pytest.raises(StagegenError) as caught:
+        stagegen.explain(module(SIGMOID), "f", w=0.5, x=1.0, b=0.1)
+    assert "does not follow the call to `sigmoid`" in str(caught.value)
+    assert caught.value.line == module(SIGMOID).split("\n").index("    p = sigmoid(z)") + 1
+    path = tmp_path / "decorated.py"
+    path.write_text(
+        "from stagegen import staged\n\n\ndef sq(x):\n    return x * x\n\n\n"
+        "@staged(verify=False)\ndef f(x, y):\n    s = sq(x)\n    return s * y\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(StagegenError) as caught:
+        __import__("decorated")
+    assert "@staged does not follow calls to your own functions (`sq`)" in str(caught.value)
+    assert (caught.value.line, caught.value.col) == (10, 9)
