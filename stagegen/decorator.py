@@ -115,7 +115,9 @@ def _refuse_calls(source) -> None:
     from .errors import Source
 
     text = Source(source.text, source.filename, source.line_offset, source.col_offset)
-    for node in ast.walk(ast.parse(source.text)):
+    defs = [d for d in ast.parse(source.text).body if isinstance(d, ast.FunctionDef)]
+    body = [node for d in defs for stmt in d.body for node in ast.walk(stmt)]
+    for node in body:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called = source.namespace.get(node.func.id)
             if isinstance(called, types.FunctionType) and node.func.id != source.name:
