@@ -158,8 +158,11 @@ def _without_annotations(fn: ast.FunctionDef) -> ast.FunctionDef:
     return fn
 
 
-def user_function(text: str, name: str, line: int = 0, filename: str = "<string>") -> UserFunction:
-    """The ``def name`` of a module's text (the one at ``line``, when several are named so)."""
+def user_function(
+    text: str, name: str, line: int = 0, filename: str = "<string>", imported: tuple = ()
+) -> UserFunction:
+    """The ``def name`` of a module's text (the one at ``line``, when several are named so);
+    ``imported`` holds the text of each function it calls from other modules."""
     try:
         tree = ast.parse(text, filename)
     except SyntaxError as exc:
@@ -177,6 +180,11 @@ def user_function(text: str, name: str, line: int = 0, filename: str = "<string>
     fn = _without_annotations(chosen[0])
     # The module's functions it calls, as written, run beside it.
     callees = [_without_annotations(c) for c in _called_functions(tree, fn)]
+    extra_bindings: dict = {}
+    for other, imports in imported:
+        for node in ast.parse(other).body:
+            callees.append(_without_annotations(node))
+        extra_bindings.update(module_bindings(ast.parse("\n".join(imports))))
     code = compile(ast.Module(body=[*callees, fn], type_ignores=[]), filename, "exec")
     try:
         recording, sites = instrument(fn, text)
@@ -185,7 +193,7 @@ def user_function(text: str, name: str, line: int = 0, filename: str = "<string>
         )
     except (SyntaxError, ValueError, TypeError):  # a form the instrumenter does not handle:
         instrumented, sites = code, []  # the def as written, its decisions unlocated
-    bindings = module_bindings(tree)
+    bindings = {**extra_bindings, **module_bindings(tree)}
     return UserFunction(name, filename, code, bindings, instrumented, sites)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import copy
 import textwrap
+from pathlib import Path
 
 from .arrays.annotations import is_shape_annotation
 from .errors import Source, StagegenError
@@ -25,11 +26,15 @@ def read_programs(
     names: MathNames | None = None,
     line_offset: int = 0,
     col_offset: int = 0,
+    importing: tuple[str, ...] = (),
 ) -> list[Program]:
     """Every requested top-level function of a module, as Programs (all of them when
-    ``functions`` is None). Other top-level code is ignored."""
+    ``functions`` is None). Other top-level code is ignored. Functions the module imports
+    from a module beside it (``from helpers import sigmoid``, helpers.py in the same folder)
+    are read from there, so calls to them are followed too."""
     source = Source(text, filename, line_offset, col_offset)
     module = parse_source(source)
+    imported = _imported_programs(module, filename, importing)
     defs = function_defs(module)
     if functions is not None:
         functions = [as_python_reads(f) if isinstance(f, str) else f for f in functions]
@@ -70,7 +75,7 @@ def read_programs(
                 )
             chosen.append(by_name[name])
     math_names = names or MathNames.from_module(module)
-    module_functions = set(by_name)
+    module_functions = set(by_name) | set(imported)
     comments = comments_by_line(text)
     read: dict[str, Program] = {}
 
@@ -95,7 +100,7 @@ def read_programs(
             reader = ArrayReader(source, math_names, module_functions, comments)
         else:
             reader = FunctionReader(source, math_names, module_functions, comments)
-        reader.callees = dict(read)
+        reader.callees = {**imported, **read}
         program = reader.read(d)
         program.text, program.imports = _def_text(text, d, module)
         if d.name in handwritten:
@@ -113,6 +118,9 @@ def read_programs(
             for _, callee in _calls(d, by_name)
             if callee.name in read
         }
+        program.callees.update(
+            {name: p for name, p in imported.items() if name in _called_names(d)}
+        )
         read[d.name] = program
         return program
 
@@ -162,6 +170,42 @@ def _def_text(text: str, fn, module: ast.Module) -> tuple[str, list[str]]:
         elif isinstance(node, ast.ImportFrom) and node.module in ("math", "numpy"):
             imports.append(ast.unparse(node))
     return textwrap.dedent(segment), imports
+
+
+def _imported_programs(module: ast.Module, filename: str, importing: tuple) -> dict:
+    """{name: Program} of the functions ``from helpers import name`` imports, where helpers.py
+    sits beside the module (other imports are not followed)."""
+    folder = Path(filename).parent if not filename.startswith("<") else None
+    found: dict[str, Program] = {}
+    if folder is None:
+        return found
+    for node in module.body:
+        if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+            continue
+        path = folder / (node.module.replace(".", "/") + ".py")
+        if node.module in ("math", "numpy") or not path.is_file():
+            continue
+        if str(path.resolve()) in importing:
+            continue  # a cycle of imports: the reader of that module refuses recursion
+        text = path.read_text(encoding="utf-8")
+        defined = {d.name for d in function_defs(ast.parse(text))}
+        wanted = [a.name for a in node.names if a.name in defined]
+        if not wanted:
+            continue
+        programs = read_programs(
+            text, str(path), wanted, importing=importing + (str(Path(filename).resolve()),)
+        )
+        for alias in node.names:
+            if alias.name in defined:
+                program = next(p for p in programs if p.name == alias.name)
+                found[alias.asname or alias.name] = program
+    return found
+
+
+def _called_names(fn) -> set[str]:
+    return {
+        n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
 
 
 def _calls(fn, by_name: dict) -> list[tuple[ast.Call, ast.FunctionDef]]:

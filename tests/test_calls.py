@@ -218,7 +218,11 @@ def random_composition(rng: random.Random) -> str:
         a, b = rng.choice(live), rng.choice(live)
         shape = rng.random()
         if shape < 0.2 and not two:  # a call in a loop, carrying its result
-            lines += [f"    c{k} = {a}", "    for i in range(2):", f"        c{k} = {name}(c{k}, {b})"]
+            lines += [
+                f"    c{k} = {a}",
+                "    for i in range(2):",
+                f"        c{k} = {name}(c{k}, {b})",
+            ]
             live.append(f"c{k}")
         elif shape < 0.35 and not two:  # a call in each arm of a branch
             lines += [
@@ -474,3 +478,29 @@ def test_explain_and_the_decorator_refuse_calls_located(tmp_path, monkeypatch):
         __import__("decorated")
     assert "@staged does not follow calls to your own functions (`sq`)" in str(caught.value)
     assert (caught.value.line, caught.value.col) == (10, 9)
+
+
+def test_a_function_imported_from_a_module_beside_it(tmp_path):
+    """`from helpers import sigmoid`, with helpers.py beside model.py: the call is followed, and
+    the generated module carries what it needs (it runs without helpers_backward.py)."""
+    from stagegen.cli import main
+
+    (tmp_path / "helpers.py").write_text(
+        "import math\n\n\ndef sigmoid(z):\n    return 1.0 / (1.0 + math.exp(-z))\n"
+    )
+    (tmp_path / "model.py").write_text(
+        "import math\n\nfrom helpers import sigmoid\n\n\ndef loss(w, x):\n"
+        "    p = sigmoid(w * x)\n    return -math.log(p)\n"
+    )
+    assert main([str(tmp_path / "model.py"), "-q"]) == 0
+    text = (tmp_path / "model_backward.py").read_text()
+    assert "def sigmoid_backward(z, dout=1.0):" in text
+    assert "dw_x = sigmoid_backward(w * x, dp)" in text or "sigmoid_backward(w * x, dp)" in text
+    generated = load_backward_module(text)
+    forward = forward_namespace((tmp_path / "helpers.py").read_text())["sigmoid"]
+
+    def loss(w, x):
+        return -math.log(forward(w * x))
+
+    got = generated["loss_backward"](0.3, -1.2)
+    assert got == pytest.approx((central(loss, (0.3, -1.2), 0), central(loss, (0.3, -1.2), 1)))

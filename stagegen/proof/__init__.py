@@ -52,10 +52,15 @@ def check_build(build, points: int = 5) -> VerificationReport:
     with working_on(build.filename):
         for b in build.backwards:
             backward_fn = namespace[backward_name(b.program.name)]
+            source = build.source
+            if b.program.filename != build.filename:  # a function imported from beside it
+                from ..oracle import source_text
+
+                source = source_text(b.program.filename)
             if b.program.handwritten is not None:
-                reports.append(check_handwritten(b, backward_fn, points, build.source))
+                reports.append(check_handwritten(b, backward_fn, points, source))
                 continue
-            reports.append(check_function(b.program, b, backward_fn, points, source=build.source))
+            reports.append(check_function(b.program, b, backward_fn, points, source=source))
     return VerificationReport(reports)
 
 
