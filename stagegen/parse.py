@@ -616,17 +616,7 @@ class FunctionReader(ControlFlowReader):
         return invoke
 
     def _invoke(self, node: ast.Call, callee: Program) -> Invoke:
-        if node.keywords:
-            raise self.src.error(
-                node.keywords[0],
-                "keyword arguments are not supported",
-                "pass arguments by position",
-            )
-        for a in node.args:
-            if isinstance(a, ast.Starred):
-                raise self.src.error(
-                    a, "starred arguments are not supported", "list the arguments one by one"
-                )
+        self._positional_only(node)
         params = callee.params
         required = sum(1 for p in params if p.default is None)
         if not required <= len(node.args) <= len(params):
@@ -1005,8 +995,8 @@ class FunctionReader(ControlFlowReader):
             node, f"name `{name}` is not defined", "assign it first, or add it as a parameter"
         )
 
-    def _call(self, node: ast.Call) -> Expr:
-        fn = self._function_name(node.func)
+    def _positional_only(self, node: ast.Call) -> None:
+        """Calls pass arguments by position, one by one."""
         if node.keywords:
             raise self.src.error(
                 node.keywords[0],
@@ -1018,6 +1008,10 @@ class FunctionReader(ControlFlowReader):
                 raise self.src.error(
                     a, "starred arguments are not supported", "list the arguments one by one"
                 )
+
+    def _call(self, node: ast.Call) -> Expr:
+        fn = self._function_name(node.func)
+        self._positional_only(node)
         gate = FUNCTIONS[fn]
         low, high = gate.arity
         n = len(node.args)

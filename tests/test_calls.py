@@ -8,12 +8,15 @@ import math
 import os
 import random
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import stagegen
 from stagegen import StagegenError
 from stagegen.api import load_backward_module
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "calls"
 
 
 def module(source: str) -> str:
@@ -81,35 +84,11 @@ def test_the_callers_backward_calls_the_callees():
 
 
 def test_a_callee_called_twice_with_a_default_and_through_three_levels():
-    source = module("""
-        import math
-
-
-        def square(x):
-            return x * x
-
-
-        def norm2(a, b):
-            aa = square(a)
-            bb = square(b)
-            return math.sqrt(aa + bb)
-
-
-        def scaled_tanh(x, gain=2.0):
-            t = math.tanh(x)
-            return gain * t
-
-
-        def unit(x, y):
-            h = scaled_tanh(x)
-            k = scaled_tanh(y, 0.5)
-            return norm2(h, k)
-        """)
+    source = (EXAMPLES / "layers.py").read_text()
     text = check_gradients(source, "unit", [(0.3, -0.8), (1.5, 0.2), (-0.4, -1.3)])
     assert text.count("def square_backward(") == 1
-    assert "scale" not in text.split("def unit_backward")[1].split("return")[0] or True
     body = text.split("def unit_backward")[1]
-    assert "norm2_backward(h, k, dout)" in body
+    assert "dh, dk = norm2_backward(h, k, dn)" in body
     assert "dh, _ = scaled_tanh_backward(x, 2.0, dh)" not in body  # a default is passed on
     assert "scaled_tanh_backward(x, 2.0, dh)" in body
 
@@ -300,41 +279,24 @@ def test_the_proof_runs_the_callees_as_written():
     assert all(f.points for f in report.functions)
 
 
-SOFTPLUS = """
-import math
-
-
-def softplus(x):
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
-def softplus_backward(x, dout=1.0):
-    if x >= 0:
-        sig = 1.0 / (1.0 + math.exp(-x))
-    else:
-        e = math.exp(x)
-        sig = e / (1.0 + e)
-    return sig * dout
-
-
-def hinge(w, x):
-    m = 1.0 - w * x
-    return softplus(m)
-"""
+SOFTPLUS = (EXAMPLES / "softplus.py").read_text()
 
 
 def test_a_hand_written_backward_is_proven_and_used_as_written():
     source = module(SOFTPLUS)
     report = stagegen.verify(source)
     assert "softplus_backward (hand-written)" in [f.name for f in report.functions]
-    text = check_gradients(source, "hinge", [(0.4, 2.0), (-1.5, 0.3), (30.0, -40.0)])
+    text = check_gradients(
+        source, "smooth_hinge", [(0.4, 2.0, 1.0), (-1.5, 0.3, -1.0), (30.0, -40.0, 1.0)]
+    )
     assert text.count("def softplus_backward(") == 1
     assert "sig = e / (1.0 + e)" in text  # the user's own code, as written
-    assert "dm = softplus_backward(m, dout)" in text
+    assert "dmargin = softplus_backward(margin, dout)" in text
     # The generated module runs alone: far out, where a naive softplus overflows, the
     # hand-written backward is what keeps the gradient finite.
     generated = load_backward_module(text)
-    assert generated["hinge_backward"](-800.0, 1.0) == (pytest.approx(-1.0), pytest.approx(800.0))
+    got = generated["smooth_hinge_backward"](-800.0, 1.0, 1.0)
+    assert got == (pytest.approx(-1.0), pytest.approx(800.0), pytest.approx(800.0))
 
 
 def test_a_wrong_hand_written_backward_is_the_users_error_located_on_it():
@@ -362,32 +324,7 @@ def test_a_hand_written_backward_with_the_wrong_signature_is_refused():
 
 np = pytest.importorskip("numpy")
 
-LAYERS = """
-import numpy as np
-
-
-def affine_forward(x: "N, D", w: "D, M", b: "M"):
-    out = x.dot(w) + b
-    return out
-
-
-def relu_forward(x: "N, M"):
-    out = np.maximum(0, x)
-    return out
-
-
-def affine_relu_forward(x: "N, D", w: "D, M", b: "M"):
-    a = affine_forward(x, w, b)
-    out = relu_forward(a)
-    return out
-
-
-def net(x: "N, D", w1: "D, H", b1: "H", w2: "H, C", b2: "C"):
-    h = affine_relu_forward(x, w1, b1)
-    scores = affine_forward(h, w2, b2)
-    loss = np.sum(scores * scores)
-    return loss, scores
-"""
+LAYERS = (EXAMPLES / "affine_relu.py").read_text()
 
 
 def array_central(f, arrays, k, h=1e-6):
@@ -416,15 +353,15 @@ def test_the_course_layers_composed_from_their_parts(n):
     dloss, dscores = 0.7, rng.normal(size=(n, 3))
 
     def weighted(*a):
-        loss, scores = forward["net"](*a)
+        loss, scores = forward["two_layer_net"](*a)
         return dloss * loss + np.sum(dscores * scores)
 
-    got = generated["net_backward"](*arrays, dloss, dscores)
+    got = generated["two_layer_net_backward"](*arrays, dloss, dscores)
     for k in range(5):
         np.testing.assert_allclose(got[k], array_central(weighted, arrays, k), rtol=1e-5, atol=1e-6)
     # dscores is the caller's array: the backward adds to a copy of it.
     before = dscores.copy()
-    generated["net_backward"](*arrays, dloss, dscores)
+    generated["two_layer_net_backward"](*arrays, dloss, dscores)
     np.testing.assert_array_equal(dscores, before)
 
 
@@ -434,7 +371,7 @@ def test_array_calls_are_proven():
         "affine_forward",
         "relu_forward",
         "affine_relu_forward",
-        "net",
+        "two_layer_net",
     }
     assert all(f.points for f in report.functions)
 

@@ -19,7 +19,9 @@ def affine_relu_forward(x: "N, D", w: "D, M", b: "M"):
     return out
 
 
-def two_layer_scores(x: "N, D", w1: "D, H", b1: "H", w2: "H, C", b2: "C"):
+def two_layer_net(x: "N, D", w1: "D, H", b1: "H", w2: "H, C", b2: "C"):
+    """A two-layer net's squared-error loss, and its scores (one upstream gradient each)."""
     h = affine_relu_forward(x, w1, b1)
     scores = affine_forward(h, w2, b2)
-    return scores
+    loss = 0.5 * np.sum(scores * scores)
+    return loss, scores

@@ -10,8 +10,8 @@
 # affine_relu_backward(x, w, b, dout=1.0) -> (dx, dw, db)
 #     reverse mode: the gradient of the output out with respect to x, w, b
 #
-# two_layer_scores_backward(x, w1, b1, w2, b2, dscores=1.0) -> (dx, dw1, db1, dw2, db2)
-#     reverse mode: the gradient of the output scores with respect to x, w1, b1, w2, b2
+# two_layer_net_backward(x, w1, b1, w2, b2, dloss=0.0, dscores=0.0) -> (dx, dw1, db1, dw2, db2)
+#     reverse mode: the gradient of the outputs loss, scores with respect to x, w1, b1, w2, b2
 
 import numpy as np
 
@@ -68,13 +68,17 @@ def affine_relu_backward(x, w, b, dout=1.0):
     return dx, dw, db
 
 
-def two_layer_scores_backward(x, w1, b1, w2, b2, dscores=1.0):
-    """Gradient of two_layer_scores with respect to x, w1, b1, w2, b2, scaled by the upstream gradient dscores (shaped like scores, or a number)."""
+def two_layer_net_backward(x, w1, b1, w2, b2, dloss=0.0, dscores=0.0):
+    """Gradient of two_layer_net with respect to x, w1, b1, w2, b2: the sum of each output's gradient scaled by its upstream gradient (dloss, dscores); one left out counts as zero."""
     # forward pass (only the values the backward pass reads)
     h = affine_relu_forward(x, w1, b1)  # (1)
+    scores = affine_forward(h, w2, b2)  # (2)
     N = x.shape[0]
     C = w2.shape[1]
-    dscores = np.broadcast_to(dscores, (N, C))
+    dscores = np.broadcast_to(dscores, (N, C)).copy()
+    # backprop loss = 0.5 * np.sum(scores * scores)
+    dloss_in = 0.5 * dloss  # (3)
+    dscores += 2 * scores * dloss_in  # (3)
     # backprop scores = affine_forward(h, w2, b2)
     dh, dw2, db2 = affine_backward(h, w2, b2, dscores)  # (2)
     # backprop h = affine_relu_forward(x, w1, b1)
