@@ -308,6 +308,8 @@ def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
             f"scaled by its upstream gradient ({', '.join(b.upstreams)}); one left out counts "
             "as zero."
         )
+    if p.saved:
+        docstring += " The saved values it also returns (a cache) have no gradient."
     return RenderedFunction(
         backward_name=backward_name(p.name),
         parameters=", ".join(params),

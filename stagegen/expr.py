@@ -139,12 +139,15 @@ class Invoke(Expr):
     returns: int = 1
     gradients: tuple[int, ...] = ()
     defaults: tuple[Expr, ...] = ()  # the values of the parameters the call leaves out
+    saved: tuple[int, ...] = ()  # the returned values that are saved values (no gradient)
 
     def children(self):
         return self.args
 
     def rebuilt(self, kids) -> "Invoke":
-        return Invoke(self.function, tuple(kids), self.returns, self.gradients, self.defaults)
+        return Invoke(
+            self.function, tuple(kids), self.returns, self.gradients, self.defaults, self.saved
+        )
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,14 @@ class Several(Expr):
 
     def rebuilt(self, kids) -> "Several":
         return Several(tuple(kids))
+
+
+@dataclass(frozen=True)
+class Saved(Expr):
+    """``cache = (x, w, b)``: values kept together to be returned, as the course's forward
+    passes return their caches. Saved values have no gradient, and nothing computes with them."""
+
+    items: tuple[Expr, ...]
 
 
 Leaf = Union[Var, Elem]

@@ -82,6 +82,7 @@ class UserFunction:
     # place by the proof, point by point): one number, whose gradient is what a backward given
     # those weights as its upstream gradients must return.
     weights: list | None = None
+    positions: list[int] = field(default_factory=list)  # where those outputs are returned
 
     def bind(self, math_module, numpy_module, **builtin_overrides):
         """The function, compiled in a fresh namespace: each name the module's imports bind to
@@ -115,10 +116,11 @@ class UserFunction:
         function = namespace[self.name]
         if self.weights is None:
             return function
-        weights = self.weights
+        weights, positions = self.weights, self.positions
 
         def weighted(*args):
-            outputs = function(*args)
+            returned = function(*args)
+            outputs = [returned[k] for k in positions]
             total = 0
             for w, out in zip(weights, outputs):
                 product = w * out  # an array output: the sum of its weighted elements

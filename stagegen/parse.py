@@ -25,6 +25,7 @@ from .expr import (
     Invoke,
     Item,
     Neg,
+    Saved,
     Not,
     Num,
     Or,
@@ -366,6 +367,8 @@ class FunctionReader(ControlFlowReader):
         self.trip_counts: set[str] = set()  # parameters compared with counts
         self.placeholders: set[str] = set()  # `out = None` until `out` is bound
         self.held_calls: dict[str, Invoke] = {}  # the stage holding a call's several values
+        self.reading_saved = False  # a name read into a tuple of saved values
+        self.saved_positions: list[int] = []  # returned values that are saved values
         self.element_names: set[str] = set()  # `x` of `for x in xs`: read as xs[i]
         self.looped_lists: set[str] = set()
 
@@ -423,6 +426,8 @@ class FunctionReader(ControlFlowReader):
             docstring=docstring,
             user_names=self.user_names | set(self.versions.taken),
             several=self.several,
+            returns=getattr(self, "returned_count", 1),
+            saved=list(self.saved_positions),
             def_line=(
                 (" " * self.src.col_offset + self.src.lines[fn.lineno - 1])
                 if fn.lineno <= len(self.src.lines)
@@ -542,6 +547,9 @@ class FunctionReader(ControlFlowReader):
         ):
             self._placeholders(target)
             return
+        if isinstance(target, ast.Name) and isinstance(value, (ast.Tuple, ast.List)):
+            self._save(target, value)
+            return
         if isinstance(target, ast.Name):
             self._bind(target, self._right_side(value, 1), stmt)
             return
@@ -639,7 +647,7 @@ class FunctionReader(ControlFlowReader):
         defaults = tuple(Num(ast.literal_eval(p.default), p.default) for p in params[len(args) :])
         differentiated = callee.differentiable_params()  # its backward returns these
         gradients = tuple(k for k, p in enumerate(params) if p.name in differentiated)
-        return Invoke(callee.name, args, len(callee.outputs), gradients, defaults)
+        return Invoke(callee.name, args, callee.returns, gradients, defaults, tuple(callee.saved))
 
     def _unpack_call(self, target: ast.Tuple | ast.List, value: ast.Call, stmt: ast.stmt) -> None:
         """``a, b = g(x)``: one stage holds what the call returns, one per name reads its part
@@ -654,7 +662,38 @@ class FunctionReader(ControlFlowReader):
         self._add_stage(held, shown, invoke, value, stmt, number=number)
         self.held_calls[held] = invoke
         for k, t in enumerate(target.elts):
+            if k in invoke.saved:  # the callee's saved values: kept, to be returned
+                self.env[t.id] = Saved((Item(Var(held), k),))
+                self.placeholders.discard(t.id)
+                continue
             self._bind(t, Item(Var(held), k), stmt, number=number)
+
+    def _save(self, target: ast.Name, value: ast.Tuple | ast.List) -> None:
+        """``cache = (x, w, b)``: names kept together to be returned (no stage: nothing is
+        computed, and saved values have no gradient)."""
+        if target.id in self.params or self.depth:
+            raise self.src.error(
+                target,
+                f"`{target.id} = (...)` here would keep a tuple in a name the code computes with",
+                "keep saved values in a name of their own, bound once, outside loops and branches",
+            )
+        self.env[target.id] = self._saved(value)
+        self.placeholders.discard(target.id)
+
+    def _saved(self, node: ast.expr) -> Expr:
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return Saved(tuple(self._saved(e) for e in node.elts))
+        if not isinstance(node, ast.Name):
+            raise self.src.error(
+                node,
+                "a tuple of saved values holds names only",
+                "bind the value to a name first, then save the name",
+            )
+        self.reading_saved = True
+        try:
+            return self._load(node)
+        finally:
+            self.reading_saved = False
 
     def _placeholders(self, target: ast.expr) -> None:
         """`out = None` (`out, cache = None, None`), as course code writes before computing:
@@ -777,6 +816,13 @@ class FunctionReader(ControlFlowReader):
             )
         outputs: list[tuple[Var, str | None]] = []
         for k, element in enumerate(elements):
+            if isinstance(element, (ast.Tuple, ast.List)) or (
+                isinstance(element, ast.Name)
+                and (isinstance(self.env.get(element.id), Saved) or _names_a_cache(element.id))
+            ):
+                self._saved(element)  # checked, and returned as it is: it has no gradient
+                self.saved_positions.append(k)
+                continue
             value = self._right_side(element, 1)
             if (
                 isinstance(element, ast.Name)
@@ -797,7 +843,14 @@ class FunctionReader(ControlFlowReader):
                 f"`{twice.name}` is returned twice",
                 "return each value once (its two gradients would add)",
             )
+        if not outputs:
+            raise self.src.error(
+                stmt.value,
+                "every returned value is a tuple of saved values, which has no gradient",
+                "return the value to differentiate too",
+            )
         self.several = outputs
+        self.returned_count = len(elements)
         return outputs[0]
 
     def _mutation(self, target: ast.expr) -> StagegenError:
@@ -956,6 +1009,12 @@ class FunctionReader(ControlFlowReader):
                 )
             if name in self.params and self.env[name] == Var(name):
                 self.scalar_params.add(name)
+            if isinstance(self.env[name], Saved) and not self.reading_saved:
+                raise self.src.error(
+                    node,
+                    f"`{name}` holds saved values (a tuple), which nothing computes with",
+                    f"return `{name}`, or compute with the values it holds by their own names",
+                )
             return self.env[name]
         if name in self.names.constants:
             return Const(self.names.constants[name])
@@ -1274,6 +1333,12 @@ ARRAY_ATTRIBUTES = frozenset(
     "T shape ndim size dot sum mean max min prod var std reshape transpose ravel flatten "
     "squeeze copy astype clip argmax argmin cumsum".split()
 )
+
+
+def _names_a_cache(name: str) -> bool:
+    """``cache``, ``fc_cache``: what the course's forward passes return for their backward
+    passes, saved values rather than outputs (``cache = x`` included)."""
+    return name == "cache" or name.endswith("_cache")
 
 
 def _output_names(program: Program) -> list[str]:

@@ -156,6 +156,8 @@ class Program:
     # `return a, b`: every returned value and the user's name for it, in order (the first is
     # `output`); empty when one value is returned.
     several: list[tuple[Var, str | None]] = field(default_factory=list)
+    returns: int = 1  # how many values it returns, saved values included
+    saved: list[int] = field(default_factory=list)  # the positions of returned saved values
     # The module's functions it calls, by name (their backwards are generated beside its own).
     callees: dict[str, "Program"] = field(default_factory=dict)
     # Its `def` as written, without decorators or annotations: a generated module whose
@@ -163,6 +165,11 @@ class Program:
     text: str = ""
     imports: list[str] = field(default_factory=list)  # the module's math and NumPy imports
     handwritten: HandWritten | None = None
+
+    @property
+    def positions(self) -> list[int]:
+        """Where each output (``outputs``) is among the returned values."""
+        return [k for k in range(self.returns) if k not in self.saved]
 
     @property
     def outputs(self) -> list[tuple[Var, str | None]]:

@@ -480,11 +480,13 @@ class _Sweep:
         parts = self.parts.get(stage.target, {})
         upstream: list[Expr] = []
         for k in range(invoke.returns):
+            if k in invoke.saved:
+                continue  # saved values have no gradient
             named = [t for t in parts.get(k, ()) if has_gradient(t)]
             upstream.append(Var(self.names.assign(named[0])) if named else Num(0.0))
         if all(isinstance(u, Num) for u in upstream):
             return None
-        return Several(tuple(upstream))
+        return Several(tuple(upstream)) if len(upstream) > 1 else upstream[0]
 
     def paths(self, stage: Stage) -> list[Leaf]:
         """The values a stage reads through a path whose local gradient is not zero."""

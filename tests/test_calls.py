@@ -441,3 +441,44 @@ def test_a_function_imported_from_a_module_beside_it(tmp_path):
 
     got = generated["loss_backward"](0.3, -1.2)
     assert got == pytest.approx((central(loss, (0.3, -1.2), 0), central(loss, (0.3, -1.2), 1)))
+
+
+def test_the_course_forward_passes_returning_out_and_cache():
+    """`return out, cache` as the course writes it: the cache (a tuple of names, or a name
+    called cache) is saved values, with no upstream gradient; callers unpack it and pass it on."""
+    source = (EXAMPLES / "layer_utils.py").read_text()
+    text = stagegen.generate(source)
+    assert "def affine_backward(x, w, b, dout=1.0):" in text
+    assert "def relu_backward(x, dout=1.0):" in text
+    assert "a, _ = affine_forward(x, w, b)  # (1)" in text
+    assert "da = relu_backward(a, dout)  # (2)" in text
+    report = stagegen.verify(source)
+    assert all(f.points for f in report.functions)
+    generated = load_backward_module(text)
+    forward = forward_namespace(source)
+    rng = np.random.default_rng(5)
+    x, w, b = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=4)
+    upstream = rng.normal(size=(2, 4))
+
+    def weighted(*a):
+        out, cache = forward["affine_relu_forward"](*a)
+        assert cache[0][0] is a[0]  # the cache holds what the course's backward would read
+        return np.sum(upstream * out)
+
+    got = generated["affine_relu_backward"](x, w, b, upstream)
+    for k in range(3):
+        np.testing.assert_allclose(got[k], array_central(weighted, [x, w, b], k), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("    cache = (x, x)\n    return cache * 2.0\n", "holds saved values"),
+        ("    cache = (x, 2.0 * x)\n    return x, cache\n", "holds names only"),
+        ("    return (x,), (x,)\n", "every returned value is a tuple of saved values"),
+    ],
+)
+def test_saved_values_are_only_returned(body, words):
+    with pytest.raises(StagegenError) as caught:
+        stagegen.generate("def f(x):\n" + body, filename="m.py")
+    assert words in str(caught.value)

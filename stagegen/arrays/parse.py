@@ -192,7 +192,12 @@ class ArrayReader(FunctionReader):
                     "pass arguments whose shapes agree as the callee's annotations say",
                 )
         outputs = []
-        for value, _ in callee.outputs:
+        differentiable = iter(callee.outputs)
+        for k in range(callee.returns):
+            if k in callee.saved:
+                outputs.append(Type((), "saved"))  # no gradient, nothing computes with it
+                continue
+            value, _ = next(differentiable)
             t = callee.types.get(value.name, Type((), "float"))
             missing = [d for d in t.shape if isinstance(d, str) and d not in dims]
             if missing:

@@ -46,8 +46,9 @@ def check_function(
 ) -> FunctionReport:
     """Prove one function's generated backward; raises VerificationError on a disagreement."""
     user = user_function_of(program, source)
-    if len(program.outputs) > 1:
+    if program.returns > 1:  # checked as the weighted sum of the outputs (not saved values)
         user.weights = [1.0] * len(program.outputs)
+        user.positions = program.positions
     route = route_of(program)
     report = FunctionReport(program.name, len(program.stages))
     trial = Trial(
