@@ -547,8 +547,8 @@ class FunctionReader(ControlFlowReader):
         ):
             self._placeholders(target)
             return
-        if isinstance(target, ast.Name) and isinstance(value, (ast.Tuple, ast.List)):
-            self._save(target, value)
+        if isinstance(target, ast.Name) and isinstance(value, ast.Tuple):
+            self._save(target, value)  # a cache, as the course keeps one (a list is refused)
             return
         if isinstance(target, ast.Name):
             self._bind(target, self._right_side(value, 1), stmt)
@@ -668,7 +668,7 @@ class FunctionReader(ControlFlowReader):
                 continue
             self._bind(t, Item(Var(held), k), stmt, number=number)
 
-    def _save(self, target: ast.Name, value: ast.Tuple | ast.List) -> None:
+    def _save(self, target: ast.Name, value: ast.Tuple) -> None:
         """``cache = (x, w, b)``: names kept together to be returned (no stage: nothing is
         computed, and saved values have no gradient)."""
         if target.id in self.params or self.depth:
@@ -681,7 +681,7 @@ class FunctionReader(ControlFlowReader):
         self.placeholders.discard(target.id)
 
     def _saved(self, node: ast.expr) -> Expr:
-        if isinstance(node, (ast.Tuple, ast.List)):
+        if isinstance(node, ast.Tuple):
             return Saved(tuple(self._saved(e) for e in node.elts))
         if not isinstance(node, ast.Name):
             raise self.src.error(
@@ -816,7 +816,7 @@ class FunctionReader(ControlFlowReader):
             )
         outputs: list[tuple[Var, str | None]] = []
         for k, element in enumerate(elements):
-            if isinstance(element, (ast.Tuple, ast.List)) or (
+            if isinstance(element, ast.Tuple) or (
                 isinstance(element, ast.Name)
                 and (isinstance(self.env.get(element.id), Saved) or _names_a_cache(element.id))
             ):
