@@ -95,7 +95,10 @@ def build_programs(
             from .split import split_program
 
             programs = [split_program(p) for p in programs]
-        backwards = [differentiate(p, wrt) for p in programs]
+        # A function another one calls is differentiated with respect to all its inputs:
+        # its callers' backwards read each of those gradients.
+        called = {name for p in programs for name in p.callees}
+        backwards = [differentiate(p, None if p.name in called else wrt) for p in programs]
         source_name = os.path.basename(filename) if not filename.startswith("<") else filename
         command = regenerate_command(filename, functions, wrt=wrt, split=split)
         text = render(backwards, source_name, command)

@@ -482,3 +482,14 @@ def test_saved_values_are_only_returned(body, words):
     with pytest.raises(StagegenError) as caught:
         stagegen.generate("def f(x):\n" + body, filename="m.py")
     assert words in str(caught.value)
+
+
+def test_wrt_narrows_the_caller_only():
+    text = check_gradients(module(SIGMOID), "f", [(0.5, -1.2, 0.3)]) and stagegen.generate(
+        module(SIGMOID), wrt="w"
+    )
+    generated = load_backward_module(text)
+    assert generated["sigmoid_backward"](0.3) == pytest.approx(
+        1 / (1 + math.exp(-0.3)) * (1 - 1 / (1 + math.exp(-0.3)))
+    )
+    assert "return dw\n" in text.split("def f_backward")[1]
