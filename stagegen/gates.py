@@ -182,23 +182,41 @@ FUNCTIONS: dict[str, Gate] = {
     "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max", "maximum", sympy=lambda sp, *args: sp.Max(*args)),
     "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min", "minimum", sympy=lambda sp, *args: sp.Min(*args)),
 }
+
+# The elementwise functions NumPy has and math does not: array code only (the scalar reader
+# accepts the keys of FUNCTIONS alone). Each reads as a course's solution writes it.
+NUMPY_ONLY: dict[str, Gate] = {
+    "square":     Gate((1, 1), lambda out, a: (mul(TWO, a),),                   "square: 2 * x", "square", "square", sympy=lambda sp, a: a**2),
+    "reciprocal": Gate((1, 1), lambda out, a: (neg(div(out, a)),),              "reciprocal: -out / x", "reciprocal", "reciprocal", sympy=lambda sp, a: 1 / a),
+    "negative":   Gate((1, 1), lambda out, a: (neg(ONE),),                      "negative: the gradient flips its sign", "negative", "negative", sympy=lambda sp, a: -a),
+    "exp2":       Gate((1, 1), lambda out, a: (mul(out, _call("log", TWO)),),   "exp2: out * ln 2", "exp2", "exp2", sympy=lambda sp, a: 2**a),
+    "sign":       Gate((1, 1), lambda out, a: (ZERO_F,),                        "sign: flat on either side of 0, so no gradient passes", "sign", "sign", sympy=lambda sp, a: sp.Piecewise((1, a > 0), (-1, a < 0), (0, True))),
+    "arcsinh":    Gate((1, 1), lambda out, a: (div(ONE, _call("hypot", ONE, a)),), "arcsinh: 1 / sqrt(1 + x**2)", "arcsinh", "arcsinh", sympy=lambda sp, a: sp.asinh(a)),
+    "arccosh":    Gate((1, 1), lambda out, a: (div(ONE, _call("sqrt", mul(sub(a, ONE), add(a, ONE)))),), "arccosh: 1 / sqrt(x**2 - 1)", "arccosh", "arccosh", domain="x >= 1", sympy=lambda sp, a: sp.acosh(a)),
+    "arctanh":    Gate((1, 1), lambda out, a: (div(ONE, mul(sub(ONE, a), add(ONE, a))),), "arctanh: 1 / (1 - x**2)", "arctanh", "arctanh", domain="-1 < x < 1", sympy=lambda sp, a: sp.atanh(a)),
+    # logaddexp(a, b) = log(exp(a) + exp(b)): each input's share, exp(input - out), is in (0, 1]
+    "logaddexp":  Gate((2, 2), lambda out, a, b: (_call("exp", sub(a, out)), _call("exp", sub(b, out))), "logaddexp: exp(a - out) for a, exp(b - out) for b (a softmax of the two)", "logaddexp", "logaddexp", sympy=lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))),
+}
 # fmt: on
+
+# Every elementwise gate, by key: the functions of numbers and NumPy's own.
+ELEMENTWISE: dict[str, Gate] = {**FUNCTIONS, **NUMPY_ONLY}
 
 # The elementwise functions array code can call: NumPy spelling -> the gate's key (np.arctan ->
 # "atan", np.maximum -> "max"). Array expressions name a function by its key, as scalar ones do;
 # the printer spells it back (numpy_spelling). These tables are the only lists of them.
 NUMPY_FUNCTIONS: dict[str, str] = {  # one argument (np.log has no base)
-    g.numpy: k for k, g in FUNCTIONS.items() if g.numpy and g.arity[0] == 1 and g.arity[1]
+    g.numpy: k for k, g in ELEMENTWISE.items() if g.numpy and g.arity[0] == 1 and g.arity[1]
 }
 NUMPY_BINARY: dict[str, str] = {  # two (np.maximum and np.hypot take exactly two)
-    g.numpy: k for k, g in FUNCTIONS.items() if g.numpy and (g.arity[0] == 2 or not g.arity[1])
+    g.numpy: k for k, g in ELEMENTWISE.items() if g.numpy and (g.arity[0] == 2 or not g.arity[1])
 }
 
 
 def numpy_spelling(fn: str) -> str:
     """How NumPy spells the function a ``Call`` names (``atan`` -> ``arctan``); a name that is
     no gate's key (``sign``) is NumPy's own already."""
-    gate = FUNCTIONS.get(fn)
+    gate = ELEMENTWISE.get(fn)
     return gate.numpy if gate is not None and gate.numpy else fn
 
 
@@ -209,7 +227,7 @@ MATH_CONSTANTS = {"pi", "e", "tau"}
 # gradient reads its value: d/dx log(x) = 1/x would otherwise give a number at x = -2,
 # where the forward raises. Other gates raise in the backward by themselves (a division's
 # local gradient divides by the same value; exp's reads the overflowing output).
-DOMAIN_CHECKED = {key for key, gate in FUNCTIONS.items() if gate.domain}
+DOMAIN_CHECKED = {key for key, gate in ELEMENTWISE.items() if gate.domain}
 
 SIGMOID = Gate(
     (1, 1),
@@ -264,7 +282,7 @@ def gate_of(e: Expr) -> tuple[Gate, tuple[Expr, ...]] | None:
     if isinstance(e, Neg):
         return OPERATORS["neg"], (e.operand,)
     if isinstance(e, Call):
-        return FUNCTIONS[e.fn], e.args
+        return ELEMENTWISE[e.fn], e.args
     return None
 
 

@@ -355,14 +355,19 @@ class _MpmathNumpy:
             return lambda a, b: _unwrap(ufunc(a, b))
 
         # Every elementwise function array code may call (the gate table's NumPy spellings).
-        functions = mpmath_functions() | {"abs": mp.fabs}
+        functions = mpmath_functions() | {
+            "abs": mp.fabs, "square": lambda t: t * t, "reciprocal": lambda t: 1 / t,
+            "negative": lambda t: -t, "exp2": lambda t: mp.power(2, t), "sign": mp.sign,
+            "arcsinh": mp.asinh, "arccosh": mp.acosh, "arctanh": mp.atanh,
+        }  # fmt: skip
         self._own = {spelled: unary(functions[key]) for spelled, key in NUMPY_FUNCTIONS.items()}
         self._own |= {
-            "absolute": unary(mp.fabs), "square": unary(lambda t: t * t),
+            "absolute": unary(mp.fabs),
             "maximum": binary(lambda a, b: a if a >= b else b),
             "minimum": binary(lambda a, b: a if a <= b else b),
             "arctan2": binary(mp.atan2), "hypot": binary(mp.hypot),
             "power": binary(lambda a, b: checked(a**b)),
+            "logaddexp": binary(lambda a, b: mp.log(mp.exp(a) + mp.exp(b))),
         }  # fmt: skip
         self._np = np
 
