@@ -19,13 +19,15 @@ from .arrays.ir import (
     FullSlice,
     Index,
     NewAxis,
+    Others,
     Outer,
     Reduce,
     Reshape,
     Transpose,
+    Where,
 )
 from .arrays.shapes import Shape, factors
-from .expr import Bin, Compare, Expr, Neg, Num, Var, div, is_num, mul, neg
+from .expr import Bin, Compare, Const, Expr, Neg, Num, Var, div, is_num, mul, neg, sub
 from .types import Types
 
 
@@ -132,32 +134,64 @@ def _reshape(node: Reshape, g: Expr, value: Expr, types: Types):
     return [(node.operand, Reshape(g, dims(types.shape(node.operand))))]
 
 
+def _positive_or_inf(e: Expr) -> Expr:
+    """``e`` where it is positive, else inf: a divisor that turns a 0 / 0 into 0."""
+    return Where(Compare(">", e, Num(0)), e, Const("inf"))
+
+
 def _reduce(node: Reduce, g: Expr, value: Expr, types: Types):
     x = node.operand
     sx = types.shape(x)
     axes = tuple(range(len(sx))) if node.axis is None else node.axis
-    expanded = g
+    items: list[Expr] = []
     if node.axis is not None and not node.keepdims:
         # Put the reduced axes back as size 1 (leading ones broadcast by themselves).
-        items: list[Expr] = [NewAxis() if i in axes else FullSlice() for i in range(len(sx))]
+        items = [NewAxis() if i in axes else FullSlice() for i in range(len(sx))]
         while items and isinstance(items[0], NewAxis):
             items.pop(0)
         while items and isinstance(items[-1], FullSlice):
             items.pop()
-        if items:
-            expanded = Index(g, tuple(items))
+
+    def expand(e: Expr) -> Expr:
+        """``e``, of the reduction's shape, with the reduced axes back as size 1."""
+        return Index(e, tuple(items)) if items else e
+
+    expanded = expand(g)
+    count: Expr = Num(1)
+    for d in dims(tuple(sx[i] for i in axes)):
+        count = mul(count, d)
     if node.fn == "sum":
         return [(x, broadcast_to(expanded, sx))]
     if node.fn == "mean":
-        count: Expr = Num(1)
-        for d in dims(tuple(sx[i] for i in axes)):
-            count = mul(count, d)
         return [(x, broadcast_to(div(expanded, count), sx))]
-    # max: the gradient goes to the maxima
+    if node.fn in ("var", "std"):
+        # The course's batchnorm: dx = 2 * (x - mu) / N * dvar, with mu the mean over the axes
+        # (ddof 0). std = sqrt(var): dx = (x - mu) / (N * std) * dstd; where std is 0 (every
+        # element equal: always so for one element) the gradient is 0, a subgradient of the
+        # kink (and the derivative itself when the axes hold one element).
+        mu = Reduce("mean", x, node.axis, node.axis is not None, "method")
+        centred = sub(x, mu)
+        if node.fn == "var":
+            return [(x, mul(div(mul(Num(2), centred), count), expanded))]
+        std = _positive_or_inf(expand(value))
+        return [(x, mul(div(centred, mul(count, std)), expanded))]
+    if node.fn == "norm":
+        # dx = x / norm * dnorm; at norm 0 (x = 0) the gradient is 0, a subgradient of the kink.
+        return [(x, mul(div(x, _positive_or_inf(expand(value))), expanded))]
+    if node.fn == "prod":
+        # The product of the other elements, computed without dividing by the element (exact
+        # where an element is 0, where out / x would be 0 / 0).
+        if node.axis is None and len(sx) > 1:
+            flat = Reshape(x, (Num(-1),))
+            others: Expr = Reshape(Others(flat, 0, 1, count), dims(sx))
+        else:
+            others = Others(x, axes[0], len(sx), count)
+        return [(x, mul(others, expanded))]
+    # max and min: the gradient goes to the extreme elements
     if node.keepdims or node.axis is None:
         peak = value
     else:
-        peak = Reduce("max", x, node.axis, True, "method")
+        peak = Reduce(node.fn, x, node.axis, True, "method")
     # Tied maxima share the gradient equally (the average of the subgradients), so the
     # gradient still sums to the upstream one: max(x + t) = max(x) + t.
     at_peak = Compare("==", x, peak)

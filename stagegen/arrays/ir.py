@@ -72,7 +72,7 @@ class Reshape(Expr):
 
 @dataclass(frozen=True)
 class Reduce(Expr):
-    fn: str  # sum, mean, max
+    fn: str  # sum, mean, max, min, prod, var, std, norm (np.linalg.norm)
     operand: Expr
     axis: tuple[int, ...] | None  # None: every axis
     keepdims: bool = False
@@ -120,6 +120,22 @@ class Arange(Expr):
 
 
 # Nodes only the gradient code uses.
+
+
+@dataclass(frozen=True)
+class Others(Expr):
+    """For each element of ``operand``, the product of the other elements along ``axis`` (of
+    ``size`` elements): the gradient of a product, exact where an element is 0 (no division
+    by it). Each row of ``np.eye(size)`` masks one element out:
+    ``np.prod(np.where(np.eye(D, dtype=bool), 1.0, x[..., None, :]), axis=-1)``."""
+
+    operand: Expr
+    axis: int
+    ndim: int
+    size: Expr
+
+    def children(self):
+        return (self.operand, self.size)
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,8 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Zeros(tuple(kids))
     if isinstance(e, Outer):
         return Outer(kids[0], kids[1])
+    if isinstance(e, Others):
+        return Others(kids[0], e.axis, e.ndim, kids[1])
     if isinstance(e, Copy):
         return Copy(kids[0], e.number)
     if isinstance(e, Where):
@@ -303,6 +321,8 @@ class ArrayPrinter(Printer):
             return f"{self._receiver(e.operand)}.reshape({dims})"
         if isinstance(e, Reduce):
             args = self._reduce_args(e)
+            if e.fn == "norm":
+                return f"{np}.linalg.norm({', '.join([self.text(e.operand), *args])})"
             if e.spelling == "method":
                 return f"{self._receiver(e.operand)}.{e.fn}({', '.join(args)})"
             return f"{np}.{e.fn}({', '.join([self.text(e.operand), *args])})"
@@ -322,6 +342,15 @@ class ArrayPrinter(Printer):
             return f"{np}.zeros({self._tuple(e.shape)})"
         if isinstance(e, Outer):
             return f"{np}.outer({self.text(e.left)}, {self.text(e.right)})"
+        if isinstance(e, Others):
+            last = e.axis == e.ndim - 1
+            operand = self.text(e.operand)
+            rows = f"{self._receiver(e.operand)}[..., None, :]"
+            if not last:
+                rows = f"{np}.moveaxis({operand}, {e.axis}, -1)[..., None, :]"
+            eye = f"{np}.eye({self.text(e.size)}, dtype=bool)"
+            product = f"{np}.prod({np}.where({eye}, 1.0, {rows}), axis=-1)"
+            return product if last else f"{np}.moveaxis({product}, -1, {e.axis})"
         if isinstance(e, ShapeOf):
             return f"{self._receiver(e.operand)}.shape"
         if isinstance(e, AddAt):
@@ -348,6 +377,7 @@ __all__ = [
     "FullSlice",
     "Index",
     "NewAxis",
+    "Others",
     "Outer",
     "Reduce",
     "Reshape",

@@ -34,9 +34,10 @@ from .shapes import Shape, ShapeError, show
 # The elementwise functions come from the gate table (np.arctan -> "atan", np.maximum -> "max").
 UNARY = tuple(NUMPY_FUNCTIONS)
 BINARY = tuple(NUMPY_BINARY)
-REDUCTIONS = ("sum", "mean", "max")
+REDUCTIONS = ("sum", "mean", "max", "min", "prod", "var", "std")
 SUPPORTED = ", ".join(
-    f"np.{n}" for n in (*UNARY, *BINARY, *REDUCTIONS, "dot", "transpose", "reshape", "arange")
+    f"np.{n}"
+    for n in (*UNARY, *BINARY, *REDUCTIONS, "linalg.norm", "dot", "transpose", "reshape", "arange")
 )
 _COMPARE = COMPARISONS  # a mask compares as a condition does
 
@@ -398,6 +399,8 @@ class ArrayReader(FunctionReader):
             and isinstance(func.value, ast.Attribute)
             and (self._is_numpy(func.value.value))
         ):
+            if func.value.attr == "linalg" and func.attr == "norm":
+                return self._norm(node)
             raise self.src.error(
                 func, f"`{ast.unparse(func)}` is not supported", f"use one of: {SUPPORTED}"
             )
@@ -449,7 +452,7 @@ class ArrayReader(FunctionReader):
                 self._require_float(n, a, shown)
             return Call(NUMPY_BINARY[name], args), self._elementwise(node, "*", *args)
         if name in REDUCTIONS:
-            keywords = self._keywords(node, ("axis", "keepdims"))
+            keywords = self._keywords(node, _reduce_keywords(name))
             if len(node.args) == 2 and "axis" not in keywords:
                 keywords["axis"] = node.args[1]
             elif len(node.args) != 1:
@@ -492,7 +495,7 @@ class ArrayReader(FunctionReader):
     def _method(self, node: ast.Call, name: str) -> tuple[Expr, Type]:
         receiver_node = node.func.value
         if name in REDUCTIONS:
-            keywords = self._keywords(node, ("axis", "keepdims"))
+            keywords = self._keywords(node, _reduce_keywords(name))
             if len(node.args) == 1 and "axis" not in keywords:
                 keywords["axis"] = node.args[0]
             elif node.args:
@@ -511,10 +514,55 @@ class ArrayReader(FunctionReader):
         raise self.src.error(
             node.func,
             f"the method `.{name}()` is not supported",
-            "supported methods: .dot(), .sum(), .mean(), .max(), .reshape(), and .T",
+            "supported methods: .dot(), .sum(), .mean(), .max(), .min(), .prod(), .var(), "
+            ".std(), .reshape(), and .T",
         )
 
+    def _norm(self, node: ast.Call) -> tuple[Expr, Type]:
+        """``np.linalg.norm(x)`` (of every element, as NumPy's Frobenius norm of a matrix is) or
+        ``np.linalg.norm(x, axis=k)``: the 2-norm, a reduction."""
+        keywords = self._keywords(node, ("axis", "keepdims", "ord"))
+        args = list(node.args)
+        if len(args) > 3 or not args:
+            self._arity(node, "np.linalg.norm", 1)
+        if len(args) >= 2:
+            keywords.setdefault("ord", args[1])
+        if len(args) == 3:
+            keywords.setdefault("axis", args[2])
+        order = keywords.pop("ord", None)
+        if order is not None and not (isinstance(order, ast.Constant) and order.value in (None, 2)):
+            raise self.src.error(
+                order,
+                "only the 2-norm (ord=None) is supported",
+                "drop `ord`, or write the norm out, e.g. `np.sum(np.abs(x))` for ord=1",
+            )
+        if order is not None and order.value == 2 and "axis" not in keywords:
+            raise self.src.error(
+                order,
+                "`ord=2` of a matrix is its largest singular value, which is not supported",
+                "drop `ord` for the 2-norm of every element, or give `axis=` for vectors",
+            )
+        axis = keywords.get("axis")
+        if axis is not None and isinstance(axis, ast.Tuple):
+            raise self.src.error(
+                axis,
+                "np.linalg.norm over two axes is a matrix norm, which is not supported",
+                "take the norm over one axis, or of the whole array",
+            )
+        return self._reduce(node, "norm", args[0], keywords, "np")
+
     def _reduce(self, node, name, operand_node, keywords, spelling) -> tuple[Expr, Type]:
+        if "ddof" in keywords:
+            try:
+                ddof = ast.literal_eval(keywords.pop("ddof"))
+            except ValueError:
+                ddof = None
+            if ddof != 0 or isinstance(ddof, bool):
+                raise self.src.error(
+                    node,
+                    f"{name} with a ddof other than 0 is not supported",
+                    f"drop ddof (NumPy's default, 0), or scale the {name} yourself",
+                )
         operand = self.expr(operand_node)
         t = self.type_of(operand)
         if t.kind == "bool" or (t.kind == "int" and name != "sum"):
@@ -555,6 +603,12 @@ class ArrayReader(FunctionReader):
             raise self.src.error(keywords.get("axis", node), err.message, err.hint) from None
         if not t.shape:
             raise self.src.error(node, f"{name} of a number", "reduce an array")
+        if name == "prod" and axes is not None and len(axes) > 1:
+            raise self.src.error(
+                keywords["axis"],
+                "a product over several axes is not supported",
+                "reshape the axes into one first, or take the product one axis at a time",
+            )
         shape = shapes.reduce(t.shape, axes, keepdims)
         e = Reduce(name, operand, axes, keepdims, spelling, axis_text if axis is not None else "")
         return e, Type(shape, t.kind)
@@ -680,6 +734,10 @@ class ArrayReader(FunctionReader):
         except ShapeError as err:
             raise self.src.error(node, err.message, err.hint) from None
         return Index(operand, tuple(items)), Type(shape, t.kind)
+
+
+def _reduce_keywords(name: str) -> tuple[str, ...]:
+    return ("axis", "keepdims", "ddof") if name in ("var", "std") else ("axis", "keepdims")
 
 
 def _shape_words(shape: Shape) -> str:

@@ -289,12 +289,23 @@ class SymbolicForward:
         moved = np.transpose(x, kept + list(axes))
         rows = moved.reshape(tuple(x.shape[i] for i in kept) + (-1,))
         count = rows.shape[-1]
-        if e.fn == "max":
-            combine = lambda row: self.reduce_max(*row)  # noqa: E731
-        elif e.fn == "sum":
-            combine = lambda row: sp.Add(*row)  # noqa: E731
-        else:
-            combine = lambda row: sp.Add(*row) / sp.Integer(count)  # noqa: E731
+        n = sp.Integer(count)
+
+        def var(row):
+            mean = sp.Add(*row) / n
+            return sp.Add(*[(r - mean) ** 2 for r in row]) / n
+
+        combine = {
+            "max": lambda row: self.reduce_max(*row),
+            # min(row) = -max(-row): tied minima share the gradient, as tied maxima do
+            "min": lambda row: -self.reduce_max(*[-r for r in row]),
+            "sum": lambda row: sp.Add(*row),
+            "mean": lambda row: sp.Add(*row) / n,
+            "prod": lambda row: sp.Mul(*row),
+            "var": var,
+            "std": lambda row: sp.sqrt(var(row)),
+            "norm": lambda row: sp.sqrt(sp.Add(*[r**2 for r in row])),
+        }[e.fn]
         flat = rows.reshape(-1, count)
         out = np.empty(flat.shape[0], dtype=object)
         for k in range(flat.shape[0]):
