@@ -121,6 +121,10 @@ def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str
     return rule
 
 
+def _mask(op: str, a: Expr, b: Expr) -> Expr:
+    return Cond(Compare(op, a, b), ONE_F, ZERO_F)
+
+
 def _sign(a: Expr) -> Expr:
     return Cond(Compare(">", a, Num(0)), ONE_F, Cond(Compare("<", a, Num(0)), Num(-1.0), ZERO_F))
 
@@ -194,6 +198,9 @@ NUMPY_ONLY: dict[str, Gate] = {
     "arcsinh":    Gate((1, 1), lambda out, a: (div(ONE, _call("hypot", ONE, a)),), "arcsinh: 1 / sqrt(1 + x**2)", "arcsinh", "arcsinh", sympy=lambda sp, a: sp.asinh(a)),
     "arccosh":    Gate((1, 1), lambda out, a: (div(ONE, _call("sqrt", mul(sub(a, ONE), add(a, ONE)))),), "arccosh: 1 / sqrt(x**2 - 1)", "arccosh", "arccosh", domain="x >= 1", sympy=lambda sp, a: sp.acosh(a)),
     "arctanh":    Gate((1, 1), lambda out, a: (div(ONE, mul(sub(ONE, a), add(ONE, a))),), "arctanh: 1 / (1 - x**2)", "arctanh", "arctanh", domain="-1 < x < 1", sympy=lambda sp, a: sp.atanh(a)),
+    # np.clip(x, lo, hi) with numbers lo < hi: min(max(x, lo), hi), whose ties go to x (the
+    # first input, as max and min give them): the gradient passes where lo <= x <= hi.
+    "clip":       Gate((3, 3), lambda out, x, lo, hi: (mul(_mask(">=", x, lo), _mask("<=", x, hi)), ZERO_F, ZERO_F), "clip: the gradient passes where lo <= x <= hi, and is 0 where x was clipped", "clip", "clip", sympy=lambda sp, x, lo, hi: sp.Piecewise((lo, x < lo), (hi, x > hi), (x, True))),
     # logaddexp(a, b) = log(exp(a) + exp(b)): each input's share, exp(input - out), is in (0, 1]
     "logaddexp":  Gate((2, 2), lambda out, a, b: (_call("exp", sub(a, out)), _call("exp", sub(b, out))), "logaddexp: exp(a - out) for a, exp(b - out) for b (a softmax of the two)", "logaddexp", "logaddexp", sympy=lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))),
 }

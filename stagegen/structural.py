@@ -223,7 +223,23 @@ def _index(node: Index, g: Expr, value: Expr, types: Types):
     return [(x, Scatter(dims(types.shape(x)), node.items, g))]
 
 
+def _outer(node: Outer, g: Expr, value: Expr, types: Types):
+    # out[i, j] = a[i] * b[j]: da = dout.dot(b), db = dout.T.dot(a)
+    return [(node.left, Dot(g, node.right)), (node.right, Dot(transpose_of(g), node.left))]
+
+
+def _where(node: Where, g: Expr, value: Expr, types: Types):
+    # np.where(mask, a, b): the gradient goes to the side the mask chose; the mask gets none.
+    frm = types.shape(node)
+    return [
+        (node.body, unbroadcast(Where(node.test, g, Num(0.0)), frm, types.shape(node.body))),
+        (node.orelse, unbroadcast(Where(node.test, Num(0.0), g), frm, types.shape(node.orelse))),
+    ]
+
+
 STRUCTURAL: dict[type, Rule] = {
+    Outer: _outer,
+    Where: _where,
     Dot: _dot,
     Transpose: _transpose,
     Reshape: _reshape,

@@ -24,10 +24,12 @@ from .ir import (
     FullSlice,
     Index,
     NewAxis,
+    Outer,
     Reduce,
     Reshape,
     ShapeRead,
     Transpose,
+    Where,
 )
 from .shapes import Shape, ShapeError, show
 
@@ -37,7 +39,19 @@ BINARY = tuple(NUMPY_BINARY)
 REDUCTIONS = ("sum", "mean", "max", "min", "prod", "var", "std")
 SUPPORTED = ", ".join(
     f"np.{n}"
-    for n in (*UNARY, *BINARY, *REDUCTIONS, "linalg.norm", "dot", "transpose", "reshape", "arange")
+    for n in (
+        *UNARY,
+        *BINARY,
+        *REDUCTIONS,
+        "linalg.norm",
+        "clip",
+        "where",
+        "outer",
+        "dot",
+        "transpose",
+        "reshape",
+        "arange",
+    )
 )
 _COMPARE = COMPARISONS  # a mask compares as a condition does
 
@@ -462,6 +476,18 @@ class ArrayReader(FunctionReader):
             self._keywords(node, ())
             self._arity(node, shown, 2)
             return self._dot(node, node.args[0], node.args[1], "np.dot")
+        if name == "outer":
+            self._keywords(node, ())
+            self._arity(node, shown, 2)
+            return self._outer(node)
+        if name == "where":
+            self._keywords(node, ())
+            self._arity(node, shown, 3)
+            return self._where(node)
+        if name == "clip":
+            self._keywords(node, ())
+            self._arity(node, shown, 3)
+            return self._clip(node, node.args[0], node.args[1], node.args[2])
         if name == "transpose":
             self._keywords(node, ())
             self._arity(node, shown, 1)
@@ -505,6 +531,10 @@ class ArrayReader(FunctionReader):
             self._keywords(node, ())
             self._arity(node, ".dot()", 1)
             return self._dot(node, receiver_node, node.args[0], "dot")
+        if name == "clip":
+            self._keywords(node, ())
+            self._arity(node, ".clip()", 2)
+            return self._clip(node, receiver_node, node.args[0], node.args[1])
         if name == "reshape":
             self._keywords(node, ())
             dims = node.args
@@ -517,6 +547,74 @@ class ArrayReader(FunctionReader):
             "supported methods: .dot(), .sum(), .mean(), .max(), .min(), .prod(), .var(), "
             ".std(), .reshape(), and .T",
         )
+
+    def _outer(self, node: ast.Call) -> tuple[Expr, Type]:
+        a, b = (self.expr(n) for n in node.args)
+        for e, n in zip((a, b), node.args):
+            t = self.type_of(e)
+            if not t.differentiable or len(t.shape) != 1:
+                raise self.src.error(
+                    n,
+                    "np.outer takes two vectors of floats here",
+                    "pass 1-d float arrays (reshape an array with `.reshape(-1)` first)",
+                )
+        return Outer(a, b), Type((self.type_of(a).shape[0], self.type_of(b).shape[0]), "float")
+
+    def _where(self, node: ast.Call) -> tuple[Expr, Type]:
+        test, a, b = (self.expr(n) for n in node.args)
+        if self.type_of(test).kind != "bool":
+            raise self.src.error(
+                node.args[0],
+                "the first argument of np.where must be a mask (a comparison such as `x > 0`)",
+                "compare: `np.where(x > 0, a, b)`",
+            )
+        for e, n in ((a, node.args[1]), (b, node.args[2])):
+            if self.type_of(e).kind == "bool":
+                raise self.src.error(n, "np.where chooses between masks here", "choose floats")
+        shape = self.type_of(test).shape
+        try:
+            for e in (a, b):
+                shape = shapes.broadcast(shape, self.type_of(e).shape)
+        except ShapeError as err:
+            raise self.src.error(node, err.message, err.hint) from None
+        return Where(test, a, b), Type(shape, "float")
+
+    def _clip(self, node, operand_node, lo_node, hi_node) -> tuple[Expr, Type]:
+        """``np.clip(x, lo, hi)`` with numbers for the bounds (one may be None: a max or a min)."""
+        operand = self.expr(operand_node)
+        self._require_float(operand_node, operand, "np.clip")
+        bounds = []
+        for n in (lo_node, hi_node):
+            if isinstance(n, ast.Constant) and n.value is None:
+                bounds.append(None)
+                continue
+            try:
+                value = ast.literal_eval(n)
+            except ValueError:
+                value = None
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise self.src.error(
+                    n,
+                    "the bounds of np.clip must be numbers written in the code",
+                    "write e.g. `np.clip(x, -1.0, 1.0)`; for array bounds, use np.maximum and "
+                    "np.minimum",
+                )
+            bounds.append(self.expr(n))
+        lo, hi = bounds
+        if lo is None and hi is None:
+            raise self.src.error(node, "np.clip without bounds", "give a lower or upper bound")
+        shape = self.type_of(operand).shape
+        if lo is None:
+            return Call("min", (operand, hi)), Type(shape, "float")
+        if hi is None:
+            return Call("max", (operand, lo)), Type(shape, "float")
+        if ast.literal_eval(lo_node) > ast.literal_eval(hi_node):
+            raise self.src.error(
+                node,
+                "np.clip's lower bound is above its upper bound",
+                "give the smaller bound first",
+            )
+        return Call("clip", (operand, lo, hi)), Type(shape, "float")
 
     def _norm(self, node: ast.Call) -> tuple[Expr, Type]:
         """``np.linalg.norm(x)`` (of every element, as NumPy's Frobenius norm of a matrix is) or

@@ -24,10 +24,12 @@ from ..arrays.ir import (
     FullSlice,
     Index,
     NewAxis,
+    Outer,
     Reduce,
     Reshape,
     ShapeRead,
     Transpose,
+    Where,
 )
 from ..expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Not, Num, Or, Var, walk
 from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS
@@ -239,6 +241,12 @@ class SymbolicForward:
             return self._ufunc(self.masks[e.op], 2)(v(e.left), v(e.right))
         if isinstance(e, Dot):
             return np.asarray(np.dot(self._obj(v(e.left)), self._obj(v(e.right))), dtype=object)
+        if isinstance(e, Outer):
+            return np.asarray(np.outer(self._obj(v(e.left)), self._obj(v(e.right))), dtype=object)
+        if isinstance(e, Where):  # the mask's elements are 1 or 0 (Mask functions)
+            test = self._obj(v(e.test))
+            a, b = self._obj(v(e.body)), self._obj(v(e.orelse))
+            return np.asarray(test * a + (1 - test) * b, dtype=object)
         if isinstance(e, Transpose):
             return np.asarray(v(e.operand)).T
         if isinstance(e, Reshape):
