@@ -326,6 +326,25 @@ def mp_number(value):
 # ---------------------------------------------------------------------------- arrays: mpmath
 
 
+_MP_ARRAY: list = []
+
+
+def _mp_array_type():
+    """An object array whose ``astype(float)`` keeps its 50-digit numbers (a copy): the
+    forward's ``x.astype(float)`` is an identity on floats, and must stay one here."""
+    if not _MP_ARRAY:
+        import numpy as np
+
+        class MpArray(np.ndarray):
+            def astype(self, dtype, *args, **kwargs):
+                if self.dtype == object and np.dtype(dtype).kind == "f":
+                    return self.copy()
+                return super().astype(dtype, *args, **kwargs)
+
+        _MP_ARRAY.append(MpArray)
+    return _MP_ARRAY[0]
+
+
 def _mpf_array(values):
     """Floats (or an array of them) as an object array of mpmath numbers."""
     import mpmath
@@ -335,7 +354,7 @@ def _mpf_array(values):
     out = np.empty(a.shape, dtype=object)
     for index in np.ndindex(*a.shape):
         out[index] = mpmath.mpf(a[index]) if a.dtype != object else a[index]
-    return out
+    return out.view(_mp_array_type())
 
 
 class _MpmathNumpy:

@@ -16,18 +16,22 @@ from .arrays.ir import (
     BroadcastTo,
     Dim,
     Dot,
+    Filled,
     FullSlice,
     Index,
+    Join,
+    Move,
     NewAxis,
     Others,
     Outer,
     Reduce,
     Reshape,
+    Span,
     Transpose,
     Where,
 )
 from .arrays.shapes import Shape, factors
-from .expr import Bin, Compare, Const, Expr, Neg, Num, Var, div, is_num, mul, neg, sub
+from .expr import Bin, Compare, Const, Expr, Neg, Num, Var, add, div, is_num, mul, neg, sub
 from .types import Types
 
 
@@ -237,7 +241,51 @@ def _where(node: Where, g: Expr, value: Expr, types: Types):
     ]
 
 
+def _axis_text(axes: tuple[int, ...]) -> str:
+    return f"axis={axes[0]}" if len(axes) == 1 else f"axis={axes}"
+
+
+def _move(node: Move, g: Expr, value: Expr, types: Types):
+    x, fn = node.operand, node.fn
+    if fn in ("copy", "astype"):  # the identities (astype to float, of floats)
+        return [(x, g)]
+    if fn == "expand_dims":  # dx = dout.squeeze(axis=k)
+        return [(x, Move("squeeze", g, node.args, "method", _axis_text(node.args)))]
+    if fn == "squeeze":  # dx = np.expand_dims(dout, k)
+        return [(x, Move("expand_dims", g, node.args, "np", _axis_text(node.args)))]
+    if fn == "transpose":  # the inverse permutation
+        inverse = tuple(node.args.index(k) for k in range(len(node.args)))
+        return [(x, Move("transpose", g, inverse, "method", ", ".join(map(str, inverse))))]
+    if fn == "swapaxes":  # its own inverse
+        return [(x, Move("swapaxes", g, node.args, "method", ", ".join(map(str, node.args))))]
+    assert fn in ("ravel", "flatten"), fn
+    return [(x, Reshape(g, dims(types.shape(x))))]
+
+
+def _filled(node: Filled, g: Expr, value: Expr, types: Types):
+    return []  # a constant: no gradient to pass on
+
+
+def _join(node: Join, g: Expr, value: Expr, types: Types):
+    """Each part's gradient is its slice of the gradient: ``dx = dout[:, :D]`` (concatenate)
+    or ``dx = dout[0]`` (stack)."""
+    before: list[Expr] = [FullSlice()] * node.axis
+    if node.fn == "stack" or (node.fn == "vstack" and len(types.shape(node.parts[0])) == 1):
+        return [(part, Index(g, tuple(before + [Num(k)]))) for k, part in enumerate(node.parts)]
+    out, start = [], None
+    last = len(node.parts) - 1
+    for k, part in enumerate(node.parts):
+        size = dims(types.shape(part))[node.axis]
+        stop = None if k == last else (size if start is None else add(start, size))
+        out.append((part, Index(g, tuple(before + [Span(start, stop)]))))
+        start = stop
+    return out
+
+
 STRUCTURAL: dict[type, Rule] = {
+    Move: _move,
+    Filled: _filled,
+    Join: _join,
     Outer: _outer,
     Where: _where,
     Dot: _dot,

@@ -119,6 +119,62 @@ class Arange(Expr):
         return (self.stop,)
 
 
+@dataclass(frozen=True)
+class Move(Expr):
+    """An operation that moves elements without changing them: ``expand_dims``, ``squeeze``,
+    ``transpose`` with axes, ``swapaxes``, ``ravel``, ``flatten``, and the identities ``copy``
+    and ``astype(float)``. ``args`` are its integer arguments (axes), ``text`` how they are
+    written between the parentheses, after the operand for the np. spelling."""
+
+    fn: str
+    operand: Expr
+    args: tuple = ()
+    spelling: str = "method"  # or "np"
+    text: str = ""
+
+    def children(self):
+        return (self.operand,)
+
+
+@dataclass(frozen=True)
+class Filled(Expr):
+    """An array of one value (``np.zeros``, ``np.ones``, ``np.full``, and their ``_like``
+    forms): a constant, no gradient. ``shape`` is a ``ShapeOf``, a tuple's dimensions, or the
+    array a ``_like`` form copies the shape of; ``value`` is ``np.full``'s number."""
+
+    fn: str
+    shape: tuple[Expr, ...]
+    value: Expr | None = None
+    text: str = ""  # the rest of the call as written (e.g. ", dtype=float")
+
+    def children(self):
+        return (*self.shape, *((self.value,) if self.value is not None else ()))
+
+
+@dataclass(frozen=True)
+class Join(Expr):
+    """``np.stack``, ``np.concatenate``, ``np.hstack``, ``np.vstack`` of a list of arrays."""
+
+    fn: str
+    parts: tuple[Expr, ...]
+    axis: int = 0  # the axis (normalised) they are joined along in the result
+    text: str = ""  # the axis as written, for the replay
+
+    def children(self):
+        return self.parts
+
+
+@dataclass(frozen=True)
+class Span(Expr):
+    """``start:stop`` inside an index (None for an open end): the gradient code's slices."""
+
+    start: Expr | None
+    stop: Expr | None
+
+    def children(self):
+        return tuple(e for e in (self.start, self.stop) if e is not None)
+
+
 # Nodes only the gradient code uses.
 
 
@@ -235,6 +291,18 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Zeros(tuple(kids))
     if isinstance(e, Outer):
         return Outer(kids[0], kids[1])
+    if isinstance(e, Move):
+        return Move(e.fn, kids[0], e.args, e.spelling, e.text)
+    if isinstance(e, Filled):
+        n = len(e.shape)
+        return Filled(e.fn, tuple(kids[:n]), kids[n] if e.value is not None else None, e.text)
+    if isinstance(e, Join):
+        return Join(e.fn, tuple(kids), e.axis, e.text)
+    if isinstance(e, Span):
+        kids = list(kids)
+        start = kids.pop(0) if e.start is not None else None
+        stop = kids.pop(0) if e.stop is not None else None
+        return Span(start, stop)
     if isinstance(e, Others):
         return Others(kids[0], e.axis, e.ndim, kids[1])
     if isinstance(e, Copy):
@@ -342,6 +410,28 @@ class ArrayPrinter(Printer):
             return f"{np}.zeros({self._tuple(e.shape)})"
         if isinstance(e, Outer):
             return f"{np}.outer({self.text(e.left)}, {self.text(e.right)})"
+        if isinstance(e, Move):
+            if e.spelling == "np":
+                rest = f", {e.text}" if e.text else ""
+                return f"{np}.{e.fn}({self.text(e.operand)}{rest})"
+            return f"{self._receiver(e.operand)}.{e.fn}({e.text})"
+        if isinstance(e, Filled):
+            if e.fn.endswith("_like"):
+                shape = self.text(e.shape[0])
+            elif len(e.shape) == 1 and isinstance(e.shape[0], ShapeOf):
+                shape = self.text(e.shape[0])
+            else:
+                shape = self._tuple(e.shape)
+            value = f", {self.text(e.value)}" if e.value is not None else ""
+            return f"{np}.{e.fn}({shape}{value}{e.text})"
+        if isinstance(e, Join):
+            parts = ", ".join(self.text(p) for p in e.parts)
+            axis = f", {e.text}" if e.text else ""
+            return f"{np}.{e.fn}([{parts}]{axis})"
+        if isinstance(e, Span):
+            start = self.text(e.start) if e.start is not None else ""
+            stop = self.text(e.stop) if e.stop is not None else ""
+            return f"{start}:{stop}"
         if isinstance(e, Others):
             last = e.axis == e.ndim - 1
             operand = self.text(e.operand)
@@ -377,8 +467,12 @@ __all__ = [
     "FullSlice",
     "Index",
     "NewAxis",
+    "Filled",
+    "Join",
+    "Move",
     "Others",
     "Outer",
+    "Span",
     "Reduce",
     "Reshape",
     "ShapeRead",

@@ -21,12 +21,16 @@ from ..arrays import shapes
 from ..arrays.ir import (
     Arange,
     Dot,
+    Filled,
     FullSlice,
     Index,
+    Join,
+    Move,
     NewAxis,
     Outer,
     Reduce,
     Reshape,
+    ShapeOf,
     ShapeRead,
     Transpose,
     Where,
@@ -241,6 +245,34 @@ class SymbolicForward:
             return self._ufunc(self.masks[e.op], 2)(v(e.left), v(e.right))
         if isinstance(e, Dot):
             return np.asarray(np.dot(self._obj(v(e.left)), self._obj(v(e.right))), dtype=object)
+        if isinstance(e, Move):
+            x = np.asarray(v(e.operand))
+            if e.fn in ("copy", "astype"):
+                return x.copy()
+            if e.fn in ("ravel", "flatten"):
+                return x.reshape(-1)
+            if e.fn == "swapaxes":
+                return np.swapaxes(x, *e.args)
+            if e.fn == "transpose":
+                return np.transpose(x, e.args)
+            return getattr(np, e.fn)(x, e.args)  # expand_dims, squeeze
+        if isinstance(e, Filled):
+            if e.fn.endswith("_like"):
+                shape = np.asarray(v(e.shape[0])).shape
+            elif isinstance(e.shape[0], ShapeOf):
+                shape = np.asarray(v(e.shape[0].operand)).shape
+            else:
+                shape = tuple(int(np.asarray(v(d)).item()) for d in e.shape)
+            fill = {"zeros": 0, "ones": 1}.get(e.fn.replace("_like", ""))
+            value = sp.Integer(fill) if fill is not None else self._obj(v(e.value)).item()
+            out = np.empty(shape, dtype=object)
+            out[...] = value
+            return out
+        if isinstance(e, Join):
+            parts = [self._obj(v(p)) for p in e.parts]
+            if e.fn == "stack" or (e.fn == "vstack" and parts[0].ndim == 1):
+                return np.stack(parts, axis=e.axis)
+            return np.concatenate(parts, axis=e.axis)
         if isinstance(e, Outer):
             return np.asarray(np.outer(self._obj(v(e.left)), self._obj(v(e.right))), dtype=object)
         if isinstance(e, Where):  # the mask's elements are 1 or 0 (Mask functions)
