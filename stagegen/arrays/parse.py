@@ -55,6 +55,21 @@ SUPPORTED = ", ".join(
         "transpose",
         "reshape",
         "arange",
+        "expand_dims",
+        "squeeze",
+        "swapaxes",
+        "ravel",
+        "copy",
+        "zeros",
+        "ones",
+        "full",
+        "zeros_like",
+        "ones_like",
+        "full_like",
+        "stack",
+        "concatenate",
+        "hstack",
+        "vstack",
     )
 )
 _COMPARE = COMPARISONS  # a mask compares as a condition does
