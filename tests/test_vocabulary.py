@@ -274,6 +274,7 @@ REFUSED = {
     "np.clip(x, 1.0, -1.0)": ("lower bound is above", "smaller bound first"),
     "x.transpose(0, 0)": ("permutation", "each axis once"),
     "np.squeeze(x, axis=1)": ("size 1", "size 1"),
+    "x.sum().clip(0, 1)": ("of a number", "np.clip"),
 }
 
 

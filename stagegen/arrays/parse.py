@@ -564,7 +564,18 @@ class ArrayReader(FunctionReader):
             self._keywords(node, ())
             self._arity(node, ".dot()", 1)
             return self._dot(node, receiver_node, node.args[0], "dot")
-        if name in ("squeeze", "transpose", "swapaxes", "ravel", "flatten", "copy", "astype"):
+        moves = ("squeeze", "transpose", "swapaxes", "ravel", "flatten", "copy", "astype")
+        if name in (*moves, "clip") and not self.type_of(self.expr(receiver_node)).shape:
+            raise self.src.error(
+                node.func,
+                f"`.{name}()` of a number (a Python float has no such method)",
+                (
+                    f"call np.{name}(...) on it, or use it as it is"
+                    if name not in ("flatten", "astype")
+                    else "use the number as it is"
+                ),
+            )
+        if name in moves:
             keywords = self._keywords(node, ("axis",) if name == "squeeze" else ())
             args = list(node.args) + ([keywords["axis"]] if "axis" in keywords else [])
             if name == "transpose" and len(args) > 1:
