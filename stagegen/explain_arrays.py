@@ -32,18 +32,22 @@ from .arrays.ir import (
     Dot,
     FullSlice,
     Index,
+    Move,
     NewAxis,
+    Others,
     Outer,
     Reduce,
     Reshape,
     ShapeRead,
+    Span,
     Transpose,
+    Where,
     Zeros,
 )
 from .arrays.shapes import Shape, ShapeError
 from .errors import StagegenError
 from .explained import short
-from .expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
+from .expr import Bin, Call, Compare, Const, Expr, Neg, Num, Var, walk
 from .program import Program, Stage
 from .reverse import Backward
 from .traced import GeneratedLine, allocates, read_backward, traced_run
@@ -94,6 +98,14 @@ class Scattered:
     values: str  # "dcorrect"
     index: str  # "(np.arange(n), y)"
     shape: Shape | None  # the values' shape
+
+
+@dataclass
+class Said:
+    """What an operation of the gradient code does, in words (a product of the other elements,
+    a slice of a joined gradient, a move undone, a divisor kept off zero)."""
+
+    text: str
 
 
 @dataclass
@@ -422,7 +434,12 @@ class _Arguments:
             items = ", ".join(self.print(i) for i in value.items)
             index = f"({items},)" if len(value.items) == 1 else f"({items})"
             found.append(Scattered(self.print(value.values), index, self.shapes.of(value.values)))
-        return found
+        said: list[str] = []
+        for node in walk(value):
+            text = _words(node, self.print)
+            if text is not None and text not in said:
+                said.append(text)
+        return found + [Said(t) for t in said]
 
     def product(self, node: Expr, whole: bool) -> Product | None:
         shape = self.shapes.of(node)
@@ -449,6 +466,36 @@ class _Arguments:
                 others[k] = self.print(candidate)
         factors = [(self.factor_text(a), sa), (self.factor_text(b), sb)]
         return Product(code, factors, shape, whole, list(others.values()))
+
+
+_UNDONE = {  # a gradient's move, by what it does
+    "squeeze": "takes away the axis np.expand_dims added",
+    "expand_dims": "puts back the axis squeeze took away",
+    "transpose": "moves the axes back (the inverse permutation)",
+    "swapaxes": "swaps the axes back",
+}
+
+
+def _words(node: Expr, print_) -> str | None:
+    """The teaching aid's sentence for one node of the gradient code, or None."""
+    if isinstance(node, Others):
+        return (
+            f"{print_(node)}: for each element, the product of the other elements along axis "
+            f"{node.axis} (each row of np.eye masks one element out), computed without dividing "
+            "by the element, so exact where an element is 0"
+        )
+    if isinstance(node, Index) and any(isinstance(i, Span) for i in node.items):
+        return f"{print_(node)}: this part's slice of the joined gradient"
+    if isinstance(node, Index) and getattr(node, "stacked", False):
+        return f"{print_(node)}: this part's slice of the stacked gradient"
+    if isinstance(node, Move) and node.undoes:
+        return f"{print_(node)} {_UNDONE[node.fn]}"
+    if isinstance(node, Where) and isinstance(node.orelse, Const) and node.orelse.name == "inf":
+        return (
+            f"{print_(node)}: where the divisor is 0 (every element equal, or all 0) inf is put "
+            "in, so the gradient there is 0, a subgradient of the kink, instead of 0 / 0"
+        )
+    return None
 
 
 def _oriented(e: Expr, shape: Shape) -> list[Expr]:

@@ -250,16 +250,18 @@ def _move(node: Move, g: Expr, value: Expr, types: Types):
     if fn in ("copy", "astype"):  # the identities (astype to float, of floats)
         return [(x, g)]
     if fn == "expand_dims":  # dx = dout.squeeze(axis=k)
-        return [(x, Move("squeeze", g, node.args, "method", _axis_text(node.args)))]
-    if fn == "squeeze":  # dx = np.expand_dims(dout, k)
-        return [(x, Move("expand_dims", g, node.args, "np", _axis_text(node.args)))]
-    if fn == "transpose":  # the inverse permutation
+        back: Expr = Move("squeeze", g, node.args, "method", _axis_text(node.args), fn)
+    elif fn == "squeeze":  # dx = np.expand_dims(dout, k)
+        back = Move("expand_dims", g, node.args, "np", _axis_text(node.args), fn)
+    elif fn == "transpose":  # the inverse permutation
         inverse = tuple(node.args.index(k) for k in range(len(node.args)))
-        return [(x, Move("transpose", g, inverse, "method", ", ".join(map(str, inverse))))]
-    if fn == "swapaxes":  # its own inverse
-        return [(x, Move("swapaxes", g, node.args, "method", ", ".join(map(str, node.args))))]
-    assert fn in ("ravel", "flatten"), fn
-    return [(x, Reshape(g, dims(types.shape(x))))]
+        back = Move("transpose", g, inverse, "method", ", ".join(map(str, inverse)), fn)
+    elif fn == "swapaxes":  # its own inverse
+        back = Move("swapaxes", g, node.args, "method", ", ".join(map(str, node.args)), fn)
+    else:
+        assert fn in ("ravel", "flatten"), fn
+        back = Reshape(g, dims(types.shape(x)))
+    return [(x, back)]
 
 
 def _filled(node: Filled, g: Expr, value: Expr, types: Types):
@@ -271,7 +273,12 @@ def _join(node: Join, g: Expr, value: Expr, types: Types):
     or ``dx = dout[0]`` (stack)."""
     before: list[Expr] = [FullSlice()] * node.axis
     if node.fn == "stack" or (node.fn == "vstack" and len(types.shape(node.parts[0])) == 1):
-        return [(part, Index(g, tuple(before + [Num(k)]))) for k, part in enumerate(node.parts)]
+        out = []
+        for k, part in enumerate(node.parts):
+            piece = Index(g, tuple(before + [Num(k)]))
+            object.__setattr__(piece, "stacked", True)  # for the teaching aid's words
+            out.append((part, piece))
+        return out
     out, start = [], None
     last = len(node.parts) - 1
     for k, part in enumerate(node.parts):

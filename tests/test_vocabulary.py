@@ -305,3 +305,26 @@ def test_the_supported_list_names_the_new_operations():
     with pytest.raises(StagegenError) as caught:
         stagegen.generate(text)
     assert "np.cumsum" in str(caught.value) and "np.var" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- the teaching aid
+
+
+def test_explain_says_what_each_new_backward_does_and_agrees_at_a_point():
+    from stagegen.explanation import explain_source
+
+    expr = (
+        "np.sum(np.prod(x, axis=1)) + np.sum(np.concatenate([x, x * x], axis=0))"
+        " + np.sum(np.stack([w, w * w])) + np.sum(np.std(x, axis=0))"
+        " + np.sum(np.squeeze(x[:, None], axis=1) ** 2)"
+    )
+    source = source_of(expr)
+    words = str(explain_source(source, "f", filename="case.py"))
+    assert "the product of the other elements along axis 1" in words, words
+    assert "exact where an element is 0" in words
+    assert "this part's slice of the joined gradient" in words
+    assert "this part's slice of the stacked gradient" in words
+    assert "puts back the axis squeeze took away" in words
+    assert "a subgradient of the kink, instead of 0 / 0" in words
+    at_point = str(explain_source(source, "f", {"N": 2, "D": 3}, filename="case.py"))
+    assert at_point.count("✓ agree") == 2 and "✗" not in at_point, at_point

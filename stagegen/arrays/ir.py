@@ -131,6 +131,7 @@ class Move(Expr):
     args: tuple = ()
     spelling: str = "method"  # or "np"
     text: str = ""
+    undoes: str = ""  # in gradient code: the forward operation it undoes (for the teaching aid)
 
     def children(self):
         return (self.operand,)
@@ -292,7 +293,7 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
     if isinstance(e, Outer):
         return Outer(kids[0], kids[1])
     if isinstance(e, Move):
-        return Move(e.fn, kids[0], e.args, e.spelling, e.text)
+        return Move(e.fn, kids[0], e.args, e.spelling, e.text, e.undoes)
     if isinstance(e, Filled):
         n = len(e.shape)
         return Filled(e.fn, tuple(kids[:n]), kids[n] if e.value is not None else None, e.text)

@@ -371,7 +371,7 @@ class ArrayReader(FunctionReader):
                 f"the condition `{shown}` compares an array of shape {show(shape)}, but a "
                 "condition must be one truth value, not one per element",
                 "test a number here (a parameter, or a reduction such as `x.sum()`); to choose "
-                "element by element, use np.where(c, a, b) (not supported yet)",
+                "element by element, use np.where(c, a, b)",
             )
         return e
 
