@@ -173,7 +173,9 @@ def _reduce(node: Reduce, g: Expr, value: Expr, types: Types):
         # (ddof 0). std = sqrt(var): dx = (x - mu) / (N * std) * dstd; where std is 0 (every
         # element equal: always so for one element) the gradient is 0, a subgradient of the
         # kink (and the derivative itself when the axes hold one element).
-        mu = Reduce("mean", x, node.axis, node.axis is not None, "method")
+        # (kept as size 1 where it would not broadcast back: the leading axes need not be)
+        leading = node.axis is None or node.axis == tuple(range(len(node.axis)))
+        mu = Reduce("mean", x, node.axis, not leading, "method")
         centred = sub(x, mu)
         if node.fn == "var":
             return [(x, mul(div(mul(Num(2), centred), count), expanded))]

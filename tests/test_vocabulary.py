@@ -187,7 +187,9 @@ def test_the_forms_read_as_a_course_solution_writes_them():
     assert "dv = dout.dot(w)" in backward_text("np.outer(v, w)")
     assert "dw = dout.T.dot(v)" in backward_text("np.outer(v, w)")
     var = backward_text("np.var(x, axis=0)")
-    assert "dx = (2 * (x - x.mean(axis=0, keepdims=True)) / N) * dout" in var, var
+    assert "dx = (2 * (x - x.mean(axis=0)) / N) * dout" in var, var
+    var = backward_text("np.var(x, axis=1)")
+    assert "dx = (2 * (x - x.mean(axis=1, keepdims=True)) / D) * dout[:, None]" in var, var
     minimum = backward_text("np.min(x, axis=1)")
     assert "(x == x.min(axis=1, keepdims=True))" in minimum, minimum
     joined = backward_text("np.concatenate([x, x * x], axis=1)")
