@@ -437,10 +437,14 @@ class ArrayPrinter(Printer):
             last = e.axis == e.ndim - 1
             operand = self.text(e.operand)
             rows = f"{self._receiver(e.operand)}[..., None, :]"
-            if not last:
+            if e.ndim == 2 and not last:  # a matrix's columns: its transpose's rows
+                rows = f"{self._receiver(e.operand)}.T[..., None, :]"
+            elif not last:
                 rows = f"{np}.moveaxis({operand}, {e.axis}, -1)[..., None, :]"
             eye = f"{np}.eye({self.text(e.size)}, dtype=bool)"
             product = f"{np}.prod({np}.where({eye}, 1.0, {rows}), axis=-1)"
+            if e.ndim == 2 and not last:
+                return f"{product}.T"
             return product if last else f"{np}.moveaxis({product}, -1, {e.axis})"
         if isinstance(e, ShapeOf):
             return f"{self._receiver(e.operand)}.shape"
