@@ -440,7 +440,7 @@ class ArrayReader(FunctionReader):
         if isinstance(func, ast.Attribute):
             return self._method(node, func.attr)
         if isinstance(func, ast.Name) and func.id in ("abs", "max", "min", "sum"):
-            hint = {"abs": "np.abs", "max": "np.max or np.maximum", "min": "np.minimum"}
+            hint = {"abs": "np.abs", "max": "np.max or np.maximum", "min": "np.min or np.minimum"}
             raise self.src.error(
                 func,
                 f"the builtin `{func.id}` on arrays is not supported",
