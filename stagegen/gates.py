@@ -11,8 +11,9 @@ Compound right-hand sides are differentiated by chaining these rules through the
 
 from __future__ import annotations
 
+from collections import ChainMap
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from .expr import (
     And,
@@ -201,22 +202,33 @@ NUMPY_ONLY: dict[str, Gate] = {
     # np.clip(x, lo, hi) with numbers lo < hi: min(max(x, lo), hi), whose ties go to x (the
     # first input, as max and min give them): the gradient passes where lo <= x <= hi.
     "clip":       Gate((3, 3), lambda out, x, lo, hi: (mul(_mask(">=", x, lo), _mask("<=", x, hi)), ZERO_F, ZERO_F), "clip: the gradient passes where lo <= x <= hi, and is 0 where x was clipped", "clip", "clip", sympy=lambda sp, x, lo, hi: sp.Piecewise((lo, x < lo), (hi, x > hi), (x, True))),
+    "rad2deg":    Gate((1, 1), lambda out, a: (div(Num(180), Const("pi")),),    "rad2deg: 180 / pi", "rad2deg", "rad2deg", sympy=lambda sp, a: a * 180 / sp.pi),
+    "deg2rad":    Gate((1, 1), lambda out, a: (div(Const("pi"), Num(180)),),    "deg2rad: pi / 180", "deg2rad", "deg2rad", sympy=lambda sp, a: a * sp.pi / 180),
+    # logaddexp2(a, b) = log2(2**a + 2**b): each input's share is 2**(input - out)
+    "logaddexp2": Gate((2, 2), lambda out, a, b: (_call("exp2", sub(a, out)), _call("exp2", sub(b, out))), "logaddexp2: 2**(a - out) for a, 2**(b - out) for b", "logaddexp2", "logaddexp2", sympy=lambda sp, a, b: sp.log(2**a + 2**b) / sp.log(2)),
     # logaddexp(a, b) = log(exp(a) + exp(b)): each input's share, exp(input - out), is in (0, 1]
     "logaddexp":  Gate((2, 2), lambda out, a, b: (_call("exp", sub(a, out)), _call("exp", sub(b, out))), "logaddexp: exp(a - out) for a, exp(b - out) for b (a softmax of the two)", "logaddexp", "logaddexp", sympy=lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))),
 }
 # fmt: on
 
-# Every elementwise gate, by key: the functions of numbers and NumPy's own.
-ELEMENTWISE: dict[str, Gate] = {**FUNCTIONS, **NUMPY_ONLY}
+# Every elementwise gate, by key: the functions of numbers and NumPy's own (a view of both
+# tables, so that a change to one, as a test's sabotage, is seen here).
+ELEMENTWISE: Mapping[str, Gate] = ChainMap(FUNCTIONS, NUMPY_ONLY)
 
 # The elementwise functions array code can call: NumPy spelling -> the gate's key (np.arctan ->
 # "atan", np.maximum -> "max"). Array expressions name a function by its key, as scalar ones do;
 # the printer spells it back (numpy_spelling). These tables are the only lists of them.
 NUMPY_FUNCTIONS: dict[str, str] = {  # one argument (np.log has no base)
-    g.numpy: k for k, g in ELEMENTWISE.items() if g.numpy and g.arity[0] == 1 and g.arity[1]
+    g.numpy: k
+    for k, g in (*FUNCTIONS.items(), *NUMPY_ONLY.items())
+    if g.numpy and g.arity[0] == 1 and g.arity[1]
 }
+# Other names NumPy gives the same functions (printed back under the table's spelling).
+NUMPY_FUNCTIONS.update(absolute="abs", fabs="abs", degrees="rad2deg", radians="deg2rad")
 NUMPY_BINARY: dict[str, str] = {  # two (np.maximum and np.hypot take exactly two)
-    g.numpy: k for k, g in ELEMENTWISE.items() if g.numpy and (g.arity[0] == 2 or not g.arity[1])
+    g.numpy: k
+    for k, g in (*FUNCTIONS.items(), *NUMPY_ONLY.items())
+    if g.numpy and (g.arity[0] == 2 or not g.arity[1])
 }
 
 

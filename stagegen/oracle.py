@@ -378,6 +378,7 @@ class _MpmathNumpy:
             "abs": mp.fabs, "square": lambda t: t * t, "reciprocal": lambda t: 1 / t,
             "negative": lambda t: -t, "exp2": lambda t: mp.power(2, t), "sign": mp.sign,
             "arcsinh": mp.asinh, "arccosh": mp.acosh, "arctanh": mp.atanh,
+            "rad2deg": lambda t: t * 180 / mp.pi, "deg2rad": lambda t: t * mp.pi / 180,
         }  # fmt: skip
         self._own = {spelled: unary(functions[key]) for spelled, key in NUMPY_FUNCTIONS.items()}
         self._own |= {
@@ -387,6 +388,7 @@ class _MpmathNumpy:
             "arctan2": binary(mp.atan2), "hypot": binary(mp.hypot),
             "power": binary(lambda a, b: checked(a**b)),
             "logaddexp": binary(lambda a, b: mp.log(mp.exp(a) + mp.exp(b))),
+            "logaddexp2": binary(lambda a, b: mp.log(mp.power(2, a) + mp.power(2, b), 2)),
         }  # fmt: skip
         self._np = np
 

@@ -141,7 +141,10 @@ UNARY_WEIGHTS.update(
 UNARY_WEIGHTS.update((fn, 1) for fn in ("arctan", "sinh", "cosh"))
 UNARY_WEIGHTS.update(  # NumPy's own (gates.NUMPY_ONLY)
     (fn, 1)
-    for fn in ("square", "reciprocal", "negative", "exp2", "sign", "arcsinh", "arccosh", "arctanh")
+    for fn in (
+        *("square", "reciprocal", "negative", "exp2", "sign", "arcsinh", "arccosh", "arctanh"),
+        *("rad2deg", "deg2rad", "absolute", "fabs", "degrees", "radians"),
+    )
 )
 
 CACHED = ("tanh", "exp", "sigmoid")  # the gates whose local gradient reads the stage's output
@@ -450,8 +453,12 @@ class Builder:
             return Val(f"np.{fn}({a.text})", a.shape, 1.6, kind=fn)
         if fn == "tanh":
             return Val(f"np.tanh({a.text})", a.shape, 1.0, kind="tanh")
-        if fn == "abs":
-            return Val(f"np.abs({a.text})", a.shape, a.bound, kind="abs")
+        if fn in ("abs", "absolute", "fabs"):
+            return Val(f"np.{fn}({a.text})", a.shape, a.bound, kind="abs")
+        if fn in ("rad2deg", "degrees"):
+            return Val(f"np.{fn}({a.text})", a.shape, a.bound * 57.3, kind=fn)
+        if fn in ("deg2rad", "radians"):
+            return Val(f"np.{fn}({a.text})", a.shape, a.bound / 57.2, kind=fn)
         if fn in ("exp", "expm1", "sinh", "cosh"):
             a = self.tame(a) if a.bound > 3 else a
             bound = {"exp": math.exp, "expm1": math.expm1, "sinh": math.sinh, "cosh": math.cosh}
@@ -549,10 +556,10 @@ class Builder:
     def binary_function(self, depth: int) -> Val:
         """np.arctan2, np.hypot (one input kept positive, away from their kink at the origin and
         arctan2's branch cut) and np.power with a number exponent."""
-        fn = self.rng.choice(["arctan2", "hypot", "power", "power", "logaddexp"])
+        fn = self.rng.choice(["arctan2", "hypot", "power", "power", "logaddexp", "logaddexp2"])
         a = self.expr(depth - 1)
         self.feature(fn)
-        if fn == "logaddexp":
+        if fn in ("logaddexp", "logaddexp2"):
             a = self.tame(a) if a.bound > 30 else a
             b = self.operand_like(a.shape, depth - 1)
             b = self.tame(b) if b.bound > 30 else b
@@ -560,7 +567,7 @@ class Builder:
                 a, b = b, a
             shape = broadcast(a.shape, b.shape)
             bound = max(a.bound, b.bound) + 0.7
-            return Val(f"np.logaddexp({a.text}, {b.text})", shape, bound, kind=fn)
+            return Val(f"np.{fn}({a.text}, {b.text})", shape, bound, kind=fn)
         if fn == "power":
             e = self.rng.choice(["2", "3", "2.0", "-1", "0.5", "1.5", "-0.5", "-2"])
             if e in ("2", "3", "2.0"):  # any base

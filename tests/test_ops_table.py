@@ -23,7 +23,10 @@ from stagegen.expr import Call, Var
 from stagegen.gates import ELEMENTWISE, FUNCTIONS, NUMPY_BINARY, NUMPY_FUNCTIONS
 from stagegen.numeric import central_differences
 
-EVERY_SPELLED = {key: gate.numpy for key, gate in ELEMENTWISE.items() if gate.numpy}
+EVERY_SPELLED = {  # (np.clip, of three arguments, has tests of its own: test_vocabulary.py)
+    key: gate.numpy for key, gate in ELEMENTWISE.items() if gate.numpy and gate.arity[0] <= 2
+}
+ALIASES = {"absolute": "abs", "fabs": "abs", "degrees": "rad2deg", "radians": "deg2rad"}
 SPELLED = {key: spelled for key, spelled in EVERY_SPELLED.items() if spelled in NUMPY_FUNCTIONS}
 BINARY = {key: spelled for key, spelled in EVERY_SPELLED.items() if spelled in NUMPY_BINARY}
 
@@ -38,14 +41,14 @@ DOMAIN = {
     "sqrt": POSITIVE, "log1p": "x * x - 0.5", "tan": INSIDE, "asin": INSIDE, "acos": INSIDE,
     # NumPy's own (gates.NUMPY_ONLY)
     "square": "x", "reciprocal": POSITIVE, "negative": "x", "exp2": "x", "sign": "x",
-    "arcsinh": "x", "arccosh": "x * x + 1.5", "arctanh": INSIDE,
+    "arcsinh": "x", "arccosh": "x * x + 1.5", "arctanh": INSIDE, "rad2deg": "x", "deg2rad": "x",
 }  # fmt: skip
 
 # The two-argument ones, both arguments arrays (a power's base kept positive). x and y are drawn
 # apart, so max and min have no ties.
 BINARY_ARGUMENTS = {
     "max": ("x", "y"), "min": ("x", "y"), "atan2": ("x", "y"), "hypot": ("x", "y"),
-    "pow": (POSITIVE, "y"), "logaddexp": ("x", "y"),
+    "pow": (POSITIVE, "y"), "logaddexp": ("x", "y"), "logaddexp2": ("x", "y"),
 }  # fmt: skip
 
 
@@ -81,13 +84,13 @@ def test_the_table_spells_the_functions_numpy_has_and_no_others():
     assert "erf" in FUNCTIONS and FUNCTIONS["erf"].numpy is None  # NumPy has no erf
     assert SPELLED["atan"] == "arctan" and SPELLED["asin"] == "arcsin"
     assert SPELLED["acos"] == "arccos"
-    assert NUMPY_FUNCTIONS == {spelled: key for key, spelled in SPELLED.items()}
+    assert NUMPY_FUNCTIONS == {spelled: key for key, spelled in SPELLED.items()} | ALIASES
     assert NUMPY_BINARY == {spelled: key for key, spelled in BINARY.items()}
     assert BINARY["max"] == "maximum" and BINARY["pow"] == "power"
 
 
 def test_the_array_reader_accepts_exactly_the_tables_functions():
-    assert set(array_parse.UNARY) == set(SPELLED.values())
+    assert set(array_parse.UNARY) == set(SPELLED.values()) | set(ALIASES)
     assert set(array_parse.BINARY) == set(BINARY.values())
     for spelled in EVERY_SPELLED.values():
         assert f"np.{spelled}" in array_parse.SUPPORTED

@@ -42,6 +42,10 @@ CASES = {
     "arccosh": f"np.arccosh({POSITIVE} + 1.0)",
     "arctanh": "np.arctanh(0.5 * np.tanh(x))",
     "logaddexp": "np.logaddexp(x, w)",
+    "logaddexp2": "np.logaddexp2(w, x)",
+    "rad2deg": "np.rad2deg(x) * np.degrees(x)",
+    "deg2rad": "np.deg2rad(x) + np.radians(x * x)",
+    "absolute": "np.absolute(x) * np.fabs(w)",
     "min": "np.min(x, axis=1)",
     "min:method-keepdims": "x.min(axis=0, keepdims=True) * x",
     "min:all": "x.min() * w",
@@ -151,7 +155,7 @@ def test_backward_matches_central_differences_at_random_shapes_and_a_batch_of_on
 
 # The proof is the slow part (a second or so each): one case per operation family.
 PROVEN = (
-    "square", "logaddexp", "min:method-keepdims", "var:keepdims", "std", "prod",
+    "square", "logaddexp", "logaddexp2", "rad2deg", "min:method-keepdims", "var:keepdims", "std", "prod",
     "norm:axis", "clip", "where:broadcast", "outer", "squeeze", "transpose:axes", "swapaxes",
     "ravel", "astype", "zeros_like", "stack", "concatenate", "vstack:vectors",
 )  # fmt: skip
