@@ -332,8 +332,9 @@ class SymbolicForward:
         n = sp.Integer(count)
 
         def var(row):
-            mean = sp.Add(*row) / n
-            return sp.Add(*[(r - mean) ** 2 for r in row]) / n
+            # mean(r**2) - mean(r)**2: the same number (exact arithmetic, 50-digit evaluation),
+            # of size linear in the row where sum((r - mean)**2) repeats the mean in every term
+            return sp.Add(*[r**2 for r in row]) / n - (sp.Add(*row) / n) ** 2
 
         combine = {
             "max": lambda row: self.reduce_max(*row),
