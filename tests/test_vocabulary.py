@@ -70,6 +70,8 @@ CASES = {
     "squeeze": "np.squeeze(x[:, None], axis=1) * w + x[None].squeeze(0)",
     "transpose:axes": "np.transpose(t, (2, 0, 1)) * t.transpose(2, 0, 1)",
     "transpose:method": "t.transpose(1, 0, 2) ** 2",
+    "transpose:none": "x.transpose() * x.T",
+    "astype:np": "x.astype(np.float64) + x.astype('float64')",
     "swapaxes": "np.swapaxes(t, 0, 2) * t.swapaxes(2, 0)",
     "ravel": "x.ravel() * np.ravel(x * w)",
     "flatten": "x.flatten() ** 2",

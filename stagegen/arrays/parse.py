@@ -575,6 +575,8 @@ class ArrayReader(FunctionReader):
                     else "use the number as it is"
                 ),
             )
+        if name == "transpose" and not node.args and not node.keywords:
+            return self._transpose(node, self.expr(receiver_node), ".T")  # x.transpose() is x.T
         if name in moves:
             keywords = self._keywords(node, ("axis",) if name == "squeeze" else ())
             args = list(node.args) + ([keywords["axis"]] if "axis" in keywords else [])
@@ -636,23 +638,14 @@ class ArrayReader(FunctionReader):
                 raise fail(f"{shown} takes no arguments here", f"write `{shown[:-1]})`")
             out = shape if name == "copy" else (shapes.multiply(shape),) if shape else (1,)
         elif name == "astype":
-            ok = (
-                len(arg_nodes) == 1
-                and ast.unparse(arg_nodes[0])
-                in (
-                    "float",
-                    "np.float64",
-                    f"{ast.unparse(node.func.value)}.float64",
-                    "'float64'",
-                    "'float'",
-                    '"float64"',
-                    '"float"',
-                )
+            target = arg_nodes[0] if len(arg_nodes) == 1 else None
+            ok = target is not None and (
+                (isinstance(target, ast.Name) and target.id == "float")
+                or (isinstance(target, ast.Constant) and target.value in ("float", "float64"))
                 or (
-                    len(arg_nodes) == 1
-                    and isinstance(arg_nodes[0], ast.Attribute)
-                    and self._is_numpy(arg_nodes[0].value)
-                    and arg_nodes[0].attr == "float64"
+                    isinstance(target, ast.Attribute)
+                    and self._is_numpy(target.value)
+                    and target.attr == "float64"
                 )
             )
             if not ok or t.kind != "float":
