@@ -352,11 +352,43 @@ class _Shapes:
         if isinstance(e, Arange):
             d = self.dim(e.stop)
             return None if d is None else (d,)
+        if isinstance(e, Others):
+            return self.of(e.operand)
+        if isinstance(e, Where):
+            parts = [self.of(k) for k in e.children()]
+            if any(p is None for p in parts):
+                return None
+            out = ()
+            for p in parts:
+                out = shapes.broadcast(out, p)
+            return out
+        if isinstance(e, Move):
+            return self._moved(e)
         if isinstance(e, Index):
             return self._index(e)
         if _is_scatter(e):
             return self.dims(e.shape)
         return None
+
+    def _moved(self, e: Move) -> Shape | None:
+        s = self.of(e.operand)
+        if s is None:
+            return None
+        if e.fn in ("copy", "astype"):
+            return s
+        if e.fn in ("ravel", "flatten"):
+            return (shapes.multiply(s),)
+        if e.fn == "squeeze":
+            return tuple(d for k, d in enumerate(s) if k not in e.args)
+        if e.fn == "expand_dims":
+            rest = iter(s)
+            return tuple(1 if k in e.args else next(rest) for k in range(len(s) + len(e.args)))
+        if e.fn == "transpose":
+            return tuple(s[k] for k in e.args)
+        out = list(s)  # swapaxes
+        a, b = e.args
+        out[a], out[b] = out[b], out[a]
+        return tuple(out)
 
     def _index(self, e: Index) -> Shape | None:
         s = self.of(e.operand)
@@ -369,9 +401,32 @@ class _Shapes:
             elif isinstance(item, FullSlice):
                 out.append(s[axis])
                 axis += 1
+            elif isinstance(item, Num) and isinstance(item.value, int):
+                axis += 1  # one slot of the axis: the axis goes
+            elif isinstance(item, Span):
+                start = 0 if item.start is None else self.dim(item.start)
+                stop = s[axis] if item.stop is None else self.dim(item.stop)
+                size = _difference(stop, start)
+                if size is None:
+                    return None
+                out.append(size)
+                axis += 1
             else:
                 return None  # an index array: the gather's shape is its indices' (not needed)
         return tuple(out) + tuple(s[axis:])
+
+
+def _difference(a, b):
+    """``a - b`` for dimensions that are multiples of one product of names (2*N - N is N), or
+    numbers; None otherwise."""
+    if a is None or b is None:
+        return None
+    (ca, na), (cb, nb) = shapes.factors(a), shapes.factors(b)
+    if b == 0:
+        return a
+    if na != nb or ca <= cb:
+        return None
+    return shapes.multiply([ca - cb, *na])
 
 
 def _is_scatter(e: Expr) -> bool:

@@ -334,5 +334,6 @@ def test_explain_says_what_each_new_backward_does_and_agrees_at_a_point():
     assert "this part's slice of the stacked gradient" in words
     assert "puts back the axis squeeze took away" in words
     assert "a subgradient of the kink, instead of 0 / 0" in words
+    assert "dout_in (N, D): the gradient inside stage" in words, words  # shapes known
     at_point = str(explain_source(source, "f", {"N": 2, "D": 3}, filename="case.py"))
     assert at_point.count("✓ agree") == 2 and "✗" not in at_point, at_point
