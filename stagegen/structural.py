@@ -1,5 +1,7 @@
-"""The structural operations' vector-Jacobian products: dot, transpose, reshape, reductions and
-indexing, which move or combine elements rather than map them one by one.
+"""The structural operations' vector-Jacobian products: dot and outer, transpose, reshape and
+the other moves (expand_dims, squeeze, swapaxes, ravel, copy), the reductions (sum, mean, max,
+min, prod, var, std, norm), indexing, np.where, constants (np.zeros, ...) and joins (stack,
+concatenate), which move, choose or combine elements rather than map them one by one.
 
 The elementwise operations are the gate table's (gates.py): a local partial per input, lifted to
 any shape by summing over broadcast axes (``unbroadcast`` here). These are the rest of the one
