@@ -62,6 +62,7 @@ CASES = {
     "norm:keepdims": "x / np.linalg.norm(x, axis=0, keepdims=True)",
     "clip": "np.clip(x, -0.5, 0.7) * w",
     "clip:method": "x.clip(-0.3, 0.4) + x.clip(0, None)",
+    "clip:keywords": "np.clip(x, a_min=-0.4, a_max=0.6) + x.clip(min=0.1) * np.clip(x, None, 0.3)",
     "where": "np.where(x > 0, x * w, 0.1 * x)",
     "where:broadcast": "np.where(x > w, w, x * x)",
     "outer": "np.outer(v, w) * x",

@@ -504,9 +504,10 @@ class ArrayReader(FunctionReader):
             self._arity(node, shown, 3)
             return self._where(node)
         if name == "clip":
-            self._keywords(node, ())
-            self._arity(node, shown, 3)
-            return self._clip(node, node.args[0], node.args[1], node.args[2])
+            if not node.args:
+                self._arity(node, shown, 3)
+            lo, hi = self._clip_bounds(node, node.args[1:], shown)
+            return self._clip(node, node.args[0], lo, hi)
         if name == "transpose" and len(node.args) == 2 or node.keywords and name == "transpose":
             keywords = self._keywords(node, ("axes",))
             axes = keywords.get("axes", node.args[1] if len(node.args) == 2 else None)
@@ -584,9 +585,8 @@ class ArrayReader(FunctionReader):
                 args = [ast.Tuple(elts=args, ctx=ast.Load())]
             return self._move(node, name, receiver_node, args, "method")
         if name == "clip":
-            self._keywords(node, ())
-            self._arity(node, ".clip()", 2)
-            return self._clip(node, receiver_node, node.args[0], node.args[1])
+            lo, hi = self._clip_bounds(node, node.args, ".clip()")
+            return self._clip(node, receiver_node, lo, hi)
         if name == "reshape":
             self._keywords(node, ())
             dims = node.args
@@ -856,6 +856,24 @@ class ArrayReader(FunctionReader):
             raise self.src.error(node, err.message, err.hint) from None
         return Where(test, a, b), Type(shape, "float")
 
+    def _clip_bounds(self, node: ast.Call, positional, shown: str):
+        """The bounds of a clip, by position or keyword (a_min/a_max, or NumPy 2's min/max);
+        a bound not given is None, as NumPy reads it."""
+        keywords = self._keywords(node, ("a_min", "a_max", "min", "max"))
+        if len(positional) > 2:
+            self._arity(node, shown, 3 if shown.startswith("np.") else 2)
+        bounds = list(positional) + [None] * (2 - len(positional))
+        for k, names in enumerate((("a_min", "min"), ("a_max", "max"))):
+            for name in names:
+                if name in keywords:
+                    if bounds[k] is not None:
+                        raise self.src.error(
+                            keywords[name], f"the bound `{name}` is given twice", "give it once"
+                        )
+                    bounds[k] = keywords[name]
+        none = ast.Constant(value=None)
+        return tuple(none if b is None else b for b in bounds)
+
     def _clip(self, node, operand_node, lo_node, hi_node) -> tuple[Expr, Type]:
         """``np.clip(x, lo, hi)`` with numbers for the bounds (one may be None: a max or a min)."""
         operand = self.expr(operand_node)
@@ -885,7 +903,7 @@ class ArrayReader(FunctionReader):
             return Call("min", (operand, hi)), Type(shape, "float")
         if hi is None:
             return Call("max", (operand, lo)), Type(shape, "float")
-        if ast.literal_eval(lo_node) > ast.literal_eval(hi_node):
+        if ast.literal_eval(lo_node) > ast.literal_eval(hi_node):  # (both are numbers here)
             raise self.src.error(
                 node,
                 "np.clip's lower bound is above its upper bound",
