@@ -172,17 +172,18 @@ def _reduce(node: Reduce, g: Expr, value: Expr, types: Types):
         return [(x, broadcast_to(div(expanded, count), sx))]
     if node.fn in ("var", "std"):
         # The course's batchnorm: dx = 2 * (x - mu) / N * dvar, with mu the mean over the axes
-        # (ddof 0). std = sqrt(var): dx = (x - mu) / (N * std) * dstd; where std is 0 (every
+        # (N - ddof for a ddof). std = sqrt(var): dx = (x - mu) / (N * std) * dstd; where std is 0 (every
         # element equal: always so for one element) the gradient is 0, a subgradient of the
         # kink (and the derivative itself when the axes hold one element).
         # (kept as size 1 where it would not broadcast back: the leading axes need not be)
         leading = node.axis is None or node.axis == tuple(range(len(node.axis)))
         mu = Reduce("mean", x, node.axis, not leading, "method")
         centred = sub(x, mu)
+        divisor = sub(count, Num(node.ddof)) if node.ddof else count  # N - ddof
         if node.fn == "var":
-            return [(x, mul(div(mul(Num(2), centred), count), expanded))]
+            return [(x, mul(div(mul(Num(2), centred), divisor), expanded))]
         std = _positive_or_inf(expand(value))
-        return [(x, mul(div(centred, mul(count, std)), expanded))]
+        return [(x, mul(div(centred, mul(divisor, std)), expanded))]
     if node.fn == "norm":
         # dx = x / norm * dnorm; at norm 0 (x = 0) the gradient is 0, a subgradient of the kink.
         return [(x, mul(div(x, _positive_or_inf(expand(value))), expanded))]

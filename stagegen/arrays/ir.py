@@ -78,6 +78,7 @@ class Reduce(Expr):
     keepdims: bool = False
     spelling: str = "np"  # "np" (np.sum(x, ...)) or "method" (x.sum(...))
     axis_text: str = ""  # how the user wrote the axis, kept for the replay
+    ddof: int = 0  # var and std: the divisor is the count minus ddof
 
     def children(self):
         return (self.operand,)
@@ -276,7 +277,7 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
     if isinstance(e, Reshape):
         return Reshape(kids[0], tuple(kids[1:]), e.spelling)
     if isinstance(e, Reduce):
-        return Reduce(e.fn, kids[0], e.axis, e.keepdims, e.spelling, e.axis_text)
+        return Reduce(e.fn, kids[0], e.axis, e.keepdims, e.spelling, e.axis_text, e.ddof)
     if isinstance(e, Index):
         return Index(kids[0], tuple(kids[1:]))
     if isinstance(e, ShapeRead):
@@ -353,6 +354,8 @@ class ArrayPrinter(Printer):
             args.append(f"axis={axis}")
         if e.keepdims:
             args.append("keepdims=True")
+        if e.ddof:
+            args.append(f"ddof={e.ddof}")
         return args
 
     def text(self, e: Expr) -> str:

@@ -945,16 +945,18 @@ class ArrayReader(FunctionReader):
         return self._reduce(node, "norm", args[0], keywords, "np")
 
     def _reduce(self, node, name, operand_node, keywords, spelling) -> tuple[Expr, Type]:
+        ddof = 0
         if "ddof" in keywords:
+            written = keywords.pop("ddof")
             try:
-                ddof = ast.literal_eval(keywords.pop("ddof"))
+                ddof = ast.literal_eval(written)
             except ValueError:
                 ddof = None
-            if ddof != 0 or isinstance(ddof, bool):
+            if not isinstance(ddof, int) or isinstance(ddof, bool) or ddof < 0:
                 raise self.src.error(
-                    node,
-                    f"{name} with a ddof other than 0 is not supported",
-                    f"drop ddof (NumPy's default, 0), or scale the {name} yourself",
+                    written,
+                    f"the ddof of {name} must be a whole number written in the code",
+                    "write e.g. `ddof=1` (the divisor is the count minus ddof)",
                 )
         operand = self.expr(operand_node)
         t = self.type_of(operand)
@@ -1003,7 +1005,9 @@ class ArrayReader(FunctionReader):
                 "reshape the axes into one first, or take the product one axis at a time",
             )
         shape = shapes.reduce(t.shape, axes, keepdims)
-        e = Reduce(name, operand, axes, keepdims, spelling, axis_text if axis is not None else "")
+        e = Reduce(
+            name, operand, axes, keepdims, spelling, axis_text if axis is not None else "", ddof
+        )
         return e, Type(shape, t.kind)
 
     def _transpose(self, node, operand: Expr, spelling: str) -> tuple[Expr, Type]:

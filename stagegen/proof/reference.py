@@ -332,9 +332,11 @@ class SymbolicForward:
         n = sp.Integer(count)
 
         def var(row):
-            # mean(r**2) - mean(r)**2: the same number (exact arithmetic, 50-digit evaluation),
-            # of size linear in the row where sum((r - mean)**2) repeats the mean in every term
-            return sp.Add(*[r**2 for r in row]) / n - (sp.Add(*row) / n) ** 2
+            # (sum(r**2) - sum(r)**2 / n) / (n - ddof): the same number as sum((r - mean)**2)
+            # / (n - ddof) (exact arithmetic, 50-digit evaluation), of size linear in the row
+            # where that form repeats the mean in every term
+            total = sp.Add(*row)
+            return (sp.Add(*[r**2 for r in row]) - total**2 / n) / (n - e.ddof)
 
         combine = {
             "max": lambda row: self.reduce_max(*row),
