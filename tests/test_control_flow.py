@@ -111,11 +111,7 @@ REFUSED = [
         (3, 9),
         "`return` inside a loop is not supported",
     ),
-    (
-        "def f(x):\n    if x:\n        x = 1.0\n    return x\n",
-        (2, 8),
-        "is a number, not a condition",
-    ),
+    ("def f(x):\n    if x:\n        x = 1.0\n    return x\n", (2, 8), "is a number, not a condition"),
     (
         "def f(x):\n    if x > 0:\n        y = x\n    return y\n",
         (4, 12),
