@@ -11,6 +11,7 @@ so those count only as nonnegative; ``1 + (anything nonnegative)`` is positive.
 
 from __future__ import annotations
 
+from .arrays.ir import Reduce
 from .expr import Bin, Call, Const, Expr, Neg, Num, Var, walk
 from .gates import DOMAIN_CHECKED
 from .program import Program
@@ -39,6 +40,11 @@ class Signs:
             return self._binary(e)
         if isinstance(e, Call):
             return self._call(e)
+        if isinstance(e, Reduce):
+            if e.fn in ("var", "std", "norm"):
+                return NONNEGATIVE
+            inner = self.sign(e.operand)  # a sum, mean, max, min or product of its signs
+            return NONNEGATIVE if inner >= NONNEGATIVE else UNKNOWN
         return UNKNOWN
 
     def _binary(self, e: Bin) -> int:
@@ -59,8 +65,10 @@ class Signs:
         signs = [self.sign(a) for a in e.args]
         if e.fn == "cosh":
             return POSITIVE  # at least 1
-        if e.fn == "exp":
+        if e.fn in ("exp", "exp2"):
             return NONNEGATIVE  # exp(-800) is 0.0
+        if e.fn == "square":
+            return NONNEGATIVE
         if e.fn == "abs":
             return max(NONNEGATIVE, signs[0])
         if e.fn == "hypot":

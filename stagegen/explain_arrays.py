@@ -32,18 +32,22 @@ from .arrays.ir import (
     Dot,
     FullSlice,
     Index,
+    Move,
     NewAxis,
+    Others,
     Outer,
     Reduce,
     Reshape,
     ShapeRead,
+    Span,
     Transpose,
+    Where,
     Zeros,
 )
 from .arrays.shapes import Shape, ShapeError
 from .errors import StagegenError
 from .explained import short
-from .expr import Bin, Call, Compare, Expr, Neg, Num, Var, walk
+from .expr import Bin, Call, Compare, Const, Expr, Neg, Num, Var, walk
 from .program import Program, Stage, backward_name
 from .reverse import Backward
 from .traced import GeneratedLine, allocates, read_backward, traced_run
@@ -94,6 +98,14 @@ class Scattered:
     values: str  # "dcorrect"
     index: str  # "(np.arange(n), y)"
     shape: Shape | None  # the values' shape
+
+
+@dataclass
+class Said:
+    """What an operation of the gradient code does, in words (a product of the other elements,
+    a slice of a joined gradient, a move undone, a divisor kept off zero)."""
+
+    text: str
 
 
 @dataclass
@@ -340,11 +352,43 @@ class _Shapes:
         if isinstance(e, Arange):
             d = self.dim(e.stop)
             return None if d is None else (d,)
+        if isinstance(e, Others):
+            return self.of(e.operand)
+        if isinstance(e, Where):
+            parts = [self.of(k) for k in e.children()]
+            if any(p is None for p in parts):
+                return None
+            out = ()
+            for p in parts:
+                out = shapes.broadcast(out, p)
+            return out
+        if isinstance(e, Move):
+            return self._moved(e)
         if isinstance(e, Index):
             return self._index(e)
         if _is_scatter(e):
             return self.dims(e.shape)
         return None
+
+    def _moved(self, e: Move) -> Shape | None:
+        s = self.of(e.operand)
+        if s is None:
+            return None
+        if e.fn in ("copy", "astype"):
+            return s
+        if e.fn in ("ravel", "flatten"):
+            return (shapes.multiply(s),)
+        if e.fn == "squeeze":
+            return tuple(d for k, d in enumerate(s) if k not in e.args)
+        if e.fn == "expand_dims":
+            rest = iter(s)
+            return tuple(1 if k in e.args else next(rest) for k in range(len(s) + len(e.args)))
+        if e.fn == "transpose":
+            return tuple(s[k] for k in e.args)
+        out = list(s)  # swapaxes
+        a, b = e.args
+        out[a], out[b] = out[b], out[a]
+        return tuple(out)
 
     def _index(self, e: Index) -> Shape | None:
         s = self.of(e.operand)
@@ -357,9 +401,32 @@ class _Shapes:
             elif isinstance(item, FullSlice):
                 out.append(s[axis])
                 axis += 1
+            elif isinstance(item, Num) and isinstance(item.value, int):
+                axis += 1  # one slot of the axis: the axis goes
+            elif isinstance(item, Span):
+                start = 0 if item.start is None else self.dim(item.start)
+                stop = s[axis] if item.stop is None else self.dim(item.stop)
+                size = _difference(stop, start)
+                if size is None:
+                    return None
+                out.append(size)
+                axis += 1
             else:
                 return None  # an index array: the gather's shape is its indices' (not needed)
         return tuple(out) + tuple(s[axis:])
+
+
+def _difference(a, b):
+    """``a - b`` for dimensions that are multiples of one product of names (2*N - N is N), or
+    numbers; None otherwise."""
+    if a is None or b is None:
+        return None
+    (ca, na), (cb, nb) = shapes.factors(a), shapes.factors(b)
+    if b == 0:
+        return a
+    if na != nb or ca <= cb:
+        return None
+    return shapes.multiply([ca - cb, *na])
 
 
 def _is_scatter(e: Expr) -> bool:
@@ -422,7 +489,12 @@ class _Arguments:
             items = ", ".join(self.print(i) for i in value.items)
             index = f"({items},)" if len(value.items) == 1 else f"({items})"
             found.append(Scattered(self.print(value.values), index, self.shapes.of(value.values)))
-        return found
+        said: list[str] = []
+        for node in walk(value):
+            text = _words(node, self.print)
+            if text is not None and text not in said:
+                said.append(text)
+        return found + [Said(t) for t in said]
 
     def product(self, node: Expr, whole: bool) -> Product | None:
         shape = self.shapes.of(node)
@@ -449,6 +521,36 @@ class _Arguments:
                 others[k] = self.print(candidate)
         factors = [(self.factor_text(a), sa), (self.factor_text(b), sb)]
         return Product(code, factors, shape, whole, list(others.values()))
+
+
+_UNDONE = {  # a gradient's move, by what it does
+    "squeeze": "takes away the axis np.expand_dims added",
+    "expand_dims": "puts back the axis squeeze took away",
+    "transpose": "moves the axes back (the inverse permutation)",
+    "swapaxes": "swaps the axes back",
+}
+
+
+def _words(node: Expr, print_) -> str | None:
+    """The teaching aid's sentence for one node of the gradient code, or None."""
+    if isinstance(node, Others):
+        return (
+            f"{print_(node)}: for each element, the product of the other elements along axis "
+            f"{node.axis} (each row of np.eye masks one element out), computed without dividing "
+            "by the element, so exact where an element is 0"
+        )
+    if isinstance(node, Index) and any(isinstance(i, Span) for i in node.items):
+        return f"{print_(node)}: this part's slice of the joined gradient"
+    if isinstance(node, Index) and getattr(node, "stacked", False):
+        return f"{print_(node)}: this part's slice of the stacked gradient"
+    if isinstance(node, Move) and node.undoes:
+        return f"{print_(node)} {_UNDONE[node.fn]}"
+    if isinstance(node, Where) and isinstance(node.orelse, Const) and node.orelse.name == "inf":
+        return (
+            f"{print_(node)}: where the divisor is 0 (every element equal, or all 0) inf is put "
+            "in, so the gradient there is 0, a subgradient of the kink, instead of 0 / 0"
+        )
+    return None
 
 
 def _oriented(e: Expr, shape: Shape) -> list[Expr]:

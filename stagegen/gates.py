@@ -11,8 +11,9 @@ Compound right-hand sides are differentiated by chaining these rules through the
 
 from __future__ import annotations
 
+from collections import ChainMap
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from .expr import (
     And,
@@ -121,6 +122,10 @@ def _route(pick: Callable[[Expr, Expr], str], strict: Callable[[Expr, Expr], str
     return rule
 
 
+def _mask(op: str, a: Expr, b: Expr) -> Expr:
+    return Cond(Compare(op, a, b), ONE_F, ZERO_F)
+
+
 def _sign(a: Expr) -> Expr:
     return Cond(Compare(">", a, Num(0)), ONE_F, Cond(Compare("<", a, Num(0)), Num(-1.0), ZERO_F))
 
@@ -182,23 +187,55 @@ FUNCTIONS: dict[str, Gate] = {
     "max":   Gate((2, None), _route(">=", ">"),                                "the max gate routes the gradient to the larger input (a tie goes to the first)", "max", "maximum", sympy=lambda sp, *args: sp.Max(*args)),
     "min":   Gate((2, None), _route("<=", "<"),                                "the min gate routes the gradient to the smaller input (a tie goes to the first)", "min", "minimum", sympy=lambda sp, *args: sp.Min(*args)),
 }
+
+# The elementwise functions NumPy has and math does not: array code only (the scalar reader
+# accepts the keys of FUNCTIONS alone). Each reads as a course's solution writes it.
+NUMPY_ONLY: dict[str, Gate] = {
+    "square":     Gate((1, 1), lambda out, a: (mul(TWO, a),),                   "square: 2 * x", "square", "square", sympy=lambda sp, a: a**2),
+    "reciprocal": Gate((1, 1), lambda out, a: (neg(div(out, a)),),              "reciprocal: -out / x", "reciprocal", "reciprocal", sympy=lambda sp, a: 1 / a),
+    "negative":   Gate((1, 1), lambda out, a: (neg(ONE),),                      "negative: the gradient flips its sign", "negative", "negative", sympy=lambda sp, a: -a),
+    "exp2":       Gate((1, 1), lambda out, a: (mul(out, _call("log", TWO)),),   "exp2: out * ln 2", "exp2", "exp2", sympy=lambda sp, a: 2**a),
+    "sign":       Gate((1, 1), lambda out, a: (ZERO_F,),                        "sign: flat on either side of 0, so no gradient passes", "sign", "sign", sympy=lambda sp, a: sp.Piecewise((1, a > 0), (-1, a < 0), (0, True))),
+    "arcsinh":    Gate((1, 1), lambda out, a: (div(ONE, _call("hypot", ONE, a)),), "arcsinh: 1 / sqrt(1 + x**2)", "arcsinh", "arcsinh", sympy=lambda sp, a: sp.asinh(a)),
+    "arccosh":    Gate((1, 1), lambda out, a: (div(ONE, _call("sqrt", mul(sub(a, ONE), add(a, ONE)))),), "arccosh: 1 / sqrt(x**2 - 1)", "arccosh", "arccosh", domain="x >= 1", sympy=lambda sp, a: sp.acosh(a)),
+    "arctanh":    Gate((1, 1), lambda out, a: (div(ONE, mul(sub(ONE, a), add(ONE, a))),), "arctanh: 1 / (1 - x**2)", "arctanh", "arctanh", domain="-1 < x < 1", sympy=lambda sp, a: sp.atanh(a)),
+    # np.clip(x, lo, hi) with numbers lo < hi: min(max(x, lo), hi), whose ties go to x (the
+    # first input, as max and min give them): the gradient passes where lo <= x <= hi.
+    "clip":       Gate((3, 3), lambda out, x, lo, hi: (mul(_mask(">=", x, lo), _mask("<=", x, hi)), ZERO_F, ZERO_F), "clip: the gradient passes where lo <= x <= hi, and is 0 where x was clipped", "clip", "clip", sympy=lambda sp, x, lo, hi: sp.Piecewise((lo, x < lo), (hi, x > hi), (x, True))),
+    "rad2deg":    Gate((1, 1), lambda out, a: (div(Num(180), Const("pi")),),    "rad2deg: 180 / pi", "rad2deg", "rad2deg", sympy=lambda sp, a: a * 180 / sp.pi),
+    "deg2rad":    Gate((1, 1), lambda out, a: (div(Const("pi"), Num(180)),),    "deg2rad: pi / 180", "deg2rad", "deg2rad", sympy=lambda sp, a: a * sp.pi / 180),
+    # logaddexp2(a, b) = log2(2**a + 2**b): each input's share is 2**(input - out)
+    "logaddexp2": Gate((2, 2), lambda out, a, b: (_call("exp2", sub(a, out)), _call("exp2", sub(b, out))), "logaddexp2: 2**(a - out) for a, 2**(b - out) for b", "logaddexp2", "logaddexp2", sympy=lambda sp, a, b: sp.log(2**a + 2**b) / sp.log(2)),
+    # logaddexp(a, b) = log(exp(a) + exp(b)): each input's share, exp(input - out), is in (0, 1]
+    "logaddexp":  Gate((2, 2), lambda out, a, b: (_call("exp", sub(a, out)), _call("exp", sub(b, out))), "logaddexp: exp(a - out) for a, exp(b - out) for b (a softmax of the two)", "logaddexp", "logaddexp", sympy=lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))),
+}
 # fmt: on
+
+# Every elementwise gate, by key: the functions of numbers and NumPy's own (a view of both
+# tables, so that a change to one, as a test's sabotage, is seen here).
+ELEMENTWISE: Mapping[str, Gate] = ChainMap(FUNCTIONS, NUMPY_ONLY)
 
 # The elementwise functions array code can call: NumPy spelling -> the gate's key (np.arctan ->
 # "atan", np.maximum -> "max"). Array expressions name a function by its key, as scalar ones do;
 # the printer spells it back (numpy_spelling). These tables are the only lists of them.
 NUMPY_FUNCTIONS: dict[str, str] = {  # one argument (np.log has no base)
-    g.numpy: k for k, g in FUNCTIONS.items() if g.numpy and g.arity[0] == 1 and g.arity[1]
+    g.numpy: k
+    for k, g in (*FUNCTIONS.items(), *NUMPY_ONLY.items())
+    if g.numpy and g.arity[0] == 1 and g.arity[1]
 }
+# Other names NumPy gives the same functions (printed back under the table's spelling).
+NUMPY_FUNCTIONS.update(absolute="abs", fabs="abs", degrees="rad2deg", radians="deg2rad")
 NUMPY_BINARY: dict[str, str] = {  # two (np.maximum and np.hypot take exactly two)
-    g.numpy: k for k, g in FUNCTIONS.items() if g.numpy and (g.arity[0] == 2 or not g.arity[1])
+    g.numpy: k
+    for k, g in (*FUNCTIONS.items(), *NUMPY_ONLY.items())
+    if g.numpy and (g.arity[0] == 2 or not g.arity[1])
 }
 
 
 def numpy_spelling(fn: str) -> str:
     """How NumPy spells the function a ``Call`` names (``atan`` -> ``arctan``); a name that is
     no gate's key (``sign``) is NumPy's own already."""
-    gate = FUNCTIONS.get(fn)
+    gate = ELEMENTWISE.get(fn)
     return gate.numpy if gate is not None and gate.numpy else fn
 
 
@@ -209,7 +246,7 @@ MATH_CONSTANTS = {"pi", "e", "tau"}
 # gradient reads its value: d/dx log(x) = 1/x would otherwise give a number at x = -2,
 # where the forward raises. Other gates raise in the backward by themselves (a division's
 # local gradient divides by the same value; exp's reads the overflowing output).
-DOMAIN_CHECKED = {key for key, gate in FUNCTIONS.items() if gate.domain}
+DOMAIN_CHECKED = {key for key, gate in ELEMENTWISE.items() if gate.domain}
 
 SIGMOID = Gate(
     (1, 1),
@@ -264,7 +301,7 @@ def gate_of(e: Expr) -> tuple[Gate, tuple[Expr, ...]] | None:
     if isinstance(e, Neg):
         return OPERATORS["neg"], (e.operand,)
     if isinstance(e, Call):
-        return FUNCTIONS[e.fn], e.args
+        return ELEMENTWISE[e.fn], e.args
     return None
 
 

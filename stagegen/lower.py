@@ -21,10 +21,12 @@ from .arrays.ir import (
     Dim,
     FullSlice,
     Index,
+    Move,
     NewAxis,
     Reshape,
     ShapeOf,
     ShapeRead,
+    Span,
     Transpose,
     Where,
     Zeros,
@@ -485,10 +487,10 @@ def _one_slot(scatter: Scatter, types: Types) -> bool:
 
 def _may_alias(e: Expr) -> bool:
     """Whether the value may share memory with another array (so `+=` must not write into it)."""
-    if isinstance(e, (Var, Transpose, Reshape, BroadcastTo)):
-        return True
+    if isinstance(e, (Var, Transpose, Reshape, BroadcastTo, Move)):
+        return True  # (a Move: squeeze, expand_dims, transpose, swapaxes of a gradient)
     if isinstance(e, Index):
-        return all(isinstance(i, (FullSlice, NewAxis)) or _is_int(i) for i in e.items)
+        return all(isinstance(i, (FullSlice, NewAxis, Span)) or _is_int(i) for i in e.items)
     return False
 
 

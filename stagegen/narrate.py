@@ -19,6 +19,7 @@ from .explain_arrays import (
     ArrayExplanationData,
     ArrayStep,
     Product,
+    Said,
     Scattered,
     Spread,
     Summed,
@@ -574,6 +575,8 @@ def argument_sentences(step: ArrayStep, added_to: set[str] = frozenset()) -> lis
                 f"{_axes(arg.axes)} ({how})"
             )
             fixed = True
+        elif isinstance(arg, Said):
+            out.append(arg.text)
         elif isinstance(arg, Scattered):
             into = step.gradient if step.accumulate else "zeros of that shape"
             out.append(

@@ -374,6 +374,25 @@ def mp_number(value):
 # ---------------------------------------------------------------------------- arrays: mpmath
 
 
+_MP_ARRAY: list = []
+
+
+def _mp_array_type():
+    """An object array whose ``astype(float)`` keeps its 50-digit numbers (a copy): the
+    forward's ``x.astype(float)`` is an identity on floats, and must stay one here."""
+    if not _MP_ARRAY:
+        import numpy as np
+
+        class MpArray(np.ndarray):
+            def astype(self, dtype, *args, **kwargs):
+                if self.dtype == object and np.dtype(dtype).kind == "f":
+                    return self.copy()
+                return super().astype(dtype, *args, **kwargs)
+
+        _MP_ARRAY.append(MpArray)
+    return _MP_ARRAY[0]
+
+
 def _mpf_array(values):
     """Floats (or an array of them) as an object array of mpmath numbers."""
     import mpmath
@@ -383,7 +402,7 @@ def _mpf_array(values):
     out = np.empty(a.shape, dtype=object)
     for index in np.ndindex(*a.shape):
         out[index] = mpmath.mpf(a[index]) if a.dtype != object else a[index]
-    return out
+    return out.view(_mp_array_type())
 
 
 class _MpmathNumpy:
@@ -403,14 +422,21 @@ class _MpmathNumpy:
             return lambda a, b: _unwrap(ufunc(a, b))
 
         # Every elementwise function array code may call (the gate table's NumPy spellings).
-        functions = mpmath_functions() | {"abs": mp.fabs}
+        functions = mpmath_functions() | {
+            "abs": mp.fabs, "square": lambda t: t * t, "reciprocal": lambda t: 1 / t,
+            "negative": lambda t: -t, "exp2": lambda t: mp.power(2, t), "sign": mp.sign,
+            "arcsinh": mp.asinh, "arccosh": mp.acosh, "arctanh": mp.atanh,
+            "rad2deg": lambda t: t * 180 / mp.pi, "deg2rad": lambda t: t * mp.pi / 180,
+        }  # fmt: skip
         self._own = {spelled: unary(functions[key]) for spelled, key in NUMPY_FUNCTIONS.items()}
         self._own |= {
-            "absolute": unary(mp.fabs), "square": unary(lambda t: t * t),
+            "absolute": unary(mp.fabs),
             "maximum": binary(lambda a, b: a if a >= b else b),
             "minimum": binary(lambda a, b: a if a <= b else b),
             "arctan2": binary(mp.atan2), "hypot": binary(mp.hypot),
             "power": binary(lambda a, b: checked(a**b)),
+            "logaddexp": binary(lambda a, b: mp.log(mp.exp(a) + mp.exp(b))),
+            "logaddexp2": binary(lambda a, b: mp.log(mp.power(2, a) + mp.power(2, b), 2)),
         }  # fmt: skip
         self._np = np
 

@@ -105,7 +105,10 @@ def _describe(e: Expr) -> str:
 
 # A structural operation's name when its operand's name is too long to build on. (Not "sum" or
 # "max": those would shadow the builtins.)
-_STRUCTURAL_WORD = {"sum": "summed", "mean": "avg", "max": "peak"}
+_STRUCTURAL_WORD = {
+    "sum": "summed", "mean": "avg", "max": "peak", "min": "low", "prod": "product",
+    "var": "variance", "std": "spread", "norm": "length",
+}  # fmt: skip
 
 
 def _describe_structural(e: Expr) -> str | None:

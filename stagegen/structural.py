@@ -1,5 +1,7 @@
-"""The structural operations' vector-Jacobian products: dot, transpose, reshape, reductions and
-indexing, which move or combine elements rather than map them one by one.
+"""The structural operations' vector-Jacobian products: dot and outer, transpose, reshape and
+the other moves (expand_dims, squeeze, swapaxes, ravel, copy), the reductions (sum, mean, max,
+min, prod, var, std, norm), indexing, np.where, constants (np.zeros, ...) and joins (stack,
+concatenate), which move, choose or combine elements rather than map them one by one.
 
 The elementwise operations are the gate table's (gates.py): a local partial per input, lifted to
 any shape by summing over broadcast axes (``unbroadcast`` here). These are the rest of the one
@@ -16,16 +18,39 @@ from .arrays.ir import (
     BroadcastTo,
     Dim,
     Dot,
+    Filled,
     FullSlice,
     Index,
+    Join,
+    Move,
     NewAxis,
+    Others,
     Outer,
     Reduce,
     Reshape,
+    Span,
     Transpose,
+    Where,
 )
 from .arrays.shapes import Shape, factors
-from .expr import Bin, Compare, Expr, Invoke, Item, Neg, Num, Several, Var, div, is_num, mul, neg
+from .expr import (
+    Bin,
+    Compare,
+    Const,
+    Expr,
+    Invoke,
+    Item,
+    Neg,
+    Num,
+    Several,
+    Var,
+    add,
+    div,
+    is_num,
+    mul,
+    neg,
+    sub,
+)
 from .program import backward_name
 from .types import Types
 
@@ -133,32 +158,67 @@ def _reshape(node: Reshape, g: Expr, value: Expr, types: Types):
     return [(node.operand, Reshape(g, dims(types.shape(node.operand))))]
 
 
+def _positive_or_inf(e: Expr) -> Expr:
+    """``e`` where it is positive, else inf: a divisor that turns a 0 / 0 into 0."""
+    return Where(Compare(">", e, Num(0)), e, Const("inf"))
+
+
 def _reduce(node: Reduce, g: Expr, value: Expr, types: Types):
     x = node.operand
     sx = types.shape(x)
     axes = tuple(range(len(sx))) if node.axis is None else node.axis
-    expanded = g
+    items: list[Expr] = []
     if node.axis is not None and not node.keepdims:
         # Put the reduced axes back as size 1 (leading ones broadcast by themselves).
-        items: list[Expr] = [NewAxis() if i in axes else FullSlice() for i in range(len(sx))]
+        items = [NewAxis() if i in axes else FullSlice() for i in range(len(sx))]
         while items and isinstance(items[0], NewAxis):
             items.pop(0)
         while items and isinstance(items[-1], FullSlice):
             items.pop()
-        if items:
-            expanded = Index(g, tuple(items))
+
+    def expand(e: Expr) -> Expr:
+        """``e``, of the reduction's shape, with the reduced axes back as size 1."""
+        return Index(e, tuple(items)) if items else e
+
+    expanded = expand(g)
+    count: Expr = Num(1)
+    for d in dims(tuple(sx[i] for i in axes)):
+        count = mul(count, d)
     if node.fn == "sum":
         return [(x, broadcast_to(expanded, sx))]
     if node.fn == "mean":
-        count: Expr = Num(1)
-        for d in dims(tuple(sx[i] for i in axes)):
-            count = mul(count, d)
         return [(x, broadcast_to(div(expanded, count), sx))]
-    # max: the gradient goes to the maxima
+    if node.fn in ("var", "std"):
+        # The course's batchnorm: dx = 2 * (x - mu) / N * dvar, with mu the mean over the axes
+        # (N - ddof for a ddof). std = sqrt(var): dx = (x - mu) / (N * std) * dstd; where std is 0 (every
+        # element equal: always so for one element) the gradient is 0, a subgradient of the
+        # kink (and the derivative itself when the axes hold one element).
+        # (kept as size 1 where it would not broadcast back: the leading axes need not be)
+        leading = node.axis is None or node.axis == tuple(range(len(node.axis)))
+        mu = Reduce("mean", x, node.axis, not leading, "method")
+        centred = sub(x, mu)
+        divisor = sub(count, Num(node.ddof)) if node.ddof else count  # N - ddof
+        if node.fn == "var":
+            return [(x, mul(div(mul(Num(2), centred), divisor), expanded))]
+        std = _positive_or_inf(expand(value))
+        return [(x, mul(div(centred, mul(divisor, std)), expanded))]
+    if node.fn == "norm":
+        # dx = x / norm * dnorm; at norm 0 (x = 0) the gradient is 0, a subgradient of the kink.
+        return [(x, mul(div(x, _positive_or_inf(expand(value))), expanded))]
+    if node.fn == "prod":
+        # The product of the other elements, computed without dividing by the element (exact
+        # where an element is 0, where out / x would be 0 / 0).
+        if node.axis is None and len(sx) > 1:
+            flat = Reshape(x, (Num(-1),))
+            others: Expr = Reshape(Others(flat, 0, 1, count), dims(sx))
+        else:
+            others = Others(x, axes[0], len(sx), count)
+        return [(x, mul(others, expanded))]
+    # max and min: the gradient goes to the extreme elements
     if node.keepdims or node.axis is None:
         peak = value
     else:
-        peak = Reduce("max", x, node.axis, True, "method")
+        peak = Reduce(node.fn, x, node.axis, True, "method")
     # Tied maxima share the gradient equally (the average of the subgradients), so the
     # gradient still sums to the upstream one: max(x + t) = max(x) + t.
     at_peak = Compare("==", x, peak)
@@ -190,6 +250,68 @@ def _index(node: Index, g: Expr, value: Expr, types: Types):
     return [(x, Scatter(dims(types.shape(x)), node.items, g))]
 
 
+def _outer(node: Outer, g: Expr, value: Expr, types: Types):
+    # out[i, j] = a[i] * b[j]: da = dout.dot(b), db = dout.T.dot(a)
+    return [(node.left, Dot(g, node.right)), (node.right, Dot(transpose_of(g), node.left))]
+
+
+def _where(node: Where, g: Expr, value: Expr, types: Types):
+    # np.where(mask, a, b): the gradient goes to the side the mask chose; the mask gets none.
+    frm = types.shape(node)
+    return [
+        (node.body, unbroadcast(Where(node.test, g, Num(0.0)), frm, types.shape(node.body))),
+        (node.orelse, unbroadcast(Where(node.test, Num(0.0), g), frm, types.shape(node.orelse))),
+    ]
+
+
+def _axis_text(axes: tuple[int, ...]) -> str:
+    return f"axis={axes[0]}" if len(axes) == 1 else f"axis={axes}"
+
+
+def _move(node: Move, g: Expr, value: Expr, types: Types):
+    x, fn = node.operand, node.fn
+    if fn in ("copy", "astype"):  # the identities (astype to float, of floats)
+        return [(x, g)]
+    if fn == "expand_dims":  # dx = dout.squeeze(axis=k)
+        back: Expr = Move("squeeze", g, node.args, "method", _axis_text(node.args), fn)
+    elif fn == "squeeze":  # dx = np.expand_dims(dout, k)
+        back = Move("expand_dims", g, node.args, "np", _axis_text(node.args), fn)
+    elif fn == "transpose":  # the inverse permutation
+        inverse = tuple(node.args.index(k) for k in range(len(node.args)))
+        back = Move("transpose", g, inverse, "method", ", ".join(map(str, inverse)), fn)
+    elif fn == "swapaxes":  # its own inverse
+        back = Move("swapaxes", g, node.args, "method", ", ".join(map(str, node.args)), fn)
+    else:
+        assert fn in ("ravel", "flatten"), fn
+        back = Reshape(g, dims(types.shape(x)))
+    return [(x, back)]
+
+
+def _filled(node: Filled, g: Expr, value: Expr, types: Types):
+    return []  # a constant: no gradient to pass on
+
+
+def _join(node: Join, g: Expr, value: Expr, types: Types):
+    """Each part's gradient is its slice of the gradient: ``dx = dout[:, :D]`` (concatenate)
+    or ``dx = dout[0]`` (stack)."""
+    before: list[Expr] = [FullSlice()] * node.axis
+    if node.fn == "stack" or (node.fn == "vstack" and len(types.shape(node.parts[0])) == 1):
+        out = []
+        for k, part in enumerate(node.parts):
+            piece = Index(g, tuple(before + [Num(k)]))
+            object.__setattr__(piece, "stacked", True)  # for the teaching aid's words
+            out.append((part, piece))
+        return out
+    out, start = [], None
+    last = len(node.parts) - 1
+    for k, part in enumerate(node.parts):
+        size = dims(types.shape(part))[node.axis]
+        stop = None if k == last else (size if start is None else add(start, size))
+        out.append((part, Index(g, tuple(before + [Span(start, stop)]))))
+        start = stop
+    return out
+
+
 def _invoke(node: Invoke, g: Expr, value: Expr, types: Types):
     """A call to one of the module's functions: its backward, called with the call's arguments
     and the gradient of each value it returns, gives the gradient of each argument (a tuple
@@ -209,6 +331,11 @@ def _invoke(node: Invoke, g: Expr, value: Expr, types: Types):
 
 STRUCTURAL: dict[type, Rule] = {
     Invoke: _invoke,
+    Move: _move,
+    Filled: _filled,
+    Join: _join,
+    Outer: _outer,
+    Where: _where,
     Dot: _dot,
     Transpose: _transpose,
     Reshape: _reshape,

@@ -15,7 +15,14 @@ methods and as ``np.`` functions; products ``@``, ``.dot``, ``np.dot`` (matrix a
 chains, a parenthesised sub-product on the right, products inside elementwise expressions and
 under a reduction); ``.T``, ``np.transpose``, ``.reshape``/``np.reshape``; gathers
 ``x[np.arange(n), y]`` and ``v[y]``; masks ``(h > 0) * g``; ``a[:, None]``, ``a[None, :]`` and
-third axes (``a[:, None, :]``, reduced and transposed); shape reads ``x.shape[k]``; forks,
+third axes (``a[:, None, :]``, reduced and transposed); shape reads ``x.shape[k]``; the course's
+vocabulary of issue 16: NumPy's own elementwise functions (``np.square``, ``np.reciprocal``,
+``np.sign``, ``np.logaddexp``, ...), the reductions ``min``/``var``/``std``/``prod`` and
+``np.linalg.norm`` (one axis or all, keepdims, a ddof), ``np.clip`` (number bounds, one of them None too,
+and ``.clip``), ``np.where(h > k, a, b)``, ``np.outer``, ``np.expand_dims``, ``np.newaxis``,
+``squeeze``, ``transpose`` with axes, ``swapaxes``, ``ravel``/``flatten``, ``copy``,
+``astype(float)``, ``np.zeros``/``ones``/``full`` and their ``_like`` forms as constants, and
+``np.stack``/``concatenate``/``hstack``/``vstack`` of a value with another of its shape; forks,
 re-assigned names, ``+=``/``-=`` on a fresh intermediate (a NumPy scalar too), gradients that
 are identically zero (``0.0 * a``, ``a - a``, ``a ** 0``, ``t -= t``); the output a number or
 an array. Operands are kept in their domains (``/`` and ``np.log`` of positive values such as
@@ -72,6 +79,7 @@ import signal
 import textwrap
 import time
 import traceback
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -89,7 +97,7 @@ _EXAMPLES_ENV = os.environ.get("STAGEGEN_ARRAY_FUZZ_EXAMPLES") or os.environ.get
 )
 FUZZ_EXAMPLES = int(_EXAMPLES_ENV or 0)
 ON_DEMAND = FUZZ_EXAMPLES > 0
-DEFAULT_EXAMPLES = 300
+DEFAULT_EXAMPLES = 400
 EXAMPLES = FUZZ_EXAMPLES if ON_DEMAND else DEFAULT_EXAMPLES
 _SEED_ENV = os.environ.get("STAGEGEN_ARRAY_FUZZ_SEED")
 SEED = int(_SEED_ENV) if _SEED_ENV else (random.SystemRandom().randrange(10**9) if ON_DEMAND else 0)
@@ -132,6 +140,13 @@ UNARY_WEIGHTS.update(
     (fn, 1) for fn in ("expm1", "log2", "log10", "log1p", "sin", "cos", "tan", "arcsin", "arccos")
 )
 UNARY_WEIGHTS.update((fn, 1) for fn in ("arctan", "sinh", "cosh"))
+UNARY_WEIGHTS.update(  # NumPy's own (gates.NUMPY_ONLY)
+    (fn, 1)
+    for fn in (
+        *("square", "reciprocal", "negative", "exp2", "sign", "arcsinh", "arccosh", "arctanh"),
+        *("rad2deg", "deg2rad", "absolute", "fabs", "degrees", "radians"),
+    )
+)
 
 CACHED = ("tanh", "exp", "sigmoid")  # the gates whose local gradient reads the stage's output
 
@@ -172,6 +187,14 @@ CONSTRUCTS = {
     *("return:name", "return:scalar-expression", "return:array-expression", "return:parameter"),
     *("output:scalar", "output:array", "wrt", "labels", "shape-read", "clash-name"),
     "default-value",
+    # the course's vocabulary (issue 16)
+    *(f"reduce:{fn}" for fn in ("min", "var", "std", "prod", "norm")),
+    "ddof",
+    *("clip", "clip:method", "clip:one-sided", "where", "outer"),
+    *("expand_dims", "np.newaxis", "squeeze", "np.squeeze", "transpose:axes", "swapaxes"),
+    *("ravel", "np.ravel", "flatten", "copy", "np.copy", "astype"),
+    *("zeros_like", "ones_like", "full_like", "ones(shape)", "zeros(shape)", "full(shape)"),
+    *("stack", "concatenate", "hstack", "vstack"),
     *MAY_REFUSE,
     MUST_REFUSE,
 }
@@ -327,6 +350,11 @@ class Builder:
             self.gather: 5 if LABELS in self.params else 0,
             self.mask: 5,
             self.zero: 2,
+            self.clip_where: 5,
+            self.outer: 2,
+            self.move: 6,
+            self.constant: 2,
+            self.join: 3,
         }
         makers = list(kinds)
         for _ in range(6):
@@ -427,8 +455,12 @@ class Builder:
             return Val(f"np.{fn}({a.text})", a.shape, 1.6, kind=fn)
         if fn == "tanh":
             return Val(f"np.tanh({a.text})", a.shape, 1.0, kind="tanh")
-        if fn == "abs":
-            return Val(f"np.abs({a.text})", a.shape, a.bound, kind="abs")
+        if fn in ("abs", "absolute", "fabs"):
+            return Val(f"np.{fn}({a.text})", a.shape, a.bound, kind="abs")
+        if fn in ("rad2deg", "degrees"):
+            return Val(f"np.{fn}({a.text})", a.shape, a.bound * 57.3, kind=fn)
+        if fn in ("deg2rad", "radians"):
+            return Val(f"np.{fn}({a.text})", a.shape, a.bound / 57.2, kind=fn)
         if fn in ("exp", "expm1", "sinh", "cosh"):
             a = self.tame(a) if a.bound > 3 else a
             bound = {"exp": math.exp, "expm1": math.expm1, "sinh": math.sinh, "cosh": math.cosh}
@@ -438,9 +470,21 @@ class Builder:
             if a.bound > 1.2:
                 a = Val(f"np.tanh({a.text})", a.shape, 1.0, kind="tanh")
             return Val(f"np.tan({a.text})", a.shape, math.tan(a.bound), kind=fn)
-        if fn in ("arcsin", "arccos"):  # its argument kept inside (-0.9, 0.9)
+        if fn in ("arcsin", "arccos", "arctanh"):  # its argument kept inside (-0.9, 0.9)
             text = a.text if a.bound <= 0.9 else f"0.9 * np.tanh({a.text})"
             return Val(f"np.{fn}({text})", a.shape, 3.2, kind=fn)
+        if fn == "square":
+            a = self.tame(a) if a.bound > 4 else a
+            return Val(f"np.square({a.text})", a.shape, a.bound**2, a.lo**2, kind="pow")
+        if fn == "negative":
+            return Val(f"np.negative({a.text})", a.shape, a.bound, kind="neg")
+        if fn == "sign":  # no gradient; a jump at 0 (a kink for the checker)
+            return Val(f"np.sign({a.text})", a.shape, 1.0, kind="sign")
+        if fn == "exp2":
+            a = self.tame(a) if a.bound > 3 else a
+            return Val(f"np.exp2({a.text})", a.shape, 2**a.bound, 2**-a.bound, kind=fn)
+        if fn == "arcsinh":
+            return Val(f"np.arcsinh({a.text})", a.shape, math.asinh(a.bound), kind=fn)
         p = self.positive(a)
         if fn in ("log", "log2", "log10"):
             base = {"log": 1.0, "log2": math.log(2), "log10": math.log(10)}[fn]
@@ -448,6 +492,11 @@ class Builder:
             return Val(f"np.{fn}({p.text})", a.shape, bound, kind="log")
         if fn == "log1p":
             return Val(f"np.log1p({p.text})", a.shape, math.log1p(p.bound) + 0.1, kind="log")
+        if fn == "reciprocal":
+            return Val(f"np.reciprocal({p.text})", a.shape, 1 / p.lo, 1 / p.bound, kind=fn)
+        if fn == "arccosh":  # its argument at least 1.05: away from the pole of its gradient
+            bound = math.acosh(1 + p.bound) + 0.1
+            return Val(f"np.arccosh({p.at(ADD)} + 1.0)", a.shape, bound, kind=fn)
         assert fn == "sqrt", fn
         return Val(f"np.sqrt({p.text})", a.shape, math.sqrt(p.bound), math.sqrt(p.lo))
 
@@ -509,9 +558,18 @@ class Builder:
     def binary_function(self, depth: int) -> Val:
         """np.arctan2, np.hypot (one input kept positive, away from their kink at the origin and
         arctan2's branch cut) and np.power with a number exponent."""
-        fn = self.rng.choice(["arctan2", "hypot", "power", "power"])
+        fn = self.rng.choice(["arctan2", "hypot", "power", "power", "logaddexp", "logaddexp2"])
         a = self.expr(depth - 1)
         self.feature(fn)
+        if fn in ("logaddexp", "logaddexp2"):
+            a = self.tame(a) if a.bound > 30 else a
+            b = self.operand_like(a.shape, depth - 1)
+            b = self.tame(b) if b.bound > 30 else b
+            if self.chance(0.5):
+                a, b = b, a
+            shape = broadcast(a.shape, b.shape)
+            bound = max(a.bound, b.bound) + 0.7
+            return Val(f"np.{fn}({a.text}, {b.text})", shape, bound, kind=fn)
         if fn == "power":
             e = self.rng.choice(["2", "3", "2.0", "-1", "0.5", "1.5", "-0.5", "-2"])
             if e in ("2", "3", "2.0"):  # any base
@@ -537,12 +595,18 @@ class Builder:
             a = self.newaxis_of(a)
         if len(a.shape) not in (1, 2, 3):
             return None
-        fn = self.rng.choice(["sum", "mean", "max"])
+        fn = self.rng.choice(["sum", "mean", "max"] * 2 + ["min", "var", "std", "prod", "norm"])
         rank = len(a.shape)
         axes = [None, 0, -1] + ([1, (0, 1), (0, -1)] if rank >= 2 else [])
         if rank == 3:
             axes = [2, -2, (1, 2), (0, 2), (0, 1, 2), (-2, -1), 2, -2] + axes
         axis = self.rng.choice(axes)
+        if fn in ("prod", "norm") and isinstance(axis, tuple):
+            axis = axis[0]  # one axis (or all): over several, np.linalg.norm is a matrix norm
+        if fn == "prod" and a.bound > 1.2:
+            a = self.tame(a)
+        if fn == "norm":
+            return self.norm(a, axis)
         keep = self.rng.choice([None, True, False])
         method = self.chance(0.5)
         self.feature(f"reduce:{fn}", "reduce:method" if method else "reduce:np")
@@ -562,6 +626,9 @@ class Builder:
                 args.append(f"axis={axis!r}")
         if keep is not None:
             args.append(f"keepdims={keep}")
+        if fn in ("var", "std") and self.chance(0.2):  # (a size-1 axis: 0 / 0, a skipped point)
+            self.feature("ddof")
+            args.append("ddof=1")
         if method:
             text = f"{a.at(ATOM)}.{fn}({', '.join(args)})"
         else:
@@ -576,8 +643,187 @@ class Builder:
             1 if k in reduced else d for k, d in enumerate(a.shape) if keep or k not in reduced
         )
         bound = a.bound * (MAX_SIZE ** len(reduced) if fn == "sum" else 1)
-        lo = a.lo if fn != "sum" else a.lo
+        if fn == "var":
+            bound = a.bound**2
+        lo = a.lo if fn in ("sum", "mean", "max", "min", "prod") else 0.0
+        if fn == "prod":
+            lo = a.lo ** (MAX_SIZE ** len(reduced)) if a.lo else 0.0
         return Val(text, shape, bound, lo, kind="reduce")
+
+    def norm(self, a: Val, axis) -> Val:
+        """``np.linalg.norm(a)`` or over one axis, with or without keepdims."""
+        rank = len(a.shape)
+        keep = self.rng.choice([None, True, False]) if axis is not None else None
+        self.feature("reduce:norm", "reduce:np")
+        self.feature(f"axis:{axis}")
+        args = [a.text] + ([f"axis={axis}"] if axis is not None else [])
+        if keep is not None:
+            self.feature(f"keepdims:{keep}")
+            args.append(f"keepdims={keep}")
+        reduced = set(range(rank)) if axis is None else {axis % rank}
+        shape = tuple(
+            1 if k in reduced else d for k, d in enumerate(a.shape) if keep or k not in reduced
+        )
+        bound = a.bound * MAX_SIZE ** len(reduced)
+        return Val(f"np.linalg.norm({', '.join(args)})", shape, bound, kind="reduce")
+
+    # -- the course's vocabulary -----------------------------------------------------------
+
+    def clip_where(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        if self.chance(0.5):  # np.clip with number bounds (one may be None)
+            lo, hi = self.rng.choice(
+                [("-0.5", "0.5"), ("-1.0", "0.3"), ("0", "None"), ("None", "0.2"), ("-0.25", "1")]
+            )
+            self.feature("clip")
+            if "None" in (lo, hi):
+                self.feature("clip:one-sided")
+            if a.shape and self.chance(0.4):  # (a Python float has no methods)
+                self.feature("clip:method")
+                text = f"{a.at(ATOM)}.clip({lo}, {hi})"
+            else:
+                text = f"np.clip({a.text}, {lo}, {hi})"
+            bound = max(abs(float(k)) for k in (lo, hi) if k != "None")
+            if "None" in (lo, hi):
+                bound = max(bound, a.bound)
+            return Val(text, a.shape, bound, kind="clip")
+        h = self.expr(depth - 1)
+        b = self.operand_like(a.shape, depth - 1)
+        shape = broadcast(a.shape, b.shape)
+        if shape is None or broadcast(shape, h.shape) is None:
+            return None
+        shape = broadcast(shape, h.shape)
+        op = self.rng.choice([">", "<", ">=", "<="])
+        k = self.rng.choice(["0", "0.5", "-0.5"])
+        self.feature("where")
+        text = f"np.where({h.at(ADD)} {op} {k}, {a.text}, {b.text})"
+        return Val(text, shape, max(a.bound, b.bound), min(a.lo, b.lo), kind="where")
+
+    def outer(self, depth: int) -> Val:
+        a = self.expr(depth - 1)
+        if len(a.shape) != 1:
+            a = self.leaf(lambda v: len(v.shape) == 1)
+        b = self.leaf(lambda v: len(v.shape) == 1)
+        if a is None or b is None:
+            return None
+        self.feature("outer")
+        shape = (a.shape[0], b.shape[0])
+        return Val(f"np.outer({a.text}, {b.text})", shape, a.bound * b.bound, kind="outer")
+
+    def move(self, depth: int) -> Val:
+        """expand_dims, np.newaxis, squeeze, transpose with axes, swapaxes, ravel, flatten,
+        copy, astype(float): operations that move elements (or copy them)."""
+        a = self.expr(depth - 1)
+        rank = len(a.shape)
+        form = self.rng.choice(
+            ["expand_dims", "np.newaxis", "squeeze", "transpose:axes", "swapaxes", "ravel",
+             "flatten", "copy", "astype"]
+        )  # fmt: skip
+        if 1 in a.shape and self.chance(0.3):
+            form = "squeeze"
+        if form == "expand_dims" and rank in (1, 2):
+            k = self.rng.randrange(rank + 1)
+            shape = a.shape[:k] + (1,) + a.shape[k:]
+            self.feature("expand_dims")
+            return Val(f"np.expand_dims({a.text}, {k})", shape, a.bound, a.lo, kind="view")
+        if form == "np.newaxis" and rank == 1:
+            self.feature("np.newaxis")
+            text = f"{a.at(ATOM)}[:, np.newaxis]"
+            return Val(text, (a.shape[0], 1), a.bound, a.lo, kind="view")
+        if form == "squeeze" and 1 in a.shape:
+            k = a.shape.index(1)
+            shape = a.shape[:k] + a.shape[k + 1 :]
+            if self.chance(0.5):
+                self.feature("np.squeeze")
+                text = f"np.squeeze({a.text}, axis={k})"
+            else:
+                self.feature("squeeze")
+                text = f"{a.at(ATOM)}.squeeze({k})"
+            return Val(text, shape, a.bound, a.lo, kind="view")
+        if form == "transpose:axes" and rank in (2, 3):
+            perm = list(range(rank))
+            self.rng.shuffle(perm)
+            shape = tuple(a.shape[k] for k in perm)
+            self.feature("transpose:axes")
+            if self.chance(0.5):
+                text = f"{a.at(ATOM)}.transpose({', '.join(map(str, perm))})"
+            else:
+                text = f"np.transpose({a.text}, {tuple(perm)})"
+            return Val(text, shape, a.bound, a.lo, kind="transpose")
+        if form == "swapaxes" and rank in (2, 3):
+            i, j = self.rng.sample(range(rank), 2)
+            shape = list(a.shape)
+            shape[i], shape[j] = shape[j], shape[i]
+            self.feature("swapaxes")
+            text = self.rng.choice(
+                [f"{a.at(ATOM)}.swapaxes({i}, {j})", f"np.swapaxes({a.text}, {i}, {j})"]
+            )
+            return Val(text, tuple(shape), a.bound, a.lo, kind="transpose")
+        if form in ("ravel", "flatten") and rank == 2:
+            dims = [d for d in a.shape if d != 1]
+            shape = (("*".join(map(str, dims)) if len(dims) > 1 else dims[0]) if dims else 1,)
+            if form == "ravel" and self.chance(0.4):
+                self.feature("np.ravel")
+                return Val(f"np.ravel({a.text})", shape, a.bound, a.lo, kind="view")
+            self.feature(form)
+            kind = "view" if form == "ravel" else "copy"
+            return Val(f"{a.at(ATOM)}.{form}()", shape, a.bound, a.lo, kind=kind)
+        if form == "copy" and rank:
+            if self.chance(0.5):
+                self.feature("np.copy")
+                return Val(f"np.copy({a.text})", a.shape, a.bound, a.lo, kind="copy")
+            self.feature("copy")
+            return Val(f"{a.at(ATOM)}.copy()", a.shape, a.bound, a.lo, kind="copy")
+        if form == "astype" and rank:
+            self.feature("astype")
+            return Val(f"{a.at(ATOM)}.astype(float)", a.shape, a.bound, a.lo, kind="copy")
+        return None
+
+    def constant(self, depth: int) -> Val:
+        """np.zeros/ones/full and their _like forms, combined with a value."""
+        a = self.expr(depth - 1)
+        if not a.shape:
+            return None
+        form = self.rng.choice(["zeros_like", "ones_like", "full_like"])
+        if a.shape == PARAMS["x"] and "x" in self.env and self.chance(0.6):
+            fn = self.rng.choice(["ones", "zeros", "full"])
+            self.feature(f"{fn}(shape)")
+            if fn == "full":
+                return Val(f"np.full(x.shape, 0.5) * {a.at(MUL + 1)}", a.shape, a.bound, prec=MUL)
+            op = "*" if fn == "ones" else "+"
+            level = MUL if op == "*" else ADD
+            return Val(f"np.{fn}(x.shape) {op} {a.at(level + 1)}", a.shape, a.bound, prec=level)
+        self.feature(form)
+        if form == "zeros_like":
+            return Val(f"{a.at(ADD)} + np.zeros_like({a.text})", a.shape, a.bound, prec=ADD)
+        if form == "ones_like":
+            return Val(f"np.ones_like({a.text}) * {a.at(MUL + 1)}", a.shape, a.bound, prec=MUL)
+        return Val(f"np.full_like({a.text}, 2.0) * {a.at(MUL + 1)}", a.shape, 2 * a.bound, prec=MUL)
+
+    def join(self, depth: int) -> Val:
+        """np.stack, np.concatenate, np.hstack, np.vstack of a value and another of its shape."""
+        a = self.expr(depth - 1)
+        rank = len(a.shape)
+        if rank not in (1, 2):
+            return None
+        b = self.leaf(lambda v: v.shape == a.shape and v.text != a.text)
+        if b is None or self.chance(0.3):
+            b = Val(f"np.tanh({a.text})", a.shape, 1.0, kind="tanh")
+        parts = f"[{a.text}, {b.text}]" if self.chance(0.7) else f"({a.text}, {b.text})"
+        bound = max(a.bound, b.bound)
+        fn = self.rng.choice(["stack", "concatenate", "hstack", "vstack"])
+        self.feature(fn)
+        if fn == "stack" or (fn == "vstack" and rank == 1):
+            k = self.rng.randrange(rank + 1) if fn == "stack" else 0
+            shape = a.shape[:k] + (2,) + a.shape[k:]
+            axis = f", axis={k}" if fn == "stack" and (k or self.chance(0.5)) else ""
+            return Val(f"np.{fn}({parts}{axis})", shape, bound, kind="join")
+        k = {"hstack": rank - 1, "vstack": 0}.get(fn, self.rng.randrange(rank))
+        d = a.shape[k]
+        joined = 2 * d if isinstance(d, int) else f"2*{d}"
+        shape = a.shape[:k] + (joined,) + a.shape[k + 1 :]
+        axis = f", axis={k}" if fn == "concatenate" and (k or self.chance(0.5)) else ""
+        return Val(f"np.{fn}({parts}{axis})", shape, bound, kind="join")
 
     def product_operands(self, left: Val):
         """Operands b with b.shape[0] == left.shape[-1]: names and their transposes."""
@@ -1044,7 +1290,10 @@ class Failure(Exception):
 
 
 def evaluate(forward, args):
-    with np.errstate(all="raise"):
+    # (NumPy's "Degrees of freedom <= 0" warning for a var with ddof=1 over one element comes
+    # before the division by 0 that raises here: the point is skipped, the warning not shown)
+    with np.errstate(all="raise"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Degrees of freedom", RuntimeWarning)
         try:
             out = np.array(forward(*copies(args)), dtype=np.float64)
         except FloatingPointError:

@@ -1022,7 +1022,7 @@ ERRORS = [
     ("axis", module('x: "N, D"', "out = np.sum(x, axis=2)"), (4, 26), ["axis 2", "range"], []),
     ("axis<0", module('x: "N, D"', "out = x.mean(axis=-3)"), (4, 23), ["axis -3", "range"], []),
     ("np.cbrt", module('x: "N, D"', "out = np.cbrt(x)"), (4, 11), ["np.cbrt"], []),  # no gate
-    ("method", module('x: "N, D"', "out = x.std()"), (4, 11), [".std()"], []),
+    ("method", module('x: "N, D"', "out = x.cumsum()"), (4, 11), [".cumsum()"], []),
     ("slice", module('x: "N, D"', "out = x[1:3]"), (4, 13), ["slice"], []),
     (
         "annotation not a string",

@@ -72,12 +72,13 @@ class Reshape(Expr):
 
 @dataclass(frozen=True)
 class Reduce(Expr):
-    fn: str  # sum, mean, max
+    fn: str  # sum, mean, max, min, prod, var, std, norm (np.linalg.norm)
     operand: Expr
     axis: tuple[int, ...] | None  # None: every axis
     keepdims: bool = False
     spelling: str = "np"  # "np" (np.sum(x, ...)) or "method" (x.sum(...))
     axis_text: str = ""  # how the user wrote the axis, kept for the replay
+    ddof: int = 0  # var and std: the divisor is the count minus ddof
 
     def children(self):
         return (self.operand,)
@@ -119,7 +120,80 @@ class Arange(Expr):
         return (self.stop,)
 
 
+@dataclass(frozen=True)
+class Move(Expr):
+    """An operation that moves elements without changing them: ``expand_dims``, ``squeeze``,
+    ``transpose`` with axes, ``swapaxes``, ``ravel``, ``flatten``, and the identities ``copy``
+    and ``astype(float)``. ``args`` are its integer arguments (axes), ``text`` how they are
+    written between the parentheses, after the operand for the np. spelling."""
+
+    fn: str
+    operand: Expr
+    args: tuple = ()
+    spelling: str = "method"  # or "np"
+    text: str = ""
+    undoes: str = ""  # in gradient code: the forward operation it undoes (for the teaching aid)
+
+    def children(self):
+        return (self.operand,)
+
+
+@dataclass(frozen=True)
+class Filled(Expr):
+    """An array of one value (``np.zeros``, ``np.ones``, ``np.full``, and their ``_like``
+    forms): a constant, no gradient. ``shape`` is a ``ShapeOf``, a tuple's dimensions, or the
+    array a ``_like`` form copies the shape of; ``value`` is ``np.full``'s number."""
+
+    fn: str
+    shape: tuple[Expr, ...]
+    value: Expr | None = None
+    text: str = ""  # the rest of the call as written (e.g. ", dtype=float")
+
+    def children(self):
+        return (*self.shape, *((self.value,) if self.value is not None else ()))
+
+
+@dataclass(frozen=True)
+class Join(Expr):
+    """``np.stack``, ``np.concatenate``, ``np.hstack``, ``np.vstack`` of a list of arrays."""
+
+    fn: str
+    parts: tuple[Expr, ...]
+    axis: int = 0  # the axis (normalised) they are joined along in the result
+    text: str = ""  # the axis as written, for the replay
+
+    def children(self):
+        return self.parts
+
+
+@dataclass(frozen=True)
+class Span(Expr):
+    """``start:stop`` inside an index (None for an open end): the gradient code's slices."""
+
+    start: Expr | None
+    stop: Expr | None
+
+    def children(self):
+        return tuple(e for e in (self.start, self.stop) if e is not None)
+
+
 # Nodes only the gradient code uses.
+
+
+@dataclass(frozen=True)
+class Others(Expr):
+    """For each element of ``operand``, the product of the other elements along ``axis`` (of
+    ``size`` elements): the gradient of a product, exact where an element is 0 (no division
+    by it). Each row of ``np.eye(size)`` masks one element out:
+    ``np.prod(np.where(np.eye(D, dtype=bool), 1.0, x[..., None, :]), axis=-1)``."""
+
+    operand: Expr
+    axis: int
+    ndim: int
+    size: Expr
+
+    def children(self):
+        return (self.operand, self.size)
 
 
 @dataclass(frozen=True)
@@ -203,7 +277,7 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
     if isinstance(e, Reshape):
         return Reshape(kids[0], tuple(kids[1:]), e.spelling)
     if isinstance(e, Reduce):
-        return Reduce(e.fn, kids[0], e.axis, e.keepdims, e.spelling, e.axis_text)
+        return Reduce(e.fn, kids[0], e.axis, e.keepdims, e.spelling, e.axis_text, e.ddof)
     if isinstance(e, Index):
         return Index(kids[0], tuple(kids[1:]))
     if isinstance(e, ShapeRead):
@@ -219,6 +293,20 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Zeros(tuple(kids))
     if isinstance(e, Outer):
         return Outer(kids[0], kids[1])
+    if isinstance(e, Move):
+        return Move(e.fn, kids[0], e.args, e.spelling, e.text, e.undoes)
+    if isinstance(e, Filled):
+        n = len(e.shape)
+        return Filled(e.fn, tuple(kids[:n]), kids[n] if e.value is not None else None, e.text)
+    if isinstance(e, Join):
+        return Join(e.fn, tuple(kids), e.axis, e.text)
+    if isinstance(e, Span):
+        kids = list(kids)
+        start = kids.pop(0) if e.start is not None else None
+        stop = kids.pop(0) if e.stop is not None else None
+        return Span(start, stop)
+    if isinstance(e, Others):
+        return Others(kids[0], e.axis, e.ndim, kids[1])
     if isinstance(e, Copy):
         return Copy(kids[0], e.number)
     if isinstance(e, Where):
@@ -266,6 +354,8 @@ class ArrayPrinter(Printer):
             args.append(f"axis={axis}")
         if e.keepdims:
             args.append("keepdims=True")
+        if e.ddof:
+            args.append(f"ddof={e.ddof}")
         return args
 
     def text(self, e: Expr) -> str:
@@ -303,6 +393,8 @@ class ArrayPrinter(Printer):
             return f"{self._receiver(e.operand)}.reshape({dims})"
         if isinstance(e, Reduce):
             args = self._reduce_args(e)
+            if e.fn == "norm":
+                return f"{np}.linalg.norm({', '.join([self.text(e.operand), *args])})"
             if e.spelling == "method":
                 return f"{self._receiver(e.operand)}.{e.fn}({', '.join(args)})"
             return f"{np}.{e.fn}({', '.join([self.text(e.operand), *args])})"
@@ -322,6 +414,41 @@ class ArrayPrinter(Printer):
             return f"{np}.zeros({self._tuple(e.shape)})"
         if isinstance(e, Outer):
             return f"{np}.outer({self.text(e.left)}, {self.text(e.right)})"
+        if isinstance(e, Move):
+            if e.spelling == "np":
+                rest = f", {e.text}" if e.text else ""
+                return f"{np}.{e.fn}({self.text(e.operand)}{rest})"
+            return f"{self._receiver(e.operand)}.{e.fn}({e.text})"
+        if isinstance(e, Filled):
+            if e.fn.endswith("_like"):
+                shape = self.text(e.shape[0])
+            elif len(e.shape) == 1 and isinstance(e.shape[0], ShapeOf):
+                shape = self.text(e.shape[0])
+            else:
+                shape = self._tuple(e.shape)
+            value = f", {self.text(e.value)}" if e.value is not None else ""
+            return f"{np}.{e.fn}({shape}{value}{e.text})"
+        if isinstance(e, Join):
+            parts = ", ".join(self.text(p) for p in e.parts)
+            axis = f", {e.text}" if e.text else ""
+            return f"{np}.{e.fn}([{parts}]{axis})"
+        if isinstance(e, Span):
+            start = self.text(e.start) if e.start is not None else ""
+            stop = self.text(e.stop) if e.stop is not None else ""
+            return f"{start}:{stop}"
+        if isinstance(e, Others):
+            last = e.axis == e.ndim - 1
+            operand = self.text(e.operand)
+            rows = f"{self._receiver(e.operand)}[..., None, :]"
+            if e.ndim == 2 and not last:  # a matrix's columns: its transpose's rows
+                rows = f"{self._receiver(e.operand)}.T[..., None, :]"
+            elif not last:
+                rows = f"{np}.moveaxis({operand}, {e.axis}, -1)[..., None, :]"
+            eye = f"{np}.eye({self.text(e.size)}, dtype=bool)"
+            product = f"{np}.prod({np}.where({eye}, 1.0, {rows}), axis=-1)"
+            if e.ndim == 2 and not last:
+                return f"{product}.T"
+            return product if last else f"{np}.moveaxis({product}, -1, {e.axis})"
         if isinstance(e, ShapeOf):
             return f"{self._receiver(e.operand)}.shape"
         if isinstance(e, AddAt):
@@ -348,7 +475,12 @@ __all__ = [
     "FullSlice",
     "Index",
     "NewAxis",
+    "Filled",
+    "Join",
+    "Move",
+    "Others",
     "Outer",
+    "Span",
     "Reduce",
     "Reshape",
     "ShapeRead",

@@ -21,22 +21,56 @@ from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS
 from .ir import (
     Arange,
     Dot,
+    Filled,
     FullSlice,
     Index,
+    Join,
+    Move,
     NewAxis,
+    Outer,
     Reduce,
     Reshape,
+    ShapeOf,
     ShapeRead,
     Transpose,
+    Where,
 )
 from .shapes import Shape, ShapeError, show
 
 # The elementwise functions come from the gate table (np.arctan -> "atan", np.maximum -> "max").
 UNARY = tuple(NUMPY_FUNCTIONS)
 BINARY = tuple(NUMPY_BINARY)
-REDUCTIONS = ("sum", "mean", "max")
+REDUCTIONS = ("sum", "mean", "max", "min", "prod", "var", "std")
 SUPPORTED = ", ".join(
-    f"np.{n}" for n in (*UNARY, *BINARY, *REDUCTIONS, "dot", "transpose", "reshape", "arange")
+    f"np.{n}"
+    for n in (
+        *UNARY,
+        *BINARY,
+        *REDUCTIONS,
+        "linalg.norm",
+        "clip",
+        "where",
+        "outer",
+        "dot",
+        "transpose",
+        "reshape",
+        "arange",
+        "expand_dims",
+        "squeeze",
+        "swapaxes",
+        "ravel",
+        "copy",
+        "zeros",
+        "ones",
+        "full",
+        "zeros_like",
+        "ones_like",
+        "full_like",
+        "stack",
+        "concatenate",
+        "hstack",
+        "vstack",
+    )
 )
 _COMPARE = COMPARISONS  # a mask compares as a condition does
 
@@ -391,7 +425,7 @@ class ArrayReader(FunctionReader):
                 f"the condition `{shown}` compares an array of shape {show(shape)}, but a "
                 "condition must be one truth value, not one per element",
                 "test a number here (a parameter, or a reduction such as `x.sum()`); to choose "
-                "element by element, use np.where(c, a, b) (not supported yet)",
+                "element by element, use np.where(c, a, b)",
             )
         return e
 
@@ -452,13 +486,15 @@ class ArrayReader(FunctionReader):
             and isinstance(func.value, ast.Attribute)
             and (self._is_numpy(func.value.value))
         ):
+            if func.value.attr == "linalg" and func.attr == "norm":
+                return self._norm(node)
             raise self.src.error(
                 func, f"`{ast.unparse(func)}` is not supported", f"use one of: {SUPPORTED}"
             )
         if isinstance(func, ast.Attribute):
             return self._method(node, func.attr)
         if isinstance(func, ast.Name) and func.id in ("abs", "max", "min", "sum"):
-            hint = {"abs": "np.abs", "max": "np.max or np.maximum", "min": "np.minimum"}
+            hint = {"abs": "np.abs", "max": "np.max or np.maximum", "min": "np.min or np.minimum"}
             raise self.src.error(
                 func,
                 f"the builtin `{func.id}` on arrays is not supported",
@@ -503,7 +539,7 @@ class ArrayReader(FunctionReader):
                 self._require_float(n, a, shown)
             return Call(NUMPY_BINARY[name], args), self._elementwise(node, "*", *args)
         if name in REDUCTIONS:
-            keywords = self._keywords(node, ("axis", "keepdims"))
+            keywords = self._keywords(node, _reduce_keywords(name))
             if len(node.args) == 2 and "axis" not in keywords:
                 keywords["axis"] = node.args[1]
             elif len(node.args) != 1:
@@ -513,11 +549,38 @@ class ArrayReader(FunctionReader):
             self._keywords(node, ())
             self._arity(node, shown, 2)
             return self._dot(node, node.args[0], node.args[1], "np.dot")
+        if name == "outer":
+            self._keywords(node, ())
+            self._arity(node, shown, 2)
+            return self._outer(node)
+        if name == "where":
+            self._keywords(node, ())
+            self._arity(node, shown, 3)
+            return self._where(node)
+        if name == "clip":
+            if not node.args:
+                self._arity(node, shown, 3)
+            lo, hi = self._clip_bounds(node, node.args[1:], shown)
+            return self._clip(node, node.args[0], lo, hi)
+        if name == "transpose" and len(node.args) == 2 or node.keywords and name == "transpose":
+            keywords = self._keywords(node, ("axes",))
+            axes = keywords.get("axes", node.args[1] if len(node.args) == 2 else None)
+            return self._move(node, "transpose", node.args[0], [axes], "np")
         if name == "transpose":
             self._keywords(node, ())
             self._arity(node, shown, 1)
             arg = self.expr(node.args[0])
             return self._transpose(node, arg, "np.transpose")
+        if name in ("expand_dims", "squeeze", "swapaxes", "ravel", "copy"):
+            keywords = self._keywords(node, ("axis",) if name != "swapaxes" else ())
+            if not node.args:
+                self._arity(node, shown, 1)
+            args = list(node.args[1:]) + ([keywords["axis"]] if "axis" in keywords else [])
+            return self._move(node, name, node.args[0], args, "np")
+        if name in ("zeros", "ones", "full", "zeros_like", "ones_like", "full_like"):
+            return self._filled(node, name)
+        if name in ("stack", "concatenate", "hstack", "vstack"):
+            return self._join(node, name)
         if name == "reshape":
             self._keywords(node, ())
             self._arity(node, shown, 2)
@@ -546,7 +609,7 @@ class ArrayReader(FunctionReader):
     def _method(self, node: ast.Call, name: str) -> tuple[Expr, Type]:
         receiver_node = node.func.value
         if name in REDUCTIONS:
-            keywords = self._keywords(node, ("axis", "keepdims"))
+            keywords = self._keywords(node, _reduce_keywords(name))
             if len(node.args) == 1 and "axis" not in keywords:
                 keywords["axis"] = node.args[0]
             elif node.args:
@@ -556,6 +619,28 @@ class ArrayReader(FunctionReader):
             self._keywords(node, ())
             self._arity(node, ".dot()", 1)
             return self._dot(node, receiver_node, node.args[0], "dot")
+        moves = ("squeeze", "transpose", "swapaxes", "ravel", "flatten", "copy", "astype")
+        if name in (*moves, "clip") and not self.type_of(self.expr(receiver_node)).shape:
+            raise self.src.error(
+                node.func,
+                f"`.{name}()` of a number (a Python float has no such method)",
+                (
+                    f"call np.{name}(...) on it, or use it as it is"
+                    if name not in ("flatten", "astype")
+                    else "use the number as it is"
+                ),
+            )
+        if name == "transpose" and not node.args and not node.keywords:
+            return self._transpose(node, self.expr(receiver_node), ".T")  # x.transpose() is x.T
+        if name in moves:
+            keywords = self._keywords(node, ("axis",) if name == "squeeze" else ())
+            args = list(node.args) + ([keywords["axis"]] if "axis" in keywords else [])
+            if name == "transpose" and len(args) > 1:
+                args = [ast.Tuple(elts=args, ctx=ast.Load())]
+            return self._move(node, name, receiver_node, args, "method")
+        if name == "clip":
+            lo, hi = self._clip_bounds(node, node.args, ".clip()")
+            return self._clip(node, receiver_node, lo, hi)
         if name == "reshape":
             self._keywords(node, ())
             dims = node.args
@@ -565,10 +650,368 @@ class ArrayReader(FunctionReader):
         raise self.src.error(
             node.func,
             f"the method `.{name}()` is not supported",
-            "supported methods: .dot(), .sum(), .mean(), .max(), .reshape(), and .T",
+            "supported methods: .dot(), .sum(), .mean(), .max(), .min(), .prod(), .var(), "
+            ".std(), .clip(), .reshape(), .squeeze(), .transpose(), .swapaxes(), .ravel(), "
+            ".flatten(), .copy(), .astype(float), and .T",
         )
 
+    def _constant_axes(self, node, what: str):
+        """An int or a tuple of ints written in the code, or a located error."""
+        try:
+            value = ast.literal_eval(node)
+        except ValueError:
+            value = None
+        ok = isinstance(value, int) or (
+            isinstance(value, tuple) and value and all(isinstance(a, int) for a in value)
+        )
+        if not ok or isinstance(value, bool):
+            raise self.src.error(node, f"{what} must be a constant", "write e.g. `1` or `(0, 2)`")
+        return value
+
+    def _move(self, node, name: str, operand_node, arg_nodes, spelling) -> tuple[Expr, Type]:
+        """expand_dims, squeeze, transpose with axes, swapaxes, ravel, flatten, copy, astype."""
+        operand = self.expr(operand_node)
+        t = self.type_of(operand)
+        shape = t.shape
+        shown = f"np.{name}" if spelling == "np" else f".{name}()"
+        text = ", ".join(self.src.segment(n) or ast.unparse(n) for n in node.args[1:])
+        if spelling == "method":
+            text = ", ".join(self.src.segment(n) or ast.unparse(n) for n in node.args)
+        if node.keywords:
+            text = ", ".join(
+                [text] * bool(text)
+                + [f"{k.arg}={self.src.segment(k.value)}" for k in node.keywords]
+            )
+
+        def fail(message, hint):
+            return self.src.error(node, message, hint)
+
+        args: tuple = ()
+        if name in ("copy", "ravel", "flatten"):
+            if arg_nodes:
+                raise fail(f"{shown} takes no arguments here", f"write `{shown[:-1]})`")
+            out = shape if name == "copy" else (shapes.multiply(shape),) if shape else (1,)
+        elif name == "astype":
+            target = arg_nodes[0] if len(arg_nodes) == 1 else None
+            ok = target is not None and (
+                (isinstance(target, ast.Name) and target.id == "float")
+                or (isinstance(target, ast.Constant) and target.value in ("float", "float64"))
+                or (
+                    isinstance(target, ast.Attribute)
+                    and self._is_numpy(target.value)
+                    and target.attr == "float64"
+                )
+            )
+            if not ok or t.kind != "float":
+                raise fail(
+                    "only `.astype(float)` of floats is supported (an identity)",
+                    "drop the conversion, or convert floats to float",
+                )
+            out = shape
+        elif name == "swapaxes":
+            if len(arg_nodes) != 2:
+                raise fail("swapaxes takes two axes", "write e.g. `x.swapaxes(0, 1)`")
+            a, b = (self._constant_axes(n, "an axis") for n in arg_nodes)
+            try:
+                (a,), (b,) = (shapes.normalize_axis(k, len(shape)) for k in (a, b))
+            except (ShapeError, TypeError, ValueError) as err:
+                raise fail(getattr(err, "message", "bad axes"), "use axes of the array") from None
+            args = (a, b)
+            out = list(shape)
+            out[a], out[b] = out[b], out[a]
+            out = tuple(out)
+        elif name == "transpose":
+            if len(arg_nodes) != 1 or arg_nodes[0] is None:
+                raise fail("transpose takes the axes here", "write e.g. `x.transpose(1, 0, 2)`")
+            perm = self._constant_axes(arg_nodes[0], "the axes")
+            perm = (perm,) if isinstance(perm, int) else perm
+            perm = tuple(k % len(shape) if -len(shape) <= k < len(shape) else -1 for k in perm)
+            if sorted(perm) != list(range(len(shape))):
+                raise fail(
+                    f"the axes {perm} are not a permutation of the {len(shape)} axes",
+                    "name each axis once",
+                )
+            args = perm
+            out = tuple(shape[k] for k in perm)
+        else:  # expand_dims, squeeze
+            if len(arg_nodes) != 1:
+                raise fail(
+                    f"{shown} needs its axis here",
+                    f"write e.g. `{'np.expand_dims(x, 1)' if name == 'expand_dims' else 'x.squeeze(axis=1)'}`"
+                    + (
+                        " (without it, a dimension of size 1 at run time would go too)"
+                        if name == "squeeze"
+                        else ""
+                    ),
+                )
+            value = self._constant_axes(arg_nodes[0], "the axis")
+            axes = (value,) if isinstance(value, int) else value
+            ndim = len(shape) + len(axes) if name == "expand_dims" else len(shape)
+            try:
+                axes = shapes.normalize_axis(axes, ndim)
+            except ShapeError as err:
+                raise self.src.error(arg_nodes[0], err.message, err.hint) from None
+            args = axes
+            if name == "expand_dims":
+                rest = iter(shape)
+                out = tuple(1 if k in axes else next(rest) for k in range(ndim))
+            else:
+                if any(shape[k] != 1 for k in axes):
+                    raise self.src.error(
+                        arg_nodes[0],
+                        f"squeeze removes an axis of size 1, but {show(shape)} has "
+                        f"{', '.join(str(shape[k]) for k in axes)} there",
+                        "squeeze an axis of size 1",
+                    )
+                out = tuple(d for k, d in enumerate(shape) if k not in axes)
+        return Move(name, operand, args, spelling, text), Type(out, t.kind)
+
+    def _filled(self, node: ast.Call, name: str) -> tuple[Expr, Type]:
+        """np.zeros, np.ones, np.full and their _like forms: constants of a known shape."""
+        keywords = self._keywords(node, ("dtype",))
+        if "dtype" in keywords and ast.unparse(keywords["dtype"]) not in (
+            "float",
+            "np.float64",
+            "'float64'",
+            '"float64"',
+        ):
+            raise self.src.error(keywords["dtype"], "only float arrays are supported", "drop dtype")
+        full = name.startswith("full")
+        self._arity(node, f"np.{name}", 2 if full else 1)
+        rest = "".join(f", {k.arg}={self.src.segment(k.value)}" for k in node.keywords)
+        value = None
+        if full:
+            value = self.expr(node.args[1])
+            vt = self.type_of(value)
+            if vt.shape != () or vt.kind == "bool":
+                raise self.src.error(
+                    node.args[1], "the fill value must be a number", "write e.g. 0.5"
+                )
+        first = node.args[0]
+        if name.endswith("_like"):
+            like = self.expr(first)
+            return Filled(name, (like,), value, rest), Type(self.type_of(like).shape, "float")
+        if isinstance(first, ast.Attribute) and first.attr == "shape":
+            operand = self.expr(first.value)
+            shape = self.type_of(operand).shape
+            return Filled(name, (ShapeOf(operand),), value, rest), Type(shape, "float")
+        items = first.elts if isinstance(first, ast.Tuple) else [first]
+        exprs, shape = [], []
+        for item in items:
+            e = self.expr(item)
+            t = self.type_of(e)
+            if t.kind != "int" or t.shape != () or t.value is None or t.value == -1:
+                raise self.src.error(
+                    item,
+                    "a size must be a number or a size read from a shape",
+                    "write e.g. `np.zeros((N, D))` after `N, D = x.shape`, or `np.zeros(x.shape)`",
+                )
+            exprs.append(e)
+            shape.append(t.value)
+        return Filled(name, tuple(exprs), value, rest), Type(tuple(shape), "float")
+
+    def _join(self, node: ast.Call, name: str) -> tuple[Expr, Type]:
+        keywords = self._keywords(node, ("axis",) if name in ("stack", "concatenate") else ())
+        if len(node.args) == 2 and "axis" not in keywords and name in ("stack", "concatenate"):
+            keywords["axis"] = node.args[1]
+        elif len(node.args) != 1:
+            self._arity(node, f"np.{name}", 1)
+        listed = node.args[0]
+        if not isinstance(listed, (ast.List, ast.Tuple)) or not listed.elts:
+            raise self.src.error(
+                listed,
+                f"np.{name} takes a list of arrays written out here",
+                f"write e.g. `np.{name}([a, b])`",
+            )
+        parts = tuple(self.expr(n) for n in listed.elts)
+        types = [self.type_of(p) for p in parts]
+        for t, n in zip(types, listed.elts):
+            if t.kind != "float" or not t.shape:
+                raise self.src.error(
+                    n, f"np.{name} joins float arrays here", "pass arrays of floats"
+                )
+        first = types[0].shape
+        ndim = len(first)
+        axis_node = keywords.get("axis")
+        axis = 0 if axis_node is None else self._constant_axes(axis_node, "the axis")
+        if not isinstance(axis, int):
+            raise self.src.error(axis_node, "join along one axis", "write e.g. `axis=0`")
+        text = f"axis={self.src.segment(axis_node)}" if axis_node is not None else ""
+        if name == "stack" or (name == "vstack" and ndim == 1):
+            if any(t.shape != first for t in types):
+                raise self.src.error(
+                    node,
+                    f"np.{name} needs arrays of one shape, not "
+                    + ", ".join(show(t.shape) for t in types),
+                    "stack arrays of the same shape",
+                )
+            try:
+                (axis,) = shapes.normalize_axis(axis, ndim + 1)
+            except ShapeError as err:
+                raise self.src.error(axis_node, err.message, err.hint) from None
+            out = first[:axis] + (len(parts),) + first[axis:]
+            return Join(name, parts, axis, text), Type(out, "float")
+        if name == "hstack":
+            axis = 0 if ndim == 1 else 1
+        try:
+            (axis,) = shapes.normalize_axis(axis, ndim)
+        except ShapeError as err:
+            raise self.src.error(axis_node or node, err.message, err.hint) from None
+        for t in types:
+            if len(t.shape) != ndim or any(
+                a != b for k, (a, b) in enumerate(zip(t.shape, first)) if k != axis
+            ):
+                raise self.src.error(
+                    node,
+                    f"np.{name} needs arrays that match but along axis {axis}, not "
+                    + ", ".join(show(t.shape) for t in types),
+                    "make the other dimensions match",
+                )
+        joined = _sum_of_dims([t.shape[axis] for t in types])
+        if joined is None:
+            raise self.src.error(
+                node,
+                "the joined axis would have a size that is a sum of different dimensions ("
+                + " + ".join(str(t.shape[axis]) for t in types)
+                + "), which stagegen cannot name",
+                "join arrays whose sizes along the axis are numbers or the same dimension",
+            )
+        out = first[:axis] + (joined,) + first[axis + 1 :]
+        return Join(name, parts, axis, text), Type(out, "float")
+
+    def _outer(self, node: ast.Call) -> tuple[Expr, Type]:
+        a, b = (self.expr(n) for n in node.args)
+        for e, n in zip((a, b), node.args):
+            t = self.type_of(e)
+            if not t.differentiable or len(t.shape) != 1:
+                raise self.src.error(
+                    n,
+                    "np.outer takes two vectors of floats here",
+                    "pass 1-d float arrays (reshape an array with `.reshape(-1)` first)",
+                )
+        return Outer(a, b), Type((self.type_of(a).shape[0], self.type_of(b).shape[0]), "float")
+
+    def _where(self, node: ast.Call) -> tuple[Expr, Type]:
+        test, a, b = (self.expr(n) for n in node.args)
+        if self.type_of(test).kind != "bool":
+            raise self.src.error(
+                node.args[0],
+                "the first argument of np.where must be a mask (a comparison such as `x > 0`)",
+                "compare: `np.where(x > 0, a, b)`",
+            )
+        for e, n in ((a, node.args[1]), (b, node.args[2])):
+            if self.type_of(e).kind == "bool":
+                raise self.src.error(n, "np.where chooses between masks here", "choose floats")
+        shape = self.type_of(test).shape
+        try:
+            for e in (a, b):
+                shape = shapes.broadcast(shape, self.type_of(e).shape)
+        except ShapeError as err:
+            raise self.src.error(node, err.message, err.hint) from None
+        return Where(test, a, b), Type(shape, "float")
+
+    def _clip_bounds(self, node: ast.Call, positional, shown: str):
+        """The bounds of a clip, by position or keyword (a_min/a_max, or NumPy 2's min/max);
+        a bound not given is None, as NumPy reads it."""
+        keywords = self._keywords(node, ("a_min", "a_max", "min", "max"))
+        if len(positional) > 2:
+            self._arity(node, shown, 3 if shown.startswith("np.") else 2)
+        bounds = list(positional) + [None] * (2 - len(positional))
+        for k, names in enumerate((("a_min", "min"), ("a_max", "max"))):
+            for name in names:
+                if name in keywords:
+                    if bounds[k] is not None:
+                        raise self.src.error(
+                            keywords[name], f"the bound `{name}` is given twice", "give it once"
+                        )
+                    bounds[k] = keywords[name]
+        none = ast.Constant(value=None)
+        return tuple(none if b is None else b for b in bounds)
+
+    def _clip(self, node, operand_node, lo_node, hi_node) -> tuple[Expr, Type]:
+        """``np.clip(x, lo, hi)`` with numbers for the bounds (one may be None: a max or a min)."""
+        operand = self.expr(operand_node)
+        self._require_float(operand_node, operand, "np.clip")
+        bounds = []
+        for n in (lo_node, hi_node):
+            if isinstance(n, ast.Constant) and n.value is None:
+                bounds.append(None)
+                continue
+            try:
+                value = ast.literal_eval(n)
+            except ValueError:
+                value = None
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise self.src.error(
+                    n,
+                    "the bounds of np.clip must be numbers written in the code",
+                    "write e.g. `np.clip(x, -1.0, 1.0)`; for array bounds, use np.maximum and "
+                    "np.minimum",
+                )
+            bounds.append(self.expr(n))
+        lo, hi = bounds
+        if lo is None and hi is None:
+            raise self.src.error(node, "np.clip without bounds", "give a lower or upper bound")
+        shape = self.type_of(operand).shape
+        if lo is None:
+            return Call("min", (operand, hi)), Type(shape, "float")
+        if hi is None:
+            return Call("max", (operand, lo)), Type(shape, "float")
+        if ast.literal_eval(lo_node) > ast.literal_eval(hi_node):  # (both are numbers here)
+            raise self.src.error(
+                node,
+                "np.clip's lower bound is above its upper bound",
+                "give the smaller bound first",
+            )
+        return Call("clip", (operand, lo, hi)), Type(shape, "float")
+
+    def _norm(self, node: ast.Call) -> tuple[Expr, Type]:
+        """``np.linalg.norm(x)`` (of every element, as NumPy's Frobenius norm of a matrix is) or
+        ``np.linalg.norm(x, axis=k)``: the 2-norm, a reduction."""
+        keywords = self._keywords(node, ("axis", "keepdims", "ord"))
+        args = list(node.args)
+        if len(args) > 3 or not args:
+            self._arity(node, "np.linalg.norm", 1)
+        if len(args) >= 2:
+            keywords.setdefault("ord", args[1])
+        if len(args) == 3:
+            keywords.setdefault("axis", args[2])
+        order = keywords.pop("ord", None)
+        if order is not None and not (isinstance(order, ast.Constant) and order.value in (None, 2)):
+            raise self.src.error(
+                order,
+                "only the 2-norm (ord=None) is supported",
+                "drop `ord`, or write the norm out, e.g. `np.sum(np.abs(x))` for ord=1",
+            )
+        if order is not None and order.value == 2 and "axis" not in keywords:
+            raise self.src.error(
+                order,
+                "`ord=2` of a matrix is its largest singular value, which is not supported",
+                "drop `ord` for the 2-norm of every element, or give `axis=` for vectors",
+            )
+        axis = keywords.get("axis")
+        if axis is not None and isinstance(axis, ast.Tuple):
+            raise self.src.error(
+                axis,
+                "np.linalg.norm over two axes is a matrix norm, which is not supported",
+                "take the norm over one axis, or of the whole array",
+            )
+        return self._reduce(node, "norm", args[0], keywords, "np")
+
     def _reduce(self, node, name, operand_node, keywords, spelling) -> tuple[Expr, Type]:
+        ddof = 0
+        if "ddof" in keywords:
+            written = keywords.pop("ddof")
+            try:
+                ddof = ast.literal_eval(written)
+            except ValueError:
+                ddof = None
+            if not isinstance(ddof, int) or isinstance(ddof, bool) or ddof < 0:
+                raise self.src.error(
+                    written,
+                    f"the ddof of {name} must be a whole number written in the code",
+                    "write e.g. `ddof=1` (the divisor is the count minus ddof)",
+                )
         operand = self.expr(operand_node)
         t = self.type_of(operand)
         if t.kind == "bool" or (t.kind == "int" and name != "sum"):
@@ -609,8 +1052,16 @@ class ArrayReader(FunctionReader):
             raise self.src.error(keywords.get("axis", node), err.message, err.hint) from None
         if not t.shape:
             raise self.src.error(node, f"{name} of a number", "reduce an array")
+        if name == "prod" and axes is not None and len(axes) > 1:
+            raise self.src.error(
+                keywords["axis"],
+                "a product over several axes is not supported",
+                "reshape the axes into one first, or take the product one axis at a time",
+            )
         shape = shapes.reduce(t.shape, axes, keepdims)
-        e = Reduce(name, operand, axes, keepdims, spelling, axis_text if axis is not None else "")
+        e = Reduce(
+            name, operand, axes, keepdims, spelling, axis_text if axis is not None else "", ddof
+        )
         return e, Type(shape, t.kind)
 
     def _transpose(self, node, operand: Expr, spelling: str) -> tuple[Expr, Type]:
@@ -692,7 +1143,11 @@ class ArrayReader(FunctionReader):
                         "index with `:`, None or index arrays",
                     )
                 items.append(FullSlice())
-            elif isinstance(item, ast.Constant) and item.value is None:
+            elif (isinstance(item, ast.Constant) and item.value is None) or (
+                isinstance(item, ast.Attribute)
+                and item.attr == "newaxis"
+                and self._is_numpy(item.value)
+            ):
                 items.append(NewAxis())
             else:
                 e = self.expr(item)
@@ -736,6 +1191,23 @@ class ArrayReader(FunctionReader):
         return Index(operand, tuple(items)), Type(shape, t.kind)
 
 
+def _sum_of_dims(sizes) -> object:
+    """The sum of dimensions: numbers, or multiples of one product of names (N + N = 2*N);
+    None for any other sum (N + M)."""
+    coefficient, names = 0, None
+    for d in sizes:
+        c, n = shapes.factors(d)
+        if names is not None and n != names:
+            return None
+        names = n
+        coefficient += c
+    return shapes.multiply([coefficient, *names])
+
+
+def _reduce_keywords(name: str) -> tuple[str, ...]:
+    return ("axis", "keepdims", "ddof") if name in ("var", "std") else ("axis", "keepdims")
+
+
 def _shape_words(shape: Shape) -> str:
     return show(shape) if shape else "a number"
 
@@ -749,8 +1221,10 @@ def _shares_memory(e: Expr) -> Var | None:
     while True:
         if isinstance(e, Var):
             return e
-        if isinstance(e, (Transpose, Reshape)):
-            e = e.operand
+        if isinstance(e, (Transpose, Reshape)) or (
+            isinstance(e, Move) and e.fn not in ("copy", "astype", "flatten")
+        ):
+            e = e.operand  # a view of the same memory
         elif isinstance(e, Index) and all(isinstance(i, (FullSlice, NewAxis)) for i in e.items):
             e = e.operand
         else:

@@ -9,7 +9,7 @@ so that SymPy's derivatives carry no rounding of their own.
 
 from __future__ import annotations
 
-from ..gates import FUNCTIONS
+from ..gates import ELEMENTWISE
 
 
 def number(sp, value):
@@ -27,7 +27,7 @@ def constant(sp, name: str):
 def function(sp, fn: str, args: list):
     """SymPy's meaning of the elementwise function ``fn`` (a gate table key) of ``args``, as
     the gate table declares it; TypeError for a function it does not know."""
-    gate = FUNCTIONS.get(fn)
+    gate = ELEMENTWISE.get(fn)
     if gate is None or gate.sympy is None:
         raise TypeError(f"no SymPy counterpart for {fn}")
     return gate.sympy(sp, *args)

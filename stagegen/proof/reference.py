@@ -21,13 +21,19 @@ from ..arrays import shapes
 from ..arrays.ir import (
     Arange,
     Dot,
+    Filled,
     FullSlice,
     Index,
+    Join,
+    Move,
     NewAxis,
+    Outer,
     Reduce,
     Reshape,
+    ShapeOf,
     ShapeRead,
     Transpose,
+    Where,
 )
 from ..expr import And, Bin, Call, Compare, Cond, Const, Elem, Expr, Neg, Not, Num, Or, Var, walk
 from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS
@@ -239,6 +245,40 @@ class SymbolicForward:
             return self._ufunc(self.masks[e.op], 2)(v(e.left), v(e.right))
         if isinstance(e, Dot):
             return np.asarray(np.dot(self._obj(v(e.left)), self._obj(v(e.right))), dtype=object)
+        if isinstance(e, Move):
+            x = np.asarray(v(e.operand))
+            if e.fn in ("copy", "astype"):
+                return x.copy()
+            if e.fn in ("ravel", "flatten"):
+                return x.reshape(-1)
+            if e.fn == "swapaxes":
+                return np.swapaxes(x, *e.args)
+            if e.fn == "transpose":
+                return np.transpose(x, e.args)
+            return getattr(np, e.fn)(x, e.args)  # expand_dims, squeeze
+        if isinstance(e, Filled):
+            if e.fn.endswith("_like"):
+                shape = np.asarray(v(e.shape[0])).shape
+            elif isinstance(e.shape[0], ShapeOf):
+                shape = np.asarray(v(e.shape[0].operand)).shape
+            else:
+                shape = tuple(int(np.asarray(v(d)).item()) for d in e.shape)
+            fill = {"zeros": 0, "ones": 1}.get(e.fn.replace("_like", ""))
+            value = sp.Integer(fill) if fill is not None else self._obj(v(e.value)).item()
+            out = np.empty(shape, dtype=object)
+            out[...] = value
+            return out
+        if isinstance(e, Join):
+            parts = [self._obj(v(p)) for p in e.parts]
+            if e.fn == "stack" or (e.fn == "vstack" and parts[0].ndim == 1):
+                return np.stack(parts, axis=e.axis)
+            return np.concatenate(parts, axis=e.axis)
+        if isinstance(e, Outer):
+            return np.asarray(np.outer(self._obj(v(e.left)), self._obj(v(e.right))), dtype=object)
+        if isinstance(e, Where):  # the mask's elements are 1 or 0 (Mask functions)
+            test = self._obj(v(e.test))
+            a, b = self._obj(v(e.body)), self._obj(v(e.orelse))
+            return np.asarray(test * a + (1 - test) * b, dtype=object)
         if isinstance(e, Transpose):
             return np.asarray(v(e.operand)).T
         if isinstance(e, Reshape):
@@ -289,12 +329,26 @@ class SymbolicForward:
         moved = np.transpose(x, kept + list(axes))
         rows = moved.reshape(tuple(x.shape[i] for i in kept) + (-1,))
         count = rows.shape[-1]
-        if e.fn == "max":
-            combine = lambda row: self.reduce_max(*row)  # noqa: E731
-        elif e.fn == "sum":
-            combine = lambda row: sp.Add(*row)  # noqa: E731
-        else:
-            combine = lambda row: sp.Add(*row) / sp.Integer(count)  # noqa: E731
+        n = sp.Integer(count)
+
+        def var(row):
+            # (sum(r**2) - sum(r)**2 / n) / (n - ddof): the same number as sum((r - mean)**2)
+            # / (n - ddof) (exact arithmetic, 50-digit evaluation), of size linear in the row
+            # where that form repeats the mean in every term
+            total = sp.Add(*row)
+            return (sp.Add(*[r**2 for r in row]) - total**2 / n) / (n - e.ddof)
+
+        combine = {
+            "max": lambda row: self.reduce_max(*row),
+            # min(row) = -max(-row): tied minima share the gradient, as tied maxima do
+            "min": lambda row: -self.reduce_max(*[-r for r in row]),
+            "sum": lambda row: sp.Add(*row),
+            "mean": lambda row: sp.Add(*row) / n,
+            "prod": lambda row: sp.Mul(*row),
+            "var": var,
+            "std": lambda row: sp.sqrt(var(row)),
+            "norm": lambda row: sp.sqrt(sp.Add(*[r**2 for r in row])),
+        }[e.fn]
         flat = rows.reshape(-1, count)
         out = np.empty(flat.shape[0], dtype=object)
         for k in range(flat.shape[0]):
