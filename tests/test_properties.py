@@ -1027,7 +1027,7 @@ def _point_value(sp, value: float):
     SymPy Float (53 bits fit in 60 digits), never a Rational. evalf has no rule of its own for
     some functions (Max, Min, Heaviside, which the derivative of max/min brings in); it then
     substitutes the values into them, and an exact Rational raised to a Rational power with a
-    denominator of 2**50 (``pow(b ** 2 + 1, c)``) ran for hours. A Float is evaluated at the
+    denominator of 2**50 (``pow(b ** 2 + 1, c)``) ran past 17 minutes. A Float is evaluated at the
     working precision instead, and evalf rounds it to that precision: the same value."""
     return sp.Float(value, 60)
 
