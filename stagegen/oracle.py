@@ -359,6 +359,25 @@ def tree_size(sp, expr, limit: int) -> int:
     return count
 
 
+# The largest denominator of a number the proof gives SymPy exactly (0.5, 2.5, 1e-3 are exact).
+EXACT_DENOMINATOR = 10**4
+
+
+def sympy_number(sp, exact):
+    """A number (a SymPy Rational) as the proof's SymPy expressions hold it: exact while its
+    denominator is small, else a Float with the same value to DIGITS + GUARD_DIGITS digits.
+
+    SymPy raises exact numbers to rational powers exactly, by factoring the base and raising
+    its primes to the exponent's numerator: ``(a * x) ** c`` with a literal ``a`` and ``c``
+    of sixteen digits, or its derivative, never finishes (a float's exact value has a
+    denominator of up to 2**1074, its decimal spelling one of 10**17). A Float is raised
+    numerically; at 65 digits it holds a float's exact value, and a long decimal to far
+    below what the proof measures."""
+    if exact.q <= EXACT_DENOMINATOR:
+        return exact
+    return sp.Float(exact, DIGITS + GUARD_DIGITS)
+
+
 def mp_number(value):
     """An argument on 50-digit numbers: a float (or a list's floats) as mpmath's, an integer
     (a trip count, an index) as itself."""

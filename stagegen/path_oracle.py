@@ -36,6 +36,7 @@ from types import SimpleNamespace
 
 from .oracle import (
     tree_size,
+    sympy_number,
     DIGITS,
     GUARD_DIGITS,
     UserFunction,
@@ -79,8 +80,8 @@ class _Run:
         if isinstance(value, numbers.Integral):
             expr = self.sp.Integer(int(value)) if self.building else None
             return PathValue(mpmath.mpf(int(value)), expr, False, self, 1)
-        if isinstance(value, float):  # exactly: SymPy folds Float constants at 53 bits
-            expr = self.sp.Rational(value) if self.building else None
+        if isinstance(value, float):  # its exact value (a Float of 53 bits would round)
+            expr = sympy_number(self.sp, self.sp.Rational(value)) if self.building else None
             return PathValue(mpmath.mpf(value), expr, False, self, 1)
         if isinstance(value, mpmath.mpf):
             expr = self.sp.Float(value, DIGITS + GUARD_DIGITS) if self.building else None

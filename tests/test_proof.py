@@ -174,3 +174,31 @@ def test_a_wrong_end_to_end_gradient_is_caught(sweep_without_accumulation, sourc
 def test_report_text_names_methods_and_error():
     text = str(stagegen.verify("def f(x):\n    return x**3\n"))
     assert "local gradients" in text and "5 points" in text and "max rel. error" in text
+
+
+def test_heaviside_in_a_local_gradient_is_printed_as_a_condition():
+    """Found by stagegen.verify on the property generator's programs (seed 308): the local
+    gradient of a max of three, compared at sample points, holds SymPy's Heaviside, which
+    SymPy's mpmath printer rewrote as a Piecewise, solving its condition with solveset, which
+    raised KeyError here (an internal error, exit 3). It is printed as a condition now."""
+    source = (
+        "import math\n\n\ndef f(b):\n"
+        "    return max(b, b / (math.asin(0.9 * math.sin(b)) ** 2 + 1), 0.5)\n"
+    )
+    f = stagegen.verify(source)["f"]
+    assert [c.method for c in f.local_checks] == ["sampled"]  # Max: SymPy does not simplify
+    assert f.points and f.max_rel_error <= 1e-7
+    assert "SymPy's derivative of it (at" in f.reference
+
+
+def test_heaviside_prints_each_side_and_its_value_at_zero():
+    import sympy as sp
+
+    from stagegen.proof.common import MpmathCode
+
+    x = sp.Symbol("x", real=True)
+    code = MpmathCode()
+    half = code.compile("t", [x], [], code.text(sp.Heaviside(x - 1)))
+    nought = code.compile("t", [x], [], code.text(sp.Heaviside(x - 1, 0)))
+    assert [half(v) for v in (2.0, 0.0, 1.0)] == [1, 0, 0.5]
+    assert [nought(v) for v in (2.0, 0.0, 1.0)] == [1, 0, 0]

@@ -1022,6 +1022,16 @@ def mp_gradient(prog: Generated, args) -> list | None:
     return grads
 
 
+def _point_value(sp, value: float):
+    """A coordinate of the point for ``evalf(subs=...)``: the float's exact binary value as a
+    SymPy Float (53 bits fit in 60 digits), never a Rational. evalf has no rule of its own for
+    some functions (Max, Min, Heaviside, which the derivative of max/min brings in); it then
+    substitutes the values into them, and an exact Rational raised to a Rational power with a
+    denominator of 2**50 (``pow(b ** 2 + 1, c)``) ran past 17 minutes. A Float is evaluated at the
+    working precision instead, and evalf rounds it to that precision: the same value."""
+    return sp.Float(value, 60)
+
+
 def sympy_gradient(prog: Generated, args) -> list | None:
     """SymPy's derivative of the whole composed expression, at 30 digits."""
     import sympy as sp
@@ -1070,12 +1080,12 @@ def sympy_gradient(prog: Generated, args) -> list | None:
             elems = [sp.Symbol(f"{p.name}{k}", real=True) for k in range(p.length)]
             symbols.append(elems)
             flat += elems
-            values.update({s: sp.Rational(v) for s, v in zip(elems, a)})
+            values.update({s: _point_value(sp, v) for s, v in zip(elems, a)})
         else:
             s = sp.Symbol(p.name, real=True)
             symbols.append(s)
             flat.append(s)
-            values[s] = sp.Rational(a)
+            values[s] = _point_value(sp, a)
     out = sp.sympify(f(*symbols))
     if sp.count_ops(out) > SYMPY_MAX_OPS:
         return None  # the composed expression swells; mpmath alone is the reference here
@@ -1316,6 +1326,74 @@ def test_negated_product_after_division_or_power(body):
     prog = Generated(source, [Param("x"), Param("y")], None, False, 2)
     prog.points = [[0.7, 1.3], [1.5, 0.4], [-0.6, 0.9]]  # y > 0: y ** z is real
     assert check_program(prog, use_sympy=True) == 3
+
+
+STALLED_REFERENCE = """\
+from math import exp, log, pow
+
+
+def f(a, b, c):
+    b = pow(b ** 2 + 1, c)  # note 0
+    return max(b, log((1.0 / (1 + exp(-b))) * (1.0 / (1 + exp(-b))) + 0.5, a * a + 2.0))
+"""
+STALLED_POINTS = [
+    [-1.3713545695817002, 1.71423703488977, -1.3713545695817002],
+    [-1.8554838404943088, -1.1561160235965855, 0.33545303579211616],
+    [1.2229497410435242, -1.0449178806404857, 0.6116861452673339],
+]
+
+_CHECK_STALLED = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import test_properties as t
+prog = t.Generated(t.STALLED_REFERENCE, [t.Param(n) for n in "abc"], None, False, 1)
+prog.points, prog.upstream = t.STALLED_POINTS, -0.5
+pairs = [(t.sympy_gradient(prog, p), t.mp_gradient(prog, p)) for p in prog.points]
+checked = t.check_program(prog, use_sympy=True)
+as_text = lambda v: None if v is None else [str(x) for x in v]
+json.dump({"checked": checked, "pairs": [[as_text(s), as_text(m)] for s, m in pairs]}, sys.stdout)
+"""
+
+
+def _float_is_exact(value: float) -> bool:
+    """Whether _point_value gives the float's exact value (what a Rational would have been)."""
+    import sympy as sp
+
+    return sp.Rational(_point_value(sp, value)) == sp.Rational(value)
+
+
+def test_sympy_reference_of_a_power_inside_max_finishes():
+    """The 1,000-program run (seed 20261202) stalled on this program, in this file's SymPy
+    reference (stagegen's proof of it takes about 2 s, below): the derivative of max()
+    holds Max and Heaviside, which evalf cannot evaluate itself, so it substituted the point
+    into them, and with exact Rationals SymPy raised (b**2 + 1) to the power c (a denominator
+    of 2**50) exactly. The point is now given as Floats (_point_value). Run in a process of its
+    own, with a generous limit, so that a relapse fails instead of stalling the suite."""
+    for v in STALLED_POINTS[0] + [0.1, -2.0, 1e-300]:
+        assert _float_is_exact(v), v
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _CHECK_STALLED, os.path.dirname(os.path.abspath(__file__))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the SymPy reference of the program did not finish in 120 s")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["checked"] == 3  # every point checked, the SymPy reference at the first
+    for symbolic, numeric in found["pairs"]:
+        assert symbolic is not None and numeric is not None  # SymPy's route, not a skip
+        for s, r in zip(symbolic, numeric):
+            s, r = mpmath.mpf(s), mpmath.mpf(r)
+            assert abs(s - r) <= ORACLES_AGREE * max(1, abs(s)), (s, r)
+    assert any(mpmath.mpf(s) != 0 for s in found["pairs"][0][0])
+    # stagegen's own proof of it takes SymPy's route (its 50-digit evaluation never
+    # substitutes into SymPy expressions) and accepts the gradient
+    report = stagegen.verify(STALLED_REFERENCE, "f").functions[0]
+    assert "SymPy's derivative of it (at" in report.reference, report.summary()
+    assert report.points and report.max_rel_error <= 1e-7, report.summary()
 
 
 SLOW_PROOF = """\

@@ -116,6 +116,14 @@ class MpmathCode:
             def _print_ComplexInfinity(self, e):
                 return "mpmath.nan"
 
+            # Heaviside (in SymPy's derivatives of Max and Min) as a conditional expression:
+            # SymPy's own printer rewrites it as a Piecewise and runs solveset on its condition,
+            # which raised KeyError on Heaviside(b - b / (asin(9 * sin(b) / 10)**2 + 1)).
+            def _print_Heaviside(self, e):
+                x = self._print(e.args[0])
+                at_zero = self._print(e.args[1]) if len(e.args) > 1 else "(one / 2)"
+                return f"(one if ({x}) > 0 else zero if ({x}) < 0 else {at_zero})"
+
         self.printer = Printer()
 
     def name_of(self, symbol) -> str:

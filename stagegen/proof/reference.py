@@ -198,7 +198,7 @@ class SymbolicForward:
                     .reshape(a.shape)
                 )
             return (
-                np.frompyfunc(lambda t: sp.Rational(repr(float(t))), 1, 1)(a)
+                np.frompyfunc(lambda t: meaning.number(sp, float(t)), 1, 1)(a)
                 .astype(object)
                 .reshape(a.shape)
             )
