@@ -12,7 +12,9 @@ Compound right-hand sides are differentiated by chaining these rules through the
 from __future__ import annotations
 
 from collections import ChainMap
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable, Mapping
 
 from .expr import (
@@ -78,10 +80,19 @@ def _divide_rule(out: Expr, a: Expr, b: Expr) -> tuple[Expr, Expr]:
     return div(ONE, b), neg(div(out, b))
 
 
+def _decrement(exponent: int | float) -> int | float:
+    """``exponent - 1`` as the literal reads: 0.7 gives -0.3 (the decimal 7/10 - 1), not the
+    float difference -0.30000000000000004, which would print, and be proven, as a different
+    number than the one the user wrote minus one."""
+    if isinstance(exponent, int) or not math.isfinite(exponent):
+        return exponent - 1
+    return float(Fraction(repr(exponent)) - 1)
+
+
 def _pow_rule(out: Expr, a: Expr, b: Expr) -> tuple[Expr, Expr]:
     if isinstance(b, Num) or (isinstance(b, Neg) and isinstance(b.operand, Num)):
         exponent = b.value if isinstance(b, Num) else -b.operand.value
-        return mul(b, power(a, num(exponent - 1))), Num(0)
+        return mul(b, power(a, num(_decrement(exponent)))), Num(0)
     d_base = mul(b, power(a, sub(b, Num(1))))
     if a == Const("e"):
         return d_base, out  # d(e**b)/db is the output itself
