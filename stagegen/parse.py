@@ -641,7 +641,11 @@ class FunctionReader(ControlFlowReader):
                     f"`{callee.name}` reads `{p.name}` as a list, which calls cannot pass yet",
                     "pass numbers (or arrays), or inline the callee",
                 )
-        args = tuple(self.expr(a) for a in node.args)
+        # A callee's trip count is an integer here too: a constant, a count, or a parameter
+        # that becomes one (never differentiated).
+        args = tuple(
+            self._integer(a) if params[k].integer else self.expr(a) for k, a in enumerate(node.args)
+        )
         # The parameters left out take their defaults; the backward is passed them, since
         # the upstream gradients follow the parameters.
         defaults = tuple(Num(ast.literal_eval(p.default), p.default) for p in params[len(args) :])

@@ -696,13 +696,15 @@ class _TreeSweep:
         several = isinstance(stage.expr, Invoke) and stage.expr.returns > 1
         if several and Var(target) in sweep.active and target in self.paths:
             upstream = sweep.call_upstream(stage, lambda t: Var(names.assign(t)) in sweep.written)
+            # A name the call binds again (`a, b = pair(a, b)` in a loop): its gradient is read
+            # by the call's backward, and from here on is the gradient of the value before.
+            for parts in sweep.parts.get(target, {}).values():
+                for t in parts:
+                    if t in self.mutable:
+                        sweep.written.discard(Var(names.assign(t)))
             if upstream is None:
                 return restore
             statements = _StageSweep(sweep, stage, upstream).run()
-            for parts in sweep.parts.get(target, {}).values():
-                for t in parts:
-                    if t in self.mutable:  # consumed: the value before gets its own
-                        sweep.written.discard(Var(names.assign(t)))
             return ([Block(stage, statements)] if statements else []) + restore
         if isinstance(stage.expr, Item):
             return restore  # read by the call's backward (above)

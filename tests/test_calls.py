@@ -196,7 +196,14 @@ def random_composition(rng: random.Random) -> str:
         name, two = rng.choice(helpers)
         a, b = rng.choice(live), rng.choice(live)
         shape = rng.random()
-        if shape < 0.2 and not two:  # a call in a loop, carrying its result
+        if shape < 0.2 and two:  # a call in a loop, binding again both names it reads
+            lines += [
+                f"    c{k}, e{k} = {a}, {b}",
+                "    for i in range(2):",
+                f"        c{k}, e{k} = {name}(c{k}, e{k})",
+            ]
+            live += [f"c{k}", f"e{k}"]
+        elif shape < 0.2:  # a call in a loop, carrying its result
             lines += [
                 f"    c{k} = {a}",
                 "    for i in range(2):",
@@ -571,3 +578,51 @@ def test_random_array_compositions_against_central_differences():
         for k in range(4):
             want = array_central(forward, arrays, k)
             np.testing.assert_allclose(got[k], want, rtol=1e-4, atol=1e-5, err_msg=source)
+
+
+def test_a_call_in_a_loop_binding_again_the_names_it_reads():
+    """`a, b = pair(a, b)` in a loop: the call's backward reads the gradients of the new a and
+    b and gives those of the old ones (found by the proof: they were added, then zeroed)."""
+    source = module("""
+        import math
+
+
+        def pair(a, b):
+            s = a * b
+            t = a + math.sin(b)
+            return s, t
+
+
+        def looped(a, b):
+            for i in range(3):
+                a, b = pair(a, b)
+            return a + b
+        """)
+    text = check_gradients(source, "looped", [(-0.6, 1.4), (0.3, 0.2)])
+    assert "da, db = pair_backward(a, b, da, db)  # (2)" in text
+    stagegen.verify(source)
+
+
+def test_a_trip_count_passed_to_a_callee_stays_an_integer():
+    source = module("""
+        import math
+
+
+        def steps(x, n):
+            y = x
+            for i in range(n):
+                y = math.sin(y) + x
+            return y
+
+
+        def outer(x, n):
+            z = steps(x, n)
+            return z * 2.0
+        """)
+    text = stagegen.generate(source)
+    assert "def outer_backward(x, n, dout=1.0):" in text
+    assert "x = float(x)" in text.split("def outer_backward")[1]  # n stays an int
+    generated = load_backward_module(text)
+    forward = forward_namespace(source)["outer"]
+    got = generated["outer_backward"](0.4, 3)
+    assert got == pytest.approx(central(lambda x: forward(x, 3), (0.4,), 0), rel=1e-6)
