@@ -233,20 +233,28 @@ def _unpack_calls(items: list) -> list:
             out.append(Line(targets, call, stage=item.stage, note=item.note))
             k += 1
             continue
-        parts = _parts_read(items, k)
-        if parts is None:
+        found = _parts_read(items, k)
+        if found is None:
             out.append(item)
             k += 1
             continue
+        parts, saves, used = found
         targets = tuple(parts.get(i, Var("_")) for i in range(item.value.returns))
+        # A value saved before a part binds its name again is saved before the call; one
+        # saved after its part bound it (a step's new value), after.
+        before = [save for save, new in saves if not new]
+        after = [save for save, new in saves if new]
+        out += before
         out.append(Line(targets, item.value, stage=item.stage, note=item.note))
-        k += 1 + len(parts)
+        out += after
+        k += 1 + used
     return out
 
 
-def _parts_read(items: list, k: int) -> dict[int, Expr] | None:
-    """{position: target} of the lines after ``items[k]`` that each bind one part of the call
-    it holds, when they are all plain bindings, each part read once; else None."""
+def _parts_read(items: list, k: int) -> tuple[dict, list, int] | None:
+    """({position: target}, saves, lines used) for the lines after ``items[k]`` that each bind
+    one part of the call it holds, when they are all plain bindings, each part read once (the
+    replay's saves of the names they bind again may sit between them); else None."""
     line = items[k]
     if not (
         isinstance(line, Line)
@@ -256,7 +264,14 @@ def _parts_read(items: list, k: int) -> dict[int, Expr] | None:
     ):
         return None
     parts: dict[int, Expr] = {}
+    saves: list[tuple[Line, bool]] = []  # (the save, whether it saves a part's new value)
+    used = 0
     for after in items[k + 1 :]:
+        if _is_save(after):
+            saved = after.value.split(".append(")[1].rstrip(")")
+            saves.append((after, any(t == Var(saved) for t in parts.values())))
+            used += 1
+            continue
         if not (
             isinstance(after, Line)
             and isinstance(after.value, Item)
@@ -266,6 +281,10 @@ def _parts_read(items: list, k: int) -> dict[int, Expr] | None:
         ):
             break
         parts[after.value.index] = after.target
+        used += 1
+    while saves and used and _is_save(items[k + used]):
+        saves.pop()  # saves after the last part stay where they are
+        used -= 1
     if not parts:
         return None
     reads = [
@@ -275,7 +294,17 @@ def _parts_read(items: list, k: int) -> dict[int, Expr] | None:
         for n in walk(other.value)
         if n == line.target
     ]
-    return parts if len(reads) == len(parts) else None
+    return (parts, saves, used) if len(reads) == len(parts) else None
+
+
+def _is_save(line) -> bool:
+    """``h_saved.append(h)``, a line of the forward replay."""
+    return (
+        isinstance(line, Line)
+        and line.target is None
+        and isinstance(line.value, str)
+        and ".append(" in line.value
+    )
 
 
 # ---------------------------------------------------------------------------- loops and branches

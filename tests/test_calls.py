@@ -626,3 +626,38 @@ def test_a_trip_count_passed_to_a_callee_stays_an_integer():
     forward = forward_namespace(source)["outer"]
     got = generated["outer_backward"](0.4, 3)
     assert got == pytest.approx(central(lambda x: forward(x, 3), (0.4,), 0), rel=1e-6)
+
+
+def test_the_replay_saves_before_a_call_binds_again_and_after_it_binds_anew():
+    source = module(
+        """
+        import math
+
+
+        def pair(a, b):
+            s = a * b
+            t = a + math.sin(b)
+            return s, t
+
+
+        def looped(a, b):
+            for i in range(3):
+                a, b = pair(a, b)
+            return a + b
+
+
+        def local(x, y):
+            acc = 0.0
+            for i in range(3):
+                p, q = pair(x, y)
+                acc = acc + p * q
+                x = x + 0.1 * q
+            return acc
+        """
+    )
+    text = check_gradients(source, "local", [(0.2, -0.7), (1.1, 0.4)])
+    replay = text.split("def looped_backward")[1].split("# backprop")[0]
+    assert "a_saved.append(a)\n        b_saved.append(b)\n        a, b = pair(a, b)" in replay
+    replay = text.split("def local_backward")[1].split("# backprop")[0]
+    assert "p, q = pair(x, y)  # (3)\n        p_saved.append(p)\n        q_saved.append(q)" in replay
+    stagegen.verify(source)
