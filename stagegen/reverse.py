@@ -289,13 +289,15 @@ class _StageSweep:
     def sink(self, leaf: Leaf, contribution: _Contribution) -> None:
         self.contributions.setdefault(leaf, []).append(contribution)
 
-    def name(self, g: Expr, note: str = "") -> Var:
-        """A gradient computed once and read by several inputs below: ``d<stage>_in``."""
+    def name(self, g: Expr, note: str = "", stem: str | None = None) -> Var:
+        """A gradient computed once and read by several inputs below: ``d<stage>_in`` (or
+        ``d<stem>_in``: the gradients at a callee's inputs are named after the callee)."""
         k = self.hoisted
         self.hoisted += 1
         target = self.stage.target
         suffix = "_in" if k == 0 else f"_in{k + 1}"
-        name = self.sweep.names.assign(f"{target} input {k}", base=f"{target}{suffix}", noted=False)
+        base = f"{stem or target}{suffix}"
+        name = self.sweep.names.assign(f"{target} input {k}", base=base, noted=False)
         self.statements.append(
             GradStatement(
                 gradient=Var(name),
@@ -333,7 +335,8 @@ class _StageSweep:
                 ) from None
             calls = [g for c, g in parts if isinstance(g, Item) and self.carries(c)]
             if len(calls) > 1:  # a backward returning several gradients is called once
-                held = self.name(calls[0].operand)
+                call = calls[0].operand  # the callee's backward: d<callee>_in[k]
+                held = self.name(call, stem=call.function.removesuffix("_backward"))
                 parts = [(c, Item(held, g.index) if isinstance(g, Item) else g) for c, g in parts]
             for child, child_g in parts:
                 self.send(child, child_g)

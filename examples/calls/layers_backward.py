@@ -110,9 +110,9 @@ def deep_backward(x, y, steps, ds=1.0):
     for i in reversed(range(steps)):  # (2)
         s = s_saved.pop()  # (3)
         # backprop s = unit(s, y)
-        ds_in = unit_backward(s, y, ds)  # (3)
-        dy += ds_in[1]  # (3)
-        ds = ds_in[0]  # (3)
+        dunit_in = unit_backward(s, y, ds)  # (3)
+        dy += dunit_in[1]  # (3)
+        ds = dunit_in[0]  # (3)
     # backprop s = x
     dx = ds  # (1)
     return dx, dy

@@ -569,8 +569,8 @@ def iterpower_with_call_backward(a, n, dout=1.0):
     for i in reversed(range(n)):  # (1)
         a = a_saved.pop()  # (2)
         # backprop a = _inner_fn(a, a)
-        da_in = _inner_fn_backward(a, a, da)  # (2)
-        da = da_in[0] + da_in[1]  # (2)
+        d_inner_fn_in = _inner_fn_backward(a, a, da)  # (2)
+        da = d_inner_fn_in[0] + d_inner_fn_in[1]  # (2)
     return da
 
 
