@@ -289,7 +289,9 @@ class _Grader:
         fn = self.fn
         first = min([fn.lineno] + [d.lineno for d in fn.decorator_list])
         for n in range(first, fn.end_lineno + 1):
-            self.lines[n] = LineVerdict(n, self.src.lines[n - 1] if n <= len(self.src.lines) else "")
+            self.lines[n] = LineVerdict(
+                n, self.src.lines[n - 1] if n <= len(self.src.lines) else ""
+            )
         self.lines[fn.lineno].kind = "def"
         self.signature()
         for stmt in fn.body:
@@ -455,7 +457,9 @@ class _Grader:
             return
         if name in self.params:
             if self.fw.same(meaning, self.fw.symbol(name)) is None:
-                self.wrong(stmt, f"changes the input `{name}`: the backward reads the forward's inputs")
+                self.wrong(
+                    stmt, f"changes the input `{name}`: the backward reads the forward's inputs"
+                )
             else:
                 self.verdict(stmt, "replay")
             return
@@ -530,8 +534,11 @@ class _Grader:
         extra = tuple(self.gsym.values())
         for u, c in coefficients.items():
             if c.free_symbols & set(gsyms):
-                self.wrong(stmt, "multiplies gradients together: a contribution is a local "
-                           "gradient times one upstream gradient")
+                self.wrong(
+                    stmt,
+                    "multiplies gradients together: a contribution is a local "
+                    "gradient times one upstream gradient",
+                )
                 return
         linear = sum((c * self.grad(u) for u, c in coefficients.items()), sp.Integer(0))
         if self.fw.same(meaning, linear, extra=extra) is None:
@@ -572,7 +579,9 @@ class _Grader:
         stage = self.stages.get(u)
         up = self.gradient_name(u)
         if stage is None:
-            self.wrong(stmt, f"`{up}` is the gradient of the input `{u}`: no gradient flows on from it")
+            self.wrong(
+                stmt, f"`{up}` is the gradient of the input `{u}`: no gradient flows on from it"
+            )
             return
         self.verdict(stmt, "gradient", (stage.number,))
         received = self.received.setdefault(v, {})
@@ -634,7 +643,9 @@ class _Grader:
         want = to_source(local, self.math_name) if local is not None else str(expected)
         up = self.gradient_name(stage.target)
         statement = (
-            to_source(mul(local, Var(up)), self.math_name) if local is not None else f"{want} * {up}"
+            to_source(mul(local, Var(up)), self.math_name)
+            if local is not None
+            else f"{want} * {up}"
         )
         on = f"the gradient on `{v}` is `{statement}`"
         if same(got, sp.Integer(0)) is not None:
@@ -661,11 +672,17 @@ class _Grader:
                     if same(got, product, stage=stage.target) is None:
                         continue
                     if not kept:
-                        whose = "the sigmoid's" if name == "sigmoid" else (
-                            f"the {name} gate's" if name else f"stage ({stage.number})'s"
+                        whose = (
+                            "the sigmoid's"
+                            if name == "sigmoid"
+                            else (f"the {name} gate's" if name else f"stage ({stage.number})'s")
                         )
                         return f"missing {whose} local gradient `{want}`: {on}"
-                    lost = [to_source(factors[i], self.math_name) for i in range(len(factors)) if i not in kept]
+                    lost = [
+                        to_source(factors[i], self.math_name)
+                        for i in range(len(factors))
+                        if i not in kept
+                    ]
                     return (
                         f"missing the factor {' and '.join(f'`{t}`' for t in lost)} of the local "
                         f"gradient `{want}`: {on}"
@@ -682,7 +699,10 @@ class _Grader:
         self.returned = True
         self.verdict(stmt, "return")
         if stmt.value is None:
-            self.wrong(stmt, f"returns nothing: return `{', '.join(self.gradient_name(p) for p in self.params)}`")
+            self.wrong(
+                stmt,
+                f"returns nothing: return `{', '.join(self.gradient_name(p) for p in self.params)}`",
+            )
             return
         items = stmt.value.elts if isinstance(stmt.value, ast.Tuple) else [stmt.value]
         which: list[str | None] = []
@@ -702,7 +722,9 @@ class _Grader:
         else:
             order = [p for p in self.params if p in which]
             if None in which:
-                self.wrong(stmt, "returns 0 for an input it cannot name: return one gradient per input")
+                self.wrong(
+                    stmt, "returns 0 for an input it cannot name: return one gradient per input"
+                )
                 return
         want = ", ".join(self.gradient_name(p) for p in order)
         for p, got in zip(order, which):
@@ -714,10 +736,15 @@ class _Grader:
                 )
                 return
             if got is None and self.required.get(p):
-                self.wrong(stmt, f"returns 0 for `{p}`, which reaches the output: return `{self.gradient_name(p)}`")
+                self.wrong(
+                    stmt,
+                    f"returns 0 for `{p}`, which reaches the output: return `{self.gradient_name(p)}`",
+                )
                 return
         for p in order:
-            missing = [s for s in self.required.get(p, []) if s.target not in self.received.get(p, {})]
+            missing = [
+                s for s in self.required.get(p, []) if s.target not in self.received.get(p, {})
+            ]
             if not missing:
                 continue
             s = missing[0]
@@ -729,7 +756,10 @@ class _Grader:
                 else "..."
             )
             if p not in self.written:
-                self.wrong(stmt, f"`{name}` is never written: it receives the gradient of stage ({s.number}) `{self.stage_text(s)}`, `{name} = {add}`")
+                self.wrong(
+                    stmt,
+                    f"`{name}` is never written: it receives the gradient of stage ({s.number}) `{self.stage_text(s)}`, `{name} = {add}`",
+                )
             else:
                 self.wrong(
                     stmt,
@@ -742,7 +772,9 @@ _NAMES = "grading reads assignments to plain names"
 
 
 def _op_text(op: ast.operator) -> str:
-    return {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}.get(type(op), "?")
+    return {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}.get(
+        type(op), "?"
+    )
 
 
 def _is_number(e) -> bool:
