@@ -47,6 +47,7 @@ class Forward:
     definition: dict[str, object] = field(default_factory=dict)  # stage target -> SymPy
     reads: dict[str, list[str]] = field(default_factory=dict)  # stage target -> names read
     points: list[dict] = field(default_factory=list)  # symbol -> sympy Float, per point
+    locals: dict = field(default_factory=dict)  # (stage, value) -> its partial derivative
 
     @classmethod
     def of(cls, program: Program, seed: int = 0) -> "Forward":
@@ -66,7 +67,15 @@ class Forward:
 
     def local(self, target: str, of: str):
         """SymPy's partial derivative of stage ``target`` by the value ``of``."""
-        return self.sp.diff(self.definition[target], self.symbol(of))
+        key = (target, of)
+        if key not in self.locals:
+            self.locals[key] = self.sp.diff(self.definition[target], self.symbol(of))
+        return self.locals[key]
+
+    def flows(self, target: str, of: str) -> bool:
+        """Whether stage ``target`` passes gradient to ``of``: it reads it, and its partial
+        derivative by it is not zero (``a - a``; a value read only by a condition)."""
+        return of in self.reads[target] and not symbolically_zero(self.sp, self.local(target, of))
 
     def _sample(self, rng: random.Random) -> None:
         sp = self.sp
@@ -99,14 +108,17 @@ class Forward:
             return "symbolic"
         if stage is not None:
             d = d.xreplace({self.symbol(stage): self.definition[stage]})
-        if _symbolically_zero(sp, d):
+        if symbolically_zero(sp, d):
             return "symbolic"
         checked = 0
         rng = random.Random(len(self.points))
+        kinks = [k.args[0] for k in (a.atoms(sp.Heaviside, sp.sign) | b.atoms(sp.Heaviside, sp.sign))]
         for point in self.points:
             values = dict(point)
             for s in extra:
                 values[s] = sp.Float(rng.uniform(-2, 2), DIGITS)
+            if any(_near_zero(sp, k.xreplace(values)) for k in kinks):
+                continue  # a tie of max or min, abs at 0: either side's gradient is right here
             try:
                 x = a.xreplace(values).evalf(DIGITS)
                 y = b.xreplace(values).evalf(DIGITS)
@@ -127,7 +139,15 @@ def _finite_real(sp, value) -> bool:
         return False
 
 
-def _symbolically_zero(sp, d) -> bool:
+def _near_zero(sp, e) -> bool:
+    try:
+        value = e.evalf(DIGITS)
+        return bool(abs(value) < sp.Float(10.0 ** -(DIGITS - 10)))
+    except (TypeError, ValueError):
+        return False
+
+
+def symbolically_zero(sp, d) -> bool:
     if d == 0:
         return True
     if d.has(sp.Piecewise, sp.Heaviside, sp.sign, sp.Max, sp.Min, sp.Abs, sp.DiracDelta):

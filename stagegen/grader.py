@@ -212,18 +212,19 @@ class _Grader:
         self.params = [p.name for p in program.params]
         self.values = set(self.params) | set(self.stages)
         self.output = program.output.name
-        reads = self.fw.reads
+        # Gradient flows along the edges whose partial derivative is not zero.
+        flows = self.fw.flows
         live = {self.output}
         for s in reversed(program.stages):
             if s.target in live:
-                live.update(reads[s.target])
+                live.update(v for v in self.fw.reads[s.target] if flows(s.target, v))
         active = {p.name for p in program.params if not (p.integer or p.labels)}
         for s in program.stages:
-            if any(r in active for r in reads[s.target]):
+            if any(v in active and flows(s.target, v) for v in self.fw.reads[s.target]):
                 active.add(s.target)
         # The stages whose contributions a value's gradient must receive before it is read.
         self.required: dict[str, list[Stage]] = {
-            v: [s for s in program.stages if s.target in live and v in reads[s.target]]
+            v: [s for s in program.stages if s.target in live and flows(s.target, v)]
             for v in self.values
             if v in active and v in live
         }
