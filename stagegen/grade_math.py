@@ -112,7 +112,9 @@ class Forward:
             return "symbolic"
         checked = 0
         rng = random.Random(len(self.points))
-        kinks = [k.args[0] for k in (a.atoms(sp.Heaviside, sp.sign) | b.atoms(sp.Heaviside, sp.sign))]
+        kinks = [
+            k.args[0] for k in (a.atoms(sp.Heaviside, sp.sign) | b.atoms(sp.Heaviside, sp.sign))
+        ]
         for point in self.points:
             values = dict(point)
             for s in extra:

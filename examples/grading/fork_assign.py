@@ -1,5 +1,5 @@
 """The notes' staged example with ONE planted mistake in the hand-written backward:
-`=` where a fork needs `+=` (the line marked `<- planted mistake`).
+`=` where a fork needs `+=` (its line says so in a comment).
 
     stagegen grade fork_assign.py::f_backward
 """

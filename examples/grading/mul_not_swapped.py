@@ -1,5 +1,5 @@
 """The notes' staged example with ONE planted mistake in the hand-written backward:
-a mul gate whose inputs are not swapped (the line marked `<- planted mistake`).
+a mul gate whose inputs are not swapped (its line says so in a comment).
 
     stagegen grade mul_not_swapped.py::f_backward
 """

@@ -1,5 +1,5 @@
 """The notes' staged example with ONE planted mistake in the hand-written backward:
-the power rule with the exponent not lowered (the line marked `<- planted mistake`).
+the power rule with the exponent not lowered (its line says so in a comment).
 
     stagegen grade power_rule.py::f_backward
 """

@@ -1,5 +1,5 @@
 """The notes' staged example with ONE planted mistake in the hand-written backward:
-the sigmoid's local gradient left out (the line marked `<- planted mistake`).
+the sigmoid's local gradient left out (its line says so in a comment).
 
     stagegen grade sigmoid_missing.py::f_backward
 """

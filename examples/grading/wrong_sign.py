@@ -1,5 +1,5 @@
 """The notes' staged example with ONE planted mistake in the hand-written backward:
-a wrong sign on the divide gate's local gradient (the line marked `<- planted mistake`).
+a wrong sign on the divide gate's local gradient (its line says so in a comment).
 
     stagegen grade wrong_sign.py::f_backward
 """
