@@ -23,8 +23,8 @@ from .proof import meaning
 from .proof.local import ToSymPy
 
 DIGITS = 50
-POINTS = 4  # sample points the numeric comparison uses
-ATTEMPTS = 80  # tries to find them inside the forward's domain
+POINTS = 8  # sample points the numeric comparison uses
+ATTEMPTS = 120  # tries to find them inside the forward's domain
 SYMBOLIC_LIMIT = 80  # operations in a difference up to which SymPy's expand/together are tried
 BUILTIN_FUNCTIONS = {"abs", "max", "min", "pow"}
 
@@ -75,7 +75,18 @@ class Forward:
     def flows(self, target: str, of: str) -> bool:
         """Whether stage ``target`` passes gradient to ``of``: it reads it, and its partial
         derivative by it is not zero (``a - a``; a value read only by a condition)."""
-        return of in self.reads[target] and not symbolically_zero(self.sp, self.local(target, of))
+        if of not in self.reads[target]:
+            return False
+        local = self.local(target, of)
+        if local == 0:
+            return False
+        for point in self.points[:1]:  # not zero at a point: no need to ask SymPy
+            try:
+                if not _near_zero(self.sp, local.xreplace(point)):
+                    return True
+            except (TypeError, ValueError):
+                pass
+        return not symbolically_zero(self.sp, local)
 
     def _sample(self, rng: random.Random) -> None:
         sp = self.sp
@@ -83,7 +94,9 @@ class Forward:
         for attempt in range(ATTEMPTS):
             if len(self.points) >= POINTS:
                 break
-            low, high = (0.2, 2.0) if attempt % 2 else (-2.0, 2.0)
+            # mostly both signs (a branch or a kink at 0 is met on both sides), some positive
+            # (where a logarithm or a square root of an input is defined)
+            low, high = (0.2, 2.0) if attempt % 4 == 3 else (-2.0, 2.0)
             point = {self.symbol(p): sp.Float(rng.uniform(low, high), DIGITS) for p in params}
             try:
                 for target, definition in self.definition.items():
