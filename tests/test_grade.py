@@ -457,6 +457,18 @@ def test_cli_bad_input_exits_2_without_a_traceback(tmp_path):
     assert run_cli("grade", f"{tmp_path}/missing.py::f_backward")[0] == 2
 
 
+def test_completion_offers_grade_and_its_options():
+    status, script, _ = run_cli("completion", "bash")
+    assert status == 0 and "explain grade completion" in script
+    assert '[[ "$first" == grade ]] && options="--format --forward --help -h"' in script
+
+
+def test_stagegen_grade_stays_the_function():
+    for _ in range(2):  # importing the module behind it must not replace it
+        assert stagegen.grade(CORRECT).ok
+    assert callable(stagegen.grade)
+
+
 def test_cli_ascii_fallback():
     report = graded(GRADING / "wrong_sign.py")
     text = report.text(ascii=True)
