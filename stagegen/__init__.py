@@ -57,7 +57,7 @@ def explain(target, function=None, *, split=False, at=None, **values):
     return _explain(target, function, split=split, at=at, **values)
 
 
-def grade(source, backward="f_backward", forward=None, *, filename="<string>"):
+def grade(source, backward="f_backward", forward=None, filename="<string>"):
     """Grade a hand-written backward line by line against its forward: a report with ``.ok``,
     ``.first_error`` (None, or ``.line``, ``.col``, ``.message``), ``.lines`` (a verdict per
     line) and ``text()``, ``markdown()``, ``html()`` (see stagegen.grade)."""

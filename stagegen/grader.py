@@ -513,6 +513,10 @@ class _Grader:
         # The upstream gradients it reads, directly or through a helper value.
         present = {gsyms[s] for s in meaning.free_symbols if s in gsyms}
         upstreams = list(dict.fromkeys([g for g, _ in reads if g in present] + sorted(present)))
+        if not upstreams and reads:
+            # It reads upstream gradients but passes none of them on (its factor is 0, say a
+            # condition that never holds): each is a contribution, to be checked as one.
+            upstreams = list(dict.fromkeys(g for g, _ in reads))
         before = dict(self.received.get(v, {}))
         if not upstreams:
             if self.fw.same(meaning, sp.Integer(0)) is not None:
