@@ -231,6 +231,7 @@ class _Grader:
         self.gsym: dict[str, object] = {}
         # what the backward has done so far
         self.upstream: str | None = None  # the upstream gradient's parameter
+        self.seeded = False  # without one: whether the backward sets it (df = 1.0)
         self.defined: set[str] = set()  # forward values computed (parameters, replays)
         self.helpers: dict[str, object] = {}  # other names: their meaning
         self.written: dict[str, int] = {}  # value -> line its gradient was last written at
@@ -268,6 +269,12 @@ class _Grader:
         if name in self.values and (name in self.defined or name in self.params):
             return self.fw.symbol(name)
         v = self.value_of_gradient(name)
+        if v == self.output and self.upstream is None and not self.seeded:
+            raise _Wrong(
+                node,
+                f"`{name}` has no value here: take the upstream gradient as the last parameter, "
+                f"`{name}=1.0`",
+            )
         if v is not None:
             self.spelled.setdefault(v, name)
             self.reads.append((v, node))
@@ -496,6 +503,7 @@ class _Grader:
         if v == self.output:
             if self.upstream is None and meaning.is_number:
                 self.verdict(stmt, "gradient")  # the notes' seed, df = 1
+                self.seeded = True
             else:
                 self.wrong(stmt, f"writes the output's gradient `{self.gradient_name(v)}`")
             return

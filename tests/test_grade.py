@@ -219,6 +219,28 @@ def test_replay_in_another_order_and_equivalent_local_gradients():
     assert report.ok, report.text()
 
 
+@pytest.mark.parametrize(
+    "signature, seed, ok",
+    [("", "", False), ("", "    dt = 1.0\n", True), (", dt=1.0", "", True)],
+)
+def test_the_upstream_gradient_is_a_parameter_or_set_before_it_is_read(signature, seed, ok):
+    source = f"""\
+def f(a, x):
+    t = a * x
+    return t
+
+
+def f_backward(a, x{signature}):
+{seed}    da = x * dt
+    dx = a * dt
+    return da, dx
+"""
+    report = stagegen.grade(source)
+    assert report.ok == ok
+    if not ok:
+        assert report.first_error.line == 7 and "`dt` has no value here" in str(report.first_error)
+
+
 def test_both_contributions_in_one_line():
     backward = """\
     def f_backward(x, y, df=1.0):
