@@ -25,7 +25,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import stagegen
@@ -637,6 +637,7 @@ def test_generated_backwards_grade_ok_and_mutations_are_caught(prog, seed):
     report = stagegen.grade(text, "f_backward")
     if kind == "assign" and not _only_zero_before(module, stmt):
         changed = True  # `=` at a fork is wrong even where the earlier part happens to be 0
+    event(f"mutation {kind}: {'changes the gradient' if changed else 'equivalent'}")
     if changed:
         assert not report.ok, f"{kind} mutation at line {stmt.lineno} not caught:\n{text}"
         assert report.first_error.line == stmt.lineno, f"{report.text()}\n{text}"
