@@ -542,14 +542,14 @@ def _offset(lines: list[str], line: int, col: int) -> int:
     )
 
 
-def mutate(module: str, stmt: ast.stmt, rng: random.Random, forward_values: list[str]):
-    """One mutation of one gradient statement, on its own lines: (text, what) or None."""
+def mutate(module: str, stmt: ast.stmt, kind: str, rng: random.Random, forward_values: list[str]):
+    """One mutation of one gradient statement, on its own lines: (text, kind) or None. Kinds:
+    "sign" (the right-hand side negated), "assign" (`+=` made `=`), "factor" (a forward value
+    it reads replaced by another)."""
     lines = module.splitlines(keepends=True)
     value = stmt.value
     start = _offset(lines, value.lineno, value.col_offset)
     end = _offset(lines, value.end_lineno, value.end_col_offset)
-    kinds = ["sign", "factor"] + (["assign"] if isinstance(stmt, ast.AugAssign) else [])
-    kind = rng.choice(kinds)
     if kind == "sign":
         return module[:start] + "-(" + module[start:end] + ")" + module[end:], kind
     if kind == "assign":
@@ -627,8 +627,12 @@ def test_generated_backwards_grade_ok_and_mutations_are_caught(prog, seed):
     statements = gradient_statements(module, values)
     assume(statements)
     rng = random.Random(seed)
+    kind = rng.choice(["sign", "factor", "assign"])
+    if kind == "assign":  # `+=` made `=`: only where there is a `+=`
+        statements = [s for s in statements if isinstance(s, ast.AugAssign)] or statements
+        kind = "assign" if isinstance(statements[0], ast.AugAssign) else "sign"
     stmt = rng.choice(statements)
-    mutated = mutate(module, stmt, rng, sorted(values & _names_before(module, stmt)))
+    mutated = mutate(module, stmt, kind, rng, sorted(values & _names_before(module, stmt)))
     assume(mutated is not None)
     text, kind = mutated
     points = [[rng.uniform(-2, 2) for _ in program.params] for _ in range(4)]
