@@ -676,7 +676,7 @@ class _Grader:
             n = to_source(inputs[1], self.math_name)
             return f"power rule: d/d{v} {v}**{n} is `{want}`, so {on}"
         factors = _factors(local) if local is not None else []
-        if len(factors) > 1 or (factors and want != "1"):
+        if len(factors) <= MAX_FACTORS and (len(factors) > 1 or (factors and want != "1")):
             for k in range(len(factors)):
                 for kept in itertools.combinations(range(len(factors)), k):
                     product = sp.Integer(1)
@@ -697,7 +697,8 @@ class _Grader:
                         if i not in kept
                     ]
                     return (
-                        f"missing the factor {' and '.join(f'`{t}`' for t in lost)} of the local "
+                        f"missing the factor{'s' if len(lost) > 1 else ''} "
+                        f"{' and '.join(f'`{t}`' for t in lost)} of the local "
                         f"gradient `{want}`: {on}"
                     )
         behaviour = f" ({gate.behaviour})" if single else ""
@@ -782,6 +783,7 @@ class _Grader:
 
 
 _NAMES = "grading reads assignments to plain names"
+MAX_FACTORS = 5  # a local gradient of up to this many factors is searched for a missing one
 
 
 def _op_text(op: ast.operator) -> str:
