@@ -11,6 +11,7 @@ means it (``float(x)`` is ``x``, ``a if c else b`` a piecewise expression).
 from __future__ import annotations
 
 import ast
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -125,26 +126,43 @@ class Forward:
             return "symbolic"
         checked = 0
         rng = random.Random(len(self.points))
-        kinks = [
-            k.args[0] for k in (a.atoms(sp.Heaviside, sp.sign) | b.atoms(sp.Heaviside, sp.sign))
-        ]
+        kinks = list(a.atoms(sp.Heaviside, sp.sign) | b.atoms(sp.Heaviside, sp.sign))
         for point in self.points:
             values = dict(point)
             for s in extra:
                 values[s] = sp.Float(rng.uniform(-2, 2), DIGITS)
-            if any(_near_zero(sp, k.xreplace(values)) for k in kinks):
-                continue  # a tie of max or min, abs at 0: either side's gradient is right here
+            # At a tie of max or min, or abs at 0, SymPy's derivative is one choice among the
+            # one-sided ones (Heaviside(0) = 1/2): any of them is a right gradient there.
+            at = [k for k in kinks if _near_zero(sp, k.args[0].xreplace(values))]
+            if len(at) > MAX_KINKS:
+                continue
             try:
                 x = a.xreplace(values).evalf(DIGITS)
-                y = b.xreplace(values).evalf(DIGITS)
+                ys = [
+                    b.xreplace(choice).xreplace(values).evalf(DIGITS) for choice in _sides(sp, at)
+                ]
             except (TypeError, ValueError, ZeroDivisionError, OverflowError):
                 continue
-            if not (_finite_real(sp, x) and _finite_real(sp, y)):
+            ys = [y for y in ys if _finite_real(sp, y)]
+            if not (_finite_real(sp, x) and ys):
                 continue  # outside a domain (a power of a negative number, say): no verdict here
-            if abs(x - y) > sp.Float(10.0 ** -(DIGITS - 15)) * (1 + abs(y)):
+            tolerance = sp.Float(10.0 ** -(DIGITS - 15))
+            if not any(abs(x - y) <= tolerance * (1 + abs(y)) for y in ys):
                 return None
             checked += 1
         return "sampled" if checked else "unchecked"
+
+
+MAX_KINKS = 3  # ties at one point up to which each choice of sides is tried
+
+
+def _sides(sp, kinks: list) -> list[dict]:
+    """Each choice of one-sided derivative at the kinks: a Heaviside step 0 or 1, a sign -1,
+    0 or 1 (none when there are no kinks: one empty choice)."""
+    options = [(0, 1) if isinstance(k, sp.Heaviside) else (-1, 0, 1) for k in kinks]
+    return [
+        {k: sp.Integer(c) for k, c in zip(kinks, choice)} for choice in itertools.product(*options)
+    ]
 
 
 def _finite_real(sp, value) -> bool:
