@@ -265,6 +265,27 @@ def test_both_contributions_in_one_line():
     assert lines["dx = dxpy + (1 - sigx) * sigx * dsigx + dnum"].stages == (4, 3, 2)
 
 
+def test_a_value_that_always_ties_is_still_checked():
+    """`max(t1, abs(t1))` with t1 = abs(a) ties at every point: the first side's gradient is
+    accepted (SymPy's own is the mean of the sides), and a wrong sign is still caught there
+    (found by the fuzz: every point was skipped as a kink)."""
+    source = """\
+def f(a):
+    t1 = abs(a)
+    return t1 * max(t1, abs(t1)) + t1
+
+
+def f_backward(a, dout=1.0):
+    t1 = abs(a)
+    dt1 = SIGN(max(t1, abs(t1)) + (t1 if t1 >= abs(t1) else 0.0) + 1) * dout
+    da = dt1 if a > 0 else -dt1 if a < 0 else 0.0
+    return da
+"""
+    assert stagegen.grade(source.replace("SIGN", "")).ok
+    report = stagegen.grade(source.replace("SIGN", "-"))
+    assert report.first_error.line == 8 and "wrong sign" in report.first_error.message
+
+
 # ---------------------------------------------------------------------------- accumulation
 
 CORRECT = (GRADING / "staged.py").read_text()
