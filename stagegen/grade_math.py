@@ -25,7 +25,8 @@ from .proof.local import ToSymPy
 
 DIGITS = 50
 POINTS = 8  # sample points the numeric comparison uses
-ATTEMPTS = 120  # tries to find them inside the forward's domain
+PIECEWISE_POINTS = 32  # ... where a side has branches (max, min, abs, `a if c else b`)
+ATTEMPTS = 15  # tries per point wanted, to find it inside the forward's domain
 SYMBOLIC_LIMIT = 80  # operations in a difference up to which SymPy's expand/together are tried
 BUILTIN_FUNCTIONS = {"abs", "max", "min", "pow"}
 
@@ -49,6 +50,8 @@ class Forward:
     reads: dict[str, list[str]] = field(default_factory=dict)  # stage target -> names read
     points: list[dict] = field(default_factory=list)  # symbol -> sympy Float, per point
     locals: dict = field(default_factory=dict)  # (stage, value) -> its partial derivative
+    rng: random.Random = field(default_factory=random.Random)
+    attempts: int = 0
 
     @classmethod
     def of(cls, program: Program, seed: int = 0) -> "Forward":
@@ -56,7 +59,8 @@ class Forward:
         for stage in program.stages:
             fw.definition[stage.target] = fw.conv.convert(stage.expr, {})
             fw.reads[stage.target] = [leaf.name for leaf in leaves(stage.expr)]
-        fw._sample(random.Random(seed))
+        fw.rng = random.Random(seed)
+        fw._sample(POINTS)
         return fw
 
     @property
@@ -89,16 +93,18 @@ class Forward:
                 pass
         return not symbolically_zero(self.sp, local)
 
-    def _sample(self, rng: random.Random) -> None:
+    def _sample(self, count: int) -> list[dict]:
+        """At least ``count`` points (fewer if the domain is hard to hit), drawn on demand."""
         sp = self.sp
         params = [p.name for p in self.program.params]
-        for attempt in range(ATTEMPTS):
-            if len(self.points) >= POINTS:
+        for _ in range(ATTEMPTS * count):
+            if len(self.points) >= count:
                 break
+            self.attempts += 1
             # mostly both signs (a branch or a kink at 0 is met on both sides), some positive
             # (where a logarithm or a square root of an input is defined)
-            low, high = (0.2, 2.0) if attempt % 4 == 3 else (-2.0, 2.0)
-            point = {self.symbol(p): sp.Float(rng.uniform(low, high), DIGITS) for p in params}
+            low, high = (0.2, 2.0) if self.attempts % 4 == 0 else (-2.0, 2.0)
+            point = {self.symbol(p): sp.Float(self.rng.uniform(low, high), DIGITS) for p in params}
             try:
                 for target, definition in self.definition.items():
                     value = definition.xreplace(point).evalf(DIGITS)
@@ -108,6 +114,7 @@ class Forward:
             except (ValueError, TypeError, ZeroDivisionError, OverflowError):
                 continue
             self.points.append(point)
+        return self.points[:count]
 
     # -- comparisons -----------------------------------------------------------------------
 
@@ -127,7 +134,9 @@ class Forward:
         checked = 0
         rng = random.Random(len(self.points))
         kinks = list(a.atoms(sp.Heaviside, sp.sign) | b.atoms(sp.Heaviside, sp.sign))
-        for point in self.points:
+        branches = (sp.Piecewise, sp.Heaviside, sp.sign, sp.Max, sp.Min, sp.Abs)
+        count = PIECEWISE_POINTS if a.has(*branches) or b.has(*branches) else POINTS
+        for point in self._sample(count):
             values = dict(point)
             for s in extra:
                 values[s] = sp.Float(rng.uniform(-2, 2), DIGITS)
