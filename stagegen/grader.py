@@ -234,6 +234,7 @@ class _Grader:
         self.seeded = False  # without one: whether the backward sets it (df = 1.0)
         self.defined: set[str] = set()  # forward values computed (parameters, replays)
         self.helpers: dict[str, object] = {}  # other names: their meaning
+        self.helper_reads: dict[str, list[str]] = {}  # helper -> the gradients it read
         self.written: dict[str, int] = {}  # value -> line its gradient was last written at
         self.received: dict[str, dict[str, int]] = {}  # value -> {stage target: line}
         self.spelled: dict[str, str] = {}  # value -> the name the backward gives its gradient
@@ -265,6 +266,8 @@ class _Grader:
 
     def _lookup(self, name: str, node: ast.AST):
         if name in self.helpers:
+            # a helper holding gradients reads them here too (`dt4_in` below `dt4_in = ... dt4`)
+            self.reads += [(v, node) for v in self.helper_reads.get(name, ())]
             return self.helpers[name]
         if name in self.values and (name in self.defined or name in self.params):
             return self.fw.symbol(name)
@@ -481,6 +484,7 @@ class _Grader:
             return
         # a helper value (a local factor, a partial sum of gradients): its reads count here
         self.helpers[name] = meaning
+        self.helper_reads[name] = list(dict.fromkeys(v for v, _ in reads))
         self.verdict(stmt, "helper")
         self.check_reads(stmt, reads)
 
