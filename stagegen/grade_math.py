@@ -15,7 +15,6 @@ import itertools
 import random
 from dataclasses import dataclass, field
 
-from .errors import Source
 from .expr import Var, leaves
 from .gates import FUNCTIONS
 from .parse import MathNames
@@ -54,7 +53,7 @@ class Forward:
     attempts: int = 0
 
     @classmethod
-    def of(cls, program: Program, seed: int = 0) -> "Forward":
+    def of(cls, program: Program, seed: int = 0) -> Forward:
         fw = cls(program, ToSymPy())
         for stage in program.stages:
             fw.definition[stage.target] = fw.conv.convert(stage.expr, {})
@@ -210,11 +209,10 @@ class BackwardReader:
     meaning of a name (a symbol, or a helper's expression); the module's imports say what
     ``math.exp``, ``exp`` or ``m.exp`` are."""
 
-    def __init__(self, forward: Forward, names: MathNames, source: Source, lookup):
+    def __init__(self, forward: Forward, names: MathNames, lookup):
         self.fw = forward
         self.sp = forward.sp
         self.names = names
-        self.source = source
         self.lookup = lookup
 
     def read(self, node: ast.expr):
@@ -229,9 +227,9 @@ class BackwardReader:
                 return meaning.constant(sp, self.names.constants[node.id])
             return self.lookup(node.id, node)
         if isinstance(node, ast.Attribute):
-            if isinstance(node.value, ast.Name) and node.value.id in self.names.modules:
-                if node.attr in ("pi", "e", "tau"):
-                    return meaning.constant(sp, node.attr)
+            module = isinstance(node.value, ast.Name) and node.value.id in self.names.modules
+            if module and node.attr in ("pi", "e", "tau"):
+                return meaning.constant(sp, node.attr)
             raise Unreadable(
                 node, f"`{ast.unparse(node)}` is not a number grading can read", _NUMBERS_ONLY
             )

@@ -204,10 +204,10 @@ class _Grader:
         self.program = program
         self.fn = fn
         self.src = src
-        self.math_name = sorted(names.modules)[0] if names.modules else "math"
+        self.math_name = min(names.modules) if names.modules else "math"
         self.fw = Forward.of(program)
         self.sp = self.fw.sp
-        self.reader = BackwardReader(self.fw, names, src, self._lookup)
+        self.reader = BackwardReader(self.fw, names, self._lookup)
         self.stages: dict[str, Stage] = {s.target: s for s in program.stages}
         self.params = [p.name for p in program.params]
         self.values = set(self.params) | set(self.stages)
@@ -626,7 +626,7 @@ class _Grader:
 
     def check_reads(self, stmt, reads) -> None:
         """Each upstream gradient read must hold all of its contributions already."""
-        for g, node in dict((g, n) for g, n in reads).items():
+        for g, node in dict(reads).items():
             if g == self.output:
                 continue
             name = self.gradient_name(g)
@@ -673,9 +673,9 @@ class _Grader:
         gate, inputs = found if found else (None, ())
         single = gate is not None and all(not gate_of(i) or _is_number(i) for i in inputs)
         name = gate.name if single else ""
-        if name == "mul" and Var(v) in inputs and inputs[0] != inputs[1]:
-            if same(got, self.fw.symbol(v)) is not None:
-                return f"the mul gate swaps its inputs: {on}"
+        swappable = name == "mul" and Var(v) in inputs and inputs[0] != inputs[1]
+        if swappable and same(got, self.fw.symbol(v)) is not None:
+            return f"the mul gate swaps its inputs: {on}"
         if name == "power" and inputs[0] == Var(v) and _is_number(inputs[1]):
             n = to_source(inputs[1], self.math_name)
             return f"power rule: d/d{v} {v}**{n} is `{want}`, so {on}"

@@ -693,7 +693,7 @@ def _only_zero_before(module: str, stmt: ast.AugAssign) -> bool:
         if s.lineno >= stmt.lineno:
             break
         target = getattr(s, "target", None) or (getattr(s, "targets", [None]) or [None])[0]
-        if isinstance(target, ast.Name) and target.id == name:
-            if not (isinstance(s.value, ast.Constant) and s.value.value == 0):
-                return False
+        zero = isinstance(s.value, ast.Constant) and s.value.value == 0
+        if isinstance(target, ast.Name) and target.id == name and not zero:
+            return False
     return True
