@@ -15,7 +15,7 @@ import itertools
 import random
 from dataclasses import dataclass, field
 
-from .expr import Var, leaves
+from .expr import Call, Var, leaves, walk
 from .gates import FUNCTIONS
 from .parse import MathNames
 from .program import Program
@@ -50,6 +50,7 @@ class Forward:
     points: list[dict] = field(default_factory=list)  # symbol -> sympy Float, per point
     locals: dict = field(default_factory=dict)  # (stage, value) -> its partial derivative
     rng: random.Random = field(default_factory=random.Random)
+    tie_pairs: dict = field(default_factory=dict)  # stage -> its ties (see ties)
     attempts: int = 0
 
     @classmethod
@@ -115,13 +116,35 @@ class Forward:
             self.points.append(point)
         return self.points[:count]
 
+    def ties(self, target: str) -> list[tuple]:
+        """Pairs of SymPy values whose equality is a tie in stage ``target``: the inputs of
+        each max and min, and each abs's input with 0. SymPy may simplify a tie away
+        (min(max(a, b), b) is b), so they are read from the stage as written."""
+        if target not in self.tie_pairs:
+            pairs = []
+            stage = next(s for s in self.program.stages if s.target == target)
+            for node in walk(stage.expr):
+                if isinstance(node, Call) and node.fn in ("max", "min"):
+                    args = [self.conv.convert(a, {}) for a in node.args]
+                    pairs += list(itertools.combinations(args, 2))
+                elif isinstance(node, Call) and node.fn == "abs":
+                    pairs.append((self.conv.convert(node.args[0], {}), self.sp.Integer(0)))
+            self.tie_pairs[target] = pairs
+        return self.tie_pairs[target]
+
+    def _tied(self, target: str | None, values: dict) -> bool:
+        if target is None:
+            return False
+        return any(_near_zero(self.sp, (p - q).xreplace(values)) for p, q in self.ties(target))
+
     # -- comparisons -----------------------------------------------------------------------
 
-    def same(self, a, b, stage: str | None = None, extra=()) -> str | None:
+    def same(self, a, b, stage: str | None = None, extra=(), at_ties=None) -> str | None:
         """'symbolic' or 'sampled' when ``a`` equals ``b``, None when they differ at a sample
         point. ``stage``: a stage whose own value may be replaced by its definition (a local
         gradient read from the cached output, as (1 - sigx) * sigx); ``extra``: symbols
-        (gradients) that take random values at each point."""
+        (gradients) that take random values at each point; ``at_ties``: another right value
+        of ``b`` where the stage's max, min or abs is at a tie (see ``ties``)."""
         sp = self.sp
         d = a - b
         if d == 0:
@@ -156,7 +179,11 @@ class Forward:
                 continue  # outside a domain (a power of a negative number, say): no verdict here
             tolerance = sp.Float(10.0 ** -(DIGITS - 15))
             if not any(abs(x - y) <= tolerance * (1 + abs(y)) for y in ys):
-                return None
+                if at_ties is None or not self._tied(stage, values):
+                    return None
+                y = at_ties.xreplace(values).evalf(DIGITS)
+                if not (_finite_real(sp, y) and abs(x - y) <= tolerance * (1 + abs(y))):
+                    return None
             checked += 1
         return "sampled" if checked else "unchecked"
 

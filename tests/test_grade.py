@@ -286,6 +286,23 @@ def f_backward(a, dout=1.0):
     assert report.first_error.line == 8 and "wrong sign" in report.first_error.message
 
 
+def test_a_tie_that_sympy_simplifies_away_accepts_the_gates_choice():
+    """min(max(0.5, t4, b), b) is b to SymPy; with t4 = min(t2, b) = b wherever b < t2, the
+    gate table gives the tie to t4 (the first input wins), a right gradient too (the fuzz)."""
+    source = """\
+import math
+
+
+def f(a, b):
+    t2 = math.tan(math.tanh(a))
+    t4 = min(t2, b)
+    t7 = min(max(0.5, t4, b), b)
+    return t7
+"""
+    report = stagegen.grade(source + "\n\n" + stagegen.generate(source, "f"))
+    assert report.ok, report.text()
+
+
 # ---------------------------------------------------------------------------- accumulation
 
 CORRECT = (GRADING / "staged.py").read_text()
