@@ -517,6 +517,15 @@ def test_cli_bad_input_exits_2_without_a_traceback(tmp_path):
     assert run_cli("grade", f"{tmp_path}/missing.py::f_backward")[0] == 2
 
 
+def test_the_readme_shows_a_current_report(monkeypatch):
+    readme = (GRADING.parent.parent / "README.md").read_text(encoding="utf-8")
+    command = "$ stagegen grade examples/grading/mul_not_swapped.py::f_backward\n"
+    shown = readme.split(command, 1)[1].split("$ echo $?", 1)[0]
+    monkeypatch.chdir(GRADING.parent.parent)
+    status, out, _ = run_cli("grade", "examples/grading/mul_not_swapped.py::f_backward")
+    assert status == 1 and shown == out
+
+
 def test_completion_offers_grade_and_its_options():
     status, script, _ = run_cli("completion", "bash")
     assert status == 0 and "explain grade completion" in script
