@@ -24,7 +24,7 @@ from .proof.local import ToSymPy
 
 DIGITS = 50
 POINTS = 8  # sample points the numeric comparison uses
-PIECEWISE_POINTS = 32  # ... where a side has branches (max, min, abs, `a if c else b`)
+PIECEWISE_POINTS = 64  # ... where a side has branches (max, min, abs, `a if c else b`)
 ATTEMPTS = 15  # tries per point wanted, to find it inside the forward's domain
 SYMBOLIC_LIMIT = 80  # operations in a difference up to which SymPy's expand/together are tried
 BUILTIN_FUNCTIONS = {"abs", "max", "min", "pow"}

@@ -548,7 +548,7 @@ def test_cli_ascii_fallback():
 # ---------------------------------------------------------------------------- generated backwards
 
 FUZZ = int(os.environ.get("STAGEGEN_FUZZ_EXAMPLES", "0") or 0)
-EXAMPLES_RUN = FUZZ if FUZZ else 20
+EXAMPLES_RUN = FUZZ if FUZZ else 12
 
 
 def generated_module(prog) -> str | None:
