@@ -15,6 +15,7 @@ __all__ = [
     "verify",
     "staged",
     "explain",
+    "grade",
     "StagegenError",
     "VerificationError",
     "__version__",
@@ -54,3 +55,12 @@ def explain(target, function=None, *, split=False, at=None, **values):
     from .explanation import explain as _explain
 
     return _explain(target, function, split=split, at=at, **values)
+
+
+def grade(source, backward="f_backward", forward=None, filename="<string>"):
+    """Grade a hand-written backward line by line against its forward: a report with ``.ok``,
+    ``.first_error`` (None, or ``.line``, ``.col``, ``.message``), ``.lines`` (a verdict per
+    line) and ``text()``, ``markdown()``, ``html()`` (see stagegen.grade)."""
+    from .grader import grade as _grade
+
+    return _grade(source, backward, forward, filename=filename)

@@ -49,6 +49,7 @@ class Style:
 USAGE = """\
 stagegen [options] FILE.py|FOLDER|- ...
        stagegen explain FILE.py::FUNC [--at x=3,y=-4] [--format text|markdown|html] [--graph OUT.svg]
+       stagegen grade FILE.py::f_backward [--forward NAME] [--format text|markdown|html]
        stagegen completion bash|zsh"""
 
 EPILOG = """\
@@ -57,6 +58,8 @@ commands:
                          file below it; -: read standard input, write the module to standard output)
   stagegen explain       explain one function's forward and backward pass
                          (stagegen explain --help)
+  stagegen grade         grade a hand-written backward line by line against its forward
+                         (stagegen grade --help)
   stagegen completion    print shell completion for bash or zsh:
                          eval "$(stagegen completion bash)" in ~/.bashrc
 
@@ -513,6 +516,79 @@ def explain_main(argv: list[str], out=None, err=None) -> int:
         return INTERNAL
 
 
+def _grade_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stagegen grade",
+        description="Grade a hand-written backward line by line: each replayed forward line, "
+        "each gradient statement's local gradient (checked with SymPy), the accumulation at "
+        "forks (`+=`), the order of the backprop and the return. A wrong line is named with "
+        "the reason, in the terms of the gates. Straight-line functions of numbers.",
+        epilog="exit status: 0 every line is right, 1 a line is wrong, 2 bad input or usage "
+        "(e.g. a loop in the backward), 3 an internal error (a bug in stagegen)",
+    )
+    p.add_argument(
+        "target", metavar="FILE.py::f_backward", help="the hand-written backward to grade"
+    )
+    p.add_argument(
+        "--forward",
+        metavar="NAME",
+        help="the forward function (default: the backward's name without _backward)",
+    )
+    p.add_argument("--format", choices=["text", "markdown", "html"], default="text")
+    return p
+
+
+def _can_write(stream, text: str) -> bool:
+    encoding = getattr(getattr(stream, "stream", stream), "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def grade_main(argv: list[str], out=None, err=None) -> int:
+    """``stagegen grade FILE.py::f_backward``: see stagegen.grade."""
+    out, err = Stream(out or sys.stdout), Stream(err or sys.stderr)
+    args = _grade_parser().parse_args(argv)
+    filename, _, function = args.target.partition("::")
+    path = Path(filename)
+    try:
+        kind = file_kind(path)
+        if kind != "file":
+            problem, hint = _not_a_file(kind) if kind else ("no such file", "check the path")
+            raise StagegenError(problem, hint, filename=filename)
+        if not function:
+            raise StagegenError(
+                "which function to grade?",
+                f"name the hand-written backward: {filename}::f_backward",
+                filename=filename,
+            )
+        from .grader import grade
+
+        report = grade(read_source(path), function, args.forward, filename=str(path))
+        if args.format == "markdown":
+            rendered = report.markdown()
+        elif args.format == "html":
+            rendered = report.html(standalone=True)
+        else:
+            rendered = report.text(color=Style(out).on, ascii=not _can_write(out, "✓✗└─"))
+        out.write(rendered)
+        return OK if report.ok else FAILED
+    except StagegenError as exc:
+        err.write(exc.render() + "\n")
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        return FAILED
+    except Exception as exc:  # a bug in stagegen: say so plainly, without a traceback
+        err.write(
+            f"{args.target}: internal error in stagegen: {type(exc).__name__}: {exc} "
+            "— please report this with the file\n"
+        )
+        return INTERNAL
+
+
 def _usage_error(message: str, err) -> int:
     err.write(f"usage: {USAGE}\nstagegen: error: {message}\n")
     return BAD_INPUT
@@ -550,7 +626,7 @@ def completion_main(argv: list[str], out=None, err=None) -> int:
             f"`stagegen completion` takes the shell's name — one of: {', '.join(SHELLS)}",
             Stream(err or sys.stderr),
         )
-    (out or sys.stdout).write(script(argv[0], _parser(), _explain_parser()))
+    (out or sys.stdout).write(script(argv[0], _parser(), _explain_parser(), _grade_parser()))
     return 0
 
 
@@ -558,6 +634,8 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "explain":
         return explain_main(argv[1:], out, err)
+    if argv and argv[0] == "grade":
+        return grade_main(argv[1:], out, err)
     if argv and argv[0] == "completion":
         return completion_main(argv[1:], out, err)
     err_stream = Stream(err or sys.stderr)

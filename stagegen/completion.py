@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 SHELLS = ("bash", "zsh")
-COMMANDS = ("explain", "completion")
+COMMANDS = ("explain", "grade", "completion")
 
 _BASH = """\
 # stagegen completion for {shell}: add `eval "$(stagegen completion {shell})"` to your ~/.{rc}
@@ -25,6 +25,7 @@ _BASH = """\
     fi
     local options="{main}"
     [[ "$first" == explain ]] && options="{explain}"
+    [[ "$first" == grade ]] && options="{grade}"
     if [[ "$cur" == -* ]]; then
         COMPREPLY=( $(compgen -W "$options" -- "$cur") )
     else
@@ -46,7 +47,12 @@ def option_strings(parser: argparse.ArgumentParser) -> list[str]:
     return sorted(s for action in parser._actions for s in action.option_strings)
 
 
-def script(shell: str, main: argparse.ArgumentParser, explain: argparse.ArgumentParser) -> str:
+def script(
+    shell: str,
+    main: argparse.ArgumentParser,
+    explain: argparse.ArgumentParser,
+    grade: argparse.ArgumentParser | None = None,
+) -> str:
     preamble = ZSH_PREAMBLE if shell == "zsh" else ""
     return _BASH.format(
         shell=shell,
@@ -56,4 +62,5 @@ def script(shell: str, main: argparse.ArgumentParser, explain: argparse.Argument
         shells=" ".join(SHELLS),
         main=" ".join(option_strings(main)),
         explain=" ".join(option_strings(explain)),
+        grade=" ".join(option_strings(grade)) if grade is not None else "",
     )
