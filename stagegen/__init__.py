@@ -32,12 +32,18 @@ def generate(source, function=None, *, wrt=None, split=False, filename="<string>
 def verify(
     source_or_function, function=None, *, wrt=None, split=False, points=5, filename="<string>"
 ):
-    """Check the generated backward against SymPy; returns a report, raises VerificationError."""
+    """Check the generated backward against SymPy; returns a report, raises VerificationError
+    (a wrong hand-written backward: StagegenError, at its first wrong line)."""
+    from .errors import HandWrittenWrong
+    from .handwritten import located
     from .proof import verify as _verify
 
-    return _verify(
-        source_or_function, function, wrt=wrt, split=split, points=points, filename=filename
-    )
+    try:
+        return _verify(
+            source_or_function, function, wrt=wrt, split=split, points=points, filename=filename
+        )
+    except HandWrittenWrong as exc:
+        raise located(exc) from None
 
 
 def staged(func=None, *, wrt=None, verify=True, split=False):

@@ -347,9 +347,14 @@ class Run:
     def _prove(self, result):
         if self.args.no_verify:
             return None
+        from .errors import HandWrittenWrong
+        from .handwritten import located
         from .proof import check_build
 
-        return check_build(result)
+        try:
+            return check_build(result)
+        except HandWrittenWrong as exc:
+            raise located(exc) from None
 
     def _read_output(self, target: Path) -> str | None:
         try:

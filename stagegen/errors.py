@@ -71,6 +71,15 @@ class StagegenError(Exception):
         )
 
 
+class HandWrittenWrong(StagegenError):
+    """A backward the user wrote disagrees with its forward: the user's error (exit status 2),
+    located at its ``def`` until grading names the line (stagegen.handwritten)."""
+
+    def __init__(self, message, hint="", *, program=None, source=None, found="", **where):
+        super().__init__(message, hint, **where)
+        self.program, self.source, self.found = program, source, found
+
+
 class VerificationError(StagegenError):
     """A generated gradient disagrees with the reference: a bug in stagegen, never a user error."""
 

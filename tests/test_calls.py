@@ -629,8 +629,7 @@ def test_a_trip_count_passed_to_a_callee_stays_an_integer():
 
 
 def test_the_replay_saves_before_a_call_binds_again_and_after_it_binds_anew():
-    source = module(
-        """
+    source = module("""
         import math
 
 
@@ -653,11 +652,52 @@ def test_the_replay_saves_before_a_call_binds_again_and_after_it_binds_anew():
                 acc = acc + p * q
                 x = x + 0.1 * q
             return acc
-        """
-    )
+        """)
     text = check_gradients(source, "local", [(0.2, -0.7), (1.1, 0.4)])
     replay = text.split("def looped_backward")[1].split("# backprop")[0]
     assert "a_saved.append(a)\n        b_saved.append(b)\n        a, b = pair(a, b)" in replay
     replay = text.split("def local_backward")[1].split("# backprop")[0]
-    assert "p, q = pair(x, y)  # (3)\n        p_saved.append(p)\n        q_saved.append(q)" in replay
+    assert (
+        "p, q = pair(x, y)  # (3)\n        p_saved.append(p)\n        q_saved.append(q)" in replay
+    )
     stagegen.verify(source)
+
+
+def test_a_wrong_straight_line_hand_written_backward_is_located_on_its_wrong_line(tmp_path):
+    """Grading reads it line by line: the error points at the line that is wrong, in the gates'
+    terms, with the proof's point; the CLI exits 2 and writes nothing."""
+    from stagegen.cli import main
+
+    source = module("""
+        import math
+
+
+        def sig(z):
+            return 1.0 / (1.0 + math.exp(-z))
+
+
+        def sig_backward(z, dout=1.0):
+            s = 1.0 / (1.0 + math.exp(-z))
+            dz = s * dout  # wrong: the sigmoid's local gradient is (1 - s) * s
+            return dz
+
+
+        def f(x, y):
+            p = sig(x * y)
+            return p * p
+        """)
+    wrong_line = (
+        source.split("\n").index(
+            "    dz = s * dout  # wrong: the sigmoid's local gradient is (1 - s) * s"
+        )
+        + 1
+    )
+    with pytest.raises(StagegenError) as caught:
+        stagegen.verify(source, filename="m.py")
+    err = caught.value
+    assert (err.line, err.col) == (wrong_line, 5)
+    assert "missing the factor" in err.message and "the proof:" in err.message
+    path = tmp_path / "m.py"
+    path.write_text(source)
+    assert main([str(path), "-q"]) == 2
+    assert not (tmp_path / "m_backward.py").exists()

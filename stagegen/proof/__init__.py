@@ -35,7 +35,7 @@ user's function, 50-digit code), ``meaning`` (SymPy's meaning of literals and fu
 
 from __future__ import annotations
 
-from ..errors import VerificationError
+from ..errors import HandWrittenWrong, VerificationError
 from ..program import backward_name
 from ..report import VerificationReport
 from .check import check_function
@@ -73,14 +73,16 @@ def check_handwritten(b, backward_fn, points: int, source):
     try:
         report = check_function(b.program, b, backward_fn, points, source=source)
     except VerificationError as exc:
-        message = exc.message
-        raise StagegenError(
-            f"the hand-written `{own.name}` is wrong: {message}",
+        raise HandWrittenWrong(
+            f"the hand-written `{own.name}` is wrong: {exc.message}",
             f"fix it, or delete it to have stagegen generate {own.name}",
             filename=b.program.filename,
             line=own.line,
             col=own.col,
             source_line=own.def_line,
+            program=b.program,
+            source=source,
+            found=exc.message,
         ) from None
     except TypeError as exc:
         raise StagegenError(
