@@ -98,7 +98,8 @@ def _md_summary(report) -> str:
 
 STYLE = """\
 .stagegen-grade pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px;
-  line-height: 1.45; background: #fafafa; padding: 0.8em; border-radius: 4px; }
+  line-height: 1.45; background: #fafafa; padding: 0.8em; border-radius: 4px;
+  white-space: pre-wrap; }
 .stagegen-grade .ok { color: #1a7f37; font-weight: bold; }
 .stagegen-grade .wrong { color: #c62828; font-weight: bold; }
 .stagegen-grade .bad-line { background: #fdecea; display: inline-block; width: 100%; }

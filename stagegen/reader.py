@@ -105,7 +105,6 @@ def read_programs(
         program.text, program.imports = _def_text(text, d, module)
         if d.name in handwritten:
             own = handwritten[d.name]
-            _check_convention(source, own, program)
             program.handwritten = HandWritten(
                 own.name,
                 _def_text(text, own, module)[0],
@@ -125,25 +124,6 @@ def read_programs(
         return program
 
     return [read_one(d, []) for d in chosen]
-
-
-def _check_convention(source: Source, own, program: Program) -> None:
-    """A hand-written backward takes the forward's parameters, then one upstream gradient per
-    output (the convention of the generated ones, so callers call either alike)."""
-    args = own.args
-    positional = [*args.posonlyargs, *args.args]
-    want = len(program.params) + len(program.outputs)
-    required = len(positional) - len(args.defaults)
-    if args.vararg is None and not required <= want <= len(positional):
-        upstreams = ", ".join(f"d{name or 'out'}" for _, name in program.outputs)
-        params = ", ".join(p.name for p in program.params)
-        raise source.error(
-            own,
-            f"the hand-written `{own.name}` cannot be called as a backward of `{program.name}` "
-            f"(it takes {len(positional)} arguments, a backward is passed {want})",
-            f"write `def {own.name}({params}, {upstreams})`, returning the gradients of "
-            f"{params} in order",
-        )
 
 
 def _def_text(text: str, fn, module: ast.Module) -> tuple[str, list[str]]:

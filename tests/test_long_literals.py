@@ -20,7 +20,6 @@ import sys
 import pytest
 import sympy as sp
 
-from stagegen.errors import VerificationError
 from stagegen.oracle import DIGITS, GUARD_DIGITS, sympy_number
 from stagegen.proof import meaning
 

@@ -70,6 +70,7 @@ def check_handwritten(b, backward_fn, points: int, source):
     from ..errors import StagegenError
 
     own = b.program.handwritten
+    _check_convention(b.program)
     try:
         report = check_function(b.program, b, backward_fn, points, source=source)
     except VerificationError as exc:
@@ -95,6 +96,33 @@ def check_handwritten(b, backward_fn, points: int, source):
         ) from None
     report.name = own.name + " (hand-written)"
     return report
+
+
+def _check_convention(program) -> None:
+    """A hand-written backward takes the forward's parameters, then one upstream gradient per
+    output (the convention of the generated ones, so that callers call either alike)."""
+    import ast
+
+    from ..errors import StagegenError
+
+    own = program.handwritten
+    args = ast.parse(own.text).body[0].args
+    positional = [*args.posonlyargs, *args.args]
+    want = len(program.params) + len(program.outputs)
+    required = len(positional) - len(args.defaults)
+    if args.vararg is None and not required <= want <= len(positional):
+        upstreams = ", ".join(f"d{name or 'out'}" for _, name in program.outputs)
+        params = ", ".join(p.name for p in program.params)
+        raise StagegenError(
+            f"the hand-written `{own.name}` cannot be called as a backward of `{program.name}` "
+            f"(it takes {len(positional)} arguments, a backward is passed {want})",
+            f"write `def {own.name}({params}, {upstreams})`, returning the gradients of "
+            f"{params} in order",
+            filename=program.filename,
+            line=own.line,
+            col=own.col,
+            source_line=own.def_line,
+        )
 
 
 def verify(
