@@ -477,7 +477,8 @@ def explain_main(argv: list[str], out=None, err=None) -> int:
     style = Style(err)
     filename, _, function = args.target.partition("::")
     path = Path(filename)
-    try:
+
+    def run() -> int:
         kind = file_kind(path)
         if kind != "file":
             problem, hint = _not_a_file(kind) if kind else ("no such file", "check the path")
@@ -507,18 +508,8 @@ def explain_main(argv: list[str], out=None, err=None) -> int:
             err.write(f"{style.ok('drew')} {args.graph} ({how})\n")
         out.write(rendered)
         return OK
-    except StagegenError as exc:
-        err.write(exc.render() + "\n")
-        return BAD_INPUT
-    except KeyboardInterrupt:
-        err.write("interrupted\n")
-        return FAILED
-    except Exception as exc:  # a bug in stagegen: say so plainly, without a traceback
-        err.write(
-            f"{args.target}: internal error in stagegen: {type(exc).__name__}: {exc} "
-            "— please report this with the file\n"
-        )
-        return INTERNAL
+
+    return _guarded(args.target, err, run)
 
 
 def _grade_parser() -> argparse.ArgumentParser:
@@ -558,7 +549,8 @@ def grade_main(argv: list[str], out=None, err=None) -> int:
     args = _grade_parser().parse_args(argv)
     filename, _, function = args.target.partition("::")
     path = Path(filename)
-    try:
+
+    def run() -> int:
         kind = file_kind(path)
         if kind != "file":
             problem, hint = _not_a_file(kind) if kind else ("no such file", "check the path")
@@ -580,6 +572,15 @@ def grade_main(argv: list[str], out=None, err=None) -> int:
             rendered = report.text(color=Style(out).on, ascii=not _can_write(out, "✓✗└─"))
         out.write(rendered)
         return OK if report.ok else FAILED
+
+    return _guarded(args.target, err, run)
+
+
+def _guarded(target: str, err, run) -> int:
+    """A subcommand's exit status: its own, or 2 for bad input (located, no traceback), or 3
+    for a bug in stagegen."""
+    try:
+        return run()
     except StagegenError as exc:
         err.write(exc.render() + "\n")
         return BAD_INPUT
@@ -588,7 +589,7 @@ def grade_main(argv: list[str], out=None, err=None) -> int:
         return FAILED
     except Exception as exc:  # a bug in stagegen: say so plainly, without a traceback
         err.write(
-            f"{args.target}: internal error in stagegen: {type(exc).__name__}: {exc} "
+            f"{target}: internal error in stagegen: {type(exc).__name__}: {exc} "
             "— please report this with the file\n"
         )
         return INTERNAL

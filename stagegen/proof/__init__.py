@@ -71,28 +71,23 @@ def check_handwritten(b, backward_fn, points: int, source):
 
     own = b.program.handwritten
     _check_convention(b.program)
+    at_def = dict(filename=b.program.filename, line=own.line, col=own.col, source_line=own.def_line)
     try:
         report = check_function(b.program, b, backward_fn, points, source=source)
     except VerificationError as exc:
         raise HandWrittenWrong(
             f"the hand-written `{own.name}` is wrong: {exc.message}",
             f"fix it, or delete it to have stagegen generate {own.name}",
-            filename=b.program.filename,
-            line=own.line,
-            col=own.col,
-            source_line=own.def_line,
             program=b.program,
             source=source,
             found=exc.message,
+            **at_def,
         ) from None
     except TypeError as exc:
         raise StagegenError(
             f"the hand-written `{own.name}` cannot be called as a backward ({exc})",
             f"take {b.program.name}'s parameters, then one upstream gradient per output",
-            filename=b.program.filename,
-            line=own.line,
-            col=own.col,
-            source_line=own.def_line,
+            **at_def,
         ) from None
     report.name = own.name + " (hand-written)"
     return report
