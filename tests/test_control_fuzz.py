@@ -69,7 +69,6 @@ import textwrap
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import mpmath
 import pytest
@@ -89,6 +88,7 @@ from test_properties import (  # noqa: E402  (the straight-line generator; tests
     Param,
     RandomChooser,
     Val,
+    mp_math,
 )
 
 FUZZ_EXAMPLES = int(os.environ.get("STAGEGEN_FUZZ_EXAMPLES", "0") or 0)
@@ -656,58 +656,6 @@ def instrumented(source: str):
     return compile(tree, "<instrumented forward>", "exec"), inst.sites
 
 
-def _mp_shim(trace: Trace):
-    mp = mpmath
-
-    def log(x, base=None):
-        return mp.log(x) if base is None else mp.log(x) / mp.log(base)
-
-    def hypot(*args):
-        r = mp.sqrt(mp.fsum(a * a for a in args))
-        trace.note_kink(r, 1)
-        return r
-
-    def atan2(y, x):
-        r = mp.sqrt(x * x + y * y)
-        trace.note_kink(r, 1)
-        if x < 0:
-            trace.note_kink(y, r)
-        return mp.atan2(y, x)
-
-    def _abs(x):
-        trace.note_kink(x, x)
-        return builtins.abs(x)
-
-    def route(pick):
-        def chosen(*args):
-            best = pick(args)
-            others = list(args)
-            others.remove(best)
-            for o in others:
-                trace.note_kink(best - o, best)
-            return best
-
-        return chosen
-
-    def real(fn):
-        def call(*args):
-            out = fn(*args)
-            if isinstance(out, mpmath.mpc):
-                raise ValueError("math domain error")
-            return out
-
-        return call
-
-    shim = SimpleNamespace(
-        exp=mp.exp, expm1=mp.expm1, log=real(log), log2=real(lambda x: mp.log(x) / mp.log(2)),
-        log10=real(lambda x: mp.log(x) / mp.log(10)), log1p=real(mp.log1p), sqrt=real(mp.sqrt),
-        sin=mp.sin, cos=mp.cos, tan=mp.tan, asin=real(mp.asin), acos=real(mp.acos),
-        atan=mp.atan, atan2=atan2, sinh=mp.sinh, cosh=mp.cosh, tanh=mp.tanh, erf=mp.erf,
-        hypot=hypot, pow=real(lambda x, y: mp.power(x, y)), pi=+mp.pi, e=+mp.e, tau=2 * mp.pi,
-    )  # fmt: skip
-    return shim, {"abs": _abs, "max": route(builtins.max), "min": route(builtins.min)}
-
-
 def _namespace(shim, trace: Trace, overrides: dict) -> dict:
     def importer(name, globals=None, locals=None, fromlist=(), level=0):
         if name != "math":
@@ -752,7 +700,7 @@ def mp_gradient(code, prog: Program, args, path) -> list:
 
         def call(*point):
             trace = Trace()
-            shim, overrides = _mp_shim(trace)
+            shim, overrides = mp_math(trace.note_kink, real_only=True)
             namespace = _namespace(shim, trace, overrides)
             exec(code, namespace)
             traces.append(trace)

@@ -849,8 +849,11 @@ class Kinks:
         self.closest = min(self.closest, float(abs(distance)) / (1.0 + float(abs(scale))))
 
 
-def _mp_namespace(kinks: Kinks) -> dict:
-    """Globals in which the forward source runs on mpmath numbers."""
+def mp_math(note, real_only: bool = False) -> tuple[SimpleNamespace, dict]:
+    """(a math module on mpmath numbers, the builtins abs/max/min to run beside it): each kink
+    met (abs and max/min at a tie, hypot and atan2 at the origin, atan2's branch cut) is passed
+    to ``note(distance, scale)``. With ``real_only``, a complex result raises ValueError, as
+    math's does. (The control-flow fuzzer runs its references on it too.)"""
     mp = mpmath
 
     def log(x, base=None):
@@ -858,18 +861,18 @@ def _mp_namespace(kinks: Kinks) -> dict:
 
     def hypot(*args):
         r = mp.sqrt(mp.fsum(a * a for a in args))
-        kinks.note(r, 1)
+        note(r, 1)
         return r
 
     def atan2(y, x):
         r = mp.sqrt(x * x + y * y)
-        kinks.note(r, 1)
+        note(r, 1)
         if x < 0:
-            kinks.note(y, r)  # the branch cut
+            note(y, r)  # the branch cut
         return mp.atan2(y, x)
 
     def _abs(x):
-        kinks.note(x, x)
+        note(x, x)
         return builtins.abs(x)
 
     def _route(pick):
@@ -878,24 +881,36 @@ def _mp_namespace(kinks: Kinks) -> dict:
             others = list(args)
             others.remove(best)
             for o in others:
-                kinks.note(best - o, best)
+                note(best - o, best)
             return best
 
         return route
 
+    def real(fn):
+        if not real_only:
+            return fn
+
+        def call(*args):
+            out = fn(*args)
+            if isinstance(out, mpmath.mpc):
+                raise ValueError("math domain error")
+            return out
+
+        return call
+
     shim = SimpleNamespace(
         exp=mp.exp,
         expm1=mp.expm1,
-        log=log,
-        log2=lambda x: mp.log(x) / mp.log(2),
-        log10=lambda x: mp.log(x) / mp.log(10),
-        log1p=mp.log1p,
-        sqrt=mp.sqrt,
+        log=real(log),
+        log2=real(lambda x: mp.log(x) / mp.log(2)),
+        log10=real(lambda x: mp.log(x) / mp.log(10)),
+        log1p=real(mp.log1p),
+        sqrt=real(mp.sqrt),
         sin=mp.sin,
         cos=mp.cos,
         tan=mp.tan,
-        asin=mp.asin,
-        acos=mp.acos,
+        asin=real(mp.asin),
+        acos=real(mp.acos),
         atan=mp.atan,
         atan2=atan2,
         sinh=mp.sinh,
@@ -903,23 +918,23 @@ def _mp_namespace(kinks: Kinks) -> dict:
         tanh=mp.tanh,
         erf=mp.erf,
         hypot=hypot,
-        pow=lambda x, y: mp.power(x, y),
+        pow=real(lambda x, y: mp.power(x, y)),
         pi=+mp.pi,
         e=+mp.e,
         tau=2 * mp.pi,
     )
+    return shim, {"abs": _abs, "max": _route(builtins.max), "min": _route(builtins.min)}
+
+
+def _mp_namespace(kinks: Kinks) -> dict:
+    """Globals in which the forward source runs on mpmath numbers."""
+    shim, overrides = mp_math(kinks.note)
 
     def compare(a, op, b):
         kinks.note(a - b, builtins.max(builtins.abs(a), builtins.abs(b)))  # a test's boundary
         return COMPARE[op](a, b)
 
-    return _namespace(
-        shim,
-        abs=_abs,
-        max=_route(builtins.max),
-        min=_route(builtins.min),
-        __compare=compare,
-    )
+    return _namespace(shim, **overrides, __compare=compare)
 
 
 COMPARE = {
