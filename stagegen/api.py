@@ -113,12 +113,9 @@ def _with_callees(programs: list[Program]) -> list[Program]:
     """The programs asked for, then every function they call (each once): the generated
     module holds a backward for each, since the callers' backwards call them."""
     found = {p.name: p for p in programs}
-    pending = list(programs)
-    while pending:
-        for callee in pending.pop(0).callees.values():
-            if callee.name not in found:
-                found[callee.name] = callee
-                pending.append(callee)
+    for p in programs:
+        for callee in p.all_callees():
+            found.setdefault(callee.name, callee)
     return list(found.values())
 
 

@@ -19,7 +19,7 @@ from .expr import Call, Const, Expr, Invoke, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code, format_with_black
 from .lower import Line, Lowered, LoweredBlock, LoweredCompound, lower
 from .program import backward_name
-from .reverse import Backward
+from .reverse import Backward, stages_in
 
 
 @dataclass
@@ -113,21 +113,16 @@ def _replayed_callees(backwards: list[Backward]) -> list:
     the order they were read: the generated module carries their text, so it runs alone."""
     by_name = {}
     for b in backwards:
-        for p in [b.program, *_callees_of(b.program)]:
+        for p in [b.program, *b.program.all_callees()]:
             by_name.setdefault(p.name, p)
-    wanted: list[str] = []
-
-    def want(name: str) -> None:
-        if name not in wanted:
-            for callee in by_name[name].callees:
-                want(callee)
-            wanted.append(name)
-
+    wanted: dict[str, object] = {}
     for b in backwards:
-        for stage in b.replay if b.replay_body is None else _stages(b.replay_body):
+        for stage in b.replay if b.replay_body is None else stages_in(b.replay_body):
             if isinstance(stage.expr, Invoke):
-                want(stage.expr.function)
-    return [by_name[n] for n in wanted]
+                called = by_name[stage.expr.function]
+                for p in [*called.all_callees(), called]:
+                    wanted.setdefault(p.name, p)
+    return list(wanted.values())
 
 
 def _imports_for(
@@ -155,19 +150,6 @@ def _bound_by(line: str) -> set[str]:
     """The names an import statement binds."""
     node = ast.parse(line).body[0]
     return {(a.asname or a.name).split(".")[0] for a in node.names}
-
-
-def _callees_of(program) -> list:
-    found = []
-    for callee in program.callees.values():
-        found += [callee, *_callees_of(callee)]
-    return found
-
-
-def _stages(body: list) -> list:
-    from .program import Stage, walk_nodes
-
-    return [n for n in walk_nodes(body) if isinstance(n, Stage)]
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -176,6 +176,19 @@ class Program:
         """(value, the user's name for it) for each returned value, in order."""
         return self.several or [(self.output, self.returned_name)]
 
+    def all_callees(self) -> list["Program"]:
+        """Every function it calls, directly or through others, each once, callees first."""
+        found: dict[str, Program] = {}
+
+        def visit(program: "Program") -> None:
+            for callee in program.callees.values():
+                if callee.name not in found:
+                    visit(callee)
+                    found[callee.name] = callee
+
+        visit(self)
+        return list(found.values())
+
     def differentiable_params(self) -> list[str]:
         """The parameters a backward returns gradients for by default: all but integer labels
         and trip counts."""

@@ -89,7 +89,6 @@ def test_a_callee_called_twice_with_a_default_and_through_three_levels():
     assert text.count("def square_backward(") == 1
     body = text.split("def unit_backward")[1]
     assert "dh, dk = norm2_backward(h, k, dn)" in body
-    assert "dh, _ = scaled_tanh_backward(x, 2.0, dh)" not in body  # a default is passed on
     assert "scaled_tanh_backward(x, 2.0, dh)" in body
 
 
@@ -282,7 +281,7 @@ def test_refusals_are_located(source, line, col, words):
 def test_the_proof_runs_the_callees_as_written():
     report = stagegen.verify(module(SIGMOID))
     names = [f.name for f in report.functions]
-    assert names == ["sigmoid", "f"] or sorted(names) == ["f", "sigmoid"]
+    assert sorted(names) == ["f", "sigmoid"]
     assert all(f.points for f in report.functions)
 
 
@@ -492,9 +491,7 @@ def test_saved_values_are_only_returned(body, words):
 
 
 def test_wrt_narrows_the_caller_only():
-    text = check_gradients(module(SIGMOID), "f", [(0.5, -1.2, 0.3)]) and stagegen.generate(
-        module(SIGMOID), wrt="w"
-    )
+    text = stagegen.generate(module(SIGMOID), wrt="w")
     generated = load_backward_module(text)
     assert generated["sigmoid_backward"](0.3) == pytest.approx(
         1 / (1 + math.exp(-0.3)) * (1 - 1 / (1 + math.exp(-0.3)))

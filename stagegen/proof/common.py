@@ -177,7 +177,7 @@ def user_function_of(program: Program, source: str | None):
             raise SourceUnavailable("the source text was not given to the proof")
         imported = tuple(
             (callee.text, tuple(callee.imports))
-            for callee in _all_callees(program)
+            for callee in program.all_callees()
             if callee.filename != program.filename
         )
         return user_function(source, program.name, program.line, program.filename, imported)
@@ -187,17 +187,6 @@ def user_function_of(program: Program, source: str | None):
             "pass the module's text (stagegen.generate/verify do), or run with --no-verify",
             VerificationError,
         ) from None
-
-
-def _all_callees(program: Program) -> list[Program]:
-    found: dict[str, Program] = {}
-    pending = list(program.callees.values())
-    while pending:
-        callee = pending.pop()
-        if callee.name not in found:
-            found[callee.name] = callee
-            pending += callee.callees.values()
-    return list(found.values())
 
 
 def oracle_failure(program: Program, exc: Exception) -> VerificationError:
