@@ -24,6 +24,7 @@ from .arrays.ir import (
     Move,
     NewAxis,
     Reshape,
+    RestOf,
     ShapeOf,
     ShapeRead,
     Span,
@@ -32,6 +33,7 @@ from .arrays.ir import (
     Zeros,
     transform_array,
 )
+from .arrays.shapes import REST_SIZE, is_rest, rest_param
 from .expr import (
     And,
     Bin,
@@ -544,13 +546,18 @@ def _bind_dimensions(b: Backward, blocks, setup, zero) -> tuple[list[Line], dict
     where: dict[str, tuple[str, int]] = {}
     for q in p.params:
         for k, d in enumerate(q.shape or ()):
-            if isinstance(d, str) and "*" not in d and d not in where:
+            if isinstance(d, str) and "*" not in d and not is_rest(d) and d not in where:
                 where[d] = (q.name, k)
     replace: dict[Expr, Expr] = {}
     for stage in b.replay:
         if isinstance(stage.expr, ShapeRead):
             dim = Dim(str(types.of(Var(stage.target)).value))
             replace.setdefault(dim, Var(stage.target))
+    for q in p.params:  # a rest is printed from its parameter's shape where it is used
+        for k, d in enumerate(q.shape or ()):
+            if is_rest(d):
+                replace[Dim(d)] = RestOf(Var(q.name), k)
+                replace[Dim(REST_SIZE + rest_param(d))] = RestOf(Var(q.name), k, size=True)
     by_param: dict[str, list[tuple[int, str]]] = {}
     for d in used:
         if Dim(d) in replace:

@@ -153,6 +153,9 @@ class Program:
     # stage target or parameter name: arrays.parse.Type (shape, kind).
     numpy: str | None = None
     types: dict = field(default_factory=dict)
+    # A rest's size that a matrix product equates with a named dimension (``x.reshape(N, -1)
+    # .dot(w)`` with w of shape (D, M): x's rest holds D elements), rest -> that dimension.
+    rest_sizes: dict = field(default_factory=dict)
     # `return a, b`: every returned value and the user's name for it, in order (the first is
     # `output`); empty when one value is returned.
     several: list[tuple[Var, str | None]] = field(default_factory=list)

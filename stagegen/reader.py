@@ -11,6 +11,7 @@ import copy
 import textwrap
 from pathlib import Path
 
+from .arrays.infer import uses_arrays
 from .arrays.annotations import is_shape_annotation
 from .errors import Source, StagegenError
 from .names import as_python_reads
@@ -94,7 +95,7 @@ def read_programs(
                     "write the computation as a loop, or without the cycle",
                 )
             read_one(callee, calling + [d])
-        if is_array_function(d):
+        if is_array_function(d, math_names.numpy):
             from .arrays.parse import ArrayReader  # NumPy's language loads only when used
 
             reader = ArrayReader(source, math_names, module_functions, comments)
@@ -205,10 +206,13 @@ def _calls(fn, by_name: dict) -> list[tuple[ast.Call, ast.FunctionDef]]:
     return found
 
 
-def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef, numpy_names=()) -> bool:
     """A function whose parameters carry shape annotations (``x: "N, D"``, jaxtyping's
-    ``Float[np.ndarray, "N D"]``) is array code."""
+    ``Float[np.ndarray, "N D"]``) is array code; so is one without annotations that calls NumPy
+    or reads a shape (its parameters' shapes are inferred: ``arrays.infer``)."""
     args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+    if numpy_names and not any(a.annotation is not None for a in args):
+        return uses_arrays(fn, set(numpy_names))
     return any(
         is_shape_annotation(a.annotation)
         # np.ndarray, numpy.ndarray, NDArray: array code, whose reader asks for the shape

@@ -28,11 +28,12 @@ from .arrays.ir import (
     Outer,
     Reduce,
     Reshape,
+    RestOf,
     Span,
     Transpose,
     Where,
 )
-from .arrays.shapes import Shape, factors
+from .arrays.shapes import Shape, factors, has_rest, is_rest, multiply
 from .expr import (
     Bin,
     Compare,
@@ -80,6 +81,9 @@ def dims(shape: Shape) -> tuple[Expr, ...]:
     """A symbolic shape as expressions the generated code can print: N, D, H*W, 3."""
     out: list[Expr] = []
     for d in shape:
+        if is_rest(d):  # the backward binds it to the parameter's own dimensions
+            out.append(Dim(d))
+            continue
         coeff, names = factors(d)
         e: Expr = Num(coeff) if coeff != 1 or not names else Dim(names[0])
         for k, n in enumerate(names):
@@ -155,7 +159,10 @@ def _transpose(node: Transpose, g: Expr, value: Expr, types: Types):
 
 
 def _reshape(node: Reshape, g: Expr, value: Expr, types: Types):
-    return [(node.operand, Reshape(g, dims(types.shape(node.operand))))]
+    shape = types.shape(node.operand)
+    if has_rest(shape) and isinstance(node.operand, Var):  # back to every dimension it had
+        return [(node.operand, Reshape(g, (RestOf(node.operand, 0),)))]
+    return [(node.operand, Reshape(g, dims(shape)))]
 
 
 def _positive_or_inf(e: Expr) -> Expr:
@@ -182,7 +189,10 @@ def _reduce(node: Reduce, g: Expr, value: Expr, types: Types):
 
     expanded = expand(g)
     count: Expr = Num(1)
-    for d in dims(tuple(sx[i] for i in axes)):
+    reduced = tuple(sx[i] for i in axes)
+    if has_rest(reduced):  # how many elements, not which dimensions
+        reduced = (multiply(reduced),)
+    for d in dims(reduced):
         count = mul(count, d)
     if node.fn == "sum":
         return [(x, broadcast_to(expanded, sx))]

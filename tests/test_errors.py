@@ -310,7 +310,8 @@ CASES = [
         """,
         3,
         12,
-        "`np.exp` is array code, but no parameter of `f` has a shape annotation",
+        "`np.exp(x) * y` needs to know how many dimensions `x` has, and neither the code nor "
+        "the docstring says",
     ),
     case(
         "math-not-imported",

@@ -233,6 +233,19 @@ class ShapeOf(Expr):
 
 
 @dataclass(frozen=True)
+class RestOf(Expr):
+    """The dimensions of a parameter from ``start`` on, however many there are (a rest): printed
+    ``*x.shape[1:]`` inside a shape; ``size`` prints how many elements they hold."""
+
+    operand: Expr
+    start: int
+    size: bool = False
+
+    def children(self):
+        return (self.operand,)
+
+
+@dataclass(frozen=True)
 class AddAt(Expr):
     """``np.add.at(target, items, values)``: a gather's gradient scattered, adding where indices
     repeat."""
@@ -282,6 +295,8 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return Index(kids[0], tuple(kids[1:]))
     if isinstance(e, ShapeRead):
         return ShapeRead(kids[0], e.axis)
+    if isinstance(e, RestOf):
+        return RestOf(kids[0], e.start, e.size)
     if isinstance(e, Arange):
         return Arange(kids[0])
     if isinstance(e, BroadcastTo):
@@ -343,8 +358,17 @@ class ArrayPrinter(Printer):
         """The object of a method call or attribute: parenthesised unless it is an atom."""
         return self._wrap(e, precedence_of(e) < PREC_ATOM or (isinstance(e, Num) and e.value < 0))
 
+    def _dims(self, items) -> list[str]:
+        """A shape's dimensions as written in a tuple: a rest starred (``*x.shape[1:]``)."""
+        return [
+            f"*{self.text(i)}" if isinstance(i, RestOf) and not i.size else self.text(i)
+            for i in items
+        ]
+
     def _tuple(self, items) -> str:
-        texts = [self.text(i) for i in items]
+        if len(items) == 1 and isinstance(items[0], RestOf) and not items[0].size:
+            return self.text(items[0])  # every dimension from the first: np.shape(x)
+        texts = self._dims(items)
         return f"({texts[0]},)" if len(texts) == 1 else f"({', '.join(texts)})"
 
     def _reduce_args(self, e: Reduce) -> list[str]:
@@ -386,8 +410,15 @@ class ArrayPrinter(Printer):
             if e.spelling == "np.transpose":
                 return f"{np}.transpose({self.text(e.operand)})"
             return f"{self._receiver(e.operand)}.T"
+        if isinstance(e, RestOf):  # (a shape lists it starred: _dims)
+            if e.start == 0:  # any shape, a number's too: np.shape(x), np.size(x)
+                return f"{np}.{'size' if e.size else 'shape'}({self.text(e.operand)})"
+            part = f"{self.text(ShapeOf(e.operand))}[{e.start}:]"
+            return f"int({np}.prod({part}))" if e.size else part
         if isinstance(e, Reshape):
-            dims = ", ".join(self.text(d) for d in e.shape)
+            dims = ", ".join(self._dims(e.shape))
+            if len(e.shape) == 1 and isinstance(e.shape[0], RestOf) and not e.shape[0].size:
+                dims = self._tuple(e.shape)  # back to every dimension: .reshape(x.shape)
             if e.spelling == "np":
                 return f"{np}.reshape({self.text(e.operand)}, ({dims}))"
             return f"{self._receiver(e.operand)}.reshape({dims})"
@@ -483,6 +514,7 @@ __all__ = [
     "Span",
     "Reduce",
     "Reshape",
+    "RestOf",
     "ShapeRead",
     "Transpose",
     "Where",

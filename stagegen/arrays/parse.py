@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import ast
 
-from ..expr import And, Bin, Call, Compare, Expr, Invoke, Item, Neg, Not, Or, Var, walk
+from ..expr import And, Bin, Call, Compare, Cond, Expr, Invoke, Item, Neg, Not, Or, Var, walk
 from ..parse import BINOPS, COMPARISONS, FunctionReader
 from ..program import Param, Program
 from ..types import Type
-from . import annotations, shapes
+from . import annotations, infer, shapes
 from ..gates import NUMPY_BINARY, NUMPY_FUNCTIONS
 from .ir import (
     Arange,
+    Copy,
     Dot,
     Filled,
     FullSlice,
@@ -96,7 +97,9 @@ class ArrayReader(FunctionReader):
         self.array_of: dict[str, str] = {}  # parameter or stage target -> its array
         self.holders: dict[str, set[str]] = {}  # array -> the user's names that hold it
         self.in_place: ast.AugAssign | None = None
+        self.rest_sizes: dict[str, str] = {}
         program = super().read(fn)
+        program.rest_sizes = dict(self.rest_sizes)
         program.numpy = sorted(self.np_names)[0] if "np" not in self.np_names else "np"
         for p in program.params:
             program.types[p.name] = self.var_types[p.name]
@@ -117,8 +120,19 @@ class ArrayReader(FunctionReader):
     def _params(self, fn) -> list[Param]:
         params = super()._params(fn)
         args = list(fn.args.posonlyargs) + list(fn.args.args)
+        # No annotation at all: the shapes come from the code and the docstring (infer.py).
+        self.inferred = (
+            infer.infer(fn, [p.name for p in params])
+            if not any(a.annotation is not None for a in args)
+            else {}
+        )
         for p, arg in zip(params, args):
             annotation = arg.annotation
+            if p.name in self.inferred and self.inferred[p.name].shape is not None:
+                p.shape = self.inferred[p.name].shape
+                p.labels = p.name in self.labels
+                self.var_types[p.name] = Type(p.shape, "int" if p.labels else "float")
+                continue
             if annotation is None or annotations.is_number_annotation(annotation):
                 p.shape = None
                 self.var_types[p.name] = Type((), "float")
@@ -339,8 +353,22 @@ class ArrayReader(FunctionReader):
 
     def expr(self, node: ast.expr) -> Expr:
         e, t = self._read(node)
+        self._check_rest(node, e)
         self.types[e] = t
         return e
+
+    def _check_rest(self, node: ast.expr, e: Expr) -> None:
+        """Refuse, at ``node``, what is exact only for a known number of dimensions when an
+        operand's dimensions are open (a rest, ``...x``: see infer.py)."""
+        operands = [
+            c for c in e.children() if c in self.types and shapes.has_rest(self.types[c].shape)
+        ]
+        shape = self.types[operands[0]].shape if operands else ()
+        if not operands or _exact_for_any_rank(e, node, shape):
+            return
+        what = f"`{self.src.segment(node) or ast.unparse(node)}`"
+        err = shapes.rest_error(shape, what)
+        raise self.src.error(node, err.message, err.hint)
 
     def type_of(self, e: Expr) -> Type:
         return self.types[e]
@@ -431,10 +459,7 @@ class ArrayReader(FunctionReader):
 
     def _elementwise(self, node, op: str, left: Expr, right: Expr) -> Type:
         a, b = self.type_of(left), self.type_of(right)
-        try:
-            shape = shapes.broadcast(a.shape, b.shape)
-        except ShapeError as err:
-            raise self.src.error(node, err.message, err.hint) from None
+        shape = self._broadcast(node, a.shape, b.shape)
         if a.kind == b.kind == "int" and op in "+-*":
             value = None
             if isinstance(a.value, int) and isinstance(b.value, int) and op == "-":
@@ -451,11 +476,17 @@ class ArrayReader(FunctionReader):
         if op is None:
             raise self.src.error(node, "this comparison is not supported", "use > >= < <= == !=")
         left, right = self.expr(node.left), self.expr(node.comparators[0])
-        try:
-            shape = shapes.broadcast(self.type_of(left).shape, self.type_of(right).shape)
-        except ShapeError as err:
-            raise self.src.error(node, err.message, err.hint) from None
+        shape = self._broadcast(node, self.type_of(left).shape, self.type_of(right).shape)
         return Compare(op, left, right), Type(shape, "bool")
+
+    def _broadcast(self, node: ast.expr, a: Shape, b: Shape) -> Shape:
+        try:
+            return shapes.broadcast(a, b)
+        except ShapeError as err:
+            if shapes.has_rest(a) or shapes.has_rest(b):  # say which expression needs it
+                what = f"`{self.src.segment(node) or ast.unparse(node)}`"
+                err = shapes.rest_error(a if shapes.has_rest(a) else b, what)
+            raise self.src.error(node, err.message, err.hint) from None
 
     def _dot(self, node, left_node, right_node, spelling: str) -> tuple[Expr, Type]:
         left, right = self.expr(left_node), self.expr(right_node)
@@ -463,11 +494,36 @@ class ArrayReader(FunctionReader):
         for t, n in ((a, left_node), (b, right_node)):
             if not t.differentiable:
                 raise self.src.error(n, "a matrix product of integers or masks", "multiply floats")
+        sa, sb = self._same_size(a.shape, b.shape)
+        if shapes.has_rest(sa) or shapes.has_rest(sb):
+            err = shapes.rest_error(sa if shapes.has_rest(sa) else sb, f"`{ast.unparse(node)}`")
+            raise self.src.error(node, err.message, err.hint)
         try:
-            shape = shapes.dot(a.shape, b.shape)
+            shape = shapes.dot(sa, sb)
         except ShapeError as err:
             raise self.src.error(node, err.message, err.hint) from None
         return Dot(left, right, spelling), Type(shape, "float")
+
+    def _same_size(self, a: Shape, b: Shape) -> tuple[Shape, Shape]:
+        """A matrix product's inner dimensions, where one is a rest's size (``#x``, from
+        ``x.reshape(N, -1)``) and the other a name: the product says they are equal, so the
+        rest holds that many elements (the proof draws it so)."""
+        if not a or not b or a[-1] == b[0]:
+            return a, b
+        for mine, other in ((a[-1], b[0]), (b[0], a[-1])):
+            if (
+                shapes.is_rest_size(mine)
+                and isinstance(other, str)
+                and not shapes.has_rest((other,))
+            ):
+                if "*" in other or shapes.is_rest_size(other):
+                    break
+                rest = shapes.rest(shapes.rest_param(mine))
+                if self.rest_sizes.setdefault(rest, other) == other:
+                    return a[:-1] + (b[0],) if mine == a[-1] else a, (
+                        (a[-1],) + b[1:] if mine == b[0] else b
+                    )
+        return a, b
 
     # calls: np.f(...) and methods x.f(...)
 
@@ -1121,6 +1177,9 @@ class ArrayReader(FunctionReader):
                 k = None
             if type(k) is not int:
                 raise self.src.error(axis, "a shape index must be a constant", "write `x.shape[0]`")
+            if shapes.has_rest(t.shape) and (k < 0 or any(map(shapes.is_rest, t.shape[: k + 1]))):
+                err = shapes.rest_error(t.shape, f"`{ast.unparse(node)}`")
+                raise self.src.error(node, err.message, err.hint)
             if not -len(t.shape) <= k < len(t.shape):
                 raise self.src.error(
                     axis,
@@ -1202,6 +1261,32 @@ def _sum_of_dims(sizes) -> object:
         names = n
         coefficient += c
     return shapes.multiply([coefficient, *names])
+
+
+# What is exact whatever the number of dimensions of an operand with a rest (``...x``).
+_ANY_RANK = (Var, Bin, Neg, Call, Compare, And, Or, Not, Where, Cond, Reshape, Copy)
+_ANY_RANK_MOVES = ("copy", "astype", "ravel", "flatten")
+_ANY_RANK_REDUCTIONS = ("sum", "mean", "max", "min", "var", "std", "norm")
+
+
+def _exact_for_any_rank(e: Expr, node: ast.expr, shape: Shape) -> bool:
+    if isinstance(e, _ANY_RANK):
+        return True
+    if isinstance(e, Reduce):  # all of it: the number of dimensions does not matter
+        return e.axis is None and not e.keepdims and e.fn in _ANY_RANK_REDUCTIONS
+    if isinstance(e, Move):
+        return e.fn in _ANY_RANK_MOVES
+    if isinstance(e, Filled):
+        return e.fn.endswith("_like")
+    if isinstance(e, ShapeRead):  # a leading dimension, counted from the front
+        index = node.slice if isinstance(node, ast.Subscript) else None
+        return (
+            isinstance(index, ast.Constant)
+            and isinstance(index.value, int)
+            and 0 <= index.value
+            and not any(shapes.is_rest(d) for d in shape[: index.value + 1])
+        )
+    return False
 
 
 def _reduce_keywords(name: str) -> tuple[str, ...]:

@@ -17,6 +17,47 @@ from typing import Union
 Dim = Union[str, int]
 Shape = tuple[Dim, ...]
 
+# A parameter whose number of dimensions the code does not fix ends in a *rest*: ``"...x"``
+# stands for all of ``x``'s dimensions from its position on (none, one or several), as
+# jaxtyping's ``*batch`` does. In a product it counts as one size, ``"#x"`` (the number of
+# elements in the rest), so ``x.reshape(N, -1)`` of ``(N, ...x)`` is ``(N, #x)``. Only what is
+# exact for any number of dimensions is allowed on a rest: elementwise arithmetic with a number
+# or the same shape, full reductions, reshapes, the leading dimensions' sizes.
+REST, REST_SIZE = "...", "#"
+
+
+def rest(param: str) -> Dim:
+    return REST + param
+
+
+def is_rest(d: Dim) -> bool:
+    return isinstance(d, str) and d.startswith(REST)
+
+
+def has_rest(shape: Shape | None) -> bool:
+    return any(is_rest(d) for d in shape or ())
+
+
+def rest_param(d: Dim) -> str:
+    """The parameter a rest (``...x``) or its size (``#x``) belongs to."""
+    return d[len(REST) :] if is_rest(d) else d[len(REST_SIZE) :]
+
+
+def is_rest_size(d: Dim) -> bool:
+    return isinstance(d, str) and d.startswith(REST_SIZE)
+
+
+def rest_error(shape: Shape, what: str) -> ShapeError:
+    """``what`` is exact only for a known number of dimensions, and ``shape`` has a rest."""
+    name = rest_param(next(d for d in shape if is_rest(d)))
+    return ShapeError(
+        f"{what} needs to know how many dimensions `{name}` has, and neither the code nor the "
+        "docstring says",
+        f"say it in the code (`N, D = {name}.shape`) or the docstring (`- {name}: ..., of shape "
+        f'(N, D)`), or annotate it (`{name}: "N, D"`); if `{name}` is a number, give it a '
+        f"default or annotate it `{name}: float`",
+    )
+
 
 class ShapeError(Exception):
     def __init__(self, message: str, hint: str):
@@ -25,7 +66,10 @@ class ShapeError(Exception):
 
 
 def show(shape: Shape) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    """``(N, D)``; a rest shows as ``...``: ``(N, ...)``, and ``(...)`` for any shape."""
+    texts = ["..." if is_rest(d) else str(d) for d in shape]
+    one = len(shape) == 1 and not is_rest(shape[0])
+    return "(" + ", ".join(texts) + ("," if one else "") + ")"
 
 
 def parse_annotation(text: str) -> Shape:
@@ -116,6 +160,8 @@ def _jaxtyping_symbol(part: str) -> ShapeError | None:
 def factors(d: Dim) -> tuple[int, tuple[str, ...]]:
     if isinstance(d, int):
         return d, ()
+    if is_rest(d):
+        return 1, (REST_SIZE + rest_param(d),)
     coeff, names = 1, []
     for f in d.split("*"):
         if f.isdigit():
@@ -142,6 +188,12 @@ def multiply(dims) -> Dim:
 
 
 def broadcast(a: Shape, b: Shape) -> Shape:
+    if has_rest(a) or has_rest(b):  # exact only against a number or the very same shape
+        if a == b or not b:
+            return a
+        if not a:
+            return b
+        raise rest_error(a if has_rest(a) else b, f"broadcasting {show(a)} with {show(b)}")
     out: list[Dim] = []
     for i in range(1, max(len(a), len(b)) + 1):
         x = a[-i] if i <= len(a) else 1
@@ -226,19 +278,32 @@ def reshape(shape: Shape, target: list[Dim | None]) -> Shape:
     return tuple(rest if d is None else d for d in target)
 
 
-def size(shape: Shape, sizes: dict[str, int]) -> tuple[int, ...]:
-    """The concrete shape for given sizes of the named dimensions."""
-    out = []
+def size(shape: Shape, sizes: dict) -> tuple[int, ...]:
+    """The concrete shape for given sizes of the named dimensions (a rest's size is a tuple:
+    its dimensions)."""
+    out: list[int] = []
     for d in shape:
+        if is_rest(d):
+            out += sizes[d]
+            continue
         c, names = factors(d)
-        out.append(c * prod(sizes[n] for n in names))
+        out.append(c * prod(_size_of(n, sizes) for n in names))
     return tuple(out)
 
 
+def _size_of(name: str, sizes: dict) -> int:
+    if is_rest_size(name):
+        return prod(sizes[rest(rest_param(name))])
+    return sizes[name]
+
+
 def names_in(shape: Shape) -> list[str]:
+    """The names a shape's sizes are drawn by: dimension names and rests (``...x``)."""
     found: list[str] = []
     for d in shape:
-        for n in factors(d)[1]:
+        for n in [d] if is_rest(d) else factors(d)[1]:
+            if is_rest_size(n):
+                n = rest(rest_param(n))
             if n not in found:
                 found.append(n)
     return found

@@ -117,20 +117,41 @@ def array_seed(program: Program) -> int:
 
 
 def symbolic_sizes(program: Program) -> dict[str, int]:
-    """2, 3, 4, ... in the order the parameters name the dimensions."""
-    return {n: 2 + k for k, n in enumerate(dimension_names(program))}
+    """2, 3, 4, ... in the order the parameters name the dimensions (a rest: one dimension)."""
+    sizes = {n: 2 + k for k, n in enumerate(dimension_names(program))}
+    return _rests(program, sizes, lambda total, n: (total,) if total is not None else (n,))
 
 
 def numeric_sizes(program: Program, rng, avoid: dict[str, int]) -> dict[str, int]:
-    """Distinct random sizes from 2 to 8 (more if needed), not all equal to ``avoid``."""
+    """Distinct random sizes from 2 to 8 (more if needed), not all equal to ``avoid``; a rest
+    gets none, one or two dimensions (so the backward is checked at several ranks)."""
     names = dimension_names(program)
     pool = list(range(2, max(9, len(names) + 4)))
     for _ in range(20):
         picked = [int(v) for v in rng.choice(pool, size=len(names), replace=False)]
         sizes = dict(zip(names, picked))
         if not names or sizes != avoid:
-            return sizes
-    return sizes
+            break
+    return _rests(program, sizes, lambda total, n: _random_rest(rng, total, n))
+
+
+def _rests(program: Program, sizes: dict, draw) -> dict:
+    """``sizes`` with each rest (``...x``) drawn as a tuple of dimensions: ``draw(total, n)``,
+    where ``total`` is the number of elements a matrix product fixes it to hold (else None)."""
+    out = dict(sizes)
+    for name, n in sizes.items():
+        if shapes.is_rest(name):
+            fixed = program.rest_sizes.get(name)
+            out[name] = draw(sizes[fixed] if fixed is not None else None, n)
+    return out
+
+
+def _random_rest(rng, total: int | None, n: int) -> tuple[int, ...]:
+    if total is not None:  # (total,), or split in two where it factors
+        splits = [(a, total // a) for a in range(2, total) if total % a == 0]
+        return splits[int(rng.integers(len(splits)))] if splits and rng.random() < 0.5 else (total,)
+    rank = int(rng.integers(0, 3))
+    return tuple(int(v) for v in rng.integers(1, 4, size=rank)) if rank else ()
 
 
 def show_sizes(sizes: dict[str, int]) -> str:
@@ -236,6 +257,6 @@ def feasible_sizes(program: Program, sizes: dict[str, int]) -> tuple[dict[str, i
     for name in reversed(list(sizes)):
         if largest() <= ARRAY_ELEMENT_LIMIT:
             break
-        sizes[name] = 1
+        sizes[name] = (1,) if shapes.is_rest(name) else 1
         shrunk.insert(0, name)
     return sizes, shrunk

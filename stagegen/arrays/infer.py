@@ -1,0 +1,216 @@
+"""The shapes of unannotated array parameters, read from what the function itself says.
+
+In order, for a parameter without an annotation:
+1. the code: ``N, D = x.shape`` fixes ``x`` to ``(N, D)``; ``N = x.shape[0]`` (or ``x.shape[0]``
+   read anywhere) fixes its first dimension and leaves the rest open: ``(N, ...x)``;
+2. the docstring, as the course documents its layers: ``- x: Input data, of shape (N, D)``;
+   ``(N, d_1, ..., d_k)`` is ``(N, ...x)``, and ``of any shape`` is ``(...x)``;
+3. a number default (``eps=1e-5``), or a comparison in an ``if`` or ``while`` test
+   (``if a >= 0:``), makes a number;
+4. anything else is an array of any shape, ``(...x)``: the reader allows on it only what is exact
+   for every number of dimensions, and says how to fix the shape where it needs more.
+
+``...x`` is a *rest* (see ``shapes``): the generated backward reads those dimensions from ``x``
+at run time (``dx = dx_row.reshape(x.shape)``), so it is exact for every shape the forward takes.
+Only the syntax is read; nothing is run.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from ..parse import ARRAY_ATTRIBUTES
+from . import shapes
+from .shapes import Shape, ShapeError
+
+
+@dataclass(frozen=True)
+class Inferred:
+    shape: Shape | None  # None: a number
+    source: str  # "the code", "the docstring", "its default", "no shape"
+    node: ast.AST  # where the shape was read: errors about it point here
+
+
+def uses_arrays(fn: ast.FunctionDef, numpy_names: set[str]) -> bool:
+    """Whether an unannotated function is array code: it calls NumPy, multiplies matrices, or
+    reads an array's attribute or method (``.shape``, ``.sum()``)."""
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and node.id in numpy_names:
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in ARRAY_ATTRIBUTES:
+            return True
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            return True
+    return False
+
+
+def infer(fn: ast.FunctionDef, params: list[str]) -> dict[str, Inferred]:
+    """The inferred shape of each parameter of ``fn`` named in ``params``."""
+    documented = docstring_shapes(fn)
+    out: dict[str, Inferred] = {}
+    args = fn.args.posonlyargs + fn.args.args
+    defaults = dict(
+        zip([a.arg for a in args][len(args) - len(fn.args.defaults) :], fn.args.defaults)
+    )
+    tested = _tested_names(fn)
+    for name in params:
+        arg = next((a for a in args if a.arg == name), fn)
+        unpacked = _unpacked_shape(fn, name)
+        if unpacked is not None:
+            out[name] = Inferred(unpacked[0], "the code", unpacked[1])
+            continue
+        if name in documented:
+            out[name] = Inferred(documented[name], "the docstring", fn.body[0])
+            continue
+        default = defaults.get(name)
+        if isinstance(default, ast.Constant) and isinstance(default.value, (int, float)):
+            out[name] = Inferred(None, "its default", default)
+            continue
+        if name in tested:  # `if a >= 0:` tests one truth value: a is a number
+            out[name] = Inferred(None, "a condition", fn)
+            continue
+        first = _first_dimension(fn, name)
+        if first is not None:
+            out[name] = Inferred((first[0], shapes.rest(name)), "the code", first[1])
+            continue
+        out[name] = Inferred((shapes.rest(name),), "no shape", arg)
+    return out
+
+
+def _tested_names(fn) -> set[str]:
+    """Names compared directly in an ``if`` or ``while`` test (``if a >= 0:``)."""
+    found: set[str] = set()
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.If, ast.While, ast.IfExp)):
+            for test in ast.walk(node.test):
+                if isinstance(test, ast.Compare):
+                    found |= {
+                        n.id for n in [test.left, *test.comparators] if isinstance(n, ast.Name)
+                    }
+    return found
+
+
+def _unpacked_shape(fn, name: str) -> tuple[Shape, ast.AST] | None:
+    """``N, D = x.shape`` (or ``N, _ = x.shape``): x's exact shape, with the names bound."""
+    for node in ast.walk(fn):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+            continue
+        target, value = node.targets[0], node.value
+        if not (isinstance(target, ast.Tuple) and _is_shape_of(value, name)):
+            continue
+        dims: list = []
+        for k, elt in enumerate(target.elts):
+            if not isinstance(elt, ast.Name):
+                return None  # the reader says what is wrong with it
+            dims.append(elt.id if elt.id != "_" else f"{name}_{k}")
+        return tuple(dims), node
+    return None
+
+
+def _first_dimension(fn, name: str) -> tuple[str, ast.AST] | None:
+    """``N = x.shape[0]`` (the name N) or ``x.shape[0]`` read anywhere (the name ``x_0``):
+    x has at least one dimension, and the rest stays open."""
+    bound: tuple[str, ast.AST] | None = None
+    for node in ast.walk(fn):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and _reads_first(node.value, name)
+        ):
+            return node.targets[0].id, node
+        if bound is None and isinstance(node, ast.Subscript) and _reads_first(node, name):
+            bound = (f"{name}_0", node)
+    return bound
+
+
+def _reads_first(node: ast.AST, name: str) -> bool:
+    """``x.shape[0]``, ``np.shape(x)[0]`` or ``len(x)``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len":
+        return (
+            len(node.args) == 1 and isinstance(node.args[0], ast.Name) and node.args[0].id == name
+        )
+    return (
+        isinstance(node, ast.Subscript)
+        and _is_shape_of(node.value, name)
+        and isinstance(node.slice, ast.Constant)
+        and node.slice.value == 0
+    )
+
+
+def _is_shape_of(node: ast.AST, name: str) -> bool:
+    """``x.shape`` or ``np.shape(x)``."""
+    if isinstance(node, ast.Attribute) and node.attr == "shape":
+        return isinstance(node.value, ast.Name) and node.value.id == name
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "shape"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id == name
+    )
+
+
+# ---------------------------------------------------------------------------- docstrings
+
+# "- x: Input data, of shape (N, D)" / "x: ... shape (N, d_1, ..., d_k)" / "of any shape"
+_ENTRY = re.compile(r"^\s*(?:[-*]\s*)?(\w+)\s*(?:\([^)]*\))?\s*:(.*)$")
+_SHAPE = re.compile(r"\bshape\s*(?:of\s*)?\(([^()]*)\)", re.IGNORECASE)
+_ANY = re.compile(r"\bof\s+any\s+shape\b", re.IGNORECASE)
+
+
+def docstring_shapes(fn: ast.FunctionDef) -> dict[str, Shape]:
+    """The shapes the docstring gives its parameters, as the course writes them. An entry runs
+    from ``- name:`` to the next entry; a shape that does not read as one is left out."""
+    doc = ast.get_docstring(fn)
+    if not doc:
+        return {}
+    names = {a.arg for a in fn.args.posonlyargs + fn.args.args}
+    entries: dict[str, str] = {}
+    current = None
+    for line in doc.splitlines():
+        m = _ENTRY.match(line)
+        if m and m.group(1) in names and m.group(1) not in entries:
+            current = m.group(1)
+            entries[current] = m.group(2)
+        elif m or not line.strip() or line.strip().endswith(":"):
+            current = None  # another entry, a blank line, or a heading ("Returns a tuple of:")
+        elif current is not None:
+            entries[current] += " " + line.strip()
+    found: dict[str, Shape] = {}
+    for name, text in entries.items():
+        m = _SHAPE.search(text)
+        if m:
+            shape = _docstring_shape(m.group(1), name)
+            if shape is not None:
+                found[name] = shape
+        elif _ANY.search(text):
+            found[name] = (shapes.rest(name),)
+    return found
+
+
+def _docstring_shape(text: str, name: str) -> Shape | None:
+    """``N, D`` -> (N, D); ``N, d_1, ..., d_k`` -> (N, ...x); None if it is not a shape."""
+    parts = [p.strip() for p in text.split(",")]
+    if parts and parts[-1] == "":
+        parts.pop()
+    if "..." in parts:
+        k = parts.index("...")
+        # d_1, ..., d_k: the dimensions around the ellipsis are the rest's own
+        parts = parts[: max(k - 1, 0)] + ["*"]
+        if parts.count("*") != 1 or parts[-1] != "*":
+            return None
+    dims: list = []
+    for part in parts:
+        if part == "*":
+            dims.append(shapes.rest(name))
+            continue
+        try:
+            (dim,) = shapes.parse_annotation(part + ",")
+        except (ShapeError, ValueError):
+            return None
+        dims.append(dim)
+    return tuple(dims)

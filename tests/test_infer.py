@@ -1,0 +1,250 @@
+"""Unannotated array functions: shapes from the code and the docstring (stagegen/arrays/infer.py).
+
+What the code does not fix stays open (a rest, ``...x``): the backward reads those dimensions
+from the argument at run time, so it must be exact at every number of dimensions. The
+end-to-end tests and the fuzzer below check the generated backward, straight from
+``generate()``, against central differences at several ranks, a batch of one included.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import textwrap
+
+import numpy as np
+import pytest
+
+import stagegen
+from stagegen.arrays.infer import docstring_shapes, infer
+from stagegen.api import load_backward_module
+
+FUZZ_EXAMPLES = int(os.environ.get("STAGEGEN_FUZZ_EXAMPLES", "40"))
+
+
+def _fn(source: str) -> ast.FunctionDef:
+    return ast.parse(textwrap.dedent(source)).body[0]
+
+
+# ---------------------------------------------------------------------------- reading shapes
+
+
+def test_the_course_docstring_gives_shapes():
+    fn = _fn('''
+        def affine_forward(x, w, b):
+            """
+            Computes the forward pass for an affine (fully-connected) layer.
+
+            Inputs:
+            - x: A numpy array containing input data, of shape (N, d_1, ..., d_k)
+            - w: A numpy array of weights, of shape (D, M)
+            - b: A numpy array of biases, of shape (M,)
+
+            Returns a tuple of:
+            - out: output, of shape (N, M)
+            """
+        ''')
+    assert docstring_shapes(fn) == {"x": ("N", "...x"), "w": ("D", "M"), "b": ("M",)}
+
+
+def test_a_docstring_entry_runs_on_to_its_next_line_and_any_shape_is_open():
+    fn = _fn('''
+        def f(x, gamma, p):
+            """
+            - x: Inputs,
+              of any shape
+            - gamma: Scale parameter
+              of shape (D,)
+            - p: Dropout parameter. We keep each neuron output with probability p.
+            """
+        ''')
+    assert docstring_shapes(fn) == {"x": ("...x",), "gamma": ("D",)}
+
+
+def test_prose_that_is_not_a_shape_is_not_read():
+    fn = _fn('''
+        def f(x, y):
+            """
+            - x: scores; see the shape (of the batch) in the notes
+            - y: labels, of shape (N-1, what)
+            """
+        ''')
+    assert docstring_shapes(fn) == {}
+
+
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        ("N, D = x.shape\n    return x", ("N", "D")),
+        ("N, _ = x.shape\n    return x", ("N", "x_1")),
+        ("N = x.shape[0]\n    return x", ("N", "...x")),
+        ("return x.reshape(x.shape[0], -1)", ("x_0", "...x")),
+        ("return x", ("...x",)),
+    ],
+)
+def test_the_code_fixes_shapes(body, expected):
+    fn = _fn(f"def f(x):\n    {body}\n")
+    assert infer(fn, ["x"])["x"].shape == expected
+
+
+def test_the_code_comes_before_the_docstring_and_numbers_are_numbers():
+    fn = _fn('''
+        def f(x, eps=1e-5, a=None):
+            """- x: of shape (A, B, C)"""
+            N, D = x.shape
+            if a > 0:
+                return x + eps
+            return x
+        ''')
+    found = infer(fn, ["x", "eps", "a"])
+    assert found["x"].shape == ("N", "D") and found["x"].source == "the code"
+    assert found["eps"].shape is None and found["a"].shape is None
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def numeric_gradient(f, args, i, upstream, eps=1e-6):
+    """Central differences of sum(f(*args) * upstream) in args[i]."""
+    args = [np.array(a, dtype=float) if not isinstance(a, (int, float)) else a for a in args]
+    x = np.array(args[i], dtype=float)
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        for sign in (1, -1):
+            moved = x.copy()
+            moved[index] += sign * eps
+            value = f(*args[:i], moved, *args[i + 1 :])
+            value = value[0] if isinstance(value, tuple) else value
+            grad[index] += sign * np.sum(np.asarray(value) * upstream) / (2 * eps)
+    return grad
+
+
+def generated(source: str) -> dict:
+    source = textwrap.dedent(source)
+    namespace: dict = {}
+    exec(compile(source, "<forward>", "exec"), namespace)
+    return namespace, load_backward_module(stagegen.generate(source))
+
+
+AFFINE = '''
+import numpy as np
+
+
+def affine_forward(x, w, b):
+    """
+    Inputs:
+    - x: A numpy array containing input data, of shape (N, d_1, ..., d_k)
+    - w: A numpy array of weights, of shape (D, M)
+    - b: A numpy array of biases, of shape (M,)
+    """
+    out = None
+    N = x.shape[0]
+    x_row = x.reshape(N, -1)
+    out = x_row.dot(w) + b
+    cache = (x, w, b)
+    return out, cache
+'''
+
+
+@pytest.mark.parametrize("x_shape", [(1, 6), (3, 6), (2, 2, 3), (1, 3, 1, 2), (2, 6, 1)])
+def test_affine_with_any_number_of_input_dimensions(x_shape):
+    forward, backward = generated(AFFINE)
+    rng = np.random.default_rng(sum(x_shape))
+    x, w, b = rng.normal(size=x_shape), rng.normal(size=(6, 4)), rng.normal(size=4)
+    dout = rng.normal(size=(x_shape[0], 4))
+    grads = backward["affine_backward"](x, w, b, dout)
+    for i, g in enumerate(grads):
+        expected = numeric_gradient(forward["affine_forward"], [x, w, b], i, dout)
+        assert g.shape == expected.shape
+        assert np.allclose(g, expected, atol=1e-6)
+
+
+def test_the_affine_backward_reads_the_rest_from_the_input():
+    text = stagegen.generate(textwrap.dedent(AFFINE))
+    assert "dx = dx_row.reshape(np.shape(x))" in text
+    assert "db = dout.sum(axis=0)" in text
+
+
+ANY_SHAPE = """
+import numpy as np
+
+
+def f(x, eps=0.1):
+    y = np.maximum(0, x) + np.tanh(x) * eps
+    z = np.var(y) + y.std() * np.linalg.norm(x) + np.mean(x ** 2) + x.max() - np.sum(y * x)
+    return z + 0 * x
+"""
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (4,), (2, 3), (1, 2, 3)])
+def test_code_for_any_shape_is_exact_at_every_rank(shape):
+    forward, backward = generated(ANY_SHAPE)
+    rng = np.random.default_rng(len(shape))
+    x = rng.normal(size=shape)
+    dout = rng.normal(size=shape)
+    got, _ = backward["f_backward"](x, dout=dout)  # (dx, deps)
+    assert np.shape(got) == shape
+    assert np.allclose(got, numeric_gradient(forward["f"], [x], 0, dout), atol=1e-5)
+
+
+def test_a_python_number_in_for_an_any_shape_parameter():
+    forward, backward = generated(
+        "import numpy as np\n\ndef f(x):\n    return np.tanh(x) * np.sum(x ** 2)\n"
+    )
+    got = backward["f_backward"](0.7)
+    assert np.shape(got) == ()
+    assert np.allclose(got, numeric_gradient(forward["f"], [np.array(0.7)], 0, 1.0), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- fuzz
+
+UNARY = ["np.exp({})", "np.tanh({})", "np.sin({})", "np.log(1 + {} ** 2)", "np.maximum(0, {})"]
+BINARY = ["{} + {}", "{} * {}", "{} - {}", "{} / (1 + {} ** 2)"]
+REDUCE = ["np.sum({})", "{}.mean()", "np.max({})", "np.var({})", "{}.std()", "np.linalg.norm({})"]
+
+
+def random_program(rng) -> str:
+    """An unannotated function of one any-shape array x and a number c: elementwise stages,
+    full reductions mixed back in, returning an array or a number."""
+    names = ["x"]
+    lines = []
+    for k in range(int(rng.integers(2, 6))):
+        pick = lambda: names[int(rng.integers(len(names)))]  # noqa: E731
+        kind = rng.random() if k else 0.0  # a NumPy call first: number code takes numbers only
+        if kind < 0.4:
+            value = UNARY[int(rng.integers(len(UNARY)))].format(pick())
+        elif kind < 0.8:
+            value = BINARY[int(rng.integers(len(BINARY)))].format(pick(), pick())
+        else:  # a number from a full reduction, broadcast back against an array
+            value = f"{pick()} * {REDUCE[int(rng.integers(len(REDUCE)))].format(pick())}"
+        if rng.random() < 0.3:
+            value = f"c * ({value})"
+        lines.append(f"s{k} = {value}")
+        names.append(f"s{k}")
+    last = names[-1]
+    result = REDUCE[int(rng.integers(len(REDUCE)))].format(last) if rng.random() < 0.5 else last
+    body = "\n    ".join(lines + [f"return {result}"])
+    return f"import numpy as np\n\n\ndef f(x, c=0.5):\n    {body}\n"
+
+
+def test_random_any_shape_programs_against_central_differences():
+    rng = np.random.default_rng(int(os.environ.get("STAGEGEN_INFER_FUZZ_SEED", "2026")))
+    checked = 0
+    for _ in range(FUZZ_EXAMPLES):
+        source = random_program(rng)
+        forward, backward = generated(source)
+        for shape in [(), (3,), (2, 3), (1, 2, 2)]:
+            x = rng.uniform(-1.5, 1.5, size=shape)
+            x[np.abs(x) < 0.05] += 0.2  # away from maximum's kink
+            value = np.asarray(forward["f"](x))
+            if not np.all(np.isfinite(value)):
+                continue
+            dout = rng.normal(size=value.shape)
+            got, _ = backward["f_backward"](x, 0.5, dout)  # (dx, dc)
+            expected = numeric_gradient(forward["f"], [x], 0, dout)
+            if not np.all(np.isfinite(expected)) or np.max(np.abs(expected)) > 1e6:
+                continue
+            assert np.shape(got) == shape, source
+            assert np.allclose(got, expected, rtol=1e-4, atol=1e-4), (source, shape)
+            checked += 1
+    assert checked >= FUZZ_EXAMPLES  # most draws are checked at several ranks
