@@ -483,10 +483,11 @@ class ArrayReader(FunctionReader):
         try:
             return shapes.broadcast(a, b)
         except ShapeError as err:
+            refusal = err
             if shapes.has_rest(a) or shapes.has_rest(b):  # say which expression needs it
                 what = f"`{self.src.segment(node) or ast.unparse(node)}`"
-                err = shapes.rest_error(a if shapes.has_rest(a) else b, what)
-            raise self.src.error(node, err.message, err.hint) from None
+                refusal = shapes.rest_error(a if shapes.has_rest(a) else b, what)
+            raise self.src.error(node, refusal.message, refusal.hint) from None
 
     def _dot(self, node, left_node, right_node, spelling: str) -> tuple[Expr, Type]:
         left, right = self.expr(left_node), self.expr(right_node)
