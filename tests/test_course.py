@@ -200,23 +200,23 @@ UNANNOTATED = (
     ' e.g. `x: "N, D"` (numbers need none)'
 )
 AFFINE = (
-    "layers.py:32:11: error: `x.reshape(x.shape[0], -1).dot(...)` is array code, but no"
+    "layers.py:33:11: error: `x.reshape(x.shape[0], -1).dot(...)` is array code, but no"
     " parameter of `affine_forward`" + UNANNOTATED
 )
 REFUSED = {
     "fc_net.py": AFFINE,
     "layers.py": AFFINE,
-    "layers_dropout.py": "layers_dropout.py:28:5: error: this expression's value is thrown away"
+    "layers_dropout.py": "layers_dropout.py:29:5: error: this expression's value is thrown away"
     " — assign it to a name, or remove it (printing is not supported)",
     "layers_svm.py": "layers_svm.py:27:9: error: `x.shape[0]` is array code, but no parameter of"
     " `svm_loss`" + UNANNOTATED,
     "rnn_embedding.py": "rnn_embedding.py:27:13: error: a list index must be a constant integer"
     " — write the index as a number, e.g. `w[0]`",
-    "rnn_layers.py": "rnn_layers.py:31:14: error: `np.tanh` is array code, but no parameter of"
+    "rnn_layers.py": "rnn_layers.py:32:14: error: `np.tanh` is array code, but no parameter of"
     " `rnn_step_forward`" + UNANNOTATED,
     "rnn_lstm.py": "rnn_lstm.py:15:25: error: `np.exp` is array code, but no parameter of"
     " `sigmoid`" + UNANNOTATED,
-    "rnn_temporal.py": "rnn_temporal.py:27:15: error: only a tuple written out can be unpacked"
+    "rnn_temporal.py": "rnn_temporal.py:28:15: error: only a tuple written out can be unpacked"
     " — write `a, b = e1, e2`",
 }
 # The files in examples/course/ that are not forwards (stagegen skips them: pyproject.toml).

@@ -16,8 +16,9 @@ def affine_forward(x, w, b):
     """
     Computes the forward pass for an affine (fully connected) layer.
 
-    The input x has shape (N, d_1, ..., d_k): a minibatch of N examples, each reshaped into a
-    vector of dimension D = d_1 * ... * d_k and mapped to a vector of dimension M.
+    The input x has shape (N, d_1, ..., d_k): a minibatch of N examples, each
+    reshaped into a vector of dimension D = d_1 * ... * d_k and mapped to a
+    vector of dimension M.
 
     Inputs:
     - x: A numpy array containing input data, of shape (N, d_1, ..., d_k)
@@ -55,8 +56,9 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
     """
     Forward pass for batch normalization, in training mode.
 
-    The mean and variance of each feature are computed over the minibatch and used to normalize
-    the data, which is then scaled by gamma and shifted by beta.
+    The mean and variance of each feature are computed over the minibatch and
+    used to normalize the data, which is then scaled by gamma and shifted by
+    beta.
 
     Input:
     - x: Data of shape (N, D)
@@ -82,8 +84,9 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     """
     Forward pass for layer normalization.
 
-    Each data point is normalized over its own features (not over the minibatch), then scaled by
-    gamma and shifted by beta, as in batch normalization.
+    Each data point is normalized over its own features (not over the
+    minibatch), then scaled by gamma and shifted by beta, as in batch
+    normalization.
 
     Input:
     - x: Data of shape (N, D)

@@ -17,7 +17,8 @@ def dropout_forward(x, p, seed):
     Inputs:
     - x: Input data, of any shape
     - p: Dropout parameter. We keep each neuron output with probability p.
-    - seed: Seed for the random number generator, so that the mask can be drawn again.
+    - seed: Seed for the random number generator, so that the mask can be drawn
+      again.
 
     Outputs:
     - out: Array of the same shape as x.

@@ -10,13 +10,13 @@ import numpy as np
 
 def word_embedding_forward(x, W):
     """
-    Forward pass for word embeddings. We operate on minibatches of size N where each sequence
-    has length T. We assume a vocabulary of V words, assigning each word to a vector of
-    dimension D.
+    Forward pass for word embeddings. We operate on minibatches of size N where
+    each sequence has length T. We assume a vocabulary of V words, assigning
+    each word to a vector of dimension D.
 
     Inputs:
-    - x: Integer array of shape (N, T) giving indices of words. Each element idx of x must be
-      in the range 0 <= idx < V.
+    - x: Integer array of shape (N, T) giving indices of words. Each element idx
+      of x must be in the range 0 <= idx < V.
     - W: Weight matrix of shape (V, D) giving word vectors for all words.
 
     Returns a tuple of:

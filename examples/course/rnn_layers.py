@@ -11,10 +11,11 @@ import numpy as np
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """
-    Run the forward pass for a single timestep of a vanilla RNN with a tanh activation.
+    Run the forward pass for a single timestep of a vanilla RNN with a tanh
+    activation.
 
-    The input data has dimension D, the hidden state has dimension H, and the minibatch has
-    size N.
+    The input data has dimension D, the hidden state has dimension H, and the
+    minibatch has size N.
 
     Inputs:
     - x: Input data for this timestep, of shape (N, D).

@@ -19,8 +19,8 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """
     Forward pass for a single timestep of an LSTM.
 
-    The input data has dimension D, the hidden state has dimension H, and the minibatch has
-    size N.
+    The input data has dimension D, the hidden state has dimension H, and the
+    minibatch has size N.
 
     Inputs:
     - x: Input data, of shape (N, D)

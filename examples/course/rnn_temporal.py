@@ -11,9 +11,10 @@ import numpy as np
 
 def temporal_affine_forward(x, w, b):
     """
-    Forward pass for a temporal affine layer. The input is a set of D-dimensional vectors
-    arranged into a minibatch of N timeseries, each of length T. An affine function transforms
-    each of those vectors into a new vector of dimension M.
+    Forward pass for a temporal affine layer. The input is a set of
+    D-dimensional vectors arranged into a minibatch of N timeseries, each of
+    length T. An affine function transforms each of those vectors into a new
+    vector of dimension M.
 
     Inputs:
     - x: Input data of shape (N, T, D)
@@ -33,15 +34,16 @@ def temporal_affine_forward(x, w, b):
 
 def temporal_softmax_loss(x, y, mask):
     """
-    A temporal version of softmax loss for use in RNNs. Predictions are made over a vocabulary
-    of size V for each timestep of a timeseries of length T, over a minibatch of size N. The
-    loss is a cross-entropy at each timestep, summed over the timesteps and averaged over the
-    minibatch. The mask tells which timesteps count (sequences padded with NULL tokens).
+    A temporal version of softmax loss for use in RNNs. Predictions are made
+    over a vocabulary of size V for each timestep of a timeseries of length T,
+    over a minibatch of size N. The loss is a cross-entropy at each timestep,
+    summed over the timesteps and averaged over the minibatch. The mask tells
+    which timesteps count (sequences padded with NULL tokens).
 
     Inputs:
     - x: Input scores, of shape (N, T, V)
-    - y: Ground-truth indices, of shape (N, T) where each element is in the range
-         0 <= y[i, t] < V
+    - y: Ground-truth indices, of shape (N, T) where each element is in the
+      range 0 <= y[i, t] < V
     - mask: Boolean array of shape (N, T) where mask[i, t] tells whether or not
       the scores at x[i, t] should contribute to the loss.
 
