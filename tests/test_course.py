@@ -13,6 +13,7 @@ take the module out of REFUSED here and out of the `exclude` of [tool.stagegen] 
 pyproject.toml, and its functions out of NOT_GENERATED.
 """
 
+import ast
 import functools
 import importlib.util
 import inspect
@@ -413,8 +414,6 @@ def test_a_wrong_gradient_is_caught():
 
 
 def test_every_course_function_has_a_case_and_a_handwritten_backward():
-    import ast
-
     defined = {
         (path.stem, node.name)
         for path in COURSE.glob("*.py")
@@ -466,3 +465,41 @@ def test_folder_searches_skip_exactly_the_refused_modules_and_the_others():
             continue
         skipped = bool(project.exclude.search("/course/" + path.name))
         assert skipped == (path.name in REFUSED or path.name in NOT_FORWARDS), path.name
+
+
+# --- the README's table: examples/course/count_lines.py ---------------------------------------
+
+
+def test_count_lines_covers_every_case_and_says_which_are_generated():
+    count = load("count_lines")
+    assert [(m, f, h) for _, m, f, h, _ in count.LAYERS] == [
+        (c.module, c.function, c.hand) for c in CASES
+    ]
+    rows = count.table().splitlines()[2:]
+    assert len(rows) == len(CASES)
+    for case, row in zip(CASES, rows):
+        cells = [cell.strip() for cell in row.strip("|").split(" | ")]
+        assert cells[1] == ("no" if case.function in NOT_GENERATED else "yes"), row
+        hand = count.function(COURSE / "handwritten.py", case.hand)
+        assert int(cells[3]) == len(count.statements(hand)) > 0, row
+        if cells[1] == "no":
+            assert cells[4].startswith(f"refused at {case.module}.py:") or cells[4].startswith(
+                "refused at layers.py:"  # fc_net.py's first refusal is in layers.py
+            ), row
+
+
+def test_count_lines_counts_statements_not_docstrings_comments_or_wrapping():
+    count = load("count_lines")
+    tree = ast.parse(
+        "def f(x):\n"
+        '    """A docstring."""\n'
+        "    # a comment\n"
+        "\n"
+        "    y = (\n"
+        "        x + 1\n"
+        "    )\n"
+        "    for i in range(3):\n"
+        "        y += i\n"
+        "    return y\n"
+    )
+    assert len(count.statements(tree.body[0])) == 4
