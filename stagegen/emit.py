@@ -321,7 +321,11 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
         lowered = lower(b)
         # Spelling by type: array code calls NumPy (np.exp, np.pi); number code the standard
         # library (math.exp), so that it runs with nothing installed.
-        printer = ArrayPrinter(np_name) if b.program.numpy else Printer(math_name)
+        printer = (
+            ArrayPrinter(np_name, masks=_masks(b.program))
+            if b.program.numpy
+            else Printer(math_name)
+        )
         uses_math = uses_math or (not b.program.numpy and _uses_math(lowered))
         rendered = _render_function(lowered, printer)
         own = b.program.handwritten
@@ -352,3 +356,12 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
         )
     )
     return format_code(text)
+
+
+def _masks(program) -> set[str]:
+    """The names holding masks (boolean arrays), which NumPy does not negate."""
+    return {
+        name
+        for name, t in program.types.items()
+        if isinstance(name, str) and getattr(t, "kind", None) == "bool"
+    }

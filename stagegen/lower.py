@@ -508,10 +508,10 @@ def _array_statement_lines(st, types: Types, accumulated: set[str], returned: se
 
 
 def _one_slot(scatter: Scatter, types: Types) -> bool:
-    """Whether a scatter writes one slot (``:`` and loop indices): no index repeats, so a
-    plain ``+=`` into it is exact."""
+    """Whether a scatter writes one slot (``:``, ``a:b`` and loop indices): no index repeats,
+    so a plain ``+=`` into it is exact."""
     return all(
-        isinstance(i, (FullSlice, NewAxis)) or (isinstance(i, Var) and types.shape(i) == ())
+        isinstance(i, (FullSlice, NewAxis, Span)) or (isinstance(i, Var) and types.shape(i) == ())
         for i in scatter.items
     )
 

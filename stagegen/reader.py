@@ -11,7 +11,7 @@ import copy
 import textwrap
 from pathlib import Path
 
-from .arrays.infer import uses_arrays
+from .arrays.infer import docstring_shapes, uses_arrays
 from .arrays.annotations import is_shape_annotation
 from .errors import Source, StagegenError
 from .names import as_python_reads
@@ -211,8 +211,10 @@ def is_array_function(fn: ast.FunctionDef | ast.AsyncFunctionDef, numpy_names=()
     ``Float[np.ndarray, "N D"]``) is array code; so is one without annotations that calls NumPy
     or reads a shape (its parameters' shapes are inferred: ``arrays.infer``)."""
     args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
-    if numpy_names and not any(a.annotation is not None for a in args):
-        return uses_arrays(fn, set(numpy_names))
+    if not any(a.annotation is not None for a in args):
+        return bool(numpy_names) and (
+            uses_arrays(fn, set(numpy_names)) or any(docstring_shapes(fn).values())
+        )
     return any(
         is_shape_annotation(a.annotation)
         # np.ndarray, numpy.ndarray, NDArray: array code, whose reader asks for the shape

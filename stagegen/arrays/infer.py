@@ -31,6 +31,7 @@ class Inferred:
     shape: Shape | None  # None: a number
     source: str  # "the code", "the docstring", "its default", "no shape"
     node: ast.AST  # where the shape was read: errors about it point here
+    mask: bool = False  # the docstring calls it a boolean array: no gradient
 
 
 def uses_arrays(fn: ast.FunctionDef, numpy_names: set[str]) -> bool:
@@ -49,6 +50,7 @@ def uses_arrays(fn: ast.FunctionDef, numpy_names: set[str]) -> bool:
 def infer(fn: ast.FunctionDef, params: list[str]) -> dict[str, Inferred]:
     """The inferred shape of each parameter of ``fn`` named in ``params``."""
     documented = docstring_shapes(fn)
+    masks = docstring_masks(fn)
     out: dict[str, Inferred] = {}
     args = fn.args.posonlyargs + fn.args.args
     defaults = dict(
@@ -59,10 +61,10 @@ def infer(fn: ast.FunctionDef, params: list[str]) -> dict[str, Inferred]:
         arg = next((a for a in args if a.arg == name), fn)
         unpacked = _unpacked_shape(fn, name)
         if unpacked is not None:
-            out[name] = Inferred(unpacked[0], "the code", unpacked[1])
+            out[name] = Inferred(unpacked[0], "the code", unpacked[1], name in masks)
             continue
         if name in documented:
-            out[name] = Inferred(documented[name], "the docstring", fn.body[0])
+            out[name] = Inferred(documented[name], "the docstring", fn.body[0], name in masks)
             continue
         default = defaults.get(name)
         if isinstance(default, ast.Constant) and isinstance(default.value, (int, float)):
@@ -162,9 +164,32 @@ _SHAPE = re.compile(r"\bshape\s*(?:of\s*)?\(([^()]*)\)", re.IGNORECASE)
 _ANY = re.compile(r"\bof\s+any\s+shape\b", re.IGNORECASE)
 
 
+_BOOLEAN = re.compile(r"\bbool(ean)?\b", re.IGNORECASE)
+
+
+def docstring_masks(fn: ast.FunctionDef) -> set[str]:
+    """The parameters the docstring calls boolean (``- mask: Boolean array of shape (N, T)``):
+    masks, which select and have no gradient."""
+    return {name for name, text in _entries(fn).items() if _BOOLEAN.search(text)}
+
+
 def docstring_shapes(fn: ast.FunctionDef) -> dict[str, Shape]:
     """The shapes the docstring gives its parameters, as the course writes them. An entry runs
     from ``- name:`` to the next entry; a shape that does not read as one is left out."""
+    found: dict[str, Shape] = {}
+    for name, text in _entries(fn).items():
+        m = _SHAPE.search(text)
+        if m:
+            shape = _docstring_shape(m.group(1), name)
+            if shape is not None:
+                found[name] = shape
+        elif _ANY.search(text):
+            found[name] = (shapes.rest(name),)
+    return found
+
+
+def _entries(fn: ast.FunctionDef) -> dict[str, str]:
+    """Each parameter's entry in the docstring: from ``- name:`` to the next entry."""
     doc = ast.get_docstring(fn)
     if not doc:
         return {}
@@ -180,16 +205,7 @@ def docstring_shapes(fn: ast.FunctionDef) -> dict[str, Shape]:
             current = None  # another entry, a blank line, or a heading ("Returns a tuple of:")
         elif current is not None:
             entries[current] += " " + line.strip()
-    found: dict[str, Shape] = {}
-    for name, text in entries.items():
-        m = _SHAPE.search(text)
-        if m:
-            shape = _docstring_shape(m.group(1), name)
-            if shape is not None:
-                found[name] = shape
-        elif _ANY.search(text):
-            found[name] = (shapes.rest(name),)
-    return found
+    return entries
 
 
 def _docstring_shape(text: str, name: str) -> Shape | None:

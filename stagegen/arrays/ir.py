@@ -26,6 +26,7 @@ from ..expr import (
     Num,
     Or,
     Printer,
+    Var,
     precedence_of,
 )
 
@@ -350,9 +351,15 @@ def transform_array(e: Expr, fn) -> Expr:
 class ArrayPrinter(Printer):
     """Prints array expressions; ``np`` is the name NumPy is imported as."""
 
-    def __init__(self, np_name: str = "np"):
+    def __init__(self, np_name: str = "np", masks: set[str] = frozenset()):
         super().__init__(np_name)
         self.np = np_name
+        self.masks = masks  # names of boolean arrays: NumPy refuses `-` on them
+
+    def _is_mask(self, e: Expr) -> bool:
+        return isinstance(e, (Compare, And, Or, Not)) or (
+            isinstance(e, Var) and e.name in self.masks
+        )
 
     def _receiver(self, e: Expr) -> str:
         """The object of a method call or attribute: parenthesised unless it is an atom."""
@@ -384,7 +391,7 @@ class ArrayPrinter(Printer):
 
     def text(self, e: Expr) -> str:
         np = self.np
-        if isinstance(e, Neg) and isinstance(e.operand, (Compare, And, Or, Not)):
+        if isinstance(e, Neg) and self._is_mask(e.operand):
             # NumPy refuses `-` on a mask: the negated mask is its product with -1.0
             return self.text(Bin("*", Num(-1.0), e.operand))
         if isinstance(e, Neg) and isinstance(e.operand, Bin) and e.operand.op in ("*", "/"):
@@ -392,7 +399,7 @@ class ArrayPrinter(Printer):
             left = inner.left
             while isinstance(left, Bin) and left.op in ("*", "/"):
                 left = left.left
-            if isinstance(left, Compare):  # a mask cannot be negated: -(m * d) is m * -d
+            if self._is_mask(left):  # a mask cannot be negated: -(m * d) is m * -d
                 return self.text(Bin(inner.op, inner.left, Neg(inner.right)))
         if isinstance(e, Dim):
             return e.name

@@ -32,6 +32,7 @@ from .ir import (
     Reduce,
     Reshape,
     ShapeOf,
+    Span,
     ShapeRead,
     Transpose,
     Where,
@@ -90,7 +91,7 @@ class ArrayReader(FunctionReader):
                 "add `import numpy as np` at the top of the module",
             )
         self.np_names = self.names.numpy
-        self.labels = _index_names(fn)
+        self.labels = _index_names(fn) | self._labels_passed_on(fn)
         # NumPy's `t += x` writes into the array `t` names, so every other name for that array
         # (an alias `u = t`, a view `u = t.T`, the caller's argument) would change too. Which
         # array each name holds: an array is known by the parameter or stage that made it.
@@ -128,10 +129,12 @@ class ArrayReader(FunctionReader):
         )
         for p, arg in zip(params, args):
             annotation = arg.annotation
-            if p.name in self.inferred and self.inferred[p.name].shape is not None:
-                p.shape = self.inferred[p.name].shape
-                p.labels = p.name in self.labels
-                self.var_types[p.name] = Type(p.shape, "int" if p.labels else "float")
+            inferred = self.inferred.get(p.name)
+            if inferred is not None and inferred.shape is not None:
+                p.shape = inferred.shape
+                p.labels = p.name in self.labels or inferred.mask  # no gradient either way
+                kind = "bool" if inferred.mask else "int" if p.labels else "float"
+                self.var_types[p.name] = Type(p.shape, kind)
                 continue
             if annotation is None or annotations.is_number_annotation(annotation):
                 p.shape = None
@@ -162,11 +165,85 @@ class ArrayReader(FunctionReader):
             p.labels = p.name in self.labels or read.kind == "int"
             kind = "int" if p.labels else "float"
             self.var_types[p.name] = Type(p.shape, kind)
+        alone = {d for p in params for d in p.shape or () if isinstance(d, str)}
+        for p in params:
+            for d in p.shape or ():
+                lonely = [n for n in shapes.factors(d)[1] if n not in alone and "*" in str(d)]
+                if lonely:  # the backward reads each size from an axis that has it alone
+                    raise self.src.error(
+                        fn,
+                        f"the size {d} of `{p.name}` is a product of {lonely[0]}, which no "
+                        "parameter has as an axis of its own",
+                        f"name that axis with one name (e.g. `M` for {d}), or pass an array "
+                        f"with an axis of size {lonely[0]}",
+                    )
         self.caller_arrays = {p.name for p in params}
         for p in params:
             self.array_of[p.name] = p.name
             self.holders[p.name] = {p.name}
         return params
+
+    def _span(self, item: ast.Slice) -> Span:
+        """``start:stop`` with sizes for bounds (``H``, ``2 * H``, a number); the length is
+        worked out where the axis is known (_sliced)."""
+        bounds = []
+        for bound in (item.lower, item.upper):
+            if bound is None:
+                bounds.append(None)
+                continue
+            e = self.expr(bound)
+            bt = self.type_of(e)
+            if bt.kind != "int" or bt.shape != () or not _is_size(bt.value):
+                raise self.src.error(
+                    bound,
+                    "a slice's bounds must be sizes: numbers, or sizes read from a shape",
+                    "write e.g. `a[:, H : 2 * H]` with `N, H = h.shape`",
+                )
+            bounds.append(e)
+        return Span(*bounds)
+
+    def _sliced(self, node, operand: Expr, t: Type, items: list) -> tuple[Expr, Type]:
+        """``a[:, H : 2 * H]``: basic slicing, each bound a multiple of the axis's own size
+        (so that the slice is inside it whatever the sizes are)."""
+        if any(_is_array(i) and not isinstance(i, Span) for i in items) or any(
+            isinstance(i, NewAxis) for i in items
+        ):
+            raise self.src.error(
+                node,
+                "a slice `a:b` mixed with index arrays or None is not supported",
+                "slice first into a name, then index it",
+            )
+        if len(items) > len(t.shape) or shapes.has_rest(t.shape[: len(items)]):
+            raise self.src.error(node, f"too many indices for shape {show(t.shape)}", "")
+        shape = list(t.shape)
+        for k, item in enumerate(items):
+            if not isinstance(item, Span):
+                continue
+            dim = t.shape[k]
+            start = 0 if item.start is None else self.type_of(item.start).value
+            stop = dim if item.stop is None else self.type_of(item.stop).value
+            length = _difference(stop, start, dim)
+            if length is None:
+                shown = self.src.segment(node) or ast.unparse(node)
+                raise self.src.error(
+                    node,
+                    f"`{shown}` slices an axis of size {dim} from {start} to {stop}, which "
+                    "stagegen cannot show lies inside it for every size",
+                    "slice by multiples of the axis's size, e.g. `a[:, H : 2 * H]` of `4 * H`",
+                )
+            shape[k] = length
+        return Index(operand, tuple(items)), Type(tuple(shape), t.kind)
+
+    def _labels_passed_on(self, fn) -> set[str]:
+        """Names passed where a callee takes integer labels (``softmax_loss(scores, y)``)."""
+        found: set[str] = set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                callee = self.callees.get(node.func.id)
+                for p, arg in zip(callee.params if callee else (), node.args):
+                    if p.labels and isinstance(arg, ast.Name):
+                        found.add(arg.id)
+        return found
 
     def _augassign(self, stmt: ast.AugAssign) -> None:
         self.in_place = stmt
@@ -219,6 +296,12 @@ class ArrayReader(FunctionReader):
         for p, arg_node, arg in zip(callee.params, node.args, invoke.args):
             want = callee.types.get(p.name, Type((), "float"))
             got = self.type_of(arg)
+            lead = len(want.shape) - 1 if shapes.has_rest(want.shape[-1:]) else None
+            if lead is not None and len(got.shape) >= lead and not shapes.has_rest(got.shape):
+                # the callee takes any number of dimensions from here on: these
+                dims[want.shape[-1]] = tuple(got.shape[lead:])
+                want = Type(want.shape[:lead], want.kind)
+                got = Type(got.shape[:lead], got.kind)
             if len(want.shape) != len(got.shape) or (want.kind == "int") != (got.kind == "int"):
                 raise self.src.error(
                     arg_node,
@@ -247,7 +330,7 @@ class ArrayReader(FunctionReader):
                 continue
             value, _ = next(differentiable)
             t = callee.types.get(value.name, Type((), "float"))
-            missing = [d for d in t.shape if isinstance(d, str) and d not in dims]
+            missing = [d for d in shapes.names_in(t.shape) if d not in dims]
             if missing:
                 raise self.src.error(
                     node,
@@ -255,7 +338,7 @@ class ArrayReader(FunctionReader):
                     f"dimension {missing[0]} none of its parameters' annotations names",
                     "return values whose shapes the parameters' annotations fix",
                 )
-            outputs.append(Type(tuple(dims.get(d, d) for d in t.shape), t.kind))
+            outputs.append(Type(_called_shape(t.shape, dims), t.kind))
         self.call_parts[invoke] = outputs
         self.types[invoke] = outputs[0] if invoke.returns == 1 else Type((), "float")
         return invoke
@@ -464,6 +547,10 @@ class ArrayReader(FunctionReader):
             value = None
             if isinstance(a.value, int) and isinstance(b.value, int) and op == "-":
                 value = a.value - b.value
+            elif shape == () and _is_size(a.value) and _is_size(b.value) and op == "*":
+                value = shapes.multiply([a.value, b.value])  # a size: x.reshape(N * T, D)
+            elif shape == () and _is_size(a.value) and _is_size(b.value) and op == "+":
+                value = _sum_of_dims([a.value, b.value])  # None unless it is one name's multiple
             return Type(shape, "int", value)
         return Type(shape, "float")
 
@@ -1196,13 +1283,16 @@ class ArrayReader(FunctionReader):
         items: list[Expr] = []
         for item in raw:
             if isinstance(item, ast.Slice):
-                if item.lower or item.upper or item.step:
+                if item.step:
                     raise self.src.error(
                         item,
-                        "only the full slice `:` is supported",
-                        "index with `:`, None or index arrays",
+                        "a slice with a step is not supported",
+                        "slice from a start to a stop, e.g. `a[:, H : 2 * H]`",
                     )
-                items.append(FullSlice())
+                if item.lower or item.upper:
+                    items.append(self._span(item))
+                else:
+                    items.append(FullSlice())
             elif (isinstance(item, ast.Constant) and item.value is None) or (
                 isinstance(item, ast.Attribute)
                 and item.attr == "newaxis"
@@ -1215,10 +1305,10 @@ class ArrayReader(FunctionReader):
                 if it.kind == "int" and it.shape == () and _is_loop_index(e, self.integers):
                     items.append(e)  # one step's slot: x[:, t, :]
                     continue
-                if it.kind != "int" or len(it.shape) != 1:
+                if it.kind != "int" or not it.shape:
                     raise self.src.error(
                         item,
-                        "an index must be `:`, None, or a 1-d integer array (labels, np.arange(n))",
+                        "an index must be `:`, None, or an integer array (labels, np.arange(n))",
                         "for a single row or column, index with an integer array of length 1",
                     )
                 items.append(e)
@@ -1236,6 +1326,9 @@ class ArrayReader(FunctionReader):
                 d for d, i in zip(t.shape, items + [FullSlice()] * len(t.shape)) if i not in steps
             )
             return Index(operand, tuple(items)), Type(shape, t.kind)
+        spans = [k for k, i in enumerate(items) if isinstance(i, Span)]
+        if spans:
+            return self._sliced(node, operand, t, items)
         if any(_is_array(i) for i in items) and not isinstance(operand, Var):
             raise self.src.error(
                 value,
@@ -1251,6 +1344,27 @@ class ArrayReader(FunctionReader):
         return Index(operand, tuple(items)), Type(shape, t.kind)
 
 
+def _difference(stop, start, dim):
+    """``stop - start`` when 0 <= start <= stop <= dim for every size: all three multiples of
+    one product of names (``H``, ``2*H``, ``4*H``), or numbers; else None."""
+    terms = [shapes.factors(d) for d in (start, stop, dim)]
+    named = {names for c, names in terms if c}
+    if len(named) > 1:
+        return None
+    names = named.pop() if named else ()
+    (c0, _), (c1, _), (cd, _) = terms
+    if not 0 <= c0 <= c1 <= cd or c1 == c0:
+        return None
+    return shapes.multiply([c1 - c0, *names])
+
+
+def _is_size(value) -> bool:
+    """A dimension a shape read or a number gives: 3, "N", "H*W" (not a rest's many)."""
+    return (isinstance(value, int) and value >= 0) or (
+        isinstance(value, str) and not shapes.is_rest(value)
+    )
+
+
 def _sum_of_dims(sizes) -> object:
     """The sum of dimensions: numbers, or multiples of one product of names (N + N = 2*N);
     None for any other sum (N + M)."""
@@ -1262,6 +1376,26 @@ def _sum_of_dims(sizes) -> object:
         names = n
         coefficient += c
     return shapes.multiply([coefficient, *names])
+
+
+def _called_shape(shape: Shape, dims: dict) -> Shape:
+    """A callee's shape in the caller's dimensions: ``dims`` maps the callee's names to the
+    caller's, and each of its rests (``...x``) to the dimensions the argument had there."""
+    out: list = []
+    for d in shape:
+        if shapes.is_rest(d):
+            out += dims[d]
+        elif isinstance(d, str) and ("*" in d or shapes.is_rest_size(d)):
+            coefficient, names = shapes.factors(d)
+            parts: list = [coefficient]
+            for n in names:
+                parts += (
+                    dims[shapes.rest(shapes.rest_param(n))] if shapes.is_rest_size(n) else [dims[n]]
+                )
+            out.append(shapes.multiply(parts))
+        else:
+            out.append(dims.get(d, d))
+    return tuple(out)
 
 
 # What is exact whatever the number of dimensions of an operand with a rest (``...x``).
@@ -1326,7 +1460,8 @@ def _is_array(item: Expr) -> bool:
 
 
 def _index_shape(shape: Shape, items: list[Expr], array_shapes: list[Shape]) -> Shape:
-    """NumPy's indexing rule, for ``:``, None and 1-d integer arrays (adjacent to each other)."""
+    """NumPy's indexing rule, for ``:``, None and integer arrays (adjacent to each other; their
+    shapes broadcast together and take their place: ``W[x]`` of (V, D) by (N, T) is (N, T, D))."""
     consumed = sum(1 for i in items if not isinstance(i, NewAxis))
     if consumed > len(shape):
         raise ShapeError(
@@ -1363,4 +1498,20 @@ def _index_names(fn) -> set[str]:
         if isinstance(node, ast.Subscript):
             items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
             found.update(i.id for i in items if isinstance(i, ast.Name))
+    # labels reshaped first are labels too: y_flat = y.reshape(N * T), then x[..., y_flat]
+    reshaped = {
+        node.targets[0].id: node.value.func.value.id
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and node.value.func.attr in ("reshape", "ravel", "flatten")
+        and isinstance(node.value.func.value, ast.Name)
+    }
+    for name in list(found):
+        while name in reshaped and reshaped[name] not in found:
+            name = reshaped[name]
+            found.add(name)
     return found

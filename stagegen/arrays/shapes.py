@@ -10,6 +10,7 @@ with a message and a hint; the reader locates it at the expression.
 from __future__ import annotations
 
 import keyword
+import re
 import unicodedata
 from math import prod
 from typing import Union
@@ -104,6 +105,10 @@ def parse_annotation(text: str) -> Shape:
         if part.isascii() and part.isdigit():  # not "²": isdigit, but no int
             dims.append(int(part))
             continue
+        product = _product(part)
+        if product is not None:  # "4*H", "A*B", "4H": the size is their product
+            dims.append(product)
+            continue
         refused = _jaxtyping_symbol(part)
         if refused is not None:
             raise refused
@@ -126,6 +131,27 @@ def parse_annotation(text: str) -> Shape:
             )
         dims.append(name)
     return tuple(dims)
+
+
+_FACTOR = r"(?:\d+|[^\W\d]\w*)"
+_PRODUCT = re.compile(rf"\s*{_FACTOR}(?:\s*\*\s*{_FACTOR})+\s*|\s*\d+[^\W\d]\w*\s*")
+
+
+def _product(part: str) -> Dim | None:
+    """``4*H``, ``A * B`` or ``4H`` as one dimension (a product), else None."""
+    if not _PRODUCT.fullmatch(part):
+        return None
+    factors_: list[Dim] = []
+    for f in part.split("*"):
+        f = f.strip()
+        digits = len(f) - len(f.lstrip("0123456789"))
+        if 0 < digits < len(f):  # 4H
+            factors_ += [int(f[:digits]), unicodedata.normalize("NFKC", f[digits:])]
+        else:
+            factors_.append(int(f) if f.isdigit() else unicodedata.normalize("NFKC", f))
+    if any(isinstance(f, str) and keyword.iskeyword(f) for f in factors_):
+        return None
+    return multiply(factors_)
 
 
 def _jaxtyping_symbol(part: str) -> ShapeError | None:

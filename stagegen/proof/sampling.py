@@ -198,7 +198,9 @@ class Inputs:
         low, high = RANGES[attempt % len(RANGES)]
         values: dict = {}
         for p in self.program.params:
-            if p.labels:
+            if p.labels and self.program.types[p.name].kind == "bool":
+                values[p.name] = self.rng.random(size=self.shape(p.name)) < 0.5  # a mask
+            elif p.labels:
                 values[p.name] = self.rng.integers(
                     0, self.bounds.get(p.name, 2), size=self.shape(p.name)
                 )
