@@ -26,7 +26,7 @@ import sys
 
 from . import __version__, cache
 from .api import load_backward_module
-from .errors import StagegenError
+from .errors import ShapeUnknown, StagegenError
 from .introspect import function_source
 from .program import backward_name
 
@@ -62,6 +62,23 @@ def at_the_function(err: StagegenError, func) -> StagegenError:
 
 def attach_backward(f, *, wrt, verify, split):
     source = function_source(f)
+    try:
+        text, report, namespace = served_or_generated(source, wrt, verify, split)
+    except ShapeUnknown:
+        # The code and the docstring leave a number of dimensions open that the code needs:
+        # the first call's arguments fix it (and each new pattern of shapes, again).
+        f.backward = FirstCall(f, source, wrt=wrt, verify=verify, split=split)
+        f.backward_source = None
+        return f
+    f.backward = namespace[backward_name(source.name)]
+    f.backward_source = text
+    if verify:
+        f.verification = report
+    return f
+
+
+def served_or_generated(source, wrt, verify, split, call_shapes=None):
+    """(text, report, namespace) from the cache, or generated (and proven) and cached."""
     wrt_text = wrt if isinstance(wrt, str) or wrt is None else ",".join(wrt)
     entry_key = cache.key(
         __version__,
@@ -70,18 +87,68 @@ def attach_backward(f, *, wrt, verify, split):
         source.fingerprint(),
         f"wrt={wrt_text}",
         f"split={split}",
+        f"shapes={sorted(call_shapes.items()) if call_shapes else ''}",
     )
     served = serve(cache.load(entry_key), source, verify)
     if served is None:
-        served = generate(source, wrt=wrt, split=split, verify=verify)
+        served = generate(source, wrt=wrt, split=split, verify=verify, call_shapes=call_shapes)
         text, report, _ = served
         cache.store(entry_key, text, report.to_dict() if report is not None else None)
-    text, report, namespace = served
-    f.backward = namespace[backward_name(source.name)]
-    f.backward_source = text
-    if verify:
-        f.verification = report
-    return f
+    return served
+
+
+class FirstCall:
+    """``f.backward`` of an array function whose shapes only a call fixes: each call is
+    served by the backward generated for its pattern of shapes (ranks, axes of size 1, equal
+    sizes; the sizes themselves stay symbolic), generated and proven on that pattern's first
+    call. ``f.backward_source`` and ``f.verification`` are the last pattern's."""
+
+    def __init__(self, f, source, *, wrt, verify, split):
+        import inspect
+
+        self.f, self.source = f, source
+        self.options = {"wrt": wrt, "verify": verify, "split": split}
+        self.signature = inspect.signature(f)
+        self.by_pattern: dict = {}
+
+    def __call__(self, *args, **kwargs):
+        pattern, call_shapes = self.pattern(args, kwargs)
+        backward = self.by_pattern.get(pattern)
+        if backward is None:
+            try:
+                text, report, namespace = served_or_generated(
+                    self.source, call_shapes=call_shapes, **self.options
+                )
+            except StagegenError as err:
+                raise at_the_function(err, self.f) from None
+            backward = self.by_pattern[pattern] = namespace[backward_name(self.source.name)]
+            self.f.backward_source = text
+            if self.options["verify"]:
+                self.f.verification = report
+        return backward(*args, **kwargs)
+
+    def pattern(self, args, kwargs) -> tuple:
+        """The call's pattern (its key) and its array arguments' (shape, kind)."""
+        import numpy as np
+
+        params = list(self.signature.parameters)
+        values = dict(zip(params, args))
+        values.update({k: v for k, v in kwargs.items() if k in params})
+        call_shapes = {}
+        for name, value in values.items():
+            if isinstance(value, np.ndarray):
+                kind = (
+                    "bool"
+                    if value.dtype == bool
+                    else "int" if value.dtype.kind in "iu" else "float"
+                )
+                call_shapes[name] = (tuple(value.shape), kind)
+        sizes: dict[int, int] = {}  # equal sizes share an id: the pattern keeps equalities
+        key = tuple(
+            (name, kind, tuple(1 if n == 1 else sizes.setdefault(n, len(sizes)) for n in shape))
+            for name, (shape, kind) in call_shapes.items()
+        )
+        return key, call_shapes
 
 
 def serve(entry: cache.Entry | None, source, verify: bool):
@@ -128,14 +195,14 @@ def _refuse_calls(source) -> None:
                 )
 
 
-def generate(source, *, wrt, split, verify):
+def generate(source, *, wrt, split, verify, call_shapes=None):
     """Generate (and prove) the backward of a live function; errors are raised here, located,
     and never cached."""
     from .api import build_programs
     from .introspect import programs_of_source
 
     _refuse_calls(source)
-    programs = programs_of_source(source)  # refuses a file that is not the running code
+    programs = programs_of_source(source, call_shapes)  # refuses code that is not what runs
     result = build_programs(programs, source.filename, [source.name], wrt=wrt, split=split)
     report = None
     if verify:

@@ -80,6 +80,11 @@ class HandWrittenWrong(StagegenError):
         self.program, self.source, self.found = program, source, found
 
 
+class ShapeUnknown(StagegenError):
+    """Array code that needs a number of dimensions neither the code nor the docstring fixes.
+    The CLI refuses it; @staged waits for the first call and specialises to its shapes."""
+
+
 class VerificationError(StagegenError):
     """A generated gradient disagrees with the reference: a bug in stagegen, never a user error."""
 

@@ -641,6 +641,14 @@ def bind_sizes(program: Program, values: dict) -> tuple[dict[str, int], dict[str
     import math
 
     dims = dimension_names(program)
+    open_ = next((p for p in program.params if shapes.has_rest(p.shape)), None)
+    if open_ is not None:  # values need every axis; shapes alone do not
+        raise program.error(
+            f"`{open_.name}` may have any number of dimensions here (neither the code nor the "
+            "docstring fixes them), and values need them",
+            f"explain without --at to see the shapes; for values, say its shape in the docstring "
+            f'(`- {open_.name}: ..., of shape (N, D)`) or annotate it (`{open_.name}: "N, D"`)',
+        )
     sizes: dict[str, int] = {}
     numbers: dict[str, float] = {}
     example = _example_sizes(dims)

@@ -118,7 +118,7 @@ def function_source(func) -> FunctionSource:
     )
 
 
-def programs_of_source(source: FunctionSource):
+def programs_of_source(source: FunctionSource, call_shapes: dict | None = None):
     from .parse import MathNames
     from .reader import read_programs
 
@@ -131,6 +131,7 @@ def programs_of_source(source: FunctionSource):
         names=MathNames.from_globals(source.namespace),
         line_offset=source.line_offset,
         col_offset=source.col_offset,
+        call_shapes=call_shapes,
     )
 
 

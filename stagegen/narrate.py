@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from .arrays import shapes
 from .explain_arrays import (
     ArrayExplanationData,
     ArrayStep,
@@ -620,7 +621,9 @@ def array_document(ex: ArrayExplanationData, audience: str = "cli") -> Document:
     split = ", split into elementary operations" if ex.split else ""
     dims = dimension_names(p)
     example = ", ".join(f"{d}={2 + k}" for k, d in enumerate(dims))
-    if ex.symbolic:
+    if ex.symbolic and any(shapes.has_rest(q.shape) for q in p.params):
+        at = "symbolically: each gradient's shape and what fixes it (`...` is any number of axes)"
+    elif ex.symbolic:
         if audience == "python":
             ask = f"pass sizes, e.g. explain({p.name}, {example})" if dims else "pass values"
         else:

@@ -28,11 +28,13 @@ def read_programs(
     line_offset: int = 0,
     col_offset: int = 0,
     importing: tuple[str, ...] = (),
+    call_shapes: dict | None = None,
 ) -> list[Program]:
     """Every requested top-level function of a module, as Programs (all of them when
     ``functions`` is None). Other top-level code is ignored. Functions the module imports
     from a module beside it (``from helpers import sigmoid``, helpers.py in the same folder)
-    are read from there, so calls to them are followed too."""
+    are read from there, so calls to them are followed too. ``call_shapes`` (for @staged)
+    are the concrete shapes of one call's arguments, by parameter."""
     source = Source(text, filename, line_offset, col_offset)
     module = parse_source(source)
     imported = _imported_programs(module, filename, importing)
@@ -99,6 +101,7 @@ def read_programs(
             from .arrays.parse import ArrayReader  # NumPy's language loads only when used
 
             reader = ArrayReader(source, math_names, module_functions, comments)
+            reader.call_shapes = call_shapes
         else:
             reader = FunctionReader(source, math_names, module_functions, comments)
         reader.callees = {**imported, **read}

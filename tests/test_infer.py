@@ -248,3 +248,43 @@ def test_random_any_shape_programs_against_central_differences():
             assert np.allclose(got, expected, rtol=1e-4, atol=1e-4), (source, shape)
             checked += 1
     assert checked >= FUZZ_EXAMPLES  # most draws are checked at several ranks
+
+
+# ---------------------------------------------------------------------------- @staged: the first call
+
+FIRST_CALL = """
+import numpy as np
+from stagegen import staged
+
+
+@staged
+def centred(x, w):
+    m = x.mean(axis=0)
+    return np.sum(np.tanh((x - m) * w))
+"""
+
+
+def test_staged_specialises_to_each_calls_pattern_of_shapes(tmp_path, monkeypatch):
+    """`x.mean(axis=0)` needs x's number of dimensions: the CLI refuses it (located), and
+    @staged generates, proves and keeps one backward per pattern of shapes."""
+    from tests.test_decorator import load_module
+
+    monkeypatch.setenv("STAGEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(stagegen.StagegenError) as info:
+        stagegen.generate(FIRST_CALL.replace("@staged\n", ""))
+    assert "`x.mean(axis=0)` needs to know how many dimensions `x` has" in str(info.value)
+    path = tmp_path / "first_call.py"
+    path.write_text(FIRST_CALL)
+    module = load_module(path, "first_call")
+    f = module.centred
+    assert f.backward_source is None  # nothing is known until a call
+    rng = np.random.default_rng(5)
+    for x_shape, w_shape in [((4, 3), (3,)), ((1, 3), (3,)), ((4, 3), (4, 1)), ((2, 3, 2), ())]:
+        x, w = rng.normal(size=x_shape), rng.normal(size=w_shape)
+        dx, dw = f.backward(x, w)
+        assert np.allclose(dx, numeric_gradient(f, [x, w], 0, 1.0), atol=1e-6)
+        assert np.allclose(dw, numeric_gradient(f, [x, w], 1, 1.0), atol=1e-6)
+        assert f.verification.checks > 0 and "centred" in str(f.verification)
+    assert len(f.backward.by_pattern) == 4
+    f.backward(rng.normal(size=(7, 5)), rng.normal(size=5))  # (4, 3) and (3,) again: no new one
+    assert len(f.backward.by_pattern) == 4

@@ -47,8 +47,46 @@ def uses_arrays(fn: ast.FunctionDef, numpy_names: set[str]) -> bool:
     return False
 
 
-def infer(fn: ast.FunctionDef, params: list[str]) -> dict[str, Inferred]:
-    """The inferred shape of each parameter of ``fn`` named in ``params``."""
+def infer(
+    fn: ast.FunctionDef, params: list[str], call_shapes: dict | None = None
+) -> dict[str, Inferred]:
+    """The inferred shape of each parameter of ``fn`` named in ``params``; with ``call_shapes``
+    (@staged: one call's array arguments, each ``(shape, kind)`` with kind "float", "int" or
+    "bool"), those of that call."""
+    found = _from_the_function(fn, params)
+    return found if call_shapes is None else _from_the_call(fn, found, call_shapes)
+
+
+def _from_the_call(fn, found: dict[str, Inferred], call_shapes: dict) -> dict[str, Inferred]:
+    """The shapes of one call, with sizes kept symbolic: an axis of size 1 is 1 (a broadcast
+    pattern), and axes of equal sizes share one name, the code's or the docstring's where it
+    names one (``N``), else ``x_1`` (parameter and axis). Every call with the same ranks, ones
+    and equalities gets the same backward; @staged generates another for another pattern."""
+    kinds = {name: kind for name, (_, kind) in call_shapes.items()}
+    call_shapes = {name: sizes for name, (sizes, _) in call_shapes.items()}
+    named: dict[int, str] = {}
+    for name, inferred in found.items():
+        shape, sizes = inferred.shape, call_shapes.get(name)
+        if shape is None or sizes is None or shapes.has_rest(shape) or len(shape) != len(sizes):
+            continue
+        for d, n in zip(shape, sizes):
+            if isinstance(d, str) and "*" not in d and n != 1:
+                named.setdefault(n, d)
+    out: dict[str, Inferred] = {}
+    for name, inferred in found.items():
+        sizes = call_shapes.get(name)
+        if sizes is None:  # a number at the call
+            out[name] = Inferred(None, "the first call", fn)
+            continue
+        dims = tuple(
+            1 if n == 1 else named.setdefault(n, f"{name}_{k}") for k, n in enumerate(sizes)
+        )
+        out[name] = Inferred(dims, "the first call", fn, inferred.mask or kinds[name] == "bool")
+    return out
+
+
+def _from_the_function(fn: ast.FunctionDef, params: list[str]) -> dict[str, Inferred]:
+    """Each parameter's shape as the code and the docstring give it."""
     documented = docstring_shapes(fn)
     masks = docstring_masks(fn)
     out: dict[str, Inferred] = {}

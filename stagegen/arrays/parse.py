@@ -14,6 +14,7 @@ import ast
 
 from ..expr import And, Bin, Call, Compare, Cond, Expr, Invoke, Item, Neg, Not, Or, Var, walk
 from ..parse import BINOPS, COMPARISONS, FunctionReader
+from ..errors import ShapeUnknown
 from ..program import Param, Program
 from ..types import Type
 from . import annotations, infer, shapes
@@ -80,6 +81,8 @@ _COMPARE = COMPARISONS  # a mask compares as a condition does
 class ArrayReader(FunctionReader):
     """Reads one array function; ``program.types`` gets the type of every parameter and stage."""
 
+    call_shapes: dict | None = None  # @staged: each argument's shape at the first call
+
     def read(self, fn) -> Program:
         self.types: dict[Expr, Type] = {}  # every expression read, by value
         self.var_types: dict[str, Type] = {}  # parameters and stage targets
@@ -121,9 +124,10 @@ class ArrayReader(FunctionReader):
     def _params(self, fn) -> list[Param]:
         params = super()._params(fn)
         args = list(fn.args.posonlyargs) + list(fn.args.args)
-        # No annotation at all: the shapes come from the code and the docstring (infer.py).
+        # No annotation at all: the shapes come from the code and the docstring (infer.py),
+        # or, for @staged, from the first call (``call_shapes``).
         self.inferred = (
-            infer.infer(fn, [p.name for p in params])
+            infer.infer(fn, [p.name for p in params], self.call_shapes)
             if not any(a.annotation is not None for a in args)
             else {}
         )
@@ -449,9 +453,20 @@ class ArrayReader(FunctionReader):
         shape = self.types[operands[0]].shape if operands else ()
         if not operands or _exact_for_any_rank(e, node, shape):
             return
-        what = f"`{self.src.segment(node) or ast.unparse(node)}`"
-        err = shapes.rest_error(shape, what)
-        raise self.src.error(node, err.message, err.hint)
+        raise self._shape_unknown(node, shape)
+
+    def _shape_unknown(self, node: ast.expr, shape: Shape) -> ShapeUnknown:
+        """The refusal of ``node``, which needs to know how many dimensions a rest holds."""
+        err = shapes.rest_error(shape, f"`{self.src.segment(node) or ast.unparse(node)}`")
+        located = self.src.error(node, err.message, err.hint)
+        return ShapeUnknown(
+            located.message,
+            located.hint,
+            filename=located.filename,
+            line=located.line,
+            col=located.col,
+            source_line=located.source_line,
+        )
 
     def type_of(self, e: Expr) -> Type:
         return self.types[e]
@@ -570,11 +585,9 @@ class ArrayReader(FunctionReader):
         try:
             return shapes.broadcast(a, b)
         except ShapeError as err:
-            refusal = err
             if shapes.has_rest(a) or shapes.has_rest(b):  # say which expression needs it
-                what = f"`{self.src.segment(node) or ast.unparse(node)}`"
-                refusal = shapes.rest_error(a if shapes.has_rest(a) else b, what)
-            raise self.src.error(node, refusal.message, refusal.hint) from None
+                raise self._shape_unknown(node, a if shapes.has_rest(a) else b) from None
+            raise self.src.error(node, err.message, err.hint) from None
 
     def _dot(self, node, left_node, right_node, spelling: str) -> tuple[Expr, Type]:
         left, right = self.expr(left_node), self.expr(right_node)
@@ -584,8 +597,7 @@ class ArrayReader(FunctionReader):
                 raise self.src.error(n, "a matrix product of integers or masks", "multiply floats")
         sa, sb = self._same_size(a.shape, b.shape)
         if shapes.has_rest(sa) or shapes.has_rest(sb):
-            err = shapes.rest_error(sa if shapes.has_rest(sa) else sb, f"`{ast.unparse(node)}`")
-            raise self.src.error(node, err.message, err.hint)
+            raise self._shape_unknown(node, sa if shapes.has_rest(sa) else sb)
         try:
             shape = shapes.dot(sa, sb)
         except ShapeError as err:
@@ -1266,8 +1278,7 @@ class ArrayReader(FunctionReader):
             if type(k) is not int:
                 raise self.src.error(axis, "a shape index must be a constant", "write `x.shape[0]`")
             if shapes.has_rest(t.shape) and (k < 0 or any(map(shapes.is_rest, t.shape[: k + 1]))):
-                err = shapes.rest_error(t.shape, f"`{ast.unparse(node)}`")
-                raise self.src.error(node, err.message, err.hint)
+                raise self._shape_unknown(node, t.shape)
             if not -len(t.shape) <= k < len(t.shape):
                 raise self.src.error(
                     axis,
