@@ -39,6 +39,8 @@ def format_code(text: str) -> str:
     lines = text.split("\n")
     if not any(needs_black(line) for line in lines):
         return text
+    if any(line.count('"""') % 2 or line.count("'''") % 2 for line in lines):
+        return format_with_black(text)  # a string over several lines: not one line at a time
     out: list[str] = []
     for line in lines:
         if not needs_black(line) or line.lstrip().startswith("#"):

@@ -698,3 +698,17 @@ def test_a_wrong_straight_line_hand_written_backward_is_located_on_its_wrong_lin
     path.write_text(source)
     assert main([str(path), "-q"]) == 2
     assert not (tmp_path / "m_backward.py").exists()
+
+
+def test_a_copied_forward_keeps_a_docstring_over_several_lines():
+    """A replayed callee is copied into the generated module; its docstring's lines are text,
+    not statements to format one at a time (a `;` in one crashed the formatter)."""
+    source = (
+        'import numpy as np\n\n\ndef layer(x: "N, D"):\n    """\n    Twice x; and a cache.\n'
+        '    """\n    out = 2 * x\n    cache = x\n    return out, cache\n\n\n'
+        'def loss(x: "N, D"):\n    h, cache = layer(x)\n    return np.sum(h * h)\n'
+    )
+    text = stagegen.generate(source)
+    assert "    Twice x; and a cache.\n" in text
+    x = np.arange(6.0).reshape(2, 3)
+    assert np.allclose(load_backward_module(text)["loss_backward"](x), 8 * x)
