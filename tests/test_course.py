@@ -473,3 +473,10 @@ def test_count_lines_counts_statements_not_docstrings_comments_or_wrapping():
         "    return y\n"
     )
     assert len(count.statements(tree.body[0])) == 4
+
+
+def test_the_readme_shows_the_current_table():
+    """The README's table of the course's layers is count_lines.py's output, as committed."""
+    table = load("count_lines").table().strip()
+    readme = (ROOT / "README.md").read_text()
+    assert table in readme, "regenerate the README's table with examples/course/count_lines.py"
