@@ -10,8 +10,7 @@
 
 def add_mul_backward(x, y, z, df=1.0):
     """Gradient of add_mul with respect to x, y, z, scaled by the upstream gradient df."""
-    # numbers only: array code needs shape annotations
-    x, y, z = float(x), float(y), float(z)
+    x, y, z = float(x), float(y), float(z)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     q = x + y  # (1) the add gate distributes the gradient
     # backprop f = q * z
@@ -25,7 +24,7 @@ def add_mul_backward(x, y, z, df=1.0):
 
 def max_circuit_backward(x, y, z, w, df=1.0):
     """Gradient of max_circuit with respect to x, y, z, w, scaled by the upstream gradient df."""
-    # numbers only: array code needs shape annotations
+    # numbers only: the forward uses no NumPy
     x, y, z, w = float(x), float(y), float(z), float(w)
     # backprop f = s * 2.0
     ds = 2.0 * df  # (4)

@@ -9,7 +9,7 @@ import math
 
 def f_backward(x, y, dout=1.0):
     """Gradient of f with respect to x, y, scaled by the upstream gradient dout."""
-    x, y = float(x), float(y)  # numbers only: array code needs shape annotations
+    x, y = float(x), float(y)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     sigy = 1.0 / (1 + math.exp(-y))  # (1)
     num = x + sigy  # (2)

@@ -9,7 +9,7 @@ import math
 
 def logistic_loss_backward(w, x, b, y, dloss=1.0):
     """Gradient of logistic_loss with respect to w, x, b, y, scaled by the upstream gradient dloss."""
-    b, y = float(b), float(y)  # numbers only: array code needs shape annotations
+    b, y = float(b), float(y)  # numbers only: the forward uses no NumPy
     w = list(map(float, w))
     x = list(map(float, x))
     # forward pass (only the values the backward pass reads)

@@ -9,7 +9,7 @@ import math
 
 def neuron_backward(w, x, df=1.0):
     """Gradient of neuron with respect to w, x, scaled by the upstream gradient df."""
-    w = list(map(float, w))  # numbers only: array code needs shape annotations
+    w = list(map(float, w))  # numbers only: the forward uses no NumPy
     x = list(map(float, x))
     # forward pass (only the values the backward pass reads)
     dot = w[0] * x[0] + w[1] * x[1] + w[2]  # (1)

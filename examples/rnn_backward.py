@@ -9,7 +9,7 @@ import math
 
 def rnn_backward(wh, wx, b, x0, x1, x2, dloss=1.0):
     """Gradient of rnn with respect to wh, wx, b, x0, x1, x2, scaled by the upstream gradient dloss."""
-    # numbers only: array code needs shape annotations
+    # numbers only: the forward uses no NumPy
     wh, wx, b, x0, x1 = float(wh), float(wx), float(b), float(x0), float(x1)
     x2 = float(x2)
     # forward pass (only the values the backward pass reads)

@@ -7,7 +7,7 @@
 
 def robust_backward(pred, target, delta=1.0, dloss=1.0):
     """Gradient of robust with respect to pred, target, delta, scaled by the upstream gradient dloss."""
-    # numbers only: array code needs shape annotations
+    # numbers only: the forward uses no NumPy
     pred, target, delta = float(pred), float(target), float(delta)
     # forward pass (only the values the backward pass reads)
     r = abs(pred - target)  # (1)

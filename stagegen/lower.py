@@ -105,7 +105,7 @@ class Lowered:
     # With loops or branches, replay and blocks are trees: Line, LoweredBlock, LoweredCompound.
 
 
-NUMBERS_ONLY = "numbers only: array code needs shape annotations"
+NUMBERS_ONLY = "numbers only: the forward uses no NumPy"
 DOMAIN_CHECK = "domain check"  # replayed so that the backward raises where f does
 
 

@@ -44,7 +44,7 @@ def unit(x, y):
 
 def square_backward(x, dout=1.0):
     """Gradient of square with respect to x, scaled by the upstream gradient dout."""
-    x = float(x)  # numbers only: array code needs shape annotations
+    x = float(x)  # numbers only: the forward uses no NumPy
     # backprop out = x * x
     dx = 2 * x * dout  # (1)
     return dx
@@ -52,7 +52,7 @@ def square_backward(x, dout=1.0):
 
 def norm2_backward(a, b, dout=1.0):
     """Gradient of norm2 with respect to a, b, scaled by the upstream gradient dout."""
-    a, b = float(a), float(b)  # numbers only: array code needs shape annotations
+    a, b = float(a), float(b)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     aa = square(a)  # (1)
     bb = square(b)  # (2)
@@ -70,7 +70,7 @@ def norm2_backward(a, b, dout=1.0):
 
 def scaled_tanh_backward(x, gain=2.0, dout=1.0):
     """Gradient of scaled_tanh with respect to x, gain, scaled by the upstream gradient dout."""
-    x, gain = float(x), float(gain)  # numbers only: array code needs shape annotations
+    x, gain = float(x), float(gain)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     t = math.tanh(x)  # (1)
     # backprop out = gain * t
@@ -83,7 +83,7 @@ def scaled_tanh_backward(x, gain=2.0, dout=1.0):
 
 def unit_backward(x, y, dn=1.0):
     """Gradient of unit with respect to x, y, scaled by the upstream gradient dn."""
-    x, y = float(x), float(y)  # numbers only: array code needs shape annotations
+    x, y = float(x), float(y)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     h = scaled_tanh(x)  # (1)
     k = scaled_tanh(y, 0.5)  # (2)
@@ -98,7 +98,7 @@ def unit_backward(x, y, dn=1.0):
 
 def deep_backward(x, y, steps, ds=1.0):
     """Gradient of deep with respect to x, y, scaled by the upstream gradient ds."""
-    x, y = float(x), float(y)  # numbers only: array code needs shape annotations
+    x, y = float(x), float(y)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     s_saved = []
     s = x  # (1)

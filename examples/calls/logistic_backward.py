@@ -17,7 +17,7 @@ def sigmoid(z):
 
 def sigmoid_backward(z, dout=1.0):
     """Gradient of sigmoid with respect to z, scaled by the upstream gradient dout."""
-    z = float(z)  # numbers only: array code needs shape annotations
+    z = float(z)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     out = 1.0 / (1.0 + math.exp(-z))  # (1)
     # backprop out = 1.0 / (1.0 + math.exp(-z))
@@ -27,7 +27,7 @@ def sigmoid_backward(z, dout=1.0):
 
 def loss_backward(w1, w2, b, x1, x2, y, dout=1.0):
     """Gradient of loss with respect to w1, w2, b, x1, x2, y, scaled by the upstream gradient dout."""
-    # numbers only: array code needs shape annotations
+    # numbers only: the forward uses no NumPy
     w1, w2, b, x1, x2 = float(w1), float(w2), float(b), float(x1), float(x2)
     y = float(y)
     # forward pass (the values the backward pass reads, and domain checks:

@@ -19,7 +19,7 @@ def scores_of(w1, w2, x1, x2):
 
 def scores_of_backward(w1, w2, x1, x2, ds1=0.0, ds2=0.0):
     """Gradient of scores_of with respect to w1, w2, x1, x2: the sum of each output's gradient scaled by its upstream gradient (ds1, ds2); one left out counts as zero."""
-    # numbers only: array code needs shape annotations
+    # numbers only: the forward uses no NumPy
     w1, w2, x1, x2 = float(w1), float(w2), float(x1), float(x2)
     # backprop s2 = w2 * x2
     dw2 = x2 * ds2  # (2)
@@ -32,7 +32,7 @@ def scores_of_backward(w1, w2, x1, x2, ds1=0.0, ds2=0.0):
 
 def loss_and_scores_backward(w1, w2, x1, x2, dloss=0.0, ds1=0.0):
     """Gradient of loss_and_scores with respect to w1, w2, x1, x2: the sum of each output's gradient scaled by its upstream gradient (dloss, ds1); one left out counts as zero."""
-    # numbers only: array code needs shape annotations
+    # numbers only: the forward uses no NumPy
     w1, w2, x1, x2 = float(w1), float(w2), float(x1), float(x2)
     # forward pass (the values the backward pass reads, and domain checks:
     # stages replayed only so that it raises where the forward raises)

@@ -22,8 +22,7 @@ def softplus_backward(x, dout=1.0):
 
 def smooth_hinge_backward(w, x, y, dout=1.0):
     """Gradient of smooth_hinge with respect to w, x, y, scaled by the upstream gradient dout."""
-    # numbers only: array code needs shape annotations
-    w, x, y = float(w), float(x), float(y)
+    w, x, y = float(w), float(x), float(y)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     margin = 1.0 - y * w * x  # (1)
     # backprop out = softplus(margin)

@@ -7,7 +7,7 @@
 
 def clamp_backward(x, lo, hi, dout=1.0):
     """Gradient of clamp with respect to x, lo, hi, scaled by the upstream gradient dout."""
-    # numbers only: array code needs shape annotations
+    # numbers only: the forward uses no NumPy
     x, lo, hi = float(x), float(lo), float(hi)
     dhi = 0.0  # (1)
     dlo = 0.0  # (1)

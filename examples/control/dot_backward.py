@@ -7,7 +7,7 @@
 
 def dot_backward(w, x, b, ds=1.0):
     """Gradient of dot with respect to w, x, b, scaled by the upstream gradient ds."""
-    b = float(b)  # numbers only: array code needs shape annotations
+    b = float(b)  # numbers only: the forward uses no NumPy
     w = list(map(float, w))
     x = list(map(float, x))
     dw = [0.0] * len(w)

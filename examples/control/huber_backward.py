@@ -7,8 +7,7 @@
 
 def huber_backward(r, delta, dloss=1.0):
     """Gradient of huber with respect to r, delta, scaled by the upstream gradient dloss."""
-    # numbers only: array code needs shape annotations
-    r, delta = float(r), float(delta)
+    r, delta = float(r), float(delta)  # numbers only: the forward uses no NumPy
     ddelta = 0.0  # (1)
     if abs(r) <= delta:  # (1)
         # backprop loss = 0.5 * r**2

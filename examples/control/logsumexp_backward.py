@@ -9,7 +9,7 @@ import math
 
 def logsumexp_backward(x, dout=1.0):
     """Gradient of logsumexp with respect to x, scaled by the upstream gradient dout."""
-    x = list(map(float, x))  # numbers only: array code needs shape annotations
+    x = list(map(float, x))  # numbers only: the forward uses no NumPy
     # forward pass (the values the backward pass reads, and domain checks:
     # stages replayed only so that it raises where the forward raises)
     m_saved = []

@@ -7,7 +7,7 @@
 
 def newton_sqrt_backward(a, dg=1.0):
     """Gradient of newton_sqrt with respect to a, scaled by the upstream gradient dg."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     g_saved = []
     s = 1.0 + a * a  # (1)

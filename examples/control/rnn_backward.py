@@ -9,7 +9,7 @@ import math
 
 def rnn_backward(xs, h0, wh, wx, b, dloss=1.0):
     """Gradient of rnn with respect to xs, h0, wh, wx, b, scaled by the upstream gradient dloss."""
-    # numbers only: array code needs shape annotations
+    # numbers only: the forward uses no NumPy
     h0, wh, wx, b = float(h0), float(wh), float(wx), float(b)
     xs = list(map(float, xs))
     # forward pass (only the values the backward pass reads)

@@ -84,7 +84,7 @@ def _inner_fn(a, b):
 
 def overwrite_if_backward(a, dout=1.0):
     """Gradient of overwrite_if with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     cond1 = a > 0  # (1)
     if cond1:  # (1)
@@ -104,7 +104,7 @@ def overwrite_if_backward(a, dout=1.0):
 
 def nested_if_backward(a, dout=1.0):
     """Gradient of nested_if with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     cond1 = a > 0  # (1)
@@ -132,7 +132,7 @@ def nested_if_backward(a, dout=1.0):
 
 def multiarg_if_backward(a, dout=1.0):
     """Gradient of multiarg_if with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_1_saved = []
     if a * a / 3.0 > 0:  # (1)
@@ -183,7 +183,7 @@ def multiarg_if_backward(a, dout=1.0):
 
 def test_implicit_indexing_backward(x, dres=1.0):
     """Gradient of test_implicit_indexing with respect to x, scaled by the upstream gradient dres."""
-    x = list(map(float, x))  # numbers only: array code needs shape annotations
+    x = list(map(float, x))  # numbers only: the forward uses no NumPy
     dx = [0.0] * len(x)
     # backprop for a in x:
     for i in reversed(range(len(x))):  # (2)
@@ -194,7 +194,7 @@ def test_implicit_indexing_backward(x, dres=1.0):
 
 def serial_if_backward(a, dout=1.0):
     """Gradient of serial_if with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     cond1 = a > 0  # (1)
@@ -221,7 +221,7 @@ def serial_if_backward(a, dout=1.0):
 
 def multivar_if_backward(a, b, dout=1.0):
     """Gradient of multivar_if with respect to a, b, scaled by the upstream gradient dout."""
-    a, b = float(a), float(b)  # numbers only: array code needs shape annotations
+    a, b = float(a), float(b)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     cond1 = a > b  # (1)
@@ -248,7 +248,7 @@ def multivar_if_backward(a, b, dout=1.0):
 
 def serial_for_backward(a, n, dout=1.0):
     """Gradient of serial_for with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     for i in range(n):  # (1)
@@ -272,7 +272,7 @@ def serial_for_backward(a, n, dout=1.0):
 
 def serial_ifthenfor_backward(a, n, dout=1.0):
     """Gradient of serial_ifthenfor with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_1_saved = []
     a_saved = []
@@ -302,7 +302,7 @@ def serial_ifthenfor_backward(a, n, dout=1.0):
 
 def serial_forthenif_backward(a, n, dout=1.0):
     """Gradient of serial_forthenif with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_1_saved = []
     a_saved = []
@@ -332,7 +332,7 @@ def serial_forthenif_backward(a, n, dout=1.0):
 
 def devilish_nested_if_backward(a, dout=1.0):
     """Gradient of devilish_nested_if with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     cond1 = a > 0  # (1)
@@ -365,7 +365,7 @@ def devilish_nested_if_backward(a, dout=1.0):
 
 def overwrite_ifelse_backward(a, dout=1.0):
     """Gradient of overwrite_ifelse with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     cond1 = a > 0  # (1)
     if cond1:  # (1)
@@ -389,7 +389,7 @@ def overwrite_ifelse_backward(a, dout=1.0):
 
 def iter_third_pow1_backward(a, dout=1.0):
     """Gradient of iter_third_pow1 with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     out_saved = []
     out = 1  # (1)
@@ -408,7 +408,7 @@ def iter_third_pow1_backward(a, dout=1.0):
 
 def iter_third_pow2_backward(a, dout=1.0):
     """Gradient of iter_third_pow2 with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     out_saved = []
     out = a  # (1)
@@ -429,7 +429,7 @@ def iter_third_pow2_backward(a, dout=1.0):
 
 def iterpower_static_backward(a, dout=1.0):
     """Gradient of iterpower_static with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     for i in range(3):  # (1)
@@ -447,7 +447,7 @@ def iterpower_static_backward(a, dout=1.0):
 
 def iterpower_backward(a, n, dout=1.0):
     """Gradient of iterpower with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     for i in range(n):  # (1)
@@ -465,7 +465,7 @@ def iterpower_backward(a, n, dout=1.0):
 
 def cond_iterpower1_backward(a, dout=1.0):
     """Gradient of cond_iterpower1 with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     cond2_saved = []
@@ -489,7 +489,7 @@ def cond_iterpower1_backward(a, dout=1.0):
 
 def cond_iterpower2_backward(a, dout=1.0):
     """Gradient of cond_iterpower2 with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     cond1 = a < 20  # (1)
@@ -510,7 +510,7 @@ def cond_iterpower2_backward(a, dout=1.0):
 
 def superfor_iterpower_backward(a, dout=1.0):
     """Gradient of superfor_iterpower with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     for i in range(2):  # (1)
@@ -531,7 +531,7 @@ def superfor_iterpower_backward(a, dout=1.0):
 
 def super_iterpower_backward(a, dout=1.0):
     """Gradient of super_iterpower with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     for i in range(3):  # (1)
@@ -565,7 +565,7 @@ def numpy_sqrt_backward(a, dr=1.0):
 
 def if_mul_with_call_backward(a, b, do=1.0):
     """Gradient of if_mul_with_call with respect to a, b, scaled by the upstream gradient do."""
-    a, b = float(a), float(b)  # numbers only: array code needs shape annotations
+    a, b = float(a), float(b)  # numbers only: the forward uses no NumPy
     if a > b:  # (1)
         # backprop o = _inner_fn(a, b)
         da, db = _inner_fn_backward(a, b, do)  # (2)
@@ -577,7 +577,7 @@ def if_mul_with_call_backward(a, b, do=1.0):
 
 def iterpower_with_call_backward(a, n, dout=1.0):
     """Gradient of iterpower_with_call with respect to a, scaled by the upstream gradient dout."""
-    a = float(a)  # numbers only: array code needs shape annotations
+    a = float(a)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     for i in range(n):  # (1)
@@ -596,7 +596,7 @@ def iterpower_with_call_backward(a, n, dout=1.0):
 
 def gradgrad_pow_backward(a, b, dout=1.0):
     """Gradient of gradgrad_pow with respect to a, b, scaled by the upstream gradient dout."""
-    a, b = float(a), float(b)  # numbers only: array code needs shape annotations
+    a, b = float(a), float(b)  # numbers only: the forward uses no NumPy
     # forward pass (only the values the backward pass reads)
     a_saved = []
     cond1 = a >= 0  # (1)
@@ -623,7 +623,7 @@ def gradgrad_pow_backward(a, b, dout=1.0):
 
 def _inner_fn_backward(a, b, dout=1.0):
     """Gradient of _inner_fn with respect to a, b, scaled by the upstream gradient dout."""
-    a, b = float(a), float(b)  # numbers only: array code needs shape annotations
+    a, b = float(a), float(b)  # numbers only: the forward uses no NumPy
     # backprop out = a * b
     da = b * dout  # (1)
     db = a * dout  # (1)
