@@ -582,7 +582,12 @@ def argument_sentences(step: ArrayStep, added_to: set[str] = frozenset()) -> lis
             into = step.gradient if step.accumulate else "zeros of that shape"
             out.append(
                 f"{_has_shape(step)}: {_shaped(arg.values, arg.shape)} is added into {into} "
-                f"at {arg.index} (np.add.at adds where an index repeats)"
+                f"at {arg.index}"
+                + (
+                    " (np.add.at adds where an index repeats)"
+                    if "np.add.at" in "".join(step.lines)
+                    else ""
+                )
             )
             fixed = True
     if not fixed:

@@ -96,6 +96,12 @@ def _writes(s: ast.stmt) -> list[str]:
         return names
     if isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name):
         return [s.target.id]
+    if (
+        isinstance(s, ast.AugAssign)
+        and isinstance(s.target, ast.Subscript)
+        and isinstance(s.target.value, ast.Name)
+    ):
+        return [s.target.value.id]  # da[:, H : 2 * H] += ...: a slot of da
     call = s.value if isinstance(s, ast.Expr) else None
     if (
         isinstance(call, ast.Call)

@@ -507,3 +507,21 @@ def g_backward(x, idx, dout=1.0):
     assert np.array_equal(after[3]["dx"], np.zeros(3))
     assert np.array_equal(after[4]["dx"], [(4 * x + 1).sum(), 0, 0])
     assert after[5] == {}
+
+
+def test_a_slice_is_explained_with_each_gate_added_into_its_slot(tmp_path):
+    """LSTM-like gates `a[:, :H]`, `a[:, H:]`: each gradient is added into its slot with a
+    plain +=, and the teaching aid does not call that np.add.at."""
+    path = tmp_path / "gates.py"
+    path.write_text(
+        "import numpy as np\n\n\ndef gates(a, c):\n"
+        '    """\n    - a: of shape (N, 2H)\n    - c: of shape (N, H)\n    """\n'
+        "    N, H = c.shape\n    i = np.tanh(a[:, :H])\n    f = 1 / (1 + np.exp(-a[:, H:]))\n"
+        "    return np.sum(i * c + f)\n"
+    )
+    code, out, err = explain_cli(f"{path}::gates", "--at", "N=2,H=3")
+    assert code == 0, err
+    assert "da[:, H:] += (1 - f) * f * df" in out
+    assert "is added into zeros of that shape at (:, H:)\n" in out
+    assert "is added into da at (:, :H)\n" in out
+    assert out.count("✓ agree") == 2
