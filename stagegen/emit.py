@@ -18,6 +18,7 @@ from .arrays.ir import ArrayPrinter
 from .expr import Call, Const, Expr, Invoke, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code, format_with_black
 from .lower import Line, Lowered, LoweredBlock, LoweredCompound, lower
+from .arrays.shapes import show
 from .program import backward_name
 from .reverse import Backward, stages_in
 
@@ -299,7 +300,8 @@ def _render_function(lowered: Lowered, printer: Printer) -> RenderedFunction:
         signature_line=f"{backward_name(p.name)}({', '.join(params)}) -> {result}",
         dependent=output_name,
         independent=wrt_text,
-        notes=[f"the gradient of {v} is named `{g}` ({why})" for v, g, why in b.renamed],
+        notes=[f"the gradient of {v} is named `{g}` ({why})" for v, g, why in b.renamed]
+        + _shape_notes(p),
         replay=replay,
         checks_domain=bool(b.domain_checks),
         setup=[_line_text(line, printer) for line in lowered.setup],
@@ -365,3 +367,17 @@ def _masks(program) -> set[str]:
         for name, t in program.types.items()
         if isinstance(name, str) and getattr(t, "kind", None) == "bool"
     }
+
+
+def _shape_notes(program) -> list[str]:
+    """Where an unannotated function's shapes come from (``x (N, ...)`` from the code), so a
+    reader sees what the backward assumes; nothing for annotated ones."""
+    by_source: dict[str, list[str]] = {}
+    for p in program.params:
+        if p.shape_source:
+            by_source.setdefault(p.shape_source, []).append(f"{p.name} {show(p.shape)}")
+    anything = by_source.pop("no shape", [])
+    notes = [f"shapes from {source}: {', '.join(found)}" for source, found in by_source.items()]
+    if anything:  # (...): nothing fixes them, and the backward reads them when it runs
+        notes.append(f"any shape: {', '.join(found.split()[0] for found in anything)}")
+    return notes

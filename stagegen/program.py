@@ -27,6 +27,9 @@ class Param:
     labels: bool = False
     # Used as a trip count or a loop bound (an integer): never differentiated.
     integer: bool = False
+    # An unannotated array parameter: where its shape was read ("the code", "the docstring",
+    # "the first call", or "no shape": any shape); "" otherwise.
+    shape_source: str = ""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 #
 # f_backward(a, dc=1.0) -> da
 #     reverse mode: the gradient of the output c with respect to a
+#     note: any shape: a
 
 import numpy as np
 

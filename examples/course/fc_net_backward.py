@@ -4,15 +4,19 @@
 # two_layer_loss_backward(X, y, W1, b1, W2, b2, reg=0.0, dloss=1.0) -> (dX, dW1, db1, dW2, db2, dreg)
 #     reverse mode: the gradient of the output loss with respect to X, W1, b1, W2, b2, reg
 #     note: the gradient of `loss` is named `d_loss` (`dloss` is taken by the upstream gradient)
+#     note: shapes from the docstring: X (N, ...), y (N,), W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)
 #
 # affine_backward(x, w, b, dout=1.0) -> (dx, dw, db)
 #     reverse mode: the gradient of the output out with respect to x, w, b
+#     note: shapes from the docstring: x (N, ...), w (D, M), b (M,)
 #
 # relu_backward(x, dout=1.0) -> dx
 #     reverse mode: the gradient of the output out with respect to x
+#     note: shapes from the docstring: x (...)
 #
 # softmax_loss_backward(x, y, dloss=1.0) -> dx
 #     reverse mode: the gradient of the output loss with respect to x
+#     note: shapes from the docstring: x (N, C), y (N,)
 
 import numpy as np
 

@@ -3,21 +3,29 @@
 #
 # affine_backward(x, w, b, dout=1.0) -> (dx, dw, db)
 #     reverse mode: the gradient of the output out with respect to x, w, b
+#     note: shapes from the docstring: x (N, ...), w (D, M), b (M,)
 #
 # relu_backward(x, dout=1.0) -> dx
 #     reverse mode: the gradient of the output out with respect to x
+#     note: shapes from the docstring: x (...)
 #
 # batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0) -> (dx, dgamma, dbeta, deps)
 #     reverse mode: the gradient of the output out with respect to x, gamma, beta, eps
+#     note: shapes from the code: x (N, D)
+#     note: shapes from the docstring: gamma (D,), beta (D,)
 #
 # layernorm_backward(x, gamma, beta, eps=1e-5, dout=1.0) -> (dx, dgamma, dbeta, deps)
 #     reverse mode: the gradient of the output out with respect to x, gamma, beta, eps
+#     note: shapes from the docstring: x (N, D), gamma (D,), beta (D,)
 #
 # spatial_batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0) -> (dx, dgamma, dbeta, deps)
 #     reverse mode: the gradient of the output out with respect to x, gamma, beta, eps
+#     note: shapes from the code: x (N, C, H, W)
+#     note: shapes from the docstring: gamma (C,), beta (C,)
 #
 # softmax_loss_backward(x, y, dloss=1.0) -> dx
 #     reverse mode: the gradient of the output loss with respect to x
+#     note: shapes from the docstring: x (N, C), y (N,)
 
 import numpy as np
 

@@ -3,6 +3,7 @@
 #
 # word_embedding_backward(x, W, dout=1.0) -> dW
 #     reverse mode: the gradient of the output out with respect to W
+#     note: shapes from the docstring: x (N, T), W (V, D)
 
 import numpy as np
 

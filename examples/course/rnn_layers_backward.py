@@ -3,6 +3,7 @@
 #
 # rnn_step_backward(x, prev_h, Wx, Wh, b, dnext_h=1.0) -> (dx, dprev_h, dWx, dWh, db)
 #     reverse mode: the gradient of the output next_h with respect to x, prev_h, Wx, Wh, b
+#     note: shapes from the docstring: x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,)
 
 import numpy as np
 

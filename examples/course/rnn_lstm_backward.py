@@ -3,9 +3,12 @@
 #
 # sigmoid_backward(x, dout=1.0) -> dx
 #     reverse mode: the gradient of the returned value with respect to x
+#     note: any shape: x
 #
 # lstm_step_backward(x, prev_h, prev_c, Wx, Wh, b, dnext_h=0.0, dnext_c=0.0) -> (dx, dprev_h, dprev_c, dWx, dWh, db)
 #     reverse mode: the gradient of the outputs next_h, next_c with respect to x, prev_h, prev_c, Wx, Wh, b
+#     note: shapes from the docstring: x (N, D), prev_c (N, H), Wx (D, 4*H), Wh (H, 4*H), b (4*H,)
+#     note: shapes from the code: prev_h (N, H)
 
 import numpy as np
 

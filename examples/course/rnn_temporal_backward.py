@@ -3,9 +3,13 @@
 #
 # temporal_affine_backward(x, w, b, dout=1.0) -> (dx, dw, db)
 #     reverse mode: the gradient of the output out with respect to x, w, b
+#     note: shapes from the code: x (N, T, D)
+#     note: shapes from the docstring: w (D, M), b (M,)
 #
 # temporal_softmax_loss_backward(x, y, mask, dloss=1.0) -> dx
 #     reverse mode: the gradient of the output loss with respect to x
+#     note: shapes from the code: x (N, T, V)
+#     note: shapes from the docstring: y (N, T), mask (N, T)
 
 import numpy as np
 

@@ -136,6 +136,7 @@ class ArrayReader(FunctionReader):
             inferred = self.inferred.get(p.name)
             if inferred is not None and inferred.shape is not None:
                 p.shape = inferred.shape
+                p.shape_source = inferred.source
                 p.labels = p.name in self.labels or inferred.mask  # no gradient either way
                 kind = "bool" if inferred.mask else "int" if p.labels else "float"
                 self.var_types[p.name] = Type(p.shape, kind)
