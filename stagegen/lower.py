@@ -106,6 +106,7 @@ class Lowered:
 
 
 NUMBERS_ONLY = "numbers only: the forward uses no NumPy"
+NUMBER_PARAMETERS = "numbers: an array here raises"
 DOMAIN_CHECK = "domain check"  # replayed so that the backward raises where f does
 
 
@@ -196,7 +197,7 @@ def lower(b: Backward) -> Lowered:
                 line.value = transform_array(line.value, replace_dim)
     return Lowered(
         backward=b,
-        numbers_only=_numbers_only(p) if types.numbers_only else [],
+        numbers_only=_numbers_only(p),
         replay=replay,
         setup=bound + setup,
         blocks=blocks,
@@ -584,10 +585,17 @@ def _bind_dimensions(b: Backward, blocks, setup, zero) -> tuple[list[Line], dict
 
 def _numbers_only(p) -> list[str]:
     """``x, y = float(x), float(y)``: a backward written for numbers, called with arrays,
-    would return gradients of the wrong shape; ``float`` raises on that line instead."""
+    would return gradients of the wrong shape; ``float`` raises on that line instead. In array
+    code, the same for its number parameters (``eps``, ``reg``): an array passed there would
+    get its gradient summed to one number."""
     if "float" in p.user_names:
         return []  # the user's own `float`: leave the inputs as they are
-    names = [q.name for q in p.params if not q.is_list and not q.integer]
+    array_code = bool(p.numpy)
+    names = [
+        q.name
+        for q in p.params
+        if not q.is_list and not q.integer and not (array_code and q.shape is not None)
+    ]
     lines: list[str] = []
     group: list[str] = []
     for n in names:  # as few lines as fit, so black has nothing to wrap
@@ -602,7 +610,7 @@ def _numbers_only(p) -> list[str]:
     lines += [f"{q.name} = {convert.format(q.name)}" for q in p.params if q.is_list]
     if not lines:
         return []
-    comment = f"  # {NUMBERS_ONLY}"
+    comment = f"  # {NUMBERS_ONLY if not array_code else NUMBER_PARAMETERS}"
     if len(lines[0]) + len(comment) + 4 <= LINE_LENGTH:
         return [lines[0] + comment, *lines[1:]]
     return [comment.strip(), *lines]

@@ -288,3 +288,74 @@ def test_staged_specialises_to_each_calls_pattern_of_shapes(tmp_path, monkeypatc
     assert len(f.backward.by_pattern) == 4
     f.backward(rng.normal(size=(7, 5)), rng.normal(size=5))  # (4, 3) and (3,) again: no new one
     assert len(f.backward.by_pattern) == 4
+
+
+# ---------------------------------------------------------------------------- found in review
+
+
+def gradient_check(source: str, name: str, args: list, atol=1e-6):
+    """Every gradient the backward returns equals central differences; returns them."""
+    forward, backward = generated(source)
+    grads = backward[f"{name}_backward"](*args)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    floats = [k for k, a in enumerate(args) if np.asarray(a).dtype.kind == "f"]
+    assert len(grads) == len(floats)
+    for k, g in zip(floats, grads):
+        expected = numeric_gradient(forward[name], args, k, 1.0)
+        assert np.shape(g) == np.shape(expected) and np.allclose(g, expected, atol=atol), k
+    return grads
+
+
+def test_an_any_shape_argument_to_an_any_shape_callee_keeps_its_axes_open():
+    source = (
+        "import numpy as np\n\ndef g(z):\n    return np.tanh(z)\n\n"
+        "def f(y):\n    v = g(y)\n    return np.sum(np.max(v, axis=-1))\n"
+    )
+    with pytest.raises(stagegen.StagegenError) as info:
+        stagegen.generate(source)
+    assert "`np.max(v, axis=-1)` needs to know how many dimensions `y` has" in str(info.value)
+    rng = np.random.default_rng(2)
+    rest = source.replace("np.sum(np.max(v, axis=-1))", "np.max(v) + np.sum(v)")
+    gradient_check(rest, "f", [rng.normal(size=(2, 2, 3))])
+
+
+def test_prose_about_booleans_does_not_make_a_mask():
+    source = (
+        'import numpy as np\n\ndef f(x, w):\n    """\n    - x: of shape (N, D). Not a bool array.\n'
+        '    - w: of shape (D,)\n      no boolean arrays are used\n    """\n    return np.sum(x * w)\n'
+    )
+    rng = np.random.default_rng(3)
+    gradient_check(source, "f", [rng.normal(size=(3, 2)), rng.normal(size=2)])
+
+
+def test_a_name_bound_again_is_not_the_parameters_labels():
+    source = (
+        'import numpy as np\n\ndef f(x, y):\n    """\n    - x: of shape (N, D)\n'
+        '    - y: of shape (N, D)\n    """\n    N, D = x.shape\n    out = np.sum(x * y)\n'
+        "    y = np.arange(N)\n    return out + np.sum(x[y])\n"
+    )
+    rng = np.random.default_rng(4)
+    gradient_check(source, "f", [rng.normal(size=(3, 2)), rng.normal(size=(3, 2))])
+
+
+def test_a_number_parameter_of_array_code_refuses_an_array():
+    source = (
+        'import numpy as np\n\ndef f(x, w=0.5):\n    """\n    - x: of shape (N, D)\n'
+        '    - w: of shape (D,)\n    """\n    return np.sum(x * w)\n'
+    )
+    text = stagegen.generate(source)
+    assert "w = float(w)  # numbers: an array here raises" in text
+    backward = load_backward_module(text)["f_backward"]
+    x = np.ones((3, 2))
+    dx, dw = backward(x, 0.5)
+    assert np.allclose(dx, 0.5) and np.shape(dw) == () and dw == 6.0
+    with pytest.raises(TypeError):
+        backward(x, np.ones(2))  # summing dw to one number would be silently wrong
+
+
+def test_a_proof_that_finds_no_point_in_the_domain_refuses():
+    with pytest.raises(stagegen.StagegenError) as info:
+        stagegen.verify(
+            'import numpy as np\n\ndef f(x: "N"):\n    return np.sum(np.sqrt(x - 5.0))\n'
+        )
+    assert "found no point where `f` is defined" in str(info.value)

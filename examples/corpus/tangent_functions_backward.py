@@ -549,6 +549,7 @@ def super_iterpower_backward(a, dout=1.0):
 
 def numpy_sqrt_backward(a, dr=1.0):
     """Gradient of numpy_sqrt with respect to a, scaled by the upstream gradient dr."""
+    a = float(a)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
     if a >= 0:  # (1)
         r = np.sqrt(a)  # (2)

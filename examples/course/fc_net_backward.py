@@ -64,6 +64,7 @@ def relu_forward(x):
 
 def two_layer_loss_backward(X, y, W1, b1, W2, b2, reg=0.0, dloss=1.0):
     """Gradient of two_layer_loss with respect to X, W1, b1, W2, b2, reg, scaled by the upstream gradient dloss."""
+    reg = float(reg)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
     hidden, _ = affine_forward(X, W1, b1)  # (1)
     hidden_relu, _ = relu_forward(hidden)  # (2)

@@ -53,6 +53,7 @@ def relu_backward(x, dout=1.0):
 
 def batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     """Gradient of batchnorm_forward with respect to x, gamma, beta, eps, scaled by the upstream gradient dout (shaped like out, or a number). The saved values it also returns (a cache) have no gradient."""
+    eps = float(eps)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
     sample_mean = np.mean(x, axis=0)  # (3)
     sample_var = np.var(x, axis=0)  # (4)
@@ -77,6 +78,7 @@ def batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
 
 def layernorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     """Gradient of layernorm_forward with respect to x, gamma, beta, eps, scaled by the upstream gradient dout (shaped like out, or a number). The saved values it also returns (a cache) have no gradient."""
+    eps = float(eps)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
     mu = np.mean(x, axis=1, keepdims=True)  # (1)
     var = np.var(x, axis=1, keepdims=True)  # (2)
@@ -104,6 +106,7 @@ def layernorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
 
 def spatial_batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     """Gradient of spatial_batchnorm_forward with respect to x, gamma, beta, eps, scaled by the upstream gradient dout (shaped like out, or a number). The saved values it also returns (a cache) have no gradient."""
+    eps = float(eps)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
     C = x.shape[1]  # (2)
     x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (5)

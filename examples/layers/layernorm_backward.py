@@ -9,6 +9,7 @@ import numpy as np
 
 def layernorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     """Gradient of layernorm with respect to x, gamma, beta, scaled by the upstream gradient dout (shaped like out, or a number)."""
+    eps = float(eps)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
     mu = x.mean(axis=1, keepdims=True)  # (1)
     xmu = x - mu  # (2)

@@ -9,6 +9,7 @@ import numpy as np
 
 def two_layer_loss_backward(X, y, W1, b1, W2, b2, reg=0.0, dloss=1.0):
     """Gradient of two_layer_loss with respect to W1, b1, W2, b2, scaled by the upstream gradient dloss."""
+    reg = float(reg)  # numbers: an array here raises
     # forward pass (the values the backward pass reads, and domain checks:
     # stages replayed only so that it raises where the forward raises)
     hidden = np.maximum(0, X @ W1 + b1)  # (1)

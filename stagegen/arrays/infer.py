@@ -3,10 +3,10 @@
 In order, for a parameter without an annotation:
 1. the code: ``N, D = x.shape`` fixes ``x`` to ``(N, D)``; ``N = x.shape[0]`` (or ``x.shape[0]``
    read anywhere) fixes its first dimension and leaves the rest open: ``(N, ...x)``;
-2. the docstring, as the course documents its layers: ``- x: Input data, of shape (N, D)``;
+2. a number default (``eps=1e-5``, ``shift=-1.0``), or a comparison in an ``if`` or ``while``
+   test (``if a >= 0:``), makes a number;
+3. the docstring, as the course documents its layers: ``- x: Input data, of shape (N, D)``;
    ``(N, d_1, ..., d_k)`` is ``(N, ...x)``, and ``of any shape`` is ``(...x)``;
-3. a number default (``eps=1e-5``), or a comparison in an ``if`` or ``while`` test
-   (``if a >= 0:``), makes a number;
 4. anything else is an array of any shape, ``(...x)``: the reader allows on it only what is exact
    for every number of dimensions, and says how to fix the shape where it needs more.
 
@@ -64,7 +64,8 @@ def _from_the_call(fn, found: dict[str, Inferred], call_shapes: dict) -> dict[st
     and equalities gets the same backward; @staged generates another for another pattern."""
     kinds = {name: kind for name, (_, kind) in call_shapes.items()}
     call_shapes = {name: sizes for name, (sizes, _) in call_shapes.items()}
-    named: dict[int, str] = {}
+    named: dict[int, str] = {}  # a size -> the name its unnamed axes take
+    sizes_of: dict[str, int] = {}  # a name the code or docstring gives -> its size here
     for name, inferred in found.items():
         shape, sizes = inferred.shape, call_shapes.get(name)
         if shape is None or sizes is None or shapes.has_rest(shape) or len(shape) != len(sizes):
@@ -72,17 +73,38 @@ def _from_the_call(fn, found: dict[str, Inferred], call_shapes: dict) -> dict[st
         for d, n in zip(shape, sizes):
             if isinstance(d, str) and "*" not in d and n != 1:
                 named.setdefault(n, d)
+                sizes_of.setdefault(d, n)
+            elif isinstance(d, str) and n != 1:  # 4*H of size 12: H is 3
+                c, names = shapes.factors(d)
+                if len(names) == 1 and n % c == 0 and n // c != 1:
+                    named.setdefault(n // c, names[0])
+                    sizes_of.setdefault(names[0], n // c)
     out: dict[str, Inferred] = {}
     for name, inferred in found.items():
         sizes = call_shapes.get(name)
         if sizes is None:  # a number at the call
             out[name] = Inferred(None, "the first call", fn)
             continue
+        said = inferred.shape if inferred.shape and len(inferred.shape) == len(sizes) else ()
+        said = said if not shapes.has_rest(said) else ()
         dims = tuple(
-            1 if n == 1 else named.setdefault(n, f"{name}_{k}") for k, n in enumerate(sizes)
+            _as_said(said[k] if said else None, n, sizes_of)
+            or (1 if n == 1 else named.setdefault(n, f"{name}_{k}"))
+            for k, n in enumerate(sizes)
         )
         out[name] = Inferred(dims, "the first call", fn, inferred.mask or kinds[name] == "bool")
     return out
+
+
+def _as_said(d, n: int, sizes_of: dict):
+    """The axis as the code or docstring names it (``N``, ``4*H``), where this call's size
+    agrees with that name's size elsewhere in the call (else None: named by size)."""
+    if not isinstance(d, str) or n == 1:
+        return None
+    c, names = shapes.factors(d)
+    if len(names) == 1 and c * sizes_of.get(names[0], 0) == n:
+        return d
+    return None
 
 
 def _from_the_function(fn: ast.FunctionDef, params: list[str]) -> dict[str, Inferred]:
@@ -101,22 +123,34 @@ def _from_the_function(fn: ast.FunctionDef, params: list[str]) -> dict[str, Infe
         if unpacked is not None:
             out[name] = Inferred(unpacked[0], "the code", unpacked[1], name in masks)
             continue
-        if name in documented:
-            out[name] = Inferred(documented[name], "the docstring", fn.body[0], name in masks)
-            continue
         default = defaults.get(name)
-        if isinstance(default, ast.Constant) and isinstance(default.value, (int, float)):
+        if _is_number(default):  # code, so before the docstring: w=0.5 is a number
             out[name] = Inferred(None, "its default", default)
             continue
         if name in tested:  # `if a >= 0:` tests one truth value: a is a number
             out[name] = Inferred(None, "a condition", fn)
             continue
         first = _first_dimension(fn, name)
+        if name in documented and not (first and documented[name] == (shapes.rest(name),)):
+            # (the code's (N, ...) says more than the docstring's "of any shape")
+            out[name] = Inferred(documented[name], "the docstring", fn.body[0], name in masks)
+            continue
         if first is not None:
             out[name] = Inferred((first[0], shapes.rest(name)), "the code", first[1])
             continue
         out[name] = Inferred((shapes.rest(name),), "no shape", arg)
     return out
+
+
+def _is_number(node) -> bool:
+    """A number written as a default: ``1e-5``, ``-1.0``, ``2``."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+    )
 
 
 def _tested_names(fn) -> set[str]:
@@ -202,13 +236,14 @@ _SHAPE = re.compile(r"\bshape\s*(?:of\s*)?\(([^()]*)\)", re.IGNORECASE)
 _ANY = re.compile(r"\bof\s+any\s+shape\b", re.IGNORECASE)
 
 
-_BOOLEAN = re.compile(r"\bbool(ean)?\b", re.IGNORECASE)
+# "mask: Boolean array of shape (N, T)": the entry starts by saying it is a boolean array
+_BOOLEAN = re.compile(r"\s*(an?\s+)?(numpy\s+)?bool(ean)?\s+(numpy\s+)?(array|mask)\b", re.I)
 
 
 def docstring_masks(fn: ast.FunctionDef) -> set[str]:
     """The parameters the docstring calls boolean (``- mask: Boolean array of shape (N, T)``):
     masks, which select and have no gradient."""
-    return {name for name, text in _entries(fn).items() if _BOOLEAN.search(text)}
+    return {name for name, text in _entries(fn).items() if _BOOLEAN.match(text)}
 
 
 def docstring_shapes(fn: ast.FunctionDef) -> dict[str, Shape]:

@@ -302,8 +302,13 @@ class ArrayReader(FunctionReader):
             want = callee.types.get(p.name, Type((), "float"))
             got = self.type_of(arg)
             lead = len(want.shape) - 1 if shapes.has_rest(want.shape[-1:]) else None
-            if lead is not None and len(got.shape) >= lead and not shapes.has_rest(got.shape):
-                # the callee takes any number of dimensions from here on: these
+            if (
+                lead is not None
+                and len(got.shape) >= lead
+                and not shapes.has_rest(got.shape[:lead])
+            ):
+                # the callee takes any number of dimensions from here on: these (a tuple,
+                # which may hold the caller's own rest)
                 dims[want.shape[-1]] = tuple(got.shape[lead:])
                 want = Type(want.shape[:lead], want.kind)
                 got = Type(got.shape[:lead], got.kind)
@@ -327,6 +332,10 @@ class ArrayReader(FunctionReader):
                     + (f" and {dims[w]}" if isinstance(w, str) and w in dims else ""),
                     "pass arguments whose shapes agree as the callee's annotations say",
                 )
+        for rest, size in callee.rest_sizes.items():  # x.reshape(N, -1).dot(w) in the callee
+            given = dims.get(rest, ())
+            if len(given) == 1 and shapes.is_rest(given[0]) and isinstance(dims.get(size), str):
+                self.rest_sizes.setdefault(given[0], dims[size])  # the caller's rest holds it
         outputs = []
         differentiable = iter(callee.outputs)
         for k in range(callee.returns):
@@ -1510,6 +1519,20 @@ def _index_names(fn) -> set[str]:
         if isinstance(node, ast.Subscript):
             items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
             found.update(i.id for i in items if isinstance(i, ast.Name))
+    # A name bound in the function may index as something else (y = np.arange(N); x[y]):
+    # only a name that always holds the parameter, or a reshape bound once, says "labels".
+    bound: dict[str, int] = {}
+    for node in ast.walk(fn):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        targets += (
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For)) else []
+        )
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                    bound[n.id] = bound.get(n.id, 0) + 1
+    params = {a.arg for a in fn.args.posonlyargs + fn.args.args}
+    found = {n for n in found if (n not in bound if n in params else bound.get(n) == 1)}
     # labels reshaped first are labels too: y_flat = y.reshape(N * T), then x[..., y_flat]
     reshaped = {
         node.targets[0].id: node.value.func.value.id
@@ -1523,7 +1546,9 @@ def _index_names(fn) -> set[str]:
         and isinstance(node.value.func.value, ast.Name)
     }
     for name in list(found):
-        while name in reshaped and reshaped[name] not in found:
+        while name in reshaped and reshaped[name] not in found and bound.get(name) == 1:
             name = reshaped[name]
+            if name in params and name in bound:
+                break  # the parameter's name is bound again: not the labels it was passed
             found.add(name)
     return found

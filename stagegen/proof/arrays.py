@@ -542,6 +542,14 @@ def checks(trial) -> list[Outcome]:
     outcomes.append(
         _summarise(numeric, "float64 central differences of the forward as written", other)
     )
+    if not report.points:  # a proof that checked nothing proves nothing: say so, write nothing
+        raise program.error(
+            f"stagegen found no point where `{program.name}` is defined to check its backward "
+            f"({'; '.join(report.notes) or 'every random point failed'})",
+            "check that the forward runs on random inputs of the shapes it declares (its "
+            "domain, e.g. np.sqrt(x - 5.0) needs x >= 5), or pass --no-verify to write it "
+            "unproven",
+        )
     return outcomes
 
 
