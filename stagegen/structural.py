@@ -18,6 +18,7 @@ from .arrays.ir import (
     BroadcastTo,
     Dim,
     Dot,
+    Draw,
     Filled,
     FullSlice,
     Index,
@@ -297,7 +298,7 @@ def _move(node: Move, g: Expr, value: Expr, types: Types):
     return [(x, back)]
 
 
-def _filled(node: Filled, g: Expr, value: Expr, types: Types):
+def _filled(node: Filled | Draw, g: Expr, value: Expr, types: Types):
     return []  # a constant: no gradient to pass on
 
 
@@ -343,6 +344,7 @@ STRUCTURAL: dict[type, Rule] = {
     Invoke: _invoke,
     Move: _move,
     Filled: _filled,
+    Draw: _filled,
     Join: _join,
     Outer: _outer,
     Where: _where,

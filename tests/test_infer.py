@@ -359,3 +359,52 @@ def test_a_proof_that_finds_no_point_in_the_domain_refuses():
             'import numpy as np\n\ndef f(x: "N"):\n    return np.sum(np.sqrt(x - 5.0))\n'
         )
     assert "found no point where `f` is defined" in str(info.value)
+
+
+# ---------------------------------------------------------------------------- seeded draws (dropout)
+
+DROPOUT = '''
+import numpy as np
+
+
+def dropout_loss(x, w, p, seed):
+    """
+    - x: of shape (N, D)
+    - w: of shape (D,)
+    - p: keep probability
+    - seed: the seed
+    """
+    np.random.seed(seed)
+    mask = (np.random.rand(*x.shape) < p) / p
+    return np.sum(np.tanh(x * mask) * w)
+'''
+
+
+def test_a_seeded_draw_is_drawn_again_without_touching_numpys_global_state():
+    text = stagegen.generate(DROPOUT)
+    assert "mask = (np.random.RandomState(seed).rand(*x.shape) < p) / p" in text
+    forward, backward = generated(DROPOUT)
+    rng = np.random.default_rng(9)
+    x, w = rng.normal(size=(3, 4)), rng.normal(size=4)
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    dx, dw, dp = backward["dropout_loss_backward"](x, w, 0.6, 5)
+    assert np.array_equal(np.random.get_state()[1], before)
+    for k, g in ((0, dx), (1, dw), (2, dp)):
+        expected = numeric_gradient(forward["dropout_loss"], [x, w, 0.6, 5], k, 1.0)
+        assert np.allclose(g, expected, atol=1e-6), k
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "mask = np.random.rand(*x.shape) < 0.5",  # no seed: the backward could not draw it again
+        "np.random.seed(seed)\n    a = np.random.rand(*x.shape)\n    mask = np.random.rand(*x.shape) < a",
+        "np.random.seed(3)\n    mask = np.random.rand(*x.shape) < 0.5",
+    ],
+)
+def test_draws_the_backward_cannot_repeat_are_refused(body):
+    source = f"import numpy as np\n\ndef f(x, seed):\n    {body}\n    return np.sum(x * mask)\n"
+    with pytest.raises(stagegen.StagegenError) as info:
+        stagegen.generate(source)
+    assert "np.random" in str(info.value)

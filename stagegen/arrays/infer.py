@@ -6,7 +6,8 @@ In order, for a parameter without an annotation:
 2. a number default (``eps=1e-5``, ``shift=-1.0``), or a comparison in an ``if`` or ``while``
    test (``if a >= 0:``), makes a number;
 3. the docstring, as the course documents its layers: ``- x: Input data, of shape (N, D)``;
-   ``(N, d_1, ..., d_k)`` is ``(N, ...x)``, and ``of any shape`` is ``(...x)``;
+   ``(N, d_1, ..., d_k)`` is ``(N, ...x)``, and ``of any shape`` is ``(...x)``; an entry that
+   gives no shape (``- p: Dropout parameter.``) is a number;
 4. anything else is an array of any shape, ``(...x)``: the reader allows on it only what is exact
    for every number of dimensions, and says how to fix the shape where it needs more.
 
@@ -111,6 +112,7 @@ def _from_the_function(fn: ast.FunctionDef, params: list[str]) -> dict[str, Infe
     """Each parameter's shape as the code and the docstring give it."""
     documented = docstring_shapes(fn)
     masks = docstring_masks(fn)
+    entries = _entries(fn)
     out: dict[str, Inferred] = {}
     args = fn.args.posonlyargs + fn.args.args
     defaults = dict(
@@ -137,6 +139,9 @@ def _from_the_function(fn: ast.FunctionDef, params: list[str]) -> dict[str, Infe
             continue
         if first is not None:
             out[name] = Inferred((first[0], shapes.rest(name)), "the code", first[1])
+            continue
+        if name in entries:  # the course gives every array a shape: "- p: Dropout parameter."
+            out[name] = Inferred(None, "the docstring", fn.body[0])
             continue
         out[name] = Inferred((shapes.rest(name),), "no shape", arg)
     return out

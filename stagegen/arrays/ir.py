@@ -234,6 +234,20 @@ class ShapeOf(Expr):
 
 
 @dataclass(frozen=True)
+class Draw(Expr):
+    """``np.random.rand(*x.shape)`` right after ``np.random.seed(seed)``: uniform draws, a
+    constant with no gradient. The backward draws them again from the same seed without
+    touching NumPy's global state: ``np.random.RandomState(seed).rand(*x.shape)`` gives the
+    same numbers."""
+
+    seed: Expr  # the parameter the forward seeds with
+    like: Expr  # the array whose shape it draws
+
+    def children(self):
+        return (self.seed, self.like)
+
+
+@dataclass(frozen=True)
 class RestOf(Expr):
     """The dimensions of a parameter from ``start`` on, however many there are (a rest): printed
     ``*x.shape[1:]`` inside a shape; ``size`` prints how many elements they hold."""
@@ -298,6 +312,8 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return ShapeRead(kids[0], e.axis)
     if isinstance(e, RestOf):
         return RestOf(kids[0], e.start, e.size)
+    if isinstance(e, Draw):
+        return Draw(kids[0], kids[1])
     if isinstance(e, Arange):
         return Arange(kids[0])
     if isinstance(e, BroadcastTo):
@@ -417,6 +433,9 @@ class ArrayPrinter(Printer):
             if e.spelling == "np.transpose":
                 return f"{np}.transpose({self.text(e.operand)})"
             return f"{self._receiver(e.operand)}.T"
+        if isinstance(e, Draw):
+            like = self.text(ShapeOf(e.like))
+            return f"{np}.random.RandomState({self.text(e.seed)}).rand(*{like})"
         if isinstance(e, RestOf):  # (a shape lists it starred: _dims)
             if e.start == 0:  # any shape, a number's too: np.shape(x), np.size(x)
                 return f"{np}.{'size' if e.size else 'shape'}({self.text(e.operand)})"
@@ -510,6 +529,7 @@ __all__ = [
     "Copy",
     "Dim",
     "Dot",
+    "Draw",
     "FullSlice",
     "Index",
     "NewAxis",

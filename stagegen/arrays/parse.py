@@ -23,6 +23,7 @@ from .ir import (
     Arange,
     Copy,
     Dot,
+    Draw,
     Filled,
     FullSlice,
     Index,
@@ -94,7 +95,11 @@ class ArrayReader(FunctionReader):
                 "add `import numpy as np` at the top of the module",
             )
         self.np_names = self.names.numpy
-        self.labels = _index_names(fn) | self._labels_passed_on(fn)
+        # np.random.seed(seed): an integer with no gradient, drawn as labels are
+        self.seeds = _seed_names(fn, self.np_names)
+        self.seed: Var | None = None
+        self.drew = False
+        self.labels = _index_names(fn) | self._labels_passed_on(fn) | self.seeds
         # NumPy's `t += x` writes into the array `t` names, so every other name for that array
         # (an alias `u = t`, a view `u = t.T`, the caller's argument) would change too. Which
         # array each name holds: an array is known by the parameter or stage that made it.
@@ -134,6 +139,10 @@ class ArrayReader(FunctionReader):
         for p, arg in zip(params, args):
             annotation = arg.annotation
             inferred = self.inferred.get(p.name)
+            if p.name in self.seeds:  # an integer, no gradient
+                p.shape, p.labels = (), True
+                self.var_types[p.name] = Type((), "int")
+                continue
             if inferred is not None and inferred.shape is not None:
                 p.shape = inferred.shape
                 p.shape_source = inferred.source
@@ -238,6 +247,57 @@ class ArrayReader(FunctionReader):
                 )
             shape[k] = length
         return Index(operand, tuple(items)), Type(tuple(shape), t.kind)
+
+    def _is_random(self, func: ast.expr, name: str) -> bool:
+        """``np.random.<name>``."""
+        return (
+            isinstance(func, ast.Attribute)
+            and func.attr == name
+            and isinstance(func.value, ast.Attribute)
+            and func.value.attr == "random"
+            and self._is_numpy(func.value.value)
+        )
+
+    def _statement(self, stmt: ast.stmt) -> None:
+        """``np.random.seed(seed)``, with a parameter for the seed, is read: the draw that
+        follows it can be drawn again in the backward (``_draw``)."""
+        value = stmt.value if isinstance(stmt, ast.Expr) else None
+        if isinstance(value, ast.Call) and self._is_random(value.func, "seed"):
+            (arg,) = value.args if len(value.args) == 1 and not value.keywords else (None,)
+            if not (isinstance(arg, ast.Name) and arg.id in self.seeds and self.seed is None):
+                raise self.src.error(
+                    value,
+                    "only one np.random.seed(...) of a parameter, before the draw, is supported",
+                    "seed once with a parameter, e.g. `np.random.seed(seed)`, then draw",
+                )
+            self.seed = Var(arg.id)
+            return
+        super()._statement(stmt)
+
+    def _draw(self, node: ast.Call) -> tuple[Expr, Type]:
+        """``np.random.rand(*x.shape)`` after ``np.random.seed(seed)``: the backward draws the
+        same numbers again (the mask of the course's dropout)."""
+        args = node.args
+        like = args[0].value.value if len(args) == 1 and isinstance(args[0], ast.Starred) else None
+        if (
+            self.seed is None
+            or self.drew
+            or node.keywords
+            or not (
+                isinstance(like, ast.Name)
+                and isinstance(args[0].value, ast.Attribute)
+                and args[0].value.attr == "shape"
+            )
+        ):
+            raise self.src.error(
+                node,
+                "a random draw is supported once, as `np.random.rand(*x.shape)` right after "
+                "`np.random.seed(seed)` with a parameter `seed`: the backward must draw the same",
+                "seed with a parameter first, or pass the mask (or the draws) in as a parameter",
+            )
+        self.drew = True
+        operand = self.expr(like)
+        return Draw(self.seed, operand), Type(self.type_of(operand).shape, "float")
 
     def _labels_passed_on(self, fn) -> set[str]:
         """Names passed where a callee takes integer labels (``softmax_loss(scores, y)``)."""
@@ -642,6 +702,8 @@ class ArrayReader(FunctionReader):
 
     def _array_call(self, node: ast.Call) -> tuple[Expr, Type]:
         func = node.func
+        if self._is_random(func, "rand"):
+            return self._draw(node)
         for a in node.args:
             if isinstance(a, ast.Starred):
                 raise self.src.error(a, "starred arguments are not supported", "list the arguments")
@@ -1420,7 +1482,7 @@ def _called_shape(shape: Shape, dims: dict) -> Shape:
 
 
 # What is exact whatever the number of dimensions of an operand with a rest (``...x``).
-_ANY_RANK = (Var, Bin, Neg, Call, Compare, And, Or, Not, Where, Cond, Reshape, Copy)
+_ANY_RANK = (Var, Bin, Neg, Call, Compare, And, Or, Not, Where, Cond, Reshape, Copy, Draw)
 _ANY_RANK_MOVES = ("copy", "astype", "ravel", "flatten")
 _ANY_RANK_REDUCTIONS = ("sum", "mean", "max", "min", "var", "std", "norm")
 
@@ -1509,6 +1571,25 @@ def _index_shape(shape: Shape, items: list[Expr], array_shapes: list[Shape]) -> 
     for s in array_shapes:
         broadcast = shapes.broadcast(broadcast, s)
     return shape[: arrays[0]] + broadcast + shape[arrays[-1] + 1 :]
+
+
+def _seed_names(fn, np_names) -> set[str]:
+    """The parameters passed to ``np.random.seed``."""
+    params = {a.arg for a in fn.args.posonlyargs + fn.args.args}
+    return {
+        node.args[0].id
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "seed"
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "random"
+        and isinstance(node.func.value.value, ast.Name)
+        and node.func.value.value.id in np_names
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id in params
+    }
 
 
 def _index_names(fn) -> set[str]:

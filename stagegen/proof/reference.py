@@ -21,6 +21,7 @@ from ..arrays import shapes
 from ..arrays.ir import (
     Arange,
     Dot,
+    Draw,
     Filled,
     FullSlice,
     Index,
@@ -256,6 +257,11 @@ class SymbolicForward:
             if e.fn == "transpose":
                 return np.transpose(x, e.args)
             return getattr(np, e.fn)(x, e.args)  # expand_dims, squeeze
+        if isinstance(e, Draw):  # the forward's draws again, from the same seed
+            like = np.asarray(v(e.like))
+            seed = int(np.asarray(v(e.seed)).item())
+            draws = np.random.RandomState(seed).rand(*like.shape)
+            return self._obj(draws)
         if isinstance(e, Filled):
             if e.fn.endswith("_like"):
                 shape = np.asarray(v(e.shape[0])).shape
