@@ -116,6 +116,7 @@ def lower(b: Backward) -> Lowered:
     gradient_of = b.gradient_of
     returned = {gradient_of(n) for n in b.wrt}
     accumulated = {st.gradient.name for bl in b.blocks for st in bl.statements if st.accumulate}
+    private = _private_gradients(b, returned | accumulated)
 
     blocks: list[LoweredBlock] = []
     lowered_block: dict[int, LoweredBlock] = {}
@@ -127,7 +128,7 @@ def lower(b: Backward) -> Lowered:
                     Line(st.gradient, st.value, "+=" if st.accumulate else "=", st.stage, st.note)
                 )
             else:
-                lines += _array_statement_lines(st, types, accumulated, returned)
+                lines += _array_statement_lines(st, types, accumulated, returned, private)
         blocks.append(LoweredBlock(block.stage, lines, continued=block.continued))
         lowered_block[id(block)] = blocks[-1]
 
@@ -478,7 +479,34 @@ def _zeros_like(shape) -> Expr:
     return Zeros(dims(shape)) if shape else Num(0.0)
 
 
-def _array_statement_lines(st, types: Types, accumulated: set[str], returned: set[str]):
+def _private_gradients(b: Backward, exposed: set[str]) -> set[str]:
+    """Intermediate gradients a view of which may be returned without a copy: computed fresh
+    (not a view themselves), written once, never added to, read by one statement only, so that
+    nothing else holds their memory (``dx = dx_row.reshape(np.shape(x))``)."""
+    written: dict[str, int] = {}
+    reads: dict[str, int] = {}
+    fresh: set[str] = set()
+    for block in b.blocks:
+        for st in block.statements:
+            name = st.gradient.name
+            written[name] = written.get(name, 0) + 1
+            if not st.accumulate and not _may_alias(st.value):
+                fresh.add(name)
+            for node in {n for n in walk(st.value) if isinstance(n, Var)}:
+                reads[node.name] = reads.get(node.name, 0) + 1
+    return {n for n in fresh - exposed if written[n] == 1 and reads.get(n, 0) == 1}
+
+
+def _viewed(e: Expr) -> Expr:
+    """What a chain of views (reshape, transpose, moves) looks at."""
+    while isinstance(e, (Reshape, Transpose, Move)):
+        e = e.operand
+    return e
+
+
+def _array_statement_lines(
+    st, types: Types, accumulated: set[str], returned: set[str], private: set[str] = frozenset()
+):
     name = st.gradient.name
     value = elementwise_selections(st.value)
     if isinstance(value, Scatter) and _one_slot(value, types):
@@ -497,7 +525,13 @@ def _array_statement_lines(st, types: Types, accumulated: set[str], returned: se
         return lines
     if st.accumulate and isinstance(value, BroadcastTo):
         value = value.operand  # += broadcasts into the full-shaped gradient
-    if not st.accumulate and _may_alias(value):
+    viewed = _viewed(value)
+    if viewed is not value and (
+        (isinstance(viewed, Var) and viewed.name in private)
+        or not isinstance(viewed, (Var, Index, BroadcastTo))
+    ):
+        pass  # a view of a new array, or of a gradient no one else holds: nothing to copy
+    elif not st.accumulate and _may_alias(value):
         # A gradient is an array unless it is a number's (a number's `+=` makes a new one).
         is_array = st.intermediate or bool(types.shape(st.of))
         # += below must not write into another array, nor a returned gradient be one

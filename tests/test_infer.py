@@ -408,3 +408,20 @@ def test_draws_the_backward_cannot_repeat_are_refused(body):
     with pytest.raises(stagegen.StagegenError) as info:
         stagegen.generate(source)
     assert "np.random" in str(info.value)
+
+
+def test_a_gradient_returned_as_a_view_holds_no_one_elses_memory():
+    """`dx = dx_row.reshape(np.shape(x))` is returned without a copy: dx_row is new and read
+    once. Writing into the returned gradients must leave the caller's arrays alone."""
+    text = stagegen.generate(textwrap.dedent(AFFINE))
+    assert ".copy()" not in text.split("def affine_backward")[1]
+    backward = load_backward_module(text)["affine_backward"]
+    rng = np.random.default_rng(8)
+    x, w, b = rng.normal(size=(2, 3, 2)), rng.normal(size=(6, 4)), rng.normal(size=4)
+    dout = rng.normal(size=(2, 4))
+    kept = [a.copy() for a in (x, w, b, dout)]
+    first = [g.copy() for g in backward(x, w, b, dout)]
+    for g in backward(x, w, b, dout):
+        g[...] = 7.0
+    assert all(np.array_equal(a, k) for a, k in zip((x, w, b, dout), kept))
+    assert all(np.allclose(g, f) for g, f in zip(backward(x, w, b, dout), first))

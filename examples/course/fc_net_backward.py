@@ -99,7 +99,7 @@ def affine_backward(x, w, b, dout=1.0):
     dout = np.broadcast_to(dout, (N, M))
     # backprop out = x.reshape(x.shape[0], -1).dot(w) + b
     dout_in = dout.dot(w.T)  # (1)
-    dx = dout_in.reshape(np.shape(x)).copy()  # (1)
+    dx = dout_in.reshape(np.shape(x))  # (1)
     dw = x.reshape(x.shape[0], -1).T.dot(dout)  # (1)
     db = dout.sum(axis=0)  # (1)
     return dx, dw, db

@@ -37,7 +37,7 @@ def affine_backward(x, w, b, dout=1.0):
     dout = np.broadcast_to(dout, (N, M))
     # backprop out = x.reshape(x.shape[0], -1).dot(w) + b
     dout_in = dout.dot(w.T)  # (1)
-    dx = dout_in.reshape(np.shape(x)).copy()  # (1)
+    dx = dout_in.reshape(np.shape(x))  # (1)
     dw = x.reshape(x.shape[0], -1).T.dot(dout)  # (1)
     db = dout.sum(axis=0)  # (1)
     return dx, dw, db
@@ -120,10 +120,8 @@ def spatial_batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
         x_flat, gamma, beta, eps, dout_flat
     )  # (6)
     # backprop x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)
-    dx = (
-        dx_flat.reshape(x.shape[0], x.shape[2], x.shape[3], C)
-        .transpose(0, 3, 1, 2)
-        .copy()
+    dx = dx_flat.reshape(x.shape[0], x.shape[2], x.shape[3], C).transpose(
+        0, 3, 1, 2
     )  # (5)
     return dx, dgamma, dbeta, deps
 

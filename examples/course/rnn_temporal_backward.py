@@ -23,7 +23,7 @@ def temporal_affine_backward(x, w, b, dout=1.0):
     dout = np.broadcast_to(dout, (N, T, w.shape[1]))
     # backprop out = x.reshape(N * T, D).dot(w).reshape(N, T, M) + b
     dout_in = dout.reshape(N * T, w.shape[1])  # (5)
-    dx = dout_in.dot(w.T).reshape(N, T, D).copy()  # (5)
+    dx = dout_in.dot(w.T).reshape(N, T, D)  # (5)
     dw = x.reshape(N * T, D).T.dot(dout_in)  # (5)
     db = dout.sum(axis=(0, 1))  # (5)
     return dx, dw, db
@@ -67,5 +67,5 @@ def temporal_softmax_loss_backward(x, y, mask, dloss=1.0):
         axis=1, keepdims=True
     )  # (7)
     # backprop x_flat = x.reshape(N * T, V)
-    dx = dx_flat.reshape(N, T, V).copy()  # (4)
+    dx = dx_flat.reshape(N, T, V)  # (4)
     return dx
