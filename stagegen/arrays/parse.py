@@ -680,19 +680,14 @@ class ArrayReader(FunctionReader):
         rest holds that many elements (the proof draws it so)."""
         if not a or not b or a[-1] == b[0]:
             return a, b
-        for mine, other in ((a[-1], b[0]), (b[0], a[-1])):
-            if (
-                shapes.is_rest_size(mine)
-                and isinstance(other, str)
-                and not shapes.has_rest((other,))
-            ):
-                if "*" in other or shapes.is_rest_size(other):
-                    break
-                rest = shapes.rest(shapes.rest_param(mine))
-                if self.rest_sizes.setdefault(rest, other) == other:
-                    return a[:-1] + (b[0],) if mine == a[-1] else a, (
-                        (a[-1],) + b[1:] if mine == b[0] else b
-                    )
+        left, right = a[-1], b[0]
+        for mine, name in ((left, right), (right, left)):
+            plain = isinstance(name, str) and "*" not in name and not shapes.is_rest_size(name)
+            if not (shapes.is_rest_size(mine) and plain and not shapes.is_rest(name)):
+                continue
+            if self.rest_sizes.setdefault(shapes.rest(shapes.rest_param(mine)), name) != name:
+                break  # the rest was already said to hold another size
+            return a[:-1] + (name,), (name,) + b[1:]  # the rest's size, named
         return a, b
 
     # calls: np.f(...) and methods x.f(...)
