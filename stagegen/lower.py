@@ -12,6 +12,7 @@ prints, choosing spellings by type.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .arrays.ir import (
@@ -52,6 +53,7 @@ from .layout import LINE_LENGTH
 from .names import CALLED_BUILTINS
 from .program import Branch, Exit, Loop, Stage, walk_nodes
 from .reverse import Backward, Block, BranchBlock, LoopBlock, Restore, Save
+from .shared import RESERVED, Row, name_repeats, reusable_stage, reuse_names, spelling_free
 from .structural import Scatter, dims
 from .types import Types
 
@@ -192,6 +194,8 @@ def lower(b: Backward) -> Lowered:
         for line in [*setup, *zero, *flat_lines(blocks)]:
             if isinstance(line.value, Expr):
                 line.value = transform_array(line.value, replace_dim)
+    if not types.numbers_only:  # number code is printed as the sweep wrote it
+        _share(b, replay, bound + setup + zero, blocks)
     return Lowered(
         backward=b,
         numbers_only=_numbers_only(p) if types.numbers_only else [],
@@ -570,6 +574,115 @@ def _bind_dimensions(b: Backward, blocks, setup, zero) -> tuple[list[Line], dict
         else:
             lines += [Line(Dim(d), ShapeRead(Var(q.name), k)) for k, d in bound]
     return lines, replace
+
+
+# ---------------------------------------------------------------------------- shared parts
+
+
+def _share(b: Backward, replay: list, setup: list[Line], blocks: list) -> None:
+    """An array backward's blocks with the forward's names read where a gradient line computes
+    a replayed stage's value again, and each costly part a block computes twice named once (see
+    shared.py). Forward names are reused in straight-line code only: with loops and branches a
+    name may hold another step's value, or be bound again by a restore."""
+    everything = [*flat_lines(replay), *setup, *flat_lines(blocks)]
+    named: dict[Expr, str] = {}
+    if b.body is None:
+        for stage in b.replay:
+            if reusable_stage(stage.expr):
+                named.setdefault(spelling_free(stage.expr), stage.target)
+    taken = set(RESERVED) | CALLED_BUILTINS | b.program.user_names
+    taken |= set(b.gradient_names.values()) | {p.name for p in b.program.params}
+    for line in everything:
+        taken |= _names_in(line.target, line.value)
+    for item in _compounds([*replay, *blocks]):
+        taken |= _names_in(item.opening)
+
+    def visit(items: list) -> None:
+        for item in items:
+            if isinstance(item, LoweredBlock):
+                item.lines = _shared_block(item.lines, named, taken)
+            elif isinstance(item, LoweredCompound):
+                visit(item.lines)
+
+    visit(blocks)
+
+
+def _shared_block(lines: list, named: dict, taken: set[str]) -> list:
+    if not all(isinstance(line, Line) for line in lines):
+        return lines
+    rows = [
+        Row(
+            line.value if isinstance(line.value, Expr) else None,
+            frozenset(_written(line)),
+            # `d = part` would bind a second name to one array: not where either is
+            # written into, nor for two gradients (see shared.py)
+            whole=line.op != "=" and line.target is not None,
+        )
+        for line in lines
+    ]
+    if named:
+        for row, value in zip(rows, reuse_names(rows, named)):
+            row.value = value
+    out: list[Line] = []
+    for placed in name_repeats(rows, taken):
+        line = lines[placed.row]
+        if placed.name is not None:
+            out.append(Line(Var(placed.name), placed.value, stage=line.stage))
+        else:
+            if placed.value is not None:
+                line.value = placed.value
+            out.append(line)
+    return out
+
+
+def _written(line: Line) -> set[str]:
+    """The names a line binds or writes into."""
+    targets = line.target if isinstance(line.target, tuple) else (line.target,)
+    found = {_base_name(t) for t in targets if t is not None}
+    return (found | _written_in_place(line)) - {None}
+
+
+def _written_in_place(line: Line) -> set[str]:
+    """The arrays a line changes in place: ``d += ...``, ``d[...] += ...``, ``np.add.at(d, ...)``."""
+    found = set()
+    if isinstance(line.value, AddAt):
+        found.add(_base_name(line.value.target))
+    if line.op != "=" or isinstance(line.target, Index):
+        found.add(_base_name(line.target))
+    return found - {None}
+
+
+def _base_name(target) -> str | None:
+    while isinstance(target, Index):
+        target = target.operand
+    return target.name if isinstance(target, (Var, Dim)) else None
+
+
+def _names_in(*parts) -> set[str]:
+    """Every name some code reads or binds: expressions, code spelled as text, and the tuples
+    of targets and of a loop's bounds."""
+    found: set[str] = set()
+    for part in parts:
+        if isinstance(part, str):
+            found |= set(re.findall(r"[^\W\d]\w*", part))
+        elif isinstance(part, tuple):
+            found |= _names_in(*part)
+        elif isinstance(part, Expr):
+            for n in walk(part):
+                if isinstance(n, (Var, Dim)):
+                    found.add(n.name)
+                elif isinstance(n, Invoke):
+                    found.add(n.function)
+    return found
+
+
+def _compounds(items: list):
+    """Every compound statement of a tree of lines and blocks."""
+    for item in items:
+        if isinstance(item, LoweredCompound):
+            yield item
+        if isinstance(item, (LoweredBlock, LoweredCompound)):
+            yield from _compounds(item.lines)
 
 
 # ---------------------------------------------------------------------------- number code
