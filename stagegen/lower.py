@@ -53,7 +53,15 @@ from .layout import LINE_LENGTH
 from .names import CALLED_BUILTINS
 from .program import Branch, Exit, Loop, Stage, walk_nodes
 from .reverse import Backward, Block, BranchBlock, LoopBlock, Restore, Save
-from .shared import RESERVED, Row, name_repeats, reusable_stage, reuse_names, spelling_free
+from .shared import (
+    RESERVED,
+    Row,
+    name_repeats,
+    negations_off_masks,
+    reusable_stage,
+    reuse_names,
+    spelling_free,
+)
 from .structural import Scatter, dims
 from .types import Types
 
@@ -581,17 +589,28 @@ def _bind_dimensions(b: Backward, blocks, setup, zero) -> tuple[list[Line], dict
 
 def _share(b: Backward, replay: list, setup: list[Line], blocks: list) -> None:
     """An array backward's blocks with the forward's names read where a gradient line computes
-    a replayed stage's value again, and each costly part a block computes twice named once (see
-    shared.py). Forward names are reused in straight-line code only: with loops and branches a
-    name may hold another step's value, or be bound again by a restore."""
+    a stage's value again, and each costly part a block computes twice named once (see
+    shared.py). A stage so read that the replay leaves out, though it reads only parameters
+    and replayed values, is replayed: one line that costs what the gradient line saves.
+    Forward names are reused in straight-line code only: with loops and branches a name may
+    hold another step's value, or be bound again by a restore."""
+    p = b.program
     everything = [*flat_lines(replay), *setup, *flat_lines(blocks)]
     named: dict[Expr, str] = {}
+    cheap: dict[str, Stage] = {}  # stages the replay may add, by target
     if b.body is None:
-        for stage in b.replay:
-            if reusable_stage(stage.expr):
-                named.setdefault(spelling_free(stage.expr), stage.target)
-    taken = set(RESERVED) | CALLED_BUILTINS | b.program.user_names
-    taken |= set(b.gradient_names.values()) | {p.name for p in b.program.params}
+        replayed = {s.target for s in b.replay}
+        have = replayed | {q.name for q in p.params}
+        for stage in b.replay + [s for s in p.stages if s.target not in replayed]:
+            if not reusable_stage(stage.expr):
+                continue
+            if stage.target not in replayed:
+                if not {n.name for n in walk(stage.expr) if isinstance(n, Var)} <= have:
+                    continue
+                cheap[stage.target] = stage
+            named.setdefault(spelling_free(stage.expr), stage.target)
+    taken = set(RESERVED) | CALLED_BUILTINS | p.user_names | {s.target for s in p.stages}
+    taken |= set(b.gradient_names.values()) | {q.name for q in p.params}
     for line in everything:
         taken |= _names_in(line.target, line.value)
     for item in _compounds([*replay, *blocks]):
@@ -605,6 +624,12 @@ def _share(b: Backward, replay: list, setup: list[Line], blocks: list) -> None:
                 visit(item.lines)
 
     visit(blocks)
+    read = _names_in(*(line.value for line in flat_lines(blocks)))
+    for target in [t for t in cheap if t in read]:
+        stage = cheap[target]
+        line = Line(Var(target), stage.expr, stage=stage.number, note=stage.comment)
+        at = next((k for k, r in enumerate(replay) if (r.stage or 0) > stage.number), len(replay))
+        replay.insert(at, line)
 
 
 def _shared_block(lines: list, named: dict, taken: set[str]) -> list:
@@ -612,7 +637,7 @@ def _shared_block(lines: list, named: dict, taken: set[str]) -> list:
         return lines
     rows = [
         Row(
-            line.value if isinstance(line.value, Expr) else None,
+            negations_off_masks(line.value) if isinstance(line.value, Expr) else None,
             frozenset(_written(line)),
             # `d = part` would bind a second name to one array: not where either is
             # written into, nor for two gradients (see shared.py)

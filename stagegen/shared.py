@@ -43,6 +43,7 @@ from .arrays.ir import (
     Reshape,
     Transpose,
     Where,
+    rebuild_array,
     transform_array,
 )
 from .expr import (
@@ -135,6 +136,31 @@ class _Keys:
 
 def _reads(e: Expr) -> set[str]:
     return {n.name for n in walk(e) if isinstance(n, (Var, Elem))}
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+def negations_off_masks(e: Expr) -> Expr:
+    """``e`` with no minus sign on a mask: NumPy refuses ``-`` on booleans, and once a mask is a
+    name the printer no longer sees that it is one. As ArrayPrinter spells them, ``-m`` is
+    ``-1.0 * m`` and ``-(m * d)`` is ``m * -d``; so the printed code is the same before it."""
+    kids = e.children()
+    if isinstance(e, Neg) and isinstance(e.operand, (Compare, And, Or, Not)):
+        return Bin("*", Num(-1.0), negations_off_masks(e.operand))
+    if isinstance(e, Neg) and isinstance(e.operand, Bin) and e.operand.op in ("*", "/"):
+        inner = e.operand
+        left = inner.left
+        while isinstance(left, Bin) and left.op in ("*", "/"):
+            left = left.left
+        if isinstance(left, (Compare, And, Or, Not)):
+            return Bin(
+                inner.op, negations_off_masks(inner.left), negations_off_masks(Neg(inner.right))
+            )
+    if not kids:
+        return e
+    new = tuple(negations_off_masks(k) for k in kids)
+    return e if new == kids else rebuild_array(e, new)
 
 
 # ---------------------------------------------------------------------------- forward names
