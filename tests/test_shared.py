@@ -192,18 +192,7 @@ def test_no_forward_name_is_reused_where_a_loop_binds_it_again(name, mean):
     text, body = backward_of(LOOPS, name)
     assert mean in body
     x = np.random.default_rng(5).standard_normal((3, 4))
-    ns: dict = {}
-    exec(textwrap.dedent(LOOPS), ns)
-    backward_ns: dict = {}
-    exec(text, backward_ns)
-    upstream = np.random.default_rng(6).standard_normal(np.shape(ns[name](x, 2)))
-    got = backward_ns[f"{name}_backward"](x, 2, upstream)
-
-    def value(moved, n):
-        return np.asarray(ns[name](moved, n), dtype=np.float64)
-
-    expected = central_differences(value, [x, 2], [0], upstream, step=1e-5)[0]
-    assert np.allclose(got, expected, rtol=1e-6, atol=1e-8)
+    run_and_check(text, LOOPS, name, [x, 2], [0])
 
 
 # ---------------------------------------------------------------------------- names
@@ -319,3 +308,25 @@ def test_number_code_is_printed_as_the_sweep_wrote_it():
     _, body = backward_of(source)
     assert body.count("math.exp(x)") >= 2
     assert "exp_x" not in body
+
+
+def test_a_part_a_loop_step_repeats_is_named_inside_the_step():
+    source = """
+    import numpy as np
+
+
+    def f(x: "N, D", n: int):
+        h = x * 1.0
+        for i in range(n):
+            h = h / np.sqrt(h.var(axis=1, keepdims=True) + 1.0)
+        return h
+    """
+    text, body = backward_of(source)
+    step = body.split("for i in reversed(range(n)):", 1)[1]
+    # computed once per step, before the line reading it, and read from there
+    definitions = lines_with(step, "np.sqrt(")
+    assert len(definitions) == 1 and definitions[0].startswith("sqrt_var_")
+    name = definitions[0].split(" = ")[0]
+    assert step.count(name) == 4
+    x = np.random.default_rng(8).standard_normal((3, 4))
+    run_and_check(text, source, "f", [x, 3], [0])
