@@ -6,8 +6,9 @@ will write into must own its memory (``.copy()``), and so must every returned on
 gradient is scattered with ``np.add.at``; the dimensions the code needs are bound from the
 parameters' shapes (``N, D = x.shape``); an array output's upstream gradient is broadcast to its
 shape, so the default 1.0 means the gradient of the sum of the outputs; a selection (number
-code's ``g if z > 0 else 0.0``) becomes a mask for arrays. The printer (emit.py) then only
-prints, choosing spellings by type.
+code's ``g if z > 0 else 0.0``) becomes a mask for arrays; and array code computes what it
+would compute twice once (a forward stage's value read by its name, a repeated part named:
+shared.py). The printer (emit.py) then only prints, choosing spellings by type.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .expr import (
     Compare,
     Cond,
     Const,
+    Elem,
     Expr,
     Invoke,
     Item,
@@ -694,7 +696,7 @@ def _names_in(*parts) -> set[str]:
             found |= _names_in(*part)
         elif isinstance(part, Expr):
             for n in walk(part):
-                if isinstance(n, (Var, Dim)):
+                if isinstance(n, (Var, Dim, Elem)):
                     found.add(n.name)
                 elif isinstance(n, Invoke):
                     found.add(n.function)

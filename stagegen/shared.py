@@ -226,7 +226,7 @@ def name_repeats(rows: list[Row], taken: set[str]) -> list[Placed]:
                 continue
             root = item.value
 
-            def by_name(n: Expr, root=root, k=k) -> Expr | None:
+            def by_name(n: Expr, root=root, k=k, key=key, keys=keys, name=name) -> Expr | None:
                 if n is root and not whole[k]:
                     return None
                 if isinstance(n, (Var, Elem, Num, Const, Dim)):

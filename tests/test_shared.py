@@ -14,11 +14,11 @@ import pytest
 
 np = pytest.importorskip("numpy")
 
-import stagegen  # noqa: E402
-from stagegen.expr import Bin, Call, Compare, Neg, Num, Var  # noqa: E402
-from stagegen.arrays.ir import Reduce  # noqa: E402
-from stagegen.numeric import central_differences  # noqa: E402
-from stagegen.shared import (  # noqa: E402
+import stagegen
+from stagegen.arrays.ir import Reduce
+from stagegen.expr import Bin, Call, Compare, Neg, Num, Var
+from stagegen.numeric import central_differences
+from stagegen.shared import (
     Row,
     name_repeats,
     negations_off_masks,
