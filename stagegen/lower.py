@@ -626,7 +626,14 @@ def _share(b: Backward, replay: list, setup: list[Line], blocks: list) -> None:
                 visit(item.lines)
 
     visit(blocks)
-    read = _names_in(*(line.value for line in flat_lines(blocks)))
+    if named:  # the setup too: `np.broadcast_to(dout, (n, x.shape[1]))` reads the user's `D`
+        rows = [
+            Row(line.value if isinstance(line.value, Expr) else None, frozenset()) for line in setup
+        ]
+        for line, value in zip(setup, reuse_names(rows, named)):
+            if value is not None:
+                line.value = value
+    read = _names_in(*(line.value for line in [*setup, *flat_lines(blocks)]))
     for target in [t for t in cheap if t in read]:
         stage = cheap[target]
         line = Line(Var(target), stage.expr, stage=stage.number, note=stage.comment)

@@ -330,3 +330,22 @@ def test_a_part_a_loop_step_repeats_is_named_inside_the_step():
     assert step.count(name) == 4
     x = np.random.default_rng(8).standard_normal((3, 4))
     run_and_check(text, source, "f", [x, 3], [0])
+
+
+def test_a_size_the_user_named_is_read_by_its_name():
+    """`N = x.shape[0]`, which no gradient reads, is replayed once the backward would read
+    `x.shape[0]` (the upstream's shape, var's count): both read `N` then."""
+    source = """
+    import numpy as np
+
+
+    def f(x: "N, D"):
+        N = x.shape[0]
+        y = x.var(axis=0)
+        return np.exp(x) * y + N
+    """
+    text, body = backward_of(source)
+    assert text.count("x.shape[0]") == 1 and "    N = x.shape[0]  # (1)\n" in text
+    assert "dout = np.broadcast_to(dout, (N, D))" in text
+    assert "/ N) * dy" in body
+    run_and_check(text, source, "f", [np.random.default_rng(10).standard_normal((3, 2))], [0])
