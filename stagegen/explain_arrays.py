@@ -604,13 +604,22 @@ def _match(backward: Backward, lines: list[GeneratedLine]) -> list[list[list[Gen
         if any(not line.comment.startswith(number) for line in pending):
             raise AssertionError(f"the generated block {k} is not stage {number}")
         statements = []
+        gradients = {st.gradient.name for st in block.statements}
         for st in block.statements:
             name = st.gradient.name
+            taken = []
+            # a part lowering computes once for the lines below (shared.py) goes with the
+            # statement that first reads it
+            while pending and not gradients & set(pending[0].writes):
+                taken.append(pending.pop(0))
             if not pending or name not in pending[0].writes:
                 raise AssertionError(f"no generated line writes {name} in block {number}")
-            taken = [pending.pop(0)]
-            if allocates(taken[0]) and pending and name in pending[0].writes:
-                taken.append(pending.pop(0))
+            taken.append(pending.pop(0))
+            if allocates(taken[-1]):  # the scatter into it follows, maybe after shared parts
+                k = next((k for k, p in enumerate(pending) if gradients & set(p.writes)), None)
+                if k is not None and name in pending[k].writes:
+                    taken += pending[: k + 1]
+                    del pending[: k + 1]
             statements.append(taken)
         if pending:
             raise AssertionError(f"generated lines of block {number} match no statement")

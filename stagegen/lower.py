@@ -6,12 +6,14 @@ will write into must own its memory (``.copy()``), and so must every returned on
 gradient is scattered with ``np.add.at``; the dimensions the code needs are bound from the
 parameters' shapes (``N, D = x.shape``); an array output's upstream gradient is broadcast to its
 shape, so the default 1.0 means the gradient of the sum of the outputs; a selection (number
-code's ``g if z > 0 else 0.0``) becomes a mask for arrays. The printer (emit.py) then only
-prints, choosing spellings by type.
+code's ``g if z > 0 else 0.0``) becomes a mask for arrays; and array code computes what it
+would compute twice once (a forward stage's value read by its name, a repeated part named:
+shared.py). The printer (emit.py) then only prints, choosing spellings by type.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .arrays.ir import (
@@ -41,6 +43,7 @@ from .expr import (
     Compare,
     Cond,
     Const,
+    Elem,
     Expr,
     Invoke,
     Item,
@@ -54,6 +57,15 @@ from .layout import LINE_LENGTH
 from .names import CALLED_BUILTINS
 from .program import Branch, Exit, Loop, Stage, walk_nodes
 from .reverse import Backward, Block, BranchBlock, LoopBlock, Restore, Save
+from .shared import (
+    RESERVED,
+    Row,
+    name_repeats,
+    negations_off_masks,
+    reusable_stage,
+    reuse_names,
+    spelling_free,
+)
 from .structural import Scatter, dims
 from .types import Types
 
@@ -196,6 +208,8 @@ def lower(b: Backward) -> Lowered:
         for line in [*setup, *zero, *flat_lines(blocks)]:
             if isinstance(line.value, Expr):
                 line.value = transform_array(line.value, replace_dim)
+    if not types.numbers_only:  # number code is printed as the sweep wrote it
+        _share(b, replay, bound + setup + zero, blocks)
     return Lowered(
         backward=b,
         numbers_only=_numbers_only(p),
@@ -612,6 +626,139 @@ def _bind_dimensions(b: Backward, blocks, setup, zero) -> tuple[list[Line], dict
         else:
             lines += [Line(Dim(d), ShapeRead(Var(q.name), k)) for k, d in bound]
     return lines, replace
+
+
+# ---------------------------------------------------------------------------- shared parts
+
+
+def _share(b: Backward, replay: list, setup: list[Line], blocks: list) -> None:
+    """An array backward's blocks with the forward's names read where a gradient line computes
+    a stage's value again, and each costly part a block computes twice named once (see
+    shared.py). A stage so read that the replay leaves out, though it reads only parameters
+    and replayed values, is replayed: one line that costs what the gradient line saves.
+    Forward names are reused in straight-line code only: with loops and branches a name may
+    hold another step's value, or be bound again by a restore."""
+    p = b.program
+    everything = [*flat_lines(replay), *setup, *flat_lines(blocks)]
+    named: dict[Expr, str] = {}
+    cheap: dict[str, Stage] = {}  # stages the replay may add, by target
+    if b.body is None:
+        replayed = {s.target for s in b.replay}
+        have = replayed | {q.name for q in p.params}
+        for stage in b.replay + [s for s in p.stages if s.target not in replayed]:
+            if not reusable_stage(stage.expr):
+                continue
+            if stage.target not in replayed:
+                if not {n.name for n in walk(stage.expr) if isinstance(n, Var)} <= have:
+                    continue
+                cheap[stage.target] = stage
+            named.setdefault(spelling_free(stage.expr), stage.target)
+    taken = set(RESERVED) | CALLED_BUILTINS | p.user_names | {s.target for s in p.stages}
+    taken |= set(b.gradient_names.values()) | {q.name for q in p.params}
+    for line in everything:
+        taken |= _names_in(line.target, line.value)
+    for item in _compounds([*replay, *blocks]):
+        taken |= _names_in(item.opening)
+
+    def visit(items: list) -> None:
+        for item in items:
+            if isinstance(item, LoweredBlock):
+                item.lines = _shared_block(item.lines, named, taken)
+            elif isinstance(item, LoweredCompound):
+                visit(item.lines)
+
+    visit(blocks)
+    if named:  # the setup too: `np.broadcast_to(dout, (n, x.shape[1]))` reads the user's `D`
+        rows = [
+            Row(line.value if isinstance(line.value, Expr) else None, frozenset()) for line in setup
+        ]
+        for line, value in zip(setup, reuse_names(rows, named)):
+            if value is not None:
+                line.value = value
+    read = _names_in(*(line.value for line in [*setup, *flat_lines(blocks)]))
+    for target in [t for t in cheap if t in read]:
+        stage = cheap[target]
+        line = Line(Var(target), stage.expr, stage=stage.number, note=stage.comment)
+        at = next((k for k, r in enumerate(replay) if (r.stage or 0) > stage.number), len(replay))
+        replay.insert(at, line)
+
+
+def _shared_block(lines: list, named: dict, taken: set[str]) -> list:
+    if not all(isinstance(line, Line) for line in lines):
+        return lines
+    rows = [
+        Row(
+            negations_off_masks(line.value) if isinstance(line.value, Expr) else None,
+            frozenset(_written(line)),
+            # `d = part` would bind a second name to one array: not where either is
+            # written into, nor for two gradients (see shared.py)
+            whole=line.op != "=" and line.target is not None,
+        )
+        for line in lines
+    ]
+    if named:
+        for row, value in zip(rows, reuse_names(rows, named)):
+            row.value = value
+    out: list[Line] = []
+    for placed in name_repeats(rows, taken):
+        line = lines[placed.row]
+        if placed.name is not None:
+            out.append(Line(Var(placed.name), placed.value, stage=line.stage))
+        else:
+            if placed.value is not None:
+                line.value = placed.value
+            out.append(line)
+    return out
+
+
+def _written(line: Line) -> set[str]:
+    """The names a line binds or writes into."""
+    targets = line.target if isinstance(line.target, tuple) else (line.target,)
+    found = {_base_name(t) for t in targets if t is not None}
+    return (found | _written_in_place(line)) - {None}
+
+
+def _written_in_place(line: Line) -> set[str]:
+    """The arrays a line changes in place: ``d += ...``, ``d[...] += ...``, ``np.add.at(d, ...)``."""
+    found = set()
+    if isinstance(line.value, AddAt):
+        found.add(_base_name(line.value.target))
+    if line.op != "=" or isinstance(line.target, Index):
+        found.add(_base_name(line.target))
+    return found - {None}
+
+
+def _base_name(target) -> str | None:
+    while isinstance(target, Index):
+        target = target.operand
+    return target.name if isinstance(target, (Var, Dim)) else None
+
+
+def _names_in(*parts) -> set[str]:
+    """Every name some code reads or binds: expressions, code spelled as text, and the tuples
+    of targets and of a loop's bounds."""
+    found: set[str] = set()
+    for part in parts:
+        if isinstance(part, str):
+            found |= set(re.findall(r"[^\W\d]\w*", part))
+        elif isinstance(part, tuple):
+            found |= _names_in(*part)
+        elif isinstance(part, Expr):
+            for n in walk(part):
+                if isinstance(n, (Var, Dim, Elem)):
+                    found.add(n.name)
+                elif isinstance(n, Invoke):
+                    found.add(n.function)
+    return found
+
+
+def _compounds(items: list):
+    """Every compound statement of a tree of lines and blocks."""
+    for item in items:
+        if isinstance(item, LoweredCompound):
+            yield item
+        if isinstance(item, (LoweredBlock, LoweredCompound)):
+            yield from _compounds(item.lines)
 
 
 # ---------------------------------------------------------------------------- number code

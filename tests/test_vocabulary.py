@@ -222,7 +222,8 @@ def test_the_forms_read_as_a_course_solution_writes_them():
     var = backward_text("np.var(x, axis=1)")
     assert "dx = (2 * (x - x.mean(axis=1, keepdims=True)) / D) * dout[:, None]" in var, var
     minimum = backward_text("np.min(x, axis=1)")
-    assert "(x == x.min(axis=1, keepdims=True))" in minimum, minimum
+    assert "x_is_min = x == x.min(axis=1, keepdims=True)  # (1)" in minimum, minimum
+    assert "(x_is_min / x_is_min.sum(axis=1, keepdims=True))" in minimum, minimum
     joined = backward_text("np.concatenate([x, x * x], axis=1)")
     assert "dout[:, :D]" in joined and "dout[:, D:]" in joined, joined
     assert "dx = dout[0]" in backward_text("np.stack([x, x * x])")

@@ -22,8 +22,9 @@ def layernorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     dxhat = gamma * dout  # (5)
     dbeta = dout.sum(axis=0)  # (5)
     # backprop xhat = xmu / np.sqrt(var + eps)
-    dxmu = dxhat / np.sqrt(var + eps)  # (4)
-    dvar = (-0.5 / np.sqrt(var + eps)) * ((xhat / np.sqrt(var + eps)) * dxhat).sum(
+    sqrt_var = np.sqrt(var + eps)  # (4)
+    dxmu = dxhat / sqrt_var  # (4)
+    dvar = (-0.5 / sqrt_var) * ((xhat / sqrt_var) * dxhat).sum(
         axis=1, keepdims=True
     )  # (4)
     # backprop var = (xmu**2).mean(axis=1, keepdims=True)

@@ -22,14 +22,13 @@ def softmax_loss_backward(x, y, dloss=1.0):
     dshifted = dlog_probs.copy()  # (3)
     dlog_z = -dlog_probs.sum(axis=1, keepdims=True)  # (3)
     # backprop log_z = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    dshifted += np.exp(shifted) * (
-        dlog_z / np.sum(np.exp(shifted), axis=1, keepdims=True)
+    exp_shifted = np.exp(shifted)  # (2)
+    dshifted += exp_shifted * (
+        dlog_z / np.sum(exp_shifted, axis=1, keepdims=True)
     )  # (2)
     # backprop shifted = x - np.max(x, axis=1, keepdims=True)
-    dx = dshifted - (
-        (x == np.max(x, axis=1, keepdims=True))
-        / (x == np.max(x, axis=1, keepdims=True)).sum(axis=1, keepdims=True)
-    ) * dshifted.sum(
+    x_is_max = x == np.max(x, axis=1, keepdims=True)  # (1)
+    dx = dshifted - (x_is_max / x_is_max.sum(axis=1, keepdims=True)) * dshifted.sum(
         axis=1, keepdims=True
     )  # (1)
     return dx

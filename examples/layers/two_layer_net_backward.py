@@ -29,14 +29,14 @@ def two_layer_loss_backward(X, y, W1, b1, W2, b2, reg=0.0, dloss=1.0):
     dlog_probs = np.zeros((n, C))  # (6)
     np.add.at(dlog_probs, (np.arange(n), y), -ddata_loss / n)  # (6)
     # backprop log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    dshifted = dlog_probs - np.exp(shifted) * (
-        dlog_probs.sum(axis=1, keepdims=True)
-        / np.exp(shifted).sum(axis=1, keepdims=True)
+    exp_shifted = np.exp(shifted)  # (4)
+    dshifted = dlog_probs - exp_shifted * (
+        dlog_probs.sum(axis=1, keepdims=True) / exp_shifted.sum(axis=1, keepdims=True)
     )  # (4)
     # backprop shifted = scores - scores.max(axis=1, keepdims=True)
+    scores_is_max = scores == scores.max(axis=1, keepdims=True)  # (3)
     dscores = dshifted - (
-        (scores == scores.max(axis=1, keepdims=True))
-        / (scores == scores.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+        scores_is_max / scores_is_max.sum(axis=1, keepdims=True)
     ) * dshifted.sum(
         axis=1, keepdims=True
     )  # (3)
