@@ -163,7 +163,11 @@ def _reshape(node: Reshape, g: Expr, value: Expr, types: Types):
     shape = types.shape(node.operand)
     if has_rest(shape) and isinstance(node.operand, Var):  # back to every dimension it had
         return [(node.operand, Reshape(g, (RestOf(node.operand, 0),)))]
-    return [(node.operand, Reshape(g, dims(shape)))]
+    back = dims(shape)
+    products = [k for k, d in enumerate(shape) if isinstance(d, str) and "*" in d]
+    if len(shape) > 1 and len(products) == 1:  # (-1, C), as one writes it, not (H * N * W, C)
+        back = tuple(Num(-1) if k == products[0] else d for k, d in enumerate(back))
+    return [(node.operand, Reshape(g, back))]
 
 
 def _positive_or_inf(e: Expr) -> Expr:

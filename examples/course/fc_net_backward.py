@@ -131,9 +131,9 @@ def softmax_loss_backward(x, y, dloss=1.0):
     # backprop Z = np.sum(np.exp(shifted_logits), axis=1, keepdims=True)
     dshifted_logits += np.exp(shifted_logits) * dZ  # (2)
     # backprop shifted_logits = x - np.max(x, axis=1, keepdims=True)
+    x_is_max = x == np.max(x, axis=1, keepdims=True)  # (1)
     dx = dshifted_logits - (
-        (x == np.max(x, axis=1, keepdims=True))
-        / (x == np.max(x, axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+        x_is_max / x_is_max.sum(axis=1, keepdims=True)
     ) * dshifted_logits.sum(
         axis=1, keepdims=True
     )  # (1)

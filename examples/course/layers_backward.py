@@ -55,24 +55,27 @@ def batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     """Gradient of batchnorm_forward with respect to x, gamma, beta, eps, scaled by the upstream gradient dout (shaped like out, or a number). The saved values it also returns (a cache) have no gradient."""
     eps = float(eps)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
+    N = x.shape[0]  # (1)
+    D = x.shape[1]  # (2)
     sample_mean = np.mean(x, axis=0)  # (3)
     sample_var = np.var(x, axis=0)  # (4)
     x_hat = (x - sample_mean) / np.sqrt(sample_var + eps)  # (5)
-    dout = np.broadcast_to(dout, (x.shape[0], x.shape[1]))
+    dout = np.broadcast_to(dout, (N, D))
     # backprop out = gamma * x_hat + beta
     dgamma = (x_hat * dout).sum(axis=0)  # (6)
     dx_hat = gamma * dout  # (6)
     dbeta = dout.sum(axis=0)  # (6)
     # backprop x_hat = (x - sample_mean) / np.sqrt(sample_var + eps)
-    dx_hat_in = -((x_hat / np.sqrt(sample_var + eps)) * dx_hat).sum(axis=0)  # (5)
-    dx = dx_hat / np.sqrt(sample_var + eps)  # (5)
-    dsample_mean = -(dx_hat / np.sqrt(sample_var + eps)).sum(axis=0)  # (5)
-    dsample_var = (0.5 / np.sqrt(sample_var + eps)) * dx_hat_in  # (5)
-    deps = ((0.5 / np.sqrt(sample_var + eps)) * dx_hat_in).sum()  # (5)
+    sqrt_sample_var = np.sqrt(sample_var + eps)  # (5)
+    dx_hat_in = -((x_hat / sqrt_sample_var) * dx_hat).sum(axis=0)  # (5)
+    dx = dx_hat / sqrt_sample_var  # (5)
+    dsample_mean = -(dx_hat / sqrt_sample_var).sum(axis=0)  # (5)
+    dsample_var = (0.5 / sqrt_sample_var) * dx_hat_in  # (5)
+    deps = ((0.5 / sqrt_sample_var) * dx_hat_in).sum()  # (5)
     # backprop sample_var = np.var(x, axis=0)
-    dx += (2 * (x - x.mean(axis=0)) / x.shape[0]) * dsample_var  # (4)
+    dx += (2 * (x - sample_mean) / N) * dsample_var  # (4)
     # backprop sample_mean = np.mean(x, axis=0)
-    dx += dsample_mean / x.shape[0]  # (3)
+    dx += dsample_mean / N  # (3)
     return dx, dgamma, dbeta, deps
 
 
@@ -90,15 +93,14 @@ def layernorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     dx_hat = gamma * dout  # (4)
     dbeta = dout.sum(axis=0)  # (4)
     # backprop x_hat = (x - mu) / np.sqrt(var + eps)
-    dx_hat_in = -((x_hat / np.sqrt(var + eps)) * dx_hat).sum(
-        axis=1, keepdims=True
-    )  # (3)
-    dx = dx_hat / np.sqrt(var + eps)  # (3)
-    dmu = -(dx_hat / np.sqrt(var + eps)).sum(axis=1, keepdims=True)  # (3)
-    dvar = (0.5 / np.sqrt(var + eps)) * dx_hat_in  # (3)
-    deps = ((0.5 / np.sqrt(var + eps)) * dx_hat_in).sum()  # (3)
+    sqrt_var = np.sqrt(var + eps)  # (3)
+    dx_hat_in = -((x_hat / sqrt_var) * dx_hat).sum(axis=1, keepdims=True)  # (3)
+    dx = dx_hat / sqrt_var  # (3)
+    dmu = -(dx_hat / sqrt_var).sum(axis=1, keepdims=True)  # (3)
+    dvar = (0.5 / sqrt_var) * dx_hat_in  # (3)
+    deps = ((0.5 / sqrt_var) * dx_hat_in).sum()  # (3)
     # backprop var = np.var(x, axis=1, keepdims=True)
-    dx += (2 * (x - x.mean(axis=1, keepdims=True)) / D) * dvar  # (2)
+    dx += (2 * (x - mu) / D) * dvar  # (2)
     # backprop mu = np.mean(x, axis=1, keepdims=True)
     dx += dmu / D  # (1)
     return dx, dgamma, dbeta, deps
@@ -108,21 +110,20 @@ def spatial_batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     """Gradient of spatial_batchnorm_forward with respect to x, gamma, beta, eps, scaled by the upstream gradient dout (shaped like out, or a number). The saved values it also returns (a cache) have no gradient."""
     eps = float(eps)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
+    N = x.shape[0]  # (1)
     C = x.shape[1]  # (2)
+    H = x.shape[2]  # (3)
+    W = x.shape[3]  # (4)
     x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (5)
-    dout = np.broadcast_to(dout, (x.shape[0], C, x.shape[2], x.shape[3]))
+    dout = np.broadcast_to(dout, (N, C, H, W))
     # backprop out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)
-    dout_flat = dout.transpose(0, 2, 3, 1).reshape(
-        x.shape[2] * x.shape[0] * x.shape[3], C
-    )  # (7)
+    dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)  # (7)
     # backprop out_flat, cache = batchnorm_forward(x_flat, gamma, beta, eps)
     dx_flat, dgamma, dbeta, deps = batchnorm_backward(
         x_flat, gamma, beta, eps, dout_flat
     )  # (6)
     # backprop x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)
-    dx = dx_flat.reshape(x.shape[0], x.shape[2], x.shape[3], C).transpose(
-        0, 3, 1, 2
-    )  # (5)
+    dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)  # (5)
     return dx, dgamma, dbeta, deps
 
 
@@ -144,9 +145,9 @@ def softmax_loss_backward(x, y, dloss=1.0):
     # backprop Z = np.sum(np.exp(shifted_logits), axis=1, keepdims=True)
     dshifted_logits += np.exp(shifted_logits) * dZ  # (2)
     # backprop shifted_logits = x - np.max(x, axis=1, keepdims=True)
+    x_is_max = x == np.max(x, axis=1, keepdims=True)  # (1)
     dx = dshifted_logits - (
-        (x == np.max(x, axis=1, keepdims=True))
-        / (x == np.max(x, axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+        x_is_max / x_is_max.sum(axis=1, keepdims=True)
     ) * dshifted_logits.sum(
         axis=1, keepdims=True
     )  # (1)

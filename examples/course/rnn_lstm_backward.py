@@ -42,8 +42,9 @@ def lstm_step_backward(x, prev_h, prev_c, Wx, Wh, b, dnext_h=0.0, dnext_c=0.0):
     dnext_h = np.broadcast_to(dnext_h, (x.shape[0], H))
     dnext_c = np.broadcast_to(dnext_c, (x.shape[0], H)).copy()
     # backprop next_h = o * np.tanh(next_c)
-    do = np.tanh(next_c) * dnext_h  # (9)
-    dnext_c += o * (1 - np.tanh(next_c) ** 2) * dnext_h  # (9)
+    tanh_next_c = np.tanh(next_c)  # (9)
+    do = tanh_next_c * dnext_h  # (9)
+    dnext_c += o * (1 - tanh_next_c**2) * dnext_h  # (9)
     # backprop next_c = f * prev_c + i * g
     df = prev_c * dnext_c  # (8)
     dprev_c = f * dnext_c  # (8)

@@ -22,7 +22,7 @@ def temporal_affine_backward(x, w, b, dout=1.0):
     D = x.shape[2]  # (3)
     dout = np.broadcast_to(dout, (N, T, w.shape[1]))
     # backprop out = x.reshape(N * T, D).dot(w).reshape(N, T, M) + b
-    dout_in = dout.reshape(N * T, w.shape[1])  # (5)
+    dout_in = dout.reshape(-1, w.shape[1])  # (5)
     dx = dout_in.dot(w.T).reshape(N, T, D)  # (5)
     dw = x.reshape(N * T, D).T.dot(dout_in)  # (5)
     db = dout.sum(axis=(0, 1))  # (5)
@@ -52,17 +52,15 @@ def temporal_softmax_loss_backward(x, y, mask, dloss=1.0):
         mask_flat * (1 / probs_1[np.arange(N * T), y_flat]) * (-dloss / N),
     )  # (9)
     # backprop probs_1 = probs / np.sum(probs, axis=1, keepdims=True)
-    dprobs = dprobs_1 / np.sum(probs, axis=1, keepdims=True) + np.broadcast_to(
-        -((probs_1 / np.sum(probs, axis=1, keepdims=True)) * dprobs_1).sum(
-            axis=1, keepdims=True
-        ),
-        (N * T, V),
+    sum_probs = np.sum(probs, axis=1, keepdims=True)  # (8)
+    dprobs = dprobs_1 / sum_probs + np.broadcast_to(
+        -((probs_1 / sum_probs) * dprobs_1).sum(axis=1, keepdims=True), (N * T, V)
     )  # (8)
     # backprop probs = np.exp(x_flat - np.max(x_flat, axis=1, keepdims=True))
     dprobs_in = probs * dprobs  # (7) at the exp's input
+    x_flat_is_max = x_flat == np.max(x_flat, axis=1, keepdims=True)  # (7)
     dx_flat = dprobs_in - (
-        (x_flat == np.max(x_flat, axis=1, keepdims=True))
-        / (x_flat == np.max(x_flat, axis=1, keepdims=True)).sum(axis=1, keepdims=True)
+        x_flat_is_max / x_flat_is_max.sum(axis=1, keepdims=True)
     ) * dprobs_in.sum(
         axis=1, keepdims=True
     )  # (7)
