@@ -210,6 +210,8 @@ def lower(b: Backward) -> Lowered:
                 line.value = transform_array(line.value, replace_dim)
     if not types.numbers_only:  # number code is printed as the sweep wrote it
         _share(b, replay, bound + setup + zero, blocks)
+        if b.body is None:
+            replay = _unpack_shapes(replay, p, types)
     return Lowered(
         backward=b,
         numbers_only=_numbers_only(p),
@@ -491,6 +493,33 @@ def _tested(b: Backward) -> set[str]:
 
 def _zeros_like(shape) -> Expr:
     return Zeros(dims(shape)) if shape else Num(0.0)
+
+
+def _unpack_shapes(lines: list[Line], p, types: Types) -> list[Line]:
+    """``N, D = x.shape`` as the user wrote it: the replayed reads of every axis of one array,
+    from one line of the forward, as one unpacking (numbered as its first)."""
+    where = {s.number: s.line for s in p.stages}
+    out: list[Line] = []
+    k = 0
+    while k < len(lines):
+        value = lines[k].value
+        if isinstance(value, ShapeRead) and value.axis == 0:
+            run = 1
+            while (
+                k + run < len(lines)
+                and isinstance(lines[k + run].value, ShapeRead)
+                and lines[k + run].value == ShapeRead(value.operand, run)
+                and where.get(lines[k + run].stage) == where.get(lines[k].stage)
+            ):
+                run += 1
+            if run > 1 and len(types.shape(value.operand) or ()) == run:
+                targets = tuple(lines[k + j].target for j in range(run))
+                out.append(Line(targets, ShapeOf(value.operand), stage=lines[k].stage))
+                k += run
+                continue
+        out.append(lines[k])
+        k += 1
+    return out
 
 
 def _private_gradients(b: Backward, exposed: set[str]) -> set[str]:

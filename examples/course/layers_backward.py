@@ -55,8 +55,7 @@ def batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     """Gradient of batchnorm_forward with respect to x, gamma, beta, eps, scaled by the upstream gradient dout (shaped like out, or a number). The saved values it also returns (a cache) have no gradient."""
     eps = float(eps)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
-    N = x.shape[0]  # (1)
-    D = x.shape[1]  # (2)
+    N, D = x.shape  # (1)
     sample_mean = np.mean(x, axis=0)  # (3)
     sample_var = np.var(x, axis=0)  # (4)
     x_hat = (x - sample_mean) / np.sqrt(sample_var + eps)  # (5)
@@ -110,10 +109,7 @@ def spatial_batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     """Gradient of spatial_batchnorm_forward with respect to x, gamma, beta, eps, scaled by the upstream gradient dout (shaped like out, or a number). The saved values it also returns (a cache) have no gradient."""
     eps = float(eps)  # numbers: an array here raises
     # forward pass (only the values the backward pass reads)
-    N = x.shape[0]  # (1)
-    C = x.shape[1]  # (2)
-    H = x.shape[2]  # (3)
-    W = x.shape[3]  # (4)
+    N, C, H, W = x.shape  # (1)
     x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (5)
     dout = np.broadcast_to(dout, (N, C, H, W))
     # backprop out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)

@@ -17,9 +17,7 @@ import numpy as np
 def temporal_affine_backward(x, w, b, dout=1.0):
     """Gradient of temporal_affine_forward with respect to x, w, b, scaled by the upstream gradient dout (shaped like out, or a number). The saved values it also returns (a cache) have no gradient."""
     # forward pass (only the values the backward pass reads)
-    N = x.shape[0]  # (1)
-    T = x.shape[1]  # (2)
-    D = x.shape[2]  # (3)
+    N, T, D = x.shape  # (1)
     dout = np.broadcast_to(dout, (N, T, w.shape[1]))
     # backprop out = x.reshape(N * T, D).dot(w).reshape(N, T, M) + b
     dout_in = dout.reshape(-1, w.shape[1])  # (5)
@@ -33,9 +31,7 @@ def temporal_softmax_loss_backward(x, y, mask, dloss=1.0):
     """Gradient of temporal_softmax_loss with respect to x, scaled by the upstream gradient dloss."""
     # forward pass (the values the backward pass reads, and domain checks:
     # stages replayed only so that it raises where the forward raises)
-    N = x.shape[0]  # (1)
-    T = x.shape[1]  # (2)
-    V = x.shape[2]  # (3)
+    N, T, V = x.shape  # (1)
     x_flat = x.reshape(N * T, V)  # (4)
     y_flat = y.reshape(N * T)  # (5)
     mask_flat = mask.reshape(N * T)  # (6)
