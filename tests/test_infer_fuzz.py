@@ -89,6 +89,21 @@ TAME = 4.0  # a value whose bound exceeds this goes through np.tanh before it is
 REST = "..."  # a parameter's dimensions that the code does not fix (drawn at ranks 0 to 3)
 FAMILIES = ("shapes", "gates", "sequences", "calls")
 
+# form -> (text, "same" shape or "flat"): exact at every number of dimensions
+ANY_RANK = {
+    "where": ("np.where({0} > 0, {0}, 0.5 * {0})", "same"),
+    "clip": ("np.clip({0}, -0.5, 0.5)", "same"),
+    "maximum-number": ("np.maximum({0}, 0.1)", "same"),
+    "copy": ("{0}.copy()", "same"),
+    "astype": ("{0}.astype(float)", "same"),
+    "zeros_like": ("np.zeros_like({0}) + {0}", "same"),
+    "std": ("{0} * np.std({0})", "same"),
+    "ravel": ("{0}.ravel()", "flat"),
+    "flatten": ("{0}.flatten()", "flat"),
+    "reshape:-1": ("{0}.reshape(-1)", "flat"),
+}
+
+
 CONSTRUCTS = {
     *(f"family:{f}" for f in FAMILIES),
     *("shape:unpacked", "shape:docstring", "shape:any", "shape:any-docstring"),
@@ -96,6 +111,7 @@ CONSTRUCTS = {
     *("reduce:axis", "reduce:full", "reduce:keepdims", "dot", "divide-by-size", "normalize"),
     *("gates:3", "gates:4", "gates:Wh", "gates:bias", "gate-unread", "slice-read-twice"),
     *("product:4H", "product:4*H", "product:4 * H", "slice:open-start", "slice:open-stop"),
+    *(f"any-rank:{form}" for form in ANY_RANK),
     *("gates:annotated", "slice:parameter", "spatial:flatten", "spatial:statistics"),
     *("flatten:reshape", "unflatten:reshape", "gather:arange", "labels:reshaped", "embedding"),
     *("mask:flat", "mask:2d", "mask:unreduced"),
@@ -276,17 +292,17 @@ class Builder:
         size = 8.0 if "sum" in fn else 1.0
         return Val(fn.format(a.op()), (), a.bound * size, atom="(" in fn.split("{}")[0])
 
-    def statement(self, extra=()) -> None:
+    def statement(self, extra=(), often: float = 0.45) -> None:
         """One stage: elementwise, a full reduction mixed back, or one of ``extra`` (makers
         returning a Val, or None when they do not apply)."""
         roll = self.rng.random()
         makers = list(extra)
-        if makers and roll < 0.45:
+        if makers and roll < often:
             val = self.rng.choice(makers)()
             if val is not None:
                 self.bind(val)
                 return
-        if roll < 0.6:
+        if roll < max(0.6, often + 0.1):
             a = self.leaf(lambda s: len(s) > 0)
             if a is not None:
                 r = self.full_reduction(a)
@@ -423,8 +439,19 @@ def shapes_any(b: Builder) -> bool:
     if b.chance(0.5):
         b.param(Param("c", "number", default=0.5))
         b.feature("number-default")
+
+    def exact():  # what is exact at every rank besides arithmetic and full reductions
+        a = b.leaf(lambda s: REST in s)
+        form = b.rng.choice(list(ANY_RANK))
+        b.feature(f"any-rank:{form}")
+        text, shape = ANY_RANK[form]
+        flat = ("#",) if a.shape == (REST,) else ("N", "#")
+        if shape == "flat" and flat == ("N", "#"):
+            return None  # (a leading dimension is kept by reshape(N, -1) below)
+        return Val(text.format(a.op()), flat if shape == "flat" else a.shape, a.bound + 1.0)
+
     for _ in range(b.rng.randint(1, 4)):
-        b.statement()
+        b.statement([exact], often=0.6)
     if how in ("leading-docstring", "leading-code") and b.chance(0.6):
         b.param(Param("w", "float", ("D", "M")), "Weights, of shape (D, M)")
         b.feature("reshape:rest", "dot")
@@ -1021,7 +1048,17 @@ def rest_call_bug(prog: Program, failure: Failure) -> bool:
     )
 
 
-KNOWN_BUGS: dict = {"any-shape argument to an any-shape callee": rest_call_bug}
+def var_of_a_number_bug(prog: Program, failure: Failure) -> bool:
+    """test_the_variance_of_a_python_number: the backward of np.var/np.std calls `x.mean()`."""
+    return failure.kind == "backward-crash" and "'float' object has no attribute 'mean'" in (
+        failure.detail
+    )
+
+
+KNOWN_BUGS: dict = {
+    "any-shape argument to an any-shape callee": rest_call_bug,
+    "np.var of a Python number": var_of_a_number_bug,
+}
 KNOWN_BUG_CONSTRUCTS = {"call:any-shape-caller", "call:nested"}  # never accepted while open
 
 
@@ -1256,3 +1293,66 @@ def test_a_one_dimensional_product_annotation():
         """
     params = [Param("x", "float", ("N", "H")), Param("b", "float", ("4H",))]
     assert check_text(source, params) == "checked"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reported: the backward of np.var and np.std reads `x.mean()`, which a Python number "
+    "(a parameter of any shape at rank 0, which the forward takes) does not have",
+)
+@pytest.mark.parametrize("fn", ["np.var", "np.std"])
+def test_the_variance_of_a_python_number(fn):
+    source = f"import numpy as np\n\n\ndef f(x):\n    return {fn}(x) * x + np.tanh(x)\n"
+    backward = load_backward_module(stagegen.generate(source))["f_backward"]
+    forward = load_forward(source)
+    dx = backward(0.7)
+    assert dx == pytest.approx(difference(forward, [0.7], 0, (), H).slope(), rel=1e-6)
+
+
+# What needs the number of dimensions of a parameter of any shape: refused, located at it.
+RANK_DEPENDENT = [
+    "np.sum(x, axis=0)",
+    "x.sum(0)",
+    "np.max(x, axis=-1)",
+    "np.linalg.norm(x, axis=0)",
+    "x.T",
+    "np.transpose(x)",
+    "x.dot(w)",
+    "x @ w",
+    "x + v",
+    "x.shape[1] * x",
+    "x[None]",
+    "np.expand_dims(x, 0)",
+    "np.outer(x, x)",
+    "x[0]",
+    "x[:, 0]",
+    "x.squeeze()",
+    "np.tanh(x) * y",  # another parameter of any shape: its rank may differ
+]
+
+
+@pytest.mark.parametrize("expression", [*RANK_DEPENDENT, "np.tanh(x) * x"])
+def test_what_needs_the_rank_of_an_any_shape_parameter_is_refused_where_it_is(expression):
+    source = textwrap.dedent(f'''
+        import numpy as np
+
+
+        def f(x, w, v, y):
+            """
+            - w: Weights, of shape (D, M)
+            - v: Scale, of shape (D,)
+            """
+            t = np.tanh(x)
+            return np.sum({expression}) + np.sum(t) + np.sum(w) + np.sum(v)
+        ''').lstrip()
+    if expression not in RANK_DEPENDENT:  # the control: the same function, exact at any rank
+        assert "def f_backward(x, w, v, y, dout=1.0):" in stagegen.generate(source)
+        return
+    with pytest.raises(stagegen.StagegenError) as caught:
+        stagegen.generate(source, filename="m.py")
+    line = source.splitlines().index(
+        f"    return np.sum({expression}) + np.sum(t) + np.sum(w) + np.sum(v)"
+    )
+    start = len("    return np.sum(") + 1
+    assert caught.value.line == line + 1, caught.value
+    assert start <= caught.value.col <= start + len(expression), caught.value
