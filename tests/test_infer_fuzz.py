@@ -8,16 +8,22 @@ A seeded generator writes modules of four families:
   ``(M,)``), a number from its default (``eps=0.1``); elementwise stages, reductions with and
   without an axis, ``x.dot(w)``, ``/ N``. Half of them have a parameter of *any shape* instead
   (no shape said, ``of any shape``, or ``(N, d_1, ..., d_k)`` / ``N = x.shape[0]`` with a
-  reshape ``x.reshape(N, -1)``), whose backward reads the rest at run time: those are checked
-  at ranks 0 to 3, with axes of size 1.
+  reshape ``x.reshape(N, -1)``) and the forms exact at every rank (``np.where``, ``np.clip``,
+  ``ravel``, ``reshape(-1)``, ``copy``, ``astype``, ``np.zeros_like``, ``np.std``), whose backward
+  reads the rest at run time: those are checked at ranks 0 to 3, with axes of size 1, and at
+  rank 0 with a Python number as well as a 0-d array.
 * ``gates``: an LSTM-like step, ``N, H = h.shape``, ``a = x.dot(Wx) + h.dot(Wh) + b`` with
   ``Wx`` of shape ``(D, 4H)`` or ``(D, 3 * H)`` (the products spelled ``4H``, ``4*H``,
   ``4 * H``), the gates sliced ``a[:, k * H : (k + 1) * H]`` (``:H`` and ``k * H :`` too),
-  each through a different elementwise function, some slices read twice, a gate left unread.
+  each through a different elementwise function, some slices read twice, a gate left unread,
+  slices of the parameters themselves (``Wx[:, H : 2 * H]``, ``b[:H]``); a quarter of them
+  annotated (``Wx: "D, 4*H"``) instead of documented.
 * ``sequences``: ``N, T, D = x.shape``; ``x.reshape(N * T, D).dot(w)``; a softmax loss whose
   labels are reshaped (``y_flat = y.reshape(N * T)``) and gathered with ``np.arange(N * T)``;
   word embeddings ``W[x]`` with labels of shape (N, T); boolean masks (a docstring's
-  ``Boolean array of shape (N, T)``, drawn as real booleans) multiplied in, flat or not.
+  ``Boolean array of shape (N, T)``, drawn as real booleans) multiplied in, flat or not;
+  images ``N, C, P, Q = x.shape`` into ``x.reshape(N * C, P * Q).dot(w)`` with ``w`` of shape
+  ``(P*Q, M)``, and per-channel statistics of ``x.reshape(N, C, P * Q)``.
 * ``calls``: an unannotated caller calling callees of the same module whose parameter has any
   shape (``relu_forward(h)``; the course's ``return out, cache`` too, a callee calling another,
   one with a number default), on a matrix, a slice, a full reduction; or a caller of any shape
@@ -34,6 +40,11 @@ no floating-point error where the forward raised none. A refusal of a generated 
 failure (the generator writes only what the issue says is read); so is any exception.
 Failures are collected and reported with the seed and the program, except those that
 ``KNOWN_BUGS`` recognises, each pinned below by a strict xfail.
+
+Besides the fuzz test: forms that need the rank of a parameter of any shape are refused at
+their location (``test_what_needs_the_rank_...``); on demand, ``stagegen.verify`` must agree with
+the numerical check on a few programs (its proofs of 3-d programs can take minutes); the
+regressions at the end reproduce what this fuzzer found.
 
 Size: ``DEFAULT_EXAMPLES`` programs per run (seeds 0, 1, ...). On demand:
 
@@ -52,6 +63,7 @@ import ast
 import os
 import random
 import re
+import signal
 import textwrap
 import time
 import traceback
@@ -1356,3 +1368,62 @@ def test_what_needs_the_rank_of_an_any_shape_parameter_is_refused_where_it_is(ex
     start = len("    return np.sum(") + 1
     assert caught.value.line == line + 1, caught.value
     assert start <= caught.value.col <= start + len(expression), caught.value
+
+
+# ---------------------------------------------------------------------------- the proof agrees
+
+PROOF_BUDGET = 60  # seconds: a longer proof is abandoned, counted and printed (not failed)
+VERIFY_EXAMPLES = min(10, max(4, EXAMPLES // 50)) if ON_DEMAND else 0
+
+
+class ProofTooSlow(Exception):
+    pass
+
+
+def verify_within_budget(source: str):
+    def give_up(signum, frame):
+        raise ProofTooSlow
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(PROOF_BUDGET)
+    try:
+        return stagegen.verify(source, filename="fuzz.py")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="the proof budget needs SIGALRM")
+@pytest.mark.skipif(not ON_DEMAND, reason="proofs of 3-d programs take minutes: on demand only")
+def test_verify_agrees_with_the_numerical_check():
+    """A program the numerical check passes is proven; one it fails is not. Programs from
+    seed SEED + 10**8, one in fifty of the run (4 to 10)."""
+    disagreements, slow, counts = [], [], Counter()
+    for k in range(VERIFY_EXAMPLES):
+        prog = build_program(SEED + 10**8 + k)
+        try:
+            verdict = run_program(prog, Counter())
+        except Failure as failure:
+            if known_bug(prog, failure):
+                counts["known"] += 1
+                continue
+            verdict = failure.kind
+        start = time.monotonic()
+        try:
+            verify_within_budget(prog.source)
+            proof = "proven"
+        except ProofTooSlow:
+            slow.append(prog.seed)
+            continue
+        except stagegen.VerificationError:
+            proof = "disproven"
+        except stagegen.StagegenError:
+            proof = "refused"
+        counts[proof] += 1
+        counts["seconds"] += round(time.monotonic() - start)
+        if verdict == "float-error":
+            continue  # the proof checks values, not NumPy's floating-point errors
+        if (verdict == "checked") != (proof == "proven") and verdict != "skipped":
+            disagreements.append(f"seed {prog.seed}: {proof}, the check: {verdict}\n{prog.source}")
+    print(f"\nverify: {dict(counts)}; abandoned after {PROOF_BUDGET} s: {slow}")
+    assert not disagreements, "\n\n".join(disagreements[:5])
