@@ -371,7 +371,6 @@ def shapes_known(b: Builder) -> None:
     b.feature("shape:unpacked" if unpacked else "shape:docstring")
     if unpacked:
         b.lines.append("N, D = x.shape")
-    extras = []
     if b.chance(0.6):
         b.param(Param("w", "float", ("D", "M")), "Weights, of shape (D, M)")
         if b.chance(0.5):
@@ -434,7 +433,7 @@ def shapes_known(b: Builder) -> None:
     b.ret(b.env[b.recent[-1]])
 
 
-def shapes_any(b: Builder) -> bool:
+def shapes_any(b: Builder) -> None:
     """x of any shape (nothing said, ``of any shape``) or (N, ...) (``(N, d_1, ..., d_k)``,
     ``N = x.shape[0]``), a number c; elementwise stages with numbers and full reductions, and
     for (N, ...) a reshape ``x.reshape(N, -1)`` into a product with w."""
@@ -473,7 +472,6 @@ def shapes_any(b: Builder) -> bool:
         for _ in range(b.rng.randint(0, 2)):
             b.statement()
     b.ret(b.env[b.recent[-1]])
-    return True
 
 
 # -- family 2: gate slices
@@ -780,7 +778,11 @@ def calls(b: Builder) -> None:
     b.ret(b.env[b.recent[-1]])
 
 
-MAKERS = {"shapes": None, "gates": gates, "sequences": sequences, "calls": calls}
+def shapes(b: Builder) -> None:
+    (shapes_any if b.chance(0.5) else shapes_known)(b)
+
+
+MAKERS = {"shapes": shapes, "gates": gates, "sequences": sequences, "calls": calls}
 
 
 def build_program(seed: int) -> Program:
@@ -788,10 +790,7 @@ def build_program(seed: int) -> Program:
     b = Builder(rng)
     family = FAMILIES[seed % len(FAMILIES)]
     b.feature(f"family:{family}")
-    if family == "shapes":
-        (shapes_any if rng.random() < 0.5 else shapes_known)(b)
-    else:
-        MAKERS[family](b)
+    MAKERS[family](b)
     source = b.module()
     if not uses_arrays(ast.parse(source).body[-1], {"np"}):
         # number code, whatever the docstring says (test_a_docstring_shape_makes_array_code)
@@ -925,7 +924,17 @@ def call_backward(backward, args, up):
             raise Failure("modifies-input", "the backward modified an input")
     if isinstance(up, np.ndarray) and not np.array_equal(up, up_given):
         raise Failure("modifies-upstream", "the backward modified its upstream")
-    return grads if isinstance(grads, tuple) else (grads,)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    # each gradient is the caller's own writable array: no view of an input, the upstream or
+    # another gradient
+    arrays = [g for g in grads if isinstance(g, np.ndarray) and g.size]
+    others = [a for a in [*given, up_given] if isinstance(a, np.ndarray)]
+    for k, g in enumerate(arrays):
+        if not g.flags.writeable:
+            raise Failure("gradient-aliasing", f"gradient {k} is read-only")
+        if any(np.shares_memory(g, h) for h in arrays[:k] + others):
+            raise Failure("gradient-aliasing", f"gradient {k} shares memory with another array")
+    return grads
 
 
 def check_point(prog: Program, forward, backward, sizes: dict, rng, stats: Counter) -> None:
