@@ -128,7 +128,7 @@ CONSTRUCTS = {
     *("flatten:reshape", "unflatten:reshape", "gather:arange", "labels:reshaped", "embedding"),
     *("mask:flat", "mask:2d", "mask:unreduced"),
     *("call:matrix", "call:slice", "call:reduction", "call:cache", "call:nested", "call:default"),
-    *("call:any-shape-caller", "call:twice"),
+    *("call:any-shape-caller", "call:twice", "call:labels"),
     *("output:array", "output:number"),
 }
 
@@ -680,6 +680,17 @@ CALLEES = [
 ]
 
 
+SOFTMAX_LOSS = '''def softmax_loss(s, y):
+    """
+    - s: Scores, of shape (N, C)
+    - y: Labels, of shape (N,), each in range(C)
+    """
+    N = s.shape[0]
+    shifted = s - np.max(s, axis=1, keepdims=True)
+    logp = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    return -np.sum(logp[np.arange(N), y]) / N'''
+
+
 def calls(b: Builder) -> None:
     chosen = b.rng.sample(CALLEES, b.rng.randint(1, 3))
     callees = {}
@@ -775,6 +786,14 @@ def calls(b: Builder) -> None:
             b.statement()
     if max(uses.values()) > 1:
         b.feature("call:twice")
+    scores = b.leaf(lambda s: s == ("N", "2H"))
+    if scores is not None and b.chance(0.3):  # labels passed on to a callee
+        b.feature("call:labels")
+        b.header.append(SOFTMAX_LOSS)
+        b.param(Param("y", "labels", ("N",), high="2H"), "Labels, of shape (N,)")
+        b.lines.append(f"loss = softmax_loss({scores.text}, y)")
+        b.env["loss"] = Val("loss", (), 4.0)
+        b.recent.append("loss")
     b.ret(b.env[b.recent[-1]])
 
 
@@ -850,7 +869,7 @@ def make_args(prog: Program, sizes: dict, rng: np.random.Generator) -> list:
         if p.kind == "number":
             args.append(float(rng.choice([-1, 1]) * rng.uniform(0.3, 1.2)))
         elif p.kind == "labels":
-            args.append(rng.integers(0, sizes[p.high], size=shape))
+            args.append(rng.integers(0, dimension(p.high, sizes)[0], size=shape))
         elif p.kind == "mask":
             args.append(rng.random(size=shape) < 0.6)
         else:
