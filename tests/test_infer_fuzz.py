@@ -1248,11 +1248,6 @@ def test_an_any_shape_argument_to_an_any_shape_callee(body):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="reported: `act` takes `z` of shape (...), and this is (N, ...) — an argument of "
-    "shape (N, ...) is refused by a callee of any shape",
-)
-@pytest.mark.xfail(
-    strict=True,
     reason="reported: as test_an_any_shape_argument_to_an_any_shape_callee, in a callee: "
     "`np.tanh(u) * inner` is refused (`needs to know how many dimensions u has`)",
 )
