@@ -1349,6 +1349,7 @@ RANK_DEPENDENT = [
     "np.sum(x, axis=0)",
     "x.sum(0)",
     "np.max(x, axis=-1)",
+    "np.mean(x, axis=1, keepdims=True)",  # (said as "axis 1 is out of range for ... 1 dimension")
     "np.linalg.norm(x, axis=0)",
     "x.T",
     "np.transpose(x)",
