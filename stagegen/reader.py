@@ -97,7 +97,11 @@ def read_programs(
                     "write the computation as a loop, or without the cycle",
                 )
             read_one(callee, calling + [d])
-        if is_array_function(d, math_names.numpy):
+        args = d.args.posonlyargs + d.args.args + d.args.kwonlyargs
+        calls_arrays = any(  # an unannotated caller of array code is array code too
+            read[c.name].numpy for _, c in _calls(d, by_name) if c.name in read
+        ) and not any(a.annotation is not None for a in args)
+        if is_array_function(d, math_names.numpy) or (calls_arrays and math_names.numpy):
             from .arrays.parse import ArrayReader  # NumPy's language loads only when used
 
             reader = ArrayReader(source, math_names, module_functions, comments)

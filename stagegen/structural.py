@@ -210,7 +210,8 @@ def _reduce(node: Reduce, g: Expr, value: Expr, types: Types):
         # kink (and the derivative itself when the axes hold one element).
         # (kept as size 1 where it would not broadcast back: the leading axes need not be)
         leading = node.axis is None or node.axis == tuple(range(len(node.axis)))
-        mu = Reduce("mean", x, node.axis, not leading, "method")
+        # (np.mean(x) where x may be a Python number: a rest holds no axes at rank 0)
+        mu = Reduce("mean", x, node.axis, not leading, "np" if has_rest(sx) else "method")
         centred = sub(x, mu)
         divisor = sub(count, Num(node.ddof)) if node.ddof else count  # N - ddof
         if node.fn == "var":

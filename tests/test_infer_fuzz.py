@@ -1078,28 +1078,8 @@ def describe(prog: Program, failure: Failure) -> str:
 
 # Bugs reported and pinned by a strict xfail below: a failure that a predicate recognises is
 # counted as known instead of failing the run. Remove an entry when its xfail starts to pass.
-def rest_call_bug(prog: Program, failure: Failure) -> bool:
-    """test_an_any_shape_argument_to_an_any_shape_callee: the call's result has the shape
-    ('.', '.', '.', 'x') (an internal error, or a refusal of an elementwise stage)."""
-    calls_a_rest = {"call:any-shape-caller", "call:nested"} & prog.features
-    return bool(calls_a_rest) and (
-        (failure.kind == "generate-crash" and "dimension . is not read" in failure.detail)
-        or (failure.kind == "refused" and "needs to know how many dimensions" in failure.detail)
-    )
-
-
-def var_of_a_number_bug(prog: Program, failure: Failure) -> bool:
-    """test_the_variance_of_a_python_number: the backward of np.var/np.std calls `x.mean()`."""
-    return failure.kind == "backward-crash" and "'float' object has no attribute 'mean'" in (
-        failure.detail
-    )
-
-
-KNOWN_BUGS: dict = {
-    "any-shape argument to an any-shape callee": rest_call_bug,
-    "np.var of a Python number": var_of_a_number_bug,
-}
-KNOWN_BUG_CONSTRUCTS = {"call:any-shape-caller", "call:nested"}  # never accepted while open
+KNOWN_BUGS: dict = {}
+KNOWN_BUG_CONSTRUCTS: set = set()  # never accepted while open
 
 
 def known_bug(prog: Program, failure: Failure):
@@ -1234,23 +1214,12 @@ ANY_SHAPE_CALLERS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: a call whose argument has a rest gives the callee's rest the string "
-    "'...x' (arrays/parse.py _invoke: `dims.setdefault(w, g)`), and _called_shape spreads it "
-    "into the dimensions ('.', '.', '.', 'x')",
-)
 @pytest.mark.parametrize("body", list(ANY_SHAPE_CALLERS.values()), ids=list(ANY_SHAPE_CALLERS))
 def test_an_any_shape_argument_to_an_any_shape_callee(body):
     source = textwrap.dedent(ACT) + body
     assert check_text(source, [Param("x", "float", (REST,))]) == "checked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: as test_an_any_shape_argument_to_an_any_shape_callee, in a callee: "
-    "`np.tanh(u) * inner` is refused (`needs to know how many dimensions u has`)",
-)
 def test_an_any_shape_callee_calling_another():
     source = textwrap.dedent(ACT) + textwrap.dedent("""
         def g(u):
@@ -1266,11 +1235,6 @@ def test_an_any_shape_callee_calling_another():
     assert check_text(source, [Param("x", "float", ("N", "D"))]) == "checked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: `act` takes `z` of shape (...), and this is (N, ...) — an argument of "
-    "shape (N, ...) is refused by a callee of any shape",
-)
 def test_a_leading_dimension_and_a_rest_to_an_any_shape_callee():
     source = textwrap.dedent(ACT) + textwrap.dedent("""
         def f(x):
@@ -1301,22 +1265,11 @@ def test_a_docstring_shape_makes_array_code():
     assert check_text(source, params) == "checked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: a caller whose only array code is a call is read as number code "
-    "(`x = float(x)` in its backward), though its callee is array code",
-)
 def test_a_caller_whose_only_array_code_is_a_callee():
     source = textwrap.dedent(ACT) + "def f(x):\n    t = act(x)\n    return t * 2.0\n"
     assert check_text(source, [Param("x", "float", (REST,))]) == "checked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='reported: the annotation `b: "4 * H"` is split at its spaces (jaxtyping\'s '
-    '`"B N D"`) and refused for its `*`, though `"D, 4 * H"`, `"4*H"` and the '
-    "docstring's `(4 * H,)` read as the product",
-)
 def test_a_one_dimensional_product_annotation():
     source = """
         import numpy as np
@@ -1330,11 +1283,6 @@ def test_a_one_dimensional_product_annotation():
     assert check_text(source, params) == "checked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: the backward of np.var and np.std reads `x.mean()`, which a Python number "
-    "(a parameter of any shape at rank 0, which the forward takes) does not have",
-)
 @pytest.mark.parametrize("fn", ["np.var", "np.std"])
 def test_the_variance_of_a_python_number(fn):
     source = f"import numpy as np\n\n\ndef f(x):\n    return {fn}(x) * x + np.tanh(x)\n"

@@ -89,6 +89,8 @@ def parse_annotation(text: str) -> Shape:
     inner = text.strip()
     if inner.startswith("(") and inner.endswith(")"):
         inner = inner[1:-1]
+    if "," not in inner and _product(inner) is not None:
+        return (_product(inner),)  # "4 * H": one dimension, not three
     if "," in inner:
         parts = [p.strip() for p in inner.split(",")]
         if parts[-1] == "" and (len(parts) == 1 or parts[-2] != ""):
