@@ -105,8 +105,9 @@ def unbroadcast(g: Expr, frm: Shape, to: Shape) -> Expr:
     reduces = lead or any(t == 1 and f != 1 for f, t in zip(frm[lead:], to))
     if isinstance(g, Neg) and reduces:
         return neg(unbroadcast(g.operand, frm, to))  # -dxmu.sum(axis=0)
-    if lead:
-        g = Reduce("sum", g, tuple(range(lead)) if to else None, False, "method")
+    if lead:  # (np.sum where g may be a Python number: a rest at rank 0)
+        spelling = "np" if has_rest(frm) else "method"
+        g = Reduce("sum", g, tuple(range(lead)) if to else None, False, spelling)
     kept = tuple(i for i, (f, t) in enumerate(zip(frm[lead:], to)) if t == 1 and f != 1)
     if kept:
         g = Reduce("sum", g, kept, True, "method")

@@ -425,3 +425,15 @@ def test_a_gradient_returned_as_a_view_holds_no_one_elses_memory():
         g[...] = 7.0
     assert all(np.array_equal(a, k) for a, k in zip((x, w, b, dout), kept))
     assert all(np.allclose(g, f) for g, f in zip(backward(x, w, b, dout), first))
+
+
+def test_a_number_parameters_gradient_from_an_any_shape_value_takes_a_python_number():
+    """dc sums a gradient of x's shape: `np.sum(...)`, since x may be a Python number."""
+    forward, backward = generated(
+        "import numpy as np\n\ndef f(x, c=0.5):\n    t = c * x / (1 + x ** 2)\n"
+        "    return np.sum(t * x)\n"
+    )
+    for x in (0.7, np.array([0.3, -1.2])):
+        dx, dc = backward["f_backward"](x, 0.5)
+        assert np.allclose(dc, numeric_gradient(forward["f"], [x, 0.5], 1, 1.0), atol=1e-6)
+        assert np.shape(dx) == np.shape(x)

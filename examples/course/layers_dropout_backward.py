@@ -18,5 +18,5 @@ def dropout_backward(x, p, seed, dout=1.0):
     dx = mask * dout  # (2)
     dmask = x * dout  # (2)
     # backprop mask = (np.random.RandomState(seed).rand(*x.shape) < p) / p
-    dp = -((mask / p) * dmask).sum()  # (1)
+    dp = -np.sum((mask / p) * dmask)  # (1)
     return dx, dp
