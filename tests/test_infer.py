@@ -267,7 +267,13 @@ def centred(x, w):
 def test_staged_specialises_to_each_calls_pattern_of_shapes(tmp_path, monkeypatch):
     """`x.mean(axis=0)` needs x's number of dimensions: the CLI refuses it (located), and
     @staged generates, proves and keeps one backward per pattern of shapes."""
-    from tests.test_decorator import load_module
+    import importlib.util
+
+    def load_module(path, name):
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
 
     monkeypatch.setenv("STAGEGEN_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(stagegen.StagegenError) as info:
