@@ -79,6 +79,14 @@ import stagegen  # noqa: E402
 from stagegen.api import load_backward_module  # noqa: E402
 from stagegen.arrays.infer import uses_arrays  # noqa: E402
 from stagegen.numeric import central_difference, indices  # noqa: E402
+from test_array_fuzz import (  # noqa: E402  (its checker's parts; tests/ is on the path)
+    Failure,
+    ProofTooSlow,
+    Skip,
+    copies,
+    element_is_fine,
+    load_forward,
+)
 
 _EXAMPLES_ENV = os.environ.get("STAGEGEN_INFER_FUZZ_EXAMPLES") or os.environ.get(
     "STAGEGEN_FUZZ_EXAMPLES"
@@ -880,21 +888,6 @@ def make_args(prog: Program, sizes: dict, rng: np.random.Generator) -> list:
     return args
 
 
-def copies(args):
-    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-
-
-class Skip(Exception):
-    """The point is not usable (the forward overflows there, or sits on a kink)."""
-
-
-class Failure(Exception):
-    def __init__(self, kind: str, detail: str):
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-
-
 def evaluate(forward, args):
     with np.errstate(all="raise"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -909,23 +902,6 @@ def evaluate(forward, args):
 
 def difference(forward, args, k, idx, h):
     return central_difference(lambda *a: evaluate(forward, list(a)), args, k, idx, step=h)
-
-
-def element_is_fine(forward, args, k, idx, up, analytic, tol):
-    """A disagreeing element: true if another step agrees; Skip if the point is a kink."""
-    for h in RETRY_STEPS:
-        if abs(difference(forward, args, k, idx, h).slope(up) - analytic) <= tol:
-            return True
-    center = evaluate(forward, args)
-    kinks = 0
-    for h in KINK_STEPS:
-        d = difference(forward, args, k, idx, h)
-        right = np.sum((d.plus - center) * up) / (d.width / 2)
-        left = np.sum((center - d.minus) * up) / (d.width / 2)
-        kinks += abs(right - left) > KINK_RTOL * max(abs(right), abs(left), tol / RTOL)
-    if kinks == len(KINK_STEPS):
-        raise Skip("a kink")
-    return False
 
 
 def call_backward(backward, args, up):
@@ -1019,12 +995,6 @@ def check_point(prog: Program, forward, backward, sizes: dict, rng, stats: Count
                         f"numerical d{p}:\n{want}",
                     )
     stats["elements"] += sum(int(np.size(args[names.index(p)])) for p in wrt)
-
-
-def load_forward(source: str):
-    namespace: dict = {"__name__": "fuzz_forward"}
-    exec(compile(source, "<fuzz forward>", "exec"), namespace)
-    return namespace["f"]
 
 
 def run_program(prog: Program, stats: Counter, sabotage=None) -> str:
@@ -1346,10 +1316,6 @@ def test_what_needs_the_rank_of_an_any_shape_parameter_is_refused_where_it_is(ex
 
 PROOF_BUDGET = 60  # seconds: a longer proof is abandoned, counted and printed (not failed)
 VERIFY_EXAMPLES = min(10, max(4, EXAMPLES // 50)) if ON_DEMAND else 0
-
-
-class ProofTooSlow(Exception):
-    pass
 
 
 def verify_within_budget(source: str):
