@@ -372,12 +372,15 @@ def _masks(program) -> set[str]:
 def _shape_notes(program) -> list[str]:
     """Where an unannotated function's shapes come from (``x (N, ...)`` from the code), so a
     reader sees what the backward assumes; nothing for annotated ones."""
-    by_source: dict[str, list[str]] = {}
+    by_source: dict[str, list] = {}
     for p in program.params:
         if p.shape_source:
-            by_source.setdefault(p.shape_source, []).append(f"{p.name} {show(p.shape)}")
-    anything = by_source.pop("no shape", [])
-    notes = [f"shapes from {source}: {', '.join(found)}" for source, found in by_source.items()]
-    if anything:  # (...): nothing fixes them, and the backward reads them when it runs
-        notes.append(f"any shape: {', '.join(found.split()[0] for found in anything)}")
+            by_source.setdefault(p.shape_source, []).append(p)
+    anything = by_source.pop("no shape", [])  # nothing fixes them: read when the backward runs
+    notes = [
+        f"shapes from {source}: {', '.join(f'{p.name} {show(p.shape)}' for p in found)}"
+        for source, found in by_source.items()
+    ]
+    if anything:
+        notes.append(f"any shape: {', '.join(p.name for p in anything)}")
     return notes

@@ -249,14 +249,8 @@ class ArrayReader(FunctionReader):
         return Index(operand, tuple(items)), Type(tuple(shape), t.kind)
 
     def _is_random(self, func: ast.expr, name: str) -> bool:
-        """``np.random.<name>``."""
-        return (
-            isinstance(func, ast.Attribute)
-            and func.attr == name
-            and isinstance(func.value, ast.Attribute)
-            and func.value.attr == "random"
-            and self._is_numpy(func.value.value)
-        )
+        """``np.random.<name>`` (NumPy's name not shadowed here)."""
+        return _is_numpy_random(func, name, self.np_names) and self._is_numpy(func.value.value)
 
     def _statement(self, stmt: ast.stmt) -> None:
         """``np.random.seed(seed)``, with a parameter for the seed, is read: the draw that
@@ -1575,16 +1569,23 @@ def _seed_names(fn, np_names) -> set[str]:
         node.args[0].id
         for node in ast.walk(fn)
         if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "seed"
-        and isinstance(node.func.value, ast.Attribute)
-        and node.func.value.attr == "random"
-        and isinstance(node.func.value.value, ast.Name)
-        and node.func.value.value.id in np_names
+        and _is_numpy_random(node.func, "seed", np_names)
         and len(node.args) == 1
         and isinstance(node.args[0], ast.Name)
         and node.args[0].id in params
     }
+
+
+def _is_numpy_random(func: ast.expr, name: str, np_names) -> bool:
+    """``np.random.<name>``, with ``np`` one of NumPy's names."""
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == name
+        and isinstance(func.value, ast.Attribute)
+        and func.value.attr == "random"
+        and isinstance(func.value.value, ast.Name)
+        and func.value.value.id in np_names
+    )
 
 
 def _index_names(fn) -> set[str]:
