@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
-from .arrays.ir import ArrayPrinter, Dot, Index, Reduce, Reshape, Transpose
+from .arrays.ir import ArrayPrinter, Dot, Index, Put, Reduce, Reshape, Transpose
 from .errors import StagegenError
 from . import gates
 from .expr import Bin, Call, Elem, Neg, Num, Var, leaves, mul, rebuild
@@ -395,6 +395,8 @@ def array_gate_label(expr, np_name: str = "np") -> str:
         return "reshape"
     if isinstance(expr, Index) and _is_leaf(expr.operand):
         return "[ ]"
+    if isinstance(expr, Put) and _is_leaf(expr.operand):
+        return "[ ] ="  # a write into the array
     if isinstance(expr, Call) and all(simple(a) for a in expr.args):
         return expr.fn
     if isinstance(expr, (Bin, Neg)) and all(simple(k) for k in expr.children()):
@@ -407,7 +409,13 @@ def _flowing(step) -> str:
     scattered = [a for a in step.arguments if isinstance(a, Scattered)]
     if scattered:
         return scattered[0].values
-    code = " ".join(line.strip() for line in step.lines)
+    lines = [line.strip() for line in step.lines]
+    if len(lines) == 2 and lines[1].endswith("= 0.0") and lines[1].startswith(f"{step.gradient}["):
+        # a write's gradient: the one after it, with zeros where it wrote
+        after = lines[0].split(" = ", 1)[1].removesuffix(".copy()")
+        at = lines[1][len(step.gradient) : -len(" = 0.0")]
+        return f"{after}, 0 at {at}"
+    code = " ".join(lines)
     for sign in (" += ", " = "):
         if sign in code:
             code = code.split(sign, 1)[1]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .arrays.ir import ArrayPrinter
+from .arrays.ir import ArrayPrinter, stage_line
 from .expr import Call, Const, Expr, Invoke, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code, format_with_black
 from .lower import Line, Lowered, LoweredBlock, LoweredCompound, lower
@@ -185,12 +185,20 @@ def _target_text(target, printer: Printer) -> str:
     return printer(target)
 
 
+def _stage_line(stage, bound: str | None, printer: Printer) -> str:
+    return (
+        f"{bound} = {printer(stage.expr)}"
+        if bound
+        else stage_line(stage.target, stage.expr, printer)
+    )
+
+
 def _block(block: LoweredBlock, printer: Printer) -> dict:
     """A block of the body's tree, for the template: its opening line, whether its lines are
     indented under it, and its lines (code, or blocks inside it)."""
     stage = block.stage
     bound = stage.user_name if isinstance(stage.expr, Invoke) and stage.expr.returns > 1 else None
-    header = f"# backprop {_shorten(f'{bound or stage.target} = {printer(stage.expr)}')}"
+    header = f"# backprop {_shorten(_stage_line(stage, bound, printer))}"
     return {
         "opening": "" if block.continued else header,
         "nested": block.nested,

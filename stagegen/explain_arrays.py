@@ -36,6 +36,7 @@ from .arrays.ir import (
     NewAxis,
     Others,
     Outer,
+    Put,
     Reduce,
     Reshape,
     ShapeRead,
@@ -43,6 +44,7 @@ from .arrays.ir import (
     Transpose,
     Where,
     Zeros,
+    stage_line,
 )
 from .arrays.shapes import Shape, ShapeError
 from .errors import StagegenError
@@ -50,6 +52,7 @@ from .explained import short
 from .expr import Bin, Call, Compare, Const, Expr, Neg, Num, Var, walk
 from .program import Program, Stage, backward_name
 from .reverse import Backward
+from .structural import Zeroed
 from .traced import GeneratedLine, allocates, read_backward, traced_run
 from .types import dimension_names
 
@@ -539,6 +542,14 @@ def _words(node: Expr, print_) -> str | None:
             f"{node.axis} (each row of np.eye masks one element out), computed without dividing "
             "by the element, so exact where an element is 0"
         )
+    if isinstance(node, Zeroed):
+        items = ", ".join(print_(i) for i in node.items)
+        return (
+            f"{print_(node.gradient)} with zeros at [{items}]: the write replaced the values "
+            "there, so the array before it gets no gradient at those positions"
+        )
+    if isinstance(node, Index) and getattr(node, "written", False):
+        return f"{print_(node)}: the gradient at the positions the write put its value in"
     if isinstance(node, Index) and any(isinstance(i, Span) for i in node.items):
         return f"{print_(node)}: this part's slice of the joined gradient"
     if isinstance(node, Index) and getattr(node, "stacked", False):
@@ -615,6 +626,8 @@ def _match(backward: Backward, lines: list[GeneratedLine]) -> list[list[list[Gen
             if not pending or name not in pending[0].writes:
                 raise AssertionError(f"no generated line writes {name} in block {number}")
             taken.append(pending.pop(0))
+            if isinstance(st.value, Zeroed) and pending:  # the zeros written where it wrote
+                taken.append(pending.pop(0))
             if allocates(taken[-1]):  # the scatter into it follows, maybe after shared parts
                 k = next((k for k, p in enumerate(pending) if gradients & set(p.writes)), None)
                 if k is not None and name in pending[k].writes:
@@ -796,17 +809,24 @@ class _Forward:
         self.program = program
         # NumPy's C code imports its helpers lazily, with the builtins of the calling frame.
         self.namespace = {"__builtins__": builtins, program.numpy: np}
-        self.code = [
-            (s, compile(printer(s.expr), "<stagegen explain>", "eval")) for s in program.stages
-        ]
+        self.code = []
+        for s in program.stages:
+            if isinstance(s.expr, Put):  # a copy of the array before, then the write into it
+                made = compile(printer(Copy(s.expr.operand)), "<stagegen explain>", "eval")
+                write = stage_line(s.target, s.expr, printer)
+                self.code.append((s, made, compile(write, "<stagegen explain>", "exec")))
+            else:
+                self.code.append((s, compile(printer(s.expr), "<stagegen explain>", "eval"), None))
 
     def run(self, values: dict, check=None) -> dict:
         import numpy as np
 
         env = dict(values)
         with np.errstate(all="ignore"):
-            for stage, code in self.code:
+            for stage, code, write in self.code:
                 env[stage.target] = eval(code, self.namespace, env)  # our own printed code
+                if write is not None:
+                    exec(write, self.namespace, env)
                 if check is not None:
                     check(stage, env[stage.target])
         return env
@@ -908,7 +928,7 @@ def explain_array_build(
     steps_forward = [
         ArrayForwardStep(
             s,
-            f"{s.target} = {printer(s.expr)}",
+            stage_line(s.target, s.expr, printer),
             program.types[s.target].shape,
             forward_env.get(s.target),
         )

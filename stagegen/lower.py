@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .arrays.ir import (
     AddAt,
+    Arange,
     BroadcastTo,
     Copy,
     Dim,
@@ -25,6 +26,7 @@ from .arrays.ir import (
     Index,
     Move,
     NewAxis,
+    Put,
     Reshape,
     RestOf,
     ShapeOf,
@@ -66,7 +68,7 @@ from .shared import (
     reuse_names,
     spelling_free,
 )
-from .structural import Scatter, dims
+from .structural import Scatter, Zeroed, dims
 from .types import Types
 
 
@@ -164,15 +166,7 @@ def lower(b: Backward) -> Lowered:
         )
         for n in b.zero
     ]
-    replay = [
-        Line(
-            Var(s.target),
-            s.expr,
-            stage=s.number,
-            note=DOMAIN_CHECK if s.target in b.domain_checks else s.comment,
-        )
-        for s in b.replay
-    ]
+    replay = [line for s in b.replay for line in _stage_lines(s, b)]
 
     # An array output's upstream gradient, when read, is broadcast to the output's shape (and
     # copied, when the backward adds to it: the caller's array is not written into).
@@ -348,8 +342,7 @@ def _replay_lines(nodes: list, b: Backward, types: Types) -> list:
     out: list = []
     for node in nodes:
         if isinstance(node, Stage):
-            note = DOMAIN_CHECK if node.target in b.domain_checks else node.comment
-            out.append(Line(Var(node.target), node.expr, stage=node.number, note=note))
+            out += _stage_lines(node, b)
         elif isinstance(node, Save):
             out.append(Line(None, f"{node.stack}.append({node.name})"))
         elif isinstance(node, Exit):
@@ -365,6 +358,20 @@ def _replay_lines(nodes: list, b: Backward, types: Types) -> list:
                 inner.insert(0, Line(Var(node.steps), Num(1), "+="))
             out.append(LoweredCompound(_forward_header(node), inner, node.number))
     return out
+
+
+def _stage_lines(stage: Stage, b: Backward) -> list[Line]:
+    """A replayed stage; a write into an array as the user wrote it, into a copy of the array
+    before it (which the backward may read too)."""
+    note = DOMAIN_CHECK if stage.target in b.domain_checks else stage.comment
+    if isinstance(stage.expr, Put):
+        put = stage.expr
+        written = Index(Var(stage.target), put.items)
+        return [
+            Line(Var(stage.target), Copy(put.operand), stage=stage.number),
+            Line(written, put.value, stage=stage.number, note=note),
+        ]
+    return [Line(Var(stage.target), stage.expr, stage=stage.number, note=note)]
 
 
 def _branch_lines(branch: Branch, then: list, orelse: list) -> list:
@@ -557,8 +564,8 @@ def _array_statement_lines(
         lines = []
         if not st.accumulate:
             lines.append(Line(Var(name), Zeros(value.shape), stage=st.stage))
-        target = Index(Var(name), value.items)
-        lines.append(Line(target, value.values, "+=", st.stage, st.note))
+        target = Index(Var(name), value.items)  # (into new zeros: written, not added)
+        lines.append(Line(target, value.values, "+=" if st.accumulate else "=", st.stage, st.note))
         return lines
     if isinstance(value, Scatter):
         lines = []
@@ -566,14 +573,25 @@ def _array_statement_lines(
             lines.append(Line(Var(name), Zeros(value.shape), stage=st.stage))
         lines.append(Line(None, AddAt(Var(name), value.items, value.values), stage=st.stage))
         return lines
+    if isinstance(value, Zeroed):  # a write's gradient: zero where it wrote
+        g, at = value.gradient, Index(Var(name), value.items)
+        if st.accumulate:  # (the positions are subtracted once each, as NumPy writes them)
+            return [
+                Line(st.gradient, g, "+=", st.stage, st.note),
+                Line(at, Index(g, value.items), "-=", st.stage),
+            ]
+        copied = Copy(g) if _may_alias(g) else g
+        return [
+            Line(st.gradient, copied, "=", st.stage, st.note),
+            Line(at, Num(0.0), "=", st.stage),
+        ]
     if st.accumulate and isinstance(value, BroadcastTo):
         value = value.operand  # += broadcasts into the full-shaped gradient
     viewed = _viewed(value)
-    if viewed is not value and (
-        (isinstance(viewed, Var) and viewed.name in private)
-        or not isinstance(viewed, (Var, Index, BroadcastTo))
+    if (isinstance(viewed, Var) and viewed.name in private) or (
+        viewed is not value and not isinstance(viewed, (Var, Index, BroadcastTo))
     ):
-        pass  # a view of a new array, or of a gradient no one else holds: nothing to copy
+        pass  # a gradient no one else holds, or a view of a new array: nothing to copy
     elif not st.accumulate and _may_alias(value):
         # A gradient is an array unless it is a number's (a number's `+=` makes a new one).
         is_array = st.intermediate or bool(types.shape(st.of))
@@ -586,11 +604,27 @@ def _array_statement_lines(
 
 
 def _one_slot(scatter: Scatter, types: Types) -> bool:
-    """Whether a scatter writes one slot (``:``, ``a:b`` and loop indices): no index repeats,
-    so a plain ``+=`` into it is exact."""
-    return all(
-        isinstance(i, (FullSlice, NewAxis, Span)) or (isinstance(i, Var) and types.shape(i) == ())
-        for i in scatter.items
+    """Whether a scatter names each position once (``:``, ``a:b``, loop indices, and rows
+    ``np.arange(N)`` beside one label per row), so that a plain ``+=`` into it is exact."""
+    arrays = [
+        k
+        for k, i in enumerate(scatter.items)
+        if not isinstance(i, (FullSlice, NewAxis, Span))
+        and not (isinstance(i, Var) and types.shape(i) == ())
+    ]
+    if not arrays:
+        return True
+    if len(arrays) != 2 or arrays[1] != arrays[0] + 1:
+        return False
+    rows, labels = (scatter.items[k] for k in arrays)
+    rows_shape, labels_shape = types.shape(rows), types.shape(labels)
+    return (
+        isinstance(rows, Arange)
+        and rows_shape is not None
+        and len(rows_shape) == 1
+        and dims(rows_shape)[0] == scatter.shape[arrays[0]]
+        and labels_shape is not None
+        and len(labels_shape) == 1
     )
 
 

@@ -580,14 +580,12 @@ def argument_sentences(step: ArrayStep, added_to: set[str] = frozenset()) -> lis
             out.append(arg.text)
         elif isinstance(arg, Scattered):
             into = step.gradient if step.accumulate else "zeros of that shape"
+            code = "".join(step.lines)
+            how = "added" if step.accumulate or "np.add.at" in code else "written"
             out.append(
-                f"{_has_shape(step)}: {_shaped(arg.values, arg.shape)} is added into {into} "
+                f"{_has_shape(step)}: {_shaped(arg.values, arg.shape)} is {how} into {into} "
                 f"at {arg.index}"
-                + (
-                    " (np.add.at adds where an index repeats)"
-                    if "np.add.at" in "".join(step.lines)
-                    else ""
-                )
+                + (" (np.add.at adds where an index repeats)" if "np.add.at" in code else "")
             )
             fixed = True
     if not fixed:

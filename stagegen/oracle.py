@@ -457,6 +457,9 @@ class _MpmathNumpy:
             "logaddexp": binary(lambda a, b: mp.log(mp.exp(a) + mp.exp(b))),
             "logaddexp2": binary(lambda a, b: mp.log(mp.power(2, a) + mp.power(2, b), 2)),
         }  # fmt: skip
+        # A new float array holds 50-digit numbers, so that what is written into it stays one.
+        for name in ("zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like"):
+            self._own[name] = _holding_mpf(getattr(np, name))
         self._np = np
 
     def __getattr__(self, name):
@@ -464,6 +467,17 @@ class _MpmathNumpy:
         if name in own:
             return own[name]
         return getattr(self.__dict__["_np"], name)
+
+
+def _holding_mpf(make):
+    """NumPy's ``make`` (np.zeros, ...), its float arrays as object arrays of mpmath numbers:
+    ``h = np.zeros(...)`` then ``h[:, :D] = x`` must not round x's 50 digits to float64."""
+
+    def made(*args, **kwargs):
+        out = make(*args, **kwargs)
+        return _mpf_array(out) if out.dtype.kind == "f" else out
+
+    return made
 
 
 def _unwrap(value):

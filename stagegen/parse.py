@@ -42,7 +42,7 @@ SUPPORTED_FUNCTIONS = ", ".join(f"math.{n}" for n in MATH_FUNCTIONS) + ", abs, m
 # Python's arithmetic operators as the expression IR spells them (the array reader reads the
 # same ones).
 BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
-_AUGOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+AUGMENTED = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _OP_SPELLING = {
     ast.FloorDiv: "//",
     ast.Mod: "%",
@@ -719,7 +719,7 @@ class FunctionReader(ControlFlowReader):
         return False  # array code unpacks `N, D = x.shape` (arrays/parse.py)
 
     def _augassign(self, stmt: ast.AugAssign) -> None:
-        op = _AUGOPS.get(type(stmt.op))
+        op = AUGMENTED.get(type(stmt.op))
         if op is None:
             spelled = _OP_SPELLING.get(type(stmt.op), "?")
             raise self.src.error(stmt, f"`{spelled}=` is not supported", "use += -= *= /= or **=")

@@ -36,7 +36,7 @@ from .expr import (
 from .gates import gate_of, local_gradients
 from .names import as_python_reads, usable
 from .program import Branch, Exit, Loop, Program, Stage, has_control_flow, walk_nodes
-from .structural import NotNamed, Scatter, lift, structural_rule
+from .structural import NotNamed, Scatter, Zeroed, lift, structural_rule
 from .types import Types, dimension_names
 
 
@@ -422,8 +422,9 @@ class _StageSweep:
         for leaf, parts in self.contributions.items():
             name = sweep.names.assign(leaf.name)
             gradient: Leaf = Var(name) if isinstance(leaf, Var) else Elem(name, leaf.index)
-            plain = [p for p in parts if not isinstance(p.value, Scatter)]
-            written: list[_Contribution] = []
+            plain = [p for p in parts if not isinstance(p.value, (Scatter, Zeroed))]
+            # (a write's zeroed gradient first: the parts after it add to it)
+            written: list[_Contribution] = [p for p in parts if isinstance(p.value, Zeroed)]
             if len(plain) == 1:
                 written.append(plain[0])
             elif plain:

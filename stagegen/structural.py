@@ -27,6 +27,7 @@ from .arrays.ir import (
     NewAxis,
     Others,
     Outer,
+    Put,
     Reduce,
     Reshape,
     RestOf,
@@ -72,6 +73,23 @@ class Scatter(Expr):
     def rebuilt(self, kids) -> "Scatter":
         n, m = len(self.shape), len(self.items)
         return Scatter(tuple(kids[:n]), tuple(kids[n : n + m]), kids[n + m])
+
+
+class Zeroed(Expr):
+    """The gradient of the array before a write ``a[items] = value``: the gradient ``g`` of the
+    array after it, with zeros where the write put its value. Only ever the whole value of a
+    gradient statement (lowered to a copy of ``g`` and a write of zeros)."""
+
+    __slots__ = ("gradient", "items")
+
+    def __init__(self, gradient: Expr, items: tuple[Expr, ...]):
+        self.gradient, self.items = gradient, items
+
+    def children(self):
+        return (self.gradient, *self.items)
+
+    def rebuilt(self, kids) -> "Zeroed":
+        return Zeroed(kids[0], tuple(kids[1:]))
 
 
 class NotNamed(ValueError):
@@ -267,6 +285,25 @@ def _index(node: Index, g: Expr, value: Expr, types: Types):
     return [(x, Scatter(dims(types.shape(x)), node.items, g))]
 
 
+def _put(node: Put, g: Expr, value: Expr, types: Types):
+    """``a[items] = v``: the array before the write gets the gradient where the write left it,
+    ``v`` the gradient at the positions it went to (summed where it was broadcast; the reader
+    refused an index that may repeat a position for a ``v`` with a gradient)."""
+    v = node.value
+    at = Index(g, node.items)
+    object.__setattr__(at, "written", True)  # for the teaching aid's words
+    if isinstance(v, Bin) and v.op in ("+", "-") and v.left == Index(node.operand, node.items):
+        # `a[i] += v`: the array passes its gradient on untouched, v gets it where it went
+        picked = unbroadcast(at, types.shape(v.left), types.shape(v.right))
+        return [(node.operand, g), (v.right, picked if v.op == "+" else neg(picked))]
+    out: list[tuple[Expr, Expr]] = [(node.operand, Zeroed(g, node.items))]
+    mask = types.of(node.items[0])
+    if mask is not None and mask.kind == "bool":  # one number, written where the mask is True
+        return out + [(v, Reduce("sum", at, None, False, "method"))]
+    selected = types.shape(Index(node.operand, node.items))
+    return out + [(v, unbroadcast(at, selected, types.shape(v)))]
+
+
 def _outer(node: Outer, g: Expr, value: Expr, types: Types):
     # out[i, j] = a[i] * b[j]: da = dout.dot(b), db = dout.T.dot(a)
     return [(node.left, Dot(g, node.right)), (node.right, Dot(transpose_of(g), node.left))]
@@ -359,6 +396,7 @@ STRUCTURAL: dict[type, Rule] = {
     Reshape: _reshape,
     Reduce: _reduce,
     Index: _index,
+    Put: _put,
 }
 
 

@@ -93,6 +93,11 @@ def _writes(s: ast.stmt) -> list[str]:
         for t in s.targets:
             elts = t.elts if isinstance(t, ast.Tuple) else [t]
             names += [e.id for e in elts if isinstance(e, ast.Name)]
+            names += [  # dx[np.arange(N), y] = ...: positions of dx
+                e.value.id
+                for e in elts
+                if isinstance(e, ast.Subscript) and isinstance(e.value, ast.Name)
+            ]
         return names
     if isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name):
         return [s.target.id]

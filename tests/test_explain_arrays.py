@@ -149,10 +149,14 @@ def test_sums_spreads_scatters_and_forks_are_argued():
     assert "gradients add at a fork: adds to dxmu from (7)" in text
     assert "a copy, since a += below must not write into dxmu" in text
     svm = explain_cli(LAYERS / "svm_loss.py")[1]
+    # rows np.arange(n) beside one label per row name each position once: a plain +=
+    assert "dx has x's shape (N, C): dcorrect (N,) is added into dx at (np.arange(n), y)\n" in svm
+    assert "np.add.at" not in svm
+    embedding = explain_cli(LAYERS.parent / "course" / "rnn_embedding.py")[1]
     assert (
-        "dx has x's shape (N, C): dcorrect (N,) is added into dx at (np.arange(n), y) "
+        "dW has W's shape (V, D): dout (N, T, D) is added into zeros of that shape at (x,) "
         "(np.add.at adds where an index repeats)"
-    ) in svm
+    ) in embedding
     softmax = explain_cli(LAYERS / "softmax_loss.py")[1]
     assert (
         "dlog_z has log_z's shape (N, 1): dlog_probs (N, C) is summed over axis 1, kept as "
@@ -510,8 +514,9 @@ def g_backward(x, idx, dout=1.0):
 
 
 def test_a_slice_is_explained_with_each_gate_added_into_its_slot(tmp_path):
-    """LSTM-like gates `a[:, :H]`, `a[:, H:]`: each gradient is added into its slot with a
-    plain +=, and the teaching aid does not call that np.add.at."""
+    """LSTM-like gates `a[:, :H]`, `a[:, H:]`: the first gradient is written into its slot of
+    new zeros, the next added into its own with a plain +=, and the teaching aid does not call
+    either np.add.at."""
     path = tmp_path / "gates.py"
     path.write_text(
         "import numpy as np\n\n\ndef gates(a, c):\n"
@@ -521,7 +526,7 @@ def test_a_slice_is_explained_with_each_gate_added_into_its_slot(tmp_path):
     )
     code, out, err = explain_cli(f"{path}::gates", "--at", "N=2,H=3")
     assert code == 0, err
-    assert "da[:, H:] += (1 - f) * f * df" in out
-    assert "is added into zeros of that shape at (:, H:)\n" in out
+    assert "da[:, H:] = (1 - f) * f * df" in out
+    assert "is written into zeros of that shape at (:, H:)\n" in out
     assert "is added into da at (:, :H)\n" in out
     assert out.count("✓ agree") == 2

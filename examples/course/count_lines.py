@@ -40,7 +40,7 @@ LAYERS = [
     ("dropout (train, seeded)", "layers_dropout", "dropout_forward", "dropout_backward", ""),
     (
         "SVM loss",
-        "layers_svm",
+        "layers",
         "svm_loss",
         "svm_loss_backward",
         "hand-written recomputes the margins",

@@ -124,7 +124,7 @@ def softmax_loss_backward(x, y, dloss=1.0):
     C = x.shape[1]
     # backprop loss = -np.sum(log_probs[np.arange(N), y]) / N
     dlog_probs = np.zeros((N, C))  # (5)
-    np.add.at(dlog_probs, (np.arange(N), y), -dloss / N)  # (5)
+    dlog_probs[np.arange(N), y] = -dloss / N  # (5)
     # backprop log_probs = shifted_logits - np.log(Z)
     dshifted_logits = dlog_probs.copy()  # (3)
     dZ = -dlog_probs.sum(axis=1, keepdims=True) / Z  # (3)

@@ -3,10 +3,8 @@ annotations, the course's docstrings, `out = None` placeholders, `N, D = x.shape
 
 Where the course passes a dict (`bn_param`, `ln_param`) these functions take its entry `eps` as a
 plain parameter: batch normalization is in training mode and keeps no running averages. The
-softmax loss returns the loss only (the course's version also returns the gradient, which is
-what stagegen writes). Dropout (`layers_dropout.py`) and the SVM loss (`layers_svm.py`) live in
-modules of their own, so that a form stagegen does not read in one of them does not refuse this
-module (a module is generated, or refused, as a whole).
+SVM and softmax losses return the loss only (the course's versions also return the gradient,
+which is what stagegen writes). Dropout lives in `layers_dropout.py`.
 """
 
 import numpy as np
@@ -127,6 +125,28 @@ def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
     out_flat, cache = batchnorm_forward(x_flat, gamma, beta, eps)
     out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)
     return out, cache
+
+
+def svm_loss(x, y):
+    """
+    Computes the loss for multiclass SVM classification.
+
+    Inputs:
+    - x: Input data, of shape (N, C) where x[i, j] is the score for the jth
+      class for the ith input.
+    - y: Vector of labels, of shape (N,) where y[i] is the label for x[i] and
+      0 <= y[i] < C
+
+    Returns:
+    - loss: Scalar giving the loss
+    """
+    loss = None
+    N = x.shape[0]
+    correct_class_scores = x[np.arange(N), y]
+    margins = np.maximum(0, x - correct_class_scores[:, np.newaxis] + 1.0)
+    margins[np.arange(N), y] = 0
+    loss = np.sum(margins) / N
+    return loss
 
 
 def softmax_loss(x, y):

@@ -23,6 +23,10 @@
 #     note: shapes from the code: x (N, C, H, W)
 #     note: shapes from the docstring: gamma (C,), beta (C,)
 #
+# svm_loss_backward(x, y, dloss=1.0) -> dx
+#     reverse mode: the gradient of the output loss with respect to x
+#     note: shapes from the docstring: x (N, C), y (N,)
+#
 # softmax_loss_backward(x, y, dloss=1.0) -> dx
 #     reverse mode: the gradient of the output loss with respect to x
 #     note: shapes from the docstring: x (N, C), y (N,)
@@ -123,6 +127,27 @@ def spatial_batchnorm_backward(x, gamma, beta, eps=1e-5, dout=1.0):
     return dx, dgamma, dbeta, deps
 
 
+def svm_loss_backward(x, y, dloss=1.0):
+    """Gradient of svm_loss with respect to x, scaled by the upstream gradient dloss."""
+    # forward pass (only the values the backward pass reads)
+    N = x.shape[0]  # (1)
+    correct_class_scores = x[np.arange(N), y]  # (2)
+    margins = np.maximum(0, x - correct_class_scores[:, None] + 1.0)  # (3)
+    C = x.shape[1]
+    # backprop loss = np.sum(margins_1) / N
+    dmargins_1 = np.broadcast_to(dloss / N, (N, C))  # (5)
+    # backprop margins_1[np.arange(N), y] = 0
+    dmargins = dmargins_1.copy()  # (4)
+    dmargins[np.arange(N), y] = 0.0  # (4)
+    # backprop margins = np.maximum(0, x - correct_class_scores[:, None] + 1.0)
+    dmargins_in = (margins > 0) * dmargins  # (3) at the max's input
+    dx = dmargins_in.copy()  # (3)
+    dcorrect_class_scores = -dmargins_in.sum(axis=1)  # (3)
+    # backprop correct_class_scores = x[np.arange(N), y]
+    dx[np.arange(N), y] += dcorrect_class_scores  # (2)
+    return dx
+
+
 def softmax_loss_backward(x, y, dloss=1.0):
     """Gradient of softmax_loss with respect to x, scaled by the upstream gradient dloss."""
     # forward pass (the values the backward pass reads, and domain checks:
@@ -134,7 +159,7 @@ def softmax_loss_backward(x, y, dloss=1.0):
     C = x.shape[1]
     # backprop loss = -np.sum(log_probs[np.arange(N), y]) / N
     dlog_probs = np.zeros((N, C))  # (5)
-    np.add.at(dlog_probs, (np.arange(N), y), -dloss / N)  # (5)
+    dlog_probs[np.arange(N), y] = -dloss / N  # (5)
     # backprop log_probs = shifted_logits - np.log(Z)
     dshifted_logits = dlog_probs.copy()  # (3)
     dZ = -dlog_probs.sum(axis=1, keepdims=True) / Z  # (3)

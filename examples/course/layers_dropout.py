@@ -3,8 +3,7 @@ it: no shape annotations, the course's docstring, placeholders.
 
 The course passes `dropout_param = {"mode": "train", "p": p, "seed": seed}`; here `p` and `seed`
 are plain parameters and the mode is training (inverted dropout: the kept units are scaled by
-1 / p). It is a module of its own because it draws its mask with `np.random`, which stagegen
-does not read, so that the rest of layers.py does not share its status.
+1 / p). The backward draws the same mask again from the same seed.
 """
 
 import numpy as np

@@ -52,7 +52,7 @@ def lstm_step_backward(x, prev_h, prev_c, Wx, Wh, b, dnext_h=0.0, dnext_c=0.0):
     dg = i * dnext_c  # (8)
     # backprop g = np.tanh(a[:, 3 * H:])
     da = np.zeros((x.shape[0], 4 * H))  # (7)
-    da[:, 3 * H:] += (1 - g**2) * dg  # (7)
+    da[:, 3 * H:] = (1 - g**2) * dg  # (7)
     # backprop o = sigmoid(a[:, 2 * H:3 * H])
     da[:, 2 * H:3 * H] += sigmoid_backward(a[:, 2 * H:3 * H], do)  # (6)
     # backprop f = sigmoid(a[:, H:2 * H])

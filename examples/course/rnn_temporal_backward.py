@@ -42,10 +42,8 @@ def temporal_softmax_loss_backward(x, y, mask, dloss=1.0):
     )  # (9) domain check
     # backprop loss = -np.sum(mask_flat * np.log(probs_1[np.arange(N * T), y_flat])) / N
     dprobs_1 = np.zeros((N * T, V))  # (9)
-    np.add.at(
-        dprobs_1,
-        (np.arange(N * T), y_flat),
-        mask_flat * (1 / probs_1[np.arange(N * T), y_flat]) * (-dloss / N),
+    dprobs_1[np.arange(N * T), y_flat] = (
+        mask_flat * (1 / probs_1[np.arange(N * T), y_flat]) * (-dloss / N)
     )  # (9)
     # backprop probs_1 = probs / np.sum(probs, axis=1, keepdims=True)
     sum_probs = np.sum(probs, axis=1, keepdims=True)  # (8)

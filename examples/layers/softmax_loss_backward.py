@@ -17,7 +17,7 @@ def softmax_loss_backward(x, y, dloss=1.0):
     C = x.shape[1]
     # backprop loss = -np.sum(log_probs[np.arange(n), y]) / n
     dlog_probs = np.zeros((n, C))  # (5)
-    np.add.at(dlog_probs, (np.arange(n), y), -dloss / n)  # (5)
+    dlog_probs[np.arange(n), y] = -dloss / n  # (5)
     # backprop log_probs = shifted - log_z
     dshifted = dlog_probs.copy()  # (3)
     dlog_z = -dlog_probs.sum(axis=1, keepdims=True)  # (3)

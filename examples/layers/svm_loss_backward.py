@@ -21,5 +21,5 @@ def svm_loss_backward(x, y, dloss=1.0):
     dx = dmargins_in.copy()  # (3)
     dcorrect = -dmargins_in.sum(axis=1)  # (3)
     # backprop correct = x[np.arange(n), y]
-    np.add.at(dx, (np.arange(n), y), dcorrect)  # (2)
+    dx[np.arange(n), y] += dcorrect  # (2)
     return dx

@@ -27,7 +27,7 @@ def two_layer_loss_backward(X, y, W1, b1, W2, b2, reg=0.0, dloss=1.0):
     dW2 = 2 * W2 * dloss_in  # (7)
     # backprop data_loss = -np.sum(log_probs[np.arange(n), y]) / n
     dlog_probs = np.zeros((n, C))  # (6)
-    np.add.at(dlog_probs, (np.arange(n), y), -ddata_loss / n)  # (6)
+    dlog_probs[np.arange(n), y] = -ddata_loss / n  # (6)
     # backprop log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     exp_shifted = np.exp(shifted)  # (4)
     dshifted = dlog_probs - exp_shifted * (

@@ -178,6 +178,21 @@ class Span(Expr):
         return tuple(e for e in (self.start, self.stop) if e is not None)
 
 
+@dataclass(frozen=True)
+class Put(Expr):
+    """``a[items] = value`` read as a value: the array ``operand`` held before the write, with
+    ``value`` written at ``items`` (index items as a read takes them, or one boolean mask of
+    its shape). The replay writes it as the user did, into a copy when the array before the
+    write is read again."""
+
+    operand: Expr
+    items: tuple[Expr, ...]
+    value: Expr
+
+    def children(self):
+        return (self.operand, *self.items, self.value)
+
+
 # Nodes only the gradient code uses.
 
 
@@ -347,6 +362,8 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return ShapeOf(kids[0])
     if isinstance(e, AddAt):
         return AddAt(kids[0], tuple(kids[1:-1]), kids[-1])
+    if isinstance(e, Put):
+        return Put(kids[0], tuple(kids[1:-1]), kids[-1])
     if hasattr(e, "rebuilt"):
         return e.rebuilt(kids)
     return rebuild(e, kids)
@@ -362,6 +379,14 @@ def transform_array(e: Expr, fn) -> Expr:
         return e
     new = tuple(transform_array(k, fn) for k in kids)
     return e if new == kids else rebuild_array(e, new)
+
+
+def stage_line(target: str, e: Expr, printer) -> str:
+    """A stage as the line of code that makes it: ``t = e``, and a write into an array as the
+    user wrote it, ``t[items] = value`` (into ``t``, a copy of the array before it)."""
+    if isinstance(e, Put):
+        return f"{printer(Index(Var(target), e.items))} = {printer(e.value)}"
+    return f"{target} = {printer(e)}"
 
 
 class ArrayPrinter(Printer):
@@ -538,6 +563,7 @@ __all__ = [
     "Move",
     "Others",
     "Outer",
+    "Put",
     "Span",
     "Reduce",
     "Reshape",
@@ -549,4 +575,5 @@ __all__ = [
     "ShapeOf",
     "Zeros",
     "rebuild_array",
+    "stage_line",
 ]

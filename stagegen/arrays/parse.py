@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 
 from ..expr import And, Bin, Call, Compare, Cond, Expr, Invoke, Item, Neg, Not, Or, Var, walk
-from ..parse import BINOPS, COMPARISONS, FunctionReader
+from ..parse import AUGMENTED, BINOPS, COMPARISONS, FunctionReader
 from ..errors import ShapeUnknown
 from ..program import Param, Program
 from ..types import Type
@@ -31,6 +31,7 @@ from .ir import (
     Move,
     NewAxis,
     Outer,
+    Put,
     Reduce,
     Reshape,
     ShapeOf,
@@ -106,6 +107,7 @@ class ArrayReader(FunctionReader):
         self.array_of: dict[str, str] = {}  # parameter or stage target -> its array
         self.holders: dict[str, set[str]] = {}  # array -> the user's names that hold it
         self.in_place: ast.AugAssign | None = None
+        self.returned_by: dict[str, str] = {}  # an array a call returned -> the function
         self.rest_sizes: dict[str, str] = {}
         program = super().read(fn)
         program.rest_sizes = dict(self.rest_sizes)
@@ -304,12 +306,172 @@ class ArrayReader(FunctionReader):
                         found.add(arg.id)
         return found
 
+    # -- writes into an array ------------------------------------------------------------
+
+    def _assign(self, target, value, stmt) -> None:
+        if isinstance(target, ast.Subscript):
+            self._write(target, value, stmt)
+        else:
+            super()._assign(target, value, stmt)
+
     def _augassign(self, stmt: ast.AugAssign) -> None:
+        if isinstance(stmt.target, ast.Subscript) and type(stmt.op) in AUGMENTED:
+            # `a[i] += v` is `a[i] = a[i] + v`, as NumPy runs it (once per position)
+            read = ast.copy_location(
+                ast.Subscript(value=stmt.target.value, slice=stmt.target.slice, ctx=ast.Load()),
+                stmt.target,
+            )
+            value = ast.copy_location(ast.BinOp(left=read, op=stmt.op, right=stmt.value), stmt)
+            self._write(stmt.target, value, stmt)
+            return
         self.in_place = stmt
         try:
             super()._augassign(stmt)
         finally:
             self.in_place = None
+
+    def _write(self, target: ast.Subscript, value_node: ast.expr, stmt: ast.stmt) -> None:
+        """``a[items] = value`` into an array the function made: read as a new value of ``a``,
+        the array before with ``value`` at ``items`` (``Put``). Refused where another name, or
+        the caller, would see the write, and where the value's gradient is not exact: at an
+        index that may repeat a position, NumPy keeps one of the values written there."""
+        base = target.value
+        name = base.id if isinstance(base, ast.Name) else None
+        old = self.env.get(name) if name else None
+        if not isinstance(old, Var) or old.name not in self.var_types:
+            raise self._mutation(target)
+        if self.depth:
+            raise self.src.error(
+                target,
+                f"writing into `{name}[...]` inside a loop or branch is not supported yet",
+                "collect the parts in a list and join them with np.stack, or write after it",
+            )
+        before = self.var_types[old.name]
+        if not before.shape or before.kind != "float":
+            what = "a number" if not before.shape else "integers or a mask"
+            raise self.src.error(
+                target,
+                f"`{name}` holds {what}; only a float array can be written into",
+                f"bind a new name instead, e.g. `{name}0 = ...`",
+            )
+        self._check_private(
+            target,
+            name,
+            old,
+            f"writing into `{name}[...]`",
+            f"copy it first (`{name} = {name}.copy()`), or build a new array",
+        )
+        mask = self._mask_index(target)
+        if mask is not None:
+            if self.type_of(mask).shape != before.shape:
+                raise self.src.error(
+                    target.slice,
+                    f"the mask has shape {show(self.type_of(mask).shape)}, `{name}` "
+                    f"{show(before.shape)}",
+                    f"index `{name}` with a mask of its own shape",
+                )
+            items: tuple[Expr, ...] = (mask,)
+            selected: Shape = ()  # one value for every position the mask picks
+        else:
+            read = ast.copy_location(
+                ast.Subscript(value=base, slice=target.slice, ctx=ast.Load()), target
+            )
+            gather = self.expr(read)
+            if not isinstance(gather, Index) or gather.operand != old:
+                raise self.src.error(
+                    target.slice,
+                    "this index cannot be written into",
+                    "write at `:`, a slice `a:b`, labels (`np.arange(N), y`) or a mask",
+                )
+            items, selected = gather.items, self.type_of(gather).shape
+        value = self.expr(value_node)
+        vt = self.type_of(value)
+        if vt.kind == "bool":
+            raise self.src.error(value_node, "a mask is written into a float array", "write floats")
+        try:
+            fits = shapes.broadcast(selected, vt.shape) == selected
+        except ShapeError:
+            fits = False
+        if not fits:
+            raise self.src.error(
+                value_node,
+                f"a value of shape {show(vt.shape)} does not fit the "
+                f"{'positions the mask picks' if mask is not None else show(selected)} it is "
+                "written to",
+                "write a number, or an array of the shape the index selects",
+            )
+        if not self._distinct_positions(items, before.shape) and self._carries(value):
+            raise self.src.error(
+                target.slice,
+                "this index may name one position twice, and NumPy keeps one of the values "
+                "written there, so the value's gradient is not exact",
+                "write a number there, or index rows with `np.arange(N)` beside the labels",
+            )
+        put = Put(old, items, value)
+        self.types[put] = before
+        ast_name = ast.copy_location(ast.Name(id=name, ctx=ast.Store()), base)
+        self._bind(ast_name, put, stmt)
+
+    def _check_private(self, node, name: str, old: Var, doing: str, rewrite: str) -> None:
+        """Writing into ``name``'s array is exact as a new value only when no other name, nor
+        the caller, sees that array change; anything else is refused, never guessed."""
+        array = self.array_of[old.name]
+        if array in self.returned_by:
+            raise self.src.error(
+                node,
+                f"{doing} writes into the array `{self.returned_by[array]}` returned, which may "
+                "be one of its arguments (NumPy updates it in place)",
+                rewrite,
+            )
+        if array in self.caller_arrays:
+            raise self.src.error(
+                node,
+                f"{doing} writes into the caller's array `{array}` (NumPy updates it in place)",
+                rewrite,
+            )
+        others = sorted(self.holders.get(array, set()) - {name})
+        if others:
+            raise self.src.error(
+                node,
+                f"{doing} also changes `{others[0]}` (they share one array, and NumPy updates "
+                "it in place)",
+                rewrite,
+            )
+
+    def _mask_index(self, target: ast.Subscript) -> Expr | None:
+        """The index when it is one boolean mask (``a[a < 0]``, ``a[mask]``), else None."""
+        index = target.slice
+        if isinstance(index, ast.Compare) or (
+            isinstance(index, ast.Name) and isinstance(self.env.get(index.id), Var)
+        ):
+            e = self.expr(index)
+            if self.type_of(e).kind == "bool":
+                return e
+        return None
+
+    def _distinct_positions(self, items: tuple[Expr, ...], shape: Shape) -> bool:
+        """Whether an index names every position once: a mask, `:` and slices, or rows
+        ``np.arange(N)`` (all of them) beside one label per row."""
+        arrays = [k for k, i in enumerate(items) if _is_array(i) and not isinstance(i, Span)]
+        arrays = [k for k in arrays if self.type_of(items[k]).kind != "bool"]
+        arrays = [k for k in arrays if not _is_loop_index(items[k], self.integers)]
+        if not arrays:
+            return True
+        if len(arrays) != 2 or arrays[1] != arrays[0] + 1:
+            return False
+        rows, labels = items[arrays[0]], items[arrays[1]]
+        return (
+            isinstance(rows, Arange)
+            and self.type_of(rows).shape == (shape[arrays[0]],)
+            and len(self.type_of(labels).shape) == 1
+        )
+
+    def _carries(self, value: Expr) -> bool:
+        """Whether a gradient can flow into ``value`` (it reads a float value)."""
+        return any(
+            isinstance(n, Var) and self.var_types.get(n.name, Type(())).kind == "float"
+            for n in walk(value)
+        )
 
     def _bind(self, target, value, stmt, number=None) -> None:
         if value not in self.types and isinstance(value, Item):
@@ -328,6 +490,14 @@ class ArrayReader(FunctionReader):
             if _is_unary_plus(getattr(stmt, "value", None)):
                 shared = None  # `+t` is read as `t`, but NumPy makes a new array of it
             array = self.array_of.get(shared.name) if shared is not None else None
+            if isinstance(value, (Invoke, Item)):  # a callee may return its argument itself
+                function = (
+                    value.function
+                    if isinstance(value, Invoke)
+                    else self.held_calls[value.operand.name].function
+                )
+                array = f"<what {function} returned>"
+                self.returned_by[array] = function
         old = self.env.get(target.id)
         if old is not None and old.name in self.array_of:
             self.holders[self.array_of[old.name]].discard(target.id)
@@ -455,22 +625,7 @@ class ArrayReader(FunctionReader):
         name = stmt.target.id
         spelled = {"+": "+=", "-": "-=", "*": "*=", "/": "/=", "**": "**="}[value.op]
         rewrite = f"write `{name} = {name} {value.op} ...`, which makes a new array"
-        array = self.array_of[value.left.name]
-        if array in self.caller_arrays:
-            whose = f"the caller's array `{array}`"
-            raise self.src.error(
-                stmt,
-                f"`{name} {spelled} ...` writes into {whose} (NumPy updates it in place)",
-                rewrite,
-            )
-        others = sorted(self.holders.get(array, set()) - {name})
-        if others:
-            raise self.src.error(
-                stmt,
-                f"`{name} {spelled} ...` also changes `{others[0]}` (they share one array, and "
-                "NumPy updates it in place)",
-                rewrite,
-            )
+        self._check_private(stmt, name, value.left, f"`{name} {spelled} ...`", rewrite)
         before, after = self.var_types[value.left.name], self.types[value]
         if after.shape != before.shape:
             raise self.src.error(

@@ -29,10 +29,12 @@ from ..arrays.ir import (
     Move,
     NewAxis,
     Outer,
+    Put,
     Reduce,
     Reshape,
     ShapeOf,
     ShapeRead,
+    Span,
     Transpose,
     Where,
 )
@@ -293,20 +295,43 @@ class SymbolicForward:
         if isinstance(e, Reduce):
             return self._reduce(e, np.asarray(v(e.operand)))
         if isinstance(e, Index):
-            items = []
-            for item in e.items:
-                if isinstance(item, FullSlice):
-                    items.append(slice(None))
-                elif isinstance(item, NewAxis):
-                    items.append(None)
-                else:
-                    items.append(np.asarray(v(item)).astype(np.int64))
-            return np.asarray(v(e.operand))[tuple(items)]
+            return np.asarray(v(e.operand))[self._items(e.items, env)]
+        if isinstance(e, Put):
+            before = self._obj(v(e.operand))
+            written = self._obj(v(e.value))
+            first, *_ = e.items
+            if self.program.types["<expressions>"].get(first, None) is not None and (
+                self.program.types["<expressions>"][first].kind == "bool"
+            ):  # a mask's elements are 1 or 0 (Mask functions), as in np.where
+                test = self._obj(v(first))
+                return np.asarray(test * written + (1 - test) * before, dtype=object)
+            after = before.copy()
+            after[self._items(e.items, env)] = written
+            return after
         if isinstance(e, ShapeRead):
             return np.asarray(sp.Integer(np.asarray(v(e.operand)).shape[e.axis]), dtype=object)
         if isinstance(e, Arange):
             return np.arange(int(np.asarray(v(e.stop)).item()))
         raise TypeError(f"the array proof cannot evaluate {e!r}")
+
+    def _items(self, items, env: dict) -> tuple:
+        """An index's items as NumPy takes them (labels as integers)."""
+        np = self.np
+        out = []
+        for item in items:
+            if isinstance(item, FullSlice):
+                out.append(slice(None))
+            elif isinstance(item, NewAxis):
+                out.append(None)
+            elif isinstance(item, Span):
+                ends = [
+                    None if x is None else int(np.asarray(self.value(x, env)).item())
+                    for x in (item.start, item.stop)
+                ]
+                out.append(slice(*ends))
+            else:
+                out.append(np.asarray(self.value(item, env)).astype(np.int64))
+        return tuple(out)
 
     def _relation(self, e: Expr, env: dict):
         """A condition (a comparison, or ``and`` of them) as SymPy relations, element by
