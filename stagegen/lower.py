@@ -515,7 +515,7 @@ def _unpack_shapes(lines: list[Line], p, types: Types) -> list[Line]:
             while (
                 k + run < len(lines)
                 and isinstance(lines[k + run].value, ShapeRead)
-                and lines[k + run].value == ShapeRead(value.operand, run)
+                and lines[k + run].value == ShapeRead(value.operand, run, value.spelling)
                 and where.get(lines[k + run].stage) == where.get(lines[k].stage)
             ):
                 run += 1

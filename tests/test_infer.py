@@ -443,3 +443,65 @@ def test_a_number_parameters_gradient_from_an_any_shape_value_takes_a_python_num
         dx, dc = backward["f_backward"](x, 0.5)
         assert np.allclose(dc, numeric_gradient(forward["f"], [x, 0.5], 1, 1.0), atol=1e-6)
         assert np.shape(dx) == np.shape(x)
+
+
+# ---------------------------------------------------------------------------- shape reads
+
+SHAPE_READS = '''
+import numpy as np
+
+
+def spelled(x, w):
+    """
+    - x: of shape (N, D)
+    - w: of shape (D, M)
+    """
+    N, D = np.shape(x)
+    h = x.dot(w) / len(x)
+    return np.sum(h * h) / np.shape(w)[1] + x.ndim * np.sum(x) / (N * D)
+
+
+def any_rank(x):
+    n = len(x)
+    return np.sum(x * x) / n
+'''
+
+
+def test_len_np_shape_and_ndim_read_shapes_as_written():
+    text = stagegen.generate(SHAPE_READS)
+    assert "    h = x.dot(w) / len(x)  # (3)\n" in text
+    assert "    dout_in = dout / np.shape(w)[1]  # (4)\n" in text
+    rng = np.random.default_rng(3)
+    gradient_check(
+        SHAPE_READS, "spelled", [rng.standard_normal((3, 2)), rng.standard_normal((2, 4))]
+    )
+    gradient_check(
+        SHAPE_READS, "spelled", [rng.standard_normal((1, 1)), rng.standard_normal((1, 1))]
+    )
+
+
+@pytest.mark.parametrize("shape", [(3,), (1,), (2, 3), (2, 1, 4)])
+def test_len_of_an_array_of_any_shape_needs_only_its_first_axis(shape):
+    x = np.random.default_rng(4).standard_normal(shape)
+    gradient_check(SHAPE_READS, "any_rank", [x])
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "    s = np.shape(x)\n    return np.sum(x)\n",
+            "the whole shape is not a value here — read one dimension: `np.shape(x)[0]`, or "
+            "unpack it: `N, D = ...`",
+        ),
+        (
+            "    k = x.ndim\n    return np.sum(x) * k\n",
+            "`x.ndim` needs to know how many dimensions `x` has",
+        ),
+    ],
+)
+def test_shape_reads_that_need_what_is_not_known_are_refused(body, message):
+    source = f"import numpy as np\n\n\ndef f(x):\n{body}"
+    with pytest.raises(stagegen.StagegenError) as caught:
+        stagegen.generate(source, filename="m.py")
+    assert message in str(caught.value)

@@ -108,6 +108,7 @@ class Index(Expr):
 class ShapeRead(Expr):
     operand: Expr  # a parameter
     axis: int
+    spelling: str = "attribute"  # x.shape[k]; or "np" (np.shape(x)[k]) or "len" (len(x))
 
     def children(self):
         return (self.operand,)
@@ -324,7 +325,7 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
     if isinstance(e, Index):
         return Index(kids[0], tuple(kids[1:]))
     if isinstance(e, ShapeRead):
-        return ShapeRead(kids[0], e.axis)
+        return ShapeRead(kids[0], e.axis, e.spelling)
     if isinstance(e, RestOf):
         return RestOf(kids[0], e.start, e.size)
     if isinstance(e, Draw):
@@ -487,6 +488,10 @@ class ArrayPrinter(Printer):
         if isinstance(e, Index):
             return f"{self._receiver(e.operand)}[{', '.join(self.text(i) for i in e.items)}]"
         if isinstance(e, ShapeRead):
+            if e.spelling == "len":
+                return f"len({self.text(e.operand)})"
+            if e.spelling == "np":
+                return f"{np}.shape({self.text(e.operand)})[{e.axis}]"
             return f"{self._receiver(e.operand)}.shape[{e.axis}]"
         if isinstance(e, Arange):
             return f"{np}.arange({self.text(e.stop)})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 
-from ..expr import And, Bin, Call, Compare, Cond, Expr, Invoke, Item, Neg, Not, Or, Var, walk
+from ..expr import And, Bin, Call, Compare, Cond, Expr, Invoke, Item, Neg, Not, Num, Or, Var, walk
 from ..parse import AUGMENTED, BINOPS, COMPARISONS, FunctionReader
 from ..errors import ShapeUnknown
 from ..program import Param, Program
@@ -583,24 +583,40 @@ class ArrayReader(FunctionReader):
 
     def _unpacks_shape(self, target, value, stmt) -> bool:
         """`N, D = x.shape`: each name bound to one dimension of the array."""
-        if not (isinstance(value, ast.Attribute) and value.attr == "shape"):
+        array = self._shape_of(value)
+        if array is None:
             return False
-        operand = self.expr(value.value)
+        operand = self.expr(array)
         shape = self.type_of(operand).shape
         if len(target.elts) != len(shape):
             raise self.src.error(
                 value,
-                f"`{ast.unparse(value.value)}` has {len(shape)} dimension(s), "
+                f"`{ast.unparse(array)}` has {len(shape)} dimension(s), "
                 f"unpacked into {len(target.elts)} name(s)",
                 "unpack one name per dimension",
             )
         for k, t in enumerate(target.elts):
             if not isinstance(t, ast.Name):
                 raise self._mutation(t)
-            read = ShapeRead(operand, k)
+            read = ShapeRead(operand, k, "attribute" if isinstance(value, ast.Attribute) else "np")
             self.types[read] = Type((), "int", shape[k])
             self._bind(t, read, stmt)
         return True
+
+    def _shape_of(self, node: ast.expr) -> ast.expr | None:
+        """The array whose shape ``node`` reads whole: ``x.shape`` or ``np.shape(x)``."""
+        if isinstance(node, ast.Attribute) and node.attr == "shape":
+            return node.value
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "shape"
+            and self._is_numpy(node.func.value)
+            and len(node.args) == 1
+            and not node.keywords
+        ):
+            return node.args[0]
+        return None
 
     def typed_condition(self, test: Expr) -> None:
         self.types.setdefault(test, Type((), "bool"))
@@ -670,7 +686,7 @@ class ArrayReader(FunctionReader):
             c for c in e.children() if c in self.types and shapes.has_rest(self.types[c].shape)
         ]
         shape = self.types[operands[0]].shape if operands else ()
-        if not operands or _exact_for_any_rank(e, node, shape):
+        if not operands or _exact_for_any_rank(e, shape):
             return
         raise self._shape_unknown(node, shape)
 
@@ -851,6 +867,14 @@ class ArrayReader(FunctionReader):
         for a in node.args:
             if isinstance(a, ast.Starred):
                 raise self.src.error(a, "starred arguments are not supported", "list the arguments")
+        if self._shape_of(node) is not None:
+            raise self.src.error(
+                node,
+                "the whole shape is not a value here",
+                f"read one dimension: `{ast.unparse(node)}[0]`, or unpack it: `N, D = ...`",
+            )
+        if isinstance(func, ast.Name) and func.id == "len" and func.id not in self.env:
+            return self._length(node)
         if isinstance(func, ast.Attribute) and self._is_numpy(func.value):
             return self._numpy_function(node, func.attr)
         if (
@@ -874,6 +898,17 @@ class ArrayReader(FunctionReader):
             )
         super()._call(node)  # the scalar reader's located error
         raise AssertionError("unreachable")
+
+    def _length(self, node: ast.Call) -> tuple[Expr, Type]:
+        """``len(x)``: the size of an array's first axis."""
+        self._arity(node, "len", 1)
+        operand = self.expr(node.args[0])
+        t = self.type_of(operand)
+        if not t.shape:
+            raise self.src.error(node, "`len` of a number", "take `len` of an array")
+        if shapes.is_rest(t.shape[0]):
+            raise self._shape_unknown(node, t.shape)
+        return ShapeRead(operand, 0, "len"), Type((), "int", t.shape[0])
 
     def _keywords(self, node: ast.Call, allowed: tuple[str, ...]) -> dict[str, ast.expr]:
         out = {}
@@ -1475,16 +1510,22 @@ class ArrayReader(FunctionReader):
                 "the whole shape is not a value here",
                 f"read one dimension: `{ast.unparse(node)}[0]`",
             )
+        if node.attr == "ndim":  # fixed by the shape, as the backward assumes it
+            shape = self.type_of(self.expr(node.value)).shape
+            if shapes.has_rest(shape):
+                raise self._shape_unknown(node, shape)
+            return Num(len(shape)), Type((), "int")
         raise self.src.error(
             node,
             f"the attribute `.{node.attr}` is not supported",
-            "supported: .T, .shape[k], and the methods .dot() .sum() .mean() .max() .reshape()",
+            "supported: .T, .shape[k], .ndim, and methods such as .dot() .sum() .reshape()",
         )
 
     def _index(self, node: ast.Subscript) -> tuple[Expr, Type]:
         value = node.value
-        if isinstance(value, ast.Attribute) and value.attr == "shape":
-            operand = self.expr(value.value)
+        array = self._shape_of(value)
+        if array is not None:
+            operand = self.expr(array)
             t = self.type_of(operand)
             axis = node.slice
             try:
@@ -1498,12 +1539,13 @@ class ArrayReader(FunctionReader):
             if not -len(t.shape) <= k < len(t.shape):
                 raise self.src.error(
                     axis,
-                    f"`{ast.unparse(value.value)}` has {len(t.shape)} dimension(s)",
+                    f"`{ast.unparse(array)}` has {len(t.shape)} dimension(s)",
                     f"read an axis from 0 to {len(t.shape) - 1}",
                 )
             k %= len(t.shape)
             dim = t.shape[k]
-            return ShapeRead(operand, k), Type((), "int", dim)
+            spelling = "attribute" if isinstance(value, ast.Attribute) else "np"
+            return ShapeRead(operand, k, spelling), Type((), "int", dim)
         operand = self.expr(value)
         t = self.type_of(operand)
         raw = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
@@ -1631,7 +1673,7 @@ _ANY_RANK_MOVES = ("copy", "astype", "ravel", "flatten")
 _ANY_RANK_REDUCTIONS = ("sum", "mean", "max", "min", "var", "std", "norm")
 
 
-def _exact_for_any_rank(e: Expr, node: ast.expr, shape: Shape) -> bool:
+def _exact_for_any_rank(e: Expr, shape: Shape) -> bool:
     if isinstance(e, _ANY_RANK):
         return True
     if isinstance(e, Reduce):  # all of it: the number of dimensions does not matter
@@ -1640,14 +1682,8 @@ def _exact_for_any_rank(e: Expr, node: ast.expr, shape: Shape) -> bool:
         return e.fn in _ANY_RANK_MOVES
     if isinstance(e, Filled):
         return e.fn.endswith("_like")
-    if isinstance(e, ShapeRead):  # a leading dimension, counted from the front
-        index = node.slice if isinstance(node, ast.Subscript) else None
-        return (
-            isinstance(index, ast.Constant)
-            and isinstance(index.value, int)
-            and 0 <= index.value
-            and not any(shapes.is_rest(d) for d in shape[: index.value + 1])
-        )
+    if isinstance(e, ShapeRead):  # a leading dimension (the reader refused one from the back)
+        return not any(shapes.is_rest(d) for d in shape[: e.axis + 1])
     return False
 
 
