@@ -379,6 +379,9 @@ class ControlFlowReader:
             return Var(node.id)
         if isinstance(node, ast.Name) and node.id in self.integer_values:
             return self.env[node.id]
+        integer = self._array_integer(node)
+        if integer is not None:
+            return integer
         if _is_call(node, "len") and len(node.args) == 1 and isinstance(node.args[0], ast.Name):
             return Length((self._list_name(node.args[0]),))
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
@@ -389,9 +392,6 @@ class ControlFlowReader:
                 self._integer(node.left),
                 self._integer(node.right),
             )
-        integer = self._array_integer(node)
-        if integer is not None:
-            return integer
         raise self.src.error(
             node,
             "a loop's bounds must be integers known when the loop starts",

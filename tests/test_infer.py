@@ -464,6 +464,20 @@ def spelled(x, w):
 def any_rank(x):
     n = len(x)
     return np.sum(x * x) / n
+
+
+def loop_bounds(x, w):
+    """
+    - x: of shape (N, T)
+    - w: of shape (N,)
+    """
+    s = w * 1.0
+    xt = x.T
+    for t in range(len(xt)):
+        s = s * np.tanh(x[:, t])
+    for t in range(np.shape(x)[1]):
+        s = s + x[:, t]
+    return np.sum(s)
 '''
 
 
@@ -478,6 +492,16 @@ def test_len_np_shape_and_ndim_read_shapes_as_written():
     gradient_check(
         SHAPE_READS, "spelled", [rng.standard_normal((1, 1)), rng.standard_normal((1, 1))]
     )
+
+
+def test_len_and_np_shape_bound_loops_over_an_array():
+    text = stagegen.generate(SHAPE_READS, "loop_bounds")
+    assert "    for t in reversed(range(len(xt))):  # (3)\n" in text
+    rng = np.random.default_rng(6)
+    for n, t in ((3, 4), (1, 1)):
+        gradient_check(
+            SHAPE_READS, "loop_bounds", [rng.standard_normal((n, t)), rng.standard_normal(n)]
+        )
 
 
 @pytest.mark.parametrize("shape", [(3,), (1,), (2, 3), (2, 1, 4)])

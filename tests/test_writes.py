@@ -10,7 +10,7 @@ in a loop; a value whose gradient NumPy's "last write wins" would make inexact).
 
 from __future__ import annotations
 
-import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,31 +186,18 @@ def test_the_backward_writes_only_into_its_own_arrays():
     assert np.array_equal(upstream, upstream0)
 
 
+# The course's SVM loss as students write it (examples/course/layers.py).
+COURSE = Path(__file__).resolve().parent.parent / "examples" / "course" / "layers.py"
+COURSE_LAYERS = COURSE.read_text()
+
+
 def test_the_course_svm_loss_reads_as_one_writes_it_by_hand():
-    text = stagegen.generate(textwrap.dedent(FORMS_SVM))
+    text = stagegen.generate(COURSE_LAYERS, "svm_loss")
     assert "    dmargins = dmargins_1.copy()  # (4)\n" in text
     assert "    dmargins[np.arange(N), y] = 0.0  # (4)\n" in text
     # rows np.arange(N) beside one label per row name each position once: no np.add.at
     assert "    dx[np.arange(N), y] += dcorrect_class_scores  # (2)\n" in text
     assert "np.add.at" not in text
-
-
-FORMS_SVM = '''
-import numpy as np
-
-
-def svm_loss(x, y):
-    """
-    - x: Input data, of shape (N, C)
-    - y: Vector of labels, of shape (N,)
-    """
-    N = x.shape[0]
-    correct_class_scores = x[np.arange(N), y]
-    margins = np.maximum(0, x - correct_class_scores[:, np.newaxis] + 1.0)
-    margins[np.arange(N), y] = 0
-    loss = np.sum(margins) / N
-    return loss
-'''
 
 
 def test_a_write_is_replayed_into_a_copy_when_the_backward_reads_the_array_after_it():
@@ -228,15 +215,13 @@ def test_an_added_part_passes_the_gradient_on_untouched():
 def test_the_proof_checks_writes():
     """Every form, and the SVM loss, proven: the forward as written (its writes into arrays
     made by np.zeros hold 50-digit numbers in the proof), and SymPy's reading of the writes."""
-    for source in (FORMS, FORMS_SVM):
-        report = stagegen.verify(textwrap.dedent(source))  # raises where a gradient is wrong
+    for source, function in ((FORMS, None), (COURSE_LAYERS, "svm_loss")):
+        report = stagegen.verify(source, function)  # raises where a gradient is wrong
         assert report.checks >= 13 * len(report.functions), str(report)
         assert "SymPy element by element" in str(report), str(report)
 
 
-def test_explain_shows_a_write_and_its_zeroed_gradient(tmp_path):
-    path = tmp_path / "svm.py"
-    path.write_text(textwrap.dedent(FORMS_SVM))
+def test_explain_shows_a_write_and_its_zeroed_gradient():
     from stagegen.cli import main
 
     import contextlib
@@ -244,7 +229,7 @@ def test_explain_shows_a_write_and_its_zeroed_gradient(tmp_path):
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(["explain", f"{path}::svm_loss", "--at", "N=2,C=3"])
+        code = main(["explain", f"{COURSE}::svm_loss", "--at", "N=2,C=3"])
     text = out.getvalue()
     assert code == 0
     assert "margins_1[np.arange(N), y] = 0" in text  # the forward's write, as a stage

@@ -200,7 +200,11 @@ def _first_dimension(fn, name: str) -> tuple[str, ast.AST] | None:
             and _reads_first(node.value, name)
         ):
             return node.targets[0].id, node
-        if bound is None and isinstance(node, ast.Subscript) and _reads_first(node, name):
+        if (
+            bound is None
+            and isinstance(node, (ast.Subscript, ast.Call))
+            and _reads_first(node, name)
+        ):
             bound = (f"{name}_0", node)
     return bound
 

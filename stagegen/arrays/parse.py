@@ -625,10 +625,21 @@ class ArrayReader(FunctionReader):
         self.var_types[name] = Type((), "int")
 
     def _array_integer(self, node: ast.expr) -> Expr | None:
-        """``x.shape[k]``, or a name bound to one (``T = x.shape[1]``), as a loop's bound."""
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
-            if node.value.attr == "shape":
-                return self.expr(node)
+        """``x.shape[k]`` (``np.shape(x)[k]``, ``len(x)``), or a name bound to one
+        (``T = x.shape[1]``), as a loop's bound."""
+        if isinstance(node, ast.Subscript) and self._shape_of(node.value) is not None:
+            return self.expr(node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "len"
+            and "len" not in self.env
+            and len(node.args) == 1
+            and isinstance(node.args[0], ast.Name)
+            and isinstance(self.env.get(node.args[0].id), Var)
+            and self.var_types.get(self.env[node.args[0].id].name, Type(())).shape
+        ):
+            return self.expr(node)  # the length of an array (not of a list parameter)
         if isinstance(node, ast.Name) and isinstance(self.env.get(node.id), Var):
             t = self.var_types.get(self.env[node.id].name)
             if t is not None and t.kind == "int" and t.shape == ():
@@ -904,6 +915,8 @@ class ArrayReader(FunctionReader):
         self._arity(node, "len", 1)
         operand = self.expr(node.args[0])
         t = self.type_of(operand)
+        if not isinstance(operand, Var):
+            raise self.src.error(node, "`len` of an expression", "bind it to a name first")
         if not t.shape:
             raise self.src.error(node, "`len` of a number", "take `len` of an array")
         if shapes.is_rest(t.shape[0]):
