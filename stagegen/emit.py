@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .arrays.ir import ArrayPrinter, stage_line
+from .arrays.ir import ArrayPrinter, SumTo, stage_line, unbroadcast_source
 from .expr import Call, Const, Expr, Invoke, Num, Printer, walk
 from .layout import LINE_LENGTH, format_code, format_with_black
 from .lower import Line, Lowered, LoweredBlock, LoweredCompound, lower
@@ -66,7 +66,8 @@ def environment():
     )
 
 
-def _uses_math(lowered: Lowered) -> bool:
+def _nodes(lowered: Lowered):
+    """Every node of every expression the backward prints."""
     exprs = []
 
     def collect(items):
@@ -79,13 +80,17 @@ def _uses_math(lowered: Lowered) -> bool:
                 exprs.append(item.value)
 
     collect(lowered.replay)
+    collect(lowered.setup)
     collect(lowered.blocks)
+    return (n for e in exprs for n in walk(e))
+
+
+def _uses_math(lowered: Lowered) -> bool:
     return any(
         isinstance(n, Const)
         or (isinstance(n, Call) and n.fn not in ("abs", "max", "min"))
         or (isinstance(n, Num) and not n.text and _prints_as_math_inf(n.value))
-        for e in exprs
-        for n in walk(e)
+        for n in _nodes(lowered)
     )
 
 
@@ -327,8 +332,11 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
     functions = []
     uses_math = False
     replayed = _replayed_callees(backwards)
+    helpers: list[str] = []
     for b in backwards:
         lowered = lower(b)
+        if not helpers and any(isinstance(n, SumTo) for n in _nodes(lowered)):
+            helpers.append(unbroadcast_source(np_name))
         # Spelling by type: array code calls NumPy (np.exp, np.pi); number code the standard
         # library (math.exp), so that it runs with nothing installed.
         printer = (
@@ -363,6 +371,7 @@ def render(backwards: list[Backward], source_name: str, command: str) -> str:
             uses_math=uses_math,
             math_name=math_name,
             np_name=np_name,
+            helpers=helpers,
         )
     )
     return format_code(text)

@@ -481,7 +481,7 @@ class _Arguments:
                 found.append(Summed(self.print(top.operand), s, axes, top.keepdims))
         elif isinstance(top, BroadcastTo):
             s, to = self.shapes.of(top.operand), self.shapes.of(top)
-            if s is not None and to is not None:
+            if s is not None and to is not None and not shapes.has_rest(to):  # (axes known)
                 lead = len(to) - len(s)
                 axes = tuple(range(lead)) + tuple(
                     lead + k for k, d in enumerate(s) if d == 1 and to[lead + k] != 1

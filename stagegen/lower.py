@@ -24,6 +24,7 @@ from .arrays.ir import (
     Dim,
     FullSlice,
     Index,
+    JointShape,
     Move,
     NewAxis,
     Put,
@@ -37,7 +38,7 @@ from .arrays.ir import (
     Zeros,
     transform_array,
 )
-from .arrays.shapes import REST_SIZE, is_rest, rest_param
+from .arrays.shapes import JOINT, REST_SIZE, is_rest, rest_param
 from .expr import (
     And,
     Bin,
@@ -670,6 +671,10 @@ def _bind_dimensions(b: Backward, blocks, setup, zero) -> tuple[list[Line], dict
             if is_rest(d):
                 replace[Dim(d)] = RestOf(Var(q.name), k)
                 replace[Dim(REST_SIZE + rest_param(d))] = RestOf(Var(q.name), k, size=True)
+    for d in used:  # x * w of any shapes: NumPy's broadcast of theirs, read at run time
+        if JOINT in d:
+            shapes_of = tuple(RestOf(Var(m), 0) for m in rest_param(d).split(JOINT))
+            replace[Dim(d)] = JointShape(shapes_of, size=d.startswith(REST_SIZE))
     by_param: dict[str, list[tuple[int, str]]] = {}
     for d in used:
         if Dim(d) in replace:

@@ -32,10 +32,11 @@ from .arrays.ir import (
     Reshape,
     RestOf,
     Span,
+    SumTo,
     Transpose,
     Where,
 )
-from .arrays.shapes import Shape, factors, has_rest, is_rest, multiply
+from .arrays.shapes import Shape, factors, has_joint, has_rest, is_rest, multiply
 from .expr import (
     Bin,
     Compare,
@@ -119,6 +120,8 @@ def dims(shape: Shape) -> tuple[Expr, ...]:
 def unbroadcast(g: Expr, frm: Shape, to: Shape) -> Expr:
     """Sum a gradient of shape ``frm`` down to an input of shape ``to`` (at shape () there is
     nothing to sum: a number's gradient stays as it is)."""
+    if has_joint(frm) and to and frm != to:  # x * w of any shapes: summed at run time
+        return SumTo(g, dims(to))
     lead = len(frm) - len(to)
     reduces = lead or any(t == 1 and f != 1 for f, t in zip(frm[lead:], to))
     if isinstance(g, Neg) and reduces:
@@ -189,6 +192,13 @@ def _reshape(node: Reshape, g: Expr, value: Expr, types: Types):
     return [(node.operand, Reshape(g, back))]
 
 
+def _spread_like(g: Expr, like: Var, shape: Shape) -> Expr:
+    """``g`` broadcast to the shape of the value ``like`` (``np.shape(h)``)."""
+    b = BroadcastTo(g, (RestOf(like, 0),))
+    object.__setattr__(b, "shape_key", shape)  # not part of equality: read by lift()
+    return b
+
+
 def _positive_or_inf(e: Expr) -> Expr:
     """``e`` where it is positive, else inf: a divisor that turns a 0 / 0 into 0."""
     return Where(Compare(">", e, Num(0)), e, Const("inf"))
@@ -218,10 +228,14 @@ def _reduce(node: Reduce, g: Expr, value: Expr, types: Types):
         reduced = (multiply(reduced),)
     for d in dims(reduced):
         count = mul(count, d)
+    spread = lambda e: broadcast_to(e, sx)  # noqa: E731
+    if has_joint(sx) and isinstance(x, Var):  # x * w of any shapes: read from the value
+        count = RestOf(x, 0, size=True)
+        spread = lambda e: _spread_like(e, x, sx)  # noqa: E731
     if node.fn == "sum":
-        return [(x, broadcast_to(expanded, sx))]
+        return [(x, spread(expanded))]
     if node.fn == "mean":
-        return [(x, broadcast_to(div(expanded, count), sx))]
+        return [(x, spread(div(expanded, count)))]
     if node.fn in ("var", "std"):
         # The course's batchnorm: dx = 2 * (x - mu) / N * dvar, with mu the mean over the axes
         # (N - ddof for a ddof). std = sqrt(var): dx = (x - mu) / (N * std) * dstd; where std is 0 (every

@@ -306,11 +306,11 @@ CASES = [
         """\
         import numpy as np
         def f(x, y):
-            return np.exp(x) * y
+            return np.exp(x).dot(y)
         """,
         3,
         12,
-        "`np.exp(x) * y` needs to know how many dimensions `x` has, and neither the code nor "
+        "`np.exp(x).dot(y)` needs to know how many dimensions `x` has, and neither the code nor "
         "the docstring says",
     ),
     case(

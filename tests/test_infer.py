@@ -250,6 +250,76 @@ def test_random_any_shape_programs_against_central_differences():
     assert checked >= FUZZ_EXAMPLES  # most draws are checked at several ranks
 
 
+def random_joint_program(rng) -> str:
+    """An unannotated function of three arrays of any shape that it broadcasts together
+    (``x * w + b``): NumPy's broadcast of their shapes is known only at run time, so each
+    gradient is summed back to its parameter's shape there (``unbroadcast``)."""
+    names = ["x", "w", "b"]
+    lines = []
+    for k in range(int(rng.integers(2, 6))):
+        pick = lambda: names[int(rng.integers(len(names)))]  # noqa: E731
+        kind = rng.random() if k else 0.0  # a NumPy call first: number code takes numbers only
+        if kind < 0.3:
+            value = UNARY[int(rng.integers(len(UNARY)))].format(pick())
+        elif kind < 0.85:
+            value = BINARY[int(rng.integers(len(BINARY)))].format(pick(), pick())
+        else:
+            value = f"{pick()} * {REDUCE[int(rng.integers(len(REDUCE)))].format(pick())}"
+        lines.append(f"s{k} = {value}")
+        names.append(f"s{k}")
+    used = "np.sum(np.tanh(x * w) + b)"  # each one reaches the output, broadcast together
+    last = names[-1]
+    result = REDUCE[int(rng.integers(len(REDUCE)))].format(last) if rng.random() < 0.5 else last
+    body = "\n    ".join(lines + [f"return {result} + 0.1 * ({used})"])
+    return f"import numpy as np\n\n\ndef f(x, w, b):\n    {body}\n"
+
+
+def broadcastable_shapes(rng, count: int) -> list[tuple]:
+    """Shapes NumPy broadcasts together: one common shape (rank 0 to 3), each with leading
+    axes dropped and axes of size 1 at random."""
+    common = tuple(int(n) for n in rng.integers(1, 4, size=int(rng.integers(0, 4))))
+    out = []
+    for _ in range(count):
+        shape = common[int(rng.integers(0, len(common) + 1)) :]
+        out.append(tuple(1 if rng.random() < 0.3 else n for n in shape))
+    return out
+
+
+def test_random_programs_broadcasting_arrays_of_any_shape_against_central_differences():
+    rng = np.random.default_rng(int(os.environ.get("STAGEGEN_INFER_FUZZ_SEED", "2027")))
+    checked = 0
+    for _ in range(FUZZ_EXAMPLES):
+        source = random_joint_program(rng)
+        forward, backward = generated(source)
+        assert "def unbroadcast(gradient, shape):" in load_text(source), source
+        for _ in range(4):
+            args = []
+            for shape in broadcastable_shapes(rng, 3):
+                a = rng.uniform(-1.5, 1.5, size=shape)
+                a[np.abs(a) < 0.05] += 0.2  # away from maximum's kink
+                args.append(float(a) if not shape and rng.random() < 0.5 else a)
+            try:
+                with np.errstate(all="raise"):
+                    value = np.asarray(forward["f"](*args))
+            except (FloatingPointError, AttributeError):
+                continue  # outside the domain, or a method a Python number has not
+            dout = rng.normal(size=value.shape)
+            got = backward["f_backward"](*args, dout)
+            for k in range(3):
+                expected = numeric_gradient(forward["f"], args, k, dout)
+                if not np.all(np.isfinite(expected)) or np.max(np.abs(expected), initial=0) > 1e6:
+                    break
+                assert np.shape(got[k]) == np.shape(args[k]), (source, [np.shape(a) for a in args])
+                assert np.allclose(got[k], expected, rtol=1e-4, atol=1e-4), (source, k, args)
+            else:
+                checked += 1
+    assert checked >= FUZZ_EXAMPLES  # most draws are checked
+
+
+def load_text(source: str) -> str:
+    return stagegen.generate(textwrap.dedent(source))
+
+
 # ---------------------------------------------------------------------------- @staged: the first call
 
 FIRST_CALL = """

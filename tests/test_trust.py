@@ -211,22 +211,23 @@ def test_a_parameter_named_float_keeps_its_meaning():
 # Array code without annotations: the shapes come from the code (arrays/infer.py); what needs a
 # number of dimensions that neither the code nor the docstring fixes is refused, located.
 UNFIXED = [
-    ("pred = X @ w", "`X @ w`", "X"),
-    ("t = x.T", "`x.T`", "x"),
-    ("t = x.sum(axis=0)", "`x.sum(axis=0)`", "x"),
-    ("t = x.shape[1] * x", "`x.shape[1]`", "x"),
-    ("t = np.exp(x) * w", "`np.exp(x) * w`", "x"),
+    ("pred = X @ w", "`X @ w`", "`X`", "X"),
+    ("t = x.T", "`x.T`", "`x`", "x"),
+    ("t = x.sum(axis=0)", "`x.sum(axis=0)`", "`x`", "x"),
+    ("t = x.shape[1] * x", "`x.shape[1]`", "`x`", "x"),
+    # x * w broadcasts at run time (any shapes), and .T of that needs its number of dimensions
+    ("t = (np.exp(x) * w).T", "`(np.exp(x) * w).T`", "the broadcast of `w` and `x`", "w"),
 ]
 
 
-@pytest.mark.parametrize("line,what,param", UNFIXED, ids=[w for _, w, _ in UNFIXED])
-def test_array_code_needing_a_rank_the_code_does_not_fix_is_refused(line, what, param):
+@pytest.mark.parametrize("line,what,whose,param", UNFIXED, ids=[w for _, w, _, _ in UNFIXED])
+def test_array_code_needing_a_rank_the_code_does_not_fix_is_refused(line, what, whose, param):
     name = line.split(" = ")[0]
     source = f"import numpy as np\n\ndef f(X, x, w):\n    {line}\n    return {name}\n"
     with pytest.raises(stagegen.StagegenError) as info:
         stagegen.generate(source)
     message = str(info.value)
-    assert f"{what} needs to know how many dimensions `{param}` has" in message
+    assert f"{what} needs to know how many dimensions {whose} has" in message
     assert f"`N, D = {param}.shape`" in message
 
 

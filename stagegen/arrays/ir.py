@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..gates import numpy_spelling
+from .shapes import JOINT, REST_SIZE
 from ..expr import (
     PREC_ATOM,
     PREC_MUL,
@@ -214,6 +215,31 @@ class Others(Expr):
 
 
 @dataclass(frozen=True)
+class SumTo(Expr):
+    """A gradient summed back to the shape ``shape`` its array had before NumPy broadcast it,
+    where that is known only at run time (two arrays of any shape: ``x * w``); printed as a
+    call of the generated module's ``unbroadcast``."""
+
+    operand: Expr
+    shape: tuple[Expr, ...]
+
+    def children(self):
+        return (self.operand, *self.shape)
+
+
+@dataclass(frozen=True)
+class JointShape(Expr):
+    """The shape NumPy broadcasts arrays of any shape to (``np.broadcast_shapes``), or, with
+    ``size``, its number of elements."""
+
+    operands: tuple[Expr, ...]
+    size: bool = False
+
+    def children(self):
+        return self.operands
+
+
+@dataclass(frozen=True)
 class BroadcastTo(Expr):
     operand: Expr
     shape: tuple[Expr, ...]
@@ -339,6 +365,10 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
         return b
     if isinstance(e, Zeros):
         return Zeros(tuple(kids))
+    if isinstance(e, SumTo):
+        return SumTo(kids[0], tuple(kids[1:]))
+    if isinstance(e, JointShape):
+        return JointShape(tuple(kids), e.size)
     if isinstance(e, Outer):
         return Outer(kids[0], kids[1])
     if isinstance(e, Move):
@@ -390,6 +420,20 @@ def stage_line(target: str, e: Expr, printer) -> str:
     return f"{target} = {printer(e)}"
 
 
+# The generated module's helper behind SumTo (emit.py writes it where a backward calls it).
+UNBROADCAST = "unbroadcast"
+
+
+def unbroadcast_source(np: str) -> str:
+    """The text of the helper, for a module that imports NumPy as ``np``."""
+    return f'''def {UNBROADCAST}(gradient, shape):
+    """The gradient of an array of `shape` that NumPy broadcast: summed over the axes
+    broadcasting added in front and the axes of size 1 it stretched."""
+    gradient = {np}.sum(gradient, axis=tuple(range({np}.ndim(gradient) - len(shape))))
+    ones = tuple(k for k, n in enumerate(shape) if n == 1)
+    return {np}.sum(gradient, axis=ones, keepdims=True) if ones else gradient'''
+
+
 class ArrayPrinter(Printer):
     """Prints array expressions; ``np`` is the name NumPy is imported as."""
 
@@ -410,13 +454,19 @@ class ArrayPrinter(Printer):
     def _dims(self, items) -> list[str]:
         """A shape's dimensions as written in a tuple: a rest starred (``*x.shape[1:]``)."""
         return [
-            f"*{self.text(i)}" if isinstance(i, RestOf) and not i.size else self.text(i)
+            (
+                f"*{self.text(i)}"
+                if isinstance(i, (RestOf, JointShape)) and not i.size
+                else self.text(i)
+            )
             for i in items
         ]
 
     def _tuple(self, items) -> str:
         if len(items) == 1 and isinstance(items[0], RestOf) and not items[0].size:
             return self.text(items[0])  # every dimension from the first: np.shape(x)
+        if len(items) == 1 and isinstance(items[0], JointShape) and not items[0].size:
+            return self.text(items[0])  # every dimension: np.broadcast_shapes(...)
         texts = self._dims(items)
         return f"({texts[0]},)" if len(texts) == 1 else f"({', '.join(texts)})"
 
@@ -443,6 +493,11 @@ class ArrayPrinter(Printer):
                 left = left.left
             if self._is_mask(left):  # a mask cannot be negated: -(m * d) is m * -d
                 return self.text(Bin(inner.op, inner.left, Neg(inner.right)))
+        if isinstance(e, Dim) and e.name.startswith(REST_SIZE):  # (the teaching aid's words)
+            members = [RestOf(Var(m), 0) for m in e.name[len(REST_SIZE) :].split(JOINT)]
+            if members[1:]:
+                return self.text(JointShape(tuple(members), size=True))
+            return self.text(RestOf(members[0].operand, 0, size=True))
         if isinstance(e, Dim):
             return e.name
         if isinstance(e, Call):
@@ -497,6 +552,11 @@ class ArrayPrinter(Printer):
             return f"{np}.arange({self.text(e.stop)})"
         if isinstance(e, BroadcastTo):
             return f"{np}.broadcast_to({self.text(e.operand)}, {self._tuple(e.shape)})"
+        if isinstance(e, SumTo):
+            return f"{UNBROADCAST}({self.text(e.operand)}, {self._tuple(e.shape)})"
+        if isinstance(e, JointShape):
+            joint = f"{np}.broadcast_shapes({', '.join(self.text(o) for o in e.operands)})"
+            return f"int({np}.prod({joint}))" if e.size else joint
         if isinstance(e, Zeros):
             return f"{np}.zeros({self._tuple(e.shape)})"
         if isinstance(e, Outer):
@@ -578,6 +638,10 @@ __all__ = [
     "Where",
     "AddAt",
     "ShapeOf",
+    "JointShape",
+    "SumTo",
+    "UNBROADCAST",
+    "unbroadcast_source",
     "Zeros",
     "rebuild_array",
     "stage_line",

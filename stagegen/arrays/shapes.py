@@ -25,6 +25,12 @@ Shape = tuple[Dim, ...]
 # exact for any number of dimensions is allowed on a rest: elementwise arithmetic with a number
 # or the same shape, full reductions, reshapes, the leading dimensions' sizes.
 REST, REST_SIZE = "...", "#"
+# Two arrays of any shape broadcast together (``x * w``) give an array whose shape is NumPy's
+# broadcast of theirs, known at run time: a *joint* rest, ``"...w|x"`` (its members sorted).
+# Only what needs no more than that is allowed on it (elementwise arithmetic, full
+# reductions); the gradient of each member is the joint one summed back to its shape at run
+# time.
+JOINT = "|"
 
 
 def rest(param: str) -> Dim:
@@ -44,15 +50,42 @@ def rest_param(d: Dim) -> str:
     return d[len(REST) :] if is_rest(d) else d[len(REST_SIZE) :]
 
 
+def rest_members(d: Dim) -> tuple[str, ...]:
+    """The parameters whose shapes a rest is (one, or several broadcast together)."""
+    return tuple(rest_param(d).split(JOINT))
+
+
+def is_joint(d: Dim) -> bool:
+    return is_rest(d) and JOINT in d
+
+
+def has_joint(shape: Shape | None) -> bool:
+    return any(is_joint(d) for d in shape or ())
+
+
+def _joined(a: Dim, b: Dim) -> Dim:
+    return REST + JOINT.join(sorted(set(rest_members(a)) | set(rest_members(b))))
+
+
 def is_rest_size(d: Dim) -> bool:
     return isinstance(d, str) and d.startswith(REST_SIZE)
 
 
 def rest_error(shape: Shape, what: str) -> ShapeError:
     """``what`` is exact only for a known number of dimensions, and ``shape`` has a rest."""
-    name = rest_param(next(d for d in shape if is_rest(d)))
+    members = rest_members(next(d for d in shape if is_rest(d)))
+    name = members[0]
+    whose = (
+        f"`{name}`"
+        if len(members) == 1
+        else (
+            "the broadcast of "
+            + ", ".join(f"`{m}`" for m in members[:-1])
+            + f" and `{members[-1]}`"
+        )
+    )
     return ShapeError(
-        f"{what} needs to know how many dimensions `{name}` has, and neither the code nor the "
+        f"{what} needs to know how many dimensions {whose} has, and neither the code nor the "
         "docstring says",
         f"say it in the code (`N, D = {name}.shape`) or the docstring (`- {name}: ..., of shape "
         f'(N, D)`), or annotate it (`{name}: "N, D"`); if `{name}` is a number, give it a '
@@ -221,6 +254,9 @@ def broadcast(a: Shape, b: Shape) -> Shape:
             return a
         if not a:
             return b
+        if len(a) == 1 == len(b) and is_rest(a[0]) and is_rest(b[0]):  # x * w, any shapes
+            joined = _joined(a[0], b[0])
+            return (joined,)
         raise rest_error(a if has_rest(a) else b, f"broadcasting {show(a)} with {show(b)}")
     out: list[Dim] = []
     for i in range(1, max(len(a), len(b)) + 1):

@@ -119,7 +119,8 @@ def array_seed(program: Program) -> int:
 def symbolic_sizes(program: Program) -> dict[str, int]:
     """2, 3, 4, ... in the order the parameters name the dimensions (a rest: one dimension)."""
     sizes = {n: 2 + k for k, n in enumerate(dimension_names(program))}
-    return _rests(program, sizes, lambda total, n: (total,) if total is not None else (n,))
+    drawn = _rests(program, sizes, lambda total, n: (total,) if total is not None else (n,))
+    return _joined(program, drawn, None)
 
 
 def numeric_sizes(program: Program, rng, avoid: dict[str, int]) -> dict[str, int]:
@@ -132,7 +133,8 @@ def numeric_sizes(program: Program, rng, avoid: dict[str, int]) -> dict[str, int
         sizes = dict(zip(names, picked))
         if not names or sizes != avoid:
             break
-    return _rests(program, sizes, lambda total, n: _random_rest(rng, total, n))
+    drawn = _rests(program, sizes, lambda total, n: _random_rest(rng, total, n))
+    return _joined(program, drawn, rng)
 
 
 def _rests(program: Program, sizes: dict, draw) -> dict:
@@ -143,6 +145,54 @@ def _rests(program: Program, sizes: dict, draw) -> dict:
         if shapes.is_rest(name):
             fixed = program.rest_sizes.get(name)
             out[name] = draw(sizes[fixed] if fixed is not None else None, n)
+    return out
+
+
+def _joints(program: Program) -> set:
+    """The joint rests (``...w|x``: arrays of any shape broadcast together) of the function."""
+    return {
+        d
+        for t in [*program.types.values(), *program.types.get("<expressions>", {}).values()]
+        for d in getattr(t, "shape", None) or ()
+        if shapes.is_joint(d)
+    }
+
+
+def _joined(program: Program, sizes: dict, rng) -> dict:
+    """Arrays of any shape that the function broadcasts together (``x * w``) drawn so that
+    they do: each group's members from one shape, one member's (picked by ``rng``), the others
+    with leading axes dropped and axes set to 1 at random (none without ``rng``)."""
+    groups: list[set[str]] = []  # the members of overlapping joints, merged
+    for d in sorted(_joints(program)):
+        members = set(shapes.rest_members(d))
+        touching = [g for g in groups if g & members]
+        for g in touching:
+            groups.remove(g)
+            members |= g
+        groups.append(members)
+    out = dict(sizes)
+    for group in groups:
+        ordered = sorted(group)
+        if rng is not None:
+            ordered = [ordered[int(k)] for k in rng.permutation(len(ordered))]
+        common = out[shapes.rest(ordered[0])]
+        for m in ordered[1:]:
+            shape = list(common)
+            if rng is not None:
+                shape = shape[int(rng.integers(0, len(shape) + 1)) :]
+                shape = [1 if rng.random() < 0.3 else n for n in shape]
+            out[shapes.rest(m)] = tuple(shape)
+    return _joint_sizes(program, out)
+
+
+def _joint_sizes(program: Program, sizes: dict) -> dict:
+    """``sizes`` with each joint rest sized as NumPy broadcasts its members."""
+    import numpy as np
+
+    out = dict(sizes)
+    for d in _joints(program):
+        members = [out[shapes.rest(m)] for m in shapes.rest_members(d)]
+        out[d] = tuple(int(n) for n in np.broadcast_shapes(*members))
     return out
 
 
@@ -256,9 +306,9 @@ def feasible_sizes(program: Program, sizes: dict[str, int]) -> tuple[dict[str, i
         ]
         return max(counts, default=0)
 
-    for name in reversed(list(sizes)):
+    for name in reversed([n for n in sizes if not shapes.is_joint(n)]):
         if largest() <= ARRAY_ELEMENT_LIMIT:
             break
         sizes[name] = (1,) if shapes.is_rest(name) else 1
         shrunk.insert(0, name)
-    return sizes, shrunk
+    return _joint_sizes(program, sizes), shrunk
