@@ -105,7 +105,8 @@ CONSTRUCTS = {
     *("mask:own", "mask:other", "mask:parameter", "mask:constant", "mask:number"),
     *("slice:=", "slice:+=", "slice:-=", "slice:*=", "slice:open-stop", "slice:zeros"),
     *("slice:tanh", "slice:copy", "repeat:write", "repeat:twice"),
-    *("whole-update", "read-before", "cached-base", "output:array", "output:number"),
+    *("whole-update", "read-before", "read-between", "cached-base", "label:dot"),
+    *("output:array", "output:number"),
 }
 
 
@@ -135,6 +136,7 @@ class Builder:
         self.features: set = {f"family:{family}"}
         self.body: list = []
         self.writes: list = []
+        self.between = False  # a stage `u = ...` reads the array between two writes
 
     def pick(self, *options):
         return self.rng.choice(options)
@@ -168,6 +170,8 @@ class Builder:
             ]
             if op == "=":
                 options.append((f"{at} * 0.5", "self"))
+            if self.chance(0.15):
+                options.append(("x.dot(v)", "dot"))
             value, kind = self.pick(*options)
         self.write(f"{at} {op} {value}", f"label:{op}", f"label:{kind}")
 
@@ -189,7 +193,7 @@ class Builder:
         if op == "*=":
             value = self.pick("3.0", "np.tanh(x)", "v")
         else:
-            value = self.pick("x", "v", "2.0 * v", "np.tanh(x) * v", "0.5")
+            value = self.pick("x", "v", "2.0 * v", "np.tanh(x) * v", "0.5", "w[:, np.newaxis]")
         self.write(f"s[{at}] {op} {value}", f"slice:{op}", *(["slice:open-stop"] * open_stop))
 
     # -- the families ----------------------------------------------------------------------
@@ -225,6 +229,11 @@ class Builder:
             self.features.add("read-before")
         count = self.rng.randint(1, 3)
         for k in range(count):
+            if k and not self.between and self.chance(0.3):
+                # a stage between two writes: it reads the array after one, before the next
+                self.body.append(f"u = {self.pick('s * ' + other, 'np.exp(s)', 'np.tanh(s)')}")
+                self.between = True
+                self.features.add("read-between")
             if self.family == "slices" and (k == 0 or self.chance(0.6)):
                 self.slice_write()
             elif self.family == "masks" and (k == 0 or self.chance(0.6)):
@@ -265,9 +274,13 @@ class Builder:
     def finish(self, other: str, before: bool) -> bool:
         array_out = self.chance(0.2)
         if array_out:
-            out = self.pick("s", "np.maximum(0, s)", "s * other".replace("other", other))
-            if before:
-                out = f"{out} + t"
+            out = self.pick("s", "np.maximum(0, s)", f"s * {other}", "np.sum(s, axis=1)", "s.T")
+            if before and out.startswith("np.sum"):
+                out = f"{out} + np.sum(t, axis=1)"
+            elif before:
+                out = f"{out} + t{'.T' if out == 's.T' else ''}"
+            if self.between:
+                out = f"{out} + np.sum(u)"
             self.features.add("output:array")
         else:
             out = self.pick(
@@ -277,9 +290,14 @@ class Builder:
                 "np.sum(s) / N" if self.family != "repeats" else "np.sum(s) / 2.0",
                 f"np.sum(np.tanh(s) * {other})",
                 "np.mean(s * s)",
+                "np.sum(np.max(s, axis=1))",
+                "np.sum(s.sum(axis=0) ** 2)",
+                *(["np.sum(s.dot(v) ** 2)"] if other == "x" and self.family != "repeats" else []),
             )
             if before:
                 out = f"{out} + np.sum(t)"
+            if self.between:
+                out = f"{out} + np.sum(u * {other})"
             self.features.add("output:number")
         self.body.append(f"return {out}")
         return not array_out
@@ -477,13 +495,13 @@ def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
 
 
 def writes_into_its_upstream(backward):
-    """A backward that zeroes part of its last argument (the caller's upstream, when given), as
+    """A backward that changes an element of its last argument (the caller's upstream, when given), as
     a write's gradient would if it were not copied first."""
 
     def writes(*args):
         grads = backward(*args)
-        if len(args) and isinstance(args[-1], np.ndarray) and args[-1].ndim == 2:
-            args[-1][:, 0] = 0.0
+        if len(args) and isinstance(args[-1], np.ndarray) and args[-1].size:
+            args[-1].flat[0] += 1
         return grads
 
     return writes
