@@ -643,3 +643,119 @@ def test_a_refused_write_on_the_command_line_exits_2_and_writes_nothing(tmp_path
             done.stderr,
         )
         assert not (tmp_path / f"m{seed}_backward.py").exists(), kind
+
+
+# ---------------------------------------------------------------------------- what it found
+
+# A slice with bounds (`h[:, :D]`) is a view of its array, as `h.T` and `h[:]` are; but a write
+# through one of the two names is not seen in the other: the gradient is wrong, and a slice of a
+# parameter is written into the caller's array. (`g = h.T` and `g = h[:]` are refused.)
+SLICE_VIEWS = {
+    "a write through the slice, the array read": (
+        "h = x * 1.0\ng = h[:, :D]\ng[g < 0] = 0.0\nreturn np.sum(h * h)"
+    ),
+    "an update through the slice, the array read": (
+        "h = x * 1.0\ng = h[:, D:]\ng += 1.0\nreturn np.sum(h * h)"
+    ),
+    "a write into the array, the slice read": (
+        "h = x * 1.0\ng = h[:, :D]\nh[h < 0] = 0.0\nreturn np.sum(g * g)"
+    ),
+    "an update of the array, the slice read": (
+        "h = x * 1.0\ng = h[:, :D]\nh += 1.0\nreturn np.sum(g * g)"
+    ),
+    "a write into a slice of a parameter, the parameter read": (
+        "g = x[:, :D]\ng[g < 0] = 0.0\nreturn np.sum(g * g) + np.sum(x * x)"
+    ),
+}
+
+
+def slice_view_program(body: str) -> Program:
+    lines = ["D = w.shape[0]", *body.split("\n")]
+    table = {
+        "x": (Param("x", "float", ("N", "2D")), "of shape (N, 2D)"),
+        "w": (Param("w", "float", ("D",)), "of shape (D,)"),
+    }
+    return assemble(0, "slices", lines, [], set(), True, "wide", table)
+
+
+def refused_at_a_line_or_right(prog: Program) -> None:
+    """Refused with a located error, or generated with gradients that pass the checker."""
+    try:
+        stagegen.generate(prog.source, function="f", filename="fuzz.py")
+    except stagegen.StagegenError as error:
+        assert ERROR.fullmatch(str(error).splitlines()[0]), str(error)
+        return
+    run_program(prog, Counter())  # raises Failure for a wrong gradient
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=Failure,
+    reason="a slice with bounds is not known to share its array: a write or += through one name "
+    "is not seen in the other (found by test_writes_fuzz; wrong gradient)",
+)
+@pytest.mark.parametrize("case", sorted(SLICE_VIEWS))
+def test_a_write_seen_through_a_slice_of_the_array(case):
+    refused_at_a_line_or_right(slice_view_program(SLICE_VIEWS[case]))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a write into a slice of a parameter (`g = x[:, :D]; g[g < 0] = 0.0`) writes into "
+    "the caller's array, and is accepted (found by test_writes_fuzz)",
+)
+@pytest.mark.parametrize(
+    "body", ["g = x[:, :D]\ng[g < 0] = 0.0", "g = x[:, D:]\ng += 1.0", "g = x[:, :D]\ng *= 2.0"]
+)
+def test_a_write_into_a_slice_of_a_parameter_is_refused(body):
+    prog = slice_view_program(body + "\nreturn np.sum(g * g)")
+    with pytest.raises(stagegen.StagegenError) as caught:
+        stagegen.generate(prog.source, function="f", filename="fuzz.py")
+    assert ERROR.fullmatch(str(caught.value).splitlines()[0]), str(caught.value)
+    assert "caller's array" in str(caught.value)
+
+
+def single(body: str, table=PARAMS) -> Program:
+    return assemble(0, "labels", ["N, C = x.shape", *body.split("\n")], [], set(), True, "", table)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="`s[x > 0] += 1.0` is refused with 'an index must be `:`, None, or an integer array': "
+    "the mask `s[x > 0] = 1.0` takes is not named (found by test_writes_fuzz)",
+)
+@pytest.mark.parametrize("op", ["+=", "*="])
+def test_an_update_at_a_mask_is_read_or_refused_for_its_mask(op):
+    prog = single(f"s = x * 1.0\ns[x > 0] {op} 2.0\nreturn np.sum(s * s)")
+    try:
+        stagegen.generate(prog.source, function="f", filename="fuzz.py")
+    except stagegen.StagegenError as error:
+        assert "mask" in str(error), str(error)
+        return
+    run_program(prog, Counter())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="`s[y] += 2.0` at labels that may repeat is refused with 'write a number there' "
+    "although the value is a number; NumPy updates each row named once, and the gradient "
+    "passes through (found by test_writes_fuzz)",
+)
+@pytest.mark.parametrize("op", ["+=", "-=", "*="])
+def test_a_constant_update_at_labels_that_may_repeat(op):
+    prog = assemble(
+        0,
+        "repeats",
+        ["s = x * x", f"s[y] {op} 2.0", "return np.sum(s * x)"],
+        [],
+        set(),
+        True,
+        "rows",
+        REPEAT_PARAMS,
+    )
+    try:
+        stagegen.generate(prog.source, function="f", filename="fuzz.py")
+    except stagegen.StagegenError as error:
+        assert "write a number there" not in str(error), str(error)
+        return
+    run_program(prog, Counter())
