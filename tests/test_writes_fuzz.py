@@ -364,10 +364,12 @@ def draws(prog: Program, rng: np.random.Generator) -> list:
     return [first, one, small]
 
 
-def run_program(prog: Program, stats: Counter, sabotage=None) -> str:
-    """Checks one program: "checked" or "skipped" (no usable point); raises Failure."""
+def run_program(prog: Program, stats: Counter, sabotage=None, edit=None) -> str:
+    """Checks one program: "checked" or "skipped" (no usable point); raises Failure.
+    ``sabotage`` wraps the backward, ``edit`` changes its text (to test the checker)."""
     try:
         text = stagegen.generate(prog.source, function="f", filename="fuzz.py")
+        text = edit(text) if edit is not None else text
     except stagegen.StagegenError as error:
         raise Failure("refused", str(error)) from None
     except Exception:
@@ -508,6 +510,32 @@ def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
             continue
         assert verdict == "skipped", prog.source
     assert caught >= 10
+
+
+def without_the_zeros(text: str) -> str:
+    """The backward without the zeros a write puts into the gradient before it (`ds[...] = 0.0`
+    after `ds = ds_1.copy()`)."""
+    return re.sub(r"\n    d\w+\[[^\n]*\] = 0\.0  # \(\d+\)(?=\n)", "", text)
+
+
+def test_the_checker_catches_a_backward_that_forgets_the_zeros_of_a_write():
+    """Guards the checker on the writes themselves: with the zeros of every `=` write left out
+    (the value written would pass the gradient on to the old values), the programs whose
+    backward had such zeros fail, but those where the gradient there is zero anyway (`s[y] = 0`
+    read back by `s * s` or `np.maximum(0, s)`)."""
+    caught = edited = 0
+    for seed in range(60):
+        prog = build_program(seed)
+        text = stagegen.generate(prog.source, function="f", filename="fuzz.py")
+        if without_the_zeros(text) == text:
+            continue
+        edited += 1
+        try:
+            run_program(prog, Counter(), edit=without_the_zeros)
+        except Failure as failure:
+            assert failure.kind in ("wrong-gradient", "number-upstream"), describe(prog, failure)
+            caught += 1
+    assert edited >= 20 and caught >= 0.85 * edited, (caught, edited)
 
 
 def writes_into_its_upstream(backward):
