@@ -316,6 +316,7 @@ class ControlFlowReader:
                 )
             loop.index = self._index_name(index_target.id)
             self.env[index_target.id] = Var(loop.index)
+            self.ended_indices.discard(index_target.id)
         else:
             loop.index = self._index_name(None)
         self.integers.add(loop.index)
@@ -328,6 +329,8 @@ class ControlFlowReader:
             self.env[target.id] = Elem(list_name, Var(loop.index))
             self.element_names.add(target.id)
         self._loop_body(loop, stmt)
+        if index_target is not None:
+            self.ended_indices.add(index_target.id)
 
     def _index_name(self, user: str | None) -> str:
         if user is not None:

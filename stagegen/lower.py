@@ -624,8 +624,7 @@ def _one_slot(scatter: Scatter, types: Types) -> bool:
         and rows_shape is not None
         and len(rows_shape) == 1
         and dims(rows_shape)[0] == scatter.shape[arrays[0]]
-        and labels_shape is not None
-        and len(labels_shape) == 1
+        and labels_shape == rows_shape  # one label per row
     )
 
 

@@ -101,7 +101,12 @@ class UserFunction:
         return Recorder(self.sites, **kwargs)
 
     def _bound(self, code, math_module, numpy_module, builtin_overrides):
-        namespace: dict = {"__builtins__": builtins, "__name__": "stagegen_oracle"}
+        namespace: dict = {
+            "__builtins__": builtins,
+            "__name__": "stagegen_oracle",
+            WRITE: write_into,
+            SLICE: slice,
+        }
         modules = {"math": math_module, "numpy": numpy_module}
         for local, (module, member) in self.bindings.items():
             target = modules[module]
@@ -160,6 +165,81 @@ def _without_annotations(fn: ast.FunctionDef) -> ast.FunctionDef:
     return fn
 
 
+WRITE = "__stagegen_write__"  # the helper every `a[i] = v` and `a[i] op= v` runs through
+SLICE = "__stagegen_slice__"  # the builtin slice, whatever the user calls `slice`
+
+
+class _WritesThroughHelper(ast.NodeTransformer):
+    """``a[i] = v`` -> ``a = WRITE(a, i, v, None)``, ``a[i] += v`` -> ``... "+"``: the write as
+    NumPy does it, into ``a`` itself (``write_into``). On 50-digit numbers a float64 array made
+    from integers or constants (``np.arange(n) * 1.0``) would round what is written into it to
+    float64, so there it becomes an object array first: only that array's dtype differs."""
+
+    OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+
+    def visit_Assign(self, node):
+        (target,) = node.targets if len(node.targets) == 1 else (None,)
+        return self._rewritten(node, target, node.value, None) or node
+
+    def visit_AugAssign(self, node):
+        op = self.OPS.get(type(node.op))
+        return (op and self._rewritten(node, node.target, node.value, op)) or node
+
+    def _rewritten(self, node, target, value, op):
+        if not (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name)):
+            return None
+        name = target.value.id
+        call = ast.Call(
+            func=ast.Name(id=WRITE, ctx=ast.Load()),
+            args=[
+                ast.Name(id=name, ctx=ast.Load()),
+                _index_value(target.slice),
+                value,
+                ast.Constant(value=op),
+            ],
+            keywords=[],
+        )
+        assign = ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=call)
+        return ast.fix_missing_locations(ast.copy_location(assign, node))
+
+
+def _index_value(index: ast.expr) -> ast.expr:
+    """An index as a value: ``a:b`` as ``slice(a, b)``, inside a tuple too."""
+    if isinstance(index, ast.Slice):
+        parts = [
+            p if p is not None else ast.Constant(value=None)
+            for p in (index.lower, index.upper, index.step)
+        ]
+        return ast.Call(func=ast.Name(id=SLICE, ctx=ast.Load()), args=parts, keywords=[])
+    if isinstance(index, ast.Tuple):
+        return ast.Tuple(elts=[_index_value(e) for e in index.elts], ctx=ast.Load())
+    return index
+
+
+def write_into(array, index, value, op):
+    """``array[index] = value`` (or ``op=``), as NumPy runs it; the array it wrote into."""
+    import numpy as np
+
+    if (
+        isinstance(array, np.ndarray)
+        and array.dtype.kind == "f"
+        and np.asarray(value).dtype == object
+    ):
+        array = _mpf_array(array)  # (50-digit numbers written: hold them as they are)
+    if op is None:
+        array[index] = value
+    else:
+        current = array[index]
+        array[index] = {
+            "+": lambda: current + value,
+            "-": lambda: current - value,
+            "*": lambda: current * value,
+            "/": lambda: current / value,
+            "**": lambda: current**value,
+        }[op]()
+    return array
+
+
 def user_function(
     text: str, name: str, line: int = 0, filename: str = "<string>", imported: tuple = ()
 ) -> UserFunction:
@@ -187,6 +267,8 @@ def user_function(
         for node in ast.parse(other).body:
             callees.append(_without_annotations(node))
         extra_bindings.update(module_bindings(ast.parse("\n".join(imports))))
+    fn = _WritesThroughHelper().visit(fn)
+    callees = [_WritesThroughHelper().visit(c) for c in callees]
     code = compile(ast.Module(body=[*callees, fn], type_ignores=[]), filename, "exec")
     try:
         recording, sites = instrument(fn, text)

@@ -363,6 +363,7 @@ class FunctionReader(ControlFlowReader):
         }
         self._start_blocks()
         self.integers: set[str] = set()  # loop indices
+        self.ended_indices: set[str] = set()  # loop indices (the user's names) after their loop
         self.integer_values: set[str] = set()  # names bound to counts (k = 0; k = k + 1)
         self.trip_counts: set[str] = set()  # parameters compared with counts
         self.placeholders: set[str] = set()  # `out = None` until `out` is bound
@@ -1013,6 +1014,13 @@ class FunctionReader(ControlFlowReader):
                 )
             if name in self.params and self.env[name] == Var(name):
                 self.scalar_params.add(name)
+            if name in self.ended_indices:
+                raise self.src.error(
+                    node,
+                    f"`{name}` is a loop's index, read after the loop (Python keeps its last "
+                    "value, which the backward would have to keep too)",
+                    "use the value it ends at (e.g. `T - 1`), or read it inside the loop",
+                )
             if isinstance(self.env[name], Saved) and not self.reading_saved:
                 raise self.src.error(
                     node,

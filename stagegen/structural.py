@@ -356,7 +356,10 @@ def _move(node: Move, g: Expr, value: Expr, types: Types):
 
 
 def _filled(node: Filled | Draw, g: Expr, value: Expr, types: Types):
-    return []  # a constant: no gradient to pass on
+    """A constant, or ``np.full(shape, c)``: c is in every element (``dc = np.sum(dout)``)."""
+    if isinstance(node, Filled) and node.value is not None:
+        return [(node.value, unbroadcast(g, types.shape(node), types.shape(node.value)))]
+    return []
 
 
 def _join(node: Join, g: Expr, value: Expr, types: Types):

@@ -43,11 +43,11 @@ its writes, a backward that changes its upstream are caught. ``stagegen.verify``
 with the numerical check (a few programs, and the same with the write's zeros left out of a
 hand-written backward).
 
-What it found is pinned by strict xfails at the end: a slice with bounds (``g = h[:, :D]``) is
-not known to share ``h``, so a write or ``+=`` through one name is missed in the other (a wrong
-gradient from ``generate()``, which the proof catches) and a slice of a parameter is written
-into; ``s[mask] += c`` and ``s[y] += 2.0`` (labels that may repeat) are refused with messages
-that do not say what is refused.
+What it found is tested at the end, fixed: a slice with bounds (``g = h[:, :D]``) was not known
+to share ``h``, so a write or ``+=`` through one name was missed in the other (a wrong gradient
+from ``generate()``, which the proof caught) and a slice of a parameter was written into;
+``s[mask] += c`` and ``s[y] += 2.0`` (labels that may repeat) were refused with messages that
+did not say what is refused. One strict xfail is left: a sampling limit of the proof.
 
 Size: ``DEFAULT_EXAMPLES`` programs per run (seeds 0, 1, ...). On demand:
 
@@ -629,10 +629,8 @@ def test_verify_agrees_with_the_numerical_check():
 # ---------------------------------------------------------------------------- the refusals
 
 REFUSALS = ("parameter", "alias", "loop", "branch", "repeat-gradient", "mask-shape", "view")
-# a refusal program that stagegen accepts, pinned by the strict xfails at the end
-KNOWN_REFUSAL_BUGS = {
-    "slice-view": lambda source: re.search(r"g = s\[:, (:C|C:)\]", source),
-}
+# a refusal program that stagegen accepts, pinned by a strict xfail (none now)
+KNOWN_REFUSAL_BUGS: dict = {}
 
 
 def known_refusal_bug(source: str):
@@ -813,22 +811,11 @@ def refused_at_a_line_or_right(prog: Program) -> None:
     run_program(prog, Counter())  # raises Failure for a wrong gradient
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Failure,
-    reason="a slice with bounds is not known to share its array: a write or += through one name "
-    "is not seen in the other (found by test_writes_fuzz; wrong gradient)",
-)
 @pytest.mark.parametrize("case", sorted(SLICE_VIEWS))
 def test_a_write_seen_through_a_slice_of_the_array(case):
     refused_at_a_line_or_right(slice_view_program(SLICE_VIEWS[case]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a write into a slice of a parameter (`g = x[:, :D]; g[g < 0] = 0.0`) writes into "
-    "the caller's array, and is accepted (found by test_writes_fuzz)",
-)
 @pytest.mark.parametrize(
     "body", ["g = x[:, :D]\ng[g < 0] = 0.0", "g = x[:, D:]\ng += 1.0", "g = x[:, :D]\ng *= 2.0"]
 )
@@ -844,11 +831,6 @@ def single(body: str, table=PARAMS) -> Program:
     return assemble(0, "labels", ["N, C = x.shape", *body.split("\n")], [], set(), True, "", table)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`s[x > 0] += 1.0` is refused with 'an index must be `:`, None, or an integer array': "
-    "the mask `s[x > 0] = 1.0` takes is not named (found by test_writes_fuzz)",
-)
 @pytest.mark.parametrize("op", ["+=", "*="])
 def test_an_update_at_a_mask_is_read_or_refused_for_its_mask(op):
     prog = single(f"s = x * 1.0\ns[x > 0] {op} 2.0\nreturn np.sum(s * s)")
@@ -860,12 +842,6 @@ def test_an_update_at_a_mask_is_read_or_refused_for_its_mask(op):
     run_program(prog, Counter())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`s[y] += 2.0` at labels that may repeat is refused with 'write a number there' "
-    "although the value is a number; NumPy updates each row named once, and the gradient "
-    "passes through (found by test_writes_fuzz)",
-)
 @pytest.mark.parametrize("op", ["+=", "-=", "*="])
 def test_a_constant_update_at_labels_that_may_repeat(op):
     prog = assemble(
@@ -888,7 +864,7 @@ def test_a_constant_update_at_labels_that_may_repeat(op):
 
 @pytest.mark.parametrize("case", sorted(SLICE_VIEWS))
 def test_the_proof_catches_a_write_seen_through_a_slice(case):
-    """The wrong gradients of the slice views (the strict xfails below) are never proven: the
+    """The wrong gradients the slice views gave (refused now) are never proven: the
     proof's forward runs the writes as written, so `stagegen FILE` refuses to write them."""
     with pytest.raises(stagegen.StagegenError):
         stagegen.verify(slice_view_program(SLICE_VIEWS[case]).source, filename="fuzz.py")

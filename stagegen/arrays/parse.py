@@ -78,6 +78,9 @@ SUPPORTED = ", ".join(
     )
 )
 _COMPARE = COMPARISONS  # a mask compares as a condition does
+# NumPy's functions that give integers of integers (np.abs(y) is an integer array: a float
+# written into it would be cut to an integer)
+_KEEP_INTEGERS = ("abs", "absolute", "square", "negative", "sign")
 
 
 class ArrayReader(FunctionReader):
@@ -101,11 +104,13 @@ class ArrayReader(FunctionReader):
         self.seed: Var | None = None
         self.drew = False
         self.labels = _index_names(fn) | self._labels_passed_on(fn) | self.seeds
-        # NumPy's `t += x` writes into the array `t` names, so every other name for that array
-        # (an alias `u = t`, a view `u = t.T`, the caller's argument) would change too. Which
-        # array each name holds: an array is known by the parameter or stage that made it.
-        self.array_of: dict[str, str] = {}  # parameter or stage target -> its array
-        self.holders: dict[str, set[str]] = {}  # array -> the user's names that hold it
+        # NumPy's `t += x` and `t[i] = v` write into the array `t` names, so every other name
+        # for that array (an alias `u = t`, a view `u = t.T` or `u = t[:, :D]`, the caller's
+        # argument, what a callee returned) would change too. Which arrays each name may hold:
+        # an array is known by the parameter or stage that made it; a name bound in a branch or
+        # a loop may hold what any of its bindings gave it.
+        self.arrays_of: dict[str, set[str]] = {}  # parameter or stage target -> its arrays
+        self.holders: dict[str, set[str]] = {}  # array -> the user's names that may hold it
         self.in_place: ast.AugAssign | None = None
         self.returned_by: dict[str, str] = {}  # an array a call returned -> the function
         self.rest_sizes: dict[str, str] = {}
@@ -195,7 +200,7 @@ class ArrayReader(FunctionReader):
                     )
         self.caller_arrays = {p.name for p in params}
         for p in params:
-            self.array_of[p.name] = p.name
+            self.arrays_of[p.name] = {p.name}
             self.holders[p.name] = {p.name}
         return params
 
@@ -316,6 +321,15 @@ class ArrayReader(FunctionReader):
 
     def _augassign(self, stmt: ast.AugAssign) -> None:
         if isinstance(stmt.target, ast.Subscript) and type(stmt.op) in AUGMENTED:
+            if self._mask_index(stmt.target) is not None:
+                name, mask = ast.unparse(stmt.target.value), ast.unparse(stmt.target.slice)
+                op = AUGMENTED[type(stmt.op)]
+                raise self.src.error(
+                    stmt.target,
+                    "an update at a mask is not supported (only a write of a number is)",
+                    f"write `{name} = np.where({mask}, {name} {op} {ast.unparse(stmt.value)}, "
+                    f"{name})`",
+                )
             # `a[i] += v` is `a[i] = a[i] + v`, as NumPy runs it (once per position)
             read = ast.copy_location(
                 ast.Subscript(value=stmt.target.value, slice=stmt.target.slice, ctx=ast.Load()),
@@ -400,7 +414,20 @@ class ArrayReader(FunctionReader):
                 "written to",
                 "write a number, or an array of the shape the index selects",
             )
-        if not self._distinct_positions(items, before.shape) and self._carries(value):
+        added = (  # `a[i] += c`: each position named gets c once, however often it is named
+            isinstance(value, Bin)
+            and value.op in ("+", "-")
+            and value.left == Index(old, items)
+            and not self._carries(value.right)
+        )
+        if not self._distinct_positions(items, before.shape) and self._carries(value) and not added:
+            if isinstance(value, Bin) and value.left == Index(old, items):
+                raise self.src.error(
+                    target.slice,
+                    f"`{value.op}=` at an index that may name one position twice: NumPy updates "
+                    "such a position once, which only `+=` and `-=` of a number keep exact",
+                    "index rows with `np.arange(N)` beside the labels, or add a number",
+                )
             raise self.src.error(
                 target.slice,
                 "this index may name one position twice, and NumPy keeps one of the values "
@@ -415,28 +442,29 @@ class ArrayReader(FunctionReader):
     def _check_private(self, node, name: str, old: Var, doing: str, rewrite: str) -> None:
         """Writing into ``name``'s array is exact as a new value only when no other name, nor
         the caller, sees that array change; anything else is refused, never guessed."""
-        array = self.array_of[old.name]
-        if array in self.returned_by:
-            raise self.src.error(
-                node,
-                f"{doing} writes into the array `{self.returned_by[array]}` returned, which may "
-                "be one of its arguments (NumPy updates it in place)",
-                rewrite,
-            )
-        if array in self.caller_arrays:
-            raise self.src.error(
-                node,
-                f"{doing} writes into the caller's array `{array}` (NumPy updates it in place)",
-                rewrite,
-            )
-        others = sorted(self.holders.get(array, set()) - {name})
-        if others:
-            raise self.src.error(
-                node,
-                f"{doing} also changes `{others[0]}` (they share one array, and NumPy updates "
-                "it in place)",
-                rewrite,
-            )
+        for array in sorted(self.arrays_of[old.name]):
+            if array in self.returned_by:
+                raise self.src.error(
+                    node,
+                    f"{doing} writes into the array `{self.returned_by[array]}` returned, which "
+                    "may be one of its arguments (NumPy updates it in place)",
+                    rewrite,
+                )
+            if array in self.caller_arrays:
+                raise self.src.error(
+                    node,
+                    f"{doing} writes into the caller's array `{array}` (NumPy updates it in "
+                    "place)",
+                    rewrite,
+                )
+            others = sorted(self.holders.get(array, set()) - {name})
+            if others:
+                raise self.src.error(
+                    node,
+                    f"{doing} also changes `{others[0]}` (they share one array, and NumPy "
+                    "updates it in place)",
+                    rewrite,
+                )
 
     def _mask_index(self, target: ast.Subscript) -> Expr | None:
         """The index when it is one boolean mask (``a[a < 0]``, ``a[mask]``), else None."""
@@ -463,7 +491,7 @@ class ArrayReader(FunctionReader):
         return (
             isinstance(rows, Arange)
             and self.type_of(rows).shape == (shape[arrays[0]],)
-            and len(self.type_of(labels).shape) == 1
+            and self.type_of(labels).shape == self.type_of(rows).shape  # one label per row
         )
 
     def _carries(self, value: Expr) -> bool:
@@ -484,23 +512,24 @@ class ArrayReader(FunctionReader):
         in_place = stmt is self.in_place and bool(self.var_types[value.left.name].shape)
         if in_place:
             self._check_in_place(stmt, value)
-            array = self.array_of[value.left.name]  # written into: the same array as before
+            arrays = set(self.arrays_of[value.left.name])  # written into: the same as before
         else:
-            shared = _shares_memory(value)
+            shared = _shares_memory(value, self.integers)
             if _is_unary_plus(getattr(stmt, "value", None)):
-                shared = None  # `+t` is read as `t`, but NumPy makes a new array of it
-            array = self.array_of.get(shared.name) if shared is not None else None
-            if isinstance(value, (Invoke, Item)):  # a callee may return its argument itself
-                function = (
-                    value.function
-                    if isinstance(value, Invoke)
-                    else self.held_calls[value.operand.name].function
-                )
-                array = f"<what {function} returned>"
-                self.returned_by[array] = function
+                shared = []  # `+t` is read as `t`, but NumPy makes a new array of it
+            arrays = {a for v in shared for a in self.arrays_of.get(v.name, {v.name})}
+            if isinstance(value, (Invoke, Item)):  # a callee may return an argument itself
+                invoke = value if isinstance(value, Invoke) else self.held_calls[value.operand.name]
+                marker = f"<what {invoke.function} returned>"
+                self.returned_by[marker] = invoke.function
+                arrays = {marker}
+                for arg in invoke.args:
+                    for v in _shares_memory(arg, self.integers):
+                        arrays |= self.arrays_of.get(v.name, set())
         old = self.env.get(target.id)
-        if old is not None and old.name in self.array_of:
-            self.holders[self.array_of[old.name]].discard(target.id)
+        if old is not None and not self.depth:  # (in a loop or branch it may still hold them)
+            for array in self.arrays_of.get(old.name, ()):
+                self.holders[array].discard(target.id)
         super()._bind(target, value, stmt, number)
         new = self.stages[-1].target
         before = self.var_types.get(new)
@@ -512,8 +541,12 @@ class ArrayReader(FunctionReader):
                 "keep one shape per name, or bind a new name",
             )
         self.var_types[new] = self.types[value]
-        self.array_of[new] = array or new
-        self.holders.setdefault(self.array_of[new], set()).add(target.id)
+        arrays = arrays or {new}
+        if self.depth:  # bound again in a loop or another branch: it may hold any of them
+            arrays |= self.arrays_of.get(new, set())
+        self.arrays_of[new] = arrays
+        for array in arrays:
+            self.holders.setdefault(array, set()).add(target.id)
 
     # -- calls -------------------------------------------------------------------------
 
@@ -804,6 +837,8 @@ class ArrayReader(FunctionReader):
     def _elementwise(self, node, op: str, left: Expr, right: Expr) -> Type:
         a, b = self.type_of(left), self.type_of(right)
         shape = self._broadcast(node, a.shape, b.shape)
+        if a.kind == b.kind == "int" and op == "**":
+            return Type(shape, "int")
         if a.kind == b.kind == "int" and op in "+-*":
             value = None
             if isinstance(a.value, int) and isinstance(b.value, int) and op == "-":
@@ -950,7 +985,9 @@ class ArrayReader(FunctionReader):
             self._arity(node, shown, 1)
             arg = self.expr(node.args[0])
             self._require_float(node.args[0], arg, shown)
-            return Call(NUMPY_FUNCTIONS[name], (arg,)), Type(self.type_of(arg).shape, "float")
+            t = self.type_of(arg)
+            kind = "int" if t.kind == "int" and name in _KEEP_INTEGERS else "float"
+            return Call(NUMPY_FUNCTIONS[name], (arg,)), Type(t.shape, kind)
         if name in BINARY:
             self._keywords(node, ())
             self._arity(node, shown, 2)
@@ -1208,13 +1245,20 @@ class ArrayReader(FunctionReader):
                     node.args[1], "the fill value must be a number", "write e.g. 0.5"
                 )
         first = node.args[0]
+        # NumPy's dtype: float, but a _like form's is its array's, and np.full's its value's
+        kind = "float"
+        if "dtype" not in keywords and name == "full" and self.type_of(value).kind == "int":
+            kind = "int"
         if name.endswith("_like"):
             like = self.expr(first)
-            return Filled(name, (like,), value, rest), Type(self.type_of(like).shape, "float")
+            t = self.type_of(like)
+            if "dtype" not in keywords and t.kind == "int":
+                kind = "int"
+            return Filled(name, (like,), value, rest), Type(t.shape, kind)
         if isinstance(first, ast.Attribute) and first.attr == "shape":
             operand = self.expr(first.value)
             shape = self.type_of(operand).shape
-            return Filled(name, (ShapeOf(operand),), value, rest), Type(shape, "float")
+            return Filled(name, (ShapeOf(operand),), value, rest), Type(shape, kind)
         items = first.elts if isinstance(first, ast.Tuple) else [first]
         exprs, shape = [], []
         for item in items:
@@ -1228,7 +1272,7 @@ class ArrayReader(FunctionReader):
                 )
             exprs.append(e)
             shape.append(t.value)
-        return Filled(name, tuple(exprs), value, rest), Type(tuple(shape), "float")
+        return Filled(name, tuple(exprs), value, rest), Type(tuple(shape), kind)
 
     def _join(self, node: ast.Call, name: str) -> tuple[Expr, Type]:
         keywords = self._keywords(node, ("axis",) if name in ("stack", "concatenate") else ())
@@ -1328,7 +1372,8 @@ class ArrayReader(FunctionReader):
                 shape = shapes.broadcast(shape, self.type_of(e).shape)
         except ShapeError as err:
             raise self.src.error(node, err.message, err.hint) from None
-        return Where(test, a, b), Type(shape, "float")
+        kind = "int" if self.type_of(a).kind == self.type_of(b).kind == "int" else "float"
+        return Where(test, a, b), Type(shape, kind)
 
     def _clip_bounds(self, node: ast.Call, positional, shown: str):
         """The bounds of a clip, by position or keyword (a_min/a_max, or NumPy 2's min/max);
@@ -1373,17 +1418,22 @@ class ArrayReader(FunctionReader):
         if lo is None and hi is None:
             raise self.src.error(node, "np.clip without bounds", "give a lower or upper bound")
         shape = self.type_of(operand).shape
+        bounds = [b for b in (lo, hi) if b is not None]
+        ints = self.type_of(operand).kind == "int" and all(
+            self.type_of(b).kind == "int" for b in bounds
+        )
+        kind = "int" if ints else "float"
         if lo is None:
-            return Call("min", (operand, hi)), Type(shape, "float")
+            return Call("min", (operand, hi)), Type(shape, kind)
         if hi is None:
-            return Call("max", (operand, lo)), Type(shape, "float")
+            return Call("max", (operand, lo)), Type(shape, kind)
         if ast.literal_eval(lo_node) > ast.literal_eval(hi_node):  # (both are numbers here)
             raise self.src.error(
                 node,
                 "np.clip's lower bound is above its upper bound",
                 "give the smaller bound first",
             )
-        return Call("clip", (operand, lo, hi)), Type(shape, "float")
+        return Call("clip", (operand, lo, hi)), Type(shape, kind)
 
     def _norm(self, node: ast.Call) -> tuple[Expr, Type]:
         """``np.linalg.norm(x)`` (of every element, as NumPy's Frobenius norm of a matrix is) or
@@ -1712,19 +1762,26 @@ def _is_unary_plus(node) -> bool:
     return isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd)
 
 
-def _shares_memory(e: Expr) -> Var | None:
-    """The named array whose memory ``e`` shares (an alias or a view of it), if any."""
+def _shares_memory(e: Expr, integers: set[str]) -> list[Var]:
+    """The named arrays whose memory ``e`` may share: an alias, a view (a transpose, reshape,
+    move, or basic indexing with ``:``, ``None``, slices ``a:b`` and a loop's index), or either
+    side of a conditional expression."""
     while True:
         if isinstance(e, Var):
-            return e
+            return [e]
+        if isinstance(e, Cond):
+            return _shares_memory(e.body, integers) + _shares_memory(e.orelse, integers)
         if isinstance(e, (Transpose, Reshape)) or (
             isinstance(e, Move) and e.fn not in ("copy", "astype", "flatten")
         ):
             e = e.operand  # a view of the same memory
-        elif isinstance(e, Index) and all(isinstance(i, (FullSlice, NewAxis)) for i in e.items):
+        elif isinstance(e, Index) and all(
+            isinstance(i, (FullSlice, NewAxis, Span)) or _is_loop_index(i, integers)
+            for i in e.items
+        ):
             e = e.operand
         else:
-            return None
+            return []
 
 
 def _is_loop_index(item: Expr, integers: set[str]) -> bool:
