@@ -999,8 +999,25 @@ def check_point(prog: Program, forward, backward, sizes: dict, rng, stats: Count
 
 def run_program(prog: Program, stats: Counter, sabotage=None) -> str:
     """Checks one program: "checked" or "skipped" (no usable point); raises Failure."""
+
+    def count(sizes: dict) -> None:
+        if REST in sizes:
+            stats[f"points-at-rank-{len(sizes[REST])}"] += 1
+        if 1 in sizes.values() or 1 in sizes.get(REST, ()):
+            stats["points-with-size-1"] += 1
+
+    return run_checks(prog, stats, draws, count, sabotage)
+
+
+def run_checks(prog, stats: Counter, draws_of, count, sabotage=None, edit=None) -> str:
+    """The check this fuzzer and test_writes_fuzz share: the program through
+    ``stagegen.generate`` (its text changed by ``edit``, its backward wrapped by ``sabotage``,
+    to test the checker), then ``check_point`` at each draw of sizes (``draws_of``), a few
+    tries each; ``count(sizes)`` counts a checked point. "checked" or "skipped" (no usable
+    point); raises Failure."""
     try:
         text = stagegen.generate(prog.source, function="f", filename="fuzz.py")
+        text = edit(text) if edit is not None else text
     except stagegen.StagegenError as error:
         raise Failure("refused", str(error)) from None
     except Exception:
@@ -1014,7 +1031,7 @@ def run_program(prog: Program, stats: Counter, sabotage=None) -> str:
     forward = load_forward(prog.source)
     rng = np.random.default_rng(prog.seed)
     checked = 0
-    for sizes in draws(prog, rng):
+    for sizes in draws_of(prog, rng):
         for _ in range(3):  # a few tries to find a usable point
             try:
                 check_point(prog, forward, backward, sizes, rng, stats)
@@ -1028,10 +1045,7 @@ def run_program(prog: Program, stats: Counter, sabotage=None) -> str:
                 raise Failure("forward-crash", f"sizes {sizes}\n" + traceback.format_exc(limit=-3))
             checked += 1
             stats["points"] += 1
-            if REST in sizes:
-                stats[f"points-at-rank-{len(sizes[REST])}"] += 1
-            if 1 in sizes.values() or 1 in sizes.get(REST, ()):
-                stats["points-with-size-1"] += 1
+            count(sizes)
             break
     return "checked" if checked else "skipped"
 
@@ -1072,41 +1086,51 @@ def test_generator_writes_every_construct():
     assert seen <= CONSTRUCTS, f"not listed in CONSTRUCTS: {sorted(seen - CONSTRUCTS)}"
 
 
-def test_random_programs_match_central_differences():
+def drive(label, build, run, known, describe, stats, accepted, seed, examples, on_demand, every):
+    """The fuzz loop this fuzzer and test_writes_fuzz share: build each program from its seed,
+    run and check it (``run`` raises Failure), count verdicts and features in ``stats`` and
+    ``accepted``, set known bugs aside, and fail with the first failures in full."""
     failures: list[str] = []
     kinds: Counter = Counter()
     start = time.monotonic()
-    if ON_DEMAND:
-        print(f"\ninfer fuzz: {EXAMPLES} programs from seed {SEED}", flush=True)
-    for k in range(EXAMPLES):
-        prog = build_program(SEED + k)
-        STATS["programs"] += 1
-        STATS[f"programs:{prog.family}"] += 1
+    if on_demand:
+        print(f"\n{label} fuzz: {examples} programs from seed {seed}", flush=True)
+    for k in range(examples):
+        prog = build(seed + k)
+        stats["programs"] += 1
+        stats[f"programs:{prog.family}"] += 1
         try:
-            verdict = run_program(prog, STATS)
+            verdict = run(prog, stats)
         except Failure as failure:
-            known = known_bug(prog, failure)
-            if known:
-                STATS[f"known:{known}"] += 1
+            bug = known(prog, failure)
+            if bug:
+                stats[f"known:{bug}"] += 1
                 continue
             kinds[failure.kind] += 1
-            STATS["failed"] += 1
+            stats["failed"] += 1
             if len(failures) < 20:
                 failures.append(describe(prog, failure))
             continue
-        STATS[verdict] += 1
+        stats[verdict] += 1
         if verdict == "checked":
-            ACCEPTED.update(prog.features)
-        if ON_DEMAND and (k + 1) % PROGRESS_EVERY == 0:
+            accepted.update(prog.features)
+        if on_demand and (k + 1) % every == 0:
             print(
-                f"  {k + 1} programs, {time.monotonic() - start:.0f} s: {dict(STATS)}", flush=True
+                f"  {k + 1} programs, {time.monotonic() - start:.0f} s: {dict(stats)}", flush=True
             )
-    STATS["seconds"] = round(time.monotonic() - start)
-    print(f"\ninfer fuzz from seed {SEED}: {dict(STATS)}; failures {dict(kinds)}")
+    stats["seconds"] = round(time.monotonic() - start)
+    print(f"\n{label} fuzz from seed {seed}: {dict(stats)}; failures {dict(kinds)}")
     assert not failures, (
-        f"{STATS['failed']} of {STATS['programs']} programs failed ({dict(kinds)}); "
+        f"{stats['failed']} of {stats['programs']} programs failed ({dict(kinds)}); "
         f"the first {len(failures)}:\n\n" + "\n\n".join(failures)
     )
+
+
+def test_random_programs_match_central_differences():
+    drive(
+        "infer", build_program, run_program, known_bug, describe, STATS, ACCEPTED, SEED,
+        EXAMPLES, ON_DEMAND, PROGRESS_EVERY,
+    )  # fmt: skip
 
 
 def test_fuzz_is_not_vacuous():

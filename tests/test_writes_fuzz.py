@@ -67,7 +67,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -77,9 +76,9 @@ import pytest
 np = pytest.importorskip("numpy")
 
 import stagegen  # noqa: E402
-from stagegen.api import load_backward_module  # noqa: E402
-from test_array_fuzz import Failure, Skip, load_forward  # noqa: E402  (tests/ is on the path)
-from test_infer_fuzz import Param, check_point  # noqa: E402
+from test_array_fuzz import Failure  # noqa: E402  (tests/ is on the path)
+import test_infer_fuzz  # noqa: E402
+from test_infer_fuzz import Param  # noqa: E402
 
 _EXAMPLES_ENV = os.environ.get("STAGEGEN_WRITES_FUZZ_EXAMPLES") or os.environ.get(
     "STAGEGEN_FUZZ_EXAMPLES"
@@ -382,41 +381,13 @@ def draws(prog: Program, rng: np.random.Generator) -> list:
 def run_program(prog: Program, stats: Counter, sabotage=None, edit=None) -> str:
     """Checks one program: "checked" or "skipped" (no usable point); raises Failure.
     ``sabotage`` wraps the backward, ``edit`` changes its text (to test the checker)."""
-    try:
-        text = stagegen.generate(prog.source, function="f", filename="fuzz.py")
-        text = edit(text) if edit is not None else text
-    except stagegen.StagegenError as error:
-        raise Failure("refused", str(error)) from None
-    except Exception:
-        raise Failure("generate-crash", traceback.format_exc(limit=-4)) from None
-    try:
-        backward = load_backward_module(text)["f_backward"]
-    except Exception:
-        raise Failure("module-crash", traceback.format_exc(limit=-3) + text) from None
-    if sabotage is not None:
-        backward = sabotage(backward)
-    forward = load_forward(prog.source)
-    rng = np.random.default_rng(prog.seed)
-    checked = 0
-    for sizes in draws(prog, rng):
-        for _ in range(3):  # a few tries to find a usable point
-            try:
-                check_point(prog, forward, backward, sizes, rng, stats)
-            except Skip as why:
-                stats[f"skipped:{why}"] += 1
-                continue
-            except Failure as failure:
-                failure.detail += f"\nsizes {sizes}\n--- generated ---\n{text}"
-                raise
-            except Exception:
-                raise Failure("forward-crash", f"sizes {sizes}\n" + traceback.format_exc(limit=-3))
-            checked += 1
-            stats["points"] += 1
-            stats["points-with-a-batch-of-one"] += sizes["N"] == 1
-            if prog.family == "repeats" and sizes["N"] > sizes["V"]:
-                stats["points-with-a-repeated-label"] += 1
-            break
-    return "checked" if checked else "skipped"
+
+    def count(sizes: dict) -> None:
+        stats["points-with-a-batch-of-one"] += sizes["N"] == 1
+        if prog.family == "repeats" and sizes["N"] > sizes["V"]:
+            stats["points-with-a-repeated-label"] += 1
+
+    return test_infer_fuzz.run_checks(prog, stats, draws, count, sabotage, edit)
 
 
 def describe(prog: Program, failure: Failure) -> str:
@@ -452,40 +423,10 @@ def test_generator_writes_every_construct():
 
 
 def test_random_write_programs_match_central_differences():
-    failures: list = []
-    kinds: Counter = Counter()
-    start = time.monotonic()
-    if ON_DEMAND:
-        print(f"\nwrites fuzz: {EXAMPLES} programs from seed {SEED}", flush=True)
-    for k in range(EXAMPLES):
-        prog = build_program(SEED + k)
-        STATS["programs"] += 1
-        STATS[f"programs:{prog.family}"] += 1
-        try:
-            verdict = run_program(prog, STATS)
-        except Failure as failure:
-            known = known_bug(prog, failure)
-            if known:
-                STATS[f"known:{known}"] += 1
-                continue
-            kinds[failure.kind] += 1
-            STATS["failed"] += 1
-            if len(failures) < 20:
-                failures.append(describe(prog, failure))
-            continue
-        STATS[verdict] += 1
-        if verdict == "checked":
-            ACCEPTED.update(prog.features)
-        if ON_DEMAND and (k + 1) % PROGRESS_EVERY == 0:
-            print(
-                f"  {k + 1} programs, {time.monotonic() - start:.0f} s: {dict(STATS)}", flush=True
-            )
-    STATS["seconds"] = round(time.monotonic() - start)
-    print(f"\nwrites fuzz from seed {SEED}: {dict(STATS)}; failures {dict(kinds)}")
-    assert not failures, (
-        f"{STATS['failed']} of {STATS['programs']} programs failed ({dict(kinds)}); "
-        f"the first {len(failures)}:\n\n" + "\n\n".join(failures)
-    )
+    test_infer_fuzz.drive(
+        "writes", build_program, run_program, known_bug, describe, STATS, ACCEPTED, SEED,
+        EXAMPLES, ON_DEMAND, PROGRESS_EVERY,
+    )  # fmt: skip
 
 
 def test_writes_fuzz_is_not_vacuous():
@@ -502,23 +443,14 @@ def test_writes_fuzz_is_not_vacuous():
         assert not never, f"never accepted and checked: {sorted(never)}"
 
 
-def off_by_a_ten_thousandth(backward):
-    def wrong(*args):
-        grads = backward(*args)
-        grads = grads if isinstance(grads, tuple) else (grads,)
-        return tuple(g * 1.0001 + 1e-4 for g in grads)
-
-    return wrong
-
-
-def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
+def test_the_checker_catches_a_gradient_scaled():
     """Guards the checker on these programs: a backward whose gradients are off by a
     ten-thousandth (relative, plus 1e-4) is caught unless no point was usable."""
     caught = 0
     for seed in range(12):
         prog = build_program(seed)
         try:
-            verdict = run_program(prog, Counter(), sabotage=off_by_a_ten_thousandth)
+            verdict = run_program(prog, Counter(), sabotage=scaled)
         except Failure as failure:
             assert failure.kind in ("wrong-gradient", "number-upstream"), describe(prog, failure)
             caught += 1
