@@ -76,7 +76,7 @@ import pytest
 np = pytest.importorskip("numpy")
 
 import stagegen  # noqa: E402
-from test_array_fuzz import Failure  # noqa: E402  (tests/ is on the path)
+from test_array_fuzz import Failure, scaled  # noqa: E402  (tests/ is on the path)
 import test_infer_fuzz  # noqa: E402
 from test_infer_fuzz import Param  # noqa: E402
 
@@ -443,7 +443,7 @@ def test_writes_fuzz_is_not_vacuous():
         assert not never, f"never accepted and checked: {sorted(never)}"
 
 
-def test_the_checker_catches_a_gradient_scaled():
+def test_the_checker_catches_a_gradient_off_by_a_ten_thousandth():
     """Guards the checker on these programs: a backward whose gradients are off by a
     ten-thousandth (relative, plus 1e-4) is caught unless no point was usable."""
     caught = 0
