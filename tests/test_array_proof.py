@@ -332,3 +332,37 @@ def f(c: "N, 1", w: "D, M", r: "1, D"):
 """
     report = stagegen.verify(source)
     assert "SymPy element by element" in str(report)
+
+
+BRANCH_FAR_OUT = """
+import numpy as np
+
+
+def f(x: "N, D", c):
+    if c > {threshold}:
+        h = x * 3.0
+    else:
+        h = x * 2.0
+    return np.sum(h * h)
+
+
+def f_backward(x, c, dout=1.0):
+    h = x * 2.0
+    dx = 2 * h * dout * 2.0  # right only where c <= {threshold}
+    return dx, 0.0
+"""
+
+
+@pytest.mark.parametrize("threshold", [2.5, 10.0])
+def test_the_proof_reaches_a_branch_outcome_its_usual_points_miss(threshold):
+    """The usual points draw c from (-2, 2) and the like; once they are checked, further draws
+    (wider ones among them) look for the outcomes not seen yet, as the proof of number code
+    does. Found in review: a backward wrong only where `c > 1.5` was proven ("1 of 4 outcomes
+    seen")."""
+    source = BRANCH_FAR_OUT.format(threshold=threshold)
+    with pytest.raises(stagegen.StagegenError) as caught:
+        stagegen.verify(source, "f")
+    assert "the hand-written `f_backward` is wrong" in str(caught.value)
+    right = source.split("\n\n\ndef f_backward")[0] + "\n"
+    report = str(stagegen.verify(right))
+    assert "branches: 2 of 2 outcomes seen" in report, report

@@ -15,8 +15,10 @@ whose size would give a parameter more than ``ARRAY_ELEMENT_LIMIT`` elements is 
    generated backward must agree to 1e-7, measured as in check 2. Nothing here reads
    stagegen's stages or its printed code. A forward that branches on a value (``if
    np.sum(x) > 0``) is also run in float64 as an instrumented copy (stagegen.sites): a point
-   where a branch is decided too close to its boundary is skipped, and the summary says how
-   many branch outcomes the points covered. (Loops over ``range(T)`` reading ``x[:, t, :]``
+   where a branch is decided too close to its boundary is skipped; once the usual points are
+   checked, up to ``BRANCH_TRIES`` further draws (every other one from a wider range) look
+   for branch outcomes not seen yet, each checked where it adds one; the summary says how many
+   outcomes the points covered, and the notes which were never reached. (Loops over ``range(T)`` reading ``x[:, t, :]``
    need nothing more: the source runs as written.)
 
 2. **Symbolic, element by element, on the small sizes** (stagegen's stages, run by SymPy: a
@@ -81,6 +83,7 @@ RETRY_STEPS = (1e-5, 1e-7)  # tried on an element that fails at the usual step (
 ULPS = 16  # rounding error assumed per output element moved by a perturbation
 FORWARD_RTOL = 1e-9  # SymPy's forward value against NumPy's: a check of the interpreter itself
 MAX_TRIES = 60
+BRANCH_TRIES = 60  # further draws to reach branch outcomes the usual points did not
 INDEPENDENT_POINTS = 3  # points of the 50-digit check (each moves every input element twice)
 INDEPENDENT_ELEMENT_LIMIT = 200  # input elements past which that check draws a subset
 
@@ -418,10 +421,16 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
     outcome = Outcome("50-digit central differences of the forward as written")
     coverage = Coverage(trial.user.sites)
     boundary = 0
-    done, tries = 0, 0
-    while done < points and tries < MAX_TRIES:
+    done, tries, extra = 0, 0, 0
+    while True:
+        if done >= points:  # then further draws, to reach branch outcomes not seen yet
+            if coverage.complete() or extra >= BRANCH_TRIES:
+                break
+            extra += 1
+        elif tries >= MAX_TRIES:
+            break
         tries += 1
-        values = inputs.sample(tries)
+        values = inputs.sample(tries, wide=extra % 2 == 1)
         out = check.run_forward(values)
         if out is None:
             continue
@@ -429,6 +438,8 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
         if decided is not None and decided.near:
             boundary += 1
             continue  # a branch too close to its boundary: no derivative to compare with
+        if extra and not (decided is not None and coverage.adds(decided.decisions)):
+            continue  # nothing new: the usual points are checked already
         upstream = check.upstream(done, out.shape)
         ones = np.ones(out.shape) if upstream is None else upstream
         elements = None
@@ -481,6 +492,9 @@ def check_independent(trial, points: int, sizes: dict[str, int], oracle) -> Outc
         done += 1
     check.finish(outcome, "50-digit central differences", done, points, tries)
     outcome.branches = coverage.text()
+    unseen = coverage.unseen()
+    if unseen and done:
+        report.notes.append("branch outcomes not reached: " + "; ".join(unseen))
     if boundary:
         report.notes.append(
             f"50-digit central differences: {boundary} point(s) skipped too close to a "

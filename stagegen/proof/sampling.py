@@ -244,8 +244,11 @@ class Inputs:
     def shape(self, name: str) -> tuple[int, ...]:
         return shapes.size(self.program.types[name].shape, self.sizes)
 
-    def sample(self, attempt: int) -> dict:
-        low, high = RANGES[attempt % len(RANGES)]
+    def sample(self, attempt: int, wide: bool = False) -> dict:
+        """Floats from the ``attempt``-th of the RANGES (of the WIDE_RANGES, to reach a branch
+        outcome the usual points did not)."""
+        ranges = WIDE_RANGES if wide else RANGES
+        low, high = ranges[attempt % len(ranges)]
         values: dict = {}
         for p in self.program.params:
             if p.labels and self.program.types[p.name].kind == "bool":
