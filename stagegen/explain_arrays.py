@@ -861,17 +861,37 @@ def _finite_or_raise(program: Program, source_text: str | None):
     return check
 
 
-def _central_difference(forward: _Forward, values: dict, name: str):
-    """d sum(output) / d name, element by element, by central differences."""
+def _central_difference(output, values: dict, name: str):
+    """d output / d name, element by element, by central differences (``output`` of the
+    values by name: the sum of the function's output)."""
     from .numeric import central_differences
 
     names = list(values)
-
-    def output(*args):
-        return forward.output(dict(zip(names, args)))
-
     position = names.index(name)
-    return central_differences(output, list(values.values()), [position])[position]
+    moved = lambda *args: output(dict(zip(names, args)))  # noqa: E731
+    return central_differences(moved, list(values.values()), [position])[position]
+
+
+def _source_output(program: Program, source_text: str | None):
+    """The sum of the output of the forward as the user wrote it (run from its source text, as
+    the proof runs it), so that "agree" beside each gradient is not stagegen checking its own
+    reading; None where the text is not at hand."""
+    import math
+
+    import numpy as np
+
+    from .proof.common import user_function_of
+
+    try:
+        user = user_function_of(program, source_text)
+    except StagegenError:
+        return None
+    if program.returns > 1:  # the first output's sum, as the backward's upstreams say
+        user.weights = [1.0] + [0.0] * (len(program.outputs) - 1)
+        user.positions = program.positions
+    function = user.bind(math, np)
+    names = [p.name for p in program.params]
+    return lambda values: float(np.sum(function(*[values[n] for n in names])))
 
 
 # ---------------------------------------------------------------------------- building it
@@ -1010,12 +1030,21 @@ def explain_array_build(
                 f"the arrays are drawn {DISTRIBUTIONS[distribution]} because with "
                 f"{DISTRIBUTIONS[0]} {first.message}"
             )
-        _values_of_inputs(explanation, after, forward)
+        output = forward.output
+        source = _source_output(program, source_text)
+        try:
+            if source is not None:
+                source(values)  # (runs here: then it is the reference)
+                output = source
+        except Exception:  # a form only the proof's own NumPy runs: stagegen's reading, then
+            pass
+        _values_of_inputs(explanation, after, output)
     return explanation
 
 
-def _values_of_inputs(ex: ArrayExplanationData, after: dict, forward: _Forward) -> None:
-    """Each input's gradient as the backward returns it, beside a central difference."""
+def _values_of_inputs(ex: ArrayExplanationData, after: dict, output) -> None:
+    """Each input's gradient as the backward returns it, beside a central difference of
+    ``output`` (the sum of the function's output, by the values by name)."""
     final: dict = {}
     for k in sorted(after):
         final.update(after[k])
@@ -1028,4 +1057,4 @@ def _values_of_inputs(ex: ArrayExplanationData, after: dict, forward: _Forward) 
                 f"{DIFFERENCE_LIMIT:,} (choose smaller sizes to see them)"
             )
             continue
-        g.finite_difference = _central_difference(forward, ex.values, g.name)
+        g.finite_difference = _central_difference(output, ex.values, g.name)

@@ -530,3 +530,15 @@ def test_a_slice_is_explained_with_each_gate_added_into_its_slot(tmp_path):
     assert "is written into zeros of that shape at (:, H:)\n" in out
     assert "is added into da at (:, :H)\n" in out
     assert out.count("✓ agree") == 2
+
+
+def test_agreement_is_measured_against_the_forward_as_written(monkeypatch):
+    """The central difference beside each gradient runs the user's source, as the proof does:
+    with stagegen's own reading of the forward made to answer 0, it still agrees (found in
+    review: "agree" used to compare stagegen with its own reading)."""
+    from stagegen import explain_arrays
+
+    monkeypatch.setattr(explain_arrays._Forward, "output", lambda self, values: 0.0)
+    code, out, err = explain_cli(LAYERS / "affine.py", "--at", "N=2,D=3,M=2")
+    assert code == 0, err
+    assert out.count("✓ agree") == 3 and "✗" not in out, out
