@@ -308,14 +308,13 @@ def _put(node: Put, g: Expr, value: Expr, types: Types):
     object.__setattr__(at, "written", True)  # for the teaching aid's words
     if isinstance(v, Bin) and v.op in ("+", "-") and v.left == Index(node.operand, node.items):
         # `a[i] += v`: the array passes its gradient on untouched, v gets it where it went
-        picked = unbroadcast(at, types.shape(v.left), types.shape(v.right))
+        picked = unbroadcast(at, node.selected, types.shape(v.right))
         return [(node.operand, g), (v.right, picked if v.op == "+" else neg(picked))]
     out: list[tuple[Expr, Expr]] = [(node.operand, Zeroed(g, node.items))]
     mask = types.of(node.items[0])
     if mask is not None and mask.kind == "bool":  # one number, written where the mask is True
         return out + [(v, Reduce("sum", at, None, False, "method"))]
-    selected = types.shape(Index(node.operand, node.items))
-    return out + [(v, unbroadcast(at, selected, types.shape(v)))]
+    return out + [(v, unbroadcast(at, node.selected, types.shape(v)))]
 
 
 def _outer(node: Outer, g: Expr, value: Expr, types: Types):

@@ -10,7 +10,7 @@ always written in one house style, the one a course's solutions use: ``x.T.dot(d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..gates import numpy_spelling
 from .shapes import JOINT, REST_SIZE
@@ -190,6 +190,7 @@ class Put(Expr):
     operand: Expr
     items: tuple[Expr, ...]
     value: Expr
+    selected: tuple = field(default=(), compare=False, repr=False)  # the positions' shape
 
     def children(self):
         return (self.operand, *self.items, self.value)
@@ -394,7 +395,7 @@ def rebuild_array(e: Expr, kids: tuple[Expr, ...]) -> Expr:
     if isinstance(e, AddAt):
         return AddAt(kids[0], tuple(kids[1:-1]), kids[-1])
     if isinstance(e, Put):
-        return Put(kids[0], tuple(kids[1:-1]), kids[-1])
+        return Put(kids[0], tuple(kids[1:-1]), kids[-1], e.selected)
     if hasattr(e, "rebuilt"):
         return e.rebuilt(kids)
     return rebuild(e, kids)

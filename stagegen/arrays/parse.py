@@ -434,7 +434,7 @@ class ArrayReader(FunctionReader):
                 "written there, so the value's gradient is not exact",
                 "write a number there, or index rows with `np.arange(N)` beside the labels",
             )
-        put = Put(old, items, value)
+        put = Put(old, items, value, selected)
         self.types[put] = before
         ast_name = ast.copy_location(ast.Name(id=name, ctx=ast.Store()), base)
         self._bind(ast_name, put, stmt)
