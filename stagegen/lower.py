@@ -131,6 +131,14 @@ def lower(b: Backward) -> Lowered:
     gradient_of = b.gradient_of
     returned = {gradient_of(n) for n in b.wrt}
     accumulated = {st.gradient.name for bl in b.blocks for st in bl.statements if st.accumulate}
+    # a write's zeros go into the very gradient they come from (a loop or branch shares the
+    # name): like +=, that gradient must be an array of its own
+    accumulated |= {
+        st.gradient.name
+        for bl in b.blocks
+        for st in bl.statements
+        if isinstance(st.value, Zeroed) and st.value.gradient == st.gradient
+    }
     private = _private_gradients(b, returned | accumulated)
 
     blocks: list[LoweredBlock] = []
@@ -576,6 +584,8 @@ def _array_statement_lines(
         return lines
     if isinstance(value, Zeroed):  # a write's gradient: zero where it wrote
         g, at = value.gradient, Index(Var(name), value.items)
+        if g == st.gradient:  # the same gradient (a loop or branch): its own array, zeroed
+            return [Line(at, Num(0.0), "=", st.stage, st.note)]
         if st.accumulate:  # (the positions are subtracted once each, as NumPy writes them)
             return [
                 Line(st.gradient, g, "+=", st.stage, st.note),

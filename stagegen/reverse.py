@@ -419,7 +419,13 @@ class _StageSweep:
 
     def finish(self) -> list[GradStatement]:
         sweep = self.sweep
-        for leaf, parts in self.contributions.items():
+        # A write's zeroed gradient last: in a loop or branch the array before and after the
+        # write share one gradient, which the value's statements read before the zeros go in.
+        ordered = sorted(
+            self.contributions.items(),
+            key=lambda item: any(isinstance(p.value, Zeroed) for p in item[1]),
+        )
+        for leaf, parts in ordered:
             name = sweep.names.assign(leaf.name)
             gradient: Leaf = Var(name) if isinstance(leaf, Var) else Elem(name, leaf.index)
             plain = [p for p in parts if not isinstance(p.value, (Scatter, Zeroed))]

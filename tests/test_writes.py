@@ -250,11 +250,12 @@ REFUSALS = {
         "7:5: error: writing into `h[...]` also changes `v` (they share one array, and NumPy "
         "updates it in place) — copy it first (`h = h.copy()`), or build a new array",
     ),
-    "a loop": (
+    "a value reading the array, in a loop": (
         "def f(x):\n    '''\n    - x: of shape (N, T)\n    '''\n    N, T = x.shape\n"
-        "    h = x * 1.0\n    for t in range(T):\n        h[:, t] = 0.0\n    return np.sum(h)\n",
-        "8:9: error: writing into `h[...]` inside a loop or branch is not supported yet — collect "
-        "the parts in a list and join them with np.stack, or write after it",
+        "    h = x * 1.0\n    for t in range(T):\n        h[:, t] = h[:, t] * 2.0\n"
+        "    return np.sum(h * h)\n",
+        "8:19: error: inside a loop or branch, a value written into `h` that reads `h` itself is "
+        "not supported — compute it into a name first (`v = ...`), then write `h[...] = v`",
     ),
     "labels that may repeat": (
         "def f(x, y, w):\n    '''\n    - x: of shape (V, D)\n    - y: labels of shape (N,)\n"

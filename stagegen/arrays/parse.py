@@ -354,12 +354,6 @@ class ArrayReader(FunctionReader):
         old = self.env.get(name) if name else None
         if not isinstance(old, Var) or old.name not in self.var_types:
             raise self._mutation(target)
-        if self.depth:
-            raise self.src.error(
-                target,
-                f"writing into `{name}[...]` inside a loop or branch is not supported yet",
-                "collect the parts in a list and join them with np.stack, or write after it",
-            )
         before = self.var_types[old.name]
         if not before.shape or before.kind != "float":
             what = "a number" if not before.shape else "integers or a mask"
@@ -433,6 +427,16 @@ class ArrayReader(FunctionReader):
                 "this index may name one position twice, and NumPy keeps one of the values "
                 "written there, so the value's gradient is not exact",
                 "write a number there, or index rows with `np.arange(N)` beside the labels",
+            )
+        if self.depth and old in walk(value) and not added:
+            # (in a loop or branch the array before and after the write share one name, and
+            # so do their gradients: the value's part of the array's gradient would be read
+            # after the write's zeros went in)
+            raise self.src.error(
+                value_node,
+                f"inside a loop or branch, a value written into `{name}` that reads `{name}` "
+                "itself is not supported",
+                f"compute it into a name first (`v = ...`), then write `{name}[...] = v`",
             )
         put = Put(old, items, value, selected)
         self.types[put] = before
