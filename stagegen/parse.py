@@ -522,6 +522,8 @@ class FunctionReader(ControlFlowReader):
             pass
         elif _is_string_statement(stmt):
             pass  # a string used as a comment
+        elif isinstance(stmt, ast.Expr) and self._appends_to_saved(stmt.value):
+            self._saved(stmt.value.args[0])  # a cache kept to be returned: nothing to compute
         elif isinstance(stmt, ast.Expr):
             inner = stmt.value
             if isinstance(inner, (ast.Yield, ast.YieldFrom, ast.Await)):
@@ -549,7 +551,10 @@ class FunctionReader(ControlFlowReader):
             self._placeholders(target)
             return
         if isinstance(target, ast.Name) and isinstance(value, ast.Tuple):
-            self._save(target, value)  # a cache, as the course keeps one (a list is refused)
+            self._save(target, value)  # a cache, as the course keeps one
+            return
+        if isinstance(target, ast.Name) and isinstance(value, ast.List) and not value.elts:
+            self._save(target, ast.Tuple(elts=[], ctx=ast.Load()))  # caches appended to it
             return
         if isinstance(target, ast.Name):
             self._bind(target, self._right_side(value, 1), stmt)
@@ -684,6 +689,18 @@ class FunctionReader(ControlFlowReader):
             )
         self.env[target.id] = self._saved(value)
         self.placeholders.discard(target.id)
+
+    def _appends_to_saved(self, node: ast.expr) -> bool:
+        """``caches.append(cache)`` to a list of saved values (``caches = []``)."""
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "append"
+            and isinstance(node.func.value, ast.Name)
+            and isinstance(self.env.get(node.func.value.id), Saved)
+            and len(node.args) == 1
+            and not node.keywords
+        )
 
     def _saved(self, node: ast.expr) -> Expr:
         if isinstance(node, ast.Tuple):

@@ -136,6 +136,13 @@ CASES = [
         ("x", "prev_h", "Wx", "Wh", "b"),
     ),
     Case(
+        "rnn_layers",
+        "rnn_forward",
+        {"x": "N, T, D", "h0": "N, H", "Wx": "D, H", "Wh": "H, H", "b": "H"},
+        "rnn_backward",
+        ("x", "h0", "Wx", "Wh", "b"),
+    ),
+    Case(
         "rnn_embedding",
         "word_embedding_forward",
         {"x": Labels("N, T", "V"), "W": "V, D"},

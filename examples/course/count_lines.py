@@ -54,6 +54,13 @@ LAYERS = [
     ),
     ("RNN step", "rnn_layers", "rnn_step_forward", "rnn_step_backward", ""),
     (
+        "RNN over a sequence",
+        "rnn_layers",
+        "rnn_forward",
+        "rnn_backward",
+        "both call the step's backward",
+    ),
+    (
         "word embedding",
         "rnn_embedding",
         "word_embedding_forward",

@@ -1,5 +1,7 @@
-"""The course's rnn_layers.py (assignment 3): one step of a vanilla RNN, the forward pass only,
-as students write it: no shape annotations, the course's docstring, placeholders.
+"""The course's rnn_layers.py (assignment 3): one step of a vanilla RNN, and the RNN over a
+whole sequence, the forward passes only, as students write them: no shape annotations, the
+course's docstrings, placeholders, the hidden states written into `h[:, t, :]` step by step and
+the steps' caches appended to a list.
 
 The rest of the file is split by the forms it needs, so that each module's status is its own
 (a module is generated, or refused, as a whole): word embedding in `rnn_embedding.py`, the
@@ -32,3 +34,34 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     next_h = np.tanh(x.dot(Wx) + prev_h.dot(Wh) + b)
     cache = (x, prev_h, Wx, Wh, next_h)
     return next_h, cache
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """
+    Run a vanilla RNN forward on an entire sequence of data. We assume an input
+    sequence composed of T vectors, each of dimension D. The RNN uses a hidden
+    size of H, and we work over a minibatch containing N sequences. After running
+    the RNN forward, we return the hidden states for all timesteps.
+
+    Inputs:
+    - x: Input data for the entire timeseries, of shape (N, T, D).
+    - h0: Initial hidden state, of shape (N, H)
+    - Wx: Weight matrix for input-to-hidden connections, of shape (D, H)
+    - Wh: Weight matrix for hidden-to-hidden connections, of shape (H, H)
+    - b: Biases of shape (H,)
+
+    Returns a tuple of:
+    - h: Hidden states for the entire timeseries, of shape (N, T, H).
+    - cache: Values needed in the backward pass
+    """
+    h, cache = None, None
+    N, T, D = x.shape
+    _, H = h0.shape
+    h = np.zeros((N, T, H))
+    prev_h = h0
+    cache = []
+    for t in range(T):
+        prev_h, cache_t = rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)
+        h[:, t, :] = prev_h
+        cache.append(cache_t)
+    return h, cache

@@ -4,8 +4,39 @@
 # rnn_step_backward(x, prev_h, Wx, Wh, b, dnext_h=1.0) -> (dx, dprev_h, dWx, dWh, db)
 #     reverse mode: the gradient of the output next_h with respect to x, prev_h, Wx, Wh, b
 #     note: shapes from the docstring: x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,)
+#
+# rnn_backward(x, h0, Wx, Wh, b, dh=1.0) -> (dx, dh0, dWx, dWh, db)
+#     reverse mode: the gradient of the output h with respect to x, h0, Wx, Wh, b
+#     note: shapes from the code: x (N, T, D), h0 (N, H)
+#     note: shapes from the docstring: Wx (D, H), Wh (H, H), b (H,)
 
 import numpy as np
+
+
+# The forward functions the backward passes call, as written in rnn_layers.py.
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """
+    Run the forward pass for a single timestep of a vanilla RNN with a tanh
+    activation.
+
+    The input data has dimension D, the hidden state has dimension H, and the
+    minibatch has size N.
+
+    Inputs:
+    - x: Input data for this timestep, of shape (N, D).
+    - prev_h: Hidden state from previous timestep, of shape (N, H)
+    - Wx: Weight matrix for input-to-hidden connections, of shape (D, H)
+    - Wh: Weight matrix for hidden-to-hidden connections, of shape (H, H)
+    - b: Biases of shape (H,)
+
+    Returns a tuple of:
+    - next_h: Next hidden state, of shape (N, H)
+    - cache: Tuple of values needed for the backward pass.
+    """
+    next_h, cache = None, None
+    next_h = np.tanh(x.dot(Wx) + prev_h.dot(Wh) + b)
+    cache = (x, prev_h, Wx, Wh, next_h)
+    return next_h, cache
 
 
 def rnn_step_backward(x, prev_h, Wx, Wh, b, dnext_h=1.0):
@@ -23,3 +54,36 @@ def rnn_step_backward(x, prev_h, Wx, Wh, b, dnext_h=1.0):
     dWh = prev_h.T.dot(dnext_h_in)  # (1)
     db = dnext_h_in.sum(axis=0)  # (1)
     return dx, dprev_h, dWx, dWh, db
+
+
+def rnn_backward(x, h0, Wx, Wh, b, dh=1.0):
+    """Gradient of rnn_forward with respect to x, h0, Wx, Wh, b, scaled by the upstream gradient dh (shaped like h, or a number). The saved values it also returns (a cache) have no gradient."""
+    # forward pass (only the values the backward pass reads)
+    prev_h_saved = []
+    T = x.shape[1]  # (2)
+    prev_h = h0  # (7)
+    for t in range(T):  # (8)
+        prev_h_saved.append(prev_h)
+        prev_h, _ = rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)  # (9)
+    dh = np.broadcast_to(dh, (x.shape[0], T, h0.shape[1])).copy()
+    dWh = np.zeros((h0.shape[1], h0.shape[1]))  # (8)
+    dWx = np.zeros((x.shape[2], h0.shape[1]))  # (8)
+    db = np.zeros((h0.shape[1],))  # (8)
+    dprev_h = np.zeros((x.shape[0], h0.shape[1]))  # (8)
+    dx = np.zeros((x.shape[0], T, x.shape[2]))  # (8)
+    # backprop for t in range(T):
+    for t in reversed(range(T)):  # (8)
+        # backprop h[:, t, :] = prev_h
+        dprev_h += dh[:, t, :]  # (10)
+        dh[:, t, :] = 0.0  # (10)
+        prev_h = prev_h_saved.pop()  # (9)
+        # backprop prev_h, cache_t = rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)
+        drnn_step_in = rnn_step_backward(x[:, t, :], prev_h, Wx, Wh, b, dprev_h)  # (9)
+        dx[:, t, :] += drnn_step_in[0]  # (9)
+        dprev_h = drnn_step_in[1]  # (9)
+        dWx += drnn_step_in[2]  # (9)
+        dWh += drnn_step_in[3]  # (9)
+        db += drnn_step_in[4]  # (9)
+    # backprop prev_h = h0
+    dh0 = dprev_h.copy()  # (7)
+    return dx, dh0, dWx, dWh, db

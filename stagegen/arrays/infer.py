@@ -123,7 +123,14 @@ def _from_the_function(fn: ast.FunctionDef, params: list[str]) -> dict[str, Infe
         arg = next((a for a in args if a.arg == name), fn)
         unpacked = _unpacked_shape(fn, name)
         if unpacked is not None:
-            out[name] = Inferred(unpacked[0], "the code", unpacked[1], name in masks)
+            shape = unpacked[0]
+            said = documented.get(name)
+            if said is not None and len(said) == len(shape) and not shapes.has_rest(said):
+                # `_, H = h0.shape`: the axis the code leaves unnamed takes the docstring's name
+                shape = tuple(
+                    w if d == _unnamed(name, k) else d for k, (d, w) in enumerate(zip(shape, said))
+                )
+            out[name] = Inferred(shape, "the code", unpacked[1], name in masks)
             continue
         default = defaults.get(name)
         if _is_number(default):  # code, so before the docstring: w=0.5 is a number
@@ -183,9 +190,14 @@ def _unpacked_shape(fn, name: str) -> tuple[Shape, ast.AST] | None:
         for k, elt in enumerate(target.elts):
             if not isinstance(elt, ast.Name):
                 return None  # the reader says what is wrong with it
-            dims.append(elt.id if elt.id != "_" else f"{name}_{k}")
+            dims.append(elt.id if elt.id != "_" else _unnamed(name, k))
         return tuple(dims), node
     return None
+
+
+def _unnamed(name: str, k: int) -> str:
+    """The name of axis ``k`` of ``name`` that ``_, H = x.shape`` leaves unnamed."""
+    return f"{name}_{k}"
 
 
 def _first_dimension(fn, name: str) -> tuple[str, ast.AST] | None:

@@ -536,13 +536,21 @@ class ArrayReader(FunctionReader):
                 self.holders[array].discard(target.id)
         super()._bind(target, value, stmt, number)
         new = self.stages[-1].target
-        before = self.var_types.get(new)
-        if self.depth and before is not None and before != self.types[value]:
+        before, after = self.var_types.get(new), self.types[value]
+        if self.depth and before is not None and before.shape != after.shape:
             raise self.src.error(
                 stmt,
-                f"`{target.id}` changes from {show(before.shape)} to "
-                f"{show(self.types[value].shape)} inside a loop or branch",
+                f"`{target.id}` changes from {show(before.shape)} to {show(after.shape)} "
+                "inside a loop or branch",
                 "keep one shape per name, or bind a new name",
+            )
+        if self.depth and before is not None and before.kind != after.kind:
+            kinds = {"float": "floats", "int": "integers", "bool": "a mask"}
+            raise self.src.error(
+                stmt,
+                f"`{target.id}` changes from {kinds[before.kind]} to {kinds[after.kind]} "
+                "inside a loop or branch",
+                "keep one kind of value per name (write `0.0` for a float), or bind a new name",
             )
         self.var_types[new] = self.types[value]
         arrays = arrays or {new}
@@ -1751,6 +1759,9 @@ def _exact_for_any_rank(e: Expr, shape: Shape) -> bool:
         return e.fn.endswith("_like")
     if isinstance(e, ShapeRead):  # a leading dimension (the reader refused one from the back)
         return not any(shapes.is_rest(d) for d in shape[: e.axis + 1])
+    if isinstance(e, Index):  # x[t] or x[:, t] of (N, T, ...): only the axes in front of the rest
+        before = next(k for k, d in enumerate(shape) if shapes.is_rest(d))
+        return len(e.items) <= before and not any(isinstance(i, NewAxis) for i in e.items)
     return False
 
 
