@@ -133,12 +133,13 @@ def lower(b: Backward) -> Lowered:
     accumulated = {st.gradient.name for bl in b.blocks for st in bl.statements if st.accumulate}
     # a write's zeros go into the very gradient they come from (a loop or branch shares the
     # name): like +=, that gradient must be an array of its own
-    accumulated |= {
+    zeroed_in_place = {
         st.gradient.name
         for bl in b.blocks
         for st in bl.statements
         if isinstance(st.value, Zeroed) and st.value.gradient == st.gradient
     }
+    accumulated |= zeroed_in_place
     private = _private_gradients(b, returned | accumulated)
 
     blocks: list[LoweredBlock] = []
@@ -151,7 +152,9 @@ def lower(b: Backward) -> Lowered:
                     Line(st.gradient, st.value, "+=" if st.accumulate else "=", st.stage, st.note)
                 )
             else:
-                lines += _array_statement_lines(st, types, accumulated, returned, private)
+                lines += _array_statement_lines(
+                    st, types, accumulated, returned, private, zeroed_in_place
+                )
         blocks.append(LoweredBlock(block.stage, lines, continued=block.continued))
         lowered_block[id(block)] = blocks[-1]
 
@@ -564,10 +567,17 @@ def _viewed(e: Expr) -> Expr:
 
 
 def _array_statement_lines(
-    st, types: Types, accumulated: set[str], returned: set[str], private: set[str] = frozenset()
+    st,
+    types: Types,
+    accumulated: set[str],
+    returned: set[str],
+    private: set[str] = frozenset(),
+    zeroed_in_place: set[str] = frozenset(),
 ):
     name = st.gradient.name
     value = elementwise_selections(st.value)
+    if not st.accumulate and _looked_at(value, types) in zeroed_in_place:
+        value = Copy(value)  # dv = dh[:, t].copy(): the write's zeros go into dh next
     if isinstance(value, Scatter) and _one_slot(value, types):
         # x[:, t, :] read at a loop's step: its gradient is added into that slot
         lines = []
@@ -612,6 +622,23 @@ def _array_statement_lines(
         elif not is_array and name in accumulated:
             value = Copy(value, number=True)  # the upstream may be a 0-d array
     return [Line(st.gradient, value, "+=" if st.accumulate else "=", st.stage, st.note)]
+
+
+def _looked_at(e: Expr, types: Types) -> str | None:
+    """The name of the array that ``e`` is, or is a view of (a slice, a loop's slot, a
+    transpose, a reshape); None for a new array."""
+    while True:
+        if isinstance(e, (Reshape, Transpose)) or (
+            isinstance(e, Move) and e.fn not in ("copy", "astype", "flatten")
+        ):
+            e = e.operand
+        elif isinstance(e, Index) and all(
+            isinstance(i, (FullSlice, NewAxis, Span)) or _is_int(i) or types.shape(i) == ()
+            for i in e.items
+        ):
+            e = e.operand
+        else:
+            return e.name if isinstance(e, Var) else None
 
 
 def _one_slot(scatter: Scatter, types: Types) -> bool:

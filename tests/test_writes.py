@@ -399,3 +399,96 @@ def test_what_the_review_found_is_exact_and_proven():
     assert "    dc = dout_in.sum()  # (1)\n" in text  # (it used to say c does not reach it)
     report = stagegen.verify(REVIEW_ACCEPTED)
     assert len(report.functions) == 4, str(report)
+
+
+# ---------------------------------------------------------------------------- in loops and branches
+
+IN_LOOPS = '''
+import numpy as np
+
+
+def rnn(x, h0, Wx, Wh, b):
+    """
+    - x: of shape (N, T, D)
+    - h0: of shape (N, H)
+    - Wx: of shape (D, H)
+    - Wh: of shape (H, H)
+    - b: of shape (H,)
+    """
+    N, T, D = x.shape
+    _, H = h0.shape
+    h = np.zeros((N, T, H))
+    prev_h = h0
+    for t in range(T):
+        next_h = np.tanh(x[:, t, :].dot(Wx) + prev_h.dot(Wh) + b)
+        h[:, t, :] = next_h
+        prev_h = next_h
+    return np.sum(h * h)
+
+
+def slots_read_back(x, w):
+    """
+    - x: of shape (N, T)
+    - w: of shape (N,)
+    """
+    N, T = x.shape
+    h = np.tanh(x)
+    for t in range(T):
+        v = h[:, t] * w
+        h[:, t] = v
+        h[:, t] += w * 0.5
+        h[h < -0.5] = 0.0
+    return np.sum(h * x)
+
+
+def in_a_branch(x, c):
+    """
+    - x: of shape (N, D)
+    """
+    h = x * 2.0
+    if c > 0.5:
+        h[x > 0] = 0.5
+    else:
+        h[x < -1.0] = c
+    return np.sum(h * h)
+'''
+
+
+def test_writes_in_loops_and_branches_against_central_differences():
+    forward, backward = test_infer.generated(IN_LOOPS)
+    rng = np.random.default_rng(8)
+    for n, t, d, h in ((3, 4, 2, 3), (1, 1, 1, 1)):
+        args = [rng.standard_normal(s) for s in ((n, t, d), (n, h), (d, h), (h, h), (h,))]
+        grads = backward["rnn_backward"](*args)
+        for k, g in enumerate(grads):
+            assert np.allclose(g, test_infer.numeric_gradient(forward["rnn"], args, k, 1.0))
+        args = [rng.standard_normal((n, t)), rng.standard_normal(n)]
+        grads = backward["slots_read_back_backward"](*args)
+        for k, g in enumerate(grads):
+            want = test_infer.numeric_gradient(forward["slots_read_back"], args, k, 1.0)
+            assert np.allclose(g, want, atol=1e-6), k
+    for c in (0.2, 0.9):
+        x = rng.standard_normal((3, 2)) * 2
+        dx, dc = backward["in_a_branch_backward"](x, c)
+        assert np.allclose(dx, test_infer.numeric_gradient(forward["in_a_branch"], [x, c], 0, 1.0))
+        step = 1e-6
+        want = (forward["in_a_branch"](x, c + step) - forward["in_a_branch"](x, c - step)) / 2e-6
+        assert np.isclose(dc, want, atol=1e-5)
+
+
+def test_a_write_in_a_loop_zeroes_its_gradient_in_place_after_reading_it():
+    """In a loop the array before and after the write share one name and one gradient: the
+    value's gradient is read from it first, then the zeros go in, into an array of its own
+    (the upstream is copied once, before the loop, not at every step)."""
+    text = stagegen.generate(IN_LOOPS, "rnn")
+    read, zeroed = "        dnext_h += dh[:, t, :]  # (", "        dh[:, t, :] = 0.0  # ("
+    assert read in text and zeroed in text and text.index(read) < text.index(zeroed)
+    assert "dh.copy()" not in text.split("for t in reversed")[1]
+    assert stagegen.verify(IN_LOOPS).checks > 0
+
+
+def test_the_course_rnn_forward_appends_its_caches_to_a_list():
+    course = (COURSE.parent / "rnn_layers.py").read_text()
+    text = stagegen.generate(course, "rnn_forward")
+    assert "prev_h, _ = rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)" in text
+    assert "The saved values it also returns (a cache) have no gradient." in text

@@ -408,12 +408,12 @@ class ArrayReader(FunctionReader):
                 "written to",
                 "write a number, or an array of the shape the index selects",
             )
-        added = (  # `a[i] += c`: each position named gets c once, however often it is named
-            isinstance(value, Bin)
-            and value.op in ("+", "-")
-            and value.left == Index(old, items)
-            and not self._carries(value.right)
+        # `a[i] += v`: the array passes its gradient on; with a number c for v, each position
+        # named gets c once, however often the index names it
+        update = (
+            isinstance(value, Bin) and value.op in ("+", "-") and value.left == Index(old, items)
         )
+        added = update and not self._carries(value.right)
         if not self._distinct_positions(items, before.shape) and self._carries(value) and not added:
             if isinstance(value, Bin) and value.left == Index(old, items):
                 raise self.src.error(
@@ -428,7 +428,7 @@ class ArrayReader(FunctionReader):
                 "written there, so the value's gradient is not exact",
                 "write a number there, or index rows with `np.arange(N)` beside the labels",
             )
-        if self.depth and old in walk(value) and not added:
+        if self.depth and old in walk(value.right if update else value):
             # (in a loop or branch the array before and after the write share one name, and
             # so do their gradients: the value's part of the array's gradient would be read
             # after the write's zeros went in)
