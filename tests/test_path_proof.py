@@ -701,9 +701,10 @@ def test_an_array_forward_that_branches_reports_its_branches():
     small, _ = feasible_sizes(program, symbolic_sizes(program))
     checker = oracle.ArrayOracle(user)
     outcome = arrays.check_independent(trial, 4, small, checker)
-    assert outcome.done == 4
+    # 4 points, and where they took one side only, a further one that takes the other
+    assert outcome.done in (4, 5) and len(report.points) == outcome.done
     sides = {bool(np.sum(np.asarray(p["x"]) * np.asarray(p["w"])) > 0) for p in report.points}
-    assert outcome.branches == f"branches: {len(sides)} of 2 outcomes seen"
+    assert len(sides) == 2 and outcome.branches == "branches: 2 of 2 outcomes seen"
     on_boundary = checker.decisions([np.zeros((2, 3)), np.ones(3)])  # s == 0
     assert on_boundary.near == [0] and on_boundary.decisions == [(0, False)]
     assert not checker.decisions([np.ones((2, 3)), np.ones(3)]).near
