@@ -180,6 +180,13 @@ CASES = [
         ("x", "prev_h", "prev_c", "Wx", "Wh", "b"),
         outputs=2,
     ),
+    Case(
+        "rnn_lstm",
+        "lstm_forward",
+        {"x": "N, T, D", "h0": "N, H", "Wx": "D, 4 * H", "Wh": "H, 4 * H", "b": "4 * H"},
+        "lstm_backward",
+        ("x", "h0", "Wx", "Wh", "b"),
+    ),
 ]
 
 # Functions whose generated backward does not exist yet, and why (the refusal of their module).

@@ -599,3 +599,39 @@ def test_shape_reads_that_need_what_is_not_known_are_refused(body, message):
     with pytest.raises(stagegen.StagegenError) as caught:
         stagegen.generate(source, filename="m.py")
     assert message in str(caught.value)
+
+
+PRODUCT_CALL = '''
+import numpy as np
+
+
+def gates(x, h, w):
+    """
+    - x: of shape (N, D)
+    - h: of shape (N, H)
+    - w: of shape (D, 4H)
+    """
+    return np.tanh(x.dot(w)) * np.sum(h)
+
+
+def caller(x, h, w):
+    """
+    - x: of shape (N, D)
+    - h: of shape (N, H)
+    - w: of shape (D, {given})
+    """
+    a = gates(x, h, w)
+    return np.sum(a * a)
+'''
+
+
+def test_a_callee_dimension_written_as_a_product_binds_to_the_callers_size():
+    """`w: (D, 4H)` in the callee and the caller: the product matches (it used to say "would
+    need 4*H to be 4*H"); a caller's (D, 3H) does not, located."""
+    source = PRODUCT_CALL.replace("{given}", "4H")
+    rng = np.random.default_rng(9)
+    args = [rng.standard_normal((3, 2)), rng.standard_normal((3, 2)), rng.standard_normal((2, 8))]
+    gradient_check(source, "caller", args)
+    with pytest.raises(stagegen.StagegenError) as caught:
+        stagegen.generate(PRODUCT_CALL.replace("{given}", "3H"), filename="m.py")
+    assert "4*H does not match its size 3*H here" in str(caught.value), str(caught.value)

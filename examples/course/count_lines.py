@@ -82,6 +82,13 @@ LAYERS = [
         "hand-written recomputes the probabilities",
     ),
     ("LSTM step", "rnn_lstm", "lstm_step_forward", "lstm_step_backward", ""),
+    (
+        "LSTM over a sequence",
+        "rnn_lstm",
+        "lstm_forward",
+        "lstm_backward",
+        "both call the step's backward",
+    ),
 ]
 
 

@@ -129,6 +129,19 @@ def rnn_backward(dh, cache):
     return dx, dprev_h, dWx, dWh, db
 
 
+def lstm_backward(dh, cache):
+    N, T, H = dh.shape
+    D = cache[0][0].shape[1]
+    dx = np.zeros((N, T, D))
+    dWx, dWh, db = 0.0, 0.0, 0.0
+    dprev_h, dprev_c = np.zeros((N, H)), np.zeros((N, H))
+    for t in reversed(range(T)):
+        step = lstm_step_backward(dh[:, t, :] + dprev_h, dprev_c, cache[t])
+        dx[:, t, :], dprev_h, dprev_c, dWx_t, dWh_t, db_t = step
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    return dx, dprev_h, dWx, dWh, db
+
+
 def word_embedding_backward(dout, cache):
     x, W = cache
     dW = np.zeros_like(W)

@@ -9,6 +9,11 @@
 #     reverse mode: the gradient of the outputs next_h, next_c with respect to x, prev_h, prev_c, Wx, Wh, b
 #     note: shapes from the docstring: x (N, D), prev_c (N, H), Wx (D, 4*H), Wh (H, 4*H), b (4*H,)
 #     note: shapes from the code: prev_h (N, H)
+#
+# lstm_backward(x, h0, Wx, Wh, b, dh=1.0) -> (dx, dh0, dWx, dWh, db)
+#     reverse mode: the gradient of the output h with respect to x, h0, Wx, Wh, b
+#     note: shapes from the code: x (N, T, D)
+#     note: shapes from the docstring: h0 (N, H), Wx (D, 4*H), Wh (H, 4*H), b (4*H,)
 
 import numpy as np
 
@@ -17,6 +22,39 @@ import numpy as np
 def sigmoid(x):
     """A numerically plain logistic sigmoid."""
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """
+    Forward pass for a single timestep of an LSTM.
+
+    The input data has dimension D, the hidden state has dimension H, and the
+    minibatch has size N.
+
+    Inputs:
+    - x: Input data, of shape (N, D)
+    - prev_h: Previous hidden state, of shape (N, H)
+    - prev_c: previous cell state, of shape (N, H)
+    - Wx: Input-to-hidden weights, of shape (D, 4H)
+    - Wh: Hidden-to-hidden weights, of shape (H, 4H)
+    - b: Biases, of shape (4H,)
+
+    Returns a tuple of:
+    - next_h: Next hidden state, of shape (N, H)
+    - next_c: Next cell state, of shape (N, H)
+    - cache: Tuple of values needed for backward pass.
+    """
+    next_h, next_c, cache = None, None, None
+    N, H = prev_h.shape
+    a = x.dot(Wx) + prev_h.dot(Wh) + b
+    i = sigmoid(a[:, :H])
+    f = sigmoid(a[:, H : 2 * H])
+    o = sigmoid(a[:, 2 * H : 3 * H])
+    g = np.tanh(a[:, 3 * H :])
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    cache = (x, prev_h, prev_c, Wx, Wh, a, i, f, o, g, next_c)
+    return next_h, next_c, cache
 
 
 def sigmoid_backward(x, dout=1.0):
@@ -35,9 +73,9 @@ def lstm_step_backward(x, prev_h, prev_c, Wx, Wh, b, dnext_h=0.0, dnext_c=0.0):
     H = prev_h.shape[1]  # (2)
     a = x.dot(Wx) + prev_h.dot(Wh) + b  # (3)
     i = sigmoid(a[:, :H])  # (4)
-    f = sigmoid(a[:, H:2 * H])  # (5)
-    o = sigmoid(a[:, 2 * H:3 * H])  # (6)
-    g = np.tanh(a[:, 3 * H:])  # (7)
+    f = sigmoid(a[:, H : 2 * H])  # (5)
+    o = sigmoid(a[:, 2 * H : 3 * H])  # (6)
+    g = np.tanh(a[:, 3 * H :])  # (7)
     next_c = f * prev_c + i * g  # (8)
     dnext_h = np.broadcast_to(dnext_h, (x.shape[0], H))
     dnext_c = np.broadcast_to(dnext_c, (x.shape[0], H)).copy()
@@ -52,11 +90,11 @@ def lstm_step_backward(x, prev_h, prev_c, Wx, Wh, b, dnext_h=0.0, dnext_c=0.0):
     dg = i * dnext_c  # (8)
     # backprop g = np.tanh(a[:, 3 * H:])
     da = np.zeros((x.shape[0], 4 * H))  # (7)
-    da[:, 3 * H:] = (1 - g**2) * dg  # (7)
+    da[:, 3 * H :] = (1 - g**2) * dg  # (7)
     # backprop o = sigmoid(a[:, 2 * H:3 * H])
-    da[:, 2 * H:3 * H] += sigmoid_backward(a[:, 2 * H:3 * H], do)  # (6)
+    da[:, 2 * H : 3 * H] += sigmoid_backward(a[:, 2 * H : 3 * H], do)  # (6)
     # backprop f = sigmoid(a[:, H:2 * H])
-    da[:, H:2 * H] += sigmoid_backward(a[:, H:2 * H], df)  # (5)
+    da[:, H : 2 * H] += sigmoid_backward(a[:, H : 2 * H], df)  # (5)
     # backprop i = sigmoid(a[:, :H])
     da[:, :H] += sigmoid_backward(a[:, :H], di)  # (4)
     # backprop a = x.dot(Wx) + prev_h.dot(Wh) + b
@@ -66,3 +104,52 @@ def lstm_step_backward(x, prev_h, prev_c, Wx, Wh, b, dnext_h=0.0, dnext_c=0.0):
     dWh = prev_h.T.dot(da)  # (3)
     db = da.sum(axis=0)  # (3)
     return dx, dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_backward(x, h0, Wx, Wh, b, dh=1.0):
+    """Gradient of lstm_forward with respect to x, h0, Wx, Wh, b, scaled by the upstream gradient dh (shaped like h, or a number). The saved values it also returns (a cache) have no gradient."""
+    # forward pass (only the values the backward pass reads)
+    prev_c_saved = []
+    prev_h_saved = []
+    T = x.shape[1]  # (2)
+    prev_h = h0  # (6)
+    prev_c = np.zeros_like(h0)  # (7)
+    for t in range(T):  # (8)
+        next_h, next_c, _ = lstm_step_forward(
+            x[:, t, :], prev_h, prev_c, Wx, Wh, b
+        )  # (9)
+        prev_h_saved.append(prev_h)
+        prev_h = next_h  # (11)
+        prev_c_saved.append(prev_c)
+        prev_c = next_c  # (12)
+    dh = np.broadcast_to(dh, (x.shape[0], T, h0.shape[1])).copy()
+    dWh = np.zeros((h0.shape[1], 4 * h0.shape[1]))  # (8)
+    dWx = np.zeros((x.shape[2], 4 * h0.shape[1]))  # (8)
+    db = np.zeros((4 * h0.shape[1],))  # (8)
+    dprev_c = np.zeros((x.shape[0], h0.shape[1]))  # (8)
+    dprev_h = np.zeros((x.shape[0], h0.shape[1]))  # (8)
+    dx = np.zeros((x.shape[0], T, x.shape[2]))  # (8)
+    # backprop for t in range(T):
+    for t in reversed(range(T)):  # (8)
+        prev_c = prev_c_saved.pop()  # (12)
+        # backprop prev_c = next_c
+        dnext_c = dprev_c  # (12)
+        prev_h = prev_h_saved.pop()  # (11)
+        # backprop prev_h = next_h
+        dnext_h = dprev_h.copy()  # (11)
+        # backprop h[:, t, :] = next_h
+        dnext_h += dh[:, t, :]  # (10)
+        dh[:, t, :] = 0.0  # (10)
+        # backprop next_h, next_c, cache_t = lstm_step_forward(x[:, t, :], prev_h, prev_c, Wx, ...
+        dlstm_step_in = lstm_step_backward(
+            x[:, t, :], prev_h, prev_c, Wx, Wh, b, dnext_h, dnext_c
+        )  # (9)
+        dx[:, t, :] += dlstm_step_in[0]  # (9)
+        dprev_h = dlstm_step_in[1]  # (9)
+        dprev_c = dlstm_step_in[2]  # (9)
+        dWx += dlstm_step_in[3]  # (9)
+        dWh += dlstm_step_in[4]  # (9)
+        db += dlstm_step_in[5]  # (9)
+    # backprop prev_h = h0
+    dh0 = dprev_h.copy()  # (6)
+    return dx, dh0, dWx, dWh, db

@@ -567,6 +567,7 @@ class ArrayReader(FunctionReader):
         arguments' (``affine_forward(h, w2, b2)`` with h of shape (N, H) returns (N, C))."""
         invoke = super()._invoke(node, callee)
         dims: dict = {}
+        products: list = []  # (the callee's product, the caller's size, where, the parameter)
         for p, arg_node, arg in zip(callee.params, node.args, invoke.args):
             want = callee.types.get(p.name, Type((), "float"))
             got = self.type_of(arg)
@@ -594,6 +595,9 @@ class ArrayReader(FunctionReader):
                     continue
                 if w == g and isinstance(w, int):
                     continue
+                if isinstance(w, str) and "*" in w:  # 4*H: once its names are bound
+                    products.append((w, g, arg_node, p, want))
+                    continue
                 raise self.src.error(
                     arg_node,
                     f"`{callee.name}` takes `{p.name}` of shape {show(want.shape)}, which here "
@@ -601,6 +605,26 @@ class ArrayReader(FunctionReader):
                     + (f" and {dims[w]}" if isinstance(w, str) and w in dims else ""),
                     "pass arguments whose shapes agree as the callee's annotations say",
                 )
+        for w, g, arg_node, p, want in products:
+            coefficient, names = shapes.factors(w)
+            unbound = [n for n in names if n not in dims]
+            if len(unbound) == 1:  # the one name it leaves: the caller's size over the rest
+                known = shapes.multiply([dims[n] for n in names if n != unbound[0]])
+                size, rest = shapes.factors(shapes.multiply([g]))
+                over = shapes.factors(shapes.multiply([coefficient, known]))
+                left = list(rest)
+                if over[0] and size % over[0] == 0 and all(n in left for n in over[1]):
+                    for n in over[1]:
+                        left.remove(n)
+                    dims[unbound[0]] = shapes.multiply([size // over[0], *left])
+            if all(n in dims for n in names) and _called_shape((w,), dims)[0] == g:
+                continue
+            raise self.src.error(
+                arg_node,
+                f"`{callee.name}` takes `{p.name}` of shape {show(want.shape)}, and {w} does "
+                f"not match its size {g} here",
+                "pass arguments whose shapes agree as the callee's annotations say",
+            )
         for rest, size in callee.rest_sizes.items():  # x.reshape(N, -1).dot(w) in the callee
             given = dims.get(rest, ())
             if len(given) == 1 and shapes.is_rest(given[0]) and isinstance(dims.get(size), str):
