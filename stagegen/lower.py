@@ -374,11 +374,17 @@ def _replay_lines(nodes: list, b: Backward, types: Types) -> list:
 
 def _stage_lines(stage: Stage, b: Backward) -> list[Line]:
     """A replayed stage; a write into an array as the user wrote it, into a copy of the array
-    before it (which the backward may read too)."""
+    before it (which the backward may read too), or, in a loop or branch where the array keeps
+    its name and no step's value of it is saved, into the array itself."""
     note = DOMAIN_CHECK if stage.target in b.domain_checks else stage.comment
     if isinstance(stage.expr, Put):
         put = stage.expr
         written = Index(Var(stage.target), put.items)
+        saved = b.body is not None and any(
+            isinstance(n, Save) and n.name == stage.target for n in walk_nodes(b.replay_body)
+        )
+        if put.operand == Var(stage.target) and not saved:
+            return [Line(written, put.value, stage=stage.number, note=note)]
         return [
             Line(Var(stage.target), Copy(put.operand), stage=stage.number),
             Line(written, put.value, stage=stage.number, note=note),
