@@ -484,6 +484,10 @@ def test_a_write_in_a_loop_zeroes_its_gradient_in_place_after_reading_it():
     read, zeroed = "        dnext_h += dh[:, t, :]  # (", "        dh[:, t, :] = 0.0  # ("
     assert read in text and zeroed in text and text.index(read) < text.index(zeroed)
     assert "dh.copy()" not in text.split("for t in reversed")[1]
+    # the forward replay writes into h itself (no step's h is saved): no copy at every step
+    assert "        h[:, t, :] = next_h  # (10)\n" in text and "h = h.copy()" not in text
+    saved = stagegen.generate(IN_LOOPS, "slots_read_back")  # here each step's h is saved
+    assert "h_saved.append(h)\n        h = h.copy()  # (6)\n        h[:, t] = v  # (6)" in saved
     assert stagegen.verify(IN_LOOPS).checks > 0
 
 
