@@ -216,8 +216,7 @@ def lower(b: Backward) -> Lowered:
                 line.value = transform_array(line.value, replace_dim)
     if not types.numbers_only:  # number code is printed as the sweep wrote it
         _share(b, replay, bound + setup + zero, blocks)
-        if b.body is None:
-            replay = _unpack_shapes(replay, p, types)
+        replay = _unpack_shapes(replay, p, types)  # (the top level's: loops come after them)
     return Lowered(
         backward=b,
         numbers_only=_numbers_only(p),
@@ -527,12 +526,12 @@ def _unpack_shapes(lines: list[Line], p, types: Types) -> list[Line]:
     out: list[Line] = []
     k = 0
     while k < len(lines):
-        value = lines[k].value
+        value = getattr(lines[k], "value", None)  # (a loop or branch is no shape read)
         if isinstance(value, ShapeRead) and value.axis == 0:
             run = 1
             while (
                 k + run < len(lines)
-                and isinstance(lines[k + run].value, ShapeRead)
+                and isinstance(getattr(lines[k + run], "value", None), ShapeRead)
                 and lines[k + run].value == ShapeRead(value.operand, run, value.spelling)
                 and where.get(lines[k + run].stage) == where.get(lines[k].stage)
             ):
