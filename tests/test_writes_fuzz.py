@@ -97,6 +97,7 @@ import random
 import re
 import subprocess
 import sys
+import textwrap
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -554,6 +555,7 @@ def test_verify_agrees_with_the_numerical_check():
     disagreements, counts = [], Counter()
     for k in range(VERIFY_EXAMPLES):
         prog = build_program(SEED + 10**8 + k)
+        wide_labels = prog.array == "wide" and "np.arange(N), y]" in prog.source
         for edit in (None, without_the_zeros):
             try:
                 verdict = run_program(prog, Counter(), edit=edit)
@@ -580,6 +582,11 @@ def test_verify_agrees_with_the_numerical_check():
                 # the proof samples its points at fixed sizes: a backward wrong only where a
                 # row's max sits at its label may pass them (test_the_proof_misses_...)
                 counts["edited: missed by the proof"] += 1
+                continue
+            if edit is not None and proof == "disproven" and verdict == "checked" and wide_labels:
+                # the check draws labels below C, the proof across the 2C columns written: a
+                # write's zeros may matter only at labels from C on (seed 120261226)
+                counts["edited: disproven at labels the check does not draw"] += 1
                 continue
             if (verdict == "checked") != (proof == "proven") and verdict != "skipped":
                 disagreements.append(f"seed {prog.seed}: {proof}, the check: {verdict}\n{source}")
@@ -678,8 +685,13 @@ CONTROL_CONSTRUCTS = {
     *("branch:one-arm", "branch:both-arms", "branch:label", "branch:mask", "branch:slot"),
     *("branch:+=", "branch:+=value", "branch:second-array", "branch:bound-in-arms"),
     *("branch:read-before", "branch:write-after", "branch:read-after", "branch:name"),
+    *("loop:branch-in-step", "branch:loop-in-arm"),
     *("output:array", "output:number"),
 }
+
+
+def indented(statements: list) -> str:
+    return "\n".join(textwrap.indent(st, "    ") for st in statements)
 
 
 class ControlBuilder:
@@ -770,6 +782,9 @@ class ControlBuilder:
                 self.features.add("loop:read-then-write")
             else:
                 step.append(f"{slot} = a")
+                if self.chance(0.15):  # written at the steps where c > 0.5 only
+                    step[-1] = f"if c > 0.5:\n    {step[-1]}"
+                    self.features.add("loop:branch-in-step")
         writes = 1
         extra = [
             ("+=", 0.25),
@@ -786,7 +801,7 @@ class ControlBuilder:
                 step.append(f"{slot} {self.pick('+=', '-=')} {self.pick('1.0', '0.5')}")
                 self.features.add("loop:+=")
             elif what == "+=value":
-                other = "a" if step[0].startswith("a") else xt
+                other = "a" if step[0].startswith("a") else ("prev" if kind == "rnn" else xt)
                 step.append(f"{slot} += {self.pick(other, other + ' * 0.5')}")
                 self.features.add("loop:+=value")
             elif what == "mask":
@@ -811,7 +826,7 @@ class ControlBuilder:
             else:
                 step.append(f"prev = {slot}")  # the state read back from the array written
                 self.features.add("loop:state-from-array")
-        self.body.append("for t in range(T):\n" + "\n".join("    " + s for s in step))
+        self.body.append("for t in range(T):\n" + indented(step))
         if self.chance(0.3):
             self.body.append(self.pick("u = np.tanh(h)", "u = h * 2.0"))
             self.features.add("loop:read-after")
@@ -822,7 +837,7 @@ class ControlBuilder:
     def arm(self, plus_value: float) -> list:
         lines = []
         for k in range(self.rng.randint(1, 2)):
-            what = self.pick("label", "label", "mask", "slot", "+=", "name")
+            what = self.pick("label", "label", "mask", "slot", "+=", "name", "loop-in-arm")
             if what == "label":
                 value = self.pick("0.0", "w", "np.tanh(w)", "c", "x[np.arange(N), y] * 2.0")
                 lines.append(f"s[np.arange(N), y] = {value}")
@@ -837,6 +852,9 @@ class ControlBuilder:
                     what = "+=value"
                 else:
                     lines.append(f"s[np.arange(N), y] {self.pick('+=', '-=')} 1.0")
+            elif what == "loop-in-arm":
+                value = self.pick("x[:, j] * c", "np.tanh(x[:, j])", "w * c")
+                lines.append(f"for j in range(C):\n    s[:, j] = {value}")
             else:
                 lines.append(f"g = {self.pick('np.tanh(w)', 'w * c', 'x[np.arange(N), y]')}")
                 lines.append("s[np.arange(N), y] = g")
@@ -862,9 +880,9 @@ class ControlBuilder:
         if self.chance(0.3):
             self.body.append("t = s * x")
             self.features.add("branch:read-before")
-        arms = f"if c > 0.5:\n" + "\n".join("    " + s for s in self.arm(plus_value))
+        arms = "if c > 0.5:\n" + indented(self.arm(plus_value))
         if self.chance(0.5):
-            arms += "\nelse:\n" + "\n".join("    " + s for s in self.arm(plus_value))
+            arms += "\nelse:\n" + indented(self.arm(plus_value))
             self.features.add("branch:both-arms")
         else:
             self.features.add("branch:one-arm")
@@ -974,21 +992,22 @@ class KnownBug(Failure):
 
 
 def run_control_program(prog: Program, stats: Counter, sabotage=None, edit=None) -> str:
-    """As run_program, with ``c`` drawn on each side of the branch's `c > 0.5` in turn (both
+    """As run_program, with ``c`` drawn on each side of a branch's `c > 0.5` in turn (both
     arms taken by each program); a failure the zeroed view explains is checked again with the
     views copied (``copied_views``), so that the rest of the backward is still checked:
     KnownBug if that passes."""
     arm = []  # the outcome of the branch at the last point drawn
+    branching = "if c > 0.5:" in prog.source
 
     def count(sizes: dict) -> None:
         stats["points-with-a-batch-of-one"] += sizes["N"] == 1
         stats["points-with-one-step"] += prog.family == "loops" and sizes["T"] == 1
-        if prog.family == "branches":
+        if branching:
             stats[f"points-with-the-branch-{arm[-1]}"] += 1
 
     def make_args(prog_, sizes, rng):
         args = draw_args(prog_, sizes, rng)
-        if prog.family == "branches":
+        if branching:
             taken = len(arm) % 2 == 0
             arm.append("taken" if taken else "not-taken")
             k = [p.name for p in prog.params].index("c")
@@ -1338,7 +1357,7 @@ def refused_program(seed: int) -> tuple:
 
 def self_read_program(seed: int, kind: str, rng: random.Random) -> tuple:
     """A program of the loops or branches family with a write whose value reads the array
-    written put into its loop or arm, after the first statement there."""
+    written put first into its loop or (last) `if` arm."""
     family = "loops" if kind == "loop-self-read" else "branches"
     seed = seed * len(CONTROL_FAMILIES) + CONTROL_FAMILIES.index(family)
     b = ControlBuilder(rng, family)
@@ -1351,7 +1370,7 @@ def self_read_program(seed: int, kind: str, rng: random.Random) -> tuple:
     line = rng.choice(SELF_READS[kind]).format(slot)
     at = max(k for k, st in enumerate(b.body) if st.startswith(("for t", "if c > 0.5:")))
     inner = b.body[at].split("\n")
-    b.body[at] = "\n".join(inner[:2] + ["    " + line] + inner[2:])
+    b.body[at] = "\n".join(inner[:1] + ["    " + line] + inner[1:])
     prog = with_helpers(assemble(seed, family, b.body, [], set(), True, "", b.table), b.helpers)
     lines = prog.source.split("\n")
     text = " " * 8 + line
