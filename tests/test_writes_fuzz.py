@@ -947,6 +947,8 @@ def build_control_program(seed: int, plus_value: float = 0.04) -> Program:
         if "branch:second-array" in b.features:
             extras.append("q")
     number = b.finish(extras, others)
+    if not number:  # (the state is read back in a number output only)
+        b.features.discard("loop:state-after")
     prog = assemble(seed, family, b.body, [], b.features, number, "", b.table)
     return with_helpers(prog, b.helpers)
 
