@@ -701,7 +701,8 @@ def test_an_array_forward_that_branches_reports_its_branches():
     small, _ = feasible_sizes(program, symbolic_sizes(program))
     checker = oracle.ArrayOracle(user)
     outcome = arrays.check_independent(trial, 4, small, checker)
-    assert outcome.done == 4
+    # the 4 usual points, then a further draw for each branch outcome they did not take
+    assert 4 <= outcome.done <= 5
     sides = {bool(np.sum(np.asarray(p["x"]) * np.asarray(p["w"])) > 0) for p in report.points}
     assert outcome.branches == f"branches: {len(sides)} of 2 outcomes seen"
     on_boundary = checker.decisions([np.zeros((2, 3)), np.ones(3)])  # s == 0
