@@ -428,6 +428,15 @@ class ArrayReader(FunctionReader):
                 "written there, so the value's gradient is not exact",
                 "write a number there, or index rows with `np.arange(N)` beside the labels",
             )
+        if self.depth and isinstance(stmt, ast.AugAssign) and not update:
+            spelled = {"*": "*=", "/": "/=", "**": "**="}.get(value.op, value.op + "=")
+            raise self.src.error(
+                target,
+                f"inside a loop or branch, `{name}[...] {spelled} ...` is not supported (the "
+                "array before and after the write share one name there)",
+                f"compute it into a name first (`v = {name}[...] {value.op} ...`), then write "
+                f"`{name}[...] = v`",
+            )
         if self.depth and old in walk(value.right if update else value):
             # (in a loop or branch the array before and after the write share one name, and
             # so do their gradients: the value's part of the array's gradient would be read
