@@ -248,7 +248,8 @@ REFUSALS = {
         "def f(x):\n    '''\n    - x: of shape (N, D)\n    '''\n    h = x * 2.0\n    v = h.T\n"
         "    h[h < 0] = 0.0\n    return np.sum(v)\n",
         "7:5: error: writing into `h[...]` also changes `v` (they share one array, and NumPy "
-        "updates it in place) — copy it first (`h = h.copy()`), or build a new array",
+        "updates it in place) — copy it first (`h = h.copy()`), or build a new array; or bind "
+        "`v` to a copy (`... .copy()`)",
     ),
     "a value reading the array, in a loop": (
         "def f(x):\n    '''\n    - x: of shape (N, T)\n    '''\n    N, T = x.shape\n"
@@ -496,3 +497,20 @@ def test_the_course_rnn_forward_appends_its_caches_to_a_list():
     text = stagegen.generate(course, "rnn_forward")
     assert "prev_h, _ = rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)" in text
     assert "The saved values it also returns (a cache) have no gradient." in text
+
+
+def test_a_view_bound_later_in_a_loop_is_seen_by_the_next_steps_write():
+    """`prev = h[:, t]` after the writes: the next step writes into the array prev shares (found
+    by the loop fuzzer: a label write there changed prev, a wrong gradient from generate())."""
+    source = (
+        'import numpy as np\n\n\ndef f(x: "N, T", y: "N", p: "N"):\n    N, T = x.shape\n'
+        "    h = np.zeros((N, T))\n    prev = p * 1.0\n    for t in range(T):\n"
+        "        h[np.arange(N), y] = np.tanh(x[:, t] + prev)\n        prev = h[:, t]\n"
+        "    return np.sum(h) + np.sum(prev)\n"
+    )
+    with pytest.raises(StagegenError) as caught:
+        stagegen.generate(source, filename="m.py")
+    assert "writing into `h[...]` also changes `prev`" in str(caught.value)
+    assert str(caught.value).startswith("m.py:9:9: error:")
+    fixed = source.replace("prev = h[:, t]\n", "prev = h[:, t].copy()\n")
+    assert stagegen.verify(fixed).checks > 0

@@ -33,7 +33,7 @@ so do their gradients) are a second generator, ``build_control_program``, in two
   shape (N, T, D)), writing slot ``t`` (``h[:, t]``, ``h[:, t, :]``) of an array made before the
   loop (``np.zeros``, ``np.zeros_like(x)``, ``x * 1.0``, ``x.copy()``, ``np.tanh(x)``), often
   with a carried state (``prev = h0``; ``a = np.tanh(x[:, t] + c * prev)``; ``h[:, t] = a``;
-  ``prev = a`` or ``prev = h[:, t]``), the course's ``rnn_forward`` (``np.tanh(x[:, t, :].dot(Wx)
+  ``prev = a`` or ``prev = h[:, t].copy()``), the course's ``rnn_forward`` (``np.tanh(x[:, t, :].dot(Wx)
   + prev.dot(Wh) + b)``) and calls of a step function of the same module returning ``next_h,
   cache``; further writes in the step: ``+=``/``-=`` of a number into the slot, a mask write
   (``h[h < 0] = 0.0``), a label write (``h[np.arange(N), y] = ...``), a second array's slot, the
@@ -823,7 +823,9 @@ class ControlBuilder:
             if step[0].startswith("a") and self.chance(0.6):
                 step.append("prev = a")
             else:
-                step.append(f"prev = {slot}")  # the state read back from the array written
+                # the state read back from the array written: a copy (a view of the slot would
+                # share the array the next step writes into, which is refused)
+                step.append(f"prev = {slot}.copy()")
                 self.features.add("loop:state-from-array")
         self.body.append("for t in range(T):\n" + indented(step))
         if self.chance(0.3):

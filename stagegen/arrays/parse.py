@@ -113,6 +113,7 @@ class ArrayReader(FunctionReader):
         self.holders: dict[str, set[str]] = {}  # array -> the user's names that may hold it
         self.in_place: ast.AugAssign | None = None
         self.returned_by: dict[str, str] = {}  # an array a call returned -> the function
+        self.loop_writes: list[tuple] = []  # the writes read so far, checked again after a loop
         self.rest_sizes: dict[str, str] = {}
         program = super().read(fn)
         program.rest_sizes = dict(self.rest_sizes)
@@ -362,13 +363,15 @@ class ArrayReader(FunctionReader):
                 f"`{name}` holds {what}; only a float array can be written into",
                 f"bind a new name instead, e.g. `{name}0 = ...`",
             )
-        self._check_private(
+        check = (
             target,
             name,
             old,
             f"writing into `{name}[...]`",
             f"copy it first (`{name} = {name}.copy()`), or build a new array",
         )
+        self._check_private(*check)
+        self.loop_writes.append(check)
         mask = self._mask_index(target)
         if mask is not None:
             if self.type_of(mask).shape != before.shape:
@@ -452,6 +455,14 @@ class ArrayReader(FunctionReader):
         ast_name = ast.copy_location(ast.Name(id=name, ctx=ast.Store()), base)
         self._bind(ast_name, put, stmt)
 
+    def _loop_body(self, loop, stmt) -> None:
+        """A loop's body, and then its writes checked again: a name bound later in the body
+        (`prev = h[:, t]`) holds the array when the next step writes into it."""
+        before = len(self.loop_writes)
+        super()._loop_body(loop, stmt)
+        for check in self.loop_writes[before:]:
+            self._check_private(*check)
+
     def _check_private(self, node, name: str, old: Var, doing: str, rewrite: str) -> None:
         """Writing into ``name``'s array is exact as a new value only when no other name, nor
         the caller, sees that array change; anything else is refused, never guessed."""
@@ -476,7 +487,7 @@ class ArrayReader(FunctionReader):
                     node,
                     f"{doing} also changes `{others[0]}` (they share one array, and NumPy "
                     "updates it in place)",
-                    rewrite,
+                    f"{rewrite}; or bind `{others[0]}` to a copy (`... .copy()`)",
                 )
 
     def _mask_index(self, target: ast.Subscript) -> Expr | None:
@@ -730,7 +741,9 @@ class ArrayReader(FunctionReader):
         name = stmt.target.id
         spelled = {"+": "+=", "-": "-=", "*": "*=", "/": "/=", "**": "**="}[value.op]
         rewrite = f"write `{name} = {name} {value.op} ...`, which makes a new array"
-        self._check_private(stmt, name, value.left, f"`{name} {spelled} ...`", rewrite)
+        check = (stmt, name, value.left, f"`{name} {spelled} ...`", rewrite)
+        self._check_private(*check)
+        self.loop_writes.append(check)
         before, after = self.var_types[value.left.name], self.types[value]
         if after.shape != before.shape:
             raise self.src.error(
