@@ -88,15 +88,35 @@ from test_array_fuzz import (  # noqa: E402  (its checker's parts; tests/ is on 
     load_forward,
 )
 
-_EXAMPLES_ENV = os.environ.get("STAGEGEN_INFER_FUZZ_EXAMPLES") or os.environ.get(
-    "STAGEGEN_FUZZ_EXAMPLES"
-)
-ON_DEMAND = bool(_EXAMPLES_ENV)
+
+def fuzz_settings(name: str, default: int) -> tuple[bool, int, int]:
+    """(on demand, programs, first seed) of a fuzzer: ``STAGEGEN_<NAME>_FUZZ_EXAMPLES`` or
+    ``STAGEGEN_FUZZ_EXAMPLES`` ask for a run on demand (``default`` programs otherwise), and
+    ``STAGEGEN_<NAME>_FUZZ_SEED`` sets its first seed (0 by default, random on demand)."""
+    asked = os.environ.get(f"STAGEGEN_{name}_FUZZ_EXAMPLES") or os.environ.get(
+        "STAGEGEN_FUZZ_EXAMPLES"
+    )
+    seed = os.environ.get(f"STAGEGEN_{name}_FUZZ_SEED")
+    first = int(seed) if seed else (random.SystemRandom().randrange(10**9) if asked else 0)
+    return bool(asked), int(asked) if asked else default, first
+
+
 DEFAULT_EXAMPLES = 120
-EXAMPLES = int(_EXAMPLES_ENV) if ON_DEMAND else DEFAULT_EXAMPLES
-_SEED_ENV = os.environ.get("STAGEGEN_INFER_FUZZ_SEED")
-SEED = int(_SEED_ENV) if _SEED_ENV else (random.SystemRandom().randrange(10**9) if ON_DEMAND else 0)
+ON_DEMAND, EXAMPLES, SEED = fuzz_settings("INFER", DEFAULT_EXAMPLES)
 PROGRESS_EVERY = 100
+
+
+def every_construct(build, constructs: set) -> None:
+    """Every construct of ``constructs`` is written by some program of the first 400 seeds (and
+    nothing unlisted), and every program compiles."""
+    seen: set = set()
+    for seed in range(400):
+        prog = build(seed)
+        seen |= prog.features
+        compile(prog.source, "<fuzz>", "exec")
+    assert constructs <= seen, f"never generated: {sorted(constructs - seen)}"
+    assert seen <= constructs, f"not listed: {sorted(seen - constructs)}"
+
 
 H = 1e-5  # the central-difference step (relative above 1)
 RETRY_STEPS = (1e-3, 1e-4, 1e-6, 1e-7)
@@ -1075,15 +1095,7 @@ ACCEPTED: Counter = Counter()
 
 
 def test_generator_writes_every_construct():
-    """Every construct of CONSTRUCTS is written by some program of the first 400 seeds, and
-    every program compiles."""
-    seen: set = set()
-    for seed in range(400):
-        prog = build_program(seed)
-        seen |= prog.features
-        compile(prog.source, "<fuzz>", "exec")
-    assert CONSTRUCTS <= seen, f"never generated: {sorted(CONSTRUCTS - seen)}"
-    assert seen <= CONSTRUCTS, f"not listed in CONSTRUCTS: {sorted(seen - CONSTRUCTS)}"
+    every_construct(build_program, CONSTRUCTS)
 
 
 def drive(label, build, run, known, describe, stats, accepted, seed, examples, on_demand, every):
