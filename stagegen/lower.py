@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from .arrays.ir import (
     AddAt,
-    Arange,
     BroadcastTo,
     Copy,
     Dim,
@@ -583,8 +582,8 @@ def _array_statement_lines(
     value = elementwise_selections(st.value)
     if not st.accumulate and _looked_at(value, types) in zeroed_in_place:
         value = Copy(value)  # dv = dh[:, t].copy(): the write's zeros go into dh next
-    if isinstance(value, Scatter) and _one_slot(value, types):
-        # x[:, t, :] read at a loop's step: its gradient is added into that slot
+    if isinstance(value, Scatter) and value.distinct:
+        # x[:, t, :] read at a loop's step, x[np.arange(N), y]: added into those positions
         lines = []
         if not st.accumulate:
             lines.append(Line(Var(name), Zeros(value.shape), stage=st.stage))
@@ -644,30 +643,6 @@ def _looked_at(e: Expr, types: Types) -> str | None:
             e = e.operand
         else:
             return e.name if isinstance(e, Var) else None
-
-
-def _one_slot(scatter: Scatter, types: Types) -> bool:
-    """Whether a scatter names each position once (``:``, ``a:b``, loop indices, and rows
-    ``np.arange(N)`` beside one label per row), so that a plain ``+=`` into it is exact."""
-    arrays = [
-        k
-        for k, i in enumerate(scatter.items)
-        if not isinstance(i, (FullSlice, NewAxis, Span))
-        and not (isinstance(i, Var) and types.shape(i) == ())
-    ]
-    if not arrays:
-        return True
-    if len(arrays) != 2 or arrays[1] != arrays[0] + 1:
-        return False
-    rows, labels = (scatter.items[k] for k in arrays)
-    rows_shape, labels_shape = types.shape(rows), types.shape(labels)
-    return (
-        isinstance(rows, Arange)
-        and rows_shape is not None
-        and len(rows_shape) == 1
-        and dims(rows_shape)[0] == scatter.shape[arrays[0]]
-        and labels_shape == rows_shape  # one label per row
-    )
 
 
 def _may_alias(e: Expr) -> bool:

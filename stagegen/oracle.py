@@ -30,6 +30,7 @@ import builtins
 import linecache
 import math
 import numbers
+import operator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -216,6 +217,12 @@ def _index_value(index: ast.expr) -> ast.expr:
     return index
 
 
+_UPDATES = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+    "**": operator.pow,
+}  # fmt: skip
+
+
 def write_into(array, index, value, op):
     """``array[index] = value`` (or ``op=``), as NumPy runs it; the array it wrote into."""
     import numpy as np
@@ -228,15 +235,8 @@ def write_into(array, index, value, op):
         array = _mpf_array(array)  # (50-digit numbers written: hold them as they are)
     if op is None:
         array[index] = value
-    else:
-        current = array[index]
-        array[index] = {
-            "+": lambda: current + value,
-            "-": lambda: current - value,
-            "*": lambda: current * value,
-            "/": lambda: current / value,
-            "**": lambda: current**value,
-        }[op]()
+    else:  # `a[i] op= v`: the positions read, combined, written back (once each, as NumPy does)
+        array[index] = _UPDATES[op](array[index], value)
     return array
 
 

@@ -35,6 +35,7 @@ from .arrays.ir import (
     SumTo,
     Transpose,
     Where,
+    distinct_positions,
 )
 from .arrays.shapes import Shape, factors, has_joint, has_rest, is_rest, multiply
 from .expr import (
@@ -61,19 +62,20 @@ from .types import Types
 
 class Scatter(Expr):
     """The gradient of a gather ``x[rows, y]``: ``values`` added into zeros of x's shape at the
-    index. Only ever the whole value of a gradient statement (lowered to ``np.add.at``)."""
+    index. Only ever the whole value of a gradient statement (lowered to ``np.add.at``, or to
+    a plain ``+=`` where the index names each position once: ``distinct``)."""
 
-    __slots__ = ("shape", "items", "values")
+    __slots__ = ("shape", "items", "values", "distinct")
 
-    def __init__(self, shape: tuple[Expr, ...], items: tuple[Expr, ...], values: Expr):
-        self.shape, self.items, self.values = shape, items, values
+    def __init__(self, shape, items: tuple[Expr, ...], values: Expr, distinct: bool = False):
+        self.shape, self.items, self.values, self.distinct = shape, items, values, distinct
 
     def children(self):
         return (*self.shape, *self.items, self.values)
 
     def rebuilt(self, kids) -> "Scatter":
         n, m = len(self.shape), len(self.items)
-        return Scatter(tuple(kids[:n]), tuple(kids[n : n + m]), kids[n + m])
+        return Scatter(tuple(kids[:n]), tuple(kids[n : n + m]), kids[n + m], self.distinct)
 
 
 class Zeroed(Expr):
@@ -296,7 +298,8 @@ def _index(node: Index, g: Expr, value: Expr, types: Types):
         raise NotNamed()
     if isinstance(g, BroadcastTo):
         g = g.operand  # np.add.at broadcasts the values itself
-    return [(x, Scatter(dims(types.shape(x)), node.items, g))]
+    distinct = distinct_positions(node.items, types.shape(x), types.shape)
+    return [(x, Scatter(dims(types.shape(x)), node.items, g, distinct))]
 
 
 def _put(node: Put, g: Expr, value: Expr, types: Types):

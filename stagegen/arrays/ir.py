@@ -413,6 +413,28 @@ def transform_array(e: Expr, fn) -> Expr:
     return e if new == kids else rebuild_array(e, new)
 
 
+def distinct_positions(items, shape, shape_of) -> bool:
+    """Whether an index (no mask) into an array of ``shape`` names each position once: ``:``,
+    slices, a loop's index, or rows ``np.arange(N)`` (all of them) beside one label per row
+    (``shape_of`` gives an item's shape). Then a write or a plain ``+=`` there is exact; an
+    index that may repeat a position needs np.add.at (and keeps one of the values written)."""
+    arrays = [
+        k
+        for k, i in enumerate(items)
+        if not isinstance(i, (FullSlice, NewAxis, Span)) and shape_of(i) != ()
+    ]
+    if not arrays:
+        return True
+    if len(arrays) != 2 or arrays[1] != arrays[0] + 1:
+        return False
+    rows, labels = (items[k] for k in arrays)
+    return (
+        isinstance(rows, Arange)
+        and shape_of(rows) == (shape[arrays[0]],)
+        and shape_of(labels) == shape_of(rows)
+    )
+
+
 def stage_line(target: str, e: Expr, printer) -> str:
     """A stage as the line of code that makes it: ``t = e``, and a write into an array as the
     user wrote it, ``t[items] = value`` (into ``t``, a copy of the array before it)."""
@@ -644,6 +666,7 @@ __all__ = [
     "UNBROADCAST",
     "unbroadcast_source",
     "Zeros",
+    "distinct_positions",
     "rebuild_array",
     "stage_line",
 ]

@@ -39,6 +39,7 @@ from .ir import (
     ShapeRead,
     Transpose,
     Where,
+    distinct_positions,
 )
 from .shapes import Shape, ShapeError, show
 
@@ -417,7 +418,10 @@ class ArrayReader(FunctionReader):
             isinstance(value, Bin) and value.op in ("+", "-") and value.left == Index(old, items)
         )
         added = update and not self._carries(value.right)
-        if not self._distinct_positions(items, before.shape) and self._carries(value) and not added:
+        distinct = mask is not None or distinct_positions(
+            items, before.shape, lambda e: self.type_of(e).shape
+        )
+        if not distinct and self._carries(value) and not added:
             if isinstance(value, Bin) and value.left == Index(old, items):
                 raise self.src.error(
                     target.slice,
@@ -500,23 +504,6 @@ class ArrayReader(FunctionReader):
             if self.type_of(e).kind == "bool":
                 return e
         return None
-
-    def _distinct_positions(self, items: tuple[Expr, ...], shape: Shape) -> bool:
-        """Whether an index names every position once: a mask, `:` and slices, or rows
-        ``np.arange(N)`` (all of them) beside one label per row."""
-        arrays = [k for k, i in enumerate(items) if _is_array(i) and not isinstance(i, Span)]
-        arrays = [k for k in arrays if self.type_of(items[k]).kind != "bool"]
-        arrays = [k for k in arrays if not _is_loop_index(items[k], self.integers)]
-        if not arrays:
-            return True
-        if len(arrays) != 2 or arrays[1] != arrays[0] + 1:
-            return False
-        rows, labels = items[arrays[0]], items[arrays[1]]
-        return (
-            isinstance(rows, Arange)
-            and self.type_of(rows).shape == (shape[arrays[0]],)
-            and self.type_of(labels).shape == self.type_of(rows).shape  # one label per row
-        )
 
     def _carries(self, value: Expr) -> bool:
         """Whether a gradient can flow into ``value`` (it reads a float value)."""
